@@ -1,0 +1,12 @@
+/*
+ * cli.h: the subcommands of the accrue binary. Each takes the arguments after its own name
+ * (argv[0] is the subcommand) and returns the process exit status: 0 ok, 1 when the work failed
+ * (a script error or limit, a signature or proof that does not hold), 2 for a usage error.
+ * Messages go to stderr, one line, naming the flag or file at fault.
+ */
+#ifndef ACCRUE_RUNTIME_CLI_H
+#define ACCRUE_RUNTIME_CLI_H
+
+int cli_run(int argc, char **argv);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * main.c: the accrue binary's entry point: picks the subcommand and hands it its arguments.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "runtime/cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+} command_t;
+
+static const command_t commands[] = {
+    {"run", cli_run, "run an agent script once in a fresh sandbox"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: accrue COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n`accrue COMMAND --help` describes one command.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "accrue: unknown command '%s' (try accrue --help)\n", argv[1]);
+    return 2;
+}

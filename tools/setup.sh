@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing accrue needs on a Debian bookworm machine (run as root):
+# the Debian -dev packages of the seven system libraries, and the pinned Zig from PyPI in a venv.
+# Idempotent: a second run finds everything present and installs nothing.
+set -euo pipefail
+
+ZIG_VERSION=0.17.1          # the one place the Zig version is pinned
+VENV=${ACCRUE_VENV:-/opt/accrue-venv}
+
+debs=(build-essential pkg-config python3 python3-venv
+      liblua5.4-dev libwebsockets-dev libjemalloc-dev libsqlite3-dev
+      libsecp256k1-dev libjansson-dev nettle-dev valgrind lua5.4 ca-certificates)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Debian's python3 refuses system-wide pip installs (PEP 668); a venv works everywhere.
+if ! "$VENV/bin/python3" -m ziglang version 2>/dev/null | grep -qx "$ZIG_VERSION"; then
+  echo "setup: installing ziglang==$ZIG_VERSION into $VENV" >&2
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "ziglang==$ZIG_VERSION"
+fi
+if [ "${ACCRUE_SETUP_ETH:-0}" = 1 ] && ! "$VENV/bin/python3" -c 'import eth_account, eth_abi' 2>/dev/null; then
+  echo "setup: installing eth-account and eth-abi for the cross-check tests" >&2
+  "$VENV/bin/pip" install -q eth-account eth-abi
+fi
+
+# A `zig` on PATH for everything after this.
+mkdir -p /usr/local/bin
+cat > /usr/local/bin/zig <<SH
+#!/bin/sh
+exec "$VENV/bin/python3" -m ziglang "\$@"
+SH
+chmod 755 /usr/local/bin/zig
