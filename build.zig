@@ -27,6 +27,7 @@ const runtime_sources = [_][]const u8{
 const unit_tests = [_][]const u8{
     "sandbox",
     "corpus",
+    "json",
 };
 const benches = [_][]const u8{
     "sandbox",
