@@ -1,0 +1,13 @@
+-- expect: exit=0
+-- stdout: refused
+-- note: lua.org bugs page, 5.4.4 #11 "Loading a corrupted binary file can segfault"
+-- note: (the corrupted dump from lua/lua commit ab859fe5, testes/calls.lua). Refused as binary.
+local code =
+  "\x1b\x4c\x75\x61\x54\x00\x19\x93\x0d\x0a\x1a\x0a\x04\x08\x08\x78\x56\z
+   \x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x28\x77\x40\x00\x86\x40\z
+   \x74\x65\x6d\x70\x81\x81\x01\x00\x02\x82\x48\x00\x02\x00\xc7\x00\x01\z
+   \x00\x80\x80\x80\x82\x00\x00\x80\x81\x82\x78\x80\x82\x81\x86\x40\x74\z
+   \x65\x6d\x70"
+local f, err = load(code)
+print((f == nil and tostring(err):find("binary")) and "refused" or "ACCEPTED")
+return { on_message = function() return "" end }

@@ -1,0 +1,6 @@
+-- expect: exit=1
+-- max-ms: 2500
+-- note: the error object traps every field read and every conversion.
+local trap = function() while true do end end
+error(setmetatable({}, { __index = trap, __tostring = trap, __len = trap, __concat = trap,
+                         __eq = trap, __name = "trap" }))

@@ -1,0 +1,3 @@
+-- expect: exit=1
+-- note: a plain table as the error object.
+error({ code = 42 })

@@ -1,0 +1,6 @@
+-- expect: exit=1
+-- max-ms: 2500
+-- note: the turn runs as a coroutine: a bare coroutine.yield at the top level must not confuse the
+-- note: host's scheduler into waiting for a host call that was never made.
+coroutine.yield("fake host call")
+return { on_message = function() return "" end }
