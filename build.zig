@@ -15,12 +15,19 @@ const sandbox_sources = [_][]const u8{
     "sandbox/json.c",
 };
 const meters_sources = [_][]const u8{
+    "meters/keccak.c",
+    "meters/hex.c",
+    "meters/uint256.c",
+    "meters/keys.c",
+    "meters/eip712.c",
+    "meters/merkle.c",
 };
 const registry_sources = [_][]const u8{
 };
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
+    "runtime/cli_eth.c",
 };
 
 /// One executable per file under tests/, each a test of one module.
@@ -28,9 +35,15 @@ const unit_tests = [_][]const u8{
     "sandbox",
     "corpus",
     "json",
+    "keccak",
+    "keys",
+    "eip712",
+    "merkle",
+    "eth_crosscheck",
 };
 const benches = [_][]const u8{
     "sandbox",
+    "eth",
 };
 
 const system_libs = [_][]const u8{ "lua5.4", "libwebsockets", "sqlite3", "libsecp256k1", "jansson", "nettle", "pthread" };

@@ -8,5 +8,11 @@
 #define ACCRUE_RUNTIME_CLI_H
 
 int cli_run(int argc, char **argv);
+/* runtime/cli_eth.c: keys, signatures and Merkle trees */
+int cli_keygen(int argc, char **argv);
+int cli_address(int argc, char **argv);
+int cli_sign(int argc, char **argv);
+int cli_recover(int argc, char **argv);
+int cli_merkle(int argc, char **argv);
 
 #endif

@@ -14,6 +14,11 @@ typedef struct command {
 
 static const command_t commands[] = {
     {"run", cli_run, "run an agent script once in a fresh sandbox"},
+    {"keygen", cli_keygen, "create a secp256k1 key file and print its address"},
+    {"address", cli_address, "print the address of a key file"},
+    {"sign", cli_sign, "sign a message, EIP-712 typed data or a digest"},
+    {"recover", cli_recover, "print the address that made a signature"},
+    {"merkle", cli_merkle, "Merkle root, proof and verification of [address, amount] values"},
 };
 
 static void usage(FILE *out) {

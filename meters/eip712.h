@@ -1,0 +1,47 @@
+/*
+ * eip712.h: EIP-712 typed structured data hashing, from the JSON a wallet's eth_signTypedData_v4
+ * takes: {"types": {...}, "primaryType": "...", "domain": {...}, "message": {...}}.
+ *
+ * The whole type system: uint8..uint256, int8..int256, address, bool, bytes1..bytes32, bytes,
+ * string, structs, fixed and dynamic arrays of any of these (multi-dimensional too). encodeType lists
+ * the primary type, then every struct it depends on sorted by name; a struct may hold itself through
+ * a dynamic array (as the EIP and MetaMask hash it). Refused, with an error naming the place
+ * (e.g. "message.to.wallet"): an unknown type, a value out of range, a wrong length, a missing field,
+ * a type that can never end (a struct that always holds itself, directly or through fixed arrays).
+ *
+ * Values: integers as JSON integers or as decimal ("-5" for intN) or 0x-hex strings; addresses as
+ * 0x-hex (all lower, all upper or EIP-55); bool as true/false; bytesN and bytes as 0x-hex of exactly
+ * the right length; string as a JSON string. Keys of a value object that its type does not declare
+ * are ignored, as MetaMask and eth-account do. When types has no EIP712Domain it is inferred from
+ * the domain's keys in the canonical order (name, version, chainId, verifyingContract, salt).
+ *
+ * Errors: functions return 0 or a negative EIP712_E* code and write a one-line message into err.
+ */
+#ifndef ACCRUE_METERS_EIP712_H
+#define ACCRUE_METERS_EIP712_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define EIP712_EINVAL -1
+#define EIP712_ENOMEM -5
+
+typedef struct eip712_doc eip712_doc;
+
+/* Parses and checks the typed data (types and values both). *out is freed with eip712_free. */
+int eip712_parse(const char *json, size_t len, eip712_doc **out, char *err, size_t errlen);
+void eip712_free(eip712_doc *doc);
+
+/* keccak256("\x19\x01" || domainSeparator || hashStruct(primaryType, message)); for primaryType
+ * "EIP712Domain" the message hash is left out (as MetaMask does). */
+void eip712_digest(const eip712_doc *doc, uint8_t digest[32]);
+void eip712_domain_separator(const eip712_doc *doc, uint8_t out[32]);
+/* hashStruct(primaryType, message). */
+void eip712_message_hash(const eip712_doc *doc, uint8_t out[32]);
+/* encodeType of a struct named in types (NUL-terminated, malloc'd: caller frees), or NULL. */
+char *eip712_encode_type(const eip712_doc *doc, const char *type_name);
+
+/* Parse and digest in one call. */
+int eip712_digest_json(const char *json, size_t len, uint8_t digest[32], char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,372 @@
+/*
+ * merkle.c: the OpenZeppelin StandardMerkleTree layout over keccak-256, built in parallel.
+ *
+ * Invariant of the flat array nodes[0 .. 2n-2]: node i (i < n-1) is hash_pair(node 2i+1, node 2i+2);
+ * nodes n-1 .. 2n-2 are the leaves in descending sorted order (sorted leaf k at 2n-2-k). Every node
+ * at depth d has its children at depth d+1, so the inner nodes are computed one depth at a time,
+ * deepest first, and the nodes of one depth are independent of each other (split across threads).
+ */
+#include "meters/merkle.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "meters/keccak.h"
+#include "meters/keys.h"
+#include "meters/uint256.h"
+
+struct merkle_tree {
+    size_t count;          /* n values */
+    uint8_t (*nodes)[32];  /* 2n-1 nodes */
+    size_t *tree_index;    /* input value i -> its leaf's node index */
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+void merkle_leaf_hash(const merkle_value *value, uint8_t out[32]) {
+    uint8_t enc[64], inner[32];
+    memset(enc, 0, 12);
+    memcpy(enc + 12, value->address, 20);
+    memcpy(enc + 32, value->amount, 32);
+    keccak256(enc, 64, inner);
+    keccak256(inner, 32, out);
+}
+
+void merkle_hash_pair(const uint8_t a[32], const uint8_t b[32], uint8_t out[32]) {
+    uint8_t buf[64];
+    if (memcmp(a, b, 32) <= 0) {
+        memcpy(buf, a, 32);
+        memcpy(buf + 32, b, 32);
+    } else {
+        memcpy(buf, b, 32);
+        memcpy(buf + 32, a, 32);
+    }
+    keccak256(buf, 64, out);
+}
+
+/* ---- a two-level parallel for: [lo, hi) split into one contiguous chunk per thread ---- */
+
+typedef void (*range_fn)(void *arg, size_t lo, size_t hi);
+typedef struct range_job {
+    range_fn fn;
+    void *arg;
+    size_t lo, hi;
+} range_job;
+
+static void *range_thread(void *p) {
+    range_job *j = p;
+    j->fn(j->arg, j->lo, j->hi);
+    return NULL;
+}
+
+static unsigned worker_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) n = 1;
+    if (n > 16) n = 16;
+    return (unsigned)n;
+}
+
+/* Small ranges run inline: starting a thread costs more than hashing a few thousand nodes. */
+static void parallel_for(size_t lo, size_t hi, range_fn fn, void *arg) {
+    unsigned workers = worker_count();
+    size_t n = hi - lo;
+    if (workers < 2 || n < 8192) {
+        fn(arg, lo, hi);
+        return;
+    }
+    range_job jobs[16];
+    pthread_t tids[16];
+    int started[16] = {0};
+    size_t step = (n + workers - 1) / workers;
+    for (unsigned w = 0; w < workers; w++) {
+        jobs[w].fn = fn;
+        jobs[w].arg = arg;
+        jobs[w].lo = lo + w * step < hi ? lo + w * step : hi;
+        jobs[w].hi = lo + (w + 1) * step < hi ? lo + (w + 1) * step : hi;
+    }
+    for (unsigned w = 1; w < workers; w++) started[w] = pthread_create(&tids[w], NULL, range_thread, &jobs[w]) == 0;
+    fn(arg, jobs[0].lo, jobs[0].hi);
+    for (unsigned w = 1; w < workers; w++) {
+        if (started[w])
+            pthread_join(tids[w], NULL);
+        else
+            fn(arg, jobs[w].lo, jobs[w].hi); /* no thread: do its share here */
+    }
+}
+
+typedef struct sort_item {
+    uint64_t key; /* the first 8 bytes of the leaf hash, big-endian, so integer order = byte order */
+    uint64_t idx; /* input position */
+} sort_item;
+
+typedef struct build_ctx {
+    const merkle_value *values;
+    uint8_t (*leaves)[32]; /* leaf hash of input value i */
+    sort_item *items;
+    uint8_t (*nodes)[32];
+} build_ctx;
+
+static void key_leaves(void *p, size_t lo, size_t hi);
+
+static void hash_leaves(void *p, size_t lo, size_t hi) {
+    build_ctx *b = p;
+    for (size_t i = lo; i < hi; i++) merkle_leaf_hash(&b->values[i], b->leaves[i]);
+    key_leaves(p, lo, hi);
+}
+
+static void hash_inner(void *p, size_t lo, size_t hi) {
+    build_ctx *b = p;
+    for (size_t i = lo; i < hi; i++) merkle_hash_pair(b->nodes[2 * i + 1], b->nodes[2 * i + 2], b->nodes[i]);
+}
+
+/* Stable LSD radix sort on the 64-bit key (4 passes of 16 bits), then a stable insertion sort of
+ * each run of equal keys by the full hash: the order of JavaScript's stable sort by hash bytes. */
+static int sort_leaves(sort_item *items, size_t n, uint8_t (*leaves)[32]) {
+    sort_item *tmp = malloc(n * sizeof *tmp);
+    size_t *count = malloc(65536 * sizeof *count);
+    if (!tmp || !count) {
+        free(tmp);
+        free(count);
+        return -1;
+    }
+    sort_item *src = items, *dst = tmp;
+    for (int pass = 0; pass < 4; pass++) {
+        int shift = 16 * pass;
+        memset(count, 0, 65536 * sizeof *count);
+        for (size_t i = 0; i < n; i++) count[(src[i].key >> shift) & 0xffff]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) dst[count[(src[i].key >> shift) & 0xffff]++] = src[i];
+        sort_item *t = src;
+        src = dst;
+        dst = t;
+    }
+    /* After an even number of passes the result is back in items. */
+    free(tmp);
+    free(count);
+    for (size_t i = 1; i < n; i++) {
+        if (items[i].key != items[i - 1].key) continue;
+        sort_item cur = items[i];
+        size_t j = i;
+        while (j > 0 && items[j - 1].key == cur.key && memcmp(leaves[items[j - 1].idx], leaves[cur.idx], 32) > 0) {
+            items[j] = items[j - 1];
+            j--;
+        }
+        items[j] = cur;
+    }
+    return 0;
+}
+
+static void key_leaves(void *p, size_t lo, size_t hi) {
+    build_ctx *b = p;
+    for (size_t i = lo; i < hi; i++) {
+        uint64_t k = 0;
+        for (int j = 0; j < 8; j++) k = k << 8 | b->leaves[i][j];
+        b->items[i].key = k;
+        b->items[i].idx = i;
+    }
+}
+
+/* Builds the tree over b->leaves (count hashes, in input order). Takes ownership of nothing. */
+static int build_tree(build_ctx *b, size_t count, int leaves_hashed, merkle_tree **out, char *err, size_t errlen) {
+    merkle_tree *t = calloc(1, sizeof *t);
+    if (t) {
+        t->count = count;
+        t->nodes = malloc((2 * count - 1) * sizeof *t->nodes);
+        t->tree_index = malloc(count * sizeof *t->tree_index);
+    }
+    b->items = malloc(count * sizeof *b->items);
+    if (!t || !t->nodes || !t->tree_index || !b->items) goto nomem;
+    b->nodes = t->nodes;
+
+    parallel_for(0, count, leaves_hashed ? key_leaves : hash_leaves, b);
+    if (sort_leaves(b->items, count, b->leaves) != 0) goto nomem;
+    size_t last = 2 * count - 2;
+    for (size_t k = 0; k < count; k++) {
+        memcpy(t->nodes[last - k], b->leaves[b->items[k].idx], 32);
+        t->tree_index[b->items[k].idx] = last - k;
+    }
+    free(b->items);
+    b->items = NULL;
+
+    if (count > 1) {
+        size_t last_inner = count - 2;
+        int depth = 0;
+        while (((size_t)2 << depth) - 1 <= last_inner) depth++; /* depth of node last_inner */
+        for (int d = depth; d >= 0; d--) {
+            size_t lo = ((size_t)1 << d) - 1, hi = ((size_t)2 << d) - 1; /* [lo, hi) */
+            if (hi > last_inner + 1) hi = last_inner + 1;
+            parallel_for(lo, hi, hash_inner, b);
+        }
+    }
+    *out = t;
+    return 0;
+
+nomem:
+    free(b->items);
+    b->items = NULL;
+    merkle_free(t);
+    set_err(err, errlen, "out of memory building a tree of %zu values", count);
+    return MERKLE_ENOMEM;
+}
+
+static int check_count(size_t count, char *err, size_t errlen) {
+    if (count == 0) {
+        set_err(err, errlen, "a Merkle tree needs at least one value");
+        return MERKLE_EINVAL;
+    }
+    if (count > SIZE_MAX / 128) {
+        set_err(err, errlen, "too many values");
+        return MERKLE_EINVAL;
+    }
+    return 0;
+}
+
+int merkle_build(const merkle_value *values, size_t count, merkle_tree **out, char *err, size_t errlen) {
+    *out = NULL;
+    int rc = check_count(count, err, errlen);
+    if (rc) return rc;
+    build_ctx b = {.values = values};
+    b.leaves = malloc(count * sizeof *b.leaves);
+    if (!b.leaves) {
+        set_err(err, errlen, "out of memory building a tree of %zu values", count);
+        return MERKLE_ENOMEM;
+    }
+    rc = build_tree(&b, count, 0, out, err, errlen);
+    free(b.leaves);
+    return rc;
+}
+
+int merkle_build_from_leaves(const uint8_t (*leaves)[32], size_t count, merkle_tree **out, char *err, size_t errlen) {
+    *out = NULL;
+    int rc = check_count(count, err, errlen);
+    if (rc) return rc;
+    build_ctx b = {.leaves = (uint8_t(*)[32])(uintptr_t)leaves}; /* read only when leaves_hashed */
+    return build_tree(&b, count, 1, out, err, errlen);
+}
+
+void merkle_free(merkle_tree *tree) {
+    if (!tree) return;
+    free(tree->nodes);
+    free(tree->tree_index);
+    free(tree);
+}
+
+void merkle_root(const merkle_tree *tree, uint8_t root[32]) {
+    memcpy(root, tree->nodes[0], 32);
+}
+
+size_t merkle_count(const merkle_tree *tree) {
+    return tree->count;
+}
+
+size_t merkle_max_proof_len(const merkle_tree *tree) {
+    size_t h = 0;
+    for (size_t i = 2 * tree->count - 2; i > 0; i = (i - 1) / 2) h++;
+    return h;
+}
+
+size_t merkle_tree_index(const merkle_tree *tree, size_t value_index) {
+    return tree->tree_index[value_index];
+}
+
+const uint8_t *merkle_node(const merkle_tree *tree, size_t node_index) {
+    return tree->nodes[node_index];
+}
+
+size_t merkle_proof(const merkle_tree *tree, size_t value_index, uint8_t (*proof)[32]) {
+    size_t n = 0;
+    for (size_t i = tree->tree_index[value_index]; i > 0; i = (i - 1) / 2) {
+        size_t sibling = (i & 1) ? i + 1 : i - 1;
+        memcpy(proof[n++], tree->nodes[sibling], 32);
+    }
+    return n;
+}
+
+int merkle_verify(const uint8_t root[32], const uint8_t leaf[32], const uint8_t (*proof)[32], size_t proof_len) {
+    uint8_t h[32];
+    memcpy(h, leaf, 32);
+    for (size_t i = 0; i < proof_len; i++) merkle_hash_pair(h, proof[i], h);
+    return memcmp(h, root, 32) == 0 ? 0 : MERKLE_EMISMATCH;
+}
+
+int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, size_t *count, char *err,
+                             size_t errlen) {
+    *out = NULL;
+    *count = 0;
+    json_error_t jerr;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        set_err(err, errlen, "values: invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        return MERKLE_EINVAL;
+    }
+    int rc = MERKLE_EINVAL;
+    merkle_value *vals = NULL;
+    if (!json_is_array(root)) {
+        set_err(err, errlen, "values: expected a JSON array of [address, amount] pairs");
+        goto done;
+    }
+    size_t n = json_array_size(root);
+    if (n == 0) {
+        set_err(err, errlen, "values: the array is empty (a Merkle tree needs at least one value)");
+        goto done;
+    }
+    vals = malloc(n * sizeof *vals);
+    if (!vals) {
+        set_err(err, errlen, "values: out of memory");
+        rc = MERKLE_ENOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *pair = json_array_get(root, i);
+        if (!json_is_array(pair) || json_array_size(pair) != 2) {
+            set_err(err, errlen, "values[%zu]: expected an [address, amount] pair", i);
+            goto done;
+        }
+        json_t *a = json_array_get(pair, 0), *m = json_array_get(pair, 1);
+        char aerr[160];
+        if (!json_is_string(a) ||
+            eth_address_parse(json_string_value(a), json_string_length(a), vals[i].address, aerr, sizeof aerr) != 0) {
+            set_err(err, errlen, "values[%zu][0]: %s", i,
+                    json_is_string(a) ? aerr : "the address must be a string");
+            goto done;
+        }
+        if (json_is_string(m)) {
+            if (uint256_from_decimal(json_string_value(m), json_string_length(m), vals[i].amount) != 0) {
+                set_err(err, errlen,
+                        "values[%zu][1]: the amount must be a decimal string of digits only, at most 2^256-1", i);
+                goto done;
+            }
+        } else if (json_is_integer(m) && json_integer_value(m) >= 0) {
+            uint64_t v = (uint64_t)json_integer_value(m);
+            memset(vals[i].amount, 0, 32);
+            for (int b = 0; b < 8; b++) vals[i].amount[31 - b] = (uint8_t)(v >> (8 * b));
+        } else {
+            set_err(err, errlen, "values[%zu][1]: the amount must be a non-negative decimal string", i);
+            goto done;
+        }
+    }
+    *out = vals;
+    *count = n;
+    vals = NULL;
+    rc = 0;
+done:
+    free(vals);
+    json_decref(root);
+    return rc;
+}

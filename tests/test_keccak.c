@@ -1,0 +1,109 @@
+/*
+ * test_keccak.c: keccak-256 against published vectors and the streaming API against one-shot
+ * hashing at every split around the 136-byte block boundary.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "meters/hex.h"
+#include "meters/keccak.h"
+#include "tests/check.h"
+
+static void hash_hex(const void *data, size_t len, char out[67]) {
+    uint8_t d[32];
+    keccak256(data, len, d);
+    hex_encode0x(d, 32, out);
+}
+
+static void keccak_of_empty_is_ethereums_not_sha3(void) {
+    char h[67];
+    hash_hex("", 0, h);
+    CHECK_STREQ(h, "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");
+}
+
+static void keccak_published_vectors(void) {
+    char h[67];
+    hash_hex("abc", 3, h);
+    CHECK_STREQ(h, "0x4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45");
+    const char *fox = "The quick brown fox jumps over the lazy dog";
+    hash_hex(fox, strlen(fox), h);
+    CHECK_STREQ(h, "0x4d741b6f1eb29cb2a9b9911c82f56fa8d73b04959d3d9d222895df6c0b28aa15");
+}
+
+/* Lengths around the rate (values from eth_utils.keccak, bytes (7i+3) mod 256). */
+static void keccak_block_boundaries(void) {
+    static const struct { size_t n; const char *hex; } v[] = {
+        {135, "0x00ef96af9cf4b24c7f269d922294444a197d0a33638c2e56634c57e892103a8f"},
+        {136, "0x742061bcad767ed4c4f5883b1dcb1aad11afdcc140dc469d953759b127b9f9ed"},
+        {137, "0xe3371f61e770abf254c34239c3b0099ad90594507415bc81dd0a10b9692bbf2a"},
+        {200, "0x66d2cdf3ab4c5bd3c75add9b60b14ac5b7789534fa2da3f348853b847359a3a0"},
+        {272, "0xac141fd7b0a0ffcd2e967254d508da3ec616596493c36fa304425647d90e6de5"},
+        {1000, "0x80cdc8dd52cbb3dbaea8f383209893fa2bb52efbd5aedbb4b26dcfe307fcdc9b"},
+    };
+    uint8_t buf[1000];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 7 + 3);
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+        char h[67];
+        hash_hex(buf, v[k].n, h);
+        CHECK_MSG(strcmp(h, v[k].hex) == 0, "length %zu: %s", v[k].n, h);
+    }
+}
+
+static void keccak_million_a(void) {
+    size_t n = 1000000;
+    char *a = malloc(n), h[67];
+    CHECK(a != NULL);
+    if (!a) return;
+    memset(a, 'a', n);
+    /* streamed in odd-sized pieces */
+    keccak256_ctx c;
+    keccak256_init(&c);
+    for (size_t off = 0; off < n; off += 977) keccak256_update(&c, a + off, off + 977 <= n ? 977 : n - off);
+    uint8_t d[32];
+    keccak256_final(&c, d);
+    hex_encode0x(d, 32, h);
+    CHECK_STREQ(h, "0xfadae6b49f129bbb812be8407b7b2894f34aecf6dbd1f9b0f0c7e9853098fc96");
+    free(a);
+}
+
+static void keccak_streaming_equals_one_shot_at_every_split(void) {
+    uint8_t buf[600];
+    for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 131 + 17);
+    int bad = 0;
+    for (size_t len = 0; len <= sizeof buf && !bad; len += (len < 300 ? 1 : 37)) {
+        uint8_t want[32];
+        keccak256(buf, len, want);
+        for (size_t s1 = 0; s1 <= len && !bad; s1 += 1 + (len > 150) * 6) {
+            size_t s2 = s1 + (len - s1) / 3;
+            keccak256_ctx c;
+            uint8_t got[32];
+            keccak256_init(&c);
+            keccak256_update(&c, buf, s1);
+            keccak256_update(&c, buf + s1, s2 - s1);
+            keccak256_update(&c, buf + s2, len - s2);
+            keccak256_final(&c, got);
+            if (memcmp(got, want, 32) != 0) {
+                CHECK_MSG(0, "len %zu split %zu/%zu differs", len, s1, s2);
+                bad = 1;
+            }
+        }
+    }
+    /* final() re-initialises: the context hashes a second message correctly. */
+    keccak256_ctx c;
+    uint8_t d[32], e[32];
+    keccak256_init(&c);
+    keccak256_update(&c, "xyz", 3);
+    keccak256_final(&c, d);
+    keccak256_final(&c, d);
+    keccak256(NULL, 0, e);
+    CHECK(memcmp(d, e, 32) == 0);
+}
+
+int main(void) {
+    RUN(keccak_of_empty_is_ethereums_not_sha3);
+    RUN(keccak_published_vectors);
+    RUN(keccak_block_boundaries);
+    RUN(keccak_million_a);
+    RUN(keccak_streaming_equals_one_shot_at_every_split);
+    return check_finish("keccak");
+}
