@@ -1,6 +1,7 @@
 -- expect: exit=0
 -- stdout: ok
--- args: --mem-limit 67108864
+-- args: --mem-limit 67108864 --time-limit 3000
+-- max-ms: 5000
 -- note: lua.org bugs page, 5.4.4 #4 "Lua-stack overflow when C stack overflows while handling an
 -- note: error" (CVE-2022-33099; fixed by lua/lua commit 42d40581). Test shapes from testes/cstack.lua:
 -- note: a recursive message handler on a recursive function, and pcall recursion under xpcall.
