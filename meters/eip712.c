@@ -51,6 +51,7 @@ struct eip712_doc {
     json_t *root;
     stype *structs;
     size_t nstructs;
+    size_t cap_structs; /* entries allocated (zeroed), freed whether or not they were filled in */
     int inferred_domain; /* EIP712Domain was not in types: the last struct is the inferred one */
     int primary_is_domain;
     uint8_t domain_sep[32];
@@ -472,6 +473,7 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
     int has_domain = json_object_get(types, "EIP712Domain") != NULL;
     d->structs = calloc(n + 1, sizeof *d->structs);
     if (!d->structs) return fail(d, "out of memory");
+    d->cap_structs = n + 1;
     const char *name;
     json_t *def;
     /* Names first, so that fields can refer to any struct. */
@@ -583,7 +585,7 @@ done:
 void eip712_free(eip712_doc *doc) {
     if (!doc) return;
     if (doc->structs)
-        for (size_t i = 0; i < doc->nstructs; i++) free(doc->structs[i].fields);
+        for (size_t i = 0; i < doc->cap_structs; i++) free(doc->structs[i].fields);
     free(doc->structs);
     json_decref(doc->root);
     free(doc);
