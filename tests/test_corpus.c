@@ -41,7 +41,8 @@
  *     try to create files with that marker in their names).
  *
  * `test_corpus [SUBSTRING]` (or CORPUS_ONLY=SUBSTRING) runs only the scripts whose name contains
- * SUBSTRING. ACCRUE_BIN names the binary (default zig-out/bin/accrue).
+ * SUBSTRING; CORPUS_VERBOSE=1 also prints each passing script with its wall time. ACCRUE_BIN names
+ * the binary (default zig-out/bin/accrue).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -530,6 +531,7 @@ static void finish_job(job_t *j, int status, long elapsed_ms) {
         check_failed++;
     } else {
         check_passed++;
+        if (getenv("CORPUS_VERBOSE")) fprintf(stderr, "ok %s (%ld ms)\n", j->name, elapsed_ms);
     }
     free(out);
     free(err);
