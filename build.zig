@@ -33,6 +33,7 @@ const runtime_sources = [_][]const u8{
 /// One executable per file under tests/, each a test of one module.
 const unit_tests = [_][]const u8{
     "sandbox",
+    "bounded",
     "corpus",
     "json",
     "keccak",

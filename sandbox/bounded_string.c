@@ -1,0 +1,671 @@
+/*
+ * bounded_string.c: string.find, match, gmatch, gsub, rep and format that pay for their work.
+ *
+ * Why this file exists: the sandbox stops a script from a Lua hook, and a hook never runs inside
+ * a C function. Lua's own pattern matcher backtracks without limit (`("a"):rep(200):find(
+ * ".-.-.-.-.-b")` runs for minutes) and string.rep can copy gigabytes in one call, so either would
+ * hold the CPU past every limit. Here the pattern matcher is our own, written from the Lua 5.4
+ * manual (§6.4.1), with the same semantics and error messages as Lua's; every matcher step (each
+ * single-character test, each backtrack) and every 64 bytes copied are charged with sbx_charge,
+ * which raises the sandbox's stop error when a limit is hit. The matcher's recursion is bounded
+ * (MATCH_MAX_DEPTH, as Lua's MAXCCALLS) so no pattern can overflow the C stack.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "sandbox/internal.h"
+
+#define MATCH_MAX_CAPTURES 32 /* LUA_MAXCAPTURES */
+#define MATCH_MAX_DEPTH 200   /* Lua's MAXCCALLS, its bound on matcher recursion */
+#define CAP_OPEN (-1)         /* a capture whose ')' has not been reached yet */
+#define CAP_POSITION (-2)     /* a position capture "()" */
+#define ESC '%'
+#define BYTES_PER_UNIT 64     /* one charge unit pays for this many bytes copied or scanned */
+#define COPY_CHUNK ((size_t)BYTES_PER_UNIT * SBX_CHARGE_EVERY)
+/* string.rep's cap on a result, as Lua 5.4's MAXSIZE (results must fit an int). */
+#define REP_MAX_SIZE ((size_t)INT_MAX)
+
+/* Work done but not yet charged; flushed every SBX_CHARGE_EVERY units so sbx_charge is cheap to
+ * call per step and a long loop still reaches it often enough to be stopped. */
+typedef struct meter {
+    lua_State *L;
+    uint64_t pending;
+} meter_t;
+
+static void meter_flush(meter_t *m) {
+    if (m->pending > 0) {
+        uint64_t units = m->pending;
+        m->pending = 0;
+        sbx_charge(m->L, units);
+    }
+}
+
+static inline void meter_add(meter_t *m, uint64_t units) {
+    m->pending += units;
+    if (m->pending >= SBX_CHARGE_EVERY) meter_flush(m);
+}
+
+/* Bytes cost one unit per BYTES_PER_UNIT, rounded up so a tiny copy is never free. */
+static inline void meter_bytes(meter_t *m, size_t n) {
+    meter_add(m, n / BYTES_PER_UNIT + 1);
+}
+
+/* Adds n bytes to a luaL_Buffer in chunks, paying for each before copying it. */
+static void buffer_add_charged(meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
+    while (n > 0) {
+        size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
+        meter_bytes(m, k);
+        luaL_addlstring(b, s, k);
+        s += k;
+        n -= k;
+    }
+}
+
+/* --- the pattern matcher --------------------------------------------------------------------- */
+
+typedef struct matcher {
+    meter_t meter;
+    const char *subject;     /* start of the subject */
+    const char *subject_end; /* one past its last byte */
+    const char *pattern_end; /* one past the pattern's last byte */
+    int depth_left;          /* recursion budget; "pattern too complex" at 0 */
+    int level;               /* captures opened so far */
+    struct {
+        const char *start;
+        ptrdiff_t len; /* a length, CAP_OPEN or CAP_POSITION */
+    } capture[MATCH_MAX_CAPTURES];
+} matcher_t;
+
+static const char *match_here(matcher_t *m, const char *s, const char *p);
+
+static void matcher_init(matcher_t *m, lua_State *L, const char *s, size_t ls, const char *p,
+                         size_t lp) {
+    m->meter.L = L;
+    m->meter.pending = 0;
+    m->subject = s;
+    m->subject_end = s + ls;
+    m->pattern_end = p + lp;
+    m->depth_left = MATCH_MAX_DEPTH;
+    m->level = 0;
+}
+
+/* Before each new attempt: no captures, full recursion budget. */
+static void matcher_reset(matcher_t *m) {
+    m->level = 0;
+    m->depth_left = MATCH_MAX_DEPTH;
+}
+
+/* Does byte c belong to the class letter cl (%a, %D, ...)? A non-letter stands for itself. */
+static int class_has(int c, int cl) {
+    int in;
+    switch (tolower(cl)) {
+    case 'a': in = isalpha(c); break;
+    case 'c': in = iscntrl(c); break;
+    case 'd': in = isdigit(c); break;
+    case 'g': in = isgraph(c); break;
+    case 'l': in = islower(c); break;
+    case 'p': in = ispunct(c); break;
+    case 's': in = isspace(c); break;
+    case 'u': in = isupper(c); break;
+    case 'w': in = isalnum(c); break;
+    case 'x': in = isxdigit(c); break;
+    case 'z': in = (c == 0); break; /* deprecated in 5.2 but still accepted by 5.4 */
+    default: return cl == c;
+    }
+    if (isupper(cl)) in = !in; /* upper-case letters are the complements */
+    return in != 0;
+}
+
+/* Where the single-character class starting at p ends (one past it). Raises on a malformed one. */
+static const char *class_end(matcher_t *m, const char *p) {
+    char c = *p++;
+    if (c == ESC) {
+        if (p >= m->pattern_end) luaL_error(m->meter.L, "malformed pattern (ends with '%%')");
+        return p + 1;
+    }
+    if (c == '[') {
+        if (p < m->pattern_end && *p == '^') p++;
+        /* The first character of a set is never its closing ']' ("[]]" is a set of ']'). */
+        do {
+            if (p >= m->pattern_end) luaL_error(m->meter.L, "malformed pattern (missing ']')");
+            c = *p++;
+            if (c == ESC && p < m->pattern_end) p++; /* "%]" does not close the set */
+        } while (p >= m->pattern_end || *p != ']');
+        return p + 1;
+    }
+    return p;
+}
+
+/* Is byte c in the set [..] that spans set..set_close (set points at '[', set_close at ']')? */
+static int set_has(matcher_t *m, int c, const char *set, const char *set_close) {
+    int want = 1;
+    const char *p = set + 1;
+    if (*p == '^') {
+        want = 0;
+        p++;
+    }
+    for (; p < set_close; p++) {
+        meter_add(&m->meter, 1);
+        if (*p == ESC) {
+            p++;
+            if (class_has(c, (unsigned char)*p)) return want;
+        } else if (p + 2 < set_close && p[1] == '-') {
+            if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2]) return want;
+            p += 2;
+        } else if ((unsigned char)*p == c) {
+            return want;
+        }
+    }
+    return !want;
+}
+
+/* Does the class p..class_stop match the subject byte at s? Each test is one unit of work. */
+static int single_match(matcher_t *m, const char *s, const char *p, const char *class_stop) {
+    meter_add(&m->meter, 1);
+    if (s >= m->subject_end) return 0;
+    int c = (unsigned char)*s;
+    switch (*p) {
+    case '.': return 1;
+    case ESC: return class_has(c, (unsigned char)p[1]);
+    case '[': return set_has(m, c, p, class_stop - 1);
+    default: return (unsigned char)*p == c;
+    }
+}
+
+/* %bxy at s: the shortest balanced run from x to its matching y. */
+static const char *match_balance(matcher_t *m, const char *s, const char *p) {
+    if (p + 1 >= m->pattern_end)
+        luaL_error(m->meter.L, "malformed pattern (missing arguments to '%%b')");
+    if (s >= m->subject_end || *s != p[0]) return NULL;
+    char open = p[0], close = p[1];
+    size_t depth = 1;
+    while (++s < m->subject_end) {
+        meter_add(&m->meter, 1);
+        if (*s == close) {
+            if (--depth == 0) return s + 1;
+        } else if (*s == open) {
+            depth++;
+        }
+    }
+    return NULL;
+}
+
+/* Greedy repetition: take as many as possible, then give back one at a time. */
+static const char *expand_longest(matcher_t *m, const char *s, const char *p, const char *ep) {
+    ptrdiff_t n = 0;
+    while (single_match(m, s + n, p, ep)) n++;
+    for (; n >= 0; n--) {
+        const char *r = match_here(m, s + n, ep + 1);
+        if (r) return r;
+    }
+    return NULL;
+}
+
+/* Lazy repetition: try the rest first, take one more only when the rest fails. */
+static const char *expand_shortest(matcher_t *m, const char *s, const char *p, const char *ep) {
+    for (;;) {
+        const char *r = match_here(m, s, ep + 1);
+        if (r) return r;
+        if (!single_match(m, s, p, ep)) return NULL;
+        s++;
+    }
+}
+
+static const char *open_capture(matcher_t *m, const char *s, const char *p, ptrdiff_t kind) {
+    if (m->level >= MATCH_MAX_CAPTURES) luaL_error(m->meter.L, "too many captures");
+    m->capture[m->level].start = s;
+    m->capture[m->level].len = kind;
+    m->level++;
+    const char *r = match_here(m, s, p);
+    if (!r) m->level--; /* the capture did not happen after all */
+    return r;
+}
+
+static const char *close_capture(matcher_t *m, const char *s, const char *p) {
+    int l = m->level - 1;
+    while (l >= 0 && m->capture[l].len != CAP_OPEN) l--;
+    if (l < 0) luaL_error(m->meter.L, "invalid pattern capture");
+    m->capture[l].len = s - m->capture[l].start;
+    const char *r = match_here(m, s, p);
+    if (!r) m->capture[l].len = CAP_OPEN; /* undo: the match is retried from elsewhere */
+    return r;
+}
+
+/* %1..%9 in a pattern: the text of an earlier, closed capture. */
+static const char *match_backref(matcher_t *m, const char *s, int digit) {
+    int l = digit - '1';
+    if (l < 0 || l >= m->level || m->capture[l].len == CAP_OPEN)
+        luaL_error(m->meter.L, "invalid capture index %%%d", l + 1);
+    size_t len = (size_t)m->capture[l].len; /* a position capture has no text: compares as huge */
+    meter_bytes(&m->meter, m->capture[l].len > 0 ? len : 0);
+    if ((size_t)(m->subject_end - s) >= len && memcmp(m->capture[l].start, s, len) == 0)
+        return s + len;
+    return NULL;
+}
+
+/*
+ * Matches pattern p against the subject at s; returns where the match ends or NULL. Straight runs
+ * of the pattern are walked in the loop; only quantifiers and captures recurse, and each level
+ * draws from depth_left, so the C stack is bounded whatever the pattern.
+ */
+static const char *match_here(matcher_t *m, const char *s, const char *p) {
+    if (m->depth_left-- == 0) luaL_error(m->meter.L, "pattern too complex");
+    for (;;) {
+        meter_add(&m->meter, 1);
+        if (p >= m->pattern_end) break;
+        if (*p == '(') {
+            if (p + 1 < m->pattern_end && p[1] == ')')
+                s = open_capture(m, s, p + 2, CAP_POSITION);
+            else
+                s = open_capture(m, s, p + 1, CAP_OPEN);
+            break;
+        }
+        if (*p == ')') {
+            s = close_capture(m, s, p + 1);
+            break;
+        }
+        if (*p == '$' && p + 1 == m->pattern_end) {
+            if (s != m->subject_end) s = NULL;
+            break;
+        }
+        if (*p == ESC && p + 1 < m->pattern_end) {
+            if (p[1] == 'b') {
+                s = match_balance(m, s, p + 2);
+                if (!s) break;
+                p += 4;
+                continue;
+            }
+            if (p[1] == 'f') {
+                p += 2;
+                if (p >= m->pattern_end || *p != '[')
+                    luaL_error(m->meter.L, "missing '[' after '%%f' in pattern");
+                const char *ep = class_end(m, p);
+                int before = (s == m->subject) ? '\0' : (unsigned char)s[-1];
+                int here = (s < m->subject_end) ? (unsigned char)*s : '\0';
+                if (!set_has(m, before, p, ep - 1) && set_has(m, here, p, ep - 1)) {
+                    p = ep;
+                    continue;
+                }
+                s = NULL;
+                break;
+            }
+            if (isdigit((unsigned char)p[1])) {
+                s = match_backref(m, s, (unsigned char)p[1]);
+                if (!s) break;
+                p += 2;
+                continue;
+            }
+        }
+        /* A single-character class, maybe followed by a quantifier. */
+        const char *ep = class_end(m, p);
+        char q = ep < m->pattern_end ? *ep : '\0';
+        if (!single_match(m, s, p, ep)) {
+            if (q == '*' || q == '?' || q == '-') { /* zero repetitions are fine */
+                p = ep + 1;
+                continue;
+            }
+            s = NULL;
+            break;
+        }
+        if (q == '?') {
+            const char *r = match_here(m, s + 1, ep + 1);
+            if (r) {
+                s = r;
+                break;
+            }
+            p = ep + 1;
+            continue;
+        }
+        if (q == '+') {
+            s = expand_longest(m, s + 1, p, ep);
+            break;
+        }
+        if (q == '*') {
+            s = expand_longest(m, s, p, ep);
+            break;
+        }
+        if (q == '-') {
+            s = expand_shortest(m, s, p, ep);
+            break;
+        }
+        s++;
+        p = ep;
+    }
+    m->depth_left++;
+    return s;
+}
+
+/* Pushes capture i (or the whole match s..e when there are none and i is 0). */
+static void push_capture(matcher_t *m, int i, const char *s, const char *e) {
+    lua_State *L = m->meter.L;
+    if (i >= m->level) {
+        if (i != 0) luaL_error(L, "invalid capture index %%%d", i + 1);
+        lua_pushlstring(L, s, (size_t)(e - s));
+        return;
+    }
+    ptrdiff_t len = m->capture[i].len;
+    if (len == CAP_OPEN) luaL_error(L, "unfinished capture");
+    if (len == CAP_POSITION)
+        lua_pushinteger(L, (lua_Integer)(m->capture[i].start - m->subject) + 1);
+    else
+        lua_pushlstring(L, m->capture[i].start, (size_t)len);
+}
+
+/* Pushes every capture; with none, the whole match (unless s is NULL, as find wants). */
+static int push_captures(matcher_t *m, const char *s, const char *e) {
+    int n = (m->level == 0 && s) ? 1 : m->level;
+    luaL_checkstack(m->meter.L, n, "too many captures");
+    for (int i = 0; i < n; i++) push_capture(m, i, s, e);
+    return n;
+}
+
+/* --- find, match, gmatch --------------------------------------------------------------------- */
+
+/* Lua 5.4's reading of an init argument: negative counts from the end, 0 and too-negative are 1. */
+static size_t start_offset(lua_Integer pos, size_t len) {
+    if (pos > 0) return (size_t)pos - 1;
+    if (pos == 0) return 0;
+    if (pos < -(lua_Integer)len) return 0;
+    return (size_t)((lua_Integer)len + pos);
+}
+
+/* True when the pattern has none of Lua's magic characters (embedded zeros allowed). */
+static int pattern_is_plain(const char *p, size_t lp) {
+    for (size_t i = 0; i < lp; i++)
+        if (strchr("^$*+?.([%-", p[i]) && p[i] != '\0') return 0;
+    return 1;
+}
+
+static int find_or_match(lua_State *L, int find) {
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    size_t init = start_offset(luaL_optinteger(L, 3, 1), ls);
+    if (init > ls) {
+        luaL_pushfail(L);
+        return 1;
+    }
+    if (find && (lua_toboolean(L, 4) || pattern_is_plain(p, lp))) {
+        /* memmem is linear in the subject; pay for the scan up front. */
+        sbx_charge(L, (ls - init) / BYTES_PER_UNIT + 1);
+        const char *hit = lp == 0 ? s + init : memmem(s + init, ls - init, p, lp);
+        if (hit) {
+            lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
+            lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);
+            return 2;
+        }
+        luaL_pushfail(L);
+        return 1;
+    }
+    matcher_t m;
+    int anchored = lp > 0 && *p == '^';
+    if (anchored) {
+        p++;
+        lp--;
+    }
+    matcher_init(&m, L, s, ls, p, lp);
+    const char *from = s + init;
+    do {
+        matcher_reset(&m);
+        const char *e = match_here(&m, from, p);
+        if (e) {
+            meter_flush(&m.meter);
+            if (find) {
+                lua_pushinteger(L, (lua_Integer)(from - s) + 1);
+                lua_pushinteger(L, (lua_Integer)(e - s));
+                return push_captures(&m, NULL, NULL) + 2;
+            }
+            return push_captures(&m, from, e);
+        }
+    } while (from++ < m.subject_end && !anchored);
+    meter_flush(&m.meter);
+    luaL_pushfail(L);
+    return 1;
+}
+
+static int bounded_find(lua_State *L) {
+    return find_or_match(L, 1);
+}
+
+static int bounded_match(lua_State *L) {
+    return find_or_match(L, 0);
+}
+
+/* The iterator's state, a userdata upvalue; the subject and pattern are upvalues 1 and 2 so
+ * their bytes stay alive (Lua 5.4 strings never move). Offsets, not pointers, for the cursor. */
+typedef struct gmatch_state {
+    size_t next;       /* where the next search starts; len + 1 when done */
+    size_t last_end;   /* end of the last match, so an empty match there is skipped */
+    int have_last;
+} gmatch_state_t;
+
+static int gmatch_step(lua_State *L) {
+    size_t ls, lp;
+    const char *s = lua_tolstring(L, lua_upvalueindex(1), &ls);
+    const char *p = lua_tolstring(L, lua_upvalueindex(2), &lp);
+    gmatch_state_t *st = lua_touserdata(L, lua_upvalueindex(3));
+    matcher_t m;
+    matcher_init(&m, L, s, ls, p, lp);
+    for (size_t at = st->next; at <= ls; at++) {
+        matcher_reset(&m);
+        const char *e = match_here(&m, s + at, p);
+        if (e && !(st->have_last && (size_t)(e - s) == st->last_end)) {
+            st->next = st->last_end = (size_t)(e - s);
+            st->have_last = 1;
+            meter_flush(&m.meter);
+            return push_captures(&m, s + at, e);
+        }
+    }
+    st->next = ls + 1;
+    meter_flush(&m.meter);
+    return 0;
+}
+
+static int bounded_gmatch(lua_State *L) {
+    size_t ls, lp;
+    luaL_checklstring(L, 1, &ls);
+    luaL_checklstring(L, 2, &lp);
+    size_t init = start_offset(luaL_optinteger(L, 3, 1), ls);
+    lua_settop(L, 2);
+    gmatch_state_t *st = lua_newuserdatauv(L, sizeof *st, 0);
+    st->next = init > ls ? ls + 1 : init;
+    st->last_end = 0;
+    st->have_last = 0;
+    lua_pushcclosure(L, gmatch_step, 3);
+    return 1;
+}
+
+/* --- gsub ------------------------------------------------------------------------------------ */
+
+/* Appends the replacement string (argument 3) for the match s..e, expanding %0-%9 and %%. */
+static void add_replacement_string(matcher_t *m, luaL_Buffer *b, const char *s, const char *e) {
+    lua_State *L = m->meter.L;
+    size_t lr;
+    const char *r = lua_tolstring(L, 3, &lr);
+    const char *r_end = r + lr;
+    while (r < r_end) {
+        const char *pct = memchr(r, ESC, (size_t)(r_end - r));
+        if (!pct) {
+            buffer_add_charged(&m->meter, b, r, (size_t)(r_end - r));
+            break;
+        }
+        buffer_add_charged(&m->meter, b, r, (size_t)(pct - r));
+        r = pct + 1;
+        char c = r < r_end ? *r : '\0';
+        if (c == ESC) {
+            luaL_addchar(b, ESC);
+        } else if (c == '0') {
+            buffer_add_charged(&m->meter, b, s, (size_t)(e - s));
+        } else if (isdigit((unsigned char)c)) {
+            push_capture(m, c - '1', s, e);
+            size_t len;
+            lua_tolstring(L, -1, &len); /* a position capture becomes its decimal text */
+            meter_bytes(&m->meter, len);
+            luaL_addvalue(b);
+        } else {
+            luaL_error(L, "invalid use of '%c' in replacement string", ESC);
+        }
+        r++;
+    }
+}
+
+/* Appends the replacement for the match s..e; returns whether the text changed. */
+static int add_replacement(matcher_t *m, luaL_Buffer *b, const char *s, const char *e, int kind) {
+    lua_State *L = m->meter.L;
+    if (kind == LUA_TFUNCTION) {
+        lua_pushvalue(L, 3);
+        int n = push_captures(m, s, e);
+        meter_flush(&m->meter); /* the callback may run long; settle our debt first */
+        lua_call(L, n, 1);
+    } else if (kind == LUA_TTABLE) {
+        push_capture(m, 0, s, e);
+        lua_gettable(L, 3);
+    } else {
+        add_replacement_string(m, b, s, e);
+        return 1;
+    }
+    if (!lua_toboolean(L, -1)) { /* false or nil keeps the original text */
+        lua_pop(L, 1);
+        buffer_add_charged(&m->meter, b, s, (size_t)(e - s));
+        return 0;
+    }
+    if (!lua_isstring(L, -1))
+        return luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
+    size_t len;
+    lua_tolstring(L, -1, &len);
+    meter_bytes(&m->meter, len);
+    luaL_addvalue(b);
+    return 1;
+}
+
+static int bounded_gsub(lua_State *L) {
+    size_t ls, lp;
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
+    int kind = lua_type(L, 3);
+    lua_Integer max_n = luaL_optinteger(L, 4, (lua_Integer)ls + 1);
+    luaL_argexpected(L, kind == LUA_TNUMBER || kind == LUA_TSTRING || kind == LUA_TFUNCTION ||
+                            kind == LUA_TTABLE,
+                     3, "string/function/table");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int anchored = lp > 0 && *p == '^';
+    if (anchored) {
+        p++;
+        lp--;
+    }
+    matcher_t m;
+    matcher_init(&m, L, s, ls, p, lp);
+    const char *src = s, *last_end = NULL;
+    lua_Integer n = 0;
+    int changed = 0;
+    while (n < max_n) {
+        matcher_reset(&m);
+        const char *e = match_here(&m, src, p);
+        if (e && e != last_end) { /* an empty match right after the last match does not count */
+            n++;
+            changed |= add_replacement(&m, &b, src, e, kind);
+            src = last_end = e;
+        } else if (src < m.subject_end) {
+            luaL_addchar(&b, *src++);
+        } else {
+            break;
+        }
+        if (anchored) break;
+    }
+    if (!changed) {
+        lua_pushvalue(L, 1);
+    } else {
+        buffer_add_charged(&m.meter, &b, src, (size_t)(m.subject_end - src));
+        luaL_pushresult(&b);
+    }
+    meter_flush(&m.meter);
+    lua_pushinteger(L, n);
+    return 2;
+}
+
+/* --- rep, format ----------------------------------------------------------------------------- */
+
+/* Copies n bytes in chunks, paying for each chunk before copying it. */
+static void copy_charged(meter_t *m, char *dst, const char *src, size_t n) {
+    while (n > 0) {
+        size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
+        meter_bytes(m, k);
+        memcpy(dst, src, k);
+        dst += k;
+        src += k;
+        n -= k;
+    }
+}
+
+static int bounded_rep(lua_State *L) {
+    size_t l, lsep;
+    const char *s = luaL_checklstring(L, 1, &l);
+    lua_Integer n = luaL_checkinteger(L, 2);
+    const char *sep = luaL_optlstring(L, 3, "", &lsep);
+    if (n <= 0) {
+        lua_pushliteral(L, "");
+        return 1;
+    }
+    if (l + lsep < l || l + lsep > REP_MAX_SIZE / (lua_Unsigned)n)
+        return luaL_error(L, "resulting string too large");
+    size_t total = (size_t)n * l + (size_t)(n - 1) * lsep;
+    meter_t m = {L, 0};
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(L, &b, total);
+    /*
+     * The result is the period s..sep repeated and cut to `total`. Write one period, then double
+     * what is written by copying it onto its own end: the copied length is always a whole number of
+     * periods (or the last piece), so the result stays periodic, and a one-byte s costs log2(n)
+     * memcpy calls rather than n.
+     */
+    size_t done = l < total ? l : total;
+    copy_charged(&m, out, s, done);
+    if (done < total) {
+        size_t k = lsep < total - done ? lsep : total - done;
+        copy_charged(&m, out + done, sep, k);
+        done += k;
+    }
+    while (done < total) {
+        size_t k = done < total - done ? done : total - done;
+        copy_charged(&m, out + done, out, k);
+        done += k;
+    }
+    luaL_pushresultsize(&b, total);
+    meter_flush(&m);
+    return 1;
+}
+
+/*
+ * Lua's format is linear in its output, but one call can produce a lot: pay for it after. The
+ * original is called as a plain C function inside our own call frame, not through lua_call, so
+ * its argument errors name 'format' and carry the caller's line exactly as before.
+ */
+static int bounded_format(lua_State *L) {
+    int nargs = lua_gettop(L);
+    lua_CFunction original = lua_tocfunction(L, lua_upvalueindex(1));
+    int nresults = original(L);
+    size_t len = 0;
+    lua_tolstring(L, -1, &len);
+    sbx_charge(L, len / BYTES_PER_UNIT + (uint64_t)nargs);
+    return nresults;
+}
+
+void sbx_open_bounded_string(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"find", bounded_find},   {"match", bounded_match}, {"gmatch", bounded_gmatch},
+        {"gsub", bounded_gsub},   {"rep", bounded_rep},     {NULL, NULL},
+    };
+    luaL_setfuncs(L, fns, 0);
+    /* The original is kept as our wrapper's upvalue and called directly, which is only right for
+     * a plain C function without upvalues, as Lua 5.4's is. Anything else is left in place. */
+    int top = lua_gettop(L);
+    lua_getfield(L, -1, "format");
+    if (lua_tocfunction(L, -1) != NULL && lua_getupvalue(L, -1, 1) == NULL) {
+        lua_pushcclosure(L, bounded_format, 1);
+        lua_setfield(L, -2, "format");
+    }
+    lua_settop(L, top);
+}

@@ -1,0 +1,366 @@
+/*
+ * bounded_table.c: table.sort, concat, move, unpack, insert and remove that pay for their work.
+ *
+ * Why this file exists: the sandbox stops a script from a Lua hook, and a hook never runs inside
+ * a C function. Lua's table functions loop in C over ranges the script chooses: table.move with a
+ * huge range, insert/remove on a table whose __len says 2^50, a sort whose comparator drives
+ * quicksort to O(n^2). Each version here has the semantics and error messages of Lua 5.4's
+ * (elements read and written through lua_geti/lua_seti, so metamethods are respected) and charges
+ * sbx_charge per element moved, per comparison and per 64 bytes copied, so a limit stops it.
+ *
+ * sort is an introsort: Lua's median-of-three quicksort partition (which also catches most invalid
+ * order functions, as Lua does), falling back to heapsort past 2*log2(n) levels, so no input and
+ * no comparator can force more than O(n log n) comparisons, and no index outside 1..n is touched.
+ */
+#include <limits.h>
+#include <stddef.h>
+
+#include "sandbox/internal.h"
+
+#define BYTES_PER_UNIT 64
+#define COPY_CHUNK ((size_t)BYTES_PER_UNIT * SBX_CHARGE_EVERY)
+
+/* Which capabilities a non-table must offer through its metatable to be used as a table. */
+#define TAB_READ 1
+#define TAB_WRITE 2
+#define TAB_LENGTH 4
+
+/* Work done but not yet charged; flushed every SBX_CHARGE_EVERY units. */
+typedef struct meter {
+    lua_State *L;
+    uint64_t pending;
+} meter_t;
+
+static void meter_flush(meter_t *m) {
+    if (m->pending > 0) {
+        uint64_t units = m->pending;
+        m->pending = 0;
+        sbx_charge(m->L, units);
+    }
+}
+
+static inline void meter_add(meter_t *m, uint64_t units) {
+    m->pending += units;
+    if (m->pending >= SBX_CHARGE_EVERY) meter_flush(m);
+}
+
+static int metatable_has(lua_State *L, const char *key, int n) {
+    lua_pushstring(L, key);
+    return lua_rawget(L, -n) != LUA_TNIL;
+}
+
+/* As Lua 5.4: a table, or a value whose metatable has the metamethods `what` needs. */
+static void check_table_like(lua_State *L, int arg, int what) {
+    if (lua_type(L, arg) == LUA_TTABLE) return;
+    int n = 1;
+    if (lua_getmetatable(L, arg) && (!(what & TAB_READ) || metatable_has(L, "__index", ++n)) &&
+        (!(what & TAB_WRITE) || metatable_has(L, "__newindex", ++n)) &&
+        (!(what & TAB_LENGTH) || metatable_has(L, "__len", ++n))) {
+        lua_pop(L, n);
+    } else {
+        luaL_checktype(L, arg, LUA_TTABLE); /* raises the usual "table expected" */
+    }
+}
+
+static lua_Integer checked_length(lua_State *L, int arg, int what) {
+    check_table_like(L, arg, what | TAB_LENGTH);
+    return luaL_len(L, arg);
+}
+
+/* --- insert, remove -------------------------------------------------------------------------- */
+
+/* Both shift elements one by one; with a __len that lies, the shift is as long as it says. */
+static int bounded_insert(lua_State *L) {
+    lua_Integer end = checked_length(L, 1, TAB_READ | TAB_WRITE);
+    lua_Integer pos;
+    end = (lua_Integer)((lua_Unsigned)end + 1u); /* first empty slot, wrapping as Lua's intop */
+    switch (lua_gettop(L)) {
+    case 2:
+        pos = end;
+        break;
+    case 3: {
+        meter_t m = {L, 0};
+        pos = luaL_checkinteger(L, 2);
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)end, 2, "position out of bounds");
+        for (lua_Integer i = end; i > pos; i--) {
+            meter_add(&m, 1);
+            lua_geti(L, 1, i - 1);
+            lua_seti(L, 1, i);
+        }
+        meter_flush(&m);
+        break;
+    }
+    default:
+        return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    lua_seti(L, 1, pos);
+    return 0;
+}
+
+static int bounded_remove(lua_State *L) {
+    lua_Integer size = checked_length(L, 1, TAB_READ | TAB_WRITE);
+    lua_Integer pos = luaL_optinteger(L, 2, size);
+    /* Argument #1, not #2, in the message: that is what Lua 5.4.4 says (later fixed upstream). */
+    if (pos != size)
+        luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1,
+                      "position out of bounds");
+    meter_t m = {L, 0};
+    lua_geti(L, 1, pos);
+    for (; pos < size; pos++) {
+        meter_add(&m, 1);
+        lua_geti(L, 1, pos + 1);
+        lua_seti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_seti(L, 1, pos);
+    meter_flush(&m);
+    return 1;
+}
+
+/* --- move, unpack, concat -------------------------------------------------------------------- */
+
+static int bounded_move(lua_State *L) {
+    lua_Integer f = luaL_checkinteger(L, 2);
+    lua_Integer e = luaL_checkinteger(L, 3);
+    lua_Integer t = luaL_checkinteger(L, 4);
+    int dest = !lua_isnoneornil(L, 5) ? 5 : 1;
+    check_table_like(L, 1, TAB_READ);
+    check_table_like(L, dest, TAB_WRITE);
+    if (e >= f) {
+        luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
+        lua_Integer n = e - f + 1;
+        luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
+        meter_t m = {L, 0};
+        /* Copy forwards unless the ranges overlap with the destination ahead of the source. */
+        if (t > e || t <= f || (dest != 1 && !lua_compare(L, 1, dest, LUA_OPEQ))) {
+            for (lua_Integer i = 0; i < n; i++) {
+                meter_add(&m, 1);
+                lua_geti(L, 1, f + i);
+                lua_seti(L, dest, t + i);
+            }
+        } else {
+            for (lua_Integer i = n - 1; i >= 0; i--) {
+                meter_add(&m, 1);
+                lua_geti(L, 1, f + i);
+                lua_seti(L, dest, t + i);
+            }
+        }
+        meter_flush(&m);
+    }
+    lua_pushvalue(L, dest);
+    return 1;
+}
+
+static int bounded_unpack(lua_State *L) {
+    lua_Integer i = luaL_optinteger(L, 2, 1);
+    lua_Integer e = luaL_opt(L, luaL_checkinteger, 3, luaL_len(L, 1));
+    if (i > e) return 0;
+    lua_Unsigned n = (lua_Unsigned)e - (lua_Unsigned)i; /* count minus one, cannot overflow */
+    if (n >= (unsigned int)INT_MAX || !lua_checkstack(L, (int)(++n)))
+        return luaL_error(L, "too many results to unpack");
+    /* Charged up front: the count is already bounded by the stack limit, this makes it paid. */
+    sbx_charge(L, n);
+    for (; i < e; i++) lua_geti(L, 1, i);
+    lua_geti(L, 1, e);
+    return (int)n;
+}
+
+static void concat_add_field(meter_t *m, luaL_Buffer *b, lua_Integer i) {
+    lua_State *L = m->L;
+    lua_geti(L, 1, i);
+    if (!lua_isstring(L, -1))
+        luaL_error(L, "invalid value (%s) at index %I in table for 'concat'", luaL_typename(L, -1),
+                   (LUAI_UACINT)i);
+    size_t len;
+    lua_tolstring(L, -1, &len);
+    meter_add(m, 1 + len / BYTES_PER_UNIT);
+    luaL_addvalue(b);
+}
+
+static int bounded_concat(lua_State *L) {
+    lua_Integer last = checked_length(L, 1, TAB_READ);
+    size_t lsep;
+    const char *sep = luaL_optlstring(L, 2, "", &lsep);
+    lua_Integer i = luaL_optinteger(L, 3, 1);
+    last = luaL_optinteger(L, 4, last);
+    meter_t m = {L, 0};
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (; i < last; i++) {
+        concat_add_field(&m, &b, i);
+        /* A long separator is copied in pieces, each paid before it is copied. */
+        const char *p = sep;
+        size_t left = lsep;
+        while (left > COPY_CHUNK) {
+            meter_add(&m, COPY_CHUNK / BYTES_PER_UNIT);
+            luaL_addlstring(&b, p, COPY_CHUNK);
+            p += COPY_CHUNK;
+            left -= COPY_CHUNK;
+        }
+        meter_add(&m, left / BYTES_PER_UNIT);
+        luaL_addlstring(&b, p, left);
+    }
+    if (i == last) concat_add_field(&m, &b, i);
+    luaL_pushresult(&b);
+    meter_flush(&m);
+    return 1;
+}
+
+/* --- sort ------------------------------------------------------------------------------------ */
+
+/*
+ * Stack layout while sorting: 1 the table, 2 the comparator or nil. Every helper leaves the stack
+ * as it found it, except where it says otherwise.
+ */
+typedef struct sorter {
+    meter_t meter;
+} sorter_t;
+
+/* Is the value at stack index a less than the one at b? Both indices absolute. */
+static int sort_less(sorter_t *so, int a, int b) {
+    lua_State *L = so->meter.L;
+    meter_add(&so->meter, 2);
+    if (lua_isnil(L, 2)) return lua_compare(L, a, b, LUA_OPLT);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, a);
+    lua_pushvalue(L, b);
+    lua_call(L, 2, 1);
+    int r = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* Is t[i] < t[j]? */
+static int sort_less_at(sorter_t *so, lua_Integer i, lua_Integer j) {
+    lua_State *L = so->meter.L;
+    lua_geti(L, 1, i);
+    lua_geti(L, 1, j);
+    int top = lua_gettop(L);
+    int r = sort_less(so, top - 1, top);
+    lua_pop(L, 2);
+    return r;
+}
+
+static void sort_swap(sorter_t *so, lua_Integer i, lua_Integer j) {
+    lua_State *L = so->meter.L;
+    meter_add(&so->meter, 1);
+    lua_geti(L, 1, i);
+    lua_geti(L, 1, j);
+    lua_seti(L, 1, i); /* t[i] = old t[j] */
+    lua_seti(L, 1, j); /* t[j] = old t[i] */
+}
+
+static void sort_invalid(lua_State *L) {
+    luaL_error(L, "invalid order function for sorting");
+}
+
+/* Heapsort of t[lo..up]: O(n log n) comparisons whatever the comparator answers. */
+static void heap_sift_down(sorter_t *so, lua_Integer lo, lua_Integer root, lua_Integer last) {
+    for (;;) {
+        lua_Integer child = lo + 2 * (root - lo) + 1;
+        if (child > last) return;
+        if (child < last && sort_less_at(so, child, child + 1)) child++;
+        if (!sort_less_at(so, root, child)) return;
+        sort_swap(so, root, child);
+        root = child;
+    }
+}
+
+static void heap_sort(sorter_t *so, lua_Integer lo, lua_Integer up) {
+    lua_Integer n = up - lo + 1;
+    for (lua_Integer start = lo + n / 2 - 1; start >= lo; start--)
+        heap_sift_down(so, lo, start, up);
+    for (lua_Integer last = up; last > lo; last--) {
+        sort_swap(so, lo, last);
+        heap_sift_down(so, lo, lo, last - 1);
+    }
+}
+
+/*
+ * Partitions t[lo..up] around the pivot, which is at the stack top and also in t[up-1]; t[lo] <=
+ * pivot <= t[up] already. Returns the pivot's final place. The two scans only stop on elements the
+ * neighbours guarantee under a valid order; when the comparator breaks that guarantee they would
+ * run off the range, and that is reported as Lua does instead of read past it.
+ */
+static lua_Integer sort_partition(sorter_t *so, lua_Integer lo, lua_Integer up) {
+    lua_State *L = so->meter.L;
+    int pivot = lua_gettop(L);
+    lua_Integer i = lo, j = up - 1;
+    for (;;) {
+        /* Invariant: t[lo..i] <= pivot, t[j..up] >= pivot. */
+        while (lua_geti(L, 1, ++i), sort_less(so, pivot + 1, pivot)) {
+            if (i == up - 1) sort_invalid(L); /* pivot < pivot */
+            lua_pop(L, 1);
+        }
+        while (lua_geti(L, 1, --j), sort_less(so, pivot, pivot + 2)) {
+            if (j < i) sort_invalid(L); /* would pass elements already known <= pivot */
+            lua_pop(L, 1);
+        }
+        /* Stack: pivot, t[i], t[j]. */
+        if (j < i) {
+            lua_pop(L, 1);
+            lua_seti(L, 1, up - 1); /* t[up-1] = t[i] */
+            lua_pushvalue(L, pivot);
+            lua_seti(L, 1, i); /* t[i] = pivot */
+            return i;
+        }
+        meter_add(&so->meter, 1);
+        lua_seti(L, 1, i); /* t[i] = old t[j] */
+        lua_seti(L, 1, j); /* t[j] = old t[i] */
+    }
+}
+
+static void intro_sort(sorter_t *so, lua_Integer lo, lua_Integer up, int depth_left) {
+    lua_State *L = so->meter.L;
+    while (lo < up) {
+        if (depth_left-- <= 0) { /* quicksort is being driven quadratic: finish with heapsort */
+            heap_sort(so, lo, up);
+            return;
+        }
+        if (sort_less_at(so, up, lo)) sort_swap(so, lo, up);
+        if (up - lo == 1) return;
+        lua_Integer mid = lo + (up - lo) / 2;
+        if (sort_less_at(so, mid, lo)) {
+            sort_swap(so, mid, lo);
+        } else if (sort_less_at(so, up, mid)) {
+            sort_swap(so, mid, up);
+        }
+        if (up - lo == 2) return;
+        lua_geti(L, 1, mid); /* the pivot stays on the stack during the partition */
+        sort_swap(so, mid, up - 1);
+        lua_Integer p = sort_partition(so, lo, up);
+        lua_pop(L, 1);
+        /* Recurse into the smaller side, loop on the larger: C depth stays under log2(n). */
+        if (p - lo < up - p) {
+            intro_sort(so, lo, p - 1, depth_left);
+            lo = p + 1;
+        } else {
+            intro_sort(so, p + 1, up, depth_left);
+            up = p - 1;
+        }
+    }
+}
+
+static int bounded_sort(lua_State *L) {
+    lua_Integer n = checked_length(L, 1, TAB_READ | TAB_WRITE);
+    if (n > 1) {
+        luaL_argcheck(L, n < INT_MAX, 1, "array too big");
+        if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+        lua_settop(L, 2);
+        int depth = 0;
+        for (lua_Integer k = n; k > 1; k >>= 1) depth += 2;
+        sorter_t so = {{L, 0}};
+        intro_sort(&so, 1, n, depth);
+        meter_flush(&so.meter);
+    }
+    return 0;
+}
+
+void sbx_open_bounded_table(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"sort", bounded_sort},     {"concat", bounded_concat}, {"move", bounded_move},
+        {"unpack", bounded_unpack}, {"insert", bounded_insert}, {"remove", bounded_remove},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, fns, 0);
+}
