@@ -16,6 +16,13 @@ const sandbox_sources = [_][]const u8{
 };
 const meters_sources = [_][]const u8{
     "meters/keccak.c",
+    "meters/keccak_x4.c",
+    "meters/hex.c",
+    "meters/uint256.c",
+    "meters/keys.c",
+    "meters/eip712.c",
+    "meters/merkle.c",
+    "meters/keccak.c",
     "meters/hex.c",
     "meters/uint256.c",
     "meters/keys.c",

@@ -28,4 +28,13 @@ void keccak256_final(keccak256_ctx *ctx, uint8_t out[KECCAK256_DIGEST_SIZE]);
 /* One-shot hash of len bytes. */
 void keccak256(const void *data, size_t len, uint8_t out[KECCAK256_DIGEST_SIZE]);
 
+/* Four one-shot hashes of four messages of the same length (keccak_x4.c): vectorised when
+ * len < KECCAK256_RATE and the CPU has AVX2, else four calls of keccak256. in and out may alias. */
+void keccak256_x4(const uint8_t *const in[4], size_t len, uint8_t *const out[4]);
+/* 0 when keccak256_x4 runs scalar, 1 with AVX2, 2 with AVX-512VL rotates. */
+int keccak256_x4_vectorised(void);
+/* Caps the path keccak256_x4 takes (0 scalar, 1 AVX2, 2 AVX-512VL) at what the CPU has; returns the
+ * level in force. For tests of each path; not thread-safe against concurrent hashing. */
+int keccak256_x4_limit(int level);
+
 #endif

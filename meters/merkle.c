@@ -121,13 +121,48 @@ static void key_leaves(void *p, size_t lo, size_t hi);
 
 static void hash_leaves(void *p, size_t lo, size_t hi) {
     build_ctx *b = p;
-    for (size_t i = lo; i < hi; i++) merkle_leaf_hash(&b->values[i], b->leaves[i]);
+    size_t i = lo;
+    /* Four at a time through the vectorised keccak: abi.encode(address, amount), then its hash. */
+    for (; i + 4 <= hi; i += 4) {
+        uint8_t enc[4][64];
+        const uint8_t *in[4];
+        uint8_t *out[4];
+        for (int k = 0; k < 4; k++) {
+            memset(enc[k], 0, 12);
+            memcpy(enc[k] + 12, b->values[i + k].address, 20);
+            memcpy(enc[k] + 32, b->values[i + k].amount, 32);
+            in[k] = enc[k];
+            out[k] = b->leaves[i + k];
+        }
+        keccak256_x4(in, 64, out);
+        for (int k = 0; k < 4; k++) in[k] = b->leaves[i + k];
+        keccak256_x4(in, 32, out);
+    }
+    for (; i < hi; i++) merkle_leaf_hash(&b->values[i], b->leaves[i]);
     key_leaves(p, lo, hi);
+}
+
+static void sorted_pair(const uint8_t a[32], const uint8_t b[32], uint8_t out[64]) {
+    int a_first = memcmp(a, b, 32) <= 0;
+    memcpy(out, a_first ? a : b, 32);
+    memcpy(out + 32, a_first ? b : a, 32);
 }
 
 static void hash_inner(void *p, size_t lo, size_t hi) {
     build_ctx *b = p;
-    for (size_t i = lo; i < hi; i++) merkle_hash_pair(b->nodes[2 * i + 1], b->nodes[2 * i + 2], b->nodes[i]);
+    size_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+        uint8_t pairs[4][64];
+        const uint8_t *in[4];
+        uint8_t *out[4];
+        for (int k = 0; k < 4; k++) {
+            sorted_pair(b->nodes[2 * (i + k) + 1], b->nodes[2 * (i + k) + 2], pairs[k]);
+            in[k] = pairs[k];
+            out[k] = b->nodes[i + k];
+        }
+        keccak256_x4(in, 64, out);
+    }
+    for (; i < hi; i++) merkle_hash_pair(b->nodes[2 * i + 1], b->nodes[2 * i + 2], b->nodes[i]);
 }
 
 /* Stable LSD radix sort on the 64-bit key (4 passes of 16 bits), then a stable insertion sort of
