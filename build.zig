@@ -22,12 +22,6 @@ const meters_sources = [_][]const u8{
     "meters/keys.c",
     "meters/eip712.c",
     "meters/merkle.c",
-    "meters/keccak.c",
-    "meters/hex.c",
-    "meters/uint256.c",
-    "meters/keys.c",
-    "meters/eip712.c",
-    "meters/merkle.c",
 };
 const registry_sources = [_][]const u8{
 };
