@@ -126,6 +126,7 @@ static const char *class_end(matcher_t *m, const char *p) {
         return p + 1;
     }
     if (c == '[') {
+        const char *set = p;
         if (p < m->pattern_end && *p == '^') p++;
         /* The first character of a set is never its closing ']' ("[]]" is a set of ']'). */
         do {
@@ -133,6 +134,8 @@ static const char *class_end(matcher_t *m, const char *p) {
             c = *p++;
             if (c == ESC && p < m->pattern_end) p++; /* "%]" does not close the set */
         } while (p >= m->pattern_end || *p != ']');
+        /* Scanned on every visit: a set of a million bytes must not be walked for free. */
+        meter_add(&m->meter, (uint64_t)(p - set) / 16);
         return p + 1;
     }
     return p;
@@ -387,6 +390,7 @@ static int find_or_match(lua_State *L, int find) {
         luaL_pushfail(L);
         return 1;
     }
+    sbx_charge(L, lp / BYTES_PER_UNIT + 1); /* reading the pattern, once per call */
     if (find && (lua_toboolean(L, 4) || pattern_is_plain(p, lp))) {
         /* memmem is linear in the subject; pay for the scan up front. */
         sbx_charge(L, (ls - init) / BYTES_PER_UNIT + 1);

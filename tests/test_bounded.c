@@ -213,10 +213,11 @@ static void test_fuzzed_patterns_match_lua(void) {
     lua_State *L = new_diff_state();
     const char *err = run_chunk(L,
         "math.randomseed(12345)\n"
-        "local chars = {'a', 'b', 'c', '(', ')', '[', ']', '%', '.', '-', '^', '$', ' ', '1', 'A'}\n"
+        "local chars = {'a', 'b', 'c', '(', ')', '[', ']', '%', '.', '-', '^', '$', ' ', '1', 'A', '\\0', '\\200'}\n"
         "local atoms = {'a', 'b', '.', '%a', '%d', '%s', '%W', '[ab]', '[^a]', '[a-c]', '[%a%d]',\n"
         "  '%%', '%.', '(', ')', '()', '%1', '%2', '%b()', '%f[%a]', '%f[^a]', '^', '$', '[', ']',\n"
-        "  '%', '[]', '%]', '[%]]', '-', 'c', ' ', '1', '%l'}\n"
+        "  '%', '[]', '%]', '[%]]', '-', 'c', ' ', '1', '%l', '%g', '%x', '%P', '%c', '%U', '[%]a-]',\n"
+        "  '[^%s%d]', '%bab', '%b))', '%f[%s]', '%f[]', '%f[^]', '.-', 'a*', '(a*)', '(.)%1', '%3'}\n"
         "local quants = {'', '', '', '*', '+', '-', '?'}\n"
         "local reps = {'x', '%0', '%1', '<%1%2>', '%%', '%', '', '%9'}\n"
         "local function subject()\n"
@@ -458,6 +459,8 @@ static const char *const runaway_scripts[] = {
     "table.move({}, 1, math.maxinteger - 1, 2)",
     "local t = setmetatable({}, {__len = function() return 1 << 50 end}) table.insert(t, 1, 'x')",
     "local t = setmetatable({}, {__len = function() return 1 << 50 end}) table.remove(t, 1)",
+    "local set = '[' .. string.rep('a', 1e6) .. ']' "
+    "return string.gsub(string.rep('a', 1e5), set, 'b')",
     "local t = {} for i = 1, 2000 do t[i] = 'abc' end "
     "return #table.concat(t, string.rep('-', 1e6))",
 };
