@@ -193,8 +193,9 @@ int eth_key_read_file(eth_key **out, const char *path, char *err, size_t errlen)
         return ETH_EINVAL;
     }
     if (st.st_mode & 0077) {
-        set_err(err, errlen, "key file %s is readable by group or others (mode %04o); run chmod 600 %s", path,
-                (unsigned)(st.st_mode & 07777), path);
+        /* Readable is what the issue names; any group or other access at all is refused, as ssh does. */
+        set_err(err, errlen, "key file %s is %s by group or others (mode %04o); run chmod 600 %s", path,
+                (st.st_mode & 0044) ? "readable" : "writable or executable", (unsigned)(st.st_mode & 07777), path);
         close(fd);
         return ETH_EPERM;
     }

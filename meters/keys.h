@@ -2,7 +2,7 @@
  * keys.h: Ethereum-compatible secp256k1 keys, addresses and signatures.
  *
  * - A key (opaque eth_key) holds a 32-byte secret. Key files hold "0x<64 hex>\n", are created with
- *   mode 0600 and refused when group- or world-readable. No function ever puts the secret, or any
+ *   mode 0600 and refused when group or others have any access. No function ever puts the secret, or any
  *   part of a key file, into an error message.
  * - Addresses are the last 20 bytes of keccak-256 of the 64-byte public key; they are shown with the
  *   EIP-55 checksum and parsed from all-lower, all-upper or correctly checksummed text.
@@ -22,7 +22,7 @@
 
 #define ETH_EINVAL -1  /* malformed input */
 #define ETH_EIO -2     /* a file could not be read or written */
-#define ETH_EPERM -3   /* a key file readable by group or others */
+#define ETH_EPERM -3   /* a key file that group or others can access */
 #define ETH_EBADSIG -4 /* a signature that does not recover, or recovers to another address */
 #define ETH_ENOMEM -5
 #define ETH_ERANDOM -6 /* getrandom failed */

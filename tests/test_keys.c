@@ -187,7 +187,7 @@ static void key_file_mode_and_refusals(void) {
     CHECK(eth_key_write_file(k, path, err, sizeof err) == ETH_EIO);
     CHECK(strstr(err, "exists") != NULL);
     /* group- or world-readable: refused, and the message has no secret in it */
-    static const mode_t modes[] = {0640, 0604, 0660, 0644, 0610};
+    static const mode_t modes[] = {0640, 0604, 0660, 0644, 0640 | 0004};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         chmod(path, modes[i]);
         r = NULL;
@@ -195,6 +195,8 @@ static void key_file_mode_and_refusals(void) {
         CHECK(strstr(err, "readable by group or others") != NULL);
         CHECK(strstr(err, "4c0883a6") == NULL);
     }
+    chmod(path, 0620); /* not readable, but group access all the same: refused too */
+    CHECK(eth_key_read_file(&r, path, err, sizeof err) == ETH_EPERM && strstr(err, "writable or executable") != NULL);
     chmod(path, 0600);
     /* malformed contents: refused without echoing them */
     static const char *bad[] = {"4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318\n",
