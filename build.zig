@@ -78,7 +78,8 @@ pub fn build(b: *std.Build) void {
     b.installArtifact(exe);
 
     const run_cmd = b.addRunArtifact(exe);
-    if (b.args) |args| run_cmd.addArgs(args);
+    run_cmd.step.dependOn(b.getInstallStep());
+    run_cmd.addPassthruArgs();
     b.step("run", "Run accrue with the arguments after --").dependOn(&run_cmd.step);
 
     // `zig build test`: tests/run.sh runs every test binary and prints the closing
@@ -90,7 +91,6 @@ pub fn build(b: *std.Build) void {
     run_tests.addArtifactArg(exe);
     for (unit_tests) |name| {
         const t = testExecutable(b, target, optimize, system_malloc, core, "test_", name);
-        b.installArtifact(t);
         run_tests.addArtifactArg(t);
     }
     test_step.dependOn(&run_tests.step);

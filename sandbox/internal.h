@@ -19,6 +19,100 @@
 
 #define SBX_CHARGE_EVERY 1024
 
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <pthread.h>
+
+/* The Lua heap of one sandbox: every byte Lua asks for is counted against cap (requested sizes,
+ * exact). alloc.c. */
+typedef struct sbx_heap {
+    size_t used, peak, cap; /* cap 0 = none */
+    uint64_t refusals;      /* allocations refused for the cap, whole life */
+    bool unsized;           /* a shrink could not be done in place: free without sizes from now on */
+} sbx_heap_t;
+
+void *sbx_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* Bits of sandbox.interrupt, set from other threads (watchdog, sandbox_cancel). TIME and CANCEL
+ * stay set until the turn ends; PREEMPT is taken by the hook that acts on it. */
+enum { SBX_INT_TIME = 1, SBX_INT_CANCEL = 2, SBX_INT_PREEMPT = 4 };
+
+/* Why the turn's coroutine yielded to the host. */
+enum sbx_yield { SBX_YIELD_NONE = 0, SBX_YIELD_CALL, SBX_YIELD_SLICE };
+
+enum sbx_turn { SBX_TURN_NONE = 0, SBX_TURN_LOAD, SBX_TURN_MESSAGE };
+
+struct sandbox {
+    lua_State *L;                /* the sandbox's main state; turns run in threads of it */
+    sbx_heap_t heap;
+    sandbox_limits_t limits;
+    sandbox_provider_t provider;
+    void *userdata;
+
+    /* The current turn. */
+    enum sbx_turn turn;
+    lua_State *turn_thread;      /* NULL between turns */
+    int turn_ref;                /* registry ref keeping turn_thread alive */
+    lua_State *volatile current; /* the coroutine executing now (read by the signal handler) */
+    bool chain_yieldable;        /* can a host yield in `current` reach the host? */
+    uint64_t turn_start_ns, turn_deadline_ns, turn_end_ns;
+    uint64_t instructions;       /* used this turn */
+    size_t output;               /* bytes this turn */
+    _Atomic uint32_t interrupt;  /* SBX_INT_* */
+    sandbox_limit_t stop;        /* sticky: once set, the turn can only fail */
+    enum sbx_yield yield;
+
+    /* The host call the turn waits for. */
+    bool call_pending, call_answered, call_ok;
+    char *call_text;
+    size_t call_len;
+
+    char *reply;
+    size_t reply_len;
+    char *input; /* the message of the current turn */
+    size_t input_len;
+    bool loaded; /* the load turn finished: the agent table is in the registry */
+    char errmsg[512];
+    uint64_t host_calls, pauses;
+
+    /* The watchdog's view: armed while the turn executes Lua. watchdog.c. */
+    pthread_t runner;
+    uint64_t slice_deadline_ns;
+    bool watched;
+};
+
+/* Monotonic clock in nanoseconds. */
+uint64_t sbx_now_ns(void);
+
+/* Hooks and stops (sandbox.c). */
+void sbx_hook(lua_State *L, lua_Debug *ar);
+/* Arms the normal hook in L: the instruction-count hook if instructions are counted, else none. */
+void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L);
+/* Records the limit (first one wins), arms the sticky stop in L and raises the stop error. */
+_Noreturn void sbx_stop(lua_State *L, sandbox_limit_t limit);
+/* After a catcher (pcall, coroutine.resume, load...) saw an error with this status: re-raises the
+ * stop error if the turn must stop (a limit was hit, or status is a memory error). */
+void sbx_rethrow_if_stopped(lua_State *L, int status);
+/* Counts output against the turn's limit and hands it to the provider. Raises on the limit. */
+void sbx_output(lua_State *L, sandbox_output_kind_t kind, const char *s, size_t len);
+/* Starts a host call and yields the calling coroutine until it is answered; the continuation
+ * returns the decoded result or raises the error. Raises when the call cannot wait here. */
+int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size_t name_len, int req_idx);
+
+/* Resumes co from L on behalf of the agent's coroutine.resume/wrap, passing host yields through.
+ * Returns like lua_resume; a host yield makes this function yield L itself. stdlib.c. */
+void sbx_open_stdlib(lua_State *L);
+/* The agent API globals: models, datasets, session, json. api.c. */
+void sbx_open_api(lua_State *L);
+/* Pushes the session table (the global `session`, on_message's first argument). api.c. */
+void sbx_push_session(lua_State *L);
+
+/* watchdog.c: while a turn executes Lua on this thread, a deadline (time limit or slice end)
+ * makes the watchdog set the interrupt bits and signal this thread; the signal handler arms the
+ * hook in sb->current. */
+void sbx_watch_begin(sandbox_t *sb);
+void sbx_watch_end(sandbox_t *sb);
+
 /* The sandbox a lua_State (any of its coroutines) belongs to. */
 sandbox_t *sbx_from_state(lua_State *L);
 

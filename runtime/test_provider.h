@@ -1,0 +1,21 @@
+/*
+ * test_provider.h: the host-call provider `accrue run` uses until the registry and meters exist.
+ *
+ * It is named for what it is: its models and datasets are called "test/..." and answer from
+ * fixed, documented rules, so scripts and tests can exercise models.call and datasets.query end
+ * to end without a network or a registry:
+ *   test/echo     {prompt} or {messages}  -> {text = the prompt (or last message), usage = {...}}
+ *   test/upper    likewise, the text upper-cased
+ *   test/words    datasets.query: rows of a fixed 8-record list whose text contains every word of
+ *                 the query (case-insensitive), best first, at most opts.limit (default 3)
+ * Unknown names are refused with an error the agent sees.
+ */
+#ifndef ACCRUE_RUNTIME_TEST_PROVIDER_H
+#define ACCRUE_RUNTIME_TEST_PROVIDER_H
+
+#include "sandbox/sandbox.h"
+
+/* A provider answering at once (synchronously) from the rules above. */
+sandbox_provider_t test_provider(void);
+
+#endif

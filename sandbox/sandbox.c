@@ -1,0 +1,533 @@
+/*
+ * sandbox.c: sandbox lifecycle, turns, limits and the stop that cannot be caught.
+ *
+ * A turn is a coroutine of the sandbox's state. sandbox_run resumes it; it comes back done,
+ * failed, waiting for a host call (sbx_host_call yielded it) or paused at the end of its time
+ * slice (the hook yielded it). The limits meet in one place, sbx_stop: it records which limit was
+ * hit, arms a count hook of 1 in the running coroutine so that every following instruction fails
+ * again (pcall, error handlers and __close cannot run on), and raises a preallocated error value,
+ * so the memory limit can be reported without allocating. Every function that catches errors
+ * (pcall, xpcall, coroutine.resume/wrap/close, load) is ours and re-raises the stop.
+ *
+ * Instructions are counted by a count hook of HOOK_QUANTUM when a limit is set (exact to within
+ * one quantum; C work is charged through sbx_charge); time is watched by watchdog.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <lualib.h>
+
+#include "sandbox/internal.h"
+#include "sandbox/json.h"
+
+#define HOOK_QUANTUM 1000
+
+/* Registry keys (their addresses). */
+static const char stop_key[1];  /* table: limit -> preallocated error string */
+static const char agent_key[1]; /* the agent table the script returned */
+
+sandbox_limits_t sandbox_default_limits(void) {
+    sandbox_limits_t l = {
+        .memory_bytes = SANDBOX_DEFAULT_MEMORY_BYTES,
+        .instructions = SANDBOX_DEFAULT_INSTRUCTIONS,
+        .time_ms = SANDBOX_DEFAULT_TIME_MS,
+        .output_bytes = SANDBOX_DEFAULT_OUTPUT_BYTES,
+        .slice_ms = SANDBOX_DEFAULT_SLICE_MS,
+    };
+    return l;
+}
+
+const char *sandbox_limit_name(sandbox_limit_t limit) {
+    switch (limit) {
+    case SANDBOX_LIMIT_MEMORY: return "memory limit";
+    case SANDBOX_LIMIT_INSTRUCTIONS: return "instruction limit";
+    case SANDBOX_LIMIT_TIME: return "time limit";
+    case SANDBOX_LIMIT_OUTPUT: return "output limit";
+    case SANDBOX_LIMIT_CANCELLED: return "cancelled";
+    case SANDBOX_LIMIT_NONE: break;
+    }
+    return "none";
+}
+
+sandbox_t *sbx_from_state(lua_State *L) {
+    void *ud = NULL;
+    lua_Alloc f = lua_getallocf(L, &ud);
+    if (f != sbx_lua_alloc) return NULL; /* a plain state (tests of the library pieces) */
+    return (sandbox_t *)((char *)ud - offsetof(sandbox_t, heap));
+}
+
+static void set_error(sandbox_t *sb, const char *fmt, const char *detail) {
+    snprintf(sb->errmsg, sizeof sb->errmsg, fmt, detail);
+}
+
+/* ---- hooks and stops ---------------------------------------------------------------------- */
+
+static void arm(lua_State *L, int count) {
+    if (count) lua_sethook(L, sbx_hook, LUA_MASKCOUNT, count);
+    else lua_sethook(L, NULL, 0, 0);
+}
+
+void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L) {
+    arm(L, sb->limits.instructions ? HOOK_QUANTUM : 0);
+}
+
+_Noreturn void sbx_stop(lua_State *L, sandbox_limit_t limit) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (sb->stop == SANDBOX_LIMIT_NONE) sb->stop = limit;
+    arm(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, stop_key);
+    lua_rawgeti(L, -1, (lua_Integer)sb->stop);
+    lua_error(L);
+    abort(); /* lua_error does not return */
+}
+
+/* Which limit, if any, the turn has run into by now. */
+static sandbox_limit_t limit_reached(sandbox_t *sb) {
+    if (sb->stop) return sb->stop;
+    uint32_t bits = atomic_load_explicit(&sb->interrupt, memory_order_relaxed);
+    if (bits & SBX_INT_CANCEL) return SANDBOX_LIMIT_CANCELLED;
+    if (bits & SBX_INT_TIME) return SANDBOX_LIMIT_TIME;
+    if (sb->limits.instructions && sb->instructions >= sb->limits.instructions) return SANDBOX_LIMIT_INSTRUCTIONS;
+    return SANDBOX_LIMIT_NONE;
+}
+
+void sbx_rethrow_if_stopped(lua_State *L, int status) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (!sb) return;
+    if (status == LUA_ERRMEM && sb->stop == SANDBOX_LIMIT_NONE) sb->stop = SANDBOX_LIMIT_MEMORY;
+    sandbox_limit_t limit = limit_reached(sb);
+    if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
+}
+
+void sbx_charge(lua_State *L, uint64_t units) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (!sb) return;
+    sb->instructions += units;
+    sandbox_limit_t limit = limit_reached(sb);
+    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && sbx_now_ns() >= sb->turn_deadline_ns)
+        limit = SANDBOX_LIMIT_TIME;
+    if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
+}
+
+void sbx_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    sandbox_t *sb = sbx_from_state(L);
+    int count = lua_gethookcount(L), normal = sb->limits.instructions ? HOOK_QUANTUM : 0;
+    if (count == HOOK_QUANTUM) sb->instructions += HOOK_QUANTUM;
+    if (count != normal) arm(L, normal); /* a one-shot from the signal handler or a stop */
+
+    sandbox_limit_t limit = limit_reached(sb);
+    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && count == HOOK_QUANTUM &&
+        sbx_now_ns() >= sb->turn_deadline_ns)
+        limit = SANDBOX_LIMIT_TIME; /* the watchdog could not be started: check the clock here */
+    if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
+
+    uint32_t bits = atomic_load_explicit(&sb->interrupt, memory_order_relaxed);
+    if (bits & SBX_INT_PREEMPT) {
+        if (lua_isyieldable(L) && sb->chain_yieldable) {
+            atomic_fetch_and(&sb->interrupt, ~(uint32_t)SBX_INT_PREEMPT);
+            sb->yield = SBX_YIELD_SLICE;
+            lua_yield(L, 0);
+        } else {
+            arm(L, HOOK_QUANTUM); /* inside a C call: try again a little later */
+        }
+    }
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+void sbx_output(lua_State *L, sandbox_output_kind_t kind, const char *s, size_t len) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (sb->limits.output_bytes && len > sb->limits.output_bytes - sb->output) sbx_stop(L, SANDBOX_LIMIT_OUTPUT);
+    sb->output += len;
+    sbx_charge(L, len / 64 + 1);
+    if (sb->provider.output) sb->provider.output(sb->provider.ud, sb, kind, s, len);
+}
+
+/* ---- host calls ---------------------------------------------------------------------------- */
+
+/* Runs when the host resumes the turn after sandbox_call_done: the answer is in sb->call_*,
+ * read here, inside the coroutine, so that building the Lua value is under protection. */
+static int host_call_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)status;
+    sandbox_t *sb = sbx_from_state(L);
+    const char *what = (const char *)ctx;
+    if (!sb->call_answered || !sb->call_text) return luaL_error(L, "%s: the host gave no answer", what);
+    if (!sb->call_ok) {
+        lua_pushlstring(L, sb->call_text, sb->call_len);
+        return luaL_error(L, "%s: %s", what, lua_tostring(L, -1));
+    }
+    sbx_json_decode(L, sb->call_text, sb->call_len);
+    return 1;
+}
+
+int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size_t name_len, int req_idx) {
+    sandbox_t *sb = sbx_from_state(L);
+    const char *what = kind == SANDBOX_CALL_MODEL ? "models.call" : "datasets.query";
+    if (!lua_isyieldable(L) || !sb->chain_yieldable || sb->turn_thread == NULL)
+        return luaL_error(L, "%s cannot wait here (inside a metamethod, a sort comparator, a gsub "
+                             "callback or another C function)", what);
+    if (!sb->provider.start_call) return luaL_error(L, "%s: no provider", what);
+    sbx_json_encode(L, req_idx);
+    size_t json_len;
+    const char *json = lua_tolstring(L, -1, &json_len);
+    sandbox_call_t call = {kind, name, name_len, json, json_len};
+
+    free(sb->call_text);
+    sb->call_text = NULL;
+    sb->call_pending = true;
+    sb->call_answered = false;
+    sb->host_calls++;
+    if (sb->provider.start_call(sb->provider.ud, sb, &call) != 0) {
+        sb->call_pending = false;
+        if (sb->call_answered && !sb->call_ok && sb->call_text) {
+            lua_pushlstring(L, sb->call_text, sb->call_len);
+            return luaL_error(L, "%s: %s", what, lua_tostring(L, -1));
+        }
+        return luaL_error(L, "%s: the call was refused", what);
+    }
+    lua_pop(L, 1);
+    sb->yield = SBX_YIELD_CALL;
+    return lua_yieldk(L, 0, (lua_KContext)what, host_call_k);
+}
+
+int sandbox_call_done(sandbox_t *sb, int ok, const char *text, size_t len) {
+    if (!sb->call_pending || sb->call_answered) return -1;
+    char *copy = malloc(len + 1);
+    if (!copy) return -1;
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    free(sb->call_text);
+    sb->call_text = copy;
+    sb->call_len = len;
+    sb->call_ok = ok != 0;
+    sb->call_answered = true;
+    return 0;
+}
+
+/* ---- lifecycle ----------------------------------------------------------------------------- */
+
+static int open_in_protected_mode(lua_State *L) {
+    sandbox_t *sb = lua_touserdata(L, 1);
+    lua_createtable(L, 6, 0);
+    for (int limit = SANDBOX_LIMIT_MEMORY; limit <= SANDBOX_LIMIT_CANCELLED; limit++) {
+        lua_pushfstring(L, "%s exceeded", sandbox_limit_name((sandbox_limit_t)limit));
+        if (limit == SANDBOX_LIMIT_CANCELLED) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "turn cancelled by the host");
+        }
+        lua_rawseti(L, -2, limit);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, stop_key);
+    sbx_open_stdlib(L);
+    sbx_open_api(L);
+    (void)sb;
+    return 0;
+}
+
+sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider) {
+    sandbox_t *sb = calloc(1, sizeof *sb);
+    if (!sb) return NULL;
+    sb->limits = limits ? *limits : sandbox_default_limits();
+    if (provider) sb->provider = *provider;
+    sb->heap.cap = sb->limits.memory_bytes;
+    sb->turn_ref = LUA_NOREF;
+    sb->L = lua_newstate(sbx_lua_alloc, &sb->heap);
+    if (!sb->L) {
+        free(sb);
+        return NULL;
+    }
+    lua_gc(sb->L, LUA_GCINC, 0, 0, 0);
+    lua_pushcfunction(sb->L, open_in_protected_mode);
+    lua_pushlightuserdata(sb->L, sb);
+    if (lua_pcall(sb->L, 1, 0, 0) != LUA_OK) {
+        lua_close(sb->L);
+        free(sb);
+        return NULL;
+    }
+    return sb;
+}
+
+void sandbox_close(sandbox_t *sb) {
+    if (!sb) return;
+    lua_close(sb->L);
+    free(sb->call_text);
+    free(sb->reply);
+    free(sb->input);
+    free(sb);
+}
+
+/* ---- turns --------------------------------------------------------------------------------- */
+
+/* What the turn being prepared needs (set by sandbox_start_*, read by prepare_turn). */
+typedef struct turn_spec {
+    const char *chunkname, *src;
+    size_t len;
+} turn_spec_t;
+
+static int load_k(lua_State *T, int status, lua_KContext ctx) {
+    (void)status, (void)ctx;
+    if (lua_type(T, -1) == LUA_TTABLE) {
+        lua_pushliteral(T, "on_message");
+        lua_rawget(T, -2);
+        int ok = lua_type(T, -1) == LUA_TFUNCTION;
+        lua_pop(T, 1);
+        if (ok) {
+            lua_rawsetp(T, LUA_REGISTRYINDEX, agent_key);
+            return 0;
+        }
+    }
+    return luaL_error(T, "script must return a table with an on_message function");
+}
+
+static int message_k(lua_State *T, int status, lua_KContext ctx) {
+    (void)status, (void)ctx;
+    sandbox_t *sb = sbx_from_state(T);
+    int t = lua_type(T, -1);
+    if (t == LUA_TNIL) return 0; /* everything was streamed with session.send */
+    if (t != LUA_TSTRING && t != LUA_TNUMBER)
+        return luaL_error(T, "on_message must return a string or nil (it returned a %s)", lua_typename(T, t));
+    size_t len;
+    const char *s = lua_tolstring(T, -1, &len);
+    if (sb->limits.output_bytes && len > sb->limits.output_bytes - sb->output) sbx_stop(T, SANDBOX_LIMIT_OUTPUT);
+    sb->output += len;
+    char *copy = malloc(len + 1);
+    if (!copy) return luaL_error(T, "out of host memory for the reply");
+    memcpy(copy, s, len);
+    copy[len] = 0;
+    free(sb->reply);
+    sb->reply = copy;
+    sb->reply_len = len;
+    return 0;
+}
+
+/* The body of every turn's coroutine. For a load turn the compiled chunk is below it. */
+static int turn_body(lua_State *T) {
+    sandbox_t *sb = sbx_from_state(T);
+    if (sb->turn == SBX_TURN_LOAD) {
+        lua_callk(T, 0, 1, 0, load_k);
+        return load_k(T, LUA_OK, 0);
+    }
+    if (lua_rawgetp(T, LUA_REGISTRYINDEX, agent_key) != LUA_TTABLE) return luaL_error(T, "no agent is loaded");
+    lua_pushliteral(T, "on_message");
+    lua_rawget(T, -2);
+    sbx_push_session(T);
+    lua_pushlstring(T, sb->input, sb->input_len);
+    lua_callk(T, 2, 1, 0, message_k);
+    return message_k(T, LUA_OK, 0);
+}
+
+static int prepare_turn(lua_State *L) {
+    sandbox_t *sb = lua_touserdata(L, 1);
+    const turn_spec_t *spec = lua_touserdata(L, 2);
+    lua_State *T = lua_newthread(L);
+    lua_pushcfunction(T, turn_body);
+    if (spec) {
+        int status = luaL_loadbufferx(T, spec->src, spec->len, spec->chunkname, "t");
+        if (status != LUA_OK) {
+            if (status == LUA_ERRMEM) sb->stop = SANDBOX_LIMIT_MEMORY;
+            lua_xmove(T, L, 1);
+            return lua_error(L);
+        }
+    }
+    sb->turn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    sb->turn_thread = T;
+    return 0;
+}
+
+static void describe_error(sandbox_t *sb, lua_State *from, int status) {
+    if (sb->stop) {
+        set_error(sb, "%s", sandbox_limit_name(sb->stop));
+        return;
+    }
+    if (status == LUA_ERRMEM) {
+        sb->stop = SANDBOX_LIMIT_MEMORY;
+        set_error(sb, "%s", sandbox_limit_name(sb->stop));
+        return;
+    }
+    /* Never call __tostring: the error object may be the agent's, and this runs unhooked. */
+    int t = lua_type(from, -1);
+    if (t == LUA_TSTRING) set_error(sb, "%s", lua_tostring(from, -1));
+    else if (t == LUA_TNUMBER) {
+        lua_Number n = lua_tonumber(from, -1);
+        snprintf(sb->errmsg, sizeof sb->errmsg, LUA_NUMBER_FMT, n);
+    } else set_error(sb, "(error object is a %s value)", lua_typename(from, t));
+}
+
+static void reset_turn_state(sandbox_t *sb, enum sbx_turn kind) {
+    sb->turn = kind;
+    sb->stop = SANDBOX_LIMIT_NONE;
+    atomic_store(&sb->interrupt, 0);
+    sb->instructions = 0;
+    sb->output = 0;
+    sb->yield = SBX_YIELD_NONE;
+    sb->call_pending = sb->call_answered = false;
+    sb->errmsg[0] = 0;
+    free(sb->reply);
+    sb->reply = NULL;
+    sb->reply_len = 0;
+    sb->turn_start_ns = sbx_now_ns();
+    sb->turn_end_ns = 0;
+    sb->turn_deadline_ns = sb->limits.time_ms ? sb->turn_start_ns + sb->limits.time_ms * 1000000u : 0;
+}
+
+static int start_turn(sandbox_t *sb, enum sbx_turn kind, const turn_spec_t *spec) {
+    if (sb->turn_thread) {
+        set_error(sb, "%s", "a turn is already under way");
+        return -1;
+    }
+    reset_turn_state(sb, kind);
+    lua_settop(sb->L, 0);
+    lua_pushcfunction(sb->L, prepare_turn);
+    lua_pushlightuserdata(sb->L, sb);
+    lua_pushlightuserdata(sb->L, (void *)spec);
+    int status = lua_pcall(sb->L, 2, 0, 0);
+    if (status != LUA_OK) {
+        describe_error(sb, sb->L, status);
+        lua_settop(sb->L, 0);
+        sb->turn = SBX_TURN_NONE;
+        sb->turn_end_ns = sbx_now_ns();
+        return -1;
+    }
+    sbx_arm_normal_hook(sb, sb->turn_thread);
+    return 0;
+}
+
+int sandbox_start_load(sandbox_t *sb, const char *chunkname, const char *src, size_t len) {
+    if (sb->loaded) {
+        set_error(sb, "%s", "a script is already loaded in this sandbox");
+        return -1;
+    }
+    turn_spec_t spec = {chunkname ? chunkname : "=agent", src, len};
+    return start_turn(sb, SBX_TURN_LOAD, &spec);
+}
+
+int sandbox_start_message(sandbox_t *sb, const char *text, size_t len) {
+    if (!sb->loaded) {
+        set_error(sb, "%s", "no script is loaded in this sandbox");
+        return -1;
+    }
+    if (sb->turn_thread) {
+        set_error(sb, "%s", "a turn is already under way");
+        return -1;
+    }
+    char *copy = malloc(len + 1);
+    if (!copy) {
+        set_error(sb, "%s", "out of host memory");
+        return -1;
+    }
+    memcpy(copy, text, len);
+    copy[len] = 0;
+    free(sb->input);
+    sb->input = copy;
+    sb->input_len = len;
+    return start_turn(sb, SBX_TURN_MESSAGE, NULL);
+}
+
+static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
+    luaL_unref(sb->L, LUA_REGISTRYINDEX, sb->turn_ref);
+    sb->turn_ref = LUA_NOREF;
+    sb->turn_thread = NULL;
+    sb->current = NULL;
+    sb->turn_end_ns = sbx_now_ns();
+    if (status == SANDBOX_DONE && sb->turn == SBX_TURN_LOAD) sb->loaded = true;
+    sb->turn = SBX_TURN_NONE;
+    free(sb->input);
+    sb->input = NULL;
+    return status;
+}
+
+static sandbox_status_t fail_turn(sandbox_t *sb, sandbox_limit_t limit) {
+    if (!sb->stop) sb->stop = limit;
+    set_error(sb, "%s", sandbox_limit_name(sb->stop));
+    return end_turn(sb, SANDBOX_FAILED);
+}
+
+sandbox_status_t sandbox_run(sandbox_t *sb) {
+    lua_State *T = sb->turn_thread;
+    if (!T) {
+        set_error(sb, "%s", "no turn is under way");
+        return SANDBOX_FAILED;
+    }
+    for (;;) {
+        if (sb->yield == SBX_YIELD_CALL && !sb->call_answered) {
+            uint32_t bits = atomic_load(&sb->interrupt);
+            if (bits & SBX_INT_CANCEL) return fail_turn(sb, SANDBOX_LIMIT_CANCELLED);
+            if (sb->turn_deadline_ns && sbx_now_ns() >= sb->turn_deadline_ns) return fail_turn(sb, SANDBOX_LIMIT_TIME);
+            return SANDBOX_WAITING;
+        }
+        sandbox_limit_t limit = limit_reached(sb);
+        if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && sbx_now_ns() >= sb->turn_deadline_ns)
+            limit = SANDBOX_LIMIT_TIME;
+        if (limit != SANDBOX_LIMIT_NONE) return fail_turn(sb, limit);
+
+        sb->call_pending = false;
+        sb->yield = SBX_YIELD_NONE;
+        sb->current = T;
+        sb->chain_yieldable = true;
+        sbx_watch_begin(sb);
+        /* The first resume of a load turn passes the compiled chunk to turn_body. */
+        int nargs = sb->turn == SBX_TURN_LOAD && lua_status(T) == LUA_OK ? 1 : 0;
+        int nres = 0;
+        int status = lua_resume(T, NULL, nargs, &nres);
+        sbx_watch_end(sb);
+        sb->current = NULL;
+
+        if (status == LUA_YIELD) {
+            lua_pop(T, nres);
+            if (sb->yield == SBX_YIELD_CALL) continue; /* answered already? loop; else WAITING */
+            if (sb->yield == SBX_YIELD_SLICE) {
+                sb->pauses++;
+                return SANDBOX_PAUSED;
+            }
+            set_error(sb, "%s", "the agent yielded outside a coroutine");
+            return end_turn(sb, SANDBOX_FAILED);
+        }
+        if (status == LUA_OK) {
+            lua_settop(T, 0);
+            if (sb->stop) return fail_turn(sb, sb->stop); /* a limit is reported whatever was returned */
+            return end_turn(sb, SANDBOX_DONE);
+        }
+        describe_error(sb, T, status);
+        return end_turn(sb, SANDBOX_FAILED);
+    }
+}
+
+sandbox_status_t sandbox_run_to_end(sandbox_t *sb) {
+    for (;;) {
+        sandbox_status_t st = sandbox_run(sb);
+        if (st == SANDBOX_PAUSED) continue;
+        if (st == SANDBOX_WAITING) {
+            sb->stop = SANDBOX_LIMIT_NONE;
+            set_error(sb, "%s", "a host call was left unanswered");
+            end_turn(sb, SANDBOX_FAILED);
+            return SANDBOX_FAILED;
+        }
+        return st;
+    }
+}
+
+void sandbox_cancel(sandbox_t *sb) {
+    atomic_fetch_or(&sb->interrupt, SBX_INT_CANCEL);
+}
+
+const char *sandbox_reply(sandbox_t *sb, size_t *len) {
+    if (len) *len = sb->reply_len;
+    return sb->reply;
+}
+
+const char *sandbox_errmsg(sandbox_t *sb) { return sb->errmsg; }
+sandbox_limit_t sandbox_limit_hit(sandbox_t *sb) { return sb->stop; }
+void sandbox_set_userdata(sandbox_t *sb, void *ud) { sb->userdata = ud; }
+void *sandbox_userdata(sandbox_t *sb) { return sb->userdata; }
+
+void sandbox_stats(sandbox_t *sb, sandbox_stats_t *out) {
+    out->instructions = sb->instructions;
+    uint64_t end = sb->turn_end_ns ? sb->turn_end_ns : sbx_now_ns();
+    out->turn_ns = sb->turn_start_ns ? end - sb->turn_start_ns : 0;
+    out->output_bytes = sb->output;
+    out->memory_bytes = sb->heap.used;
+    out->memory_peak = sb->heap.peak;
+    out->host_calls = sb->host_calls;
+    out->pauses = sb->pauses;
+}

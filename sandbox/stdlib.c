@@ -1,0 +1,349 @@
+/*
+ * stdlib.c: the part of Lua's standard library an agent gets, and the wrappers that keep it safe.
+ *
+ * Opened: base, coroutine, table, string, math, utf8, and os reduced to time, clock and date.
+ * Never opened: io, debug, package (so no require), and dofile, loadfile, warn and string.dump
+ * are removed. Replaced with our own:
+ *  - load: text chunks only (mode "t" whatever the caller asks), in the sandbox's own globals;
+ *  - collectgarbage: only the options that cannot defeat memory accounting;
+ *  - setmetatable: refuses a __gc field, since finalizers run with hooks off (an endless __gc
+ *    would hang the host) and an object is marked for finalization only at setmetatable time;
+ *  - print: captured and counted against the output limit;
+ *  - pcall, xpcall, coroutine.resume/wrap/close: every function that catches errors re-raises a
+ *    limit stop, so no limit can be caught;
+ *  - coroutine.resume/wrap also pass host yields (a model call, the end of a time slice) made
+ *    inside the agent's own coroutines on to the host: the OpenResty way of letting agents write
+ *    plain sequential code inside coroutines too.
+ * The string metatable is protected (getmetatable("") is false).
+ */
+#include <string.h>
+
+#include <lualib.h>
+
+#include "sandbox/internal.h"
+
+/* ---- pcall / xpcall ------------------------------------------------------------------------ */
+
+static int finish_pcall(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        sbx_rethrow_if_stopped(L, status);
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+static int sbx_pcall(lua_State *L) {
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
+    return finish_pcall(L, status, 0);
+}
+
+/* The message handler xpcall installs: the agent's handler (upvalue 1) runs only for the agent's
+ * own errors. A stop raised by the hook leaves Lua's hooks off while the handler runs (luaD_hook
+ * does not restore allowhook when the hook throws), so the agent's handler must not run then. */
+static int xpcall_handler(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (sb && (sb->stop || atomic_load_explicit(&sb->interrupt, memory_order_relaxed) & (SBX_INT_TIME | SBX_INT_CANCEL)))
+        return 1; /* the stop value goes through as it is */
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, 1);
+    return 1;
+}
+
+static int sbx_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* function, handler, true, function, args... */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, finish_pcall);
+    return finish_pcall(L, status, 2);
+}
+
+/* ---- coroutines ---------------------------------------------------------------------------- */
+
+enum { RESUME_ERROR = -1, RESUME_HOST_YIELD = -2 };
+
+/* Resumes co with the narg values on top of L. Returns the number of results now on top of L;
+ * RESUME_ERROR with the error object on top; or RESUME_HOST_YIELD when co yielded for the host,
+ * and the caller must yield too. */
+static int resume_co(lua_State *L, lua_State *co, int narg) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (!lua_checkstack(co, narg)) {
+        lua_pushliteral(L, "too many arguments to resume");
+        return RESUME_ERROR;
+    }
+    lua_xmove(L, co, narg);
+    bool chain = sb->chain_yieldable;
+    sb->chain_yieldable = chain && lua_isyieldable(L);
+    sb->current = co;
+    /* An interrupt signalled while we switched may have armed the hook in L only. */
+    if (atomic_load_explicit(&sb->interrupt, memory_order_relaxed)) lua_sethook(co, sbx_hook, LUA_MASKCOUNT, 1);
+    int nres = 0;
+    int status = lua_resume(co, L, narg, &nres);
+    sb->current = L;
+    sb->chain_yieldable = chain;
+    if (status == LUA_OK || status == LUA_YIELD) {
+        if (status == LUA_YIELD && sb->yield != SBX_YIELD_NONE) {
+            lua_pop(co, nres);
+            return RESUME_HOST_YIELD;
+        }
+        if (!lua_checkstack(L, nres + 1)) {
+            lua_pop(co, nres);
+            lua_pushliteral(L, "too many results to resume");
+            return RESUME_ERROR;
+        }
+        lua_xmove(co, L, nres);
+        return nres;
+    }
+    lua_xmove(co, L, 1);
+    sbx_rethrow_if_stopped(L, status);
+    return RESUME_ERROR;
+}
+
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Stack: co at 1, then the values to pass. */
+static int co_resume_from(lua_State *L) {
+    lua_State *co = lua_tothread(L, 1);
+    int r = resume_co(L, co, lua_gettop(L) - 1);
+    if (r == RESUME_HOST_YIELD) return lua_yieldk(L, 0, 0, co_resume_k);
+    if (r == RESUME_ERROR) {
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, -(r + 1));
+    return r + 1;
+}
+
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)status, (void)ctx;
+    return co_resume_from(L);
+}
+
+static int co_resume(lua_State *L) {
+    luaL_argexpected(L, lua_tothread(L, 1), 1, "coroutine");
+    return co_resume_from(L);
+}
+
+static int co_wrap_k(lua_State *L, int status, lua_KContext ctx);
+
+static int co_wrap_call(lua_State *L) {
+    lua_State *co = lua_tothread(L, lua_upvalueindex(1));
+    int r = resume_co(L, co, lua_gettop(L));
+    if (r == RESUME_HOST_YIELD) return lua_yieldk(L, 0, 0, co_wrap_k);
+    if (r == RESUME_ERROR) {
+        int stat = lua_status(co);
+        if (stat != LUA_OK && stat != LUA_YIELD) { /* an error killed it: close its variables */
+            stat = lua_resetthread(co);
+            lua_xmove(co, L, 1);
+            sbx_rethrow_if_stopped(L, stat);
+        }
+        if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+            luaL_where(L, 1);
+            lua_insert(L, -2);
+            lua_concat(L, 2);
+        }
+        return lua_error(L);
+    }
+    return r;
+}
+
+static int co_wrap_k(lua_State *L, int status, lua_KContext ctx) {
+    (void)status, (void)ctx;
+    return co_wrap_call(L);
+}
+
+static int co_wrap(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_wrap_call, 1);
+    return 1;
+}
+
+static int co_yield(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (L == sb->turn_thread) return luaL_error(L, "attempt to yield from outside a coroutine");
+    return lua_yield(L, lua_gettop(L));
+}
+
+static int co_isyieldable(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    lua_State *co = lua_isnone(L, 1) ? L : lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    lua_pushboolean(L, co != sb->turn_thread && lua_isyieldable(co));
+    return 1;
+}
+
+static int co_running(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    int ismain = lua_pushthread(L);
+    lua_pushboolean(L, ismain || L == sb->turn_thread);
+    return 2;
+}
+
+/* The original coroutine.close is upvalue 1; a false result may hide a stop. */
+static int co_close(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    if (lua_type(L, 1) == LUA_TBOOLEAN && !lua_toboolean(L, 1)) sbx_rethrow_if_stopped(L, LUA_ERRRUN);
+    return lua_gettop(L);
+}
+
+/* ---- base functions ------------------------------------------------------------------------ */
+
+/* load(chunk [, chunkname [, mode [, env]]]): the original is upvalue 1; mode is always "t". */
+static int sbx_load(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    int n = lua_gettop(L);
+    luaL_checkany(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    if (n >= 2) lua_pushvalue(L, 2);
+    else lua_pushnil(L);
+    lua_pushliteral(L, "t");
+    int nargs = 3;
+    if (n >= 4) {
+        lua_pushvalue(L, 4);
+        nargs = 4;
+    }
+    uint64_t refusals = sb->heap.refusals;
+    lua_call(L, nargs, LUA_MULTRET);
+    if (lua_isnil(L, n + 1)) { /* it caught an error: the reader's, the parser's, or a stop */
+        if (sb->heap.refusals != refusals) sbx_rethrow_if_stopped(L, LUA_ERRMEM);
+        sbx_rethrow_if_stopped(L, LUA_ERRRUN);
+    }
+    return lua_gettop(L) - n;
+}
+
+static int sbx_collectgarbage(lua_State *L) {
+    static const char *const allowed[] = {"collect", "count", "step", "isrunning", NULL};
+    const char *opt = luaL_optstring(L, 1, "collect");
+    int ok = 0;
+    for (int i = 0; allowed[i]; i++) ok |= strcmp(opt, allowed[i]) == 0;
+    if (!ok) return luaL_error(L, "collectgarbage: option '%s' is not allowed in the sandbox", opt);
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int sbx_setmetatable(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL)
+            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in the sandbox");
+        lua_pop(L, 1);
+    }
+    int n = lua_gettop(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, n, 1);
+    return 1;
+}
+
+static int sbx_print(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1) luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_addchar(&b, '\n');
+    luaL_pushresult(&b);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    sbx_output(L, SANDBOX_OUTPUT_PRINT, s, len);
+    return 0;
+}
+
+/* Replaces t[name] (t on top of the stack) with fn, given the original as its upvalue. */
+static void wrap_field(lua_State *L, const char *name, lua_CFunction fn) {
+    lua_getfield(L, -1, name);
+    lua_pushcclosure(L, fn, 1);
+    lua_setfield(L, -2, name);
+}
+
+static void set_field(lua_State *L, const char *name, lua_CFunction fn) {
+    if (fn) lua_pushcfunction(L, fn);
+    else lua_pushnil(L);
+    lua_setfield(L, -2, name);
+}
+
+void sbx_open_stdlib(lua_State *L) {
+    static const luaL_Reg libs[] = {
+        {LUA_GNAME, luaopen_base},        {LUA_COLIBNAME, luaopen_coroutine},
+        {LUA_TABLIBNAME, luaopen_table},  {LUA_STRLIBNAME, luaopen_string},
+        {LUA_MATHLIBNAME, luaopen_math},  {LUA_UTF8LIBNAME, luaopen_utf8},
+        {LUA_OSLIBNAME, luaopen_os},      {NULL, NULL},
+    };
+    for (const luaL_Reg *lib = libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 1);
+        lua_pop(L, 1);
+    }
+
+    lua_pushglobaltable(L);
+    set_field(L, "dofile", NULL);
+    set_field(L, "loadfile", NULL);
+    set_field(L, "warn", NULL);
+    wrap_field(L, "load", sbx_load);
+    wrap_field(L, "collectgarbage", sbx_collectgarbage);
+    wrap_field(L, "setmetatable", sbx_setmetatable);
+    set_field(L, "print", sbx_print);
+    set_field(L, "pcall", sbx_pcall);
+    set_field(L, "xpcall", sbx_xpcall);
+
+    /* os: time, clock and date only. */
+    lua_getfield(L, -1, LUA_OSLIBNAME);
+    lua_createtable(L, 0, 3);
+    for (const char *const *f = (const char *const[]){"time", "clock", "date", NULL}; *f; f++) {
+        lua_getfield(L, -2, *f);
+        lua_setfield(L, -2, *f);
+    }
+    lua_setfield(L, -3, LUA_OSLIBNAME);
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_COLIBNAME);
+    set_field(L, "resume", co_resume);
+    set_field(L, "wrap", co_wrap);
+    set_field(L, "yield", co_yield);
+    set_field(L, "isyieldable", co_isyieldable);
+    set_field(L, "running", co_running);
+    wrap_field(L, "close", co_close);
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_STRLIBNAME);
+    set_field(L, "dump", NULL);
+    sbx_open_bounded_string(L);
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_TABLIBNAME);
+    sbx_open_bounded_table(L);
+    lua_pop(L, 1);
+    lua_pop(L, 1); /* globals */
+
+    /* getmetatable("") is false: the string metatable is not the agent's to change. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+}
