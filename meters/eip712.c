@@ -480,7 +480,8 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
     json_object_foreach(types, name, def) {
         size_t old = path_push(d, "types", 0);
         path_push(d, name, 0);
-        if (!is_ident(name)) return fail(d, "'%.64s' is not a valid struct name", name);
+        if (!is_ident(name) || strlen(name) != json_object_iter_key_len(json_object_key_to_iter(name)))
+            return fail(d, "'%.64s' is not a valid struct name", name);
         ftype probe;
         if (atomic_type(name, strlen(name), &probe) == 0) return fail(d, "'%s' is an atomic type, not a struct name", name);
         if (!json_is_array(def)) return fail(d, "a type is an array of {name, type} fields");
@@ -499,6 +500,7 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
         json_object_foreach(domain, key, val) {
             int known = 0;
             for (int i = 0; i < 5; i++) known |= strcmp(key, domain_fields[i][0]) == 0;
+            known &= strlen(key) == json_object_iter_key_len(json_object_key_to_iter(key));
             if (!known) {
                 size_t old = path_push(d, "domain", 0);
                 path_push(d, key, 0);
@@ -538,7 +540,8 @@ int eip712_parse(const char *json, size_t len, eip712_doc **out, char *err, size
     d->err = err;
     d->errlen = errlen;
     json_error_t jerr;
-    d->root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* Strings may hold U+0000 (wallets hash them); names are checked to hold none. */
+    d->root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     int rc = EIP712_EINVAL;
     if (!d->root) {
         rc = fail(d, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);

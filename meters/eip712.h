@@ -11,7 +11,7 @@
  *
  * Values: integers as JSON integers or as decimal ("-5" for intN) or 0x-hex strings; addresses as
  * 0x-hex (all lower, all upper or EIP-55); bool as true/false; bytesN and bytes as 0x-hex of exactly
- * the right length; string as a JSON string. Keys of a value object that its type does not declare
+ * the right length; string as a JSON string (U+0000 included). Keys of a value object that its type does not declare
  * are ignored, as MetaMask and eth-account do. When types has no EIP712Domain it is inferred from
  * the domain's keys in the canonical order (name, version, chainId, verifyingContract, salt).
  *

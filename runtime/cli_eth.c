@@ -359,7 +359,8 @@ static const char merkle_help[] =
     "VALUES.json is a JSON array of [address, amount] pairs, amounts as decimal strings. The tree is\n"
     "OpenZeppelin's StandardMerkleTree of [\"address\", \"uint256\"]: the root and proofs equal\n"
     "StandardMerkleTree.of(values, [\"address\",\"uint256\"]) and pass MerkleProof.verify.\n"
-    "proof prints the proof as 0xH1,0xH2,... (the form verify takes); --json prints\n"
+    "proof proves the first entry of ADDRESS and prints the proof as 0xH1,0xH2,... (the form verify\n"
+    "takes); --json prints\n"
     "{\"root\", \"address\", \"amount\", \"leaf\", \"proof\": [...]}. verify exits 1 when the proof does not hold.\n";
 
 static int load_tree(const char *path, merkle_value **vals, size_t *n, merkle_tree **tree) {

@@ -230,6 +230,17 @@ static void tampering_with_a_value_changes_the_digest(void) {
     free(json);
 }
 
+/* U+0000 inside strings is hashed as a byte, as eth-account does (digest from eth-account). */
+static void strings_may_hold_nul(void) {
+    const char *json = "{\"types\":{\"M\":[{\"name\":\"s\",\"type\":\"string\"},{\"name\":\"t\",\"type\":\"string[]\"}]},"
+                       "\"primaryType\":\"M\",\"domain\":{\"name\":\"a\\u0000b\"},\"message\":{\"s\":\"x\\u0000y\","
+                       "\"t\":[\"\\u0000\",\"\"]}}";
+    uint8_t d[32];
+    char err[256];
+    CHECK_MSG(eip712_digest_json(json, strlen(json), d, err, sizeof err) == 0, "%s", err);
+    CHECK(test_hex_eq(d, 32, "0x9ce9b162691c5e7c7e1387dce3ded168b781d2a33cb3a820b8184a17c79aad04"));
+}
+
 static void cli_sign_and_recover_typed_data(void) {
     char cmd[1024], out[2048];
     const char *bin = test_accrue_bin();
@@ -275,6 +286,7 @@ int main(void) {
     RUN(malformed_inputs_name_the_field);
     RUN(integer_edges_are_accepted);
     RUN(tampering_with_a_value_changes_the_digest);
+    RUN(strings_may_hold_nul);
     RUN(cli_sign_and_recover_typed_data);
     return check_finish("eip712");
 }
