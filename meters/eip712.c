@@ -101,7 +101,8 @@ static int is_ident(const char *s) {
     if (!s[0]) return 0;
     for (size_t i = 0; s[i]; i++) {
         char c = s[i];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' || (i > 0 && c >= '0' && c <= '9');
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' ||
+                 (i > 0 && c >= '0' && c <= '9');
         if (!ok) return 0;
     }
     return 1;
@@ -466,7 +467,8 @@ static int hash_struct(eip712_doc *d, size_t idx, json_t *value, uint8_t out[32]
 }
 
 static const char *const domain_fields[5][2] = {
-    {"name", "string"}, {"version", "string"}, {"chainId", "uint256"}, {"verifyingContract", "address"}, {"salt", "bytes32"}};
+    {"name", "string"}, {"version", "string"}, {"chainId", "uint256"}, {"verifyingContract", "address"},
+    {"salt", "bytes32"}};
 
 static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
     size_t n = json_object_size(types);
@@ -483,7 +485,8 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
         if (!is_ident(name) || strlen(name) != json_object_iter_key_len(json_object_key_to_iter(name)))
             return fail(d, "'%.64s' is not a valid struct name", name);
         ftype probe;
-        if (atomic_type(name, strlen(name), &probe) == 0) return fail(d, "'%s' is an atomic type, not a struct name", name);
+        if (atomic_type(name, strlen(name), &probe) == 0)
+            return fail(d, "'%s' is an atomic type, not a struct name", name);
         if (!json_is_array(def)) return fail(d, "a type is an array of {name, type} fields");
         d->structs[d->nstructs++].name = name;
         path_pop(d, old);

@@ -9,11 +9,14 @@
  * (e.g. "message.to.wallet"): an unknown type, a value out of range, a wrong length, a missing field,
  * a type that can never end (a struct that always holds itself, directly or through fixed arrays).
  *
- * Values: integers as JSON integers or as decimal ("-5" for intN) or 0x-hex strings; addresses as
- * 0x-hex (all lower, all upper or EIP-55); bool as true/false; bytesN and bytes as 0x-hex of exactly
- * the right length; string as a JSON string (U+0000 included). Keys of a value object that its type does not declare
- * are ignored, as MetaMask and eth-account do. When types has no EIP712Domain it is inferred from
- * the domain's keys in the canonical order (name, version, chainId, verifyingContract, salt).
+ * Values: integers as JSON integers or as decimal ("-5" for intN) or 0x-hex strings (integers past
+ * 2^63 must be strings: the JSON parser refuses larger numbers); addresses as 0x-hex (all lower, all
+ * upper or EIP-55); bool as true/false; bytesN and bytes as 0x-hex of exactly the right length;
+ * string as a JSON string (U+0000 included). Every declared field must be present; a null or
+ * missing struct is refused (MetaMask v4 and eth-account hash it as 32 zero bytes). Keys of a value
+ * object that its type does not declare are ignored, as MetaMask and eth-account do. When types has
+ * no EIP712Domain it is inferred from the domain's keys in the canonical order (name, version,
+ * chainId, verifyingContract, salt).
  *
  * Errors: functions return 0 or a negative EIP712_E* code and write a one-line message into err.
  */

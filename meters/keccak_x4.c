@@ -28,7 +28,8 @@ static const uint64_t round_constants[24] = {
  * theta, rho and pi into b, chi back into a, iota) so that every lane stays in a register. */
 #define KECCAK_X4_PERMUTE(ROL) \
     do { \
-        __m256i b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19, b20, b21, b22, b23, b24; \
+        __m256i b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19, b20; \
+        __m256i b21, b22, b23, b24; \
         __m256i c0, c1, c2, c3, c4, d0, d1, d2, d3, d4; \
         for (int round = 0; round < 24; round++) { \
             c0 = _mm256_xor_si256(_mm256_xor_si256(_mm256_xor_si256(a0, a5), _mm256_xor_si256(a10, a15)), a20); \
@@ -147,24 +148,25 @@ __attribute__((target("avx2"))) static inline void store_digests(__m256i a0, __m
 }
 
 #define KECCAK_X4_BODY(ROL) \
-    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256(), a2 = _mm256_setzero_si256(), a3 = _mm256_setzero_si256(), a4 = _mm256_setzero_si256(), a5 = _mm256_setzero_si256(), a6 = _mm256_setzero_si256(), a7 = _mm256_setzero_si256(), a8 = _mm256_setzero_si256(), a9 = _mm256_setzero_si256(), a10 = _mm256_setzero_si256(), a11 = _mm256_setzero_si256(), a12 = _mm256_setzero_si256(), a13 = _mm256_setzero_si256(), a14 = _mm256_setzero_si256(), a15 = _mm256_setzero_si256(), a16 = _mm256_setzero_si256(), a17 = _mm256_setzero_si256(), a18 = _mm256_setzero_si256(), a19 = _mm256_setzero_si256(), a20 = _mm256_setzero_si256(), a21 = _mm256_setzero_si256(), a22 = _mm256_setzero_si256(), a23 = _mm256_setzero_si256(), a24 = _mm256_setzero_si256(); \
-    a0 = load_lanes(blocks, 0); \
-    a1 = load_lanes(blocks, 1); \
-    a2 = load_lanes(blocks, 2); \
-    a3 = load_lanes(blocks, 3); \
-    a4 = load_lanes(blocks, 4); \
-    a5 = load_lanes(blocks, 5); \
-    a6 = load_lanes(blocks, 6); \
-    a7 = load_lanes(blocks, 7); \
-    a8 = load_lanes(blocks, 8); \
-    a9 = load_lanes(blocks, 9); \
-    a10 = load_lanes(blocks, 10); \
-    a11 = load_lanes(blocks, 11); \
-    a12 = load_lanes(blocks, 12); \
-    a13 = load_lanes(blocks, 13); \
-    a14 = load_lanes(blocks, 14); \
-    a15 = load_lanes(blocks, 15); \
-    a16 = load_lanes(blocks, 16); \
+    __m256i a0 = load_lanes(blocks, 0); \
+    __m256i a1 = load_lanes(blocks, 1); \
+    __m256i a2 = load_lanes(blocks, 2); \
+    __m256i a3 = load_lanes(blocks, 3); \
+    __m256i a4 = load_lanes(blocks, 4); \
+    __m256i a5 = load_lanes(blocks, 5); \
+    __m256i a6 = load_lanes(blocks, 6); \
+    __m256i a7 = load_lanes(blocks, 7); \
+    __m256i a8 = load_lanes(blocks, 8); \
+    __m256i a9 = load_lanes(blocks, 9); \
+    __m256i a10 = load_lanes(blocks, 10); \
+    __m256i a11 = load_lanes(blocks, 11); \
+    __m256i a12 = load_lanes(blocks, 12); \
+    __m256i a13 = load_lanes(blocks, 13); \
+    __m256i a14 = load_lanes(blocks, 14); \
+    __m256i a15 = load_lanes(blocks, 15); \
+    __m256i a16 = load_lanes(blocks, 16); \
+    __m256i a17 = _mm256_setzero_si256(), a18 = a17, a19 = a17, a20 = a17, a21 = a17, a22 = a17, a23 = a17, \
+            a24 = a17; \
     KECCAK_X4_PERMUTE(ROL); \
     store_digests(a0, a1, a2, a3, out);
 
