@@ -364,9 +364,15 @@ static int start_job(job_t *j, char *why, size_t why_len) {
     posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_addopen(&fa, 2, err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     posix_spawn_file_actions_addchdir_np(&fa, j->dir);
+    /* Its own process group, so a hard kill also takes any child it might have started. */
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
     clock_gettime(CLOCK_MONOTONIC, &j->start);
-    int rc = posix_spawn(&j->pid, accrue_bin, &fa, NULL, argv, envp);
+    int rc = posix_spawn(&j->pid, accrue_bin, &fa, &attr, argv, envp);
     posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
     if (rc != 0) {
         snprintf(why, why_len, "posix_spawn %s: %s", accrue_bin, strerror(rc));
         return -1;
@@ -531,7 +537,7 @@ static void finish_job(job_t *j, int status, long elapsed_ms) {
         check_failed++;
     } else {
         check_passed++;
-        if (getenv("CORPUS_VERBOSE")) fprintf(stderr, "ok %s (%ld ms)\n", j->name, elapsed_ms);
+        if (getenv("CORPUS_VERBOSE") && *getenv("CORPUS_VERBOSE")) fprintf(stderr, "ok %s (%ld ms)\n", j->name, elapsed_ms);
     }
     free(out);
     free(err);
@@ -627,7 +633,7 @@ int main(int argc, char **argv) {
                 remove_tree(j->outdir);
             } else {
                 if (elapsed > j->timeout_ms && !j->killed) {
-                    kill(j->pid, SIGKILL); /* the process we spawned, by its id */
+                    kill(-j->pid, SIGKILL); /* the process group we spawned, by its id */
                     j->killed = 1;
                 }
                 continue;
