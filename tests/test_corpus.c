@@ -26,6 +26,8 @@
  *   -- stdout: LINE                   the exact expected stdout, one header line per output line
  *                                     (repeatable; "-- stdout:" alone is an empty line). Absent:
  *                                     stdout is not compared exactly.
+ *   -- stdout-file: FILE              the exact expected stdout is the file tests/corpus/FILE
+ *                                     (for long outputs, e.g. results compared with stock lua5.4).
  *   -- stdout~: TEXT                  stdout must contain TEXT (repeatable).
  *   -- stdout!~: TEXT                 stdout must not contain TEXT (repeatable).
  *   -- stdout-max: BYTES              stdout must be at most BYTES long (output floods).
@@ -274,6 +276,16 @@ static void parse_header(const char *src, expect_t *ex) {
             add_to(ex->stdout_not, &ex->n_stdout_not, v, ex);
         } else if (strcmp(key, "stdout") == 0) {
             append_stdout_line(ex, v);
+        } else if (strcmp(key, "stdout-file") == 0) {
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", CORPUS_DIR, v);
+            char *text = read_file(path, NULL);
+            if (!text) {
+                snprintf(ex->header_error, sizeof ex->header_error, "cannot read stdout-file %s", path);
+                continue;
+            }
+            free(ex->stdout_exact);
+            ex->stdout_exact = text;
         } else if (strcmp(key, "stdout-max") == 0) {
             ex->stdout_max = atol(v);
         } else if (strcmp(key, "max-ms") == 0) {
@@ -506,10 +518,21 @@ static void finish_job(job_t *j, int status, long elapsed_ms) {
 
     /* stdout */
     if (ex->stdout_exact && (out_len != strlen(ex->stdout_exact) || memcmp(out, ex->stdout_exact, out_len) != 0)) {
+        /* show the first line that differs */
+        const char *a = out, *b = ex->stdout_exact;
+        int line = 1;
+        for (;;) {
+            const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+            size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+            if (la != lb || memcmp(a, b, la) != 0 || !ea || !eb) break;
+            a = ea + 1;
+            b = eb + 1;
+            line++;
+        }
         char want[128];
-        snprintf(want, sizeof want, "%s", first_line(ex->stdout_exact));
-        fail(&r, "stdout differs (%zu bytes, want %zu; first line \"%s\", want \"%s\")", out_len,
-             strlen(ex->stdout_exact), first_line(out), want);
+        snprintf(want, sizeof want, "%s", first_line(b));
+        fail(&r, "stdout differs (%zu bytes, want %zu; line %d is \"%s\", want \"%s\")", out_len,
+             strlen(ex->stdout_exact), line, first_line(a), want);
     }
     for (int i = 0; i < ex->n_stdout_has; i++)
         if (!contains_alt(out, ex->stdout_has[i])) fail(&r, "stdout lacks \"%s\"", ex->stdout_has[i]);
