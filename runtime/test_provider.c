@@ -111,7 +111,7 @@ static void dataset_query(sandbox_t *sb, json_t *req) {
 static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     (void)ud;
     char name[128];
-    if (call->name_len >= sizeof name) {
+    if (call->name_len >= sizeof name || memchr(call->name, 0, call->name_len)) {
         answer_error(sb, "unknown name");
         return -1;
     }

@@ -19,6 +19,9 @@
 
 #define SBX_CHARGE_EVERY 1024
 
+/* The instruction-count hook fires every SBX_HOOK_QUANTUM VM instructions (when counting). */
+#define SBX_HOOK_QUANTUM 100
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <pthread.h>

@@ -9,8 +9,11 @@
  * so the memory limit can be reported without allocating. Every function that catches errors
  * (pcall, xpcall, coroutine.resume/wrap/close, load) is ours and re-raises the stop.
  *
- * Instructions are counted by a count hook of HOOK_QUANTUM when a limit is set (exact to within
- * one quantum; C work is charged through sbx_charge); time is watched by watchdog.c.
+ * Instructions are counted by a count hook of SBX_HOOK_QUANTUM when a limit is set; C work is
+ * charged through sbx_charge; time is watched by watchdog.c. Hook counters live per coroutine and
+ * a coroutine's partial count is lost when it yields or returns, so every resume of an agent
+ * coroutine is charged half a quantum, the expected loss (stdlib.c): many short coroutines cannot
+ * run uncounted.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +23,6 @@
 #include "sandbox/internal.h"
 #include "sandbox/json.h"
 
-#define HOOK_QUANTUM 1000
 
 /* Registry keys (their addresses). */
 static const char stop_key[1];  /* table: limit -> preallocated error string */
@@ -68,7 +70,7 @@ static void arm(lua_State *L, int count) {
 }
 
 void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L) {
-    arm(L, sb->limits.instructions ? HOOK_QUANTUM : 0);
+    arm(L, sb->limits.instructions ? SBX_HOOK_QUANTUM : 0);
 }
 
 _Noreturn void sbx_stop(lua_State *L, sandbox_limit_t limit) {
@@ -112,12 +114,12 @@ void sbx_charge(lua_State *L, uint64_t units) {
 void sbx_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     sandbox_t *sb = sbx_from_state(L);
-    int count = lua_gethookcount(L), normal = sb->limits.instructions ? HOOK_QUANTUM : 0;
-    if (count == HOOK_QUANTUM) sb->instructions += HOOK_QUANTUM;
+    int count = lua_gethookcount(L), normal = sb->limits.instructions ? SBX_HOOK_QUANTUM : 0;
+    if (count == SBX_HOOK_QUANTUM) sb->instructions += SBX_HOOK_QUANTUM;
     if (count != normal) arm(L, normal); /* a one-shot from the signal handler or a stop */
 
     sandbox_limit_t limit = limit_reached(sb);
-    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && count == HOOK_QUANTUM &&
+    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && count == SBX_HOOK_QUANTUM &&
         sbx_now_ns() >= sb->turn_deadline_ns)
         limit = SANDBOX_LIMIT_TIME; /* the watchdog could not be started: check the clock here */
     if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
@@ -129,7 +131,7 @@ void sbx_hook(lua_State *L, lua_Debug *ar) {
             sb->yield = SBX_YIELD_SLICE;
             lua_yield(L, 0);
         } else {
-            arm(L, HOOK_QUANTUM); /* inside a C call: try again a little later */
+            arm(L, SBX_HOOK_QUANTUM); /* inside a C call: try again a little later */
         }
     }
 }

@@ -78,6 +78,7 @@ enum { RESUME_ERROR = -1, RESUME_HOST_YIELD = -2 };
  * and the caller must yield too. */
 static int resume_co(lua_State *L, lua_State *co, int narg) {
     sandbox_t *sb = sbx_from_state(L);
+    if (sb->limits.instructions) sbx_charge(L, SBX_HOOK_QUANTUM / 2); /* co's partial count is lost */
     if (!lua_checkstack(co, narg)) {
         lua_pushliteral(L, "too many arguments to resume");
         return RESUME_ERROR;
@@ -86,6 +87,7 @@ static int resume_co(lua_State *L, lua_State *co, int narg) {
     bool chain = sb->chain_yieldable;
     sb->chain_yieldable = chain && lua_isyieldable(L);
     sb->current = co;
+    sbx_arm_normal_hook(sb, co);
     /* An interrupt signalled while we switched may have armed the hook in L only. */
     if (atomic_load_explicit(&sb->interrupt, memory_order_relaxed)) lua_sethook(co, sbx_hook, LUA_MASKCOUNT, 1);
     int nres = 0;
