@@ -600,7 +600,7 @@ int main(int argc, char **argv) {
         names[n_names++] = xstrdup(e->d_name);
     }
     closedir(d);
-    qsort(names, n_names, sizeof *names, by_name);
+    if (n_names) qsort(names, n_names, sizeof *names, by_name);
     if (n_names == 0) {
         fprintf(stderr, "test_corpus: no scripts in %s\n", CORPUS_DIR);
         check_failed++;
