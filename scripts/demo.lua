@@ -1,0 +1,32 @@
+-- demo.lua: a small retrieval agent, the shape of the agents accrue runs.
+--
+-- For each message it looks up matching records in a dataset, streams what it found, then asks a
+-- model to answer with those records as context. Under `accrue run` the dataset and the model are
+-- the built-in test provider's (test/words, test/echo), so the run is the same on every machine.
+
+local DATASET, MODEL = "test/words", "test/echo"
+local turns = 0
+
+local function on_message(session, text)
+  turns = turns + 1
+  local found = datasets.query(DATASET, text, { limit = 3 })
+  if #found.rows == 0 then
+    return "No record in " .. DATASET .. " matches '" .. text .. "'."
+  end
+  session.send(("Found %d record(s):\n"):format(#found.rows))
+  local context = {}
+  for i, row in ipairs(found.rows) do
+    session.send(("  [%s] %s\n"):format(row.id, row.text))
+    context[i] = row.text
+  end
+  local answer = models.call(MODEL, {
+    messages = {
+      { role = "system", content = "Answer from the context only." },
+      { role = "user", content = table.concat(context, " ") },
+    },
+  })
+  return ("Answer (%s, %d tokens in, %d out, turn %d): %s"):format(
+    MODEL, answer.usage.input_tokens, answer.usage.output_tokens, turns, answer.text)
+end
+
+return { on_message = on_message }

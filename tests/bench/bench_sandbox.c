@@ -1,0 +1,167 @@
+/*
+ * bench_sandbox.c: what a sandbox costs, beside bare Lua doing the same.
+ *
+ *  1. create + close of a sandbox with the agent API loaded, vs luaL_newstate + luaL_openlibs;
+ *  2. memory of an idle sandbox, vs the bare state;
+ *  3. a host call from Lua (models.call answered at once, JSON both ways), vs a bare Lua -> C call;
+ *  4. a CPU-bound script: bare Lua, sandbox timed by the watchdog only (--instr-limit 0), and
+ *     sandbox counting instructions (the default), on a tight loop and on a mixed workload.
+ * Run: zig build bench -Doptimize=ReleaseFast
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "sandbox/sandbox.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+#define ROUNDS 3000
+
+static void bench_create(void) {
+    static double t[ROUNDS];
+    sandbox_limits_t l = sandbox_default_limits();
+    for (int i = 0; i < ROUNDS; i++) {
+        double t0 = now_s();
+        sandbox_t *sb = sandbox_open(&l, NULL);
+        sandbox_close(sb);
+        t[i] = now_s() - t0;
+    }
+    double sandbox_us = median(t, ROUNDS) * 1e6;
+    for (int i = 0; i < ROUNDS; i++) {
+        double t0 = now_s();
+        lua_State *L = luaL_newstate();
+        luaL_openlibs(L);
+        lua_close(L);
+        t[i] = now_s() - t0;
+    }
+    double bare_us = median(t, ROUNDS) * 1e6;
+    printf("| create + close, median of %d | %.1f µs | %.1f µs | %.2fx |\n", ROUNDS, sandbox_us, bare_us,
+           sandbox_us / bare_us);
+
+    sandbox_t *sb = sandbox_open(&l, NULL);
+    sandbox_stats_t st;
+    sandbox_stats(sb, &st);
+    sandbox_close(sb);
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    size_t bare = (size_t)lua_gc(L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(L, LUA_GCCOUNTB, 0);
+    lua_close(L);
+    printf("| idle memory (Lua heap) | %.1f KiB | %.1f KiB | %.2fx |\n", (double)st.memory_bytes / 1024,
+           (double)bare / 1024, (double)st.memory_bytes / (double)bare);
+}
+
+static int answer_now(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
+    (void)ud, (void)call;
+    static const char a[] = "{\"text\":\"ok\",\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}";
+    sandbox_call_done(sb, 1, a, sizeof a - 1);
+    return 0;
+}
+
+static double run_script(const sandbox_limits_t *l, const char *src) {
+    sandbox_provider_t p = {.start_call = answer_now};
+    sandbox_t *sb = sandbox_open(l, &p);
+    double t0 = now_s();
+    if (sandbox_start_load(sb, "=bench", src, strlen(src)) != 0 || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+        fprintf(stderr, "bench script failed: %s\n", sandbox_errmsg(sb));
+        exit(1);
+    }
+    double t = now_s() - t0;
+    sandbox_close(sb);
+    return t;
+}
+
+static double run_bare(const char *src) {
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    double t0 = now_s();
+    if (luaL_loadstring(L, src) != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK) {
+        fprintf(stderr, "bare script failed: %s\n", lua_tostring(L, -1));
+        exit(1);
+    }
+    double t = now_s() - t0;
+    lua_close(L);
+    return t;
+}
+
+static int bare_c_function(lua_State *L) {
+    lua_pushinteger(L, luaL_checkinteger(L, 1) + 1);
+    return 1;
+}
+
+#define CALLS 200000
+
+static void bench_host_call(void) {
+    sandbox_limits_t l = sandbox_default_limits();
+    l.instructions = 0;
+    l.time_ms = 0;
+    char src[256];
+    snprintf(src, sizeof src,
+             "local n = 0 for i = 1, %d do n = n + #models.call('m', {prompt = 'hi'}).text end "
+             "return {on_message = print}", CALLS);
+    double t = run_script(&l, src);
+
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    lua_register(L, "cfn", bare_c_function);
+    snprintf(src, sizeof src, "local n = 0 for i = 1, %d do n = cfn(n) end", CALLS);
+    double t0 = now_s();
+    luaL_dostring(L, src);
+    double bare = now_s() - t0;
+    lua_close(L);
+    printf("| host call from Lua (models.call, JSON both ways, yield + resume) | %.2f µs | %.3f µs (Lua -> C call) | %.0fx |\n",
+           t / CALLS * 1e6, bare / CALLS * 1e6, t / bare);
+}
+
+static void bench_hook(const char *name, const char *body) {
+    char src[1024];
+    snprintf(src, sizeof src, "%s return {on_message = print}", body);
+    sandbox_limits_t timed = sandbox_default_limits(), counted = sandbox_default_limits();
+    timed.instructions = 0;
+    timed.time_ms = 60000;
+    counted.instructions = UINT64_MAX / 2;
+    counted.time_ms = 60000;
+    double best_bare = 1e9, best_timed = 1e9, best_counted = 1e9;
+    for (int r = 0; r < 3; r++) {
+        double b = run_bare(body), t = run_script(&timed, src), c = run_script(&counted, src);
+        if (b < best_bare) best_bare = b;
+        if (t < best_timed) best_timed = t;
+        if (c < best_counted) best_counted = c;
+    }
+    printf("| %s: watchdog only (instr limit 0) | %.3f s | %.3f s | %+.1f%% |\n", name, best_timed, best_bare,
+           (best_timed / best_bare - 1) * 100);
+    printf("| %s: counting instructions (default) | %.3f s | %.3f s | %+.1f%% |\n", name, best_counted, best_bare,
+           (best_counted / best_bare - 1) * 100);
+}
+
+int main(void) {
+    printf("| what | sandbox | bare Lua 5.4 | ratio |\n|---|---|---|---|\n");
+    bench_create();
+    bench_host_call();
+    bench_hook("tight loop `s = s + i`, 5e7", "local s = 0 for i = 1, 5e7 do s = s + i end");
+    bench_hook("mixed string/table workload",
+               "local t = {} for i = 1, 3e5 do t[#t + 1] = ('k' .. i):upper() end "
+               "local n = 0 for _, v in ipairs(t) do if v:find('99', 1, true) then n = n + #v end end "
+               "table.sort(t) local s = table.concat(t, ',', 1, 1000) "
+               "local m = {} for i = 1, 3e5 do m[i % 1000] = (m[i % 1000] or 0) + i end");
+    bench_hook("function calls (fib 27)", "local function fib(n) if n < 2 then return n end return fib(n-1) + fib(n-2) end fib(27)");
+    return 0;
+}
