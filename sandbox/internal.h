@@ -22,6 +22,9 @@
 /* The instruction-count hook fires every SBX_HOOK_QUANTUM VM instructions (when counting). */
 #define SBX_HOOK_QUANTUM 100
 
+/* How deep coroutine.close (and coroutine.wrap's close after an error) may nest. */
+#define SBX_MAX_CLOSE_DEPTH 100
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <pthread.h>
@@ -77,6 +80,7 @@ struct sandbox {
     bool loaded; /* the load turn finished: the agent table is in the registry */
     char errmsg[512];
     uint64_t host_calls, pauses;
+    int close_depth; /* nesting of coroutine closes (stdlib.c), bounded by SBX_MAX_CLOSE_DEPTH */
 
     /* The watchdog's view: armed while the turn executes Lua. watchdog.c. */
     pthread_t runner;

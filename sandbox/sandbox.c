@@ -362,6 +362,7 @@ static void reset_turn_state(sandbox_t *sb, enum sbx_turn kind) {
     atomic_store(&sb->interrupt, 0);
     sb->instructions = 0;
     sb->output = 0;
+    sb->close_depth = 0;
     sb->yield = SBX_YIELD_NONE;
     sb->call_pending = sb->call_answered = false;
     sb->errmsg[0] = 0;

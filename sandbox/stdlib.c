@@ -148,7 +148,11 @@ static int co_wrap_call(lua_State *L) {
     if (r == RESUME_ERROR) {
         int stat = lua_status(co);
         if (stat != LUA_OK && stat != LUA_YIELD) { /* an error killed it: close its variables */
+            sandbox_t *sb = sbx_from_state(L);
+            if (sb->close_depth >= SBX_MAX_CLOSE_DEPTH) return luaL_error(L, "C stack overflow");
+            sb->close_depth++;
             stat = lua_resetthread(co);
+            sb->close_depth--;
             lua_xmove(co, L, 1);
             sbx_rethrow_if_stopped(L, stat);
         }
@@ -197,12 +201,23 @@ static int co_running(lua_State *L) {
     return 2;
 }
 
-/* The original coroutine.close is upvalue 1; a false result may hide a stop. */
+/* The original coroutine.close is upvalue 1; a false result may hide a stop.
+ * Lua 5.4.4's lua_resetthread does not count C calls (fixed in 5.4.5 by lua_closethread), so a
+ * __close handler that closes another coroutine, nested thousands deep, overflows the C stack
+ * and crashes the host; we bound the nesting ourselves. */
 static int co_close(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (sb->close_depth >= SBX_MAX_CLOSE_DEPTH) return luaL_error(L, "C stack overflow");
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, n, LUA_MULTRET);
+    sb->close_depth++;
+    int status = lua_pcall(L, n, LUA_MULTRET, 0);
+    sb->close_depth--;
+    if (status != LUA_OK) {
+        sbx_rethrow_if_stopped(L, status);
+        return lua_error(L);
+    }
     if (lua_type(L, 1) == LUA_TBOOLEAN && !lua_toboolean(L, 1)) sbx_rethrow_if_stopped(L, LUA_ERRRUN);
     return lua_gettop(L);
 }
