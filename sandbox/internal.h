@@ -100,6 +100,10 @@ _Noreturn void sbx_stop(lua_State *L, sandbox_limit_t limit);
 /* After a catcher (pcall, coroutine.resume, load...) saw an error with this status: re-raises the
  * stop error if the turn must stop (a limit was hit, or status is a memory error). */
 void sbx_rethrow_if_stopped(lua_State *L, int status);
+/* Compiles a text chunk (a string, or pieces from the reader function at stack index fn when fn
+ * is not 0), pushing the function or the error like lua_load. The parser's work is bounded by the
+ * limits. */
+int sbx_load_chunk(lua_State *L, const char *s, size_t len, int fn, const char *chunkname);
 /* Counts output against the turn's limit and hands it to the provider. Raises on the limit. */
 void sbx_output(lua_State *L, sandbox_output_kind_t kind, const char *s, size_t len);
 /* Starts a host call and yields the calling coroutine until it is answered; the continuation
@@ -119,6 +123,8 @@ void sbx_push_session(lua_State *L);
  * hook in sb->current. */
 void sbx_watch_begin(sandbox_t *sb);
 void sbx_watch_end(sandbox_t *sb);
+/* Signals the thread executing sb's turn now, if any, so its hook sees sb->interrupt. */
+void sbx_watch_poke(sandbox_t *sb);
 
 /* The sandbox a lua_State (any of its coroutines) belongs to. */
 sandbox_t *sbx_from_state(lua_State *L);

@@ -73,6 +73,14 @@ static int sbx_xpcall(lua_State *L) {
 
 enum { RESUME_ERROR = -1, RESUME_HOST_YIELD = -2 };
 
+/* Makes co the coroutine the watchdog's signal arms, before Lua code runs in it. */
+static void switch_to(sandbox_t *sb, lua_State *co) {
+    sb->current = co;
+    sbx_arm_normal_hook(sb, co);
+    /* An interrupt signalled while we switched may have armed the hook in the caller only. */
+    if (atomic_load_explicit(&sb->interrupt, memory_order_relaxed)) lua_sethook(co, sbx_hook, LUA_MASKCOUNT, 1);
+}
+
 /* Resumes co with the narg values on top of L. Returns the number of results now on top of L;
  * RESUME_ERROR with the error object on top; or RESUME_HOST_YIELD when co yielded for the host,
  * and the caller must yield too. */
@@ -86,10 +94,7 @@ static int resume_co(lua_State *L, lua_State *co, int narg) {
     lua_xmove(L, co, narg);
     bool chain = sb->chain_yieldable;
     sb->chain_yieldable = chain && lua_isyieldable(L);
-    sb->current = co;
-    sbx_arm_normal_hook(sb, co);
-    /* An interrupt signalled while we switched may have armed the hook in L only. */
-    if (atomic_load_explicit(&sb->interrupt, memory_order_relaxed)) lua_sethook(co, sbx_hook, LUA_MASKCOUNT, 1);
+    switch_to(sb, co);
     int nres = 0;
     int status = lua_resume(co, L, narg, &nres);
     sb->current = L;
@@ -151,7 +156,9 @@ static int co_wrap_call(lua_State *L) {
             sandbox_t *sb = sbx_from_state(L);
             if (sb->close_depth >= SBX_MAX_CLOSE_DEPTH) return luaL_error(L, "C stack overflow");
             sb->close_depth++;
+            switch_to(sb, co); /* its __close handlers run in co */
             stat = lua_resetthread(co);
+            sb->current = L;
             sb->close_depth--;
             lua_xmove(co, L, 1);
             sbx_rethrow_if_stopped(L, stat);
@@ -211,8 +218,11 @@ static int co_close(lua_State *L) {
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
+    lua_State *co = lua_tothread(L, 2);
     sb->close_depth++;
+    if (co) switch_to(sb, co); /* its __close handlers run in co */
     int status = lua_pcall(L, n, LUA_MULTRET, 0);
+    sb->current = L;
     sb->close_depth--;
     if (status != LUA_OK) {
         sbx_rethrow_if_stopped(L, status);
@@ -224,28 +234,32 @@ static int co_close(lua_State *L) {
 
 /* ---- base functions ------------------------------------------------------------------------ */
 
-/* load(chunk [, chunkname [, mode [, env]]]): the original is upvalue 1; mode is always "t". */
+/* load(chunk [, chunkname [, mode [, env]]]): text only whatever mode says, compiled in pieces
+ * so that the parser's work is bounded (sbx_load_chunk). */
 static int sbx_load(lua_State *L) {
-    sandbox_t *sb = sbx_from_state(L);
-    int n = lua_gettop(L);
-    luaL_checkany(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, 1);
-    if (n >= 2) lua_pushvalue(L, 2);
-    else lua_pushnil(L);
-    lua_pushliteral(L, "t");
-    int nargs = 3;
-    if (n >= 4) {
-        lua_pushvalue(L, 4);
-        nargs = 4;
+    size_t len = 0;
+    const char *s = lua_tolstring(L, 1, &len);
+    const char *chunkname;
+    int env = lua_isnone(L, 4) ? 0 : 4;
+    lua_settop(L, 4);
+    if (s) {
+        chunkname = luaL_optstring(L, 2, s);
+    } else {
+        chunkname = luaL_optstring(L, 2, "=(load)");
+        luaL_checktype(L, 1, LUA_TFUNCTION);
     }
-    uint64_t refusals = sb->heap.refusals;
-    lua_call(L, nargs, LUA_MULTRET);
-    if (lua_isnil(L, n + 1)) { /* it caught an error: the reader's, the parser's, or a stop */
-        if (sb->heap.refusals != refusals) sbx_rethrow_if_stopped(L, LUA_ERRMEM);
-        sbx_rethrow_if_stopped(L, LUA_ERRRUN);
+    int status = sbx_load_chunk(L, s, len, s ? 0 : 1, chunkname);
+    if (status == LUA_OK) {
+        if (env) {
+            lua_pushvalue(L, env);
+            if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+        }
+        return 1;
     }
-    return lua_gettop(L) - n;
+    sbx_rethrow_if_stopped(L, status);
+    luaL_pushfail(L);
+    lua_insert(L, -2);
+    return 2;
 }
 
 static int sbx_collectgarbage(lua_State *L) {
@@ -321,7 +335,7 @@ void sbx_open_stdlib(lua_State *L) {
     set_field(L, "dofile", NULL);
     set_field(L, "loadfile", NULL);
     set_field(L, "warn", NULL);
-    wrap_field(L, "load", sbx_load);
+    set_field(L, "load", sbx_load);
     wrap_field(L, "collectgarbage", sbx_collectgarbage);
     wrap_field(L, "setmetatable", sbx_setmetatable);
     set_field(L, "print", sbx_print);

@@ -29,6 +29,7 @@ static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
 static sandbox_t *watched[MAX_WATCHED];
 static int nwatched;
 static bool watch_ok;
+static uint64_t watch_wake_ns = UINT64_MAX; /* when the watchdog thread will look next */
 
 /* The sandbox whose turn executes on this thread now. */
 static _Thread_local sandbox_t *volatile running_here;
@@ -75,6 +76,7 @@ static void *watch_main(void *arg) {
             uint64_t d = next_deadline(sb);
             if (d < earliest) earliest = d;
         }
+        watch_wake_ns = earliest;
         if (earliest == UINT64_MAX) {
             pthread_cond_wait(&watch_wake, &watch_lock);
         } else {
@@ -113,10 +115,10 @@ static void watch_init(void) {
     pthread_attr_destroy(&attr);
 }
 
+/* Every executing turn is registered, deadline or not, so that sandbox_cancel can reach it. */
 void sbx_watch_begin(sandbox_t *sb) {
     running_here = sb;
     sb->slice_deadline_ns = sb->limits.slice_ms ? sbx_now_ns() + (uint64_t)sb->limits.slice_ms * 1000000u : 0;
-    if (!sb->turn_deadline_ns && !sb->slice_deadline_ns) return;
     pthread_once(&watch_once, watch_init);
     if (!watch_ok) return; /* no watchdog: sbx_charge and the count hook still check the clock */
     sb->runner = pthread_self();
@@ -124,8 +126,15 @@ void sbx_watch_begin(sandbox_t *sb) {
     if (nwatched < MAX_WATCHED) {
         watched[nwatched++] = sb;
         sb->watched = true;
-        pthread_cond_signal(&watch_wake);
+        /* Wake the watchdog only when it would otherwise sleep past this turn's deadline. */
+        if (next_deadline(sb) < watch_wake_ns) pthread_cond_signal(&watch_wake);
     }
+    pthread_mutex_unlock(&watch_lock);
+}
+
+void sbx_watch_poke(sandbox_t *sb) {
+    pthread_mutex_lock(&watch_lock);
+    if (sb->watched) pthread_kill(sb->runner, WATCH_SIGNAL);
     pthread_mutex_unlock(&watch_lock);
 }
 

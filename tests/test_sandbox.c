@@ -5,6 +5,7 @@
  * too; time slicing pauses and resumes a long turn; sandboxes share nothing; a sandbox stays usable
  * after a turn hit a limit.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -303,6 +304,33 @@ static void test_wait_counts_against_time_and_cancel(void) {
     sandbox_close(sb);
 }
 
+static void *cancel_later(void *arg) {
+    struct timespec ts = {0, 50 * 1000000};
+    nanosleep(&ts, NULL);
+    sandbox_cancel(arg);
+    return NULL;
+}
+
+/* A turn spinning in Lua with no instruction counting and no deadline is still cancellable from
+ * another thread. */
+static void test_cancel_from_another_thread(void) {
+    fake_host_t h = {0};
+    sandbox_limits_t l = tight();
+    l.instructions = 0;
+    l.time_ms = 0;
+    sandbox_t *sb = open_with(&l, &h);
+    CHECK(sandbox_start_load(sb, "=agent", "while true do end", 17) == 0);
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_later, sb);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(sandbox_run(sb) == SANDBOX_FAILED);
+    CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_CANCELLED);
+    CHECK(getenv("ACCRUE_TEST_WRAPPER") || ms_since(t0) < 1000);
+    pthread_join(t, NULL);
+    sandbox_close(sb);
+}
+
 static void test_time_slices_interleave_two_agents(void) {
     sandbox_limits_t l = tight();
     l.instructions = 0;
@@ -426,6 +454,7 @@ int main(void) {
     RUN(test_host_call_errors_reach_the_agent);
     RUN(test_host_call_inside_c_boundary_is_a_clear_error);
     RUN(test_wait_counts_against_time_and_cancel);
+    RUN(test_cancel_from_another_thread);
     RUN(test_time_slices_interleave_two_agents);
     RUN(test_sandboxes_share_nothing);
     RUN(test_removed_functions_are_gone);
