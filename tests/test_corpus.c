@@ -32,6 +32,8 @@
  *   -- stdout!~: TEXT                 stdout must not contain TEXT (repeatable).
  *   -- stdout-max: BYTES              stdout must be at most BYTES long (output floods).
  *   -- max-ms: MS                     wall-time bound for the whole process (default 3000).
+ *   -- max-rss-mb: MB                 bound on the process's peak RSS (default: the --mem-limit in
+ *                                     MB plus 40): memory the host spends outside the Lua cap.
  *   -- note: TEXT                     free text (what the script attacks, its source).
  *
  * Always checked, whatever the header says:
@@ -54,6 +56,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -69,6 +72,8 @@
 #define CANARY_FILE "canary.txt"
 #define CANARY_FILE_TEXT "canary-file-4d2b8e6a0c: the sandbox must not read or change this\n"
 #define DEFAULT_MAX_MS 3000
+#define DEFAULT_MEM_LIMIT 16777216L
+#define RSS_MARGIN_MB 40 /* the host's own memory besides the Lua heap: code, jemalloc, buffers */
 #define PARALLEL 2
 #define MAX_LIST 16 /* repeatable header keys */
 #define MAX_ARGS 48
@@ -87,6 +92,7 @@ typedef struct expect {
     char *stdout_exact; /* NULL: not compared */
     long stdout_max;    /* -1: none */
     long max_ms;
+    long max_rss_mb; /* -1: memory cap + RSS_MARGIN_MB */
     char *input; /* NULL: no --input */
     char *args[MAX_ARGS];
     int n_args;
@@ -231,6 +237,7 @@ static void parse_header(const char *src, expect_t *ex) {
     memset(ex, 0, sizeof *ex);
     ex->stdout_max = -1;
     ex->max_ms = DEFAULT_MAX_MS;
+    ex->max_rss_mb = -1;
     const char *p = src;
     while (*p) {
         const char *eol = strchr(p, '\n');
@@ -288,6 +295,8 @@ static void parse_header(const char *src, expect_t *ex) {
             ex->stdout_exact = text;
         } else if (strcmp(key, "stdout-max") == 0) {
             ex->stdout_max = atol(v);
+        } else if (strcmp(key, "max-rss-mb") == 0) {
+            ex->max_rss_mb = atol(v);
         } else if (strcmp(key, "max-ms") == 0) {
             ex->max_ms = atol(v);
         } else if (strcmp(key, "input") == 0) {
@@ -343,7 +352,7 @@ static int start_job(job_t *j, char *why, size_t why_len) {
     }
 
     static const char *defaults[][2] = {
-        {"--mem-limit", "16777216"},
+        {"--mem-limit", "16777216"}, /* DEFAULT_MEM_LIMIT */
         {"--instr-limit", "10000000"},
         {"--time-limit", "1000"},
         {"--output-limit", "65536"},
@@ -478,7 +487,7 @@ static void remove_tree(const char *dir) {
 }
 
 /* Called once the process is reaped: checks every expectation, counts the script. */
-static void finish_job(job_t *j, int status, long elapsed_ms) {
+static void finish_job(job_t *j, int status, long elapsed_ms, long maxrss_kb) {
     reasons_t r = {{0}, 0};
     char path[512];
     size_t out_len = 0, err_len = 0;
@@ -498,6 +507,15 @@ static void finish_job(job_t *j, int status, long elapsed_ms) {
         fail(&r, "exit %d, want %d", WEXITSTATUS(status), ex->exit_code);
     }
     if (elapsed_ms > ex->max_ms) fail(&r, "took %ld ms, bound %ld ms", elapsed_ms, ex->max_ms);
+    long rss_bound = ex->max_rss_mb;
+    if (rss_bound < 0) {
+        long mem = DEFAULT_MEM_LIMIT;
+        for (int i = 0; i + 1 < ex->n_args; i++)
+            if (strcmp(ex->args[i], "--mem-limit") == 0) mem = atol(ex->args[i + 1]);
+        rss_bound = mem / (1024 * 1024) + RSS_MARGIN_MB;
+    }
+    if (maxrss_kb / 1024 > rss_bound)
+        fail(&r, "peak RSS %ld MB, bound %ld MB (host memory outside the Lua cap?)", maxrss_kb / 1024, rss_bound);
 
     /* stderr's shape */
     if (ex->exit_code != 0) {
@@ -560,7 +578,8 @@ static void finish_job(job_t *j, int status, long elapsed_ms) {
         check_failed++;
     } else {
         check_passed++;
-        if (getenv("CORPUS_VERBOSE") && *getenv("CORPUS_VERBOSE")) fprintf(stderr, "ok %s (%ld ms)\n", j->name, elapsed_ms);
+        if (getenv("CORPUS_VERBOSE") && *getenv("CORPUS_VERBOSE"))
+            fprintf(stderr, "ok %s (%ld ms, %ld MB)\n", j->name, elapsed_ms, maxrss_kb / 1024);
     }
     free(out);
     free(err);
@@ -645,10 +664,12 @@ int main(int argc, char **argv) {
             job_t *j = slots[s];
             if (!j) continue;
             int status = 0;
-            pid_t w = waitpid(j->pid, &status, WNOHANG);
+            struct rusage ru;
+            memset(&ru, 0, sizeof ru);
+            pid_t w = wait4(j->pid, &status, WNOHANG, &ru);
             long elapsed = ms_since(&j->start);
             if (w == j->pid) {
-                finish_job(j, status, elapsed);
+                finish_job(j, status, elapsed, ru.ru_maxrss);
             } else if (w < 0) {
                 fprintf(stderr, "FAIL %s: waitpid: %s\n", j->name, strerror(errno));
                 check_failed++;
