@@ -61,6 +61,14 @@ out[#out + 1] = try(string.format, "%099d", 7)
 out[#out + 1] = try(string.format, "%100d", 7)
 out[#out + 1] = try(string.format, "%.99f", 1 / 3)
 out[#out + 1] = try(string.format, "%s", setmetatable({}, { __tostring = function() return "T" end }))
+for _, init in ipairs({ 0, 1, 2, 3, 4, 5, -1, -2, -10, math.mininteger, math.maxinteger }) do
+  local g = {}
+  local ok, e = pcall(function() for a in ("abc"):gmatch(".", init) do g[#g + 1] = a end end)
+  out[#out + 1] = tostring(init) .. " gmatch " .. (ok and table.concat(g, ";") or "error") ..
+    " find " .. try(string.find, "abc", "", init) .. " plain " .. try(string.find, "abc", "", init, true) ..
+    " c " .. try(string.find, "abc", "c", init, true) .. " match " .. try(string.match, "abc", "()", init) ..
+    " gsub " .. try(string.gsub, "abc", "", "-", init)
+end
 print(#out)
 for _, l in ipairs(out) do print(l) end
 return { on_message = function() return "" end }
