@@ -37,7 +37,9 @@
  *   -- note: TEXT                     free text (what the script attacks, its source).
  *
  * Always checked, whatever the header says:
- *   - the process was not killed by a signal (a crash is always a failure) and did not hang;
+ *   - the process was not killed by a signal (a crash is always a failure) and did not hang (it
+ *     runs in its own process group, killed whole after 3 x max-ms + 5 s);
+ *   - its peak RSS is within the bound above;
  *   - exit 1 or 2: stderr is exactly one non-empty line; exit 0: stderr is empty;
  *   - stdout and stderr never show the canary env value or the canary file's contents;
  *   - the temp directory still holds exactly the script and the canary, both unchanged;
