@@ -118,6 +118,7 @@ static void watch_init(void) {
 /* Every executing turn is registered, deadline or not, so that sandbox_cancel can reach it. */
 void sbx_watch_begin(sandbox_t *sb) {
     running_here = sb;
+    atomic_fetch_and(&sb->interrupt, ~(uint32_t)SBX_INT_PREEMPT); /* a new slice starts */
     sb->slice_deadline_ns = sb->limits.slice_ms ? sbx_now_ns() + (uint64_t)sb->limits.slice_ms * 1000000u : 0;
     pthread_once(&watch_once, watch_init);
     if (!watch_ok) return; /* no watchdog: sbx_charge and the count hook still check the clock */

@@ -99,6 +99,7 @@ typedef struct expect {
     char *args[MAX_ARGS];
     int n_args;
     char header_error[256];
+    char known_issue[512]; /* "-- known-issue: TEXT": an open hole; the script is listed, not run */
 } expect_t;
 
 typedef struct job {
@@ -307,6 +308,8 @@ static void parse_header(const char *src, expect_t *ex) {
         } else if (strcmp(key, "args") == 0) {
             parse_args(ex, v);
         } else if (strcmp(key, "note") == 0) {
+        } else if (strcmp(key, "known-issue") == 0) {
+            snprintf(ex->known_issue, sizeof ex->known_issue, "%s", v);
         } else {
             snprintf(ex->header_error, sizeof ex->header_error, "unknown header key '%s'", key);
         }
@@ -645,6 +648,15 @@ int main(int argc, char **argv) {
             if (!j->source) snprintf(why, sizeof why, "cannot read %s", path);
             else parse_header(j->source, &j->ex);
             if (!why[0] && j->ex.header_error[0]) snprintf(why, sizeof why, "bad header: %s", j->ex.header_error);
+            if (!why[0] && j->ex.known_issue[0]) {
+                /* Not run, not counted: an open hole, written down where the suite shows it. */
+                printf("# known issue, not run: %s: %s\n", j->name, j->ex.known_issue);
+                free_expect(&j->ex);
+                free(j->source);
+                free(j);
+                s--;
+                continue;
+            }
             if (!why[0]) start_job(j, why, sizeof why);
             if (why[0]) {
                 fprintf(stderr, "FAIL %s: %s\n", j->name, why);

@@ -148,8 +148,8 @@ static void bench_hook(const char *name, const char *body) {
     }
     printf("| %s: watchdog only (instr limit 0) | %.3f s | %.3f s | %+.1f%% |\n", name, best_timed, best_bare,
            (best_timed / best_bare - 1) * 100);
-    printf("| %s: counting instructions (default) | %.3f s | %.3f s | %+.1f%% |\n", name, best_counted, best_bare,
-           (best_counted / best_bare - 1) * 100);
+    printf("| %s: counting instructions (default); the hook adds %+.1f%% to watchdog only | %.3f s | %.3f s | %+.1f%% |\n",
+           name, (best_counted / best_timed - 1) * 100, best_counted, best_bare, (best_counted / best_bare - 1) * 100);
 }
 
 int main(void) {
@@ -162,6 +162,6 @@ int main(void) {
                "local n = 0 for _, v in ipairs(t) do if v:find('99', 1, true) then n = n + #v end end "
                "table.sort(t) local s = table.concat(t, ',', 1, 1000) "
                "local m = {} for i = 1, 3e5 do m[i % 1000] = (m[i % 1000] or 0) + i end");
-    bench_hook("function calls (fib 27)", "local function fib(n) if n < 2 then return n end return fib(n-1) + fib(n-2) end fib(30)");
+    bench_hook("function calls (fib 30)", "local function fib(n) if n < 2 then return n end return fib(n-1) + fib(n-2) end fib(30)");
     return 0;
 }
