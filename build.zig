@@ -9,6 +9,7 @@ const sandbox_sources = [_][]const u8{
     "sandbox/alloc.c",
     "sandbox/watchdog.c",
     "sandbox/stdlib.c",
+    "sandbox/metaguard.c",
     "sandbox/api.c",
     "sandbox/bounded_string.c",
     "sandbox/bounded_table.c",

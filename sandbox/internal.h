@@ -115,6 +115,11 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
 void sbx_open_stdlib(lua_State *L);
 /* The agent API globals: models, datasets, session, json. api.c. */
 void sbx_open_api(lua_State *L);
+/* No weak tables: setmetatable/getmetatable/rawset globals and their registry state. metaguard.c. */
+void sbx_open_metaguard(lua_State *L);
+/* Marks the table at idx as in use as a metatable and guards it against gaining __mode. Host
+ * code that sets a metatable the agent can reach calls this first. */
+void sbx_protect_metatable(lua_State *L, int idx);
 /* Pushes the session table (the global `session`, on_message's first argument). api.c. */
 void sbx_push_session(lua_State *L);
 

@@ -63,6 +63,7 @@ static void push_array_mt(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &json_array_key) != LUA_TTABLE) {
         lua_pop(L, 1);
         lua_createtable(L, 0, 0);
+        sbx_protect_metatable(L, -1); /* scripts reach it: it must never gain __mode */
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &json_array_key);
     }

@@ -6,8 +6,8 @@
  * are removed. Replaced with our own:
  *  - load: text chunks only (mode "t" whatever the caller asks), in the sandbox's own globals;
  *  - collectgarbage: only the options that cannot defeat memory accounting;
- *  - setmetatable: refuses a __gc field, since finalizers run with hooks off (an endless __gc
- *    would hang the host) and an object is marked for finalization only at setmetatable time;
+ *  - setmetatable, getmetatable, rawset (metaguard.c): no __gc, since finalizers run with hooks
+ *    off (an endless __gc would hang the host), and no weak tables, ever;
  *  - print: captured and counted against the output limit;
  *  - pcall, xpcall, coroutine.resume/wrap/close: every function that catches errors re-raises a
  *    limit stop, so no limit can be caught;
@@ -275,30 +275,6 @@ static int sbx_collectgarbage(lua_State *L) {
     return lua_gettop(L);
 }
 
-static int sbx_setmetatable(lua_State *L) {
-    if (lua_type(L, 2) == LUA_TTABLE) {
-        lua_pushliteral(L, "__gc");
-        if (lua_rawget(L, 2) != LUA_TNIL)
-            return luaL_error(L, "setmetatable: __gc metamethods are not allowed in the sandbox");
-        lua_pop(L, 1);
-        /* Weak keys with strong values make an ephemeron table, and the collector converges
-         * ephemerons in its atomic phase, in C, in time quadratic in a chain laid through one
-         * (seconds for 40,000 links). Weak values alone are harmless. */
-        lua_pushliteral(L, "__mode");
-        if (lua_rawget(L, 2) == LUA_TSTRING) {
-            const char *mode = lua_tostring(L, -1);
-            if (strchr(mode, 'k') && !strchr(mode, 'v'))
-                return luaL_error(L, "setmetatable: weak keys (__mode 'k') are not allowed in the sandbox");
-        }
-        lua_pop(L, 1);
-    }
-    int n = lua_gettop(L);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, n, 1);
-    return 1;
-}
-
 static int sbx_print(lua_State *L) {
     int n = lua_gettop(L);
     luaL_Buffer b;
@@ -347,10 +323,12 @@ void sbx_open_stdlib(lua_State *L) {
     set_field(L, "warn", NULL);
     set_field(L, "load", sbx_load);
     wrap_field(L, "collectgarbage", sbx_collectgarbage);
-    wrap_field(L, "setmetatable", sbx_setmetatable);
     set_field(L, "print", sbx_print);
     set_field(L, "pcall", sbx_pcall);
     set_field(L, "xpcall", sbx_xpcall);
+    lua_pop(L, 1);
+    sbx_open_metaguard(L);
+    lua_pushglobaltable(L);
 
     /* os: time, clock and date only. */
     lua_getfield(L, -1, LUA_OSLIBNAME);

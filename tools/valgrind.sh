@@ -9,3 +9,15 @@ prefix=${ACCRUE_VALGRIND_PREFIX:-/tmp/accrue-valgrind}
 zig build -Dsystem-malloc=true -Dcpu=x86_64_v3 --prefix "$prefix" >/dev/null
 export ACCRUE_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 zig build test -Dsystem-malloc=true -Dcpu=x86_64_v3
+
+# The accrue processes the corpus starts are not under valgrind above (its timing bounds would
+# not hold). Here every corpus script runs once more through the binary under memcheck, with tight
+# limits; only valgrind's verdict counts (exit 99 = memory error), not the script's outcome.
+bin="$prefix/bin/accrue"
+export VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+fails=$(ls tests/corpus/*.lua | xargs -P 2 -I{} sh -c '
+  out=$(cd /tmp && timeout 300 $VG "'"$bin"'" run "'"$PWD"'/{}" --input x --mem-limit 16777216 \
+        --instr-limit 2000000 --time-limit 3000 --output-limit 65536 2>&1 >/dev/null); rc=$?
+  if [ $rc -eq 99 ] || [ $rc -ge 124 ]; then echo "valgrind: {} (exit $rc)"; echo "$out" | head -20; fi')
+if [ -n "$fails" ]; then echo "$fails"; echo "corpus under valgrind: errors"; exit 1; fi
+echo "corpus under valgrind: $(ls tests/corpus/*.lua | wc -l) scripts, no memcheck errors"

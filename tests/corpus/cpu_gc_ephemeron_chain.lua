@@ -1,4 +1,4 @@
--- expect: exit=1 stderr~weak keys|instruction limit|time limit
+-- expect: exit=1 stderr~weak tables|instruction limit|time limit
 -- max-ms: 2500
 -- note: the collector's atomic phase is quadratic on a chain through a weak-keyed (ephemeron) table
 -- note: laid out against both traversal directions: convergeephemerons re-traverses the whole table
