@@ -20,16 +20,16 @@ static const char *const words[] = {
     "Honeydew melons grow on trailing vines.",
 };
 
-static void answer_error(sandbox_t *sb, const char *msg) { sandbox_call_done(sb, 0, msg, strlen(msg)); }
+static void answer_error(sandbox_t *sb, uint64_t id, const char *msg) { sandbox_call_done(sb, id, 0, msg, strlen(msg)); }
 
-static void answer_json(sandbox_t *sb, json_t *v) {
+static void answer_json(sandbox_t *sb, uint64_t id, json_t *v) {
     char *text = json_dumps(v, JSON_COMPACT);
     json_decref(v);
     if (!text) {
-        answer_error(sb, "test provider: out of memory");
+        answer_error(sb, id, "test provider: out of memory");
         return;
     }
-    sandbox_call_done(sb, 1, text, strlen(text));
+    sandbox_call_done(sb, id, 1, text, strlen(text));
     free(text);
 }
 
@@ -53,15 +53,15 @@ static size_t count_words(const char *s) {
     return n;
 }
 
-static void model_call(sandbox_t *sb, const char *name, json_t *req) {
+static void model_call(sandbox_t *sb, uint64_t id, const char *name, json_t *req) {
     const char *text = request_text(req);
     if (!text) {
-        answer_error(sb, "test provider: the request needs a prompt or messages");
+        answer_error(sb, id, "test provider: the request needs a prompt or messages");
         return;
     }
     char *out = strdup(text);
     if (!out) {
-        answer_error(sb, "test provider: out of memory");
+        answer_error(sb, id, "test provider: out of memory");
         return;
     }
     if (strcmp(name, "test/upper") == 0)
@@ -70,7 +70,7 @@ static void model_call(sandbox_t *sb, const char *name, json_t *req) {
                               (json_int_t)count_words(out));
     json_t *answer = json_pack("{s:s,s:s,s:o}", "model", name, "text", out, "usage", usage);
     free(out);
-    answer_json(sb, answer);
+    answer_json(sb, id, answer);
 }
 
 static int contains_ci(const char *hay, const char *needle, size_t n) {
@@ -79,13 +79,13 @@ static int contains_ci(const char *hay, const char *needle, size_t n) {
     return 0;
 }
 
-static void dataset_query(sandbox_t *sb, json_t *req) {
+static void dataset_query(sandbox_t *sb, uint64_t id, json_t *req) {
     const char *text = json_string_value(json_object_get(req, "text"));
     json_int_t limit = 3;
     json_t *l = json_object_get(json_object_get(req, "opts"), "limit");
     if (json_is_integer(l)) limit = json_integer_value(l);
     if (!text) {
-        answer_error(sb, "test provider: the query needs text");
+        answer_error(sb, id, "test provider: the query needs text");
         return;
     }
     json_t *rows = json_array();
@@ -105,14 +105,15 @@ static void dataset_query(sandbox_t *sb, json_t *req) {
             json_array_append_new(rows, json_pack("{s:s,s:s,s:f}", "id", (char[]){(char)('a' + i), 0}, "text",
                                                   words[i], "score", 1.0 / (double)(json_array_size(rows) + 1)));
     }
-    answer_json(sb, json_pack("{s:o}", "rows", rows));
+    answer_json(sb, id, json_pack("{s:o}", "rows", rows));
 }
 
 static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     (void)ud;
+    uint64_t id = call->id;
     char name[128];
     if (call->name_len >= sizeof name || memchr(call->name, 0, call->name_len)) {
-        answer_error(sb, "unknown name");
+        answer_error(sb, id, "unknown name");
         return -1;
     }
     memcpy(name, call->name, call->name_len);
@@ -120,19 +121,19 @@ static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     json_error_t err;
     json_t *req = json_loadb(call->json, call->json_len, 0, &err);
     if (!req) {
-        answer_error(sb, "test provider: bad request");
+        answer_error(sb, id, "test provider: bad request");
         return -1;
     }
     int rc = 0;
     if (call->kind == SANDBOX_CALL_MODEL && (strcmp(name, "test/echo") == 0 || strcmp(name, "test/upper") == 0)) {
-        model_call(sb, name, req);
+        model_call(sb, id, name, req);
     } else if (call->kind == SANDBOX_CALL_DATASET && strcmp(name, "test/words") == 0) {
-        dataset_query(sb, req);
+        dataset_query(sb, id, req);
     } else {
         char msg[200];
         snprintf(msg, sizeof msg, "no %s named '%s' (the test provider has test/echo, test/upper, test/words)",
                  call->kind == SANDBOX_CALL_MODEL ? "model" : "dataset", name);
-        answer_error(sb, msg);
+        answer_error(sb, id, msg);
         rc = -1;
     }
     json_decref(req);

@@ -70,6 +70,7 @@ struct sandbox {
 
     /* The host call the turn waits for. */
     bool call_pending, call_answered, call_ok;
+    uint64_t last_call_id;
     char *call_text;
     size_t call_len;
 

@@ -173,7 +173,7 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
     sbx_json_encode(L, req_idx);
     size_t json_len;
     const char *json = lua_tolstring(L, -1, &json_len);
-    sandbox_call_t call = {kind, name, name_len, json, json_len};
+    sandbox_call_t call = {++sb->last_call_id, kind, name, name_len, json, json_len};
 
     free(sb->call_text);
     sb->call_text = NULL;
@@ -193,8 +193,8 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
     return lua_yieldk(L, 0, (lua_KContext)what, host_call_k);
 }
 
-int sandbox_call_done(sandbox_t *sb, int ok, const char *text, size_t len) {
-    if (!sb->call_pending || sb->call_answered) return -1;
+int sandbox_call_done(sandbox_t *sb, uint64_t call_id, int ok, const char *text, size_t len) {
+    if (!sb->call_pending || sb->call_answered || call_id != sb->last_call_id) return -1;
     char *copy = malloc(len + 1);
     if (!copy) return -1;
     memcpy(copy, text, len);
@@ -482,6 +482,7 @@ int sandbox_start_message(sandbox_t *sb, const char *text, size_t len) {
 }
 
 static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
+    sb->call_pending = false; /* an answer arriving after the turn is dropped */
     luaL_unref(sb->L, LUA_REGISTRYINDEX, sb->turn_ref);
     sb->turn_ref = LUA_NOREF;
     sb->turn_thread = NULL;

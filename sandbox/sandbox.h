@@ -57,6 +57,7 @@ typedef enum sandbox_call_kind {
 } sandbox_call_kind_t;
 
 typedef struct sandbox_call {
+    uint64_t id; /* names this call in sandbox_call_done; never reused within a sandbox */
     sandbox_call_kind_t kind;
     const char *name; /* model or dataset name; valid during start_call only */
     size_t name_len;
@@ -75,7 +76,7 @@ typedef struct sandbox_provider {
     void *ud;
     /* Starts a host call. Return 0 when taken: the provider then calls sandbox_call_done exactly
      * once, before returning or later from the host's loop. Non-zero refuses the call; the agent sees
-     * an error with the message set by sandbox_call_done(sb, 0, msg, len) if it was called, else
+     * an error with the message set by sandbox_call_done(sb, id, 0, msg, len) if it was called, else
      * a generic one. */
     int (*start_call)(void *ud, sandbox_t *sb, const sandbox_call_t *call);
     void (*output)(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text, size_t len);
@@ -109,9 +110,10 @@ sandbox_status_t sandbox_run(sandbox_t *sb);
  * Returns SANDBOX_DONE or SANDBOX_FAILED (a call left unanswered fails the turn). */
 sandbox_status_t sandbox_run_to_end(sandbox_t *sb);
 
-/* Answers the host call the turn is waiting for: ok with the result as JSON text, or !ok with an
- * error message the agent sees as a Lua error. Copies the text. 0 ok; -1 when nothing waits. */
-int sandbox_call_done(sandbox_t *sb, int ok, const char *text, size_t len);
+/* Answers host call call_id, which the turn is waiting for: ok with the result as JSON text, or !ok
+ * with an error message the agent sees as a Lua error. Copies the text. 0 ok; -1 when that call is
+ * not the one waiting (answered already, or its turn ended: a late answer is dropped). */
+int sandbox_call_done(sandbox_t *sb, uint64_t call_id, int ok, const char *text, size_t len);
 
 /* Ends the current turn at its next instruction: it fails with SANDBOX_LIMIT_CANCELLED. Safe to
  * call from another thread. */

@@ -17,6 +17,7 @@
 typedef struct fake_host {
     int answer_later; /* 0: answer inside start_call */
     int calls;
+    uint64_t last_id;
     sandbox_call_kind_t last_kind;
     char last_name[64], last_json[256];
     char out[4096];
@@ -26,16 +27,17 @@ typedef struct fake_host {
 static int fake_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     fake_host_t *h = ud;
     h->calls++;
+    h->last_id = call->id;
     h->last_kind = call->kind;
     snprintf(h->last_name, sizeof h->last_name, "%.*s", (int)call->name_len, call->name);
     snprintf(h->last_json, sizeof h->last_json, "%.*s", (int)call->json_len, call->json);
     if (strcmp(h->last_name, "refuse") == 0) {
-        sandbox_call_done(sb, 0, "no such model", 13);
+        sandbox_call_done(sb, call->id, 0, "no such model", 13);
         return -1;
     }
     if (!h->answer_later) {
         const char *a = "{\"text\":\"answer\",\"n\":42}";
-        sandbox_call_done(sb, 1, a, strlen(a));
+        sandbox_call_done(sb, call->id, 1, a, strlen(a));
     }
     return 0;
 }
@@ -248,13 +250,14 @@ static void test_host_call_answered_later(void) {
     CHECK_STREQ(h.last_json, "{\"max_tokens\":5,\"prompt\":\"hey\"}");
     CHECK(sandbox_run(sb) == SANDBOX_WAITING); /* nothing answered yet */
     const char *a = "{\"text\":\"first\"}";
-    CHECK(sandbox_call_done(sb, 1, a, strlen(a)) == 0);
-    CHECK(sandbox_call_done(sb, 1, a, strlen(a)) == -1); /* once */
+    CHECK(sandbox_call_done(sb, h.last_id + 1, 1, a, strlen(a)) == -1); /* not the waiting call */
+    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == 0);
+    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == -1); /* once */
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);       /* now inside the agent's coroutine */
     CHECK(h.calls == 2 && h.last_kind == SANDBOX_CALL_DATASET);
     CHECK_STREQ(h.last_json, "{\"opts\":{\"limit\":2},\"text\":\"q\"}");
     a = "{\"n\":7}";
-    CHECK(sandbox_call_done(sb, 1, a, strlen(a)) == 0);
+    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == 0);
     CHECK(sandbox_run(sb) == SANDBOX_DONE);
     CHECK_STREQ(reply(sb), "first:7");
     sandbox_close(sb);
@@ -270,7 +273,7 @@ static void test_host_call_errors_reach_the_agent(void) {
                    "  return tostring(e) .. '|' .. tostring(e2) end}") == SANDBOX_DONE);
     CHECK(sandbox_start_message(sb, "x", 1) == 0);
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);
-    CHECK(sandbox_call_done(sb, 0, "upstream timed out", 18) == 0);
+    CHECK(sandbox_call_done(sb, h.last_id, 0, "upstream timed out", 18) == 0);
     CHECK(sandbox_run(sb) == SANDBOX_DONE);
     CHECK_STREQ(reply(sb), "models.call: no such model|models.call: upstream timed out");
     sandbox_close(sb);
@@ -301,9 +304,11 @@ static void test_wait_counts_against_time_and_cancel(void) {
     nanosleep(&ts, NULL);
     CHECK(sandbox_run(sb) == SANDBOX_FAILED);
     CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_TIME);
+    uint64_t late = h.last_id;
 
     CHECK(sandbox_start_message(sb, "x", 1) == 0);
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);
+    CHECK(sandbox_call_done(sb, late, 1, "{}", 2) == -1); /* the failed turn's call: dropped */
     sandbox_cancel(sb);
     CHECK(sandbox_run(sb) == SANDBOX_FAILED);
     CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_CANCELLED);
