@@ -5,6 +5,7 @@
  * The secret lives only in eth_key and in stack buffers that are wiped with explicit_bzero; error
  * messages name the file and the problem, never content.
  */
+#include "meters/err.h"
 #include "meters/keys.h"
 
 #include <errno.h>
@@ -33,13 +34,6 @@ static const uint8_t half_order[32] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                        0xff, 0xff, 0xff, 0xff, 0xff, 0x5d, 0x57, 0x6e, 0x73, 0x57, 0xa4,
                                        0x50, 0x1d, 0xdf, 0xe9, 0x2f, 0x46, 0x68, 0x1b, 0x20, 0xa0};
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static secp256k1_context *ctx_global;
 static pthread_once_t ctx_once = PTHREAD_ONCE_INIT;
@@ -78,23 +72,23 @@ int eth_key_from_secret(eth_key **out, const uint8_t secret[32], char *err, size
     *out = NULL;
     secp256k1_context *c = ctx_get();
     if (!c) {
-        set_err(err, errlen, "cannot create the secp256k1 context");
+        meters_set_err(err, errlen, "cannot create the secp256k1 context");
         return ETH_ENOMEM;
     }
     if (!secp256k1_ec_seckey_verify(c, secret)) {
-        set_err(err, errlen, "the secret is not a valid secp256k1 key (zero or not below the group order)");
+        meters_set_err(err, errlen, "the secret is not a valid secp256k1 key (zero or not below the group order)");
         return ETH_EINVAL;
     }
     eth_key *k = malloc(sizeof *k);
     if (!k) {
-        set_err(err, errlen, "out of memory");
+        meters_set_err(err, errlen, "out of memory");
         return ETH_ENOMEM;
     }
     memcpy(k->secret, secret, 32);
     secp256k1_pubkey pk;
     if (!secp256k1_ec_pubkey_create(c, &pk, k->secret)) {
         eth_key_free(k);
-        set_err(err, errlen, "cannot derive the public key");
+        meters_set_err(err, errlen, "cannot derive the public key");
         return ETH_EINVAL;
     }
     pubkey_to_address(c, &pk, k->address);
@@ -112,7 +106,7 @@ int eth_key_generate(eth_key **out, char *err, size_t errlen) {
             ssize_t r = getrandom(secret + got, sizeof secret - got, 0);
             if (r < 0) {
                 if (errno == EINTR) continue;
-                set_err(err, errlen, "getrandom failed: %s", strerror(errno));
+                meters_set_err(err, errlen, "getrandom failed: %s", strerror(errno));
                 explicit_bzero(secret, sizeof secret);
                 return ETH_ERANDOM;
             }
@@ -122,11 +116,11 @@ int eth_key_generate(eth_key **out, char *err, size_t errlen) {
         explicit_bzero(secret, sizeof secret);
         if (rc == 0) return 0;
         if (rc == ETH_ENOMEM) {
-            set_err(err, errlen, "out of memory");
+            meters_set_err(err, errlen, "out of memory");
             return rc;
         }
     }
-    set_err(err, errlen, "could not draw a valid secret");
+    meters_set_err(err, errlen, "could not draw a valid secret");
     return ETH_ERANDOM;
 }
 
@@ -140,13 +134,13 @@ int eth_key_write_file(const eth_key *key, const char *path, char *err, size_t e
     char text[2 + 64 + 2];
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
-        set_err(err, errlen, "cannot create key file %s: %s", path,
+        meters_set_err(err, errlen, "cannot create key file %s: %s", path,
                 errno == EEXIST ? "it already exists (a key is never overwritten)" : strerror(errno));
         return ETH_EIO;
     }
     /* The umask can only remove bits, but make the mode exact whatever it is. */
     if (fchmod(fd, 0600) != 0) {
-        set_err(err, errlen, "cannot set mode 0600 on key file %s: %s", path, strerror(errno));
+        meters_set_err(err, errlen, "cannot set mode 0600 on key file %s: %s", path, strerror(errno));
         close(fd);
         unlink(path);
         return ETH_EIO;
@@ -168,7 +162,7 @@ int eth_key_write_file(const eth_key *key, const char *path, char *err, size_t e
     if (rc == 0 && fsync(fd) != 0) rc = ETH_EIO;
     if (close(fd) != 0) rc = ETH_EIO;
     if (rc != 0) {
-        set_err(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
+        meters_set_err(err, errlen, "cannot write key file %s: %s", path, strerror(errno));
         unlink(path);
     }
     return rc;
@@ -178,23 +172,23 @@ int eth_key_read_file(eth_key **out, const char *path, char *err, size_t errlen)
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
+        meters_set_err(err, errlen, "cannot open key file %s: %s", path, strerror(errno));
         return ETH_EIO;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, errlen, "cannot stat key file %s: %s", path, strerror(errno));
+        meters_set_err(err, errlen, "cannot stat key file %s: %s", path, strerror(errno));
         close(fd);
         return ETH_EIO;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "key file %s is not a regular file", path);
+        meters_set_err(err, errlen, "key file %s is not a regular file", path);
         close(fd);
         return ETH_EINVAL;
     }
     if (st.st_mode & 0077) {
         /* Readable is what the issue names; any group or other access at all is refused, as ssh does. */
-        set_err(err, errlen, "key file %s is %s by group or others (mode %04o); run chmod 600 %s", path,
+        meters_set_err(err, errlen, "key file %s is %s by group or others (mode %04o); run chmod 600 %s", path,
                 (st.st_mode & 0044) ? "readable" : "writable or executable", (unsigned)(st.st_mode & 07777), path);
         close(fd);
         return ETH_EPERM;
@@ -205,7 +199,7 @@ int eth_key_read_file(eth_key **out, const char *path, char *err, size_t errlen)
         ssize_t r = read(fd, buf + n, sizeof buf - n);
         if (r < 0) {
             if (errno == EINTR) continue;
-            set_err(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
+            meters_set_err(err, errlen, "cannot read key file %s: %s", path, strerror(errno));
             explicit_bzero(buf, sizeof buf);
             close(fd);
             return ETH_EIO;
@@ -222,11 +216,11 @@ int eth_key_read_file(eth_key **out, const char *path, char *err, size_t errlen)
     uint8_t secret[32];
     int rc;
     if (len != 66 || buf[0] != '0' || buf[1] != 'x' || hex_decode_exact(buf, len, secret, 32) != 0) {
-        set_err(err, errlen, "key file %s is malformed: expected 0x and 64 hex digits and a newline", path);
+        meters_set_err(err, errlen, "key file %s is malformed: expected 0x and 64 hex digits and a newline", path);
         rc = ETH_EINVAL;
     } else {
         rc = eth_key_from_secret(out, secret, err, errlen);
-        if (rc == ETH_EINVAL) set_err(err, errlen, "key file %s does not hold a valid secp256k1 secret", path);
+        if (rc == ETH_EINVAL) meters_set_err(err, errlen, "key file %s does not hold a valid secp256k1 secret", path);
     }
     explicit_bzero(buf, sizeof buf);
     explicit_bzero(secret, sizeof secret);
@@ -243,7 +237,7 @@ int eth_key_sign_digest(const eth_key *key, const uint8_t digest[32], uint8_t si
     secp256k1_ecdsa_recoverable_signature rs;
     /* NULL nonce function and data: RFC 6979, the same nonce ethers and eth-account derive. */
     if (!c || !secp256k1_ecdsa_sign_recoverable(c, &rs, digest, key->secret, NULL, NULL)) {
-        set_err(err, errlen, "signing failed");
+        meters_set_err(err, errlen, "signing failed");
         return ETH_EINVAL;
     }
     int recid = 0;
@@ -256,7 +250,7 @@ int eth_recover(const uint8_t digest[32], const uint8_t sig[ETH_SIGNATURE_SIZE],
                 char *err, size_t errlen) {
     secp256k1_context *c = ctx_get();
     if (!c) {
-        set_err(err, errlen, "cannot create the secp256k1 context");
+        meters_set_err(err, errlen, "cannot create the secp256k1 context");
         return ETH_ENOMEM;
     }
     int v = sig[64], recid;
@@ -265,21 +259,21 @@ int eth_recover(const uint8_t digest[32], const uint8_t sig[ETH_SIGNATURE_SIZE],
     else if (v == 0 || v == 1)
         recid = v;
     else {
-        set_err(err, errlen, "signature v is %d; only 27, 28, 0 or 1 are accepted", v);
+        meters_set_err(err, errlen, "signature v is %d; only 27, 28, 0 or 1 are accepted", v);
         return ETH_EINVAL;
     }
     if (memcmp(sig + 32, half_order, 32) > 0) {
-        set_err(err, errlen, "signature s is in the upper half of the curve order (a high-s signature is refused)");
+        meters_set_err(err, errlen, "signature s is in the upper half of the curve order (a high-s signature is refused)");
         return ETH_EINVAL;
     }
     secp256k1_ecdsa_recoverable_signature rs;
     if (!secp256k1_ecdsa_recoverable_signature_parse_compact(c, &rs, sig, recid)) {
-        set_err(err, errlen, "signature r or s is not below the curve order");
+        meters_set_err(err, errlen, "signature r or s is not below the curve order");
         return ETH_EINVAL;
     }
     secp256k1_pubkey pk;
     if (!secp256k1_ecdsa_recover(c, &pk, &rs, digest)) {
-        set_err(err, errlen, "the signature does not recover to any public key");
+        meters_set_err(err, errlen, "the signature does not recover to any public key");
         return ETH_EBADSIG;
     }
     pubkey_to_address(c, &pk, address);
@@ -294,7 +288,7 @@ int eth_verify(const uint8_t digest[32], const uint8_t sig[ETH_SIGNATURE_SIZE], 
     if (memcmp(got, address, 20) != 0) {
         char a[ETH_ADDRESS_TEXT_SIZE];
         eth_address_to_text(got, a);
-        set_err(err, errlen, "the signature was made by %s, not the expected address", a);
+        meters_set_err(err, errlen, "the signature was made by %s, not the expected address", a);
         return ETH_EBADSIG;
     }
     return 0;
@@ -314,13 +308,13 @@ void eth_address_to_text(const uint8_t address[ETH_ADDRESS_SIZE], char out[ETH_A
 
 int eth_address_parse(const char *s, size_t len, uint8_t address[ETH_ADDRESS_SIZE], char *err, size_t errlen) {
     if (len != 42 || s[0] != '0' || s[1] != 'x') {
-        set_err(err, errlen, "an address is 0x followed by 40 hex digits");
+        meters_set_err(err, errlen, "an address is 0x followed by 40 hex digits");
         return ETH_EINVAL;
     }
     int lower = 0, upper = 0;
     for (size_t i = 2; i < 42; i++) {
         if (hex_digit((unsigned char)s[i]) < 0) {
-            set_err(err, errlen, "an address is 0x followed by 40 hex digits");
+            meters_set_err(err, errlen, "an address is 0x followed by 40 hex digits");
             return ETH_EINVAL;
         }
         if (s[i] >= 'a' && s[i] <= 'f') lower = 1;
@@ -331,7 +325,7 @@ int eth_address_parse(const char *s, size_t len, uint8_t address[ETH_ADDRESS_SIZ
         char want[ETH_ADDRESS_TEXT_SIZE];
         eth_address_to_text(address, want);
         if (memcmp(want, s, 42) != 0) {
-            set_err(err, errlen, "address %.42s has a wrong EIP-55 checksum (expected %s)", s, want);
+            meters_set_err(err, errlen, "address %.42s has a wrong EIP-55 checksum (expected %s)", s, want);
             return ETH_EINVAL;
         }
     }

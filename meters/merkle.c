@@ -6,6 +6,7 @@
  * at depth d has its children at depth d+1, so the inner nodes are computed one depth at a time,
  * deepest first, and the nodes of one depth are independent of each other (split across threads).
  */
+#include "meters/err.h"
 #include "meters/merkle.h"
 
 #include <jansson.h>
@@ -26,13 +27,6 @@ struct merkle_tree {
     size_t *tree_index;    /* input value i -> its leaf's node index */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void merkle_leaf_hash(const merkle_value *value, uint8_t out[32]) {
     uint8_t enc[64], inner[32];
@@ -256,17 +250,17 @@ nomem:
     free(b->items);
     b->items = NULL;
     merkle_free(t);
-    set_err(err, errlen, "out of memory building a tree of %zu values", count);
+    meters_set_err(err, errlen, "out of memory building a tree of %zu values", count);
     return MERKLE_ENOMEM;
 }
 
 static int check_count(size_t count, char *err, size_t errlen) {
     if (count == 0) {
-        set_err(err, errlen, "a Merkle tree needs at least one value");
+        meters_set_err(err, errlen, "a Merkle tree needs at least one value");
         return MERKLE_EINVAL;
     }
     if (count > SIZE_MAX / 128) {
-        set_err(err, errlen, "too many values");
+        meters_set_err(err, errlen, "too many values");
         return MERKLE_EINVAL;
     }
     return 0;
@@ -279,7 +273,7 @@ int merkle_build(const merkle_value *values, size_t count, merkle_tree **out, ch
     build_ctx b = {.values = values};
     b.leaves = malloc(count * sizeof *b.leaves);
     if (!b.leaves) {
-        set_err(err, errlen, "out of memory building a tree of %zu values", count);
+        meters_set_err(err, errlen, "out of memory building a tree of %zu values", count);
         return MERKLE_ENOMEM;
     }
     rc = build_tree(&b, count, 0, out, err, errlen);
@@ -347,43 +341,43 @@ int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, s
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        set_err(err, errlen, "values: invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        meters_set_err(err, errlen, "values: invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         return MERKLE_EINVAL;
     }
     int rc = MERKLE_EINVAL;
     merkle_value *vals = NULL;
     if (!json_is_array(root)) {
-        set_err(err, errlen, "values: expected a JSON array of [address, amount] pairs");
+        meters_set_err(err, errlen, "values: expected a JSON array of [address, amount] pairs");
         goto done;
     }
     size_t n = json_array_size(root);
     if (n == 0) {
-        set_err(err, errlen, "values: the array is empty (a Merkle tree needs at least one value)");
+        meters_set_err(err, errlen, "values: the array is empty (a Merkle tree needs at least one value)");
         goto done;
     }
     vals = malloc(n * sizeof *vals);
     if (!vals) {
-        set_err(err, errlen, "values: out of memory");
+        meters_set_err(err, errlen, "values: out of memory");
         rc = MERKLE_ENOMEM;
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *pair = json_array_get(root, i);
         if (!json_is_array(pair) || json_array_size(pair) != 2) {
-            set_err(err, errlen, "values[%zu]: expected an [address, amount] pair", i);
+            meters_set_err(err, errlen, "values[%zu]: expected an [address, amount] pair", i);
             goto done;
         }
         json_t *a = json_array_get(pair, 0), *m = json_array_get(pair, 1);
         char aerr[160];
         if (!json_is_string(a) ||
             eth_address_parse(json_string_value(a), json_string_length(a), vals[i].address, aerr, sizeof aerr) != 0) {
-            set_err(err, errlen, "values[%zu][0]: %s", i,
+            meters_set_err(err, errlen, "values[%zu][0]: %s", i,
                     json_is_string(a) ? aerr : "the address must be a string");
             goto done;
         }
         if (json_is_string(m)) {
             if (uint256_from_decimal(json_string_value(m), json_string_length(m), vals[i].amount) != 0) {
-                set_err(err, errlen,
+                meters_set_err(err, errlen,
                         "values[%zu][1]: the amount must be a decimal string of digits only, at most 2^256-1", i);
                 goto done;
             }
@@ -392,7 +386,7 @@ int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, s
             memset(vals[i].amount, 0, 32);
             for (int b = 0; b < 8; b++) vals[i].amount[31 - b] = (uint8_t)(v >> (8 * b));
         } else {
-            set_err(err, errlen, "values[%zu][1]: the amount must be a non-negative decimal string", i);
+            meters_set_err(err, errlen, "values[%zu][1]: the amount must be a non-negative decimal string", i);
             goto done;
         }
     }

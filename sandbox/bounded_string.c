@@ -27,33 +27,14 @@
 /* string.rep's cap on a result, as Lua 5.4's MAXSIZE (results must fit an int). */
 #define REP_MAX_SIZE ((size_t)INT_MAX)
 
-/* Work done but not yet charged; flushed every SBX_CHARGE_EVERY units so sbx_charge is cheap to
- * call per step and a long loop still reaches it often enough to be stopped. */
-typedef struct meter {
-    lua_State *L;
-    uint64_t pending;
-} meter_t;
-
-static void meter_flush(meter_t *m) {
-    if (m->pending > 0) {
-        uint64_t units = m->pending;
-        m->pending = 0;
-        sbx_charge(m->L, units);
-    }
-}
-
-static inline void meter_add(meter_t *m, uint64_t units) {
-    m->pending += units;
-    if (m->pending >= SBX_CHARGE_EVERY) meter_flush(m);
-}
 
 /* Bytes cost one unit per BYTES_PER_UNIT, rounded up so a tiny copy is never free. */
-static inline void meter_bytes(meter_t *m, size_t n) {
-    meter_add(m, n / BYTES_PER_UNIT + 1);
+static inline void meter_bytes(sbx_meter_t *m, size_t n) {
+    sbx_meter_add(m, n / BYTES_PER_UNIT + 1);
 }
 
 /* Adds n bytes to a luaL_Buffer in chunks, paying for each before copying it. */
-static void buffer_add_charged(meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
+static void buffer_add_charged(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
     while (n > 0) {
         size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
         meter_bytes(m, k);
@@ -66,7 +47,7 @@ static void buffer_add_charged(meter_t *m, luaL_Buffer *b, const char *s, size_t
 /* --- the pattern matcher --------------------------------------------------------------------- */
 
 typedef struct matcher {
-    meter_t meter;
+    sbx_meter_t meter;
     const char *subject;     /* start of the subject */
     const char *subject_end; /* one past its last byte */
     const char *pattern_end; /* one past the pattern's last byte */
@@ -135,7 +116,7 @@ static const char *class_end(matcher_t *m, const char *p) {
             if (c == ESC && p < m->pattern_end) p++; /* "%]" does not close the set */
         } while (p >= m->pattern_end || *p != ']');
         /* Scanned on every visit: a set of a million bytes must not be walked for free. */
-        meter_add(&m->meter, (uint64_t)(p - set) / 16);
+        sbx_meter_add(&m->meter, (uint64_t)(p - set) / 16);
         return p + 1;
     }
     return p;
@@ -150,7 +131,7 @@ static int set_has(matcher_t *m, int c, const char *set, const char *set_close) 
         p++;
     }
     for (; p < set_close; p++) {
-        meter_add(&m->meter, 1);
+        sbx_meter_add(&m->meter, 1);
         if (*p == ESC) {
             p++;
             if (class_has(c, (unsigned char)*p)) return want;
@@ -166,7 +147,7 @@ static int set_has(matcher_t *m, int c, const char *set, const char *set_close) 
 
 /* Does the class p..class_stop match the subject byte at s? Each test is one unit of work. */
 static int single_match(matcher_t *m, const char *s, const char *p, const char *class_stop) {
-    meter_add(&m->meter, 1);
+    sbx_meter_add(&m->meter, 1);
     if (s >= m->subject_end) return 0;
     int c = (unsigned char)*s;
     switch (*p) {
@@ -185,7 +166,7 @@ static const char *match_balance(matcher_t *m, const char *s, const char *p) {
     char open = p[0], close = p[1];
     size_t depth = 1;
     while (++s < m->subject_end) {
-        meter_add(&m->meter, 1);
+        sbx_meter_add(&m->meter, 1);
         if (*s == close) {
             if (--depth == 0) return s + 1;
         } else if (*s == open) {
@@ -256,7 +237,7 @@ static const char *match_backref(matcher_t *m, const char *s, int digit) {
 static const char *match_here(matcher_t *m, const char *s, const char *p) {
     if (m->depth_left-- == 0) luaL_error(m->meter.L, "pattern too complex");
     for (;;) {
-        meter_add(&m->meter, 1);
+        sbx_meter_add(&m->meter, 1);
         if (p >= m->pattern_end) break;
         if (*p == '(') {
             if (p + 1 < m->pattern_end && p[1] == ')')
@@ -415,7 +396,7 @@ static int find_or_match(lua_State *L, int find) {
         matcher_reset(&m);
         const char *e = match_here(&m, from, p);
         if (e) {
-            meter_flush(&m.meter);
+            sbx_meter_flush(&m.meter);
             if (find) {
                 lua_pushinteger(L, (lua_Integer)(from - s) + 1);
                 lua_pushinteger(L, (lua_Integer)(e - s));
@@ -424,7 +405,7 @@ static int find_or_match(lua_State *L, int find) {
             return push_captures(&m, from, e);
         }
     } while (from++ < m.subject_end && !anchored);
-    meter_flush(&m.meter);
+    sbx_meter_flush(&m.meter);
     luaL_pushfail(L);
     return 1;
 }
@@ -458,12 +439,12 @@ static int gmatch_step(lua_State *L) {
         if (e && !(st->have_last && (size_t)(e - s) == st->last_end)) {
             st->next = st->last_end = (size_t)(e - s);
             st->have_last = 1;
-            meter_flush(&m.meter);
+            sbx_meter_flush(&m.meter);
             return push_captures(&m, s + at, e);
         }
     }
     st->next = ls + 1;
-    meter_flush(&m.meter);
+    sbx_meter_flush(&m.meter);
     return 0;
 }
 
@@ -521,7 +502,7 @@ static int add_replacement(matcher_t *m, luaL_Buffer *b, const char *s, const ch
     if (kind == LUA_TFUNCTION) {
         lua_pushvalue(L, 3);
         int n = push_captures(m, s, e);
-        meter_flush(&m->meter); /* the callback may run long; settle our debt first */
+        sbx_meter_flush(&m->meter); /* the callback may run long; settle our debt first */
         lua_call(L, n, 1);
     } else if (kind == LUA_TTABLE) {
         push_capture(m, 0, s, e);
@@ -585,7 +566,7 @@ static int bounded_gsub(lua_State *L) {
         buffer_add_charged(&m.meter, &b, src, (size_t)(m.subject_end - src));
         luaL_pushresult(&b);
     }
-    meter_flush(&m.meter);
+    sbx_meter_flush(&m.meter);
     lua_pushinteger(L, n);
     return 2;
 }
@@ -593,7 +574,7 @@ static int bounded_gsub(lua_State *L) {
 /* --- rep, format ----------------------------------------------------------------------------- */
 
 /* Copies n bytes in chunks, paying for each chunk before copying it. */
-static void copy_charged(meter_t *m, char *dst, const char *src, size_t n) {
+static void copy_charged(sbx_meter_t *m, char *dst, const char *src, size_t n) {
     while (n > 0) {
         size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
         meter_bytes(m, k);
@@ -616,7 +597,7 @@ static int bounded_rep(lua_State *L) {
     if (l + lsep < l || l + lsep > REP_MAX_SIZE / (lua_Unsigned)n)
         return luaL_error(L, "resulting string too large");
     size_t total = (size_t)n * l + (size_t)(n - 1) * lsep;
-    meter_t m = {L, 0};
+    sbx_meter_t m = {L, 0};
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, total);
     /*
@@ -638,7 +619,7 @@ static int bounded_rep(lua_State *L) {
         done += k;
     }
     luaL_pushresultsize(&b, total);
-    meter_flush(&m);
+    sbx_meter_flush(&m);
     return 1;
 }
 

@@ -25,24 +25,6 @@
 #define TAB_WRITE 2
 #define TAB_LENGTH 4
 
-/* Work done but not yet charged; flushed every SBX_CHARGE_EVERY units. */
-typedef struct meter {
-    lua_State *L;
-    uint64_t pending;
-} meter_t;
-
-static void meter_flush(meter_t *m) {
-    if (m->pending > 0) {
-        uint64_t units = m->pending;
-        m->pending = 0;
-        sbx_charge(m->L, units);
-    }
-}
-
-static inline void meter_add(meter_t *m, uint64_t units) {
-    m->pending += units;
-    if (m->pending >= SBX_CHARGE_EVERY) meter_flush(m);
-}
 
 static int metatable_has(lua_State *L, const char *key, int n) {
     lua_pushstring(L, key);
@@ -79,15 +61,15 @@ static int bounded_insert(lua_State *L) {
         pos = end;
         break;
     case 3: {
-        meter_t m = {L, 0};
+        sbx_meter_t m = {L, 0};
         pos = luaL_checkinteger(L, 2);
         luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)end, 2, "position out of bounds");
         for (lua_Integer i = end; i > pos; i--) {
-            meter_add(&m, 1);
+            sbx_meter_add(&m, 1);
             lua_geti(L, 1, i - 1);
             lua_seti(L, 1, i);
         }
-        meter_flush(&m);
+        sbx_meter_flush(&m);
         break;
     }
     default:
@@ -104,16 +86,16 @@ static int bounded_remove(lua_State *L) {
     if (pos != size)
         luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1,
                       "position out of bounds");
-    meter_t m = {L, 0};
+    sbx_meter_t m = {L, 0};
     lua_geti(L, 1, pos);
     for (; pos < size; pos++) {
-        meter_add(&m, 1);
+        sbx_meter_add(&m, 1);
         lua_geti(L, 1, pos + 1);
         lua_seti(L, 1, pos);
     }
     lua_pushnil(L);
     lua_seti(L, 1, pos);
-    meter_flush(&m);
+    sbx_meter_flush(&m);
     return 1;
 }
 
@@ -130,22 +112,22 @@ static int bounded_move(lua_State *L) {
         luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
         lua_Integer n = e - f + 1;
         luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
-        meter_t m = {L, 0};
+        sbx_meter_t m = {L, 0};
         /* Copy forwards unless the ranges overlap with the destination ahead of the source. */
         if (t > e || t <= f || (dest != 1 && !lua_compare(L, 1, dest, LUA_OPEQ))) {
             for (lua_Integer i = 0; i < n; i++) {
-                meter_add(&m, 1);
+                sbx_meter_add(&m, 1);
                 lua_geti(L, 1, f + i);
                 lua_seti(L, dest, t + i);
             }
         } else {
             for (lua_Integer i = n - 1; i >= 0; i--) {
-                meter_add(&m, 1);
+                sbx_meter_add(&m, 1);
                 lua_geti(L, 1, f + i);
                 lua_seti(L, dest, t + i);
             }
         }
-        meter_flush(&m);
+        sbx_meter_flush(&m);
     }
     lua_pushvalue(L, dest);
     return 1;
@@ -165,7 +147,7 @@ static int bounded_unpack(lua_State *L) {
     return (int)n;
 }
 
-static void concat_add_field(meter_t *m, luaL_Buffer *b, lua_Integer i) {
+static void concat_add_field(sbx_meter_t *m, luaL_Buffer *b, lua_Integer i) {
     lua_State *L = m->L;
     lua_geti(L, 1, i);
     if (!lua_isstring(L, -1))
@@ -173,7 +155,7 @@ static void concat_add_field(meter_t *m, luaL_Buffer *b, lua_Integer i) {
                    (LUAI_UACINT)i);
     size_t len;
     lua_tolstring(L, -1, &len);
-    meter_add(m, 1 + len / BYTES_PER_UNIT);
+    sbx_meter_add(m, 1 + len / BYTES_PER_UNIT);
     luaL_addvalue(b);
 }
 
@@ -183,7 +165,7 @@ static int bounded_concat(lua_State *L) {
     const char *sep = luaL_optlstring(L, 2, "", &lsep);
     lua_Integer i = luaL_optinteger(L, 3, 1);
     last = luaL_optinteger(L, 4, last);
-    meter_t m = {L, 0};
+    sbx_meter_t m = {L, 0};
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (; i < last; i++) {
@@ -192,17 +174,17 @@ static int bounded_concat(lua_State *L) {
         const char *p = sep;
         size_t left = lsep;
         while (left > COPY_CHUNK) {
-            meter_add(&m, COPY_CHUNK / BYTES_PER_UNIT);
+            sbx_meter_add(&m, COPY_CHUNK / BYTES_PER_UNIT);
             luaL_addlstring(&b, p, COPY_CHUNK);
             p += COPY_CHUNK;
             left -= COPY_CHUNK;
         }
-        meter_add(&m, left / BYTES_PER_UNIT);
+        sbx_meter_add(&m, left / BYTES_PER_UNIT);
         luaL_addlstring(&b, p, left);
     }
     if (i == last) concat_add_field(&m, &b, i);
     luaL_pushresult(&b);
-    meter_flush(&m);
+    sbx_meter_flush(&m);
     return 1;
 }
 
@@ -213,13 +195,13 @@ static int bounded_concat(lua_State *L) {
  * as it found it, except where it says otherwise.
  */
 typedef struct sorter {
-    meter_t meter;
+    sbx_meter_t meter;
 } sorter_t;
 
 /* Is the value at stack index a less than the one at b? Both indices absolute. */
 static int sort_less(sorter_t *so, int a, int b) {
     lua_State *L = so->meter.L;
-    meter_add(&so->meter, 2);
+    sbx_meter_add(&so->meter, 2);
     if (lua_isnil(L, 2)) return lua_compare(L, a, b, LUA_OPLT);
     lua_pushvalue(L, 2);
     lua_pushvalue(L, a);
@@ -243,7 +225,7 @@ static int sort_less_at(sorter_t *so, lua_Integer i, lua_Integer j) {
 
 static void sort_swap(sorter_t *so, lua_Integer i, lua_Integer j) {
     lua_State *L = so->meter.L;
-    meter_add(&so->meter, 1);
+    sbx_meter_add(&so->meter, 1);
     lua_geti(L, 1, i);
     lua_geti(L, 1, j);
     lua_seti(L, 1, i); /* t[i] = old t[j] */
@@ -304,7 +286,7 @@ static lua_Integer sort_partition(sorter_t *so, lua_Integer lo, lua_Integer up) 
             lua_seti(L, 1, i); /* t[i] = pivot */
             return i;
         }
-        meter_add(&so->meter, 1);
+        sbx_meter_add(&so->meter, 1);
         lua_seti(L, 1, i); /* t[i] = old t[j] */
         lua_seti(L, 1, j); /* t[j] = old t[i] */
     }
@@ -351,7 +333,7 @@ static int bounded_sort(lua_State *L) {
         for (lua_Integer k = n; k > 1; k >>= 1) depth += 2;
         sorter_t so = {{L, 0}};
         intro_sort(&so, 1, n, depth);
-        meter_flush(&so.meter);
+        sbx_meter_flush(&so.meter);
     }
     return 0;
 }

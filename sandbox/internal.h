@@ -138,6 +138,26 @@ sandbox_t *sbx_from_state(lua_State *L);
 /* Charges units of C work to the running turn and checks every stop flag; raises on a limit. */
 void sbx_charge(lua_State *L, uint64_t units);
 
+/* Work done but not yet charged, flushed every SBX_CHARGE_EVERY units: a C loop can count each
+ * step cheaply and still reach sbx_charge often enough to be stopped. */
+typedef struct sbx_meter {
+    lua_State *L;
+    uint64_t pending;
+} sbx_meter_t;
+
+static inline void sbx_meter_flush(sbx_meter_t *m) {
+    if (m->pending > 0) {
+        uint64_t units = m->pending;
+        m->pending = 0;
+        sbx_charge(m->L, units);
+    }
+}
+
+static inline void sbx_meter_add(sbx_meter_t *m, uint64_t units) {
+    m->pending += units;
+    if (m->pending >= SBX_CHARGE_EVERY) sbx_meter_flush(m);
+}
+
 /* Replaces the fields of the `string` table at the top of the stack with bounded versions: find,
  * match, gmatch, gsub (our own matcher, steps charged), rep, format. bounded_string.c. */
 void sbx_open_bounded_string(lua_State *L);

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 prefix=${ACCRUE_VALGRIND_PREFIX:-/tmp/accrue-valgrind}
 # valgrind cannot run AVX-512, which the native build may use: build for x86-64-v3.
 zig build -Dsystem-malloc=true -Dcpu=x86_64_v3 --prefix "$prefix" >/dev/null
-export ACCRUE_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+export ACCRUE_TEST_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
 zig build test -Dsystem-malloc=true -Dcpu=x86_64_v3
 
 # The accrue processes the corpus starts are not under valgrind above (its timing bounds would
