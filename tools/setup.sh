@@ -21,6 +21,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# pip trusts its own CA bundle, not the system's; the system's also has any CA added locally
+# (a proxy's), so use it when it is there.
+if [ -z "${PIP_CERT:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  export PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+fi
+
 # Debian's python3 refuses system-wide pip installs (PEP 668); a venv works everywhere.
 if ! "$VENV/bin/python3" -m ziglang version 2>/dev/null | grep -qx "$ZIG_VERSION"; then
   echo "setup: installing ziglang==$ZIG_VERSION into $VENV" >&2
