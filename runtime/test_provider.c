@@ -79,6 +79,7 @@ static int contains_ci(const char *hay, const char *needle, size_t n) {
     return 0;
 }
 
+/* Rows ranked by how many of the query's words (case-insensitive substrings) each record has. */
 static void dataset_query(sandbox_t *sb, uint64_t id, json_t *req) {
     const char *text = json_string_value(json_object_get(req, "text"));
     json_int_t limit = 3;
@@ -88,23 +89,24 @@ static void dataset_query(sandbox_t *sb, uint64_t id, json_t *req) {
         answer_error(sb, id, "test provider: the query needs text");
         return;
     }
-    json_t *rows = json_array();
-    for (size_t i = 0; i < sizeof words / sizeof words[0] && (json_int_t)json_array_size(rows) < limit; i++) {
-        int all = 1, any = 0;
-        for (const char *p = text; *p;) {
-            while (*p && isspace((unsigned char)*p)) p++;
-            size_t n = 0;
-            while (p[n] && !isspace((unsigned char)p[n])) n++;
-            if (n) {
-                any = 1;
-                all &= contains_ci(words[i], p, n);
-            }
-            p += n;
+    enum { NRECORDS = sizeof words / sizeof words[0] };
+    int hits[NRECORDS] = {0}, nwords = 0;
+    for (const char *p = text; *p;) {
+        while (*p && isspace((unsigned char)*p)) p++;
+        size_t n = 0;
+        while (p[n] && !isspace((unsigned char)p[n])) n++;
+        if (n) {
+            nwords++;
+            for (int i = 0; i < NRECORDS; i++) hits[i] += contains_ci(words[i], p, n);
         }
-        if (any && all)
-            json_array_append_new(rows, json_pack("{s:s,s:s,s:f}", "id", (char[]){(char)('a' + i), 0}, "text",
-                                                  words[i], "score", 1.0 / (double)(json_array_size(rows) + 1)));
+        p += n;
     }
+    json_t *rows = json_array();
+    for (int best = nwords; best > 0; best--) /* most words first; ties in record order */
+        for (int i = 0; i < NRECORDS && (json_int_t)json_array_size(rows) < limit; i++)
+            if (hits[i] == best)
+                json_array_append_new(rows, json_pack("{s:s,s:s,s:f}", "id", (char[]){(char)('a' + i), 0}, "text",
+                                                      words[i], "score", (double)best / nwords));
     answer_json(sb, id, json_pack("{s:o}", "rows", rows));
 }
 

@@ -6,8 +6,9 @@
  * to end without a network or a registry:
  *   test/echo     {prompt} or {messages}  -> {text = the prompt (or last message), usage = {...}}
  *   test/upper    likewise, the text upper-cased
- *   test/words    datasets.query: rows of a fixed 8-record list whose text contains every word of
- *                 the query (case-insensitive), best first, at most opts.limit (default 3)
+ *   test/words    datasets.query: rows of a fixed 8-record list, ranked by how many of the query's
+ *                 words each contains (case-insensitive; score = that share), at most opts.limit
+ *                 (default 3); records with none are left out
  * Unknown names are refused with an error the agent sees.
  */
 #ifndef ACCRUE_RUNTIME_TEST_PROVIDER_H
