@@ -119,9 +119,9 @@ void sbx_hook(lua_State *L, lua_Debug *ar) {
     if (count != normal) arm(L, normal); /* a one-shot from the signal handler or a stop */
 
     sandbox_limit_t limit = limit_reached(sb);
-    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && count == SBX_HOOK_QUANTUM &&
+    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && count == SBX_HOOK_QUANTUM && !sb->watched &&
         sbx_now_ns() >= sb->turn_deadline_ns)
-        limit = SANDBOX_LIMIT_TIME; /* the watchdog could not be started: check the clock here */
+        limit = SANDBOX_LIMIT_TIME; /* no watchdog for this turn: check the clock here */
     if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
 
     uint32_t bits = atomic_load_explicit(&sb->interrupt, memory_order_relaxed);
