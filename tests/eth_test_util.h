@@ -56,6 +56,13 @@ static inline const char *test_accrue_bin(void) {
     return b && *b ? b : "zig-out/bin/accrue";
 }
 
+/* Removes a scratch directory a test made, with everything in it. */
+static inline void test_remove_dir(const char *dir) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
 static inline void test_chomp(char *s) {
     size_t n = strlen(s);
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = '\0';

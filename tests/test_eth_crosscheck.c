@@ -488,8 +488,6 @@ int main(void) {
     }
     json_decref(answers);
     json_decref(cases);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    test_remove_dir(dir);
     return check_finish("eth_crosscheck");
 }

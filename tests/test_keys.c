@@ -323,8 +323,6 @@ int main(void) {
     RUN(high_s_and_bad_v_are_refused);
     RUN(key_file_mode_and_refusals);
     RUN(cli_keygen_address_sign_recover);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    test_remove_dir(tmpdir);
     return check_finish("keys");
 }
