@@ -292,11 +292,36 @@ static int sbx_print(lua_State *L) {
     return 0;
 }
 
+/* Lua's own string and utf8 functions whose work is linear in their input or output (upper, sub,
+ * rep is ours, pack...): they run once, then pay for the bytes they read and wrote, so the
+ * instruction count reflects their work. Bounded already (memory caps their output), they need no
+ * check while they run. The original is upvalue 1. */
+static int charged_linear(lua_State *L) {
+    int n = lua_gettop(L);
+    size_t bytes = 0;
+    for (int i = 1; i <= n; i++)
+        if (lua_type(L, i) == LUA_TSTRING) bytes += lua_rawlen(L, i);
+    /* Called in this frame, not through lua_call, so its argument errors name the function and
+     * the caller's line as Lua's would. */
+    lua_CFunction original = lua_tocfunction(L, lua_upvalueindex(1));
+    int nres = original(L);
+    for (int i = lua_gettop(L) - nres + 1; i <= lua_gettop(L); i++)
+        if (lua_type(L, i) == LUA_TSTRING) bytes += lua_rawlen(L, i);
+    sbx_charge(L, bytes / 64 + (uint64_t)nres + 1);
+    return nres;
+}
+
+static void charge_linear_fields(lua_State *L, const char *const *names);
+
 /* Replaces t[name] (t on top of the stack) with fn, given the original as its upvalue. */
 static void wrap_field(lua_State *L, const char *name, lua_CFunction fn) {
     lua_getfield(L, -1, name);
     lua_pushcclosure(L, fn, 1);
     lua_setfield(L, -2, name);
+}
+
+static void charge_linear_fields(lua_State *L, const char *const *names) {
+    for (; *names; names++) wrap_field(L, *names, charged_linear);
 }
 
 static void set_field(lua_State *L, const char *name, lua_CFunction fn) {
@@ -352,6 +377,12 @@ void sbx_open_stdlib(lua_State *L) {
     lua_getfield(L, -1, LUA_STRLIBNAME);
     set_field(L, "dump", NULL);
     sbx_open_bounded_string(L);
+    charge_linear_fields(L, (const char *const[]){"upper", "lower", "reverse", "sub", "byte", "char", "pack",
+                                                   "unpack", NULL});
+    lua_pop(L, 1);
+
+    lua_getfield(L, -1, LUA_UTF8LIBNAME);
+    charge_linear_fields(L, (const char *const[]){"char", "codepoint", "len", "offset", NULL});
     lua_pop(L, 1);
 
     lua_getfield(L, -1, LUA_TABLIBNAME);

@@ -166,6 +166,9 @@ static void test_instruction_limit(void) {
     expect_limit(&l, "local co = coroutine.wrap(function() while true do end end) while true do pcall(co) end",
                  SANDBOX_LIMIT_INSTRUCTIONS, 1000);
     expect_limit(&l, "print(('a'):rep(300):find('.-.-.-.-.-b'))", SANDBOX_LIMIT_INSTRUCTIONS, 1000);
+    /* Linear library functions pay per byte: 100 upper-casings of 1 MiB are ~3.2M units. */
+    expect_limit(&l, "local s = ('x'):rep(1 << 20) for i = 1, 100 do local u = s:upper() end",
+                 SANDBOX_LIMIT_INSTRUCTIONS, 1000);
     /* The count is close to the truth: a 100k-iteration loop is about 300k instructions. */
     fake_host_t h = {0};
     sandbox_t *sb = open_with(&l, &h);
