@@ -1,5 +1,6 @@
 //! accrue's build. `zig build` installs zig-out/bin/accrue; `zig build test` builds and runs every
-//! test; `zig build bench` runs the benchmarks; `zig build run -- ARGS` runs the binary.
+//! test; `zig build bench` runs the benchmarks; `zig build run -- ARGS` runs the binary;
+//! `zig build asan` and `zig build valgrind` run the suite under those tools.
 //! Options: -Dsystem-malloc=true links glibc malloc instead of jemalloc (for valgrind runs).
 const std = @import("std");
 
@@ -95,6 +96,17 @@ pub fn build(b: *std.Build) void {
         run_tests.addArtifactArg(t);
     }
     test_step.dependOn(&run_tests.step);
+
+    // The whole suite under the sanitizer and under valgrind: scripts, since Zig cannot build with
+    // ASan and valgrind needs a build of its own (see the scripts' headers).
+    const asan = b.addSystemCommand(&.{ "bash", "tools/asan.sh" });
+    asan.setCwd(b.path("."));
+    asan.has_side_effects = true;
+    b.step("asan", "Run every test built with AddressSanitizer + UBSan (gcc)").dependOn(&asan.step);
+    const valgrind = b.addSystemCommand(&.{ "bash", "tools/valgrind.sh" });
+    valgrind.setCwd(b.path("."));
+    valgrind.has_side_effects = true;
+    b.step("valgrind", "Run every test, and every corpus script, under valgrind memcheck").dependOn(&valgrind.step);
 
     const bench_step = b.step("bench", "Run the benchmarks (build with -Doptimize=ReleaseFast)");
     for (benches) |name| {
