@@ -263,21 +263,17 @@ int sbx_load_chunk(lua_State *L, const char *s, size_t len, int fn, const char *
 
 /* ---- lifecycle ----------------------------------------------------------------------------- */
 
+/* Builds the state's contents; run under lua_pcall, so running out of memory is an error here. */
 static int open_in_protected_mode(lua_State *L) {
-    sandbox_t *sb = lua_touserdata(L, 1);
-    lua_createtable(L, 6, 0);
+    lua_createtable(L, SANDBOX_LIMIT_CANCELLED, 0); /* the stop errors, made before they are needed */
     for (int limit = SANDBOX_LIMIT_MEMORY; limit <= SANDBOX_LIMIT_CANCELLED; limit++) {
-        lua_pushfstring(L, "%s exceeded", sandbox_limit_name((sandbox_limit_t)limit));
-        if (limit == SANDBOX_LIMIT_CANCELLED) {
-            lua_pop(L, 1);
-            lua_pushliteral(L, "turn cancelled by the host");
-        }
+        if (limit == SANDBOX_LIMIT_CANCELLED) lua_pushliteral(L, "turn cancelled by the host");
+        else lua_pushfstring(L, "%s exceeded", sandbox_limit_name((sandbox_limit_t)limit));
         lua_rawseti(L, -2, limit);
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, stop_key);
     sbx_open_stdlib(L);
     sbx_open_api(L);
-    (void)sb;
     return 0;
 }
 
@@ -295,8 +291,7 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
     }
     lua_gc(sb->L, LUA_GCINC, 0, 0, 0);
     lua_pushcfunction(sb->L, open_in_protected_mode);
-    lua_pushlightuserdata(sb->L, sb);
-    if (lua_pcall(sb->L, 1, 0, 0) != LUA_OK) {
+    if (lua_pcall(sb->L, 0, 0, 0) != LUA_OK) {
         lua_close(sb->L);
         free(sb);
         return NULL;

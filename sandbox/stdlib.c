@@ -341,6 +341,7 @@ void sbx_open_stdlib(lua_State *L) {
         luaL_requiref(L, lib->name, lib->func, 1);
         lua_pop(L, 1);
     }
+    sbx_open_metaguard(L); /* setmetatable, getmetatable, rawset */
 
     lua_pushglobaltable(L);
     set_field(L, "dofile", NULL);
@@ -351,9 +352,6 @@ void sbx_open_stdlib(lua_State *L) {
     set_field(L, "print", sbx_print);
     set_field(L, "pcall", sbx_pcall);
     set_field(L, "xpcall", sbx_xpcall);
-    lua_pop(L, 1);
-    sbx_open_metaguard(L);
-    lua_pushglobaltable(L);
 
     /* os: time, clock and date only. */
     lua_getfield(L, -1, LUA_OSLIBNAME);
