@@ -17,13 +17,13 @@ const sandbox_sources = [_][]const u8{
     "sandbox/json.c",
 };
 const meters_sources = [_][]const u8{
-    "meters/keccak.c",
-    "meters/keccak_x4.c",
-    "meters/hex.c",
-    "meters/uint256.c",
-    "meters/keys.c",
-    "meters/eip712.c",
-    "meters/merkle.c",
+    "meters/eth/keccak.c",
+    "meters/eth/keccak_x4.c",
+    "meters/eth/hex.c",
+    "meters/eth/uint256.c",
+    "meters/eth/keys.c",
+    "meters/eth/eip712.c",
+    "meters/eth/merkle.c",
 };
 const registry_sources = [_][]const u8{
 };

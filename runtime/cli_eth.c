@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "meters/eip712.h"
-#include "meters/hex.h"
-#include "meters/keys.h"
-#include "meters/merkle.h"
-#include "meters/uint256.h"
+#include "meters/eth/eip712.h"
+#include "meters/eth/hex.h"
+#include "meters/eth/keys.h"
+#include "meters/eth/merkle.h"
+#include "meters/eth/uint256.h"
 #include "runtime/cli.h"
 
 #define INPUT_MAX (512u << 20) /* the largest input file read, 512 MiB */

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "meters/hex.h"
+#include "meters/eth/hex.h"
 
 /* xorshift64*: reproducible test data from a fixed seed. */
 static uint64_t test_rng_state = 0x9e3779b97f4a7c15ull;

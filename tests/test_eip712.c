@@ -3,9 +3,9 @@
  * every type (values from eth-account), encodeType's dependency order, recursive types, and an
  * error naming the field for each kind of malformed input. Also `accrue sign/recover --typed-data`.
  */
-#include "meters/eip712.h"
-#include "meters/keccak.h"
-#include "meters/keys.h"
+#include "meters/eth/eip712.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
 #include "tests/check.h"
 #include "tests/eth_test_util.h"
 

@@ -12,11 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "meters/eip712.h"
-#include "meters/keccak.h"
-#include "meters/keys.h"
-#include "meters/merkle.h"
-#include "meters/uint256.h"
+#include "meters/eth/eip712.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
+#include "meters/eth/merkle.h"
+#include "meters/eth/uint256.h"
 #include "tests/check.h"
 #include "tests/eth_test_util.h"
 

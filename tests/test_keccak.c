@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "meters/hex.h"
-#include "meters/keccak.h"
+#include "meters/eth/hex.h"
+#include "meters/eth/keccak.h"
 #include "tests/check.h"
 
 static void hash_hex(const void *data, size_t len, char out[67]) {

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "meters/keccak.h"
-#include "meters/keys.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
 #include "tests/check.h"
 #include "tests/eth_test_util.h"
 

@@ -4,10 +4,10 @@
  * verify for every value of random trees, tampering that fails, the values and uint256 parsers,
  * and `accrue merkle root|proof|verify`.
  */
-#include "meters/keccak.h"
-#include "meters/keys.h"
-#include "meters/merkle.h"
-#include "meters/uint256.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
+#include "meters/eth/merkle.h"
+#include "meters/eth/uint256.h"
 #include "tests/check.h"
 #include "tests/eth_test_util.h"
 

@@ -11,7 +11,7 @@ iters=${1:-400000}
 seed=${2:-0x5eed1234abcd}
 gcc -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
     -fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter -I. \
-    tests/fuzz/fuzz_eth.c meters/keccak.c meters/keccak_x4.c meters/hex.c meters/uint256.c meters/keys.c meters/eip712.c meters/merkle.c \
+    tests/fuzz/fuzz_eth.c meters/eth/keccak.c meters/eth/keccak_x4.c meters/eth/hex.c meters/eth/uint256.c meters/eth/keys.c meters/eth/eip712.c meters/eth/merkle.c \
     $(pkg-config --cflags --libs nettle libsecp256k1 jansson) -lpthread -o "$out"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

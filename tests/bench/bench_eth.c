@@ -12,9 +12,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "meters/keccak.h"
-#include "meters/keys.h"
-#include "meters/merkle.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
+#include "meters/eth/merkle.h"
 
 static double now(void) {
     struct timespec ts;

@@ -3,8 +3,8 @@
  * the Merkle leaves use. Settlement amounts and EIP-712 integers can exceed 2^64, so they are
  * parsed from decimal (or 0x-hex) strings here, never through a double.
  */
-#ifndef ACCRUE_METERS_UINT256_H
-#define ACCRUE_METERS_UINT256_H
+#ifndef ACCRUE_METERS_ETH_UINT256_H
+#define ACCRUE_METERS_ETH_UINT256_H
 
 #include <stddef.h>
 #include <stdint.h>

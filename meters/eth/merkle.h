@@ -10,8 +10,8 @@
  *
  * Errors: functions return 0 or a negative MERKLE_E* code with a message in err (errlen bytes).
  */
-#ifndef ACCRUE_METERS_MERKLE_H
-#define ACCRUE_METERS_MERKLE_H
+#ifndef ACCRUE_METERS_ETH_MERKLE_H
+#define ACCRUE_METERS_ETH_MERKLE_H
 
 #include <stddef.h>
 #include <stdint.h>

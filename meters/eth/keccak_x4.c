@@ -9,7 +9,7 @@
  */
 #include <string.h>
 
-#include "meters/keccak.h"
+#include "meters/eth/keccak.h"
 
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define KECCAK_X4_VECTOR 1

@@ -1,7 +1,7 @@
 /*
  * hex.c: hex encoding and decoding for the Ethereum modules.
  */
-#include "meters/hex.h"
+#include "meters/eth/hex.h"
 
 #include <stdlib.h>
 

@@ -2,8 +2,8 @@
  * err.h: how meters/ functions fill the caller's error buffer (SQLite-style messages the caller
  * can show). Never given a secret: messages name what is wrong, not the value.
  */
-#ifndef ACCRUE_METERS_ERR_H
-#define ACCRUE_METERS_ERR_H
+#ifndef ACCRUE_METERS_ETH_ERR_H
+#define ACCRUE_METERS_ETH_ERR_H
 
 #include <stdarg.h>
 #include <stddef.h>

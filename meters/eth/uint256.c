@@ -1,11 +1,11 @@
 /*
  * uint256.c: decimal and hex parsing of 256-bit unsigned integers, big-endian bytes.
  */
-#include "meters/uint256.h"
+#include "meters/eth/uint256.h"
 
 #include <string.h>
 
-#include "meters/hex.h"
+#include "meters/eth/hex.h"
 
 int uint256_from_decimal(const char *s, size_t len, uint8_t out[32]) {
     memset(out, 0, 32);

@@ -20,8 +20,8 @@
  *
  * Errors: functions return 0 or a negative EIP712_E* code and write a one-line message into err.
  */
-#ifndef ACCRUE_METERS_EIP712_H
-#define ACCRUE_METERS_EIP712_H
+#ifndef ACCRUE_METERS_ETH_EIP712_H
+#define ACCRUE_METERS_ETH_EIP712_H
 
 #include <stddef.h>
 #include <stdint.h>

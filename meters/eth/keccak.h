@@ -6,8 +6,8 @@
  * Streaming: keccak256_init, any number of keccak256_update, keccak256_final. The context is a plain
  * struct (no heap), so it can live on the stack; keccak256() hashes one buffer.
  */
-#ifndef ACCRUE_METERS_KECCAK_H
-#define ACCRUE_METERS_KECCAK_H
+#ifndef ACCRUE_METERS_ETH_KECCAK_H
+#define ACCRUE_METERS_ETH_KECCAK_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -6,7 +6,7 @@
  * the first error wins and names its path. Recursion follows the JSON value (so it is bounded by
  * the parser's depth limit); everything that walks the type graph is iterative.
  */
-#include "meters/eip712.h"
+#include "meters/eth/eip712.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -14,10 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "meters/hex.h"
-#include "meters/keccak.h"
-#include "meters/keys.h"
-#include "meters/uint256.h"
+#include "meters/eth/hex.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
+#include "meters/eth/uint256.h"
 
 enum kind { K_UINT, K_INT, K_ADDRESS, K_BOOL, K_BYTESN, K_BYTES, K_STRING, K_STRUCT };
 

@@ -14,8 +14,8 @@
  * Errors: functions return 0 or a negative ETH_E* code and write a one-line message into err
  * (errlen bytes, may be NULL/0).
  */
-#ifndef ACCRUE_METERS_KEYS_H
-#define ACCRUE_METERS_KEYS_H
+#ifndef ACCRUE_METERS_ETH_KEYS_H
+#define ACCRUE_METERS_ETH_KEYS_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -6,8 +6,8 @@
  * at depth d has its children at depth d+1, so the inner nodes are computed one depth at a time,
  * deepest first, and the nodes of one depth are independent of each other (split across threads).
  */
-#include "meters/err.h"
-#include "meters/merkle.h"
+#include "meters/eth/err.h"
+#include "meters/eth/merkle.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -17,9 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "meters/keccak.h"
-#include "meters/keys.h"
-#include "meters/uint256.h"
+#include "meters/eth/keccak.h"
+#include "meters/eth/keys.h"
+#include "meters/eth/uint256.h"
 
 struct merkle_tree {
     size_t count;          /* n values */

@@ -2,8 +2,8 @@
  * hex.h: the one hex codec of the Ethereum modules (keys, signatures, digests, Merkle proofs).
  * Lower-case output with a 0x prefix; input with or without 0x, either case.
  */
-#ifndef ACCRUE_METERS_HEX_H
-#define ACCRUE_METERS_HEX_H
+#ifndef ACCRUE_METERS_ETH_HEX_H
+#define ACCRUE_METERS_ETH_HEX_H
 
 #include <stddef.h>
 #include <stdint.h>

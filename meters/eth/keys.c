@@ -5,8 +5,8 @@
  * The secret lives only in eth_key and in stack buffers that are wiped with explicit_bzero; error
  * messages name the file and the problem, never content.
  */
-#include "meters/err.h"
-#include "meters/keys.h"
+#include "meters/eth/err.h"
+#include "meters/eth/keys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,8 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "meters/hex.h"
-#include "meters/keccak.h"
+#include "meters/eth/hex.h"
+#include "meters/eth/keccak.h"
 
 struct eth_key {
     uint8_t secret[32];

@@ -3,7 +3,7 @@
  * little-endian 64-bit lanes; bytes are absorbed into lane i/8 at bit offset 8*(i%8), which is
  * the FIPS 202 byte order, so the only difference from SHA3-256 is the domain padding byte.
  */
-#include "meters/keccak.h"
+#include "meters/eth/keccak.h"
 
 #include <nettle/sha3.h>
 #include <string.h>
