@@ -1,10 +1,48 @@
 //! accrue's build. `zig build` installs zig-out/bin/accrue; `zig build test` builds and runs every
 //! test; `zig build bench` runs the benchmarks; `zig build run -- ARGS` runs the binary;
-//! `zig build asan` and `zig build valgrind` run the suite under those tools.
+//! `zig build asan`, `zig build valgrind` and `zig build tsan` run the suite under those tools.
 //! Options: -Dsystem-malloc=true links glibc malloc instead of jemalloc (for valgrind runs).
+//!
+//! Each module (a folder of ../shared/ARCHITECTURE.md's map) is a static library of its own. It
+//! compiles against a header tree made for it alone: its own headers plus the public headers of
+//! the modules it declares as dependencies (and theirs), at their repository paths. A header of
+//! any other module is simply not there, so an include in the wrong direction fails to build.
+//! System libraries are linked per module too: only the sandbox sees Lua's headers, only the
+//! store modules see SQLite's.
 const std = @import("std");
 
-/// The C sources of each module, one list per folder. runtime/main.c is the executable's own.
+const Module = struct {
+    name: []const u8,
+    /// C sources (repository paths).
+    sources: []const []const u8,
+    /// Headers other modules may include.
+    public: []const []const u8,
+    /// Headers only this module (and its tests) may include.
+    private: []const []const u8 = &.{},
+    /// Modules this one includes and links, by name.
+    deps: []const []const u8 = &.{},
+    /// pkg-config names of the system libraries it uses.
+    system_libs: []const []const u8 = &.{},
+    /// Links jemalloc (unless -Dsystem-malloc=true).
+    jemalloc: bool = false,
+};
+
+// The source lists are also read by tools/build_lists.sh (for the gcc-built asan/tsan runs):
+// keep each as a `const NAME_sources = [_][]const u8{ ... };` of its own.
+const base_sources = [_][]const u8{
+    "runtime/base/status.c",
+    "runtime/base/buf.c",
+    "runtime/base/file.c",
+};
+const eth_sources = [_][]const u8{
+    "meters/eth/keccak.c",
+    "meters/eth/keccak_x4.c",
+    "meters/eth/hex.c",
+    "meters/eth/uint256.c",
+    "meters/eth/keys.c",
+    "meters/eth/eip712.c",
+    "meters/eth/merkle.c",
+};
 const sandbox_sources = [_][]const u8{
     "sandbox/sandbox.c",
     "sandbox/alloc.c",
@@ -16,41 +54,65 @@ const sandbox_sources = [_][]const u8{
     "sandbox/bounded_table.c",
     "sandbox/json.c",
 };
-const meters_sources = [_][]const u8{
-    "meters/eth/keccak.c",
-    "meters/eth/keccak_x4.c",
-    "meters/eth/hex.c",
-    "meters/eth/uint256.c",
-    "meters/eth/keys.c",
-    "meters/eth/eip712.c",
-    "meters/eth/merkle.c",
-};
-const registry_sources = [_][]const u8{
-};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
     "runtime/cli_eth.c",
 };
 
-/// One executable per file under tests/, each a test of one module.
-const unit_tests = [_][]const u8{
-    "sandbox",
-    "bounded",
-    "corpus",
-    "json",
-    "keccak",
-    "keys",
-    "eip712",
-    "merkle",
-    "eth_crosscheck",
-};
-const benches = [_][]const u8{
-    "sandbox",
-    "eth",
+const modules = [_]Module{
+    .{
+        .name = "base",
+        .sources = &base_sources,
+        .public = &.{ "runtime/base/status.h", "runtime/base/invariant.h", "runtime/base/buf.h", "runtime/base/file.h" },
+    },
+    .{
+        .name = "eth",
+        .sources = &eth_sources,
+        .public = &.{ "meters/eth/keccak.h", "meters/eth/hex.h", "meters/eth/uint256.h", "meters/eth/keys.h", "meters/eth/eip712.h", "meters/eth/merkle.h" },
+        .private = &.{"meters/eth/err.h"},
+        .deps = &.{"base"},
+        .system_libs = &.{ "nettle", "libsecp256k1", "jansson", "pthread" },
+    },
+    .{
+        .name = "sandbox",
+        .sources = &sandbox_sources,
+        .public = &.{ "sandbox/sandbox.h", "sandbox/json.h" },
+        .private = &.{"sandbox/internal.h"},
+        .deps = &.{"base"},
+        .system_libs = &.{ "lua5.4", "pthread" },
+        .jemalloc = true,
+    },
+    .{
+        .name = "runtime",
+        .sources = &runtime_sources,
+        .public = &.{},
+        .private = &.{ "runtime/cli.h", "runtime/test_provider.h" },
+        .deps = &.{ "base", "eth", "sandbox" },
+        .system_libs = &.{ "libwebsockets", "jansson" },
+    },
 };
 
-const system_libs = [_][]const u8{ "lua5.4", "libwebsockets", "sqlite3", "libsecp256k1", "jansson", "nettle", "pthread" };
+/// One executable per tests/test_NAME.c, with the module it tests (it sees that module's private
+/// headers too) and links.
+const Test = struct { name: []const u8, module: []const u8 };
+const unit_tests = [_]Test{
+    .{ .name = "base", .module = "base" },
+    .{ .name = "sandbox", .module = "sandbox" },
+    .{ .name = "bounded", .module = "sandbox" },
+    .{ .name = "corpus", .module = "sandbox" },
+    .{ .name = "json", .module = "sandbox" },
+    .{ .name = "keccak", .module = "eth" },
+    .{ .name = "keys", .module = "eth" },
+    .{ .name = "eip712", .module = "eth" },
+    .{ .name = "merkle", .module = "eth" },
+    .{ .name = "eth_crosscheck", .module = "eth" },
+};
+const benches = [_]Test{
+    .{ .name = "sandbox", .module = "sandbox" },
+    .{ .name = "eth", .module = "eth" },
+};
+const test_headers = [_][]const u8{ "tests/check.h", "tests/eth_test_util.h" };
 
 const c_flags = [_][]const u8{
     "-std=c11",
@@ -61,22 +123,32 @@ const c_flags = [_][]const u8{
     "-D_GNU_SOURCE",
 };
 
+const Ctx = struct {
+    b: *std.Build,
+    target: std.Build.ResolvedTarget,
+    optimize: std.builtin.OptimizeMode,
+    system_malloc: bool,
+    libs: [modules.len]*std.Build.Step.Compile = undefined,
+};
+
 pub fn build(b: *std.Build) void {
-    const target = b.standardTargetOptions(.{});
-    const optimize = b.standardOptimizeOption(.{});
-    const system_malloc = b.option(bool, "system-malloc", "Use glibc malloc instead of jemalloc (valgrind runs)") orelse false;
+    var ctx = Ctx{
+        .b = b,
+        .target = b.standardTargetOptions(.{}),
+        .optimize = b.standardOptimizeOption(.{}),
+        .system_malloc = b.option(bool, "system-malloc", "Use glibc malloc instead of jemalloc (valgrind runs)") orelse false,
+    };
+    for (modules, 0..) |m, i| {
+        const mod = newModule(&ctx, m.name, null);
+        mod.addCSourceFiles(.{ .files = m.sources, .flags = &c_flags });
+        ctx.libs[i] = b.addLibrary(.{ .name = b.fmt("accrue-{s}", .{m.name}), .linkage = .static, .root_module = mod });
+    }
 
-    const core_mod = newModule(b, target, optimize, system_malloc);
-    core_mod.addCSourceFiles(.{ .files = &sandbox_sources, .flags = &c_flags });
-    core_mod.addCSourceFiles(.{ .files = &meters_sources, .flags = &c_flags });
-    core_mod.addCSourceFiles(.{ .files = &registry_sources, .flags = &c_flags });
-    core_mod.addCSourceFiles(.{ .files = &runtime_sources, .flags = &c_flags });
-    const core = b.addLibrary(.{ .name = "accrue-core", .linkage = .static, .root_module = core_mod });
-
-    const exe_mod = newModule(b, target, optimize, system_malloc);
+    const exe_mod = newModule(&ctx, "runtime", null);
     exe_mod.addCSourceFiles(.{ .files = &.{"runtime/main.c"}, .flags = &c_flags });
-    exe_mod.linkLibrary(core);
+    linkClosure(&ctx, exe_mod, "runtime");
     const exe = b.addExecutable(.{ .name = "accrue", .root_module = exe_mod });
+    exe.pie = true; // no fixed code addresses for a script's tostring(function) to show
     b.installArtifact(exe);
 
     const run_cmd = b.addRunArtifact(exe);
@@ -91,27 +163,28 @@ pub fn build(b: *std.Build) void {
     run_tests.setCwd(b.path("."));
     run_tests.has_side_effects = true;
     run_tests.addArtifactArg(exe);
-    for (unit_tests) |name| {
-        const t = testExecutable(b, target, optimize, system_malloc, core, "test_", name);
-        run_tests.addArtifactArg(t);
-    }
+    for (unit_tests) |t| run_tests.addArtifactArg(testExecutable(&ctx, t, "tests/test_", "test_"));
     test_step.dependOn(&run_tests.step);
 
-    // The whole suite under the sanitizer and under valgrind: scripts, since Zig cannot build with
-    // ASan and valgrind needs a build of its own (see the scripts' headers).
-    const asan = b.addSystemCommand(&.{ "bash", "tools/asan.sh" });
-    asan.setCwd(b.path("."));
-    asan.has_side_effects = true;
-    b.step("asan", "Run every test built with AddressSanitizer + UBSan (gcc)").dependOn(&asan.step);
-    const valgrind = b.addSystemCommand(&.{ "bash", "tools/valgrind.sh" });
-    valgrind.setCwd(b.path("."));
-    valgrind.has_side_effects = true;
-    b.step("valgrind", "Run every test, and every corpus script, under valgrind memcheck").dependOn(&valgrind.step);
+    // The whole suite under the sanitizers and under valgrind: scripts, since Zig cannot build with
+    // ASan or TSan and valgrind needs a build of its own (see the scripts' headers).
+    const tool_steps = [_][3][]const u8{
+        .{ "asan", "tools/sanitize.sh asan", "Run every test built with AddressSanitizer + UBSan (gcc)" },
+        .{ "tsan", "tools/sanitize.sh tsan", "Run every test built with ThreadSanitizer (gcc)" },
+        .{ "valgrind", "tools/valgrind.sh", "Run every test, and every corpus script, under valgrind memcheck" },
+    };
+    for (tool_steps) |s| {
+        var words = std.mem.splitScalar(u8, s[1], ' ');
+        const cmd = b.addSystemCommand(&.{"bash"});
+        while (words.next()) |w| cmd.addArg(w);
+        cmd.setCwd(b.path("."));
+        cmd.has_side_effects = true;
+        b.step(s[0], s[2]).dependOn(&cmd.step);
+    }
 
     const bench_step = b.step("bench", "Run the benchmarks (build with -Doptimize=ReleaseFast)");
-    for (benches) |name| {
-        const t = testExecutable(b, target, optimize, system_malloc, core, "bench_", name);
-        const run = b.addRunArtifact(t);
+    for (benches) |t| {
+        const run = b.addRunArtifact(testExecutable(&ctx, t, "tests/bench/bench_", "bench_"));
         run.has_side_effects = true;
         run.setCwd(b.path("."));
         run.addArtifactArg(exe);
@@ -119,22 +192,66 @@ pub fn build(b: *std.Build) void {
     }
 }
 
-fn newModule(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode, system_malloc: bool) *std.Build.Module {
-    const mod = b.createModule(.{ .target = target, .optimize = optimize, .link_libc = true });
-    mod.addIncludePath(b.path("."));
-    for (system_libs) |lib| mod.linkSystemLibrary(lib, .{});
-    if (system_malloc) {
-        mod.addCMacro("ACCRUE_SYSTEM_MALLOC", "1");
-    } else {
-        mod.linkSystemLibrary("jemalloc", .{});
+fn moduleIndex(name: []const u8) usize {
+    for (modules, 0..) |m, i| if (std.mem.eql(u8, m.name, name)) return i;
+    @panic("build.zig: unknown module name");
+}
+
+/// Marks `name` and every module it depends on, directly or not.
+fn closure(name: []const u8, seen: *[modules.len]bool) void {
+    const i = moduleIndex(name);
+    if (seen[i]) return;
+    seen[i] = true;
+    for (modules[i].deps) |d| closure(d, seen);
+}
+
+/// A C module compiled for `owner`: it sees owner's headers (all of them), the public headers of
+/// everything owner depends on, and (for tests) the test helpers; it links the libraries of all of
+/// them and their system libraries. A test (test_name set) sees tests/'s helpers too.
+fn newModule(ctx: *Ctx, owner: []const u8, test_name: ?[]const u8) *std.Build.Module {
+    const b = ctx.b;
+    const mod = b.createModule(.{ .target = ctx.target, .optimize = ctx.optimize, .link_libc = true });
+    if (ctx.optimize == .debug) mod.addCMacro("ACCRUE_DEBUG", "1");
+    if (ctx.system_malloc) mod.addCMacro("ACCRUE_SYSTEM_MALLOC", "1");
+
+    var seen: [modules.len]bool = @splat(false);
+    closure(owner, &seen);
+    const tree = b.addWriteFiles();
+    const own = moduleIndex(owner);
+    var jemalloc = false;
+    for (modules, 0..) |m, i| {
+        if (!seen[i]) continue;
+        for (m.public) |h| _ = tree.addCopyFile(b.path(h), h);
+        if (i == own) for (m.private) |h| {
+            _ = tree.addCopyFile(b.path(h), h);
+        };
+        for (m.system_libs) |l| mod.linkSystemLibrary(l, .{});
+        jemalloc = jemalloc or m.jemalloc;
     }
+    if (test_name != null) for (test_headers) |h| {
+        _ = tree.addCopyFile(b.path(h), h);
+    };
+    mod.addIncludePath(tree.getDirectory());
+    if (jemalloc and !ctx.system_malloc) mod.linkSystemLibrary("jemalloc", .{});
     return mod;
 }
 
-fn testExecutable(b: *std.Build, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode, system_malloc: bool, core: *std.Build.Step.Compile, comptime prefix: []const u8, name: []const u8) *std.Build.Step.Compile {
-    const mod = newModule(b, target, optimize, system_malloc);
-    const dir = if (std.mem.eql(u8, prefix, "bench_")) "tests/bench/" else "tests/";
-    mod.addCSourceFiles(.{ .files = &.{b.fmt("{s}{s}{s}.c", .{ dir, prefix, name })}, .flags = &c_flags });
-    mod.linkLibrary(core);
-    return b.addExecutable(.{ .name = b.fmt("{s}{s}", .{ prefix, name }), .root_module = mod });
+/// Links the libraries of owner's closure into an executable's module (a test, a bench, accrue).
+fn linkClosure(ctx: *Ctx, mod: *std.Build.Module, owner: []const u8) void {
+    var seen: [modules.len]bool = @splat(false);
+    closure(owner, &seen);
+    // Dependents before their dependencies, for the static linker.
+    var i: usize = modules.len;
+    while (i > 0) {
+        i -= 1;
+        if (seen[i]) mod.linkLibrary(ctx.libs[i]);
+    }
+}
+
+fn testExecutable(ctx: *Ctx, t: Test, comptime path_prefix: []const u8, comptime name_prefix: []const u8) *std.Build.Step.Compile {
+    const b = ctx.b;
+    const mod = newModule(ctx, t.module, t.name);
+    mod.addCSourceFiles(.{ .files = &.{b.fmt("{s}{s}.c", .{ path_prefix, t.name })}, .flags = &c_flags });
+    linkClosure(ctx, mod, t.module);
+    return b.addExecutable(.{ .name = b.fmt("{s}{s}", .{ name_prefix, t.name }), .root_module = mod });
 }

@@ -68,7 +68,7 @@
 
 #include "tests/check.h"
 
-/* How much slower a sanitized (ACCRUE_SANITIZED=1, tools/asan.sh) binary runs, roughly. */
+/* How much slower a sanitized (ACCRUE_SANITIZED=1, tools/sanitize.sh asan) binary runs, roughly. */
 #define SANITIZED_SLOWDOWN 5
 
 #define CORPUS_DIR "tests/corpus"

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# sanitize.sh asan|tsan: the whole test suite built with Debian's gcc under a sanitizer, and run by
+# the same tests/run.sh. Zig 0.17 cannot build with the sanitizers, so this compiles the same
+# sources (the lists come from build.zig) with glibc malloc in place of jemalloc
+# (ACCRUE_SYSTEM_MALLOC), so the sanitizer sees every Lua allocation, and with the Debug build's
+# invariants on (ACCRUE_DEBUG). Exit status 0 only when every test passed clean.
+#   asan: AddressSanitizer + UndefinedBehaviorSanitizer, leak detection on.
+#   tsan: ThreadSanitizer (the watchdog, cancel from other threads, the Merkle workers, the ledger's
+#         writer): any data race fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/build_lists.sh
+kind=${1:?usage: tools/sanitize.sh asan|tsan}
+case "$kind" in
+  asan) san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
+        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+        export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} ;;
+  tsan) san=(-fsanitize=thread)
+        export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} ;;
+  *) echo "sanitize.sh: unknown sanitizer '$kind' (asan or tsan)" >&2; exit 2 ;;
+esac
+out=${ACCRUE_SANITIZE_DIR:-/tmp/accrue-$kind}
+mkdir -p "$out/obj"
+flags=(-std=c11 -D_GNU_SOURCE -DACCRUE_SYSTEM_MALLOC -DACCRUE_DEBUG -g -O1 -fno-omit-frame-pointer
+       "${san[@]}" -Wall -Wextra -Wno-unused-parameter -I.)
+libs=$(pkg-config --cflags --libs lua5.4 libwebsockets sqlite3 libsecp256k1 jansson nettle)
+objs=()
+for src in $(core_sources); do
+  obj="$out/obj/$(echo "$src" | tr / _).o"
+  gcc "${flags[@]}" $(pkg-config --cflags lua5.4) -c "$src" -o "$obj"
+  objs+=("$obj")
+done
+gcc "${flags[@]}" runtime/main.c "${objs[@]}" $libs -lpthread -lm -o "$out/accrue"
+tests=()
+for t in $(zig_tests unit_tests); do
+  gcc "${flags[@]}" "tests/test_$t.c" "${objs[@]}" $libs -lpthread -lm -o "$out/test_$t"
+  tests+=("$out/test_$t")
+done
+# Slower under a sanitizer: tests that bound wall time relax those bounds (tests/README.md).
+export ACCRUE_SANITIZED=1
+bash tests/run.sh "$out/accrue" "${tests[@]}"
