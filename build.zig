@@ -112,7 +112,7 @@ const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },
     .{ .name = "eth", .module = "eth" },
 };
-const test_headers = [_][]const u8{ "tests/check.h", "tests/eth_test_util.h" };
+const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h" };
 
 const c_flags = [_][]const u8{
     "-std=c11",

@@ -95,7 +95,8 @@ static void test_read_file(void) {
     CHECK(strstr(err.msg, "No such file") != NULL);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_args(argc, argv);
     RUN(test_fail_records_code_and_message);
     RUN(test_long_message_is_truncated_not_overrun);
     RUN(test_status_names_are_distinct);

@@ -440,11 +440,9 @@ static void test_sort_comparisons_bounded(void) {
     lua_close(L);
 }
 
-/* How long a stopped script may take: 0.5 s, or far more under valgrind and the like
- * (tests/run.sh's ACCRUE_TEST_WRAPPER), where everything runs tens of times slower. */
+/* How long a stopped script may take: 0.5 s, stretched under valgrind and the sanitizers. */
 static double stop_deadline_seconds(void) {
-    const char *wrapper = getenv("ACCRUE_TEST_WRAPPER");
-    return wrapper && *wrapper ? 30.0 : 0.5;
+    return test_scaled_ms(500) / 1e3;
 }
 
 static double now_seconds(void) {
@@ -549,8 +547,7 @@ static void test_speed_against_lua(void) {
         "io.stdout:write(string.format('# bounded: find/gsub/gmatch workload %.3f s ours, %.3f s Lua, ratio %.2f\\n', to, tl, to / tl))\n"
         "if to > 12 * tl + 0.05 then return 'too slow: ' .. to .. ' vs ' .. tl end\n";
     const char *err = run_chunk(L, code);
-    const char *wrapper = getenv("ACCRUE_TEST_WRAPPER");
-    if (wrapper && *wrapper) err = NULL; /* timings mean nothing under valgrind */
+    if (test_slow_tool()) err = NULL; /* the ratio means nothing when only our side is instrumented */
     CHECK_MSG(err == NULL, "%s", err);
     lua_close(L);
 }

@@ -68,9 +68,6 @@
 
 #include "tests/check.h"
 
-/* How much slower a sanitized (ACCRUE_SANITIZED=1, tools/sanitize.sh asan) binary runs, roughly. */
-#define SANITIZED_SLOWDOWN 5
-
 #define CORPUS_DIR "tests/corpus"
 #define MARKER "ACCRUE_PWNED"
 #define CANARY_ENV_NAME "ACCRUE_CANARY"
@@ -384,9 +381,9 @@ static int start_job(job_t *j, char *why, size_t why_len) {
     argv[argc] = NULL;
     /* A sanitized binary runs several times slower: stretch its time limits to match. */
     static char scaled[4][32];
-    for (int i = 0, k = 0; getenv("ACCRUE_SANITIZED") && i + 1 < argc && k < 4; i++)
+    for (int i = 0, k = 0; test_slow_tool() && i + 1 < argc && k < 4; i++)
         if (strcmp(argv[i], "--time-limit") == 0) {
-            snprintf(scaled[k], sizeof scaled[k], "%ld", atol(argv[i + 1]) * SANITIZED_SLOWDOWN);
+            snprintf(scaled[k], sizeof scaled[k], "%ld", (long)test_scaled_ms((double)atol(argv[i + 1])));
             argv[i + 1] = scaled[k++];
         }
 
@@ -415,7 +412,7 @@ static int start_job(job_t *j, char *why, size_t why_len) {
         return -1;
     }
     /* Generous: a hung binary is killed well after every limit should have fired. */
-    if (getenv("ACCRUE_SANITIZED")) j->ex.max_ms *= SANITIZED_SLOWDOWN;
+    j->ex.max_ms = (long)test_scaled_ms((double)j->ex.max_ms);
     j->timeout_ms = j->ex.max_ms * 3 + 5000;
     j->killed = 0;
     return 0;
@@ -531,9 +528,8 @@ static void finish_job(job_t *j, int status, long elapsed_ms, long maxrss_kb) {
             if (strcmp(ex->args[i], "--mem-limit") == 0) mem = atol(ex->args[i + 1]);
         rss_bound = mem / (1024 * 1024) + RSS_MARGIN_MB;
     }
-    /* Under valgrind the child is forked from the valgrind process, whose memory counts in its
-     * peak before exec; an ASan build's shadow memory counts too. Neither says anything then. */
-    if (!getenv("ACCRUE_TEST_WRAPPER") && !getenv("ACCRUE_SANITIZED") && maxrss_kb / 1024 > rss_bound)
+    /* A sanitized build's shadow memory counts in its peak: it says nothing then. */
+    if (!test_slow_tool() && maxrss_kb / 1024 > rss_bound)
         fail(&r, "peak RSS %ld MB, bound %ld MB (host memory outside the Lua cap?)", maxrss_kb / 1024, rss_bound);
 
     /* stderr's shape */

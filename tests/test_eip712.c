@@ -244,9 +244,9 @@ static void strings_may_hold_nul(void) {
 static void cli_sign_and_recover_typed_data(void) {
     char cmd[1024], out[2048];
     const char *bin = test_accrue_bin();
-    char dir[] = "/tmp/accrue-712-XXXXXX";
-    if (!mkdtemp(dir)) {
-        CHECK(0);
+    char dir[256];
+    if (test_scratch_dir(dir, sizeof dir, "eip712") != 0) {
+        CHECK(!"a scratch directory");
         return;
     }
     /* the EIP's key, keccak256("cow"), in a key file */
@@ -275,11 +275,11 @@ static void cli_sign_and_recover_typed_data(void) {
              dir, bin, key, dir);
     CHECK(test_run(cmd, out, sizeof out) == 2);
     CHECK_MSG(strstr(out, "message.from.name") != NULL, "%s", out);
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(test_run(cmd, NULL, 0) == 0);
+    test_remove_dir(dir);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_args(argc, argv);
     RUN(mail_example_from_the_eip);
     RUN(every_type_matches_eth_account);
     RUN(encode_type_orders_dependencies_by_name);

@@ -128,7 +128,8 @@ static void keccak_x4_equals_scalar_on_every_path(void) {
     keccak256_x4_limit(best);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_args(argc, argv);
     RUN(keccak_of_empty_is_ethereums_not_sha3);
     RUN(keccak_published_vectors);
     RUN(keccak_block_boundaries);

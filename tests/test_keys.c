@@ -310,12 +310,9 @@ static void cli_keygen_address_sign_recover(void) {
     CHECK(test_run(cmd, out, sizeof out) == 1);
 }
 
-int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/accrue-keys-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+int main(int argc, char **argv) {
+    check_args(argc, argv);
+    if (test_scratch_dir(tmpdir, sizeof tmpdir, "keys") != 0) return 1;
     RUN(address_of_the_published_key);
     RUN(eip55_published_examples);
     RUN(eip191_personal_message_vector);

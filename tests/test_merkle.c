@@ -207,10 +207,10 @@ static void values_parser_names_the_entry(void) {
 }
 
 static void cli_root_proof_verify(void) {
-    char dir[] = "/tmp/accrue-merkle-XXXXXX", cmd[4096], out[4096], path[128];
+    char dir[256], cmd[4096], out[4096], path[512];
     const char *bin = test_accrue_bin();
-    if (!mkdtemp(dir)) {
-        CHECK(0);
+    if (test_scratch_dir(dir, sizeof dir, "merkle") != 0) {
+        CHECK(!"a scratch directory");
         return;
     }
     snprintf(path, sizeof path, "%s/values.json", dir);
@@ -287,11 +287,11 @@ static void cli_root_proof_verify(void) {
         snprintf(cmd, sizeof cmd, "%s merkle verify --root %s --address %s --amount %s --proof %s", bin, root, a, dec, proof);
         CHECK_MSG(test_run(cmd, out, sizeof out) == 0, "value %d", i);
     }
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    CHECK(test_run(cmd, NULL, 0) == 0);
+    test_remove_dir(dir);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    check_args(argc, argv);
     RUN(openzeppelin_own_test_tree);
     RUN(readme_address_amount_example);
     RUN(single_value_tree_is_its_leaf);

@@ -93,8 +93,8 @@ static void expect_limit(const sandbox_limits_t *limits, const char *src, sandbo
     fake_host_t h = {0};
     sandbox_limits_t slow = *limits;
     const sandbox_limits_t *l = limits;
-    if (getenv("ACCRUE_TEST_WRAPPER") && want != SANDBOX_LIMIT_TIME && slow.time_ms) {
-        slow.time_ms *= 50; /* under valgrind the other limits must still come first */
+    if (test_slow_tool() && want != SANDBOX_LIMIT_TIME && slow.time_ms) {
+        slow.time_ms = (uint64_t)test_scaled_ms((double)slow.time_ms); /* the other limits still come first */
         l = &slow;
     }
     sandbox_t *sb = open_with(l, &h);
@@ -104,7 +104,7 @@ static void expect_limit(const sandbox_limits_t *limits, const char *src, sandbo
     double ms = ms_since(t0);
     CHECK_MSG(st == SANDBOX_FAILED && sandbox_limit_hit(sb) == want, "script %s: status %d, limit '%s', error '%s'",
               src, st, sandbox_limit_name(sandbox_limit_hit(sb)), sandbox_errmsg(sb));
-    CHECK_MSG(getenv("ACCRUE_TEST_WRAPPER") || ms <= max_ms, "script %s took %.1f ms", src, ms);
+    CHECK_MSG(ms <= test_scaled_ms(max_ms), "script %s took %.1f ms", src, ms);
     sandbox_stats_t s;
     sandbox_stats(sb, &s);
     CHECK(l->memory_bytes == 0 || s.memory_peak <= l->memory_bytes);
@@ -340,17 +340,17 @@ static void test_cancel_from_another_thread(void) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     CHECK(sandbox_run(sb) == SANDBOX_FAILED);
     CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_CANCELLED);
-    CHECK(getenv("ACCRUE_TEST_WRAPPER") || ms_since(t0) < 1000);
+    CHECK(ms_since(t0) < test_scaled_ms(1000));
     pthread_join(t, NULL);
     sandbox_close(sb);
 }
 
 static void test_time_slices_interleave_two_agents(void) {
     sandbox_limits_t l = tight();
-    /* Under valgrind everything is ~50x slower: fewer iterations, no deadline to speak of. */
-    long long iterations = getenv("ACCRUE_TEST_WRAPPER") ? 3000000 : 30000000;
+    /* Under a slow tool: fewer iterations, a later deadline. */
+    long long iterations = (long long)(30000000 / test_time_scale());
     l.instructions = 0;
-    l.time_ms = getenv("ACCRUE_TEST_WRAPPER") ? 600000 : 5000;
+    l.time_ms = (uint64_t)test_scaled_ms(5000);
     l.slice_ms = 5;
     fake_host_t ha = {0}, hb = {0};
     sandbox_t *a = open_with(&l, &ha), *b = open_with(&l, &hb);
@@ -386,7 +386,7 @@ static void test_time_slices_interleave_two_agents(void) {
     snprintf(buf, sizeof buf, "%lld", want);
     CHECK_STREQ(reply(a), buf);
     CHECK_STREQ(reply(b), buf);
-    if (getenv("ACCRUE_TEST_WRAPPER")) {
+    if (test_slow_tool()) {
         /* valgrind runs one thread at a time in long stretches: the watchdog gets few chances. */
         CHECK_MSG(pauses_a + pauses_b >= 1, "pauses %d %d", pauses_a, pauses_b);
     } else {
@@ -428,21 +428,38 @@ static void test_removed_functions_are_gone(void) {
     sandbox_close(sb);
 }
 
+/* Each ends the turn with the error (or limit) it must: never a crash, never a hang. */
 static void test_stack_bombs_end_in_errors(void) {
     fake_host_t h = {0};
     sandbox_limits_t l = tight();
     l.instructions = 0;
-    const char *bombs[] = {
-        "local function f() return 1 + f() end f()",
-        "local function f() return pcall(f) end f() error('x')",
-        "local co co = function() return coroutine.wrap(co)() end co()",
-        "load(('('):rep(1e5) .. 'x' .. (')'):rep(1e5))",
-        "local s = ('{'):rep(1e5) assert(load('return ' .. s))",
-        "string.gsub(('x'):rep(100), 'x', function() error(setmetatable({}, {__index = function() while true do end end})) end)",
+    static const struct {
+        const char *src;
+        sandbox_limit_t limit;
+        const char *message; /* a part of sandbox_errmsg */
+    } bombs[] = {
+        /* Lua's stack would reach 1M slots (16 MB): the 8 MiB cap ends it first. */
+        {"local function f() return 1 + f() end f()", SANDBOX_LIMIT_MEMORY, "memory limit"},
+        /* pcall catches the C stack overflow; the script goes on to its own error. */
+        {"local function f() return pcall(f) end f() error('x')", SANDBOX_LIMIT_NONE, "agent:1: x"},
+        /* Each coroutine level adds its position (the message is cut at the sandbox's bound)... */
+        {"local co co = function() return coroutine.wrap(co)() end co()", SANDBOX_LIMIT_NONE,
+         "agent:1: agent:1: agent:1: "},
+        /* ...and the innermost error is the C stack's. */
+        {"local co co = function() return coroutine.wrap(co)() end local ok, e = pcall(co) error(e:sub(-16), 0)",
+         SANDBOX_LIMIT_NONE, "C stack overflow"},
+        {"assert(load(('('):rep(1e5) .. 'x' .. (')'):rep(1e5)))", SANDBOX_LIMIT_NONE, "agent:1: C stack overflow"},
+        {"local s = ('{'):rep(1e5) assert(load('return ' .. s))", SANDBOX_LIMIT_NONE, "agent:1: C stack overflow"},
+        /* The error object's __index would spin forever: the host never touches it. */
+        {"string.gsub(('x'):rep(100), 'x', function() error(setmetatable({}, {__index = function() while true do end end})) end)",
+         SANDBOX_LIMIT_NONE, "(error object is a table value)"},
     };
     for (size_t i = 0; i < sizeof bombs / sizeof bombs[0]; i++) {
         sandbox_t *sb = open_with(&l, &h);
-        CHECK_MSG(load(sb, bombs[i]) == SANDBOX_FAILED, "%s", bombs[i]);
+        CHECK_MSG(load(sb, bombs[i].src) == SANDBOX_FAILED, "%s", bombs[i].src);
+        CHECK_MSG(sandbox_limit_hit(sb) == bombs[i].limit, "%s: limit '%s'", bombs[i].src,
+                  sandbox_limit_name(sandbox_limit_hit(sb)));
+        CHECK_CONTAINS(sandbox_errmsg(sb), bombs[i].message);
         sandbox_close(sb);
     }
 }

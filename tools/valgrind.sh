@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Runs the whole test suite under valgrind (memcheck): the Zig build with glibc malloc instead of
-# jemalloc (-Dsystem-malloc=true) so memcheck sees every allocation; every test binary, and every
-# accrue process the corpus starts, runs under valgrind. Exit status 0 only when all passed clean.
+# jemalloc (-Dsystem-malloc=true) so memcheck sees every allocation; every test binary (but the
+# corpus's driver), and every corpus script through the accrue binary, runs under valgrind. Exit
+# status 0 only when all passed clean.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${ACCRUE_VALGRIND_PREFIX:-/tmp/accrue-valgrind}
 # valgrind cannot run AVX-512, which the native build may use: build for x86-64-v3.
 zig build -Dsystem-malloc=true -Dcpu=x86_64_v3 --prefix "$prefix" >/dev/null
 export ACCRUE_TEST_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+export ACCRUE_TIME_SCALE=${ACCRUE_TIME_SCALE:-50} # tests stretch their wall-time bounds by this (tests/util.h)
+# Every suite but the corpus, whose code under test is the accrue processes it starts: those run
+# under memcheck below, each script once.
+. tools/build_lists.sh
+export ACCRUE_TESTS=${ACCRUE_TESTS:-$(zig_tests unit_tests | grep -vx corpus | paste -sd, -)}
 zig build test -Dsystem-malloc=true -Dcpu=x86_64_v3
 
 # The accrue processes the corpus starts are not under valgrind above (its timing bounds would

@@ -1,0 +1,173 @@
+/*
+ * util.h: the helpers every test shares (check.h includes it): a clock, the one time scale for slow
+ * tools, a seeded random generator, scratch directories, and running the accrue binary.
+ *
+ * Time scale. Under valgrind, ASan or TSan everything runs several to tens of times slower, so a test
+ * that bounds wall time stretches its bound by test_time_scale(), which reads ACCRUE_TIME_SCALE
+ * (tools/sanitize.sh and tools/valgrind.sh set it; unset means 1, a native run). It is the only
+ * signal a test may use to know it runs under a slow tool: test_slow_tool() is "scale > 1", for the
+ * few checks that mean nothing there at all (a speed ratio, a process's peak RSS).
+ */
+#ifndef ACCRUE_TESTS_UTIL_H
+#define ACCRUE_TESTS_UTIL_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- clock ---- */
+
+/* Milliseconds on the monotonic clock (for differences only). */
+static inline double test_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- time scale ---- */
+
+/* ACCRUE_TIME_SCALE (a number >= 1; unset, empty or invalid means 1, invalid with a warning). */
+static inline double test_time_scale(void) {
+    static double scale = 0;
+    if (scale == 0) {
+        const char *s = getenv("ACCRUE_TIME_SCALE");
+        char *end = NULL;
+        double v = s && *s ? strtod(s, &end) : 1;
+        if (s && *s && (*end || !(v >= 1 && v <= 1000))) {
+            fprintf(stderr, "# ACCRUE_TIME_SCALE='%s' is not a number from 1 to 1000; using 1\n", s);
+            v = 1;
+        }
+        scale = v;
+    }
+    return scale;
+}
+
+/* A wall-time bound stretched for the tool the test runs under. */
+static inline double test_scaled_ms(double ms) {
+    return ms * test_time_scale();
+}
+
+/* Under valgrind or a sanitizer: timings and peak memory say nothing about the code. */
+static inline int test_slow_tool(void) {
+    return test_time_scale() > 1;
+}
+
+/* ---- random numbers ---- */
+
+/* xorshift64*: reproducible test data from a seed (test_seed). */
+static uint64_t test_rng_state = 0x9e3779b97f4a7c15ull;
+static inline uint64_t test_rand(void) {
+    uint64_t x = test_rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    test_rng_state = x;
+    return x * 0x2545f4914f6cdd1dull;
+}
+static inline void test_rand_bytes(uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)(test_rand() >> 56);
+}
+
+/* Seeds test_rand from the environment variable env: unset means `fixed` (so CI runs are
+ * repeatable), "random" a fresh seed, anything else a number (decimal or 0x-hex). Prints the seed
+ * and how to repeat it; returns it. An unparsable value exits the test with status 2. */
+static inline uint64_t test_seed(const char *env, uint64_t fixed) {
+    const char *s = getenv(env);
+    uint64_t seed = fixed;
+    if (s && strcmp(s, "random") == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = ((uint64_t)ts.tv_sec * 1000000007u) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+    } else if (s && *s) {
+        char *end;
+        errno = 0;
+        seed = strtoull(s, &end, 0);
+        if (errno || *end || *s == '-') {
+            fprintf(stderr, "%s='%s': want a number or \"random\"\n", env, s);
+            exit(2);
+        }
+    }
+    if (seed == 0) seed = 1; /* xorshift's one fixed point */
+    test_rng_state = seed;
+    printf("# seed %llu (%s=%llu repeats it; %s=random draws a new one)\n", (unsigned long long)seed, env,
+           (unsigned long long)seed, env);
+    return seed;
+}
+
+/* ---- scratch directories ---- */
+
+/* Makes a fresh private directory /tmp/accrue-NAME-XXXXXX and writes its path into out (at least
+ * 64 bytes). Returns 0, or -1 with the reason on stderr. Remove it with test_remove_dir. */
+static inline int test_scratch_dir(char *out, size_t out_len, const char *name) {
+    const char *tmp = getenv("TMPDIR");
+    if (!tmp || !*tmp) tmp = "/tmp";
+    if ((size_t)snprintf(out, out_len, "%s/accrue-%s-XXXXXX", tmp, name) >= out_len || !mkdtemp(out)) {
+        fprintf(stderr, "test_scratch_dir %s: %s\n", name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Removes dir and everything below it (directories made read-only inside it too). Symbolic links
+ * are removed, never followed. */
+static inline void test_remove_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d && chmod(dir, 0700) == 0) d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            char path[4096];
+            if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= sizeof path) continue;
+            struct stat st;
+            if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+                chmod(path, 0700);
+                test_remove_dir(path);
+            } else {
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    if (rmdir(dir) != 0 && errno != ENOENT) fprintf(stderr, "could not remove %s: %s\n", dir, strerror(errno));
+}
+
+/* ---- the accrue binary ---- */
+
+/* The binary under test: $ACCRUE_BIN (tests/run.sh sets it), else zig-out/bin/accrue. */
+static inline const char *test_accrue_bin(void) {
+    const char *b = getenv("ACCRUE_BIN");
+    return b && *b ? b : "zig-out/bin/accrue";
+}
+
+/* Runs a shell command line; its stdout goes into out (NUL-terminated, trailing newline kept; the
+ * rest is read and dropped). Returns the exit status, or -1 when it could not run or was killed. */
+static inline int test_run(const char *cmdline, char *out, size_t outlen) {
+    FILE *p = popen(cmdline, "r");
+    if (!p) return -1;
+    size_t n = 0;
+    if (out && outlen) {
+        n = fread(out, 1, outlen - 1, p);
+        out[n] = '\0';
+    }
+    char sink[4096];
+    while (fread(sink, 1, sizeof sink, p) > 0) {
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Drops trailing newlines (and carriage returns). */
+static inline void test_chomp(char *s) {
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = '\0';
+}
+
+#endif
