@@ -251,7 +251,7 @@ static void cli_sign_and_recover_typed_data(void) {
     }
     /* the EIP's key, keccak256("cow"), in a key file */
     uint8_t cow[32];
-    char hex[67], key[128];
+    char hex[67], key[300];
     keccak256("cow", 3, cow);
     hex_encode0x(cow, 32, hex);
     snprintf(key, sizeof key, "%s/cow.key", dir);

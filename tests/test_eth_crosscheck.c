@@ -360,7 +360,7 @@ static void eth_account_is_installed(void) {
 }
 
 static void python_side_answers(void) {
-    char cases_path[128], answers_path[128], cmd[512], out[4096];
+    char cases_path[300], answers_path[300], cmd[1024], out[4096];
     snprintf(cases_path, sizeof cases_path, "%s/cases.json", dir);
     snprintf(answers_path, sizeof answers_path, "%s/answers.json", dir);
     CHECK(build_cases(cases_path) == 0);
