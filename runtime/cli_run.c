@@ -23,7 +23,7 @@ static const char run_usage[] =
     "with on_message(session, text). With --input, calls on_message with TEXT and prints the reply.\n"
     "print() and session.send() output is printed as it comes.\n"
     "\n"
-    "Limits (per turn; memory for the sandbox's life; 0 turns a limit off):\n"
+    "Limits (per turn; memory for the sandbox's life; 0 turns a limit off, but for the time limit):\n"
     "  --mem-limit BYTES     Lua heap cap                     (default 67108864 = 64 MiB)\n"
     "  --instr-limit N       Lua instructions plus C work     (default 100000000)\n"
     "  --time-limit MS       wall time                        (default 5000)\n"
@@ -125,7 +125,11 @@ int cli_run(int argc, char **argv) {
             if (parse_u64(a, argv[i], &v)) return 2;
             if (a[2] == 'm') limits.memory_bytes = (size_t)v;
             else if (a[2] == 'i') limits.instructions = v;
-            else if (a[2] == 't') limits.time_ms = v;
+            else if (a[2] == 't' && v == 0) {
+                fputs("accrue run: --time-limit 0 is refused: every turn needs a wall-time limit (the "
+                      "instruction limit does not see the C work inside Lua's VM; see README)\n", stderr);
+                return 2;
+            } else if (a[2] == 't') limits.time_ms = v;
             else if (a[2] == 'o') limits.output_bytes = (size_t)v;
             else if (v > UINT32_MAX) {
                 fprintf(stderr, "accrue run: --slice-ms is at most %u\n", UINT32_MAX);

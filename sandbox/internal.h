@@ -22,8 +22,17 @@
 /* The instruction-count hook fires every SBX_HOOK_QUANTUM VM instructions (when counting). */
 #define SBX_HOOK_QUANTUM 100
 
-/* How deep coroutine.close (and coroutine.wrap's close after an error) may nest. */
-#define SBX_MAX_CLOSE_DEPTH 100
+/* The C stack a turn may use below sandbox_run's frame, measured (sbx_check_cstack). Every path
+ * that recurses in C without Lua counting it (coroutine.close and coroutine.wrap reset Lua's C-call
+ * count in Lua 5.4.4) passes a check, and between two checks Lua's own count (LUAI_MAXCCALLS, 200
+ * levels) bounds the rest; see sandbox.h for what the host's thread needs. */
+#define SBX_CSTACK_MAX ((size_t)1 << 20)
+
+/* Bytes past the cap that only the end of a turn may use: once the script's cap is hit for good,
+ * the allocations Lua itself must make to raise and unwind (an error message in a coroutine with
+ * no handler, a CallInfo, the registry's own slots) are granted from here instead of failing into
+ * abort(). The script cannot use them: the memory stop is armed before it runs again. */
+#define SBX_HEAP_RESERVE ((size_t)64 << 10)
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -35,7 +44,13 @@ typedef struct sbx_heap {
     size_t used, peak, cap; /* cap 0 = none */
     uint64_t refusals;      /* allocations refused for the cap, whole life */
     bool unsized;           /* a shrink could not be done in place: free without sizes from now on */
+    bool refused_last;      /* the last request to grow was refused (Lua collects and asks again) */
+    bool over;              /* the cap was hit for good this turn: the reserve is open */
 } sbx_heap_t;
+
+/* Called by the allocator when a request still does not fit after Lua's emergency collection:
+ * records the memory limit and arms the stop in the running coroutine (sandbox.c). */
+void sbx_heap_exhausted(sbx_heap_t *heap);
 
 void *sbx_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
@@ -58,7 +73,6 @@ struct sandbox {
     /* The current turn. */
     enum sbx_turn turn;
     lua_State *turn_thread;      /* NULL between turns */
-    int turn_ref;                /* registry ref keeping turn_thread alive */
     lua_State *volatile current; /* the coroutine executing now (read by the signal handler) */
     bool chain_yieldable;        /* can a host yield in `current` reach the host? */
     uint64_t turn_start_ns, turn_deadline_ns, turn_end_ns;
@@ -81,7 +95,8 @@ struct sandbox {
     bool loaded; /* the load turn finished: the agent table is in the registry */
     char errmsg[512];
     uint64_t host_calls, pauses;
-    int close_depth; /* nesting of coroutine closes (stdlib.c), bounded by SBX_MAX_CLOSE_DEPTH */
+    int resume_status, resume_nres; /* what the last lua_resume of the turn's thread returned */
+    uintptr_t cstack_base; /* C stack address where the running turn started (0 = none) */
 
     /* The watchdog's view: armed while the turn executes Lua. watchdog.c. */
     pthread_t runner;
@@ -94,8 +109,15 @@ uint64_t sbx_now_ns(void);
 
 /* Hooks and stops (sandbox.c). */
 void sbx_hook(lua_State *L, lua_Debug *ar);
-/* Arms the normal hook in L: the instruction-count hook if instructions are counted, else none. */
+/* Arms the normal hook in L: the instruction-count hook if instructions are counted, else none.
+ * A coroutine that has our hook already keeps it and its partial count, so no call can reset the
+ * count of the coroutine running it. */
 void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L);
+/* Makes co the coroutine executing now (the one the watchdog's signal arms) with its hook armed,
+ * and the stop hook armed too if the turn must stop. */
+void sbx_switch_to(sandbox_t *sb, lua_State *co);
+/* Raises "C stack overflow" (an ordinary error) when the turn has used SBX_CSTACK_MAX of C stack. */
+void sbx_check_cstack(lua_State *L);
 /* Records the limit (first one wins), arms the sticky stop in L and raises the stop error. */
 _Noreturn void sbx_stop(lua_State *L, sandbox_limit_t limit);
 /* After a catcher (pcall, coroutine.resume, load...) saw an error with this status: re-raises the

@@ -27,6 +27,17 @@
 /* Registry keys (their addresses). */
 static const char stop_key[1];  /* table: limit -> preallocated error string */
 static const char agent_key[1]; /* the agent table the script returned */
+static const char turn_key[1];  /* the current turn's thread (a fixed slot: clearing it never allocates) */
+static const char anchors_key[1]; /* the messages Lua may create where it has no protected call */
+
+/* Lua 5.4.4 makes these strings outside any protected call (lua_resume's resume_error, and
+ * luaD_seterrorobj for LUA_ERRERR in lua_resume and lua_resetthread): an allocation failing there
+ * would abort(). Short strings are interned, so while these stay referenced Lua finds them and
+ * allocates nothing. */
+static const char *const unprotected_messages[] = {
+    "cannot resume dead coroutine", "cannot resume non-suspended coroutine", "C stack overflow",
+    "error in error handling", NULL,
+};
 
 sandbox_limits_t sandbox_default_limits(void) {
     sandbox_limits_t l = {
@@ -70,7 +81,44 @@ static void arm(lua_State *L, int count) {
 }
 
 void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L) {
-    arm(L, sb->limits.instructions ? SBX_HOOK_QUANTUM : 0);
+    int normal = sb->limits.instructions ? SBX_HOOK_QUANTUM : 0;
+    if (lua_gethook(L) == sbx_hook) {
+        int count = lua_gethookcount(L);
+        /* Re-arming would reset the count in progress: a loop that closed or resumed its own
+         * coroutine every few instructions would never reach the hook. */
+        if (count == normal || count == 1) return;
+    } else if (normal == 0) {
+        return; /* no hook, none wanted */
+    }
+    arm(L, normal);
+}
+
+/* Must the turn stop at its next instruction? */
+static bool stop_pending(sandbox_t *sb) {
+    return sb->stop != SANDBOX_LIMIT_NONE ||
+           (atomic_load_explicit(&sb->interrupt, memory_order_relaxed) & (SBX_INT_TIME | SBX_INT_CANCEL | SBX_INT_PREEMPT));
+}
+
+void sbx_switch_to(sandbox_t *sb, lua_State *co) {
+    sb->current = co;
+    sbx_arm_normal_hook(sb, co);
+    /* A stop, or an interrupt signalled while we switched, may have armed the hook in the other
+     * coroutine only. */
+    if (stop_pending(sb)) lua_sethook(co, sbx_hook, LUA_MASKCOUNT, 1);
+}
+
+void sbx_check_cstack(lua_State *L) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (!sb || !sb->cstack_base) return;
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (here < sb->cstack_base && sb->cstack_base - here > SBX_CSTACK_MAX) luaL_error(L, "C stack overflow");
+}
+
+void sbx_heap_exhausted(sbx_heap_t *heap) {
+    sandbox_t *sb = (sandbox_t *)((char *)heap - offsetof(sandbox_t, heap));
+    if (sb->stop == SANDBOX_LIMIT_NONE) sb->stop = SANDBOX_LIMIT_MEMORY;
+    lua_State *L = sb->current;
+    if (L) lua_sethook(L, sbx_hook, LUA_MASKCOUNT, 1); /* as the watchdog's signal does */
 }
 
 _Noreturn void sbx_stop(lua_State *L, sandbox_limit_t limit) {
@@ -114,6 +162,7 @@ void sbx_charge(lua_State *L, uint64_t units) {
 void sbx_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     sandbox_t *sb = sbx_from_state(L);
+    sbx_check_cstack(L);
     int count = lua_gethookcount(L), normal = sb->limits.instructions ? SBX_HOOK_QUANTUM : 0;
     if (count == SBX_HOOK_QUANTUM) sb->instructions += SBX_HOOK_QUANTUM;
     if (count != normal) arm(L, normal); /* a one-shot from the signal handler or a stop */
@@ -272,6 +321,14 @@ static int open_in_protected_mode(lua_State *L) {
         lua_rawseti(L, -2, limit);
     }
     lua_rawsetp(L, LUA_REGISTRYINDEX, stop_key);
+    lua_newtable(L);
+    for (const char *const *m = unprotected_messages; *m; m++) {
+        lua_pushstring(L, *m);
+        lua_rawseti(L, -2, m - unprotected_messages + 1);
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, anchors_key);
+    lua_pushboolean(L, 0); /* the turn slot exists from the start */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, turn_key);
     sbx_open_stdlib(L);
     sbx_open_api(L);
     return 0;
@@ -281,9 +338,12 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
     sandbox_t *sb = calloc(1, sizeof *sb);
     if (!sb) return NULL;
     sb->limits = limits ? *limits : sandbox_default_limits();
+    if (sb->limits.time_ms == 0) { /* no turn without a wall-time bound (README: why) */
+        free(sb);
+        return NULL;
+    }
     if (provider) sb->provider = *provider;
     sb->heap.cap = sb->limits.memory_bytes;
-    sb->turn_ref = LUA_NOREF;
     sb->L = lua_newstate(sbx_lua_alloc, &sb->heap);
     if (!sb->L) {
         free(sb);
@@ -291,7 +351,7 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
     }
     lua_gc(sb->L, LUA_GCINC, 0, 0, 0);
     lua_pushcfunction(sb->L, open_in_protected_mode);
-    if (lua_pcall(sb->L, 0, 0, 0) != LUA_OK) {
+    if (lua_pcall(sb->L, 0, 0, 0) != LUA_OK || sb->heap.over) {
         lua_close(sb->L);
         free(sb);
         return NULL;
@@ -381,7 +441,7 @@ static int prepare_turn(lua_State *L) {
             return lua_error(L);
         }
     }
-    sb->turn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, turn_key);
     sb->turn_thread = T;
     return 0;
 }
@@ -411,7 +471,7 @@ static void reset_turn_state(sandbox_t *sb, enum sbx_turn kind) {
     atomic_store(&sb->interrupt, 0);
     sb->instructions = 0;
     sb->output = 0;
-    sb->close_depth = 0;
+    sb->heap.over = sb->heap.refused_last = false;
     sb->yield = SBX_YIELD_NONE;
     sb->call_pending = sb->call_answered = false;
     sb->errmsg[0] = 0;
@@ -478,8 +538,9 @@ int sandbox_start_message(sandbox_t *sb, const char *text, size_t len) {
 
 static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
     sb->call_pending = false; /* an answer arriving after the turn is dropped */
-    luaL_unref(sb->L, LUA_REGISTRYINDEX, sb->turn_ref);
-    sb->turn_ref = LUA_NOREF;
+    lua_pushboolean(sb->L, 0); /* an existing key: no allocation, nothing to fail */
+    lua_rawsetp(sb->L, LUA_REGISTRYINDEX, turn_key);
+    lua_settop(sb->L, 0);
     sb->turn_thread = NULL;
     sb->current = NULL;
     sb->turn_end_ns = sbx_now_ns();
@@ -494,6 +555,17 @@ static sandbox_status_t fail_turn(sandbox_t *sb, sandbox_limit_t limit) {
     if (!sb->stop) sb->stop = limit;
     set_error(sb, "%s", sandbox_limit_name(sb->stop));
     return end_turn(sb, SANDBOX_FAILED);
+}
+
+/* Resumes the turn's thread; run under lua_pcall on the main thread (sandbox_run). */
+static int resume_turn(lua_State *L) {
+    sandbox_t *sb = lua_touserdata(L, 1);
+    lua_State *T = sb->turn_thread;
+    /* The first resume of a load turn passes the compiled chunk to turn_body. */
+    int nargs = sb->turn == SBX_TURN_LOAD && lua_status(T) == LUA_OK ? 1 : 0;
+    sb->resume_nres = 0;
+    sb->resume_status = lua_resume(T, NULL, nargs, &sb->resume_nres);
+    return 0;
 }
 
 sandbox_status_t sandbox_run(sandbox_t *sb) {
@@ -516,15 +588,26 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
 
         sb->call_pending = false;
         sb->yield = SBX_YIELD_NONE;
-        sb->current = T;
         sb->chain_yieldable = true;
+        sb->current = T;
         sbx_watch_begin(sb);
-        /* The first resume of a load turn passes the compiled chunk to turn_body. */
-        int nargs = sb->turn == SBX_TURN_LOAD && lua_status(T) == LUA_OK ? 1 : 0;
-        int nres = 0;
-        int status = lua_resume(T, NULL, nargs, &nres);
+        sbx_switch_to(sb, T);
+        sb->cstack_base = (uintptr_t)__builtin_frame_address(0);
+        /* The resume runs inside a protected call of the main thread: an error Lua raises in a
+         * coroutine with no handler of its own (luaD_throw) lands there instead of in abort(). */
+        lua_settop(sb->L, 0);
+        lua_pushcfunction(sb->L, resume_turn);
+        lua_pushlightuserdata(sb->L, sb);
+        int unprotected = lua_pcall(sb->L, 1, 0, 0);
+        sb->cstack_base = 0;
         sbx_watch_end(sb);
         sb->current = NULL;
+        if (unprotected != LUA_OK) {
+            /* T was left mid-call by a longjmp past it: it is never resumed again. */
+            describe_error(sb, sb->L, unprotected);
+            return end_turn(sb, SANDBOX_FAILED);
+        }
+        int status = sb->resume_status, nres = sb->resume_nres;
 
         if (status == LUA_YIELD) {
             lua_pop(T, nres);

@@ -25,7 +25,8 @@ typedef struct sandbox sandbox_t;
 typedef struct sandbox_limits {
     size_t memory_bytes;   /* cap on the sandbox's Lua heap, whole life; 0 = no cap */
     uint64_t instructions; /* per turn, Lua VM instructions plus C work; 0 = not counted */
-    uint64_t time_ms;      /* wall time per turn, waits included; 0 = none */
+    uint64_t time_ms;      /* wall time per turn, waits included; required (sandbox_open refuses 0):
+                            * only the clock bounds the C work Lua does inside one VM instruction */
     size_t output_bytes;   /* print, session.send and the reply, per turn; 0 = none */
     uint32_t slice_ms;     /* a running turn pauses after this long (time slicing); 0 = never */
 } sandbox_limits_t;
@@ -90,7 +91,7 @@ typedef enum sandbox_status {
 } sandbox_status_t;
 
 /* Creates a sandbox with the vetted standard library and the agent API. Returns NULL when out of
- * memory. The provider struct is copied. Close with sandbox_close. */
+ * memory or when limits->time_ms is 0. The provider struct is copied. Close with sandbox_close. */
 sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider);
 void sandbox_close(sandbox_t *sb);
 
@@ -131,8 +132,9 @@ typedef struct sandbox_stats {
     uint64_t instructions;  /* used by the current or last turn */
     uint64_t turn_ns;       /* wall time of the current or last turn */
     size_t output_bytes;    /* output of the current or last turn */
-    size_t memory_bytes;    /* Lua heap now */
-    size_t memory_peak;     /* highest Lua heap so far */
+    size_t memory_bytes;    /* Lua heap now; after the memory limit was hit, up to 64 KiB past the cap
+                             * (what Lua needed to end the turn) until the next collection */
+    size_t memory_peak;     /* highest Lua heap the scripts reached so far (never past the cap) */
     uint64_t host_calls;    /* host calls started, whole life */
     uint64_t pauses;        /* time-slice pauses, whole life */
 } sandbox_stats_t;

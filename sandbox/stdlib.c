@@ -36,6 +36,7 @@ static int finish_pcall(lua_State *L, int status, lua_KContext extra) {
 
 static int sbx_pcall(lua_State *L) {
     luaL_checkany(L, 1);
+    sbx_check_cstack(L);
     lua_pushboolean(L, 1);
     lua_insert(L, 1);
     int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, finish_pcall);
@@ -59,6 +60,7 @@ static int xpcall_handler(lua_State *L) {
 static int sbx_xpcall(lua_State *L) {
     int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    sbx_check_cstack(L);
     lua_pushvalue(L, 2);
     lua_pushcclosure(L, xpcall_handler, 1);
     lua_replace(L, 2);
@@ -73,12 +75,35 @@ static int sbx_xpcall(lua_State *L) {
 
 enum { RESUME_ERROR = -1, RESUME_HOST_YIELD = -2 };
 
-/* Makes co the coroutine the watchdog's signal arms, before Lua code runs in it. */
-static void switch_to(sandbox_t *sb, lua_State *co) {
-    sb->current = co;
-    sbx_arm_normal_hook(sb, co);
-    /* An interrupt signalled while we switched may have armed the hook in the caller only. */
-    if (atomic_load_explicit(&sb->interrupt, memory_order_relaxed)) lua_sethook(co, sbx_hook, LUA_MASKCOUNT, 1);
+enum co_state { CO_RUNNING, CO_SUSPENDED, CO_NORMAL, CO_DEAD };
+static const char *const co_state_name[] = {"running", "suspended", "normal", "dead"};
+
+/* What coroutine.status says of co, seen from L (lcorolib.c's auxstatus). Checked before every
+ * resume and close, so Lua never has to make an error message inside co, where it has no
+ * protected call to raise in. */
+static enum co_state co_state_of(lua_State *L, lua_State *co) {
+    if (L == co) return CO_RUNNING;
+    switch (lua_status(co)) {
+    case LUA_YIELD: return CO_SUSPENDED;
+    case LUA_OK: {
+        lua_Debug ar;
+        if (lua_getstack(co, 0, &ar)) return CO_NORMAL; /* it has frames: it resumed someone */
+        return lua_gettop(co) == 0 ? CO_DEAD : CO_SUSPENDED;
+    }
+    default: return CO_DEAD; /* it ended with an error */
+    }
+}
+
+/* Runs co's pending __close handlers (lua_resetthread) in co, under its hook. Returns the status;
+ * an error object is then on top of co. */
+static int close_thread(lua_State *L, lua_State *co) {
+    sandbox_t *sb = sbx_from_state(L);
+    /* lua_resetthread starts co's C-call count afresh (5.4.4): only the C stack bounds this. */
+    sbx_check_cstack(L);
+    sbx_switch_to(sb, co); /* its __close handlers run in co */
+    int status = lua_resetthread(co);
+    sbx_switch_to(sb, L);
+    return status;
 }
 
 /* Resumes co with the narg values on top of L. Returns the number of results now on top of L;
@@ -87,6 +112,12 @@ static void switch_to(sandbox_t *sb, lua_State *co) {
 static int resume_co(lua_State *L, lua_State *co, int narg) {
     sandbox_t *sb = sbx_from_state(L);
     if (sb->limits.instructions) sbx_charge(L, SBX_HOOK_QUANTUM / 2); /* co's partial count is lost */
+    enum co_state state = co_state_of(L, co);
+    if (state != CO_SUSPENDED) {
+        lua_pushstring(L, state == CO_DEAD ? "cannot resume dead coroutine" : "cannot resume non-suspended coroutine");
+        return RESUME_ERROR;
+    }
+    sbx_check_cstack(L);
     if (!lua_checkstack(co, narg)) {
         lua_pushliteral(L, "too many arguments to resume");
         return RESUME_ERROR;
@@ -94,10 +125,10 @@ static int resume_co(lua_State *L, lua_State *co, int narg) {
     lua_xmove(L, co, narg);
     bool chain = sb->chain_yieldable;
     sb->chain_yieldable = chain && lua_isyieldable(L);
-    switch_to(sb, co);
+    sbx_switch_to(sb, co);
     int nres = 0;
     int status = lua_resume(co, L, narg, &nres);
-    sb->current = L;
+    sbx_switch_to(sb, L);
     sb->chain_yieldable = chain;
     if (status == LUA_OK || status == LUA_YIELD) {
         if (status == LUA_YIELD && sb->yield != SBX_YIELD_NONE) {
@@ -153,13 +184,7 @@ static int co_wrap_call(lua_State *L) {
     if (r == RESUME_ERROR) {
         int stat = lua_status(co);
         if (stat != LUA_OK && stat != LUA_YIELD) { /* an error killed it: close its variables */
-            sandbox_t *sb = sbx_from_state(L);
-            if (sb->close_depth >= SBX_MAX_CLOSE_DEPTH) return luaL_error(L, "C stack overflow");
-            sb->close_depth++;
-            switch_to(sb, co); /* its __close handlers run in co */
-            stat = lua_resetthread(co);
-            sb->current = L;
-            sb->close_depth--;
+            stat = close_thread(L, co);
             lua_xmove(co, L, 1);
             sbx_rethrow_if_stopped(L, stat);
         }
@@ -208,28 +233,27 @@ static int co_running(lua_State *L) {
     return 2;
 }
 
-/* The original coroutine.close is upvalue 1; a false result may hide a stop.
- * Lua 5.4.4's lua_resetthread does not count C calls (fixed in 5.4.5 by lua_closethread), so a
- * __close handler that closes another coroutine, nested thousands deep, overflows the C stack
- * and crashes the host; we bound the nesting ourselves. */
+/* coroutine.close(co), as Lua's (lcorolib.c's luaB_close), but an error raised while closing is
+ * re-raised when it is a stop: out of memory in a __close handler, or any limit, even when a later
+ * __close handler raised an error of its own over it (the stop is sticky: sb->stop says). Only a
+ * dead or suspended coroutine can be closed, so neither the running one nor the turn's own thread
+ * (normal, below an agent coroutine) is ever reset. */
 static int co_close(lua_State *L) {
-    sandbox_t *sb = sbx_from_state(L);
-    if (sb->close_depth >= SBX_MAX_CLOSE_DEPTH) return luaL_error(L, "C stack overflow");
-    int n = lua_gettop(L);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_State *co = lua_tothread(L, 2);
-    sb->close_depth++;
-    if (co) switch_to(sb, co); /* its __close handlers run in co */
-    int status = lua_pcall(L, n, LUA_MULTRET, 0);
-    sb->current = L;
-    sb->close_depth--;
-    if (status != LUA_OK) {
+    lua_State *co = lua_tothread(L, 1);
+    luaL_argexpected(L, co, 1, "coroutine");
+    enum co_state state = co_state_of(L, co);
+    if (state != CO_DEAD && state != CO_SUSPENDED)
+        return luaL_error(L, "cannot close a %s coroutine", co_state_name[state]);
+    int status = close_thread(L, co);
+    if (status == LUA_OK) {
         sbx_rethrow_if_stopped(L, status);
-        return lua_error(L);
+        lua_pushboolean(L, 1);
+        return 1;
     }
-    if (lua_type(L, 1) == LUA_TBOOLEAN && !lua_toboolean(L, 1)) sbx_rethrow_if_stopped(L, LUA_ERRRUN);
-    return lua_gettop(L);
+    lua_pushboolean(L, 0);
+    lua_xmove(co, L, 1);
+    sbx_rethrow_if_stopped(L, status);
+    return 2;
 }
 
 /* ---- base functions ------------------------------------------------------------------------ */
@@ -241,6 +265,7 @@ static int sbx_load(lua_State *L) {
     const char *s = lua_tolstring(L, 1, &len);
     const char *chunkname;
     int env = lua_isnone(L, 4) ? 0 : 4;
+    sbx_check_cstack(L);
     lua_settop(L, 4);
     if (s) {
         chunkname = luaL_optstring(L, 2, s);
@@ -369,7 +394,7 @@ void sbx_open_stdlib(lua_State *L) {
     set_field(L, "yield", co_yield);
     set_field(L, "isyieldable", co_isyieldable);
     set_field(L, "running", co_running);
-    wrap_field(L, "close", co_close);
+    set_field(L, "close", co_close);
     lua_pop(L, 1);
 
     lua_getfield(L, -1, LUA_STRLIBNAME);

@@ -112,7 +112,7 @@ static int bare_c_function(lua_State *L) {
 static void bench_host_call(void) {
     sandbox_limits_t l = sandbox_default_limits();
     l.instructions = 0;
-    l.time_ms = 0;
+    l.time_ms = 600000;
     char src[256];
     snprintf(src, sizeof src,
              "local n = 0 for i = 1, %d do n = n + #models.call('m', {prompt = 'hi'}).text end "

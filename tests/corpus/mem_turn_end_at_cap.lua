@@ -1,0 +1,27 @@
+-- expect: exit=1 stderr~memory limit exceeded
+-- input: x
+-- args: --mem-limit 2000000
+-- max-ms: 6000
+-- note: issue 15 class 1 at the host's own bookkeeping: the load turn ends with the heap a few
+-- note: bytes short of the cap, so ending it and starting the next turn happen with a full heap.
+-- Fills the heap to within `margin` bytes of the cap: collectgarbage("count") is exact to the
+-- byte, and s:sub(1, k) makes one string of exactly 25 + k bytes.
+local big = ("z"):rep(200000)
+local slots = {}
+for i = 1, 4000 do slots[i] = false end
+local nslots = 0
+local function fill(cap, margin)
+  while true do
+    collectgarbage(); collectgarbage()
+    local free = cap - math.floor(collectgarbage("count") * 1024)
+    if free < 60 + margin then return end
+    nslots = nslots + 1
+    slots[nslots] = big:sub(1, math.min(free - 25 - margin, 200000))
+  end
+end
+
+fill(2000000, 8)
+return { on_message = function()
+  fill(2000000, 0)
+  local t = {} for i = 1, 1e9 do t[i] = i end
+end }
