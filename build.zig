@@ -54,6 +54,12 @@ const sandbox_sources = [_][]const u8{
     "sandbox/bounded_table.c",
     "sandbox/json.c",
 };
+const ledger_sources = [_][]const u8{
+    "meters/ledger/id.c",
+    "meters/ledger/ledger.c",
+    "meters/ledger/check.c",
+    "meters/ledger/store_sqlite.c",
+};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
@@ -84,6 +90,14 @@ const modules = [_]Module{
         .jemalloc = true,
     },
     .{
+        .name = "ledger",
+        .sources = &ledger_sources,
+        .public = &.{"meters/ledger/ledger.h"},
+        .private = &.{ "meters/ledger/internal.h", "meters/ledger/store.h" },
+        .deps = &.{"base"},
+        .system_libs = &.{ "sqlite3", "pthread" },
+    },
+    .{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
@@ -107,6 +121,7 @@ const unit_tests = [_]Test{
     .{ .name = "eip712", .module = "eth" },
     .{ .name = "merkle", .module = "eth" },
     .{ .name = "eth_crosscheck", .module = "eth" },
+    .{ .name = "ledger", .module = "ledger" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },
