@@ -16,7 +16,7 @@
 #include "meters/ledger/ledger.h"
 #include "tests/check.h"
 
-static char dir[] = "/tmp/accrue-test-ledger-XXXXXX";
+static char dir[128];
 static int db_counter;
 
 /* A fresh database path under the scratch directory. */
@@ -281,8 +281,10 @@ static void test_reaper_voids_holds_past_their_deadline(void) {
     ledger_hold_t *h;
     CHECK(ledger_reserve(l, u, 700, ledger_now_ms() + 30, &h, NULL, NULL) == ACC_OK);
     CHECK(bal(l, u).available == 300);
-    usleep(250 * 1000);
+    double t0 = test_now_ms();
+    while (ledger_hold_state(l, h) == LEDGER_PENDING && test_now_ms() - t0 < test_scaled_ms(2000)) usleep(10000);
     CHECK(ledger_hold_state(l, h) == LEDGER_VOIDED);
+    CHECK_MSG(test_now_ms() - t0 < test_scaled_ms(500), "reaped after %.0f ms", test_now_ms() - t0);
     CHECK(bal(l, u).available == 1000 && bal(l, u).pending == 0);
     ledger_stats_t st;
     ledger_stats(l, &st);
@@ -671,11 +673,9 @@ static void test_readonly_on_a_file_without_a_ledger(void) {
     ledger_close(l);
 }
 
-int main(void) {
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+int main(int argc, char **argv) {
+    check_args(argc, argv);
+    if (test_scratch_dir(dir, sizeof dir, "ledger") != 0) return 1;
     RUN(test_ids_are_time_ordered_and_round_trip);
     RUN(test_topup_and_balance_survive_reopen);
     RUN(test_reserve_refuses_insufficient_funds_naming_both);
@@ -695,8 +695,6 @@ int main(void) {
     RUN(test_event_checker_is_consulted);
     RUN(test_newer_schema_is_refused);
     RUN(test_readonly_on_a_file_without_a_ledger);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+    test_remove_dir(dir);
     return check_finish("ledger");
 }
