@@ -60,6 +60,14 @@ const ledger_sources = [_][]const u8{
     "meters/ledger/check.c",
     "meters/ledger/store_sqlite.c",
 };
+const registry_sources = [_][]const u8{
+    "registry/store.c",
+    "registry/schema.c",
+    "registry/names.c",
+    "registry/accounts.c",
+    "registry/datanets.c",
+    "registry/models.c",
+};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
@@ -98,11 +106,19 @@ const modules = [_]Module{
         .system_libs = &.{ "sqlite3", "pthread" },
     },
     .{
+        .name = "registry",
+        .sources = &registry_sources,
+        .public = &.{"registry/registry.h"},
+        .private = &.{"registry/store.h"},
+        .deps = &.{ "base", "eth" },
+        .system_libs = &.{ "sqlite3", "jansson" },
+    },
+    .{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
         .private = &.{ "runtime/cli.h", "runtime/test_provider.h" },
-        .deps = &.{ "base", "eth", "sandbox" },
+        .deps = &.{ "base", "eth", "sandbox", "registry" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },
 };
@@ -122,6 +138,7 @@ const unit_tests = [_]Test{
     .{ .name = "merkle", .module = "eth" },
     .{ .name = "eth_crosscheck", .module = "eth" },
     .{ .name = "ledger", .module = "ledger" },
+    .{ .name = "registry", .module = "registry" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },
