@@ -90,14 +90,56 @@ static void print_stats(sandbox_t *sb) {
             st.host_calls, st.pauses);
 }
 
+/* Length of the UTF-8 sequence at s (n bytes left) if it is valid and not a C1 control character
+ * (U+0080..U+009F, which some terminals obey), else 0. */
+static size_t printable_utf8(const unsigned char *s, size_t n) {
+    size_t k = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (k == 0 || k > n || s[0] > 0xF4) return 0;
+    for (size_t i = 1; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    uint32_t cp = k == 2 ? (uint32_t)(s[0] & 0x1F) << 6 | (s[1] & 0x3F)
+                : k == 3 ? (uint32_t)(s[0] & 0x0F) << 12 | (uint32_t)(s[1] & 0x3F) << 6 | (s[2] & 0x3F)
+                         : (uint32_t)(s[0] & 0x07) << 18 | (uint32_t)(s[1] & 0x3F) << 12 |
+                               (uint32_t)(s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+    uint32_t least = k == 2 ? 0x80 : k == 3 ? 0x800 : 0x10000;
+    if (cp < least || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F) return 0;
+    return k;
+}
+
+/* Writes agent-controlled text on one line: control characters, backslashes and bytes that are
+ * not printable UTF-8 as escapes (\n, \xNN), so the text can neither break the line, drive the
+ * terminal, nor pass for the host's own words. */
+static void put_escaped(const char *text, FILE *out) {
+    const unsigned char *s = (const unsigned char *)text;
+    size_t n = strlen(text);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c < 0x7F && c != '\\') {
+            fputc(c, out);
+            i++;
+        } else if (c >= 0x80 && printable_utf8(s + i, n - i)) {
+            size_t k = printable_utf8(s + i, n - i);
+            fwrite(s + i, 1, k, out);
+            i += k;
+        } else {
+            if (c == '\n') fputs("\\n", out);
+            else if (c == '\\') fputs("\\\\", out);
+            else fprintf(out, "\\x%02X", c);
+            i++;
+        }
+    }
+}
+
+/* The host's verdict, one line on stderr: "accrue: LIMIT exceeded" for a limit, which only the
+ * host writes, or "accrue: script error: MESSAGE" with the script's message escaped, so a script
+ * cannot print a line that reads like a limit. */
 static int fail(sandbox_t *sb) {
     fflush(stdout);
     sandbox_limit_t limit = sandbox_limit_hit(sb);
     if (limit != SANDBOX_LIMIT_NONE) fprintf(stderr, "accrue: %s exceeded\n", sandbox_limit_name(limit));
     else {
-        /* One line: newlines in the script's message would break the contract. */
-        fputs("accrue: ", stderr);
-        for (const char *p = sandbox_errmsg(sb); *p; p++) fputc(*p == '\n' ? ' ' : *p, stderr);
+        fputs("accrue: script error: ", stderr);
+        put_escaped(sandbox_errmsg(sb), stderr);
         fputc('\n', stderr);
     }
     return 1;

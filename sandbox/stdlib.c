@@ -16,6 +16,7 @@
  *    plain sequential code inside coroutines too.
  * The string metatable is protected (getmetatable("") is false).
  */
+#include <limits.h>
 #include <string.h>
 
 #include <lualib.h>
@@ -293,6 +294,17 @@ static int sbx_collectgarbage(lua_State *L) {
     int ok = 0;
     for (int i = 0; allowed[i]; i++) ok |= strcmp(opt, allowed[i]) == 0;
     if (!ok) return luaL_error(L, "collectgarbage: option '%s' is not allowed in the sandbox", opt);
+    sandbox_t *sb = sbx_from_state(L);
+    if (strcmp(opt, "step") == 0) {
+        /* A negative step puts the collector that many KiB in credit: step(-2^31) stopped it for
+         * good, the refused "stop" by another name. Steps are 0 (a basic step) up to a full cycle. */
+        lua_Integer kb = luaL_optinteger(L, 2, 0);
+        lua_Integer most = sb && sb->heap.cap ? (lua_Integer)(sb->heap.cap >> 10) + 1 : INT_MAX;
+        lua_settop(L, 1);
+        lua_pushinteger(L, kb < 0 ? 0 : kb > most ? most : kb);
+    }
+    /* A collection visits the whole heap: it is paid for like copying it. */
+    if (sb && strcmp(opt, "count") != 0 && strcmp(opt, "isrunning") != 0) sbx_charge(L, sb->heap.used / 64 + 1);
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -317,26 +329,60 @@ static int sbx_print(lua_State *L) {
     return 0;
 }
 
-/* Lua's own string and utf8 functions whose work is linear in their input or output (upper, sub,
- * rep is ours, pack...): they run once, then pay for the bytes they read and wrote, so the
- * instruction count reflects their work. Bounded already (memory caps their output), they need no
- * check while they run. The original is upvalue 1. */
+/* How a function wrapped by charged_linear reads its input (upvalue 2). */
+enum {
+    READS_WHAT_IT_RETURNS, /* sub, byte, char, pack, unpack, utf8.char, utf8.codepoint */
+    READS_ALL,             /* upper, lower, reverse: the whole subject */
+    READS_RANGE,           /* utf8.len(s, i, j): every byte from i to j */
+    READS_TO_RESULT,       /* utf8.offset(s, n, i): from i to the position it returns */
+};
+
+/* Lua's own position rules (lstrlib.c's posrelat): 1-based, negative from the end. */
+static size_t position(lua_Integer pos, size_t len) {
+    if (pos > 0) return (size_t)pos;
+    if (pos == 0) return 1;
+    if (pos < -(lua_Integer)len) return 0;
+    return len + (size_t)pos + 1;
+}
+
+/* The bytes a call read, from its arguments (still at 1..nargs) and its nres results on top. */
+static size_t bytes_read(lua_State *L, int how, int nargs, int nres) {
+    size_t len = lua_type(L, 1) == LUA_TSTRING ? lua_rawlen(L, 1) : 0;
+    if (how == READS_ALL) return len;
+    if (how == READS_RANGE) {
+        size_t i = position(nargs >= 2 && lua_isinteger(L, 2) ? lua_tointeger(L, 2) : 1, len);
+        size_t j = position(nargs >= 3 && lua_isinteger(L, 3) ? lua_tointeger(L, 3) : -1, len);
+        return j >= i ? j - i + 1 : 0;
+    }
+    if (how == READS_TO_RESULT) {
+        lua_Integer n = nargs >= 2 && lua_isinteger(L, 2) ? lua_tointeger(L, 2) : 0;
+        size_t from = position(nargs >= 3 && lua_isinteger(L, 3) ? lua_tointeger(L, 3) : (n >= 0 ? 1 : -1), len);
+        if (nres < 1 || !lua_isinteger(L, -nres)) return len; /* not found: it scanned to an end */
+        size_t to = (size_t)lua_tointeger(L, -nres);
+        return to > from ? to - from : from - to;
+    }
+    return 0; /* its results say it all */
+}
+
+/* Lua's own string and utf8 functions whose work is linear in what they read and write (upper,
+ * sub, byte, pack...; rep and format are ours): they run once, then pay for the bytes they read
+ * and wrote, and for each result, so the instruction count reflects their work. They pay for what
+ * they touched, not for their subject: s:sub(i, i) over a 64 KiB string reads one byte. Bounded
+ * already (memory caps their output), they need no check while they run. The original is upvalue
+ * 1, how it reads upvalue 2. */
 static int charged_linear(lua_State *L) {
-    int n = lua_gettop(L);
-    size_t bytes = 0;
-    for (int i = 1; i <= n; i++)
-        if (lua_type(L, i) == LUA_TSTRING) bytes += lua_rawlen(L, i);
+    int nargs = lua_gettop(L);
     /* Called in this frame, not through lua_call, so its argument errors name the function and
      * the caller's line as Lua's would. */
     lua_CFunction original = lua_tocfunction(L, lua_upvalueindex(1));
     int nres = original(L);
-    for (int i = lua_gettop(L) - nres + 1; i <= lua_gettop(L); i++)
+    int top = lua_gettop(L);
+    size_t bytes = bytes_read(L, (int)lua_tointeger(L, lua_upvalueindex(2)), nargs, nres);
+    for (int i = top - nres + 1; i <= top; i++)
         if (lua_type(L, i) == LUA_TSTRING) bytes += lua_rawlen(L, i);
     sbx_charge(L, bytes / 64 + (uint64_t)nres + 1);
     return nres;
 }
-
-static void charge_linear_fields(lua_State *L, const char *const *names);
 
 /* Replaces t[name] (t on top of the stack) with fn, given the original as its upvalue. */
 static void wrap_field(lua_State *L, const char *name, lua_CFunction fn) {
@@ -345,8 +391,13 @@ static void wrap_field(lua_State *L, const char *name, lua_CFunction fn) {
     lua_setfield(L, -2, name);
 }
 
-static void charge_linear_fields(lua_State *L, const char *const *names) {
-    for (; *names; names++) wrap_field(L, *names, charged_linear);
+static void charge_linear_fields(lua_State *L, const char *const *names, int how) {
+    for (; *names; names++) {
+        lua_getfield(L, -1, *names);
+        lua_pushinteger(L, how);
+        lua_pushcclosure(L, charged_linear, 2);
+        lua_setfield(L, -2, *names);
+    }
 }
 
 static void set_field(lua_State *L, const char *name, lua_CFunction fn) {
@@ -400,12 +451,15 @@ void sbx_open_stdlib(lua_State *L) {
     lua_getfield(L, -1, LUA_STRLIBNAME);
     set_field(L, "dump", NULL);
     sbx_open_bounded_string(L);
-    charge_linear_fields(L, (const char *const[]){"upper", "lower", "reverse", "sub", "byte", "char", "pack",
-                                                   "unpack", NULL});
+    charge_linear_fields(L, (const char *const[]){"sub", "byte", "char", "pack", "unpack", NULL},
+                         READS_WHAT_IT_RETURNS);
+    charge_linear_fields(L, (const char *const[]){"upper", "lower", "reverse", NULL}, READS_ALL);
     lua_pop(L, 1);
 
     lua_getfield(L, -1, LUA_UTF8LIBNAME);
-    charge_linear_fields(L, (const char *const[]){"char", "codepoint", "len", "offset", NULL});
+    charge_linear_fields(L, (const char *const[]){"char", "codepoint", NULL}, READS_WHAT_IT_RETURNS);
+    charge_linear_fields(L, (const char *const[]){"len", NULL}, READS_RANGE);
+    charge_linear_fields(L, (const char *const[]){"offset", NULL}, READS_TO_RESULT);
     lua_pop(L, 1);
 
     lua_getfield(L, -1, LUA_TABLIBNAME);

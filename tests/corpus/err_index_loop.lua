@@ -1,4 +1,4 @@
--- expect: exit=1
+-- expect: exit=1 stderr~script error: (error object is a table value)
 -- max-ms: 2500
 -- note: the error object traps every field read and every conversion.
 local trap = function() while true do end end

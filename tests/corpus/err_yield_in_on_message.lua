@@ -1,4 +1,4 @@
--- expect: exit=1
+-- expect: exit=1 stderr~err_yield_in_on_message.lua:5: attempt to yield from outside a coroutine
 -- input: hi
 -- max-ms: 2500
 -- note: the same bare yield in the message turn.

@@ -1,4 +1,5 @@
 -- expect: exit=1 stderr~memory limit exceeded
+-- args: --instr-limit 100000000
 -- max-ms: 6000
 -- note: issue 15 class 1. The heap is filled to within a few bytes of the cap, then a dead
 -- note: coroutine is resumed: Lua 5.4.4 makes "cannot resume dead coroutine" inside the dead
