@@ -11,28 +11,46 @@
  *   Every table in use as a metatable has __mode absent, and has a metatable of the host's own
  *   whose __newindex refuses the key "__mode" (rawset refuses it too).
  *
- * "In use" tables are remembered in a registry set. A metatable with no metatable of its own gets
- * the shared guard; one that has the agent's metatable M (class inheritance: Derived used as a
- * metatable while Derived's metatable is {__index = Base}) gets a proxy: a copy of M's fields made
- * at that moment, whose __newindex guards "__mode" and then does what M's would, and whose
- * __metatable makes getmetatable still answer M. The visible differences from stock Lua: no
- * weak tables; changes to M after its table came into use as a metatable do not reach the proxy.
+ * A metatable with no metatable of its own gets the shared guard; one that has the agent's
+ * metatable M (class inheritance: Derived used as a metatable while Derived's metatable is
+ * {__index = Base}) gets a proxy: a copy of M's fields made at that moment, whose __newindex guards
+ * "__mode" and then does what M's would, and whose __metatable makes getmetatable still answer M.
+ * The visible differences from stock Lua: no weak tables; changes to M after its table came into
+ * use as a metatable do not reach the proxy.
+ *
+ * The sandbox keeps no structure of its own whose collection an agent could make costly (an
+ * earlier version remembered "in use" tables and proxies in weak-keyed registry tables, and a
+ * script that grew and chained them made one collectgarbage() do seconds of ephemeron work). The
+ * state lives in the tables themselves, as strong references the collector marks in linear time:
+ * a table is in use exactly when its metatable is the guard or a proxy, and a proxy holds the M it
+ * stands for under a private light-userdata key no script can make.
  */
 #include <string.h>
 
 #include "sandbox/internal.h"
 
-static const char guard_key[1];   /* the shared guard metatable */
-static const char inuse_key[1];   /* set of tables in use as metatables (weak keys, host-owned) */
-static const char proxies_key[1]; /* proxy -> the agent's metatable it stands for */
+static const char guard_key[1]; /* the shared guard metatable */
+static const char proxy_tag[1]; /* in a proxy, the key of the agent's metatable it stands for */
 
-static bool rawget_bool(lua_State *L, const void *key, int idx) {
-    idx = lua_absindex(L, idx);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-    lua_pushvalue(L, idx);
-    bool found = lua_rawget(L, -2) != LUA_TNIL;
-    lua_pop(L, 2);
-    return found;
+/* Pushes the metatable of the table at idx and returns what it is: none (nothing pushed), the
+ * guard, a proxy, or the agent's own. */
+enum mt_kind { MT_NONE, MT_GUARD, MT_PROXY, MT_AGENT };
+static enum mt_kind push_raw_metatable(lua_State *L, int idx) {
+    if (!lua_getmetatable(L, idx)) return MT_NONE;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, guard_key);
+    bool guard = lua_rawequal(L, -1, -2);
+    lua_pop(L, 1);
+    if (guard) return MT_GUARD;
+    bool proxy = lua_rawgetp(L, -1, proxy_tag) != LUA_TNIL;
+    lua_pop(L, 1);
+    return proxy ? MT_PROXY : MT_AGENT;
+}
+
+/* Is the table at idx in use as a metatable (guarded)? */
+static bool in_use(lua_State *L, int idx) {
+    enum mt_kind kind = push_raw_metatable(L, idx);
+    if (kind != MT_NONE) lua_pop(L, 1);
+    return kind == MT_GUARD || kind == MT_PROXY;
 }
 
 static bool is_mode_key(lua_State *L, int idx) {
@@ -106,36 +124,20 @@ static void push_proxy_for_top(lua_State *L) {
         lua_pushvalue(L, m);
     }
     lua_setfield(L, p, "__metatable");
-    lua_rawgetp(L, LUA_REGISTRYINDEX, proxies_key);
-    lua_pushvalue(L, p);
     lua_pushvalue(L, m);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    lua_rawsetp(L, p, proxy_tag);
     lua_remove(L, m);
 }
 
 /* Pushes what the agent sees as the metatable of the table at idx (nil for the guard, the
  * original for a proxy, else the metatable itself); returns its Lua type. */
 static int push_agent_metatable(lua_State *L, int idx) {
-    if (!lua_getmetatable(L, idx)) {
-        lua_pushnil(L);
-        return LUA_TNIL;
+    switch (push_raw_metatable(L, idx)) {
+    case MT_NONE: lua_pushnil(L); return LUA_TNIL;
+    case MT_GUARD: lua_pop(L, 1); lua_pushnil(L); return LUA_TNIL;
+    case MT_PROXY: lua_rawgetp(L, -1, proxy_tag); lua_remove(L, -2); return LUA_TTABLE;
+    case MT_AGENT: break;
     }
-    lua_rawgetp(L, LUA_REGISTRYINDEX, guard_key);
-    if (lua_rawequal(L, -1, -2)) {
-        lua_pop(L, 2);
-        lua_pushnil(L);
-        return LUA_TNIL;
-    }
-    lua_pop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, proxies_key);
-    lua_pushvalue(L, -2);
-    if (lua_rawget(L, -2) != LUA_TNIL) {
-        lua_replace(L, -3);
-        lua_pop(L, 1);
-        return LUA_TTABLE;
-    }
-    lua_pop(L, 2);
     return LUA_TTABLE;
 }
 
@@ -152,15 +154,13 @@ static void push_protecting_metatable(lua_State *L, int mt) {
 void sbx_protect_metatable(lua_State *L, int idx) {
     if (!sbx_from_state(L)) return; /* a plain state (tests of the library pieces) */
     idx = lua_absindex(L, idx);
-    if (rawget_bool(L, inuse_key, idx)) return;
-    if (lua_getmetatable(L, idx)) push_proxy_for_top(L);
-    else lua_rawgetp(L, LUA_REGISTRYINDEX, guard_key);
+    switch (push_raw_metatable(L, idx)) {
+    case MT_GUARD:
+    case MT_PROXY: lua_pop(L, 1); return; /* in use already */
+    case MT_NONE: lua_rawgetp(L, LUA_REGISTRYINDEX, guard_key); break;
+    case MT_AGENT: push_proxy_for_top(L); break;
+    }
     lua_setmetatable(L, idx);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, inuse_key);
-    lua_pushvalue(L, idx);
-    lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
 }
 
 /* setmetatable(t, mt) as Lua's, but for the invariant above, and refusing __gc (finalizers run
@@ -184,7 +184,7 @@ static int sbx_setmetatable(lua_State *L) {
         lua_settop(L, 2);
         sbx_protect_metatable(L, 2);
     }
-    if (rawget_bool(L, inuse_key, 1)) push_protecting_metatable(L, 2); /* t is someone's metatable */
+    if (in_use(L, 1)) push_protecting_metatable(L, 2); /* t is someone's metatable */
     else lua_pushvalue(L, 2);
     lua_setmetatable(L, 1);
     lua_settop(L, 1);
@@ -211,7 +211,7 @@ static int sbx_rawset(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checkany(L, 2);
     luaL_checkany(L, 3);
-    if (is_mode_key(L, 2) && rawget_bool(L, inuse_key, 1)) return refuse_weak(L);
+    if (is_mode_key(L, 2) && in_use(L, 1)) return refuse_weak(L);
     lua_settop(L, 3);
     lua_rawset(L, 1);
     return 1;
@@ -224,15 +224,6 @@ void sbx_open_metaguard(lua_State *L) {
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, guard_key);
-
-    for (int i = 0; i < 2; i++) { /* host-owned weak-keyed sets, out of the agent's reach */
-        lua_newtable(L);
-        lua_createtable(L, 0, 1);
-        lua_pushliteral(L, "k");
-        lua_setfield(L, -2, "__mode");
-        lua_setmetatable(L, -2);
-        lua_rawsetp(L, LUA_REGISTRYINDEX, i == 0 ? (const void *)inuse_key : (const void *)proxies_key);
-    }
 
     lua_pushglobaltable(L);
     lua_pushcfunction(L, sbx_setmetatable);
