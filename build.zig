@@ -60,6 +60,14 @@ const ledger_sources = [_][]const u8{
     "meters/ledger/check.c",
     "meters/ledger/store_sqlite.c",
 };
+const span_sources = [_][]const u8{
+    "registry/span/tokenize.c",
+    "registry/span/vocab.c",
+    "registry/span/sais.c",
+    "registry/span/corpus.c",
+    "registry/span/index.c",
+    "registry/span/attribute.c",
+};
 const registry_sources = [_][]const u8{
     "registry/store.c",
     "registry/schema.c",
@@ -106,6 +114,14 @@ const modules = [_]Module{
         .system_libs = &.{ "sqlite3", "pthread" },
     },
     .{
+        .name = "span",
+        .sources = &span_sources,
+        .public = &.{"registry/span/span.h"},
+        .private = &.{"registry/span/span_internal.h"},
+        .deps = &.{"base"},
+        .system_libs = &.{"jansson"},
+    },
+    .{
         .name = "registry",
         .sources = &registry_sources,
         .public = &.{"registry/registry.h"},
@@ -138,11 +154,13 @@ const unit_tests = [_]Test{
     .{ .name = "merkle", .module = "eth" },
     .{ .name = "eth_crosscheck", .module = "eth" },
     .{ .name = "ledger", .module = "ledger" },
+    .{ .name = "span", .module = "span" },
     .{ .name = "registry", .module = "registry" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },
     .{ .name = "eth", .module = "eth" },
+    .{ .name = "span", .module = "span" },
 };
 const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h" };
 
