@@ -156,6 +156,7 @@ const unit_tests = [_]Test{
     .{ .name = "ledger", .module = "ledger" },
     .{ .name = "span", .module = "span" },
     .{ .name = "registry", .module = "registry" },
+    .{ .name = "settle_chain", .module = "eth" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },

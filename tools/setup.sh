@@ -5,6 +5,8 @@
 set -euo pipefail
 
 ZIG_VERSION=0.17.1          # the one place the Zig version is pinned
+VYPER_VERSION=0.4.3         # the claim contract's compiler (meters/settle/contract/claim.vy)
+TITANOBOA_VERSION=0.2.8     # runs that contract on py-evm in the tests (tests/settle_chain.py)
 VENV=${ACCRUE_VENV:-/opt/accrue-venv}
 
 debs=(build-essential pkg-config python3 python3-venv
@@ -36,6 +38,12 @@ fi
 if [ "${ACCRUE_SETUP_ETH:-0}" = 1 ] && ! "$VENV/bin/python3" -c 'import eth_account, eth_abi' 2>/dev/null; then
   echo "setup: installing eth-account and eth-abi for the cross-check tests" >&2
   "$VENV/bin/pip" install -q eth-account eth-abi
+fi
+if [ "${ACCRUE_SETUP_ETH:-0}" = 1 ] && ! "$VENV/bin/python3" -c "
+import importlib.metadata as m, sys
+sys.exit(m.version('vyper') != '$VYPER_VERSION' or m.version('titanoboa') != '$TITANOBOA_VERSION')" 2>/dev/null; then
+  echo "setup: installing vyper==$VYPER_VERSION and titanoboa==$TITANOBOA_VERSION for the claim contract's tests" >&2
+  "$VENV/bin/pip" install -q "vyper==$VYPER_VERSION" "titanoboa==$TITANOBOA_VERSION"
 fi
 
 # A `zig` on PATH for everything after this.
