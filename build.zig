@@ -76,6 +76,11 @@ const registry_sources = [_][]const u8{
     "registry/datanets.c",
     "registry/models.c",
 };
+const meters_sources = [_][]const u8{
+    "meters/split.c",
+    "meters/event.c",
+    "meters/meter.c",
+};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
@@ -130,6 +135,14 @@ const modules = [_]Module{
         .system_libs = &.{ "sqlite3", "jansson" },
     },
     .{
+        .name = "meters",
+        .sources = &meters_sources,
+        .public = &.{"meters/meters.h"},
+        .private = &.{"meters/internal.h"},
+        .deps = &.{ "base", "ledger" },
+        .system_libs = &.{"m"},
+    },
+    .{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
@@ -157,6 +170,7 @@ const unit_tests = [_]Test{
     .{ .name = "span", .module = "span" },
     .{ .name = "registry", .module = "registry" },
     .{ .name = "settle_chain", .module = "eth" },
+    .{ .name = "meters", .module = "meters" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },

@@ -34,6 +34,23 @@ static void test_long_message_is_truncated_not_overrun(void) {
     CHECK(strncmp(err.msg, "p: xxx", 6) == 0);
 }
 
+static void test_json_string_escapes_and_repairs(void) {
+    acc_buf b = ACC_BUF_INIT;
+    acc_buf_json_string(&b, "a\"b\\c\n\t\x01", 8);
+    CHECK_STREQ(b.data, "\"a\\\"b\\\\c\\n\\t\\u0001\"");
+    acc_buf_reset(&b);
+    acc_buf_json_string(&b, "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14); /* valid UTF-8 passes */
+    CHECK_STREQ(b.data, "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+    acc_buf_reset(&b);
+    acc_buf_json_string(&b, "x\xff\xc0\xafy\xed\xa0\x80", 8); /* stray, overlong, surrogate */
+    CHECK_STREQ(b.data, "\"x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdy\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"");
+    acc_buf_reset(&b);
+    acc_buf_json_string(&b, "nul\0in", 6);
+    CHECK_STREQ(b.data, "\"nul\\u0000in\"");
+    CHECK(!acc_buf_failed(&b));
+    acc_buf_free(&b);
+}
+
 static void test_status_names_are_distinct(void) {
     const int codes[] = {ACC_OK, ACC_EINVAL, ACC_ENOMEM, ACC_EIO, ACC_EPERM, ACC_EBADSIG, ACC_EMISMATCH,
                          ACC_ENOTFOUND, ACC_EEXIST, ACC_EMISUSE, ACC_ELIMIT, ACC_EFUNDS, ACC_ECORRUPT,
@@ -100,6 +117,7 @@ int main(int argc, char **argv) {
     RUN(test_fail_records_code_and_message);
     RUN(test_long_message_is_truncated_not_overrun);
     RUN(test_status_names_are_distinct);
+    RUN(test_json_string_escapes_and_repairs);
     RUN(test_buf_grows_and_stays_terminated);
     RUN(test_buf_failure_is_sticky);
     RUN(test_read_file);

@@ -29,6 +29,10 @@ void acc_buf_printf(acc_buf *b, const char *fmt, ...) __attribute__((format(prin
 char *acc_buf_reserve(acc_buf *b, size_t n);
 void acc_buf_commit(acc_buf *b, size_t n);
 static inline bool acc_buf_failed(const acc_buf *b) { return b->failed; }
+/* Appends s[0..len) as a JSON string, quotes included: '"' and '\\' escaped, control characters as
+ * \n, \t, ... or \u00XX, UTF-8 passed through, and each byte that is not part of valid UTF-8 (a
+ * model's output, a client's text) replaced by U+FFFD, so the result is always valid JSON. */
+void acc_buf_json_string(acc_buf *b, const char *s, size_t len);
 void acc_buf_reset(acc_buf *b); /* len = 0, keeps the memory, clears failed */
 void acc_buf_free(acc_buf *b);
 /* The data, NUL-terminated (never NULL unless failed), now the caller's to free(); the buffer is
