@@ -171,6 +171,7 @@ const unit_tests = [_]Test{
     .{ .name = "registry", .module = "registry" },
     .{ .name = "settle_chain", .module = "eth" },
     .{ .name = "meters", .module = "meters" },
+    .{ .name = "crash", .module = "meters" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },

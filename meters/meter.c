@@ -146,7 +146,8 @@ static int begin(meter_t *m, const meter_ctx_t *ctx, meter_resource_t resource, 
         return rc;
     }
     c->reserved = total;
-    ledger_id_new(&c->id);
+    if (ctx->id && !ledger_id_is_zero(ctx->id)) c->id = *ctx->id;
+    else ledger_id_new(&c->id);
     c->lines = c->inline_lines;
     c->line_ev = c->inline_ev;
     c->cap = INLINE_LINES;
@@ -345,7 +346,7 @@ static void on_posted(void *ud, const ledger_result_t *res) {
     meter_receipt_t r = {.status = res->status, .err = res->err, .seq = res->seq, .duplicate = res->duplicate,
                          .event = &c->ev};
     if (c->ev.state == LEDGER_POSTED) {
-        if (res->status == ACC_OK) atomic_fetch_add(&m->charged, c->ev.cost);
+        if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&m->charged, c->ev.cost);
         else atomic_fetch_add(&m->failed, 1);
     }
     if (c->done) c->done(c->ud, &r);

@@ -155,6 +155,10 @@ typedef struct meter_ctx {
                                response id, X-Request-Id); NULL or "" is none */
     const char *session;    /* NULL or "" is none */
     const meter_agent_t *agent; /* NULL: no agent (no markup, no message price) */
+    const ledger_id_t *id;  /* NULL: a fresh id. A retry of a call whose outcome the caller never
+                               learned passes the same id: if the first was booked, the retry's
+                               receipt says duplicate (with the first's seq) and nothing more is
+                               charged. Ids are time-ordered (ledger_id_new). */
 } meter_ctx_t;
 
 typedef struct meter_call meter_call_t;
@@ -278,8 +282,9 @@ typedef struct meter_receipt {
     int status;             /* ACC_OK: durable; else the posting failed and nothing was charged */
     acc_err err;
     uint64_t seq;
-    bool duplicate;
-    const meter_event_t *event;
+    bool duplicate;         /* the id was booked already (a retry): nothing more was charged, and
+                               the stored event is the first one's (ledger_find), not `event` */
+    const meter_event_t *event; /* the event as this call computed it */
 } meter_receipt_t;
 
 typedef void (*meter_done_fn)(void *ud, const meter_receipt_t *r);
