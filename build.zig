@@ -81,6 +81,13 @@ const meters_sources = [_][]const u8{
     "meters/event.c",
     "meters/meter.c",
 };
+const factory_sources = [_][]const u8{
+    "registry/factory/model.c",
+    "registry/factory/generate.c",
+    "registry/factory/answer.c",
+    "registry/factory/request.c",
+    "registry/factory/build.c",
+};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
@@ -143,6 +150,14 @@ const modules = [_]Module{
         .system_libs = &.{"m"},
     },
     .{
+        .name = "factory",
+        .sources = &factory_sources,
+        .public = &.{"registry/factory/factory.h"},
+        .private = &.{"registry/factory/factory_internal.h"},
+        .deps = &.{ "base", "eth", "span", "registry" },
+        .system_libs = &.{ "jansson", "pthread", "m" },
+    },
+    .{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
@@ -172,6 +187,7 @@ const unit_tests = [_]Test{
     .{ .name = "settle_chain", .module = "eth" },
     .{ .name = "meters", .module = "meters" },
     .{ .name = "crash", .module = "meters" },
+    .{ .name = "factory", .module = "factory" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },
