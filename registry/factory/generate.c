@@ -226,9 +226,5 @@ int factory_continue(const factory_model *m, const char *prompt, size_t len, uin
         return rc;
     }
     out->text = acc_buf_take(&b, &out->len);
-    if (!out->text) { /* nothing appended: an empty answer */
-        out->text = calloc(1, 1);
-        if (!out->text) return acc_fail(err, ACC_ENOMEM, "model: out of memory");
-    }
-    return ACC_OK;
+    return out->text ? ACC_OK : acc_fail(err, ACC_ENOMEM, "model: out of memory");
 }
