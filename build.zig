@@ -92,6 +92,19 @@ const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/test_provider.c",
     "runtime/cli_eth.c",
+    "runtime/cli_serve.c",
+    "runtime/server/server.c",
+    "runtime/server/pool.c",
+    "runtime/server/map.c",
+    "runtime/server/text.c",
+    "runtime/server/http.c",
+    "runtime/server/api.c",
+    "runtime/server/openapi.c",
+    "runtime/server/openai.c",
+    "runtime/server/session.c",
+    "runtime/server/calls.c",
+    "runtime/server/backend.c",
+    "runtime/server/metrics.c",
 };
 
 const modules = [_]Module{
@@ -161,7 +174,7 @@ const modules = [_]Module{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
-        .private = &.{ "runtime/cli.h", "runtime/test_provider.h" },
+        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h" },
         .deps = &.{ "base", "eth", "sandbox", "registry" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },
@@ -232,6 +245,8 @@ pub fn build(b: *std.Build) void {
     const exe = b.addExecutable(.{ .name = "accrue", .root_module = exe_mod });
     exe.pie = true; // no fixed code addresses for a script's tostring(function) to show
     b.installArtifact(exe);
+    // The web page's files, found by `accrue serve` beside the binary (../share/accrue/web).
+    b.installDirectory(.{ .source_dir = b.path("runtime/web"), .install_dir = .prefix, .install_subdir = "share/accrue/web" });
 
     const run_cmd = b.addRunArtifact(exe);
     run_cmd.step.dependOn(b.getInstallStep());

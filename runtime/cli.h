@@ -8,6 +8,7 @@
 #define ACCRUE_RUNTIME_CLI_H
 
 int cli_run(int argc, char **argv);
+int cli_serve(int argc, char **argv); /* runtime/cli_serve.c */
 /* runtime/cli_eth.c: keys, signatures and Merkle trees */
 int cli_keygen(int argc, char **argv);
 int cli_address(int argc, char **argv);

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "runtime/test_provider.h"
+#include <stdio.h>
 
 static const char *const words[] = {
     "Apples grow on trees in temperate orchards.",
@@ -20,16 +21,28 @@ static const char *const words[] = {
     "Honeydew melons grow on trailing vines.",
 };
 
-static void answer_error(sandbox_t *sb, uint64_t id, const char *msg) { sandbox_call_done(sb, id, 0, msg, strlen(msg)); }
+/* Where an answer goes: the text and whether it is a success. */
+typedef struct answer {
+    acc_buf *out;
+    int ok;
+} answer_t;
 
-static void answer_json(sandbox_t *sb, uint64_t id, json_t *v) {
+static void answer_error(answer_t *a, const char *msg) {
+    acc_buf_reset(a->out);
+    acc_buf_puts(a->out, msg);
+    a->ok = 0;
+}
+
+static void answer_json(answer_t *a, json_t *v) {
     char *text = json_dumps(v, JSON_COMPACT);
     json_decref(v);
     if (!text) {
-        answer_error(sb, id, "test provider: out of memory");
+        answer_error(a, "test provider: out of memory");
         return;
     }
-    sandbox_call_done(sb, id, 1, text, strlen(text));
+    acc_buf_reset(a->out);
+    acc_buf_puts(a->out, text);
+    a->ok = 1;
     free(text);
 }
 
@@ -53,15 +66,15 @@ static size_t count_words(const char *s) {
     return n;
 }
 
-static void model_call(sandbox_t *sb, uint64_t id, const char *name, json_t *req) {
+static void model_call(answer_t *a, const char *name, json_t *req) {
     const char *text = request_text(req);
     if (!text) {
-        answer_error(sb, id, "test provider: the request needs a prompt or messages");
+        answer_error(a, "test provider: the request needs a prompt or messages");
         return;
     }
     char *out = strdup(text);
     if (!out) {
-        answer_error(sb, id, "test provider: out of memory");
+        answer_error(a, "test provider: out of memory");
         return;
     }
     if (strcmp(name, "test/upper") == 0)
@@ -70,7 +83,7 @@ static void model_call(sandbox_t *sb, uint64_t id, const char *name, json_t *req
                               (json_int_t)count_words(out));
     json_t *answer = json_pack("{s:s,s:s,s:o}", "model", name, "text", out, "usage", usage);
     free(out);
-    answer_json(sb, id, answer);
+    answer_json(a, answer);
 }
 
 static int contains_ci(const char *hay, const char *needle, size_t n) {
@@ -80,13 +93,13 @@ static int contains_ci(const char *hay, const char *needle, size_t n) {
 }
 
 /* Rows ranked by how many of the query's words (case-insensitive substrings) each record has. */
-static void dataset_query(sandbox_t *sb, uint64_t id, json_t *req) {
+static void dataset_query(answer_t *a, json_t *req) {
     const char *text = json_string_value(json_object_get(req, "text"));
     json_int_t limit = 3;
     json_t *l = json_object_get(json_object_get(req, "opts"), "limit");
     if (json_is_integer(l)) limit = json_integer_value(l);
     if (!text) {
-        answer_error(sb, id, "test provider: the query needs text");
+        answer_error(a, "test provider: the query needs text");
         return;
     }
     enum { NRECORDS = sizeof words / sizeof words[0] };
@@ -107,39 +120,51 @@ static void dataset_query(sandbox_t *sb, uint64_t id, json_t *req) {
             if (hits[i] == best)
                 json_array_append_new(rows, json_pack("{s:s,s:s,s:f}", "id", (char[]){(char)('a' + i), 0}, "text",
                                                       words[i], "score", (double)best / nwords));
-    answer_json(sb, id, json_pack("{s:o}", "rows", rows));
+    answer_json(a, json_pack("{s:o}", "rows", rows));
+}
+
+int test_provider_answer(sandbox_call_kind_t kind, const char *name_in, size_t name_len, const char *json,
+                         size_t json_len, acc_buf *out) {
+    answer_t a = {.out = out, .ok = 0};
+    char name[128];
+    if (name_len >= sizeof name || memchr(name_in, 0, name_len)) {
+        answer_error(&a, "unknown name");
+        return 0;
+    }
+    memcpy(name, name_in, name_len);
+    name[name_len] = 0;
+    json_error_t err;
+    json_t *req = json_loadb(json, json_len, 0, &err);
+    if (!req) {
+        answer_error(&a, "test provider: bad request");
+        return 0;
+    }
+    if (kind == SANDBOX_CALL_MODEL && (strcmp(name, "test/echo") == 0 || strcmp(name, "test/upper") == 0)) {
+        model_call(&a, name, req);
+    } else if (kind == SANDBOX_CALL_DATASET && strcmp(name, "test/words") == 0) {
+        dataset_query(&a, req);
+    } else {
+        char msg[200];
+        snprintf(msg, sizeof msg, "no %s named '%s' (the test provider has test/echo, test/upper, test/words)",
+                 kind == SANDBOX_CALL_MODEL ? "model" : "dataset", name);
+        answer_error(&a, msg);
+    }
+    json_decref(req);
+    return a.ok;
 }
 
 static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     (void)ud;
-    uint64_t id = call->id;
-    char name[128];
-    if (call->name_len >= sizeof name || memchr(call->name, 0, call->name_len)) {
-        answer_error(sb, id, "unknown name");
+    acc_buf out = ACC_BUF_INIT;
+    int ok = test_provider_answer(call->kind, call->name, call->name_len, call->json, call->json_len, &out);
+    if (acc_buf_failed(&out)) {
+        acc_buf_free(&out);
+        sandbox_call_done(sb, call->id, 0, "test provider: out of memory", 28);
         return -1;
     }
-    memcpy(name, call->name, call->name_len);
-    name[call->name_len] = 0;
-    json_error_t err;
-    json_t *req = json_loadb(call->json, call->json_len, 0, &err);
-    if (!req) {
-        answer_error(sb, id, "test provider: bad request");
-        return -1;
-    }
-    int rc = 0;
-    if (call->kind == SANDBOX_CALL_MODEL && (strcmp(name, "test/echo") == 0 || strcmp(name, "test/upper") == 0)) {
-        model_call(sb, id, name, req);
-    } else if (call->kind == SANDBOX_CALL_DATASET && strcmp(name, "test/words") == 0) {
-        dataset_query(sb, id, req);
-    } else {
-        char msg[200];
-        snprintf(msg, sizeof msg, "no %s named '%s' (the test provider has test/echo, test/upper, test/words)",
-                 call->kind == SANDBOX_CALL_MODEL ? "model" : "dataset", name);
-        answer_error(sb, id, msg);
-        rc = -1;
-    }
-    json_decref(req);
-    return rc;
+    sandbox_call_done(sb, call->id, ok, out.data ? out.data : "", out.len);
+    acc_buf_free(&out);
+    return ok ? 0 : -1;
 }
 
 sandbox_provider_t test_provider(void) {

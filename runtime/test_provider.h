@@ -14,9 +14,15 @@
 #ifndef ACCRUE_RUNTIME_TEST_PROVIDER_H
 #define ACCRUE_RUNTIME_TEST_PROVIDER_H
 
+#include "runtime/base/buf.h"
 #include "sandbox/sandbox.h"
 
 /* A provider answering at once (synchronously) from the rules above. */
 sandbox_provider_t test_provider(void);
+
+/* The same answers as a function: writes the answer's JSON text (returns 1) or an error message
+ * (returns 0) into out. Any thread. */
+int test_provider_answer(sandbox_call_kind_t kind, const char *name, size_t name_len, const char *json,
+                         size_t json_len, acc_buf *out);
 
 #endif

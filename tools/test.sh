@@ -4,7 +4,7 @@
 # The last line is "N passed, N failed"; exit status 0 only when nothing failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ACCRUE_SETUP_ETH=1 bash tools/setup.sh
+ACCRUE_SETUP_ETH=1 ACCRUE_SETUP_TESTS=1 bash tools/setup.sh
 zig build
 zig build test
 

@@ -1,0 +1,244 @@
+/*
+ * internal.h: what the server's files share. Not a public interface (server.h is).
+ *
+ * Threads and ownership:
+ *   - The loop thread runs lws_service and owns every lws object, the session table, the HTTP
+ *     requests and every session's frames. Only it calls lws functions (lws_cancel_service is
+ *     the one exception: any thread may call it, through rt_post).
+ *   - Worker threads (pool.c) run agent turns: a session's sandbox belongs to the worker that
+ *     runs its job, and a session has at most one job at a time, so no two threads ever touch a
+ *     sandbox at once. Workers report back through the session's mailbox (under its mutex) and
+ *     rt_post.
+ *   - The resolver thread (outbound.c) runs getaddrinfo, which lws 4.1.6 would run on the loop.
+ */
+#ifndef ACCRUE_RUNTIME_SERVER_INTERNAL_H
+#define ACCRUE_RUNTIME_SERVER_INTERNAL_H
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runtime/base/buf.h"
+#include "runtime/base/status.h"
+#include "runtime/server/server.h"
+#include "sandbox/sandbox.h"
+
+typedef struct rt_server rt_server;
+typedef struct rt_session rt_session;
+typedef struct rt_ws rt_ws;
+typedef struct rt_req rt_req;
+
+/* ---- text.c: UTF-8, JSON strings, ids --------------------------------------------------- */
+
+/* Length of the longest prefix of s[0..n) that is valid UTF-8 and ends on a whole character,
+ * and whether the rest is only an incomplete (not invalid) character: *incomplete_tail. */
+size_t rt_utf8_prefix(const char *s, size_t n, bool *incomplete_tail);
+bool rt_utf8_valid(const char *s, size_t n);
+/* Appends s[0..n) as the inside of a JSON string (no quotes); invalid UTF-8 becomes U+FFFD. */
+void rt_json_escape(acc_buf *b, const char *s, size_t n);
+/* Appends "s" with quotes. */
+void rt_json_str(acc_buf *b, const char *s, size_t n);
+static inline void rt_json_cstr(acc_buf *b, const char *s) { rt_json_str(b, s, __builtin_strlen(s)); }
+/* n random bytes from the OS, as 2n lower-case hex characters and a NUL. */
+void rt_random_hex(char *out, size_t nbytes);
+uint64_t rt_now_ns(void);
+uint64_t rt_wall_ms(void);
+
+/* ---- map.c: a string-keyed hash table of pointers (loop thread only) ---------------------- */
+
+typedef struct rt_map_entry {
+    char *key;
+    void *value;
+} rt_map_entry;
+typedef struct rt_map {
+    rt_map_entry *slots;
+    size_t cap, count, tombs;
+} rt_map;
+void *rt_map_get(const rt_map *m, const char *key);
+int rt_map_put(rt_map *m, const char *key, void *value); /* ACC_OK or ACC_ENOMEM; replaces */
+void *rt_map_del(rt_map *m, const char *key);            /* returns the value removed */
+void rt_map_free(rt_map *m);                             /* the keys; values are the caller's */
+/* Iteration: for (size_t i = 0; rt_map_next(m, &i, &e);) ... (no changes while iterating) */
+bool rt_map_next(const rt_map *m, size_t *i, rt_map_entry **e);
+
+/* ---- the inbox: work handed to the loop from any thread -------------------------------- */
+
+typedef struct rt_event rt_event;
+struct rt_event {
+    rt_event *next;
+    void (*fn)(rt_server *srv, rt_event *ev); /* runs on the loop */
+    bool queued;                              /* under the inbox lock */
+};
+/* Queues ev for the loop (once: an event already queued is not queued twice) and wakes it. */
+void rt_post(rt_server *srv, rt_event *ev);
+
+/* ---- pool.c: worker threads ------------------------------------------------------------- */
+
+typedef struct rt_job rt_job;
+struct rt_job {
+    rt_job *next;
+    void (*fn)(rt_job *job); /* runs on a worker */
+};
+typedef struct rt_pool rt_pool;
+/* Starts n threads. NULL with err set when a thread cannot start. */
+rt_pool *rt_pool_start(unsigned n, acc_err *err);
+/* Queues a job (FIFO). Any thread. */
+void rt_pool_submit(rt_pool *p, rt_job *job);
+/* Jobs queued and not yet taken. */
+unsigned rt_pool_depth(rt_pool *p);
+/* Lets the threads finish the jobs queued, then joins them. */
+void rt_pool_stop(rt_pool *p);
+
+/* ---- metrics.c -------------------------------------------------------------------------- */
+
+typedef struct rt_metrics {
+    atomic_uint_fast64_t http_requests, http_errors, ws_frames_in, ws_frames_out;
+    atomic_uint_fast64_t sessions_opened, sessions_closed, turns, turns_failed;
+    atomic_uint_fast64_t model_calls, dataset_calls, calls_failed, amount_booked;
+    atomic_uint_fast64_t limit_hits[6]; /* by sandbox_limit_t */
+    atomic_uint_fast64_t upstream_requests, upstream_errors;
+    atomic_uint_fast64_t openai_requests;
+    atomic_int_fast64_t sessions_live, connections_ws;
+} rt_metrics;
+/* The Prometheus text exposition of the server's counters. */
+void rt_metrics_render(rt_server *srv, acc_buf *out);
+
+/* ---- who is calling --------------------------------------------------------------------- */
+
+typedef struct rt_principal {
+    char account[64]; /* the account's name */
+    char key_id[40];  /* stable id of the API key (never the key itself) */
+    bool admin;
+} rt_principal;
+
+/* backend.c: the registry and the meters as the server sees them. */
+typedef struct rt_agent {
+    char name[128], version[32];
+    char *script; /* malloc'd source */
+    size_t script_len;
+    uint64_t price_per_message, price_per_session;
+} rt_agent;
+/* Checks an API key. ACC_OK and *who, or ACC_EPERM (unknown or revoked key). */
+int rt_backend_auth(rt_server *srv, const char *key, size_t len, rt_principal *who, acc_err *err);
+/* Finds agent NAME[@VERSION]. ACC_OK and *out (free with rt_agent_clear), or ACC_ENOTFOUND. */
+int rt_backend_agent(rt_server *srv, const char *ref, rt_agent *out, acc_err *err);
+void rt_agent_clear(rt_agent *a);
+
+/* ---- http.c: requests, routes, responses ------------------------------------------------ */
+
+enum { RT_GET = 1, RT_POST = 2, RT_PUT = 4, RT_DELETE = 8, RT_PATCH = 16, RT_OPTIONS = 32, RT_HEAD = 64 };
+
+#define RT_MAX_PARAMS 3
+struct rt_req {
+    rt_server *srv;
+    struct lws *wsi; /* NULL once the client has gone */
+    int method;      /* RT_GET ... */
+    char path[512];  /* decoded, without the query */
+    char *query;     /* the query's arguments, decoded, "name=value" each, NUL-separated */
+    size_t query_len;
+    char params[RT_MAX_PARAMS][256]; /* {name} parts of the route matched, decoded */
+    acc_buf body;
+    bool body_too_big;
+    char request_id[72]; /* X-Request-Id from the client, or made up */
+    char auth[160];      /* the bearer token, or "" */
+    uint64_t start_ns;
+    /* The response, headers and body, written in one piece. */
+    unsigned char *out; /* LWS_PRE bytes of headroom, then out_len bytes */
+    size_t out_len;
+    bool responded;
+    /* Server-sent events: chunks queued for the writable callback. */
+    bool sse, sse_done, sse_headers_sent;
+    acc_buf sse_queue;
+    /* An operation in flight for this request (a model call): told when the client goes. */
+    void *op;
+    void (*op_gone)(void *op);
+};
+
+/* Responses. Each builds the whole response and asks for a writable callback. */
+void rt_respond(rt_req *r, unsigned status, const char *content_type, const char *body, size_t len,
+                const char *extra_headers);
+void rt_respond_json(rt_req *r, unsigned status, const acc_buf *json);
+/* {"error":{"code":CODE,"message":MSG}} with the status that belongs to the code. */
+void rt_respond_error(rt_req *r, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* An acc_err's code mapped to an HTTP status and a stable error name. */
+unsigned rt_status_http(int code);
+const char *rt_status_code_name(int code);
+/* Server-sent events: start (headers), send one event's data, end. */
+void rt_sse_start(rt_req *r, const char *extra_headers);
+void rt_sse_send(rt_req *r, const char *data, size_t len);
+void rt_sse_end(rt_req *r);
+
+/* The caller's API key checked: ACC_OK, or an error response has been sent. */
+int rt_req_auth(rt_req *r, rt_principal *who, bool admin_only);
+/* Query parameter NAME (decoded) into out; false when absent. */
+bool rt_req_query(const rt_req *r, const char *name, char *out, size_t outlen);
+
+typedef void (*rt_handler)(rt_req *r);
+typedef struct rt_route {
+    int methods;
+    const char *pattern; /* "/v1/agents/{}" : {} matches one path segment */
+    rt_handler handler;
+} rt_route;
+
+/* openai.c */
+void rt_openai_chat(rt_req *r);
+void rt_openai_models(rt_req *r);
+/* openapi.c: the API described as an OpenAPI 3 document. */
+void rt_openapi_json(acc_buf *out);
+
+/* api.c and openai.c: the route table. */
+extern const rt_route rt_routes[];
+extern const size_t rt_nroutes;
+
+/* The lws callback of the "accrue" protocol for plain HTTP reasons. */
+int rt_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
+/* ---- session.c: WebSocket sessions ------------------------------------------------------ */
+
+int rt_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+/* Loop: periodic upkeep (detached sessions expire). */
+void rt_sessions_tick(rt_server *srv);
+/* Loop: shutdown: cancel every running turn; true once no turn runs any more. */
+bool rt_sessions_drain(rt_server *srv);
+/* Loop: close every session and connection (after the drain). */
+void rt_sessions_close_all(rt_server *srv);
+
+/* ---- the server --------------------------------------------------------------------------- */
+
+/* Per-connection user data of the "accrue" protocol. */
+typedef struct rt_conn {
+    rt_req *req;
+    rt_ws *ws;
+} rt_conn;
+
+struct rt_server {
+    rt_serve_config cfg;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    rt_pool *pool;
+    pthread_t loop_thread;
+
+    pthread_mutex_t inbox_mu;
+    rt_event *inbox_head, *inbox_tail;
+
+    bool draining; /* shutting down: no new connections, sessions or requests */
+    uint64_t started_ms;
+    rt_metrics m;
+
+    rt_map sessions;      /* session id -> rt_session */
+    unsigned sessions_alive; /* allocated and not yet freed (closing ones too) */
+    rt_map key_sessions;  /* key id -> (uintptr_t) live session count */
+    lws_sorted_usec_list_t tick;
+
+    /* Until the registry: the one key this process accepts, made at start. */
+    char demo_key[80];
+    const char *agent_dir; /* interim agent source (see backend.c) */
+};
+
+extern volatile sig_atomic_t rt_stop_signal;
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * metrics.c: /metrics in the Prometheus text exposition format (version 0.0.4): counters and
+ * gauges the loop and the workers bump with relaxed atomics, read here without a lock.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "runtime/server/internal.h"
+
+static void metric(acc_buf *b, const char *name, const char *type, const char *help, uint64_t v) {
+    acc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
+}
+
+#define LOAD(x) ((uint64_t)atomic_load_explicit(&(x), memory_order_relaxed))
+
+void rt_metrics_render(rt_server *srv, acc_buf *b) {
+    rt_metrics *m = &srv->m;
+    metric(b, "accrue_http_requests_total", "counter", "HTTP requests answered.", LOAD(m->http_requests));
+    metric(b, "accrue_http_errors_total", "counter", "HTTP requests answered with a 4xx or 5xx status.",
+           LOAD(m->http_errors));
+    metric(b, "accrue_openai_requests_total", "counter", "POST /v1/chat/completions requests.",
+           LOAD(m->openai_requests));
+    metric(b, "accrue_ws_connections", "gauge", "WebSocket connections open.", LOAD(m->connections_ws));
+    metric(b, "accrue_ws_frames_in_total", "counter", "Client WebSocket messages received.", LOAD(m->ws_frames_in));
+    metric(b, "accrue_ws_frames_out_total", "counter", "Host frames made.", LOAD(m->ws_frames_out));
+    metric(b, "accrue_sessions", "gauge", "Sessions alive (attached or detached).", LOAD(m->sessions_live));
+    metric(b, "accrue_sessions_opened_total", "counter", "Sessions started.", LOAD(m->sessions_opened));
+    metric(b, "accrue_sessions_closed_total", "counter", "Sessions ended.", LOAD(m->sessions_closed));
+    metric(b, "accrue_turns_total", "counter", "Agent runs started.", LOAD(m->turns));
+    metric(b, "accrue_turns_failed_total", "counter", "Agent runs that failed.", LOAD(m->turns_failed));
+    metric(b, "accrue_model_calls_total", "counter", "Model calls made (metered).", LOAD(m->model_calls));
+    metric(b, "accrue_dataset_calls_total", "counter", "Dataset queries made (metered).", LOAD(m->dataset_calls));
+    metric(b, "accrue_calls_failed_total", "counter", "Model or dataset calls that failed.", LOAD(m->calls_failed));
+    metric(b, "accrue_amount_booked_total", "counter", "Base units booked by posted transfers.",
+           LOAD(m->amount_booked));
+    metric(b, "accrue_upstream_requests_total", "counter", "Outbound HTTP requests to remote models.",
+           LOAD(m->upstream_requests));
+    metric(b, "accrue_upstream_errors_total", "counter", "Outbound HTTP requests that failed.",
+           LOAD(m->upstream_errors));
+    acc_buf_puts(b, "# HELP accrue_sandbox_limit_hits_total Agent turns ended by a limit.\n"
+                    "# TYPE accrue_sandbox_limit_hits_total counter\n");
+    static const char *const names[] = {"none", "memory", "instructions", "time", "output", "cancelled"};
+    for (int i = 1; i < 6; i++)
+        acc_buf_printf(b, "accrue_sandbox_limit_hits_total{limit=\"%s\"} %" PRIu64 "\n", names[i],
+                       LOAD(m->limit_hits[i]));
+    metric(b, "accrue_worker_queue_depth", "gauge", "Agent jobs waiting for a worker.",
+           srv->pool ? rt_pool_depth(srv->pool) : 0);
+    metric(b, "accrue_uptime_seconds", "gauge", "Seconds since the server started.",
+           (rt_wall_ms() - srv->started_ms) / 1000);
+}

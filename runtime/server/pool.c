@@ -1,0 +1,101 @@
+/*
+ * pool.c: the worker threads that run agent turns.
+ *
+ * A FIFO of intrusive jobs (a session embeds its one job, so queueing allocates nothing) under
+ * one mutex, and N threads taking from it. A turn that pauses at the end of its time slice is
+ * queued again at the back, so one busy agent shares a worker with the others instead of
+ * holding it for its whole time limit. Workers block SIGINT and SIGTERM (the loop's thread takes
+ * them) but not the sandbox watchdog's signal, which must reach the thread running a turn.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/server/internal.h"
+
+struct rt_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rt_job *head, *tail;
+    unsigned depth;
+    bool stopping;
+    unsigned n;
+    pthread_t threads[];
+};
+
+static void *worker_main(void *arg) {
+    rt_pool *p = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
+        rt_job *job = p->head;
+        if (!job) break; /* stopping and nothing left */
+        p->head = job->next;
+        if (!p->head) p->tail = NULL;
+        p->depth--;
+        job->next = NULL;
+        pthread_mutex_unlock(&p->mu);
+        job->fn(job);
+        pthread_mutex_lock(&p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+rt_pool *rt_pool_start(unsigned n, acc_err *err) {
+    if (n == 0) n = 1;
+    rt_pool *p = calloc(1, sizeof *p + n * sizeof(pthread_t));
+    if (!p) {
+        acc_fail(err, ACC_ENOMEM, "out of memory starting %u workers", n);
+        return NULL;
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        int rc = pthread_create(&p->threads[i], NULL, worker_main, p);
+        if (rc) {
+            acc_fail(err, ACC_ENOMEM, "cannot start worker thread %u: %s", i + 1, strerror(rc));
+            p->n = i;
+            rt_pool_stop(p);
+            return NULL;
+        }
+    }
+    p->n = n;
+    return p;
+}
+
+void rt_pool_submit(rt_pool *p, rt_job *job) {
+    job->next = NULL;
+    pthread_mutex_lock(&p->mu);
+    if (p->tail) p->tail->next = job;
+    else p->head = job;
+    p->tail = job;
+    p->depth++;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+unsigned rt_pool_depth(rt_pool *p) {
+    pthread_mutex_lock(&p->mu);
+    unsigned d = p->depth;
+    pthread_mutex_unlock(&p->mu);
+    return d;
+}
+
+void rt_pool_stop(rt_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < p->n; i++) pthread_join(p->threads[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p);
+}

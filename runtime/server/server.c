@@ -1,0 +1,247 @@
+/*
+ * server.c: the lws context, the loop, the inbox, signals and shutdown (server.h).
+ *
+ * The inbox is how other threads hand work to the loop: a linked list of intrusive events under
+ * a mutex. Posting to an empty inbox calls lws_cancel_service, which makes lws's poll() return
+ * and deliver LWS_CALLBACK_EVENT_WAIT_CANCELLED to every protocol of the vhost; the "accrue"
+ * protocol alone drains the inbox there (the others ignore it), so one wake-up serves every event
+ * posted since.
+ *
+ * Shutdown (SIGINT, SIGTERM): new connections and requests are refused at once, running turns are
+ * cancelled (their reservations voided when their calls end), the loop keeps serving until every
+ * turn has come back (or a few seconds pass), the WebSocket connections are closed with 1001, the
+ * ledger is flushed, and rt_serve returns 0.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime/server/internal.h"
+
+volatile sig_atomic_t rt_stop_signal;
+static struct lws_context *volatile signal_ctx;
+
+#define TICK_US (250 * 1000)
+#define DRAIN_TIMEOUT_NS (5ull * 1000000000ull)
+
+void rt_post(rt_server *srv, rt_event *ev) {
+    pthread_mutex_lock(&srv->inbox_mu);
+    if (ev->queued) {
+        pthread_mutex_unlock(&srv->inbox_mu);
+        return;
+    }
+    ev->queued = true;
+    ev->next = NULL;
+    bool was_empty = !srv->inbox_head;
+    if (srv->inbox_tail) srv->inbox_tail->next = ev;
+    else srv->inbox_head = ev;
+    srv->inbox_tail = ev;
+    pthread_mutex_unlock(&srv->inbox_mu);
+    /* The loop posting to itself needs no wake-up: it drains after each callback it runs. */
+    if (was_empty && !pthread_equal(pthread_self(), srv->loop_thread) && srv->ctx) lws_cancel_service(srv->ctx);
+}
+
+/* Runs every queued event, including those posted while running them. */
+static void drain_inbox(rt_server *srv) {
+    for (;;) {
+        pthread_mutex_lock(&srv->inbox_mu);
+        rt_event *ev = srv->inbox_head;
+        if (ev) {
+            srv->inbox_head = ev->next;
+            if (!srv->inbox_head) srv->inbox_tail = NULL;
+            ev->queued = false;
+        }
+        pthread_mutex_unlock(&srv->inbox_mu);
+        if (!ev) return;
+        ev->fn(srv, ev);
+    }
+}
+
+static void on_tick(lws_sorted_usec_list_t *sul) {
+    rt_server *srv = (rt_server *)((char *)sul - offsetof(rt_server, tick));
+    rt_sessions_tick(srv);
+    lws_sul_schedule(srv->ctx, 0, &srv->tick, on_tick, TICK_US);
+}
+
+static int callback_main(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    rt_server *srv = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (srv) drain_inbox(srv);
+        return 0;
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+        return srv && srv->draining ? -1 : 0; /* shutting down: accept nothing new */
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: {
+        int rc = rt_http_callback(wsi, reason, user, in, len);
+        drain_inbox(srv); /* events the handler posted to the loop itself */
+        return rc;
+    }
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+    case LWS_CALLBACK_CLOSED:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+        int rc = rt_ws_callback(wsi, reason, user, in, len);
+        drain_inbox(srv);
+        return rc;
+    }
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) return 0;
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static struct lws_protocols protocols[] = {
+    /* rx_buffer_size bounds what one RECEIVE delivers and costs every connection its size;
+     * tx_packet_size lets one write hand the kernel a whole response. */
+    {"accrue.v1", callback_main, sizeof(rt_conn), 1024, 0, NULL, 1u << 20},
+    {"accrue-client", callback_client, 0, 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void on_signal(int sig) {
+    (void)sig;
+    rt_stop_signal = 1;
+    if (signal_ctx) lws_cancel_service(signal_ctx);
+}
+
+static void lws_log(int level, const char *line) {
+    if (level & LLL_ERR) fprintf(stderr, "accrue serve: lws: %s", line);
+}
+
+/* The folder of the web page: --web, else beside the binary (zig-out/share/accrue/web, or the
+ * repository's runtime/web when run from a build tree), else ./runtime/web. */
+static const char *find_web_dir(const char *given, char *buf, size_t n) {
+    if (given) return given;
+    char exe[PATH_MAX];
+    ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (k > 0) {
+        exe[k] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        const char *rel[] = {"../share/accrue/web", "../../runtime/web"};
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(buf, n, "%s/%s", exe, rel[i]);
+            if (access(buf, R_OK) == 0) return buf;
+        }
+    }
+    snprintf(buf, n, "runtime/web");
+    return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
+    rt_server *srv = calloc(1, sizeof *srv);
+    if (!srv) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    srv->cfg = *cfg_in;
+    char webbuf[PATH_MAX];
+    srv->cfg.web_dir = find_web_dir(cfg_in->web_dir, webbuf, sizeof webbuf);
+    if (!srv->cfg.workers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        srv->cfg.workers = n > 0 ? (unsigned)n : 2;
+    }
+    srv->started_ms = rt_wall_ms();
+    srv->loop_thread = pthread_self();
+    srv->agent_dir = getenv("ACCRUE_AGENT_DIR");
+    pthread_mutex_init(&srv->inbox_mu, NULL);
+    rt_random_hex(srv->demo_key, 24);
+    memcpy(srv->demo_key, "acc_", 4);
+
+    int rc = ACC_OK;
+    srv->pool = rt_pool_start(srv->cfg.workers, err);
+    if (!srv->pool) {
+        rc = err ? err->code : ACC_ENOMEM;
+        goto out;
+    }
+
+    lws_set_log_level(LLL_ERR, lws_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = srv->cfg.port;
+    info.iface = srv->cfg.host;
+    info.protocols = protocols;
+    info.user = srv;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.max_http_header_pool = 1024;
+    info.timeout_secs = 30;
+    info.vhost_name = "accrue";
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        rc = acc_fail(err, ACC_EIO, "cannot listen on %s:%d (address in use, or not an address of this machine)",
+                      srv->cfg.host, srv->cfg.port);
+        goto out;
+    }
+    srv->vh = lws_get_vhost_by_name(srv->ctx, "accrue");
+    int port = srv->vh ? lws_get_vhost_listen_port(srv->vh) : srv->cfg.port;
+
+    signal_ctx = srv->ctx;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!srv->cfg.quiet) {
+        printf("accrue serve: listening on http://%s:%d\n", srv->cfg.host, port);
+        printf("demo API key: %s\n", srv->demo_key);
+        printf("try a session: accrue chat --url ws://%s:%d --key %s demo \"what grows on vines\"\n", srv->cfg.host,
+               port, srv->demo_key);
+        if (!srv->cfg.web_dir) printf("(no web page folder found; --web DIR serves one)\n");
+        fflush(stdout);
+    }
+
+    lws_sul_schedule(srv->ctx, 0, &srv->tick, on_tick, TICK_US);
+    uint64_t drain_start = 0, close_start = 0;
+    bool closing = false;
+    for (;;) {
+        if (lws_service(srv->ctx, 0) < 0) break;
+        drain_inbox(srv);
+        if (rt_stop_signal && !srv->draining) {
+            srv->draining = true;
+            drain_start = rt_now_ns();
+            if (!srv->cfg.quiet) fprintf(stderr, "accrue serve: shutting down\n");
+        }
+        if (srv->draining && !closing) {
+            bool quiet = rt_sessions_drain(srv);
+            if (quiet || rt_now_ns() - drain_start > DRAIN_TIMEOUT_NS) {
+                rt_sessions_close_all(srv);
+                closing = true;
+                close_start = rt_now_ns();
+            }
+        }
+        /* Closing: the close frames go out, every session's sandbox is closed on a worker and
+         * freed here; then the loop ends (or after two seconds, whatever is still stuck). */
+        if (closing) {
+            uint64_t t = rt_now_ns() - close_start;
+            if ((t > 200000000ull && srv->sessions_alive == 0) || t > 2000000000ull) break;
+        }
+    }
+    lws_sul_cancel(&srv->tick);
+    rt_pool_stop(srv->pool); /* no job is left running after this */
+    srv->pool = NULL;
+    signal_ctx = NULL;
+    lws_context_destroy(srv->ctx);
+    srv->ctx = NULL;
+out:
+    rt_pool_stop(srv->pool);
+    rt_map_free(&srv->sessions);
+    rt_map_free(&srv->key_sessions);
+    pthread_mutex_destroy(&srv->inbox_mu);
+    free(srv);
+    return rc;
+}
