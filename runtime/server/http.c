@@ -376,32 +376,30 @@ static const char *method_names(int methods, char *out, size_t n) {
     return out;
 }
 
-static void dispatch(rt_req *r) {
+/* The route for the request, or NULL after answering 404 or 405 (a GET outside /v1/ is a file of
+ * the web page, served here too). */
+static const rt_route *route(rt_req *r) {
     int allowed = 0;
     for (size_t i = 0; i < rt_nroutes; i++) {
         const rt_route *rt = &rt_routes[i];
         if (!match(r, rt->pattern, r->path)) continue;
-        if (rt->methods & r->method) {
-            rt->handler(r);
-            return;
-        }
+        if (rt->methods & r->method) return rt;
         allowed |= rt->methods;
     }
     if (allowed) {
         char names[64], hdr[96];
         method_names(allowed, names, sizeof names);
         snprintf(hdr, sizeof hdr, "allow: %s\r\n", names);
-        char msg[200];
-        int n = snprintf(msg, sizeof msg, "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"%s takes %s\"}}",
+        char msg[700];
+        int n = snprintf(msg, sizeof msg,
+                         "{\"error\":{\"code\":\"method_not_allowed\",\"message\":\"%s takes %s, not this method\"}}",
                          r->path, names);
         rt_respond(r, 405, "application/json", msg, (size_t)n, hdr);
-        return;
+        return NULL;
     }
-    if (r->method == RT_GET && strncmp(r->path, "/v1/", 4) != 0) {
-        serve_file(r);
-        return;
-    }
-    rt_respond_error(r, 404, "not_found", "no route %s", r->path);
+    if (r->method == RT_GET && strncmp(r->path, "/v1/", 4) != 0) serve_file(r);
+    else rt_respond_error(r, 404, "not_found", "no route %s", r->path);
+    return NULL;
 }
 
 int rt_req_auth(rt_req *r, rt_principal *who, bool admin_only) {
@@ -475,6 +473,8 @@ static int begin(struct lws *wsi, rt_conn *conn, rt_server *srv) {
         rt_respond_error(r, 405, "method_not_allowed", "unsupported method");
         return 0;
     }
+    r->route = route(r);
+    if (!r->route) return 0; /* answered: 404, 405 or a file */
     if (r->method & (RT_POST | RT_PUT | RT_PATCH)) {
         char cl[32];
         if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0) {
@@ -494,9 +494,9 @@ static int begin(struct lws *wsi, rt_conn *conn, rt_server *srv) {
                              srv->cfg.max_body);
             return 0;
         }
-        return 0; /* the body follows; dispatch at its completion */
+        return 0; /* the body follows; the handler runs at its completion */
     }
-    dispatch(r);
+    r->route->handler(r);
     return 0;
 }
 
@@ -527,7 +527,7 @@ int rt_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
             else if (acc_buf_failed(&r->body))
                 rt_respond_error(r, 503, "unavailable", "out of memory reading the body");
             else
-                dispatch(r);
+                r->route->handler(r);
         }
         r = conn->req;
         if (r && r->out) return write_out(r);

@@ -132,8 +132,10 @@ void rt_agent_clear(rt_agent *a);
 enum { RT_GET = 1, RT_POST = 2, RT_PUT = 4, RT_DELETE = 8, RT_PATCH = 16, RT_OPTIONS = 32, RT_HEAD = 64 };
 
 #define RT_MAX_PARAMS 3
+typedef struct rt_route rt_route;
 struct rt_req {
     rt_server *srv;
+    const rt_route *route; /* the route matched */
     struct lws *wsi; /* NULL once the client has gone */
     int method;      /* RT_GET ... */
     char path[512];  /* decoded, without the query */
@@ -178,11 +180,11 @@ int rt_req_auth(rt_req *r, rt_principal *who, bool admin_only);
 bool rt_req_query(const rt_req *r, const char *name, char *out, size_t outlen);
 
 typedef void (*rt_handler)(rt_req *r);
-typedef struct rt_route {
+struct rt_route {
     int methods;
     const char *pattern; /* "/v1/agents/{}" : {} matches one path segment */
     rt_handler handler;
-} rt_route;
+};
 
 /* openai.c */
 void rt_openai_chat(rt_req *r);
