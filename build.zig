@@ -185,6 +185,7 @@ const modules = [_]Module{
 const Test = struct { name: []const u8, module: []const u8 };
 const unit_tests = [_]Test{
     .{ .name = "base", .module = "base" },
+    .{ .name = "server", .module = "runtime" },
     .{ .name = "sandbox", .module = "sandbox" },
     .{ .name = "bounded", .module = "sandbox" },
     .{ .name = "corpus", .module = "sandbox" },

@@ -124,8 +124,8 @@ int cli_serve(int argc, char **argv) {
                     return 2;
                 }
                 cfg.workers = (unsigned)n;
-            } else if (a[3] == 'e') cfg.sessions_per_key = (unsigned)n;
-            else if (a[2] == 'm') cfg.messages_per_sec = (unsigned)n;
+            } else if (strcmp(a, "--sessions-per-key") == 0) cfg.sessions_per_key = (unsigned)n;
+            else if (strcmp(a, "--messages-per-second") == 0) cfg.messages_per_sec = (unsigned)n;
             else cfg.slice_ms = (uint32_t)n;
         } else {
             fprintf(stderr, "accrue serve: unknown flag '%s' (see accrue serve --help)\n", a);

@@ -139,6 +139,7 @@ struct rt_ws {
 };
 
 static void session_event(rt_server *srv, rt_event *ev);
+static void loose_append(rt_ws *c, const char *json, size_t len);
 static void maybe_start_next(rt_session *s);
 static void session_free_if_quiet(rt_session *s);
 static void ws_request_write(rt_ws *c);
@@ -675,7 +676,15 @@ static void session_free_if_quiet(rt_session *s) {
         rt_map_del(&srv->sessions, s->id);
         atomic_fetch_add(&srv->m.sessions_closed, 1);
         atomic_fetch_sub(&srv->m.sessions_live, 1);
-        if (s->conn) s->conn->s = NULL;
+        if (s->conn) {
+            /* The connection outlives the session: what it has not written yet goes with it. */
+            for (frame *f = s->unsent; f; f = f->next)
+                loose_append(s->conn, f->b.data + LWS_PRE, f->b.len - LWS_PRE);
+            s->unsent = NULL;
+            s->unsent_frames = s->unsent_bytes = 0;
+            s->conn->s = NULL;
+            ws_request_write(s->conn);
+        }
         s->conn = NULL;
     }
     if (s->sb) {
@@ -733,14 +742,16 @@ static void emit_error_conn(rt_ws *c, const char *reply_to, const char *code, co
         acc_buf_puts(&b, reply_to);
     }
     acc_buf_putc(&b, '}');
-    /* Loose frames are stored as [u32 length][text] records. */
-    if (!acc_buf_failed(&b)) {
-        uint32_t n = (uint32_t)b.len;
-        acc_buf_append(&c->loose, &n, sizeof n);
-        acc_buf_append(&c->loose, b.data, b.len);
-    }
+    if (!acc_buf_failed(&b)) loose_append(c, b.data, b.len);
     acc_buf_free(&b);
     ws_request_write(c);
+}
+
+/* Loose frames (not in a session's log) are stored as [u32 length][text] records. */
+static void loose_append(rt_ws *c, const char *json, size_t len) {
+    uint32_t n = (uint32_t)len;
+    acc_buf_append(&c->loose, &n, sizeof n);
+    acc_buf_append(&c->loose, json, len);
 }
 
 static void attach(rt_session *s, rt_ws *c) {
@@ -912,15 +923,17 @@ static void handle_resume(rt_ws *c, json_t *msg, char *reply_to) {
     s->unsent = f;
     s->unsent_frames = frames;
     s->unsent_bytes = bytes;
+    /* session.resumed goes first, outside the log (seq 0), then the frames replayed. */
+    acc_buf b = ACC_BUF_INIT;
+    acc_buf_puts(&b, "{\"type\":\"session.resumed\",\"seq\":0,\"session\":");
+    rt_json_cstr(&b, s->id);
+    acc_buf_printf(&b, ",\"replayed\":%zu,\"last_seq\":%" PRIu64, frames, s->seq);
+    put_reply_to(&b, reply_to);
+    acc_buf_putc(&b, '}');
+    if (!acc_buf_failed(&b)) loose_append(c, b.data, b.len);
+    acc_buf_free(&b);
     attach(s, c);
-    frame *r = frame_begin(s, "session.resumed");
-    if (r) {
-        acc_buf_puts(&r->b, ",\"session\":");
-        rt_json_cstr(&r->b, s->id);
-        acc_buf_printf(&r->b, ",\"replayed\":%zu", frames);
-        put_reply_to(&r->b, reply_to);
-        frame_end(s, r);
-    }
+    ws_request_write(c);
 }
 
 /* One complete client message. */

@@ -1,0 +1,232 @@
+"""harness.py: what the server's integration suites share.
+
+A suite is a Python file of `test_*` functions run in order by run(): each prints
+"ok NAME (ms)", "not ok NAME (ms)" or "skip NAME: why" on stdout (the format of tests/check.h), and
+the suite ends with "# SUITE: N passed, N failed, N skipped", which tests/run.sh adds up. A
+failure's details go to stderr. ACCRUE_TEST_FILTER=a,b runs only the tests whose names contain a
+word of it.
+
+Server starts the real binary (ACCRUE_BIN) on a fresh database in a scratch directory, on a
+loopback port the kernel picks (--listen 127.0.0.1:0), and reads the port and the demo API key from
+its banner. Everything then speaks real HTTP (requests) and real WebSocket (websockets).
+"""
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+import requests
+import websockets
+
+BIN = os.path.abspath(os.environ.get("ACCRUE_BIN", "zig-out/bin/accrue"))
+SCALE = float(os.environ.get("ACCRUE_TIME_SCALE", "1") or "1")
+
+
+class Fail(Exception):
+    pass
+
+
+def check(cond, msg="check failed"):
+    if not cond:
+        raise Fail(msg)
+
+
+def eq(got, want, what="value"):
+    if got != want:
+        raise Fail(f"{what}: got {got!r}, want {want!r}")
+
+
+class Skip(Exception):
+    pass
+
+
+class Server:
+    """One `accrue serve` process on a scratch database."""
+
+    def __init__(self, args=(), agents=None, env=None, workdir=None):
+        self.dir = workdir or tempfile.mkdtemp(prefix="accrue-serve-")
+        self.own_dir = workdir is None
+        self.agent_dir = os.path.join(self.dir, "agents")
+        os.makedirs(self.agent_dir, exist_ok=True)
+        for name, src in (agents or {}).items():
+            self.add_agent(name, src)
+        self.args = list(args)
+        self.env = dict(os.environ)
+        self.env["ACCRUE_AGENT_DIR"] = self.agent_dir
+        self.env.update(env or {})
+        self.proc = None
+        self.log = os.path.join(self.dir, "serve.log")
+
+    def add_agent(self, name, src):
+        with open(os.path.join(self.agent_dir, name + ".lua"), "w") as f:
+            f.write(src)
+
+    def start(self, timeout=10):
+        self.logf = open(self.log, "ab")
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--db", os.path.join(self.dir, "accrue.db")] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=self.env, cwd=self.dir)
+        self.banner = []
+        deadline = time.time() + timeout * SCALE
+        self.port = self.key = None
+        while time.time() < deadline and (self.port is None or self.key is None):
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                break
+            self.banner.append(line)
+            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
+            if m:
+                self.port = int(m.group(1))
+            m = re.search(r"demo API key: (\S+)", line)
+            if m:
+                self.key = m.group(1)
+        if self.port is None or self.key is None:
+            self.stop()
+            raise Fail("server did not start: " + "".join(self.banner) + self.read_log())
+        # The rest of stdout is drained by a thread-free trick: hand it to a file.
+        self._drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=self.logf)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/v1/sessions"
+        return self
+
+    def read_log(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Stops the server with sig and returns its exit status."""
+        if not self.proc:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout * SCALE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            raise Fail(f"server did not stop within {timeout} s after signal {sig}")
+        finally:
+            if getattr(self, "_drain", None):
+                self._drain.wait()
+            self.logf.close()
+        self.proc = None
+        return rc
+
+    def close(self):
+        if self.proc:
+            try:
+                self.stop(signal.SIGKILL)
+            except Fail:
+                pass
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # HTTP
+    def get(self, path, key=None, **kw):
+        return requests.get(self.url + path, headers=self.auth(key), timeout=30 * SCALE, **kw)
+
+    def post(self, path, body=None, key=None, raw=None, headers=None, **kw):
+        h = self.auth(key)
+        h.update(headers or {})
+        if raw is not None:
+            return requests.post(self.url + path, data=raw, headers=h, timeout=30 * SCALE, **kw)
+        return requests.post(self.url + path, json=body, headers=h, timeout=30 * SCALE, **kw)
+
+    def auth(self, key):
+        k = self.key if key is None else key
+        return {"Authorization": "Bearer " + k} if k else {}
+
+    # WebSocket
+    def connect(self, key=None, **kw):
+        k = self.key if key is None else key
+        headers = {"Authorization": "Bearer " + k} if k else {}
+        return websockets.connect(self.ws_url, additional_headers=headers, max_size=None, open_timeout=10 * SCALE,
+                                  **kw)
+
+
+async def recv(ws, timeout=10):
+    raw = await asyncio.wait_for(ws.recv(), timeout * SCALE)
+    return json.loads(raw)
+
+
+async def recv_until(ws, type_, timeout=10):
+    """Frames up to and including the first of type_."""
+    frames = []
+    while True:
+        f = await recv(ws, timeout)
+        frames.append(f)
+        if f.get("type") == type_:
+            return frames
+
+
+async def start_session(ws, agent, id_="s1", **extra):
+    await ws.send(json.dumps({"type": "session.start", "id": id_, "agent": agent, **extra}))
+    f = await recv(ws)
+    return f
+
+
+async def ask(ws, content, id_="m1"):
+    """Sends a message and returns every frame of its run, through run.done."""
+    await ws.send(json.dumps({"type": "message", "id": id_, "content": content}))
+    return await recv_until(ws, "run.done")
+
+
+def check_seqs(frames, start=None):
+    seqs = [f["seq"] for f in frames]
+    check(all(b == a + 1 for a, b in zip(seqs, seqs[1:])), f"seqs not consecutive: {seqs}")
+    if start is not None:
+        eq(seqs[0], start, "first seq")
+
+
+def run(suite, tests):
+    filt = [w for w in os.environ.get("ACCRUE_TEST_FILTER", "").split(",") if w]
+    passed = failed = skipped = 0
+    for fn in tests:
+        name = fn.__name__
+        if filt and not any(w in name for w in filt):
+            continue
+        t0 = time.monotonic()
+        try:
+            r = fn()
+            if asyncio.iscoroutine(r):
+                asyncio.run(r)
+            ms = (time.monotonic() - t0) * 1000
+            print(f"ok {name} ({ms:.1f} ms)", flush=True)
+            passed += 1
+        except Skip as e:
+            print(f"skip {name}: {e}", flush=True)
+            skipped += 1
+        except BaseException as e:  # noqa: B902 - a test's failure of any kind is reported
+            ms = (time.monotonic() - t0) * 1000
+            sys.stderr.write(f"  FAIL {name}: {e!r}\n")
+            if not isinstance(e, Fail):
+                traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            print(f"not ok {name} ({ms:.1f} ms)", flush=True)
+            failed += 1
+    print(f"# {suite}: {passed} passed, {failed} failed, {skipped} skipped", flush=True)
+    return 0 if failed == 0 else 1
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
