@@ -105,6 +105,7 @@ const runtime_sources = [_][]const u8{
     "runtime/server/calls.c",
     "runtime/server/backend.c",
     "runtime/server/metrics.c",
+    "runtime/server/outbound.c",
 };
 
 const modules = [_]Module{
@@ -174,7 +175,7 @@ const modules = [_]Module{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
-        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h" },
+        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h", "runtime/server/outbound.h" },
         .deps = &.{ "base", "eth", "sandbox", "registry" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },

@@ -36,6 +36,8 @@ static const char serve_usage[] =
     "  --max-body BYTES          largest HTTP request body (default 1048576)\n"
     "  --turn-time-limit MS      wall time of one agent turn, waits included (default 30000)\n"
     "  --slice-ms MS             a running turn yields its worker after MS (default 10)\n"
+    "  --upstream-connect-timeout MS  remote model calls: until the answer starts (default 5000)\n"
+    "  --upstream-timeout MS     remote model calls: until the answer is complete (default 60000)\n"
     "\n"
     "Exit status: 0 after a clean shutdown; 1 when the server cannot start; 2 for a usage error.\n";
 
@@ -64,6 +66,8 @@ int cli_serve(int argc, char **argv) {
         .max_body = 1 << 20,
         .turn_time_ms = 30000,
         .slice_ms = 10,
+        .upstream_connect_ms = 5000,
+        .upstream_total_ms = 60000,
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -111,6 +115,14 @@ int cli_serve(int argc, char **argv) {
             if (parse_u64(a, v, &cfg.max_body)) return 2;
         } else if (strcmp(a, "--turn-time-limit") == 0) {
             if (parse_u64(a, v, &cfg.turn_time_ms)) return 2;
+        } else if (strcmp(a, "--upstream-connect-timeout") == 0 || strcmp(a, "--upstream-timeout") == 0) {
+            if (parse_u64(a, v, &n)) return 2;
+            if (n == 0 || n > 3600000) {
+                fprintf(stderr, "accrue serve: %s takes 1 to 3600000 ms\n", a);
+                return 2;
+            }
+            if (a[11] == 'c') cfg.upstream_connect_ms = (uint32_t)n;
+            else cfg.upstream_total_ms = (uint32_t)n;
         } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--sessions-per-key") == 0 ||
                    strcmp(a, "--messages-per-second") == 0 || strcmp(a, "--slice-ms") == 0) {
             if (parse_u64(a, v, &n)) return 2;

@@ -14,6 +14,7 @@
 
 static const char *const suites[] = {
     "test_sessions.py",
+    "test_openai.py",
 };
 
 int main(void) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "runtime/base/file.h"
 #include "runtime/server/internal.h"
 
@@ -46,6 +48,35 @@ int rt_backend_agent(rt_server *srv, const char *ref, rt_agent *out, acc_err *er
     out->script = src;
     out->script_len = len;
     return ACC_OK;
+}
+
+/* Interim: http models listed in $ACCRUE_AGENT_DIR/models.json as
+ * {"NAME": {"url": "...", "upstream": "...", "api_key_env": "..."}}. */
+int rt_backend_model(rt_server *srv, const char *name, size_t len, rt_model *out, acc_err *err) {
+    memset(out, 0, sizeof *out);
+    if (len >= sizeof out->name || memchr(name, 0, len)) return acc_fail(err, ACC_ENOTFOUND, "no such model");
+    memcpy(out->name, name, len);
+    if (len > 5 && memcmp(name, "test/", 5) == 0) {
+        out->kind = RT_MODEL_TEST;
+        return ACC_OK;
+    }
+    int rc = acc_fail(err, ACC_ENOTFOUND, "no model named '%s'", out->name);
+    if (!srv->agent_dir) return rc;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/models.json", srv->agent_dir);
+    json_t *all = json_load_file(path, 0, NULL);
+    json_t *m = json_object_get(all, out->name);
+    if (json_is_object(m) && json_is_string(json_object_get(m, "url"))) {
+        out->kind = RT_MODEL_HTTP;
+        snprintf(out->url, sizeof out->url, "%s", json_string_value(json_object_get(m, "url")));
+        const char *up = json_string_value(json_object_get(m, "upstream"));
+        snprintf(out->upstream, sizeof out->upstream, "%s", up ? up : out->name);
+        const char *env = json_string_value(json_object_get(m, "api_key_env"));
+        snprintf(out->api_key_env, sizeof out->api_key_env, "%s", env ? env : "");
+        rc = ACC_OK;
+    }
+    json_decref(all);
+    return rc;
 }
 
 void rt_agent_clear(rt_agent *a) {

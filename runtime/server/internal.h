@@ -121,6 +121,17 @@ typedef struct rt_agent {
     size_t script_len;
     uint64_t price_per_message, price_per_session;
 } rt_agent;
+typedef enum rt_model_kind { RT_MODEL_TEST, RT_MODEL_HTTP } rt_model_kind;
+typedef struct rt_model {
+    char name[128];
+    rt_model_kind kind;
+    char url[512];         /* http: the endpoint's base URL ("http://host:port/v1") */
+    char upstream[128];    /* http: the model's name there */
+    char api_key_env[128]; /* http: environment variable holding its API key, or "" */
+} rt_model;
+/* Finds a model by name. ACC_OK and *out, or ACC_ENOTFOUND. Any thread. */
+int rt_backend_model(rt_server *srv, const char *name, size_t len, rt_model *out, acc_err *err);
+
 /* Checks an API key. ACC_OK and *who, or ACC_EPERM (unknown or revoked key). */
 int rt_backend_auth(rt_server *srv, const char *key, size_t len, rt_principal *who, acc_err *err);
 /* Finds agent NAME[@VERSION]. ACC_OK and *out (free with rt_agent_clear), or ACC_ENOTFOUND. */

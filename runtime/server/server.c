@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "runtime/server/internal.h"
+#include "runtime/server/outbound.h"
 
 volatile sig_atomic_t rt_stop_signal;
 static struct lws_context *volatile signal_ctx;
@@ -101,8 +102,11 @@ static int callback_main(struct lws *wsi, enum lws_callback_reasons reason, void
 }
 
 static int callback_client(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
-    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) return 0;
-    return lws_callback_http_dummy(wsi, reason, user, in, len);
+    if (reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED) return 0; /* the "accrue.v1" protocol drains */
+    rt_server *srv = lws_context_user(lws_get_context(wsi));
+    int rc = rt_out_callback(wsi, reason, user, in, len);
+    if (srv) drain_inbox(srv);
+    return rc;
 }
 
 static struct lws_protocols protocols[] = {
@@ -162,7 +166,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
 
     int rc = ACC_OK;
     srv->pool = rt_pool_start(srv->cfg.workers, err);
-    if (!srv->pool) {
+    if (!srv->pool || rt_out_init(srv, err) != ACC_OK) {
         rc = err ? err->code : ACC_ENOMEM;
         goto out;
     }
@@ -238,6 +242,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     lws_context_destroy(srv->ctx);
     srv->ctx = NULL;
 out:
+    rt_out_shutdown();
     rt_pool_stop(srv->pool);
     rt_map_free(&srv->sessions);
     rt_map_free(&srv->key_sessions);

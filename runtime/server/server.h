@@ -33,6 +33,8 @@ typedef struct rt_serve_config {
     uint64_t max_body;           /* largest HTTP request body, bytes */
     uint64_t turn_time_ms;       /* wall time per agent turn */
     uint32_t slice_ms;           /* time slice of a running turn on a worker */
+    uint32_t upstream_connect_ms; /* outbound model calls: until the status line */
+    uint32_t upstream_total_ms;   /* outbound model calls: until the whole answer */
     int quiet;                   /* no banner */
 } rt_serve_config;
 

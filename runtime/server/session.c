@@ -518,6 +518,14 @@ static void end_run(rt_session *s) {
     s->phase = PH_IDLE;
 }
 
+/* Streamed text of the turn's model call, on the loop. */
+static void on_call_chunk(rt_call *call, void *ud, const char *text, size_t len) {
+    rt_session *s = ud;
+    (void)call;
+    flush_deltas(s, false); /* what the agent sent before the call goes first */
+    emit_delta(s, text, len);
+}
+
 /* The answer to the turn's host call, from the loop's side (calls.c). */
 static void on_call_done(rt_call *call, void *ud, const rt_call_result *res) {
     rt_session *s = ud;
@@ -559,7 +567,12 @@ static void session_event(rt_server *srv, rt_event *ev) {
             s->job_len = s->job_text ? strlen(s->job_text) : 0;
             submit(s, JOB_ANSWER);
         } else {
-            s->call = rt_call_start(s->srv, &s->pending, on_call_done, s);
+            /* models.call(name, {stream = true, ...}): the model's text goes out as deltas of the
+             * run while it is made, and the whole answer still goes back to the agent. */
+            json_t *rq = json_loadb(s->pending.json, s->pending.json_len, 0, NULL);
+            bool stream = s->pending.kind == RT_CALL_MODEL && json_is_true(json_object_get(rq, "stream"));
+            json_decref(rq);
+            s->call = rt_call_start_streaming(s->srv, &s->pending, on_call_done, stream ? on_call_chunk : NULL, s);
         }
     }
     if (mail & MAIL_END) {

@@ -1,0 +1,415 @@
+/*
+ * outbound.c: HTTP requests from the server to remote models, on the loop, with lws's client.
+ *
+ * lws 4.1.6 as Debian builds it has no asynchronous DNS: a client connection to a host *name*
+ * runs a blocking getaddrinfo() on the loop. So names are resolved here first, on a thread of
+ * our own (one request at a time; getaddrinfo can block for seconds), and cached for a minute;
+ * lws then connects to the numeric address while the Host header, TLS SNI and certificate
+ * check use the name. An IP literal skips the resolver.
+ *
+ * Each request has a connect deadline (until the response's status line) and a total deadline;
+ * either closes the connection (lws_set_timeout with LWS_TO_KILL_ASYNC) and fails the request
+ * with ACC_ETIMEOUT. The body is passed on as it arrives (lws hands it over de-chunked, one
+ * RECEIVE_CLIENT_HTTP_READ per chunk), so a streamed answer is forwarded while it is made. The
+ * end (success or not) is reported once, through the inbox, never from inside rt_out_start.
+ */
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/server/internal.h"
+#include "runtime/server/outbound.h"
+
+#define DNS_TTL_MS 60000
+#define MAX_RESPONSE (8u << 20)
+
+struct rt_out {
+    rt_event ev; /* first: the end, posted to the loop */
+    rt_server *srv;
+    rt_out_cb cb;
+    struct lws *wsi;
+    char scheme_https;
+    char host[256];  /* as in the URL */
+    char addr[64];   /* numeric, once resolved */
+    int port;
+    char path[1024];
+    char method[8];
+    char *body;
+    size_t body_len, body_sent;
+    char content_type[64];
+    char auth[300];
+    uint32_t connect_ms, total_ms;
+    lws_sorted_usec_list_t connect_timer, total_timer;
+    int status;         /* HTTP status, once known */
+    size_t received;
+    bool ended;         /* the end has been decided (result below) */
+    bool reported;      /* the end event has run */
+    bool cancelled;
+    bool connected;     /* the status line arrived */
+    int result;         /* ACC_OK or an ACC_E* code */
+    char msg[200];
+    rt_event resolved_ev; /* the resolver's answer */
+    bool resolve_ok;
+};
+
+/* ---- the resolver thread ------------------------------------------------------------------ */
+
+typedef struct dns_entry {
+    char addr[64];
+    uint64_t expires_ms;
+} dns_entry;
+
+typedef struct resolver {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rt_out *queue[256];
+    unsigned head, count;
+    bool stop, started;
+    rt_map cache; /* host -> dns_entry (loop only) */
+} resolver;
+
+static resolver res;
+
+static void *resolver_main(void *arg) {
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_mutex_lock(&res.mu);
+    for (;;) {
+        while (!res.count && !res.stop) pthread_cond_wait(&res.cv, &res.mu);
+        if (res.stop) break;
+        rt_out *o = res.queue[res.head];
+        res.head = (res.head + 1) % 256;
+        res.count--;
+        pthread_mutex_unlock(&res.mu);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+        char port[8];
+        snprintf(port, sizeof port, "%d", o->port);
+        int rc = getaddrinfo(o->host, port, &hints, &ai);
+        o->resolve_ok = false;
+        if (rc == 0 && ai) {
+            /* IPv4 first: lws is happiest with it and loopback names resolve to both. */
+            struct addrinfo *pick = ai;
+            for (struct addrinfo *a = ai; a; a = a->ai_next)
+                if (a->ai_family == AF_INET) {
+                    pick = a;
+                    break;
+                }
+            void *src = pick->ai_family == AF_INET ? (void *)&((struct sockaddr_in *)pick->ai_addr)->sin_addr
+                                                   : (void *)&((struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+            o->resolve_ok = inet_ntop(pick->ai_family, src, o->addr, sizeof o->addr) != NULL;
+        } else {
+            snprintf(o->msg, sizeof o->msg, "cannot resolve %s: %s", o->host, gai_strerror(rc));
+        }
+        if (ai) freeaddrinfo(ai);
+        rt_post(o->srv, &o->resolved_ev);
+        pthread_mutex_lock(&res.mu);
+    }
+    pthread_mutex_unlock(&res.mu);
+    return NULL;
+}
+
+int rt_out_init(rt_server *srv, acc_err *err) {
+    (void)srv;
+    memset(&res, 0, sizeof res);
+    pthread_mutex_init(&res.mu, NULL);
+    pthread_cond_init(&res.cv, NULL);
+    int rc = pthread_create(&res.thread, NULL, resolver_main, NULL);
+    if (rc) return acc_fail(err, ACC_ENOMEM, "cannot start the resolver thread: %s", strerror(rc));
+    res.started = true;
+    return ACC_OK;
+}
+
+void rt_out_shutdown(void) {
+    if (!res.started) return;
+    pthread_mutex_lock(&res.mu);
+    res.stop = true;
+    pthread_cond_broadcast(&res.cv);
+    pthread_mutex_unlock(&res.mu);
+    pthread_join(res.thread, NULL);
+    rt_map_entry *e;
+    for (size_t i = 0; rt_map_next(&res.cache, &i, &e);) free(e->value);
+    rt_map_free(&res.cache);
+    pthread_mutex_destroy(&res.mu);
+    pthread_cond_destroy(&res.cv);
+    res.started = false;
+}
+
+/* ---- the end of a request ------------------------------------------------------------------- */
+
+static void end_event(rt_server *srv, rt_event *ev) {
+    rt_out *o = (rt_out *)ev;
+    (void)srv;
+    if (o->wsi) return; /* still closing: its CLOSED callback posts again */
+    o->reported = true;
+    lws_sul_cancel(&o->connect_timer);
+    lws_sul_cancel(&o->total_timer);
+    atomic_fetch_add(&o->srv->m.upstream_requests, 1);
+    if (o->result != ACC_OK) atomic_fetch_add(&o->srv->m.upstream_errors, 1);
+    o->cb.on_done(o->cb.ud, o->result, o->status, o->msg);
+    free(o->body);
+    free(o);
+}
+
+/* Decides the end (the first decision wins) and, when the connection is gone, reports it. */
+static void end(rt_out *o, int result, const char *fmt, const char *detail) {
+    if (!o->ended) {
+        o->ended = true;
+        o->result = result;
+        if (fmt) snprintf(o->msg, sizeof o->msg, fmt, detail ? detail : "");
+    }
+    if (o->wsi) {
+        lws_set_timeout(o->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return; /* the close callback reports */
+    }
+    rt_post(o->srv, &o->ev);
+}
+
+static void on_connect_timeout(lws_sorted_usec_list_t *sul) {
+    rt_out *o = (rt_out *)((char *)sul - offsetof(rt_out, connect_timer));
+    if (!o->connected) end(o, ACC_ETIMEOUT, "no answer from %s within the connect timeout", o->host);
+}
+
+static void on_total_timeout(lws_sorted_usec_list_t *sul) {
+    rt_out *o = (rt_out *)((char *)sul - offsetof(rt_out, total_timer));
+    end(o, ACC_ETIMEOUT, "%s did not finish within the time limit", o->host);
+}
+
+/* ---- connecting -------------------------------------------------------------------------------- */
+
+static void connect_now(rt_out *o) {
+    struct lws_client_connect_info i;
+    memset(&i, 0, sizeof i);
+    i.context = o->srv->ctx;
+    i.vhost = o->srv->vh;
+    i.address = o->addr;
+    i.port = o->port;
+    i.path = o->path;
+    i.host = o->host; /* Host header, SNI and the certificate's name */
+    i.origin = o->host;
+    i.method = o->method;
+    i.ssl_connection = o->scheme_https ? LCCSCF_USE_SSL : 0;
+    i.local_protocol_name = "accrue-client";
+    i.opaque_user_data = o;
+    i.pwsi = &o->wsi;
+    i.alpn = "http/1.1";
+    if (!lws_client_connect_via_info(&i)) {
+        o->wsi = NULL;
+        if (!o->ended) end(o, ACC_EUPSTREAM, "cannot connect to %s", o->host);
+    }
+}
+
+static void on_resolved(rt_server *srv, rt_event *ev) {
+    rt_out *o = (rt_out *)((char *)ev - offsetof(rt_out, resolved_ev));
+    (void)srv;
+    if (o->ended) { /* cancelled or timed out while resolving */
+        rt_post(o->srv, &o->ev);
+        return;
+    }
+    if (!o->resolve_ok) {
+        end(o, ACC_EUPSTREAM, "%s", o->msg[0] ? o->msg : "cannot resolve the host");
+        return;
+    }
+    dns_entry *d = rt_map_get(&res.cache, o->host);
+    if (!d && (d = calloc(1, sizeof *d)) && rt_map_put(&res.cache, o->host, d) != ACC_OK) {
+        free(d);
+        d = NULL;
+    }
+    if (d) {
+        snprintf(d->addr, sizeof d->addr, "%s", o->addr);
+        d->expires_ms = rt_now_ns() / 1000000 + DNS_TTL_MS;
+    }
+    connect_now(o);
+}
+
+static bool parse_url(rt_out *o, const char *url, acc_err *err) {
+    const char *p = url;
+    if (strncmp(p, "http://", 7) == 0) p += 7, o->port = 80;
+    else if (strncmp(p, "https://", 8) == 0) p += 8, o->port = 443, o->scheme_https = 1;
+    else return acc_fail(err, ACC_EINVAL, "the URL must start with http:// or https://"), false;
+    const char *host_end;
+    if (*p == '[') { /* [IPv6] */
+        host_end = strchr(p, ']');
+        if (!host_end) return acc_fail(err, ACC_EINVAL, "bad IPv6 address in the URL"), false;
+        snprintf(o->host, sizeof o->host, "%.*s", (int)(host_end - p - 1), p + 1);
+        host_end++;
+    } else {
+        host_end = p + strcspn(p, ":/?");
+        if (host_end == p || (size_t)(host_end - p) >= sizeof o->host)
+            return acc_fail(err, ACC_EINVAL, "the URL has no host"), false;
+        snprintf(o->host, sizeof o->host, "%.*s", (int)(host_end - p), p);
+    }
+    p = host_end;
+    if (*p == ':') {
+        char *end;
+        long port = strtol(p + 1, &end, 10);
+        if (end == p + 1 || port < 1 || port > 65535) return acc_fail(err, ACC_EINVAL, "bad port in the URL"), false;
+        o->port = (int)port;
+        p = end;
+    }
+    if (*p && *p != '/') return acc_fail(err, ACC_EINVAL, "bad URL after the host"), false;
+    snprintf(o->path, sizeof o->path, "%s", *p ? p : "/");
+    return true;
+}
+
+rt_out *rt_out_start(rt_server *srv, const rt_out_req *req, const rt_out_cb *cb, acc_err *err) {
+    rt_out *o = calloc(1, sizeof *o);
+    if (!o) {
+        acc_fail(err, ACC_ENOMEM, "out of memory");
+        return NULL;
+    }
+    o->ev.fn = end_event;
+    o->resolved_ev.fn = on_resolved;
+    o->srv = srv;
+    o->cb = *cb;
+    if (!parse_url(o, req->url, err)) {
+        free(o);
+        return NULL;
+    }
+    snprintf(o->method, sizeof o->method, "%s", req->method ? req->method : "POST");
+    snprintf(o->content_type, sizeof o->content_type, "%s", req->content_type ? req->content_type : "application/json");
+    if (req->bearer && *req->bearer) snprintf(o->auth, sizeof o->auth, "Bearer %s", req->bearer);
+    if (req->body_len) {
+        o->body = malloc(req->body_len);
+        if (!o->body) {
+            free(o);
+            acc_fail(err, ACC_ENOMEM, "out of memory");
+            return NULL;
+        }
+        memcpy(o->body, req->body, req->body_len);
+        o->body_len = req->body_len;
+    }
+    o->connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : 5000;
+    o->total_ms = req->total_timeout_ms ? req->total_timeout_ms : 60000;
+    lws_sul_schedule(srv->ctx, 0, &o->connect_timer, on_connect_timeout, (lws_usec_t)o->connect_ms * 1000);
+    lws_sul_schedule(srv->ctx, 0, &o->total_timer, on_total_timeout, (lws_usec_t)o->total_ms * 1000);
+
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, o->host, &a4) == 1 || inet_pton(AF_INET6, o->host, &a6) == 1) {
+        snprintf(o->addr, sizeof o->addr, "%s", o->host);
+        connect_now(o);
+        return o;
+    }
+    dns_entry *d = rt_map_get(&res.cache, o->host);
+    if (d && d->expires_ms > rt_now_ns() / 1000000) {
+        snprintf(o->addr, sizeof o->addr, "%s", d->addr);
+        connect_now(o);
+        return o;
+    }
+    pthread_mutex_lock(&res.mu);
+    bool queued = res.count < 256;
+    if (queued) {
+        res.queue[(res.head + res.count) % 256] = o;
+        res.count++;
+        pthread_cond_signal(&res.cv);
+    }
+    pthread_mutex_unlock(&res.mu);
+    if (!queued) end(o, ACC_EBUSY, "%s", "too many host names being resolved at once");
+    return o;
+}
+
+void rt_out_cancel(rt_out *o) {
+    if (!o || o->ended) return;
+    o->cancelled = true;
+    end(o, ACC_ECANCELLED, "%s", "cancelled");
+}
+
+/* ---- the lws client callback ------------------------------------------------------------------ */
+
+int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    rt_out *o = lws_get_opaque_user_data(wsi);
+    (void)user;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (!o) return 0;
+        o->wsi = NULL;
+        if (!o->ended) {
+            o->ended = true;
+            o->result = ACC_EUPSTREAM;
+            snprintf(o->msg, sizeof o->msg, "cannot reach %s: %.150s", o->host, in ? (const char *)in : "connection failed");
+        }
+        lws_set_opaque_user_data(wsi, NULL);
+        rt_post(o->srv, &o->ev);
+        return 0;
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+        if (!o) return -1;
+        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (unsigned char *)o->content_type,
+                                         (int)strlen(o->content_type), p, end))
+            return -1;
+        if (o->auth[0] && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, (unsigned char *)o->auth,
+                                                       (int)strlen(o->auth), p, end))
+            return -1;
+        if (o->body_len) {
+            char n[24];
+            int nl = snprintf(n, sizeof n, "%zu", o->body_len);
+            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, (unsigned char *)n, nl, p, end))
+                return -1;
+            lws_client_http_body_pending(wsi, 1);
+            lws_callback_on_writable(wsi);
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE: {
+        if (!o || o->body_sent >= o->body_len) return 0;
+        size_t n = o->body_len - o->body_sent;
+        unsigned char *buf = malloc(LWS_PRE + n);
+        if (!buf) return -1;
+        memcpy(buf + LWS_PRE, o->body + o->body_sent, n);
+        int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL);
+        free(buf);
+        if (w < (int)n) return -1;
+        o->body_sent = o->body_len;
+        lws_client_http_body_pending(wsi, 0);
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+        if (!o) return -1;
+        o->connected = true;
+        o->status = (int)lws_http_client_http_response(wsi);
+        lws_sul_cancel(&o->connect_timer);
+        if (o->cb.on_status) o->cb.on_status(o->cb.ud, o->status);
+        return 0;
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+        if (!o || o->ended) return 0;
+        o->received += len;
+        if (o->received > MAX_RESPONSE) {
+            end(o, ACC_EUPSTREAM, "%s answered more than 8 MiB", o->host);
+            return 0;
+        }
+        if (o->cb.on_data) o->cb.on_data(o->cb.ud, (const char *)in, len);
+        return 0;
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
+        char buf[LWS_PRE + 4096], *p = buf + LWS_PRE;
+        int n = (int)sizeof buf - LWS_PRE;
+        if (lws_http_client_read(wsi, &p, &n) < 0) return -1;
+        return 0;
+    }
+    case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
+        if (o && !o->ended) {
+            o->ended = true;
+            o->result = ACC_OK;
+        }
+        return -1; /* one request per connection: close it now, the close reports */
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        if (!o) return 0;
+        o->wsi = NULL;
+        lws_set_opaque_user_data(wsi, NULL);
+        if (!o->ended) {
+            o->ended = true;
+            o->result = ACC_EUPSTREAM;
+            snprintf(o->msg, sizeof o->msg, "%s closed the connection before the answer was complete", o->host);
+        }
+        rt_post(o->srv, &o->ev);
+        return 0;
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}

@@ -1,0 +1,331 @@
+"""test_openai.py: the OpenAI-compatible endpoint with the official `openai` client, outbound calls
+to `http` models (a second `accrue serve` as the upstream, over HTTP and over TLS with a name to
+resolve), timeouts, and the HTTP API's errors for bad requests.
+"""
+import asyncio
+import http.server
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import SCALE, Fail, Server, ask, check, eq, recv, run, start_session  # noqa: E402
+
+import openai  # noqa: E402
+import requests  # noqa: E402
+
+
+def client(srv, key=None):
+    return openai.OpenAI(base_url=srv.url + "/v1", api_key=key or srv.key, max_retries=0, timeout=30 * SCALE)
+
+
+def test_chat_completion_not_streamed():
+    with Server() as srv:
+        c = client(srv)
+        r = c.chat.completions.create(model="test/upper", messages=[{"role": "user", "content": "hello there"}])
+        eq(r.choices[0].message.content, "HELLO THERE", "content")
+        eq(r.choices[0].message.role, "assistant", "role")
+        eq(r.choices[0].finish_reason, "stop", "finish")
+        eq(r.model, "test/upper", "model")
+        check(r.id.startswith("chatcmpl-"), r.id)
+        eq((r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens), (2, 2, 4), "usage")
+        # The response id is the request id when the client gives none.
+        raw = c.chat.completions.with_raw_response.create(model="test/echo", messages=[{"role": "user", "content": "x"}])
+        eq(raw.headers["x-request-id"], raw.parse().id, "x-request-id")
+
+
+def test_chat_completion_streamed_with_usage():
+    with Server() as srv:
+        c = client(srv)
+        chunks = list(c.chat.completions.create(model="test/echo", stream=True,
+                                                 stream_options={"include_usage": True},
+                                                 messages=[{"role": "system", "content": "be brief"},
+                                                           {"role": "user", "content": "one two three"}]))
+        text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+        eq(text, "one two three", "streamed text")
+        eq(chunks[-1].choices, [], "the usage chunk has no choices")
+        eq(chunks[-1].usage.completion_tokens, 3, "usage in the last chunk")
+        eq([ch.choices[0].finish_reason for ch in chunks if ch.choices][-1], "stop", "finish")
+        eq(len({ch.id for ch in chunks}), 1, "one id")
+        # Without include_usage, no usage chunk.
+        chunks = list(c.chat.completions.create(model="test/echo", stream=True,
+                                                 messages=[{"role": "user", "content": "hi"}]))
+        check(all(ch.usage is None for ch in chunks), "no usage")
+
+
+def test_request_id_kept():
+    with Server() as srv:
+        r = srv.post("/v1/chat/completions", {"model": "test/echo", "messages": [{"role": "user", "content": "x"}]},
+                     headers={"X-Request-Id": "client-id-42"})
+        eq(r.status_code, 200, r.text)
+        eq(r.headers["x-request-id"], "client-id-42", "echoed")
+
+
+def test_models_list():
+    with Server() as srv:
+        ids = [m.id for m in client(srv).models.list()]
+        check("test/echo" in ids and "test/upper" in ids, ids)
+
+
+def test_openai_errors():
+    with Server() as srv:
+        c = client(srv)
+        try:
+            c.chat.completions.create(model="no/such-model", messages=[{"role": "user", "content": "x"}])
+            raise Fail("unknown model accepted")
+        except openai.NotFoundError as e:
+            eq(e.code, "not_found", "code")
+            eq(e.body["type"], "invalid_request_error", "type")
+        try:
+            client(srv, key="acc_nope").chat.completions.create(model="test/echo", messages=[{"role": "user", "content": "x"}])
+            raise Fail("bad key accepted")
+        except openai.AuthenticationError as e:
+            eq(e.code, "unauthorized", "code")
+        try:
+            c.chat.completions.create(model="test/echo", messages=[])
+            raise Fail("empty messages accepted")
+        except openai.BadRequestError as e:
+            eq(e.body["param"], "messages", "param")
+        for body, param in [({"messages": [{"role": "user", "content": "x"}]}, "model"),
+                            ({"model": 3, "messages": []}, "model"),
+                            ({"model": "test/echo", "messages": [{"role": "wizard", "content": "x"}]}, "messages"),
+                            ({"model": "test/echo", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+                            ({"model": "test/echo", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5}, "max_tokens"),
+                            ({"model": "test/echo", "messages": [{"role": "user", "content": "x"}], "temperature": "hot"}, "temperature")]:
+            r = srv.post("/v1/chat/completions", body)
+            eq(r.status_code, 400, f"{body}: {r.text}")
+            eq(r.json()["error"]["param"], param, f"param for {body}")
+        r = srv.post("/v1/chat/completions", raw=b'{"model": "test/echo", "messages": [', headers={"Content-Type": "application/json"})
+        eq(r.status_code, 400, r.text)
+        check("not JSON" in r.json()["error"]["message"], r.text)
+
+
+def test_http_api_errors():
+    with Server(["--max-body", "1000"]) as srv:
+        r = srv.get("/v1/nope")
+        eq((r.status_code, r.json()["error"]["code"]), (404, "not_found"), "unknown route")
+        check("/v1/nope" in r.json()["error"]["message"], r.text)
+        r = requests.delete(srv.url + "/v1/chat/completions", timeout=10)
+        eq(r.status_code, 405, "wrong method")
+        eq(r.headers["allow"], "POST", "allow")
+        eq(r.json()["error"]["code"], "method_not_allowed", "code")
+        r = srv.post("/v1/chat/completions", raw=b"x" * 5000)
+        eq((r.status_code, r.json()["error"]["code"]), (413, "payload_too_large"), "oversize")
+        r = srv.post("/v1/chat/completions", raw=b"[1]")
+        eq(r.status_code, 400, "not an object")
+        eq(srv.get("/healthz").json()["status"], "ok", "healthz")
+        m = srv.get("/metrics")
+        check(m.headers["content-type"].startswith("text/plain; version=0.0.4"), m.headers["content-type"])
+        check("accrue_http_errors_total" in m.text and "accrue_worker_queue_depth" in m.text, m.text[:300])
+        doc = srv.get("/v1/openapi.json").json()
+        check(doc["openapi"].startswith("3."), doc.get("openapi"))
+        eq(srv.get("/").status_code, 200, "the web page")
+        eq(srv.get("/../etc/passwd").status_code, 404, "no escape from the web folder")
+        # Nothing above hurt the server.
+        eq(srv.get("/healthz").status_code, 200, "still up")
+
+
+# ---- outbound: a second accrue serve as the upstream -------------------------------------------
+
+def models_json(srv, models):
+    with open(os.path.join(srv.agent_dir, "models.json"), "w") as f:
+        json.dump(models, f)
+
+
+def test_outbound_http_model():
+    with Server() as up:
+        down = Server(env={"UPSTREAM_KEY": up.key}, agents={
+            "relay": '''return { on_message = function(session, text)
+                local a = models.call("remote/upper", {prompt = text, stream = true})
+                return " (" .. a.usage.output_tokens .. " tokens)"
+            end }''',
+            "plain": '''return { on_message = function(session, text)
+                return models.call("remote/upper", text).text
+            end }'''})
+        models_json(down, {"remote/upper": {"url": up.url + "/v1", "upstream": "test/upper", "api_key_env": "UPSTREAM_KEY"},
+                           "remote/named": {"url": f"http://localhost:{up.port}/v1", "upstream": "test/echo",
+                                            "api_key_env": "UPSTREAM_KEY"},
+                           "remote/nokey": {"url": up.url + "/v1", "upstream": "test/echo"}})
+        with down:
+            c = client(down)
+            r = c.chat.completions.create(model="remote/upper", messages=[{"role": "user", "content": "over there"}])
+            eq(r.choices[0].message.content, "OVER THERE", "relayed")
+            eq((r.usage.prompt_tokens, r.usage.completion_tokens), (2, 2), "usage from the upstream")
+            chunks = list(c.chat.completions.create(model="remote/upper", stream=True,
+                                                     stream_options={"include_usage": True},
+                                                     messages=[{"role": "user", "content": "a b c"}]))
+            eq("".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices), "A B C", "streamed")
+            eq(chunks[-1].usage.completion_tokens, 3, "streamed usage")
+            # A host name, resolved off the loop.
+            r = c.chat.completions.create(model="remote/named", messages=[{"role": "user", "content": "by name"}])
+            eq(r.choices[0].message.content, "by name", "by name")
+            # The upstream refuses a call without its key: the error says so.
+            try:
+                c.chat.completions.create(model="remote/nokey", messages=[{"role": "user", "content": "x"}])
+                raise Fail("upstream without key")
+            except openai.APIStatusError as e:
+                eq(e.status_code, 502, "bad gateway")
+                check("401" in e.message, e.message)
+
+            async def sessions():
+                async with down.connect() as ws:
+                    await start_session(ws, "relay")
+                    frames = await ask(ws, "streamed words")
+                    deltas = "".join(f["text"] for f in frames if f["type"] == "delta")
+                    eq(deltas, "STREAMED WORDS", "model output streamed as deltas")
+                    eq(frames[-3]["content"], "STREAMED WORDS (2 tokens)", "answer")
+                    eq(frames[-2]["calls"][0]["resource"], "model:remote/upper", "usage")
+                async with down.connect() as ws:
+                    await start_session(ws, "plain")
+                    frames = await ask(ws, "quiet")
+                    eq(frames[-3]["content"], "QUIET", "answer")
+                    check(not any(f["type"] == "delta" for f in frames), "no deltas without stream")
+            asyncio.run(sessions())
+            m = down.get("/metrics").text
+            check("accrue_upstream_requests_total 0" not in m, "upstream requests counted")
+
+
+class SlowHandler(http.server.BaseHTTPRequestHandler):
+    """An upstream that answers after `delay` seconds (or streams slowly)."""
+    delay = 5.0
+
+    def do_POST(self):
+        n = int(self.headers.get("content-length", 0))
+        body = json.loads(self.rfile.read(n))
+        if body.get("stream"):
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            for i in range(50):
+                chunk = {"choices": [{"index": 0, "delta": {"content": f"w{i} "}}]}
+                try:
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
+        time.sleep(self.delay)
+        out = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "late"}}],
+                          "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+        try:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+        except OSError:
+            pass
+
+    def log_message(self, *a):
+        pass
+
+
+def serve_in_thread(handler, tls_context=None):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls_context:
+        httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    return httpd
+
+
+def test_outbound_timeouts_and_failures():
+    slow = serve_in_thread(SlowHandler)
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there
+    try:
+        srv = Server(["--upstream-connect-timeout", "700", "--upstream-timeout", "1500"])
+        models_json(srv, {"slow/model": {"url": f"http://127.0.0.1:{slow.server_address[1]}/v1"},
+                          "dead/model": {"url": f"http://127.0.0.1:{dead_port}/v1"},
+                          "nowhere/model": {"url": "http://nonexistent.invalid/v1"}})
+        with srv:
+            c = client(srv)
+            t0 = time.monotonic()
+            try:
+                c.chat.completions.create(model="slow/model", messages=[{"role": "user", "content": "x"}])
+                raise Fail("slow upstream answered")
+            except openai.APIStatusError as e:
+                eq((e.status_code, e.code), (504, "timeout"), "timeout")
+            check(time.monotonic() - t0 < 3 * SCALE, "timed out in time")
+            for model in ("dead/model", "nowhere/model"):
+                try:
+                    c.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+                    raise Fail(f"{model} answered")
+                except openai.APIStatusError as e:
+                    eq((e.status_code, e.code), (502, "upstream_error"), model)
+            # A client that leaves mid-stream: the upstream call is cancelled, the server is fine.
+            with requests.post(srv.url + "/v1/chat/completions", stream=True, timeout=10,
+                               headers=srv.auth(None),
+                               json={"model": "slow/model", "stream": True,
+                                     "messages": [{"role": "user", "content": "x"}]}) as r:
+                for line in r.iter_lines():
+                    if line.startswith(b"data:") and b"w2" in line:
+                        break
+            eq(srv.get("/healthz").status_code, 200, "up after the client left")
+    finally:
+        slow.shutdown()
+
+
+def test_outbound_tls_with_a_name():
+    d = tempfile.mkdtemp(prefix="accrue-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+
+    class Fast(SlowHandler):
+        delay = 0
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    tls = serve_in_thread(Fast, ctx)
+    try:
+        port = tls.server_address[1]
+        srv = Server(env={"SSL_CERT_FILE": cert})
+        models_json(srv, {"tls/model": {"url": f"https://localhost:{port}/v1"},
+                          "tls/byip": {"url": f"https://127.0.0.1:{port}/v1"}})
+        with srv:
+            c = client(srv)
+            r = c.chat.completions.create(model="tls/model", messages=[{"role": "user", "content": "x"}])
+            eq(r.choices[0].message.content, "late", "answer over TLS")
+            # The certificate names localhost, not 127.0.0.1: verification refuses it.
+            try:
+                c.chat.completions.create(model="tls/byip", messages=[{"role": "user", "content": "x"}])
+                raise Fail("certificate for another name accepted")
+            except openai.APIStatusError as e:
+                eq(e.status_code, 502, "refused")
+        # Without the CA the same call fails: the certificate is really checked.
+        srv = Server()
+        models_json(srv, {"tls/model": {"url": f"https://localhost:{port}/v1"}})
+        with srv:
+            try:
+                client(srv).chat.completions.create(model="tls/model", messages=[{"role": "user", "content": "x"}])
+                raise Fail("untrusted certificate accepted")
+            except openai.APIStatusError as e:
+                eq(e.status_code, 502, "refused")
+    finally:
+        tls.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(run("server_openai", [
+        test_chat_completion_not_streamed,
+        test_chat_completion_streamed_with_usage,
+        test_request_id_kept,
+        test_models_list,
+        test_openai_errors,
+        test_http_api_errors,
+        test_outbound_http_model,
+        test_outbound_timeouts_and_failures,
+        test_outbound_tls_with_a_name,
+    ]))
