@@ -128,7 +128,7 @@ static void lws_log(int level, const char *line) {
 }
 
 /* The folder of the web page: --web, else beside the binary (zig-out/share/accrue/web, or the
- * repository's runtime/web when run from a build tree), else ./runtime/web. */
+ * repository's runtime/web for a binary in .zig-cache), else ./runtime/web. */
 static const char *find_web_dir(const char *given, char *buf, size_t n) {
     if (given) return given;
     char exe[PATH_MAX];
@@ -137,7 +137,8 @@ static const char *find_web_dir(const char *given, char *buf, size_t n) {
         exe[k] = 0;
         char *slash = strrchr(exe, '/');
         if (slash) *slash = 0;
-        const char *rel[] = {"../share/accrue/web", "../../runtime/web"};
+        /* installed (zig-out/bin), or a build tree's cached binary (.zig-cache/o/HASH) */
+        const char *rel[] = {"../share/accrue/web", "../../../runtime/web"};
         for (size_t i = 0; i < 2; i++) {
             snprintf(buf, n, "%s/%s", exe, rel[i]);
             if (access(buf, R_OK) == 0) return buf;

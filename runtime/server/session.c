@@ -91,6 +91,7 @@ struct rt_session {
     char *run_reply_to;     /* the message id the current run answers */
     unsigned delta_index;
     bool run_cancelled;
+    atomic_bool cancel_req; /* run_cancelled, for the worker: a turn starting after it is cancelled */
     acc_buf answer;         /* the current run's streamed text (for the final message) */
     uint64_t detached_ns;   /* when its connection went, 0 while attached */
     rt_call *call;          /* the host call the loop is making for the turn */
@@ -143,6 +144,7 @@ static void loose_append(rt_ws *c, const char *json, size_t len);
 static void maybe_start_next(rt_session *s);
 static void session_free_if_quiet(rt_session *s);
 static void ws_request_write(rt_ws *c);
+static void cancel_current(rt_session *s);
 
 /* ---- frames ------------------------------------------------------------------------------ */
 
@@ -343,6 +345,9 @@ static void job_run(rt_job *job) {
         free(s->job_text);
         s->job_text = NULL;
     }
+    /* Starting a turn clears the sandbox's interrupts: a cancel that came before is made again. */
+    if (started && (s->job_kind == JOB_LOAD || s->job_kind == JOB_MESSAGE) && atomic_load(&s->cancel_req))
+        sandbox_cancel(sb);
     sandbox_status_t st = started ? sandbox_run(sb) : SANDBOX_FAILED;
     if (st == SANDBOX_PAUSED) {
         s->job_kind = JOB_CONTINUE;
@@ -436,6 +441,7 @@ static void start_run(rt_session *s, queued_msg *m) {
     s->run_no++;
     s->delta_index = 0;
     s->run_cancelled = false;
+    atomic_store(&s->cancel_req, false);
     s->run_cost = 0;
     acc_buf_reset(&s->answer);
     acc_buf_reset(&s->calls_json);
@@ -677,8 +683,7 @@ static void free_frames(rt_session *s) {
  * still open is closed on a worker first (lua_close of a big heap takes time). */
 static void session_free_if_quiet(rt_session *s) {
     if (s->phase == PH_RUNNING || s->phase == PH_WAITING) {
-        if (s->call) rt_call_cancel(s->call);
-        if (s->sb) sandbox_cancel(s->sb);
+        if (!s->run_cancelled) cancel_current(s);
         return;
     }
     if (s->phase == PH_CLOSING) return;
@@ -869,6 +874,7 @@ static void handle_message(rt_ws *c, json_t *msg, char *reply_to) {
 
 static void cancel_current(rt_session *s) {
     s->run_cancelled = true;
+    atomic_store(&s->cancel_req, true);
     if (s->sb) sandbox_cancel(s->sb);
     if (s->call) rt_call_cancel(s->call); /* its completion resumes the turn, which then fails */
 }
