@@ -189,6 +189,14 @@ void rt_respond_json(rt_req *r, unsigned status, const acc_buf *json) {
     rt_respond(r, status, "application/json", json->data ? json->data : "", json->len, NULL);
 }
 
+void rt_error_json(acc_buf *b, const char *code, const char *msg) {
+    acc_buf_puts(b, "{\"error\":{\"code\":");
+    rt_json_cstr(b, code);
+    acc_buf_puts(b, ",\"message\":");
+    rt_json_cstr(b, msg);
+    acc_buf_puts(b, "}}");
+}
+
 void rt_respond_error(rt_req *r, unsigned status, const char *code, const char *fmt, ...) {
     char msg[600];
     va_list ap;
@@ -196,11 +204,7 @@ void rt_respond_error(rt_req *r, unsigned status, const char *code, const char *
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     acc_buf b = ACC_BUF_INIT;
-    acc_buf_puts(&b, "{\"error\":{\"code\":");
-    rt_json_cstr(&b, code);
-    acc_buf_puts(&b, ",\"message\":");
-    rt_json_cstr(&b, msg);
-    acc_buf_puts(&b, "}}");
+    rt_error_json(&b, code, msg);
     if (acc_buf_failed(&b)) rt_respond(r, 500, "application/json", "{}", 2, NULL);
     else rt_respond(r, status, "application/json", b.data, b.len, NULL);
     acc_buf_free(&b);

@@ -39,9 +39,9 @@ size_t rt_utf8_prefix(const char *s, size_t n, bool *incomplete_tail);
 bool rt_utf8_valid(const char *s, size_t n);
 /* Appends s[0..n) as the inside of a JSON string (no quotes); invalid UTF-8 becomes U+FFFD. */
 void rt_json_escape(acc_buf *b, const char *s, size_t n);
-/* Appends "s" with quotes. */
-void rt_json_str(acc_buf *b, const char *s, size_t n);
-static inline void rt_json_cstr(acc_buf *b, const char *s) { rt_json_str(b, s, __builtin_strlen(s)); }
+/* Appends "s" with quotes (acc_buf_json_string). */
+static inline void rt_json_str(acc_buf *b, const char *s, size_t n) { acc_buf_json_string(b, s, n); }
+static inline void rt_json_cstr(acc_buf *b, const char *s) { acc_buf_json_string(b, s, __builtin_strlen(s)); }
 /* n random bytes from the OS, as 2n lower-case hex characters and a NUL. */
 void rt_random_hex(char *out, size_t nbytes);
 uint64_t rt_now_ns(void);
@@ -174,7 +174,9 @@ struct rt_req {
 void rt_respond(rt_req *r, unsigned status, const char *content_type, const char *body, size_t len,
                 const char *extra_headers);
 void rt_respond_json(rt_req *r, unsigned status, const acc_buf *json);
-/* {"error":{"code":CODE,"message":MSG}} with the status that belongs to the code. */
+/* {"error":{"code":CODE,"message":MSG}}, appended to b. */
+void rt_error_json(acc_buf *b, const char *code, const char *msg);
+/* That error as the response, with the status given. */
 void rt_respond_error(rt_req *r, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* An acc_err's code mapped to an HTTP status and a stable error name. */

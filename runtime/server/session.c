@@ -1081,11 +1081,7 @@ static void ws_closed(rt_ws *c) {
 static int refuse_upgrade(struct lws *wsi, unsigned status, const char *code, const char *msg) {
     const char *reason = status == 401 ? "Unauthorized" : status == 404 ? "Not Found" : "Service Unavailable";
     acc_buf body = ACC_BUF_INIT;
-    acc_buf_puts(&body, "{\"error\":{\"code\":");
-    rt_json_cstr(&body, code);
-    acc_buf_puts(&body, ",\"message\":");
-    rt_json_cstr(&body, msg);
-    acc_buf_puts(&body, "}}");
+    rt_error_json(&body, code, msg);
     acc_buf out = ACC_BUF_INIT;
     char *pre = acc_buf_reserve(&out, LWS_PRE);
     if (pre) {

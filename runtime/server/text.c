@@ -2,10 +2,10 @@
  * text.c: the server's text at its trust boundary: UTF-8 checks, JSON string escaping, random ids.
  *
  * Everything an agent or a remote model produces is bytes (Lua strings are), while a WebSocket
- * text frame and a JSON string must be UTF-8. Output is therefore escaped here, once, with every
- * invalid sequence replaced by U+FFFD; a streamed piece that ends inside a character keeps its
- * tail back until the rest arrives (rt_utf8_prefix), so a character split across two deltas is
- * not turned into two replacement characters.
+ * text frame and a JSON string must be UTF-8. Output is escaped by acc_buf_json_string (every
+ * invalid sequence becomes U+FFFD); a streamed piece that ends inside a character keeps its tail
+ * back until the rest arrives (rt_utf8_prefix), so a character split across two deltas is not
+ * turned into two replacement characters.
  */
 #include <stdio.h>
 #include <string.h>
@@ -59,58 +59,14 @@ bool rt_utf8_valid(const char *s, size_t n) {
     return rt_utf8_prefix(s, n, &tail) == n;
 }
 
-void rt_json_escape(acc_buf *b, const char *str, size_t n) {
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *s = (const unsigned char *)str;
-    char *out = acc_buf_reserve(b, n + 16);
-    if (!out) return;
-    size_t i = 0;
-    while (i < n) {
-        /* Copy the longest run that needs no escaping in one go. */
-        size_t run = i;
-        while (run < n && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\') run++;
-        if (run > i) {
-            acc_buf_append(b, s + i, run - i);
-            i = run;
-            continue;
-        }
-        unsigned c = s[i];
-        if (c >= 0x80) {
-            int k = utf8_char(s + i, n - i);
-            if (k > 0) {
-                acc_buf_append(b, s + i, (size_t)k);
-                i += (size_t)k;
-            } else {
-                acc_buf_append(b, "\xEF\xBF\xBD", 3);
-                i++;
-            }
-            continue;
-        }
-        char esc[7] = {'\\', 0};
-        size_t elen = 2;
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        default:
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            elen = 6;
-        }
-        acc_buf_append(b, esc, elen);
-        i++;
-    }
-}
-
-void rt_json_str(acc_buf *b, const char *s, size_t n) {
-    acc_buf_putc(b, '"');
-    rt_json_escape(b, s, n);
-    acc_buf_putc(b, '"');
+void rt_json_escape(acc_buf *b, const char *s, size_t n) {
+    /* acc_buf_json_string's text without its quotes: the inside of a string that stays open. */
+    size_t at = b->len;
+    acc_buf_json_string(b, s, n);
+    if (acc_buf_failed(b)) return;
+    memmove(b->data + at, b->data + at + 1, b->len - at - 2);
+    b->len -= 2;
+    b->data[b->len] = 0;
 }
 
 void rt_random_hex(char *out, size_t nbytes) {
