@@ -90,6 +90,7 @@ const factory_sources = [_][]const u8{
 };
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
+    "runtime/metered.c",
     "runtime/test_provider.c",
     "runtime/cli_eth.c",
     "runtime/cli_serve.c",
@@ -175,8 +176,8 @@ const modules = [_]Module{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
-        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h", "runtime/server/outbound.h" },
-        .deps = &.{ "base", "eth", "sandbox", "registry" },
+        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h", "runtime/server/outbound.h", "runtime/metered.h" },
+        .deps = &.{ "base", "eth", "sandbox", "registry", "ledger", "meters", "span", "factory" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },
 };
@@ -202,6 +203,7 @@ const unit_tests = [_]Test{
     .{ .name = "settle_chain", .module = "eth" },
     .{ .name = "meters", .module = "meters" },
     .{ .name = "crash", .module = "meters" },
+    .{ .name = "metered", .module = "runtime" },
     .{ .name = "factory", .module = "factory" },
 };
 const benches = [_]Test{

@@ -307,8 +307,8 @@ static void reap(ledger_t *l, uint64_t now) {
 }
 
 static int funds_error(acc_err *err, const ledger_account_t *a, ledger_amount_t have, ledger_amount_t need) {
-    return acc_fail(err, ACC_EFUNDS, "insufficient funds: account %s has %" PRIu64 " %ss available, %" PRIu64 " needed",
-                    a->name, have, LEDGER_UNIT_NAME, need);
+    return acc_fail(err, ACC_EFUNDS, "account %s has %" PRIu64 " %ss available, %" PRIu64 " needed", a->name, have,
+                    LEDGER_UNIT_NAME, need);
 }
 
 int ledger_reserve(ledger_t *l, ledger_account_t *a, ledger_amount_t amount, uint64_t deadline_ms,
@@ -418,7 +418,7 @@ static int check_funds(const op_t *op, const ledger_hold_t *hold, ledger_account
             return acc_fail(err, ACC_ELIMIT, "posting: an account's totals would pass %" PRIu64, LEDGER_AMOUNT_MAX);
         if (hold && d == hold->account) {
             if (d->submit_sum > hold->amount)
-                return acc_fail(err, ACC_EFUNDS, "insufficient funds: posting %" PRIu64 " from %s exceeds its hold of %" PRIu64,
+                return acc_fail(err, ACC_EFUNDS, "posting %" PRIu64 " from %s exceeds its hold of %" PRIu64,
                                 d->submit_sum, d->name, hold->amount);
         } else if (d->submit_sum > ledger__available(d)) {
             *short_of = d;

@@ -207,8 +207,8 @@ typedef struct ledger_hold ledger_hold_t;
 uint64_t ledger_now_ms(void);
 
 /* Holds amount on account until deadline_ms (ledger_now_ms clock; 0 = no deadline). When the
- * available balance is short, ACC_EFUNDS with a message naming both ("balance 120 micro-credits
- * available, 400 needed"), and *available set (may be NULL). The hold is the caller's: settle it
+ * available balance is short, ACC_EFUNDS with a message naming both ("account demo has 120
+ * micro-credits available, 400 needed"), and *available set (may be NULL). The hold is the caller's: settle it
  * with ledger_submit (hold field) or ledger_void, exactly once. */
 int ledger_reserve(ledger_t *l, ledger_account_t *a, ledger_amount_t amount, uint64_t deadline_ms,
                    ledger_hold_t **out, ledger_amount_t *available, acc_err *err);

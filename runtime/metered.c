@@ -1,0 +1,1009 @@
+/*
+ * metered.c: the metered provider (metered.h): host calls through the registry and the meters.
+ *
+ * The order of a call is the contract of the meters issue: resolve, price the most it can cost
+ * and reserve it (no model runs on an account that cannot pay), run, count the real units,
+ * attribute, post, and answer the agent only once the posting is durable. Everything the call
+ * needs from the registry beyond the call itself is cached here, because a registry read is a
+ * SQLite query and a metered call should cost microseconds: models and datanets (which never
+ * change once registered), record contributors, and the span index of every lineage datanet,
+ * built from its accepted records and caught up when the datanet's version grows (checked at most
+ * once a second per datanet).
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "meters/eth/keys.h"
+#include "registry/factory/factory.h"
+#include "registry/span/span.h"
+#include "runtime/metered.h"
+
+#define INDEX_CHECK_MS 1000
+#define HTTP_TOKENS_PER_MESSAGE 8 /* chat formats add a few tokens per message; a generous bound */
+
+/* --- caches --- */
+
+typedef struct model_entry {
+    struct model_entry *next;
+    registry_model_t rm;
+    meter_model_t mm;
+} model_entry_t;
+
+typedef struct dataset_entry {
+    struct dataset_entry *next;
+    int64_t id;
+    meter_dataset_t md;
+} dataset_entry_t;
+
+typedef struct index_entry {
+    struct index_entry *next;
+    int64_t datanet_id;
+    char datanet[REGISTRY_NAME_MAX + 1];
+    pthread_rwlock_t lock; /* readers attribute; a catch-up adds records */
+    span_index *x;
+    uint64_t seq;          /* the datanet version it holds */
+    uint64_t checked_ms;
+} index_entry_t;
+
+/* record id -> contributor (EIP-55), open addressing */
+typedef struct contrib {
+    int64_t record; /* 0: empty */
+    char address[METER_ADDRESS_SIZE];
+} contrib_t;
+
+struct rt_metered {
+    meter_t *meter;
+    rt_http_t http;
+    uint32_t http_max_tokens;
+    pthread_mutex_t mu; /* the lists and the contributor table */
+    model_entry_t *models;
+    dataset_entry_t *datasets;
+    index_entry_t *indexes;
+    contrib_t *contrib;
+    size_t ncontrib, contrib_cap;
+};
+
+struct rt_session {
+    rt_metered_t *m;
+    registry_t *reg;
+    char payer[METER_NAME_MAX + 1], session[METER_NAME_MAX + 1], request_id[METER_NAME_MAX + 1];
+    bool has_agent, first_message;
+    meter_agent_t agent;
+    char **models, **datanets; /* allow lists, or NULL */
+    size_t nmodels, ndatanets;
+    rt_poster_t poster;
+    sandbox_t *sb;             /* the sandbox whose provider this is (set at the first call) */
+    size_t in_flight;
+    meter_call_t *message;     /* the turn's message fee, while the turn runs */
+    rt_receipt_t *receipts, *receipts_tail;
+};
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err *err) {
+    rt_metered_t *m = calloc(1, sizeof *m);
+    if (!m) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    m->meter = cfg->meter;
+    m->http = cfg->http;
+    m->http_max_tokens = cfg->default_max_tokens_http ? cfg->default_max_tokens_http : 1024;
+    pthread_mutex_init(&m->mu, NULL);
+    *out = m;
+    return ACC_OK;
+}
+
+void rt_metered_close(rt_metered_t *m) {
+    if (!m) return;
+    for (model_entry_t *e = m->models, *n; e; e = n) n = e->next, free(e);
+    for (dataset_entry_t *e = m->datasets, *n; e; e = n) n = e->next, free(e);
+    for (index_entry_t *e = m->indexes, *n; e; e = n) {
+        n = e->next;
+        span_index_free(e->x);
+        pthread_rwlock_destroy(&e->lock);
+        free(e);
+    }
+    free(m->contrib);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+static void address_text(const uint8_t a[20], char out[METER_ADDRESS_SIZE]) { eth_address_to_text(a, out); }
+
+/* Under mu. */
+static void contrib_put(rt_metered_t *m, int64_t record, const uint8_t address[20]) {
+    if (record == 0) return;
+    if ((m->ncontrib + 1) * 2 > m->contrib_cap) {
+        size_t cap = m->contrib_cap ? m->contrib_cap * 2 : 1024;
+        contrib_t *t = calloc(cap, sizeof *t);
+        if (!t) return; /* a cache: a miss later reads the registry */
+        for (size_t i = 0; i < m->contrib_cap; i++)
+            if (m->contrib[i].record) {
+                size_t j = (uint64_t)m->contrib[i].record * UINT64_C(0x9e3779b97f4a7c15) >> 20 & (cap - 1);
+                while (t[j].record) j = (j + 1) & (cap - 1);
+                t[j] = m->contrib[i];
+            }
+        free(m->contrib);
+        m->contrib = t;
+        m->contrib_cap = cap;
+    }
+    size_t j = (uint64_t)record * UINT64_C(0x9e3779b97f4a7c15) >> 20 & (m->contrib_cap - 1);
+    while (m->contrib[j].record && m->contrib[j].record != record) j = (j + 1) & (m->contrib_cap - 1);
+    if (!m->contrib[j].record) m->ncontrib++;
+    m->contrib[j].record = record;
+    address_text(address, m->contrib[j].address);
+}
+
+/* Under mu. */
+static bool contrib_get(rt_metered_t *m, int64_t record, char out[METER_ADDRESS_SIZE]) {
+    if (!m->contrib_cap) return false;
+    size_t j = (uint64_t)record * UINT64_C(0x9e3779b97f4a7c15) >> 20 & (m->contrib_cap - 1);
+    while (m->contrib[j].record) {
+        if (m->contrib[j].record == record) {
+            memcpy(out, m->contrib[j].address, METER_ADDRESS_SIZE);
+            return true;
+        }
+        j = (j + 1) & (m->contrib_cap - 1);
+    }
+    return false;
+}
+
+static int remember_contributor(void *ud, const registry_record_t *r) {
+    rt_metered_t *m = ud;
+    pthread_mutex_lock(&m->mu);
+    contrib_put(m, r->id, r->contributor);
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+static int contributor_of(rt_metered_t *m, registry_t *reg, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
+    pthread_mutex_lock(&m->mu);
+    bool hit = contrib_get(m, record, out);
+    pthread_mutex_unlock(&m->mu);
+    if (hit) return ACC_OK;
+    int rc = registry_record_get(reg, record, remember_contributor, m, err);
+    if (rc) return rc;
+    pthread_mutex_lock(&m->mu);
+    hit = contrib_get(m, record, out);
+    pthread_mutex_unlock(&m->mu);
+    return hit ? ACC_OK : acc_fail(err, ACC_ENOMEM, "out of memory");
+}
+
+static void to_meter_model(const registry_model_t *r, meter_model_t *mm) {
+    memset(mm, 0, sizeof *mm);
+    snprintf(mm->name, sizeof mm->name, "%s", r->name);
+    address_text(r->owner, mm->owner);
+    mm->price_per_call = r->price_per_call;
+    mm->price_per_1k_in = r->price_per_1k_in;
+    mm->price_per_1k_out = r->price_per_1k_out;
+    mm->owner_share_bps = r->owner_share_bps;
+    mm->nshares = r->n_shares < METER_SHARES_MAX ? r->n_shares : METER_SHARES_MAX;
+    for (size_t i = 0; i < mm->nshares; i++) {
+        address_text(r->shares[i].address, mm->shares[i].address);
+        mm->shares[i].bps = r->shares[i].bps;
+    }
+}
+
+/* The cached model (read from the registry the first time). The entry lives as long as m. */
+static int model_lookup(rt_metered_t *m, registry_t *reg, const char *name, const model_entry_t **out, acc_err *err) {
+    pthread_mutex_lock(&m->mu);
+    for (model_entry_t *e = m->models; e; e = e->next)
+        if (strcmp(e->rm.name, name) == 0) {
+            pthread_mutex_unlock(&m->mu);
+            *out = e;
+            return ACC_OK;
+        }
+    pthread_mutex_unlock(&m->mu);
+    model_entry_t *e = calloc(1, sizeof *e);
+    if (!e) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    int rc = registry_model_get(reg, name, &e->rm, err);
+    if (rc) {
+        free(e);
+        return rc;
+    }
+    to_meter_model(&e->rm, &e->mm);
+    pthread_mutex_lock(&m->mu);
+    e->next = m->models;
+    m->models = e;
+    pthread_mutex_unlock(&m->mu);
+    *out = e;
+    return ACC_OK;
+}
+
+static int dataset_lookup(rt_metered_t *m, registry_t *reg, const char *name, const dataset_entry_t **out,
+                          acc_err *err) {
+    pthread_mutex_lock(&m->mu);
+    for (dataset_entry_t *e = m->datasets; e; e = e->next)
+        if (strcmp(e->md.name, name) == 0) {
+            pthread_mutex_unlock(&m->mu);
+            *out = e;
+            return ACC_OK;
+        }
+    pthread_mutex_unlock(&m->mu);
+    registry_datanet_t d;
+    int rc = registry_datanet_get(reg, name, &d, err);
+    if (rc) return rc;
+    dataset_entry_t *e = calloc(1, sizeof *e);
+    if (!e) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    e->id = d.id;
+    snprintf(e->md.name, sizeof e->md.name, "%s", d.name);
+    address_text(d.owner, e->md.owner);
+    e->md.price_per_query = d.price_per_query;
+    e->md.price_per_record = d.price_per_record;
+    pthread_mutex_lock(&m->mu);
+    e->next = m->datasets;
+    m->datasets = e;
+    pthread_mutex_unlock(&m->mu);
+    *out = e;
+    return ACC_OK;
+}
+
+typedef struct catch_up {
+    rt_metered_t *m;
+    index_entry_t *e;
+    acc_err *err;
+} catch_up_t;
+
+static int index_record(void *ud, const registry_record_t *r) {
+    catch_up_t *c = ud;
+    int rc = span_index_add(c->e->x, r->id, r->text, r->text_len, c->err);
+    if (rc) return rc;
+    pthread_mutex_lock(&c->m->mu);
+    contrib_put(c->m, r->id, r->contributor);
+    pthread_mutex_unlock(&c->m->mu);
+    c->e->seq = r->seq;
+    return 0;
+}
+
+/* The span index of a lineage datanet, current with its accepted records (caught up when its
+ * version grew; looked at most once a second). Returned read-locked: unlock it after use. */
+static int index_lookup(rt_metered_t *m, registry_t *reg, int64_t id, const char *name, index_entry_t **out,
+                        acc_err *err) {
+    pthread_mutex_lock(&m->mu);
+    index_entry_t *e = m->indexes;
+    while (e && e->datanet_id != id) e = e->next;
+    if (!e && (e = calloc(1, sizeof *e)) && (e->x = span_index_new())) {
+        e->datanet_id = id;
+        snprintf(e->datanet, sizeof e->datanet, "%s", name);
+        pthread_rwlock_init(&e->lock, NULL);
+        e->next = m->indexes;
+        m->indexes = e;
+    } else if (e && !e->x) {
+        free(e);
+        e = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (!e) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    uint64_t now = mono_ms();
+    pthread_rwlock_rdlock(&e->lock);
+    bool stale = e->checked_ms == 0 || now - e->checked_ms >= INDEX_CHECK_MS;
+    if (stale) {
+        pthread_rwlock_unlock(&e->lock);
+        pthread_rwlock_wrlock(&e->lock);
+        int rc = ACC_OK;
+        if (e->checked_ms == 0 || now - e->checked_ms >= INDEX_CHECK_MS) {
+            registry_datanet_t d;
+            rc = registry_datanet_get(reg, e->datanet, &d, err);
+            if (!rc && d.version > e->seq) {
+                catch_up_t c = {m, e, err};
+                rc = registry_records_accepted(reg, id, e->seq, 0, index_record, &c, err);
+                if (!rc) rc = span_index_commit(e->x, err);
+            }
+            if (!rc) e->checked_ms = now;
+        }
+        pthread_rwlock_unlock(&e->lock);
+        if (rc) return rc;
+        pthread_rwlock_rdlock(&e->lock);
+    }
+    *out = e;
+    return ACC_OK;
+}
+
+/* --- sessions --- */
+
+static char **copy_list(const char *const *v, size_t n) {
+    if (!v) return NULL;
+    char **c = calloc(n + 1, sizeof *c);
+    for (size_t i = 0; c && i < n; i++) c[i] = strdup(v[i]);
+    return c;
+}
+
+static void free_list(char **v, size_t n) {
+    if (!v) return;
+    for (size_t i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+static bool allowed(char **list, size_t n, const char *name) {
+    if (!list) return true;
+    for (size_t i = 0; i < n; i++)
+        if (list[i] && strcmp(list[i], name) == 0) return true;
+    return false;
+}
+
+static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call);
+
+int rt_session_open(rt_metered_t *m, const rt_session_config_t *cfg, rt_session_t **out, acc_err *err) {
+    if (!cfg->payer || !*cfg->payer || strlen(cfg->payer) > METER_NAME_MAX)
+        return acc_fail(err, ACC_EINVAL, "session: a payer account is needed");
+    rt_session_t *s = calloc(1, sizeof *s);
+    if (!s) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    s->m = m;
+    s->reg = cfg->reg;
+    snprintf(s->payer, sizeof s->payer, "%s", cfg->payer);
+    snprintf(s->session, sizeof s->session, "%s", cfg->session ? cfg->session : "");
+    if (cfg->agent) s->agent = *cfg->agent, s->has_agent = true;
+    s->first_message = true;
+    s->models = copy_list(cfg->models, cfg->nmodels);
+    s->nmodels = cfg->nmodels;
+    s->datanets = copy_list(cfg->datanets, cfg->ndatanets);
+    s->ndatanets = cfg->ndatanets;
+    s->poster = cfg->poster;
+    *out = s;
+    return ACC_OK;
+}
+
+void rt_session_clear_receipts(rt_session_t *s) {
+    for (rt_receipt_t *r = s->receipts, *n; r; r = n) n = r->next, free(r);
+    s->receipts = s->receipts_tail = NULL;
+}
+
+void rt_session_close(rt_session_t *s) {
+    if (!s) return;
+    if (s->message) meter_fail(s->message, ACC_ECANCELLED, "the session closed");
+    rt_session_clear_receipts(s);
+    free_list(s->models, s->nmodels);
+    free_list(s->datanets, s->ndatanets);
+    free(s);
+}
+
+sandbox_provider_t rt_session_provider(rt_session_t *s) {
+    return (sandbox_provider_t){.ud = s, .start_call = start_call, .output = NULL};
+}
+
+void rt_session_set_request_id(rt_session_t *s, const char *request_id) {
+    snprintf(s->request_id, sizeof s->request_id, "%s", request_id ? request_id : "");
+}
+
+size_t rt_session_in_flight(const rt_session_t *s) { return s->in_flight; }
+const rt_receipt_t *rt_session_receipts(const rt_session_t *s) { return s->receipts; }
+
+static void add_receipt(rt_session_t *s, rt_receipt_t *r) {
+    if (!r) return;
+    r->next = NULL;
+    if (s->receipts_tail) s->receipts_tail->next = r;
+    else s->receipts = r;
+    s->receipts_tail = r;
+}
+
+static rt_receipt_t *receipt_of(const meter_receipt_t *mr) {
+    const meter_event_t *e = mr->event;
+    rt_receipt_t *r = calloc(1, sizeof *r + e->nlines * sizeof r->lines[0]);
+    if (!r) return NULL;
+    r->id = e->id;
+    r->status = mr->status;
+    r->duplicate = mr->duplicate;
+    r->resource = e->resource;
+    snprintf(r->name, sizeof r->name, "%s", e->resource_name);
+    r->units_in = e->units_in;
+    r->units_out = e->units_out;
+    r->cost = mr->status == ACC_OK ? e->cost : 0;
+    if (mr->status) snprintf(r->error, sizeof r->error, "%s", mr->err.msg);
+    for (size_t i = 0; i < e->nlines; i++) {
+        r->lines[r->nlines].role = e->lines[i].role;
+        memcpy(r->lines[r->nlines].payee, e->lines[i].payee, METER_ADDRESS_SIZE);
+        r->lines[r->nlines++].amount = e->lines[i].amount;
+    }
+    return r;
+}
+
+/* A receipt for a call refused or failed before its posting (nothing charged). */
+static rt_receipt_t *failed_receipt(meter_resource_t resource, const char *name, int status, const char *why) {
+    rt_receipt_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->status = status;
+    r->resource = resource;
+    snprintf(r->name, sizeof r->name, "%s", name);
+    snprintf(r->error, sizeof r->error, "%s", why);
+    return r;
+}
+
+/* --- one call in flight --- */
+
+typedef struct pending {
+    rt_session_t *s;
+    uint64_t call_id;
+    meter_resource_t resource;
+    char name[METER_NAME_MAX + 1];
+    meter_call_t *mc;
+    const model_entry_t *model;
+    uint64_t prompt_words; /* our own count, for an HTTP model that reports no usage */
+    acc_buf answer; /* the result's JSON, without its closing brace and usage */
+} pending_t;
+
+struct rt_http_call {
+    pending_t p;
+};
+
+static void answer_now(rt_session_t *s, sandbox_t *sb, uint64_t id, const char *msg) {
+    sandbox_call_done(sb, id, 0, msg, strlen(msg));
+    (void)s;
+}
+
+/* The writer thread: the posting is durable (or failed). Hands the answer to the host. */
+static void on_booked(void *ud, const meter_receipt_t *mr) {
+    pending_t *p = ud;
+    rt_answer_t *a = calloc(1, sizeof *a);
+    if (!a) return; /* out of memory on the writer: the call's answer is lost, its money booked */
+    a->session = p->s;
+    a->call_id = p->call_id;
+    a->receipt = receipt_of(mr);
+    if (mr->status == ACC_OK) {
+        a->ok = 1;
+        char hex[33];
+        ledger_id_hex(&mr->event->id, hex);
+        if (p->call_id) {
+            if (p->resource == METER_MODEL)
+                acc_buf_printf(&p->answer,
+                               ",\"usage\":{\"prompt_tokens\":%" PRIu64 ",\"completion_tokens\":%" PRIu64
+                               ",\"cost\":%" PRIu64 ",\"call\":\"%s\"}}",
+                               mr->event->units_in, mr->event->units_out, mr->event->cost, hex);
+            else
+                acc_buf_printf(&p->answer, ",\"usage\":{\"records\":%" PRIu64 ",\"cost\":%" PRIu64 ",\"call\":\"%s\"}}",
+                               mr->event->units_out, mr->event->cost, hex);
+        }
+        a->text = acc_buf_take(&p->answer, &a->len);
+    } else {
+        a->ok = 0;
+        acc_buf_free(&p->answer);
+        acc_buf b = ACC_BUF_INIT;
+        acc_buf_printf(&b, "%s: the call could not be booked: %s", acc_status_name(mr->status), mr->err.msg);
+        a->text = acc_buf_take(&b, &a->len);
+    }
+    rt_session_t *s = p->s;
+    free(p);
+    s->poster.post(s->poster.ud, a);
+}
+
+int rt_answer_deliver(rt_answer_t *a) {
+    rt_session_t *s = a->session;
+    int rc = -1;
+    if (a->call_id && s->sb) {
+        const char *text = a->text ? a->text : "out of memory";
+        rc = sandbox_call_done(s->sb, a->call_id, a->ok, text, a->text ? a->len : strlen(text));
+    }
+    add_receipt(s, a->receipt);
+    s->in_flight--;
+    free(a->text);
+    free(a);
+    return rc;
+}
+
+void rt_answer_drop(rt_answer_t *a) {
+    a->session->in_flight--;
+    free(a->receipt);
+    free(a->text);
+    free(a);
+}
+
+/* Counts the normalised words of text (the factory's token). */
+static uint64_t count_tokens(const char *text, size_t len) {
+    span_tokens t = SPAN_TOKENS_INIT;
+    uint64_t n = span_tokenize(text, len, &t, NULL) == ACC_OK ? t.n : len;
+    span_tokens_free(&t);
+    return n;
+}
+
+typedef struct request {
+    json_t *root;
+    uint64_t max_tokens;        /* 0 when not given */
+    uint64_t prompt_words, prompt_bytes, messages;
+} request_t;
+
+static int parse_request(const char *json, size_t len, request_t *r, char *msg, size_t msglen) {
+    memset(r, 0, sizeof *r);
+    json_error_t je;
+    r->root = json_loadb(json, len, 0, &je);
+    if (!json_is_object(r->root)) {
+        snprintf(msg, msglen, "models.call: the request must be an object");
+        return ACC_EINVAL;
+    }
+    json_t *mt = json_object_get(r->root, "max_tokens");
+    if (mt) {
+        if (!json_is_integer(mt) || json_integer_value(mt) < 1) {
+            snprintf(msg, msglen, "models.call: max_tokens must be a whole number >= 1");
+            return ACC_EINVAL;
+        }
+        r->max_tokens = (uint64_t)json_integer_value(mt);
+    }
+    const char *prompt = json_string_value(json_object_get(r->root, "prompt"));
+    json_t *messages = json_object_get(r->root, "messages");
+    if (prompt) {
+        size_t n = json_string_length(json_object_get(r->root, "prompt"));
+        r->prompt_words = count_tokens(prompt, n);
+        r->prompt_bytes = n;
+        r->messages = 1;
+    } else if (json_is_array(messages) && json_array_size(messages)) {
+        size_t i;
+        json_t *mv;
+        json_array_foreach(messages, i, mv) {
+            json_t *c = json_object_get(mv, "content");
+            if (!json_is_string(c)) {
+                snprintf(msg, msglen, "models.call: messages[%zu].content must be a string", i + 1);
+                return ACC_EINVAL;
+            }
+            r->prompt_words += count_tokens(json_string_value(c), json_string_length(c));
+            r->prompt_bytes += json_string_length(c);
+            r->messages++;
+        }
+    } else {
+        snprintf(msg, msglen, "models.call: the request needs a prompt or messages");
+        return ACC_EINVAL;
+    }
+    return ACC_OK;
+}
+
+/* Attributes a model's output over its lineage's span indexes and finishes the metered call. On
+ * failure the call is failed (voided) and the message is in err. Consumes p (answered through
+ * on_booked, or freed). */
+static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_tokens, uint64_t out_tokens,
+                        bool counted_out, acc_err *err) {
+    rt_session_t *s = p->s;
+    rt_metered_t *m = s->m;
+    const registry_model_t *rm = &p->model->rm;
+    index_entry_t *ix[REGISTRY_LIST_MAX];
+    const span_index *xs[REGISTRY_LIST_MAX];
+    size_t nx = 0;
+    int rc = ACC_OK;
+    for (size_t i = 0; !rc && i < rm->n_lineage; i++) {
+        rc = index_lookup(m, s->reg, rm->lineage_id[i], rm->lineage[i], &ix[nx], err);
+        if (!rc) xs[nx] = ix[nx]->x, nx++;
+    }
+    span_attribution at;
+    memset(&at, 0, sizeof at);
+    span_attr_options opts = {.min_tokens = rm->span_k ? rm->span_k : REGISTRY_SPAN_K_DEFAULT};
+    if (!rc && nx) rc = span_attribute(xs, nx, text, len, &opts, &at, err);
+    for (size_t i = 0; i < nx; i++) pthread_rwlock_unlock(&ix[i]->lock);
+    meter_span_t sstack[16], *spans = NULL;
+    meter_credit_t cstack[32], *credits = NULL;
+    int64_t *recs = NULL;
+    uint64_t covered = 0, norm_tokens = at.ntokens;
+    if (!rc && !nx) norm_tokens = count_tokens(text, len);
+    if (!rc && at.nspans) {
+        spans = at.nspans <= 16 ? sstack : malloc(at.nspans * sizeof *spans);
+        credits = at.ncredits <= 32 ? cstack : malloc(at.ncredits * sizeof *credits);
+        size_t nrecs = 0;
+        for (size_t i = 0; i < at.nspans; i++) nrecs += at.spans[i].nsources;
+        recs = malloc((nrecs ? nrecs : 1) * sizeof *recs);
+        if (!spans || !credits || !recs) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
+        /* covered: the union of the spans' token ranges (they may overlap) */
+        uint64_t reach = 0;
+        for (size_t i = 0, k = 0; !rc && i < at.nspans; i++) {
+            const span_match *sm = &at.spans[i];
+            uint64_t a = sm->token, b = (uint64_t)sm->token + sm->ntokens;
+            if (a < reach) a = reach;
+            if (b > a) covered += b - a;
+            if (b > reach) reach = b;
+            spans[i] = (meter_span_t){sm->byte_start, sm->byte_end, sm->ntokens, sm->nsources, recs + k};
+            for (size_t j = 0; j < sm->nsources; j++) recs[k++] = sm->sources[j].record_id;
+        }
+        for (size_t i = 0; !rc && i < at.ncredits; i++) {
+            credits[i].record = at.credits[i].source.record_id;
+            credits[i].weight = at.credits[i].weight;
+            rc = contributor_of(m, s->reg, credits[i].record, credits[i].contributor, err);
+        }
+    }
+    if (!rc) {
+        meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? norm_tokens : out_tokens,
+                                   .output = text, .output_len = len, .output_norm_tokens = norm_tokens,
+                                   .covered_tokens = covered, .nspans = at.nspans, .spans = spans,
+                                   .ncredits = at.ncredits, .credits = credits};
+        meter_call_t *mc = p->mc;
+        p->mc = NULL;
+        rc = meter_finish_model(mc, &o, on_booked, p, err); /* consumes mc; on ACC_OK, p too */
+    }
+    if (spans && spans != sstack) free(spans);
+    if (credits && credits != cstack) free(credits);
+    free(recs);
+    span_attribution_free(&at);
+    return rc;
+}
+
+/* The call failed before its posting: void it, answer the agent, note it in the receipt. */
+static void fail_pending(pending_t *p, sandbox_t *sb, int code, const char *msg) {
+    if (p->mc) meter_fail(p->mc, code, msg);
+    add_receipt(p->s, failed_receipt(p->resource, p->name, code, msg));
+    if (sb) answer_now(p->s, sb, p->call_id, msg);
+    acc_buf_free(&p->answer);
+    free(p);
+}
+
+static void begin_answer_model(pending_t *p, const char *text, size_t len, const char *finish) {
+    acc_buf_puts(&p->answer, "{\"text\":");
+    acc_buf_json_string(&p->answer, text, len);
+    acc_buf_puts(&p->answer, ",\"model\":");
+    acc_buf_json_string(&p->answer, p->name, strlen(p->name));
+    acc_buf_printf(&p->answer, ",\"finish_reason\":\"%s\"", finish);
+}
+
+static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call, pending_t *p) {
+    rt_metered_t *m = s->m;
+    char msg[300];
+    acc_err err = {0};
+    const model_entry_t *e;
+    int rc = model_lookup(m, s->reg, p->name, &e, &err);
+    if (rc == ACC_ENOTFOUND) snprintf(msg, sizeof msg, "not_found: no model named '%s'", p->name);
+    else if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    else if (!allowed(s->models, s->nmodels, p->name))
+        rc = ACC_EPERM, snprintf(msg, sizeof msg, "permission: agent %s may not call model '%s' (not in its manifest)",
+                                 s->agent.name, p->name);
+    request_t req = {0};
+    if (!rc) rc = parse_request(call->json, call->json_len, &req, msg, sizeof msg);
+    uint64_t max_tokens = 0, prompt_bound = 0;
+    if (!rc) {
+        p->model = e;
+        if (e->rm.kind == REGISTRY_MODEL_BUILTIN) {
+            max_tokens = req.max_tokens ? req.max_tokens : FACTORY_DEFAULT_MAX_TOKENS;
+            if (max_tokens > FACTORY_MAX_TOKENS)
+                rc = ACC_EINVAL, snprintf(msg, sizeof msg, "models.call: max_tokens is at most %d for model '%s'",
+                                          FACTORY_MAX_TOKENS, p->name);
+            prompt_bound = req.prompt_words;
+        } else if (e->rm.kind == REGISTRY_MODEL_HTTP) {
+            max_tokens = req.max_tokens ? req.max_tokens : m->http_max_tokens;
+            prompt_bound = req.prompt_bytes + HTTP_TOKENS_PER_MESSAGE * (req.messages + 1);
+            if (!m->http.start)
+                rc = ACC_EUPSTREAM, snprintf(msg, sizeof msg,
+                                             "upstream: model '%s' is served over HTTP, which accrue serve calls; "
+                                             "accrue run cannot",
+                                             p->name);
+        } else {
+            rc = ACC_EINVAL, snprintf(msg, sizeof msg, "models.call: model '%s' is a %s model, which this host cannot run",
+                                      p->name, registry_model_kind_name(e->rm.kind));
+        }
+    }
+    meter_ctx_t ctx = {.payer = s->payer, .request_id = s->request_id, .session = s->session,
+                       .agent = s->has_agent ? &s->agent : NULL};
+    if (!rc) {
+        rc = meter_begin_model(m->meter, &ctx, &e->mm, prompt_bound, max_tokens, &p->mc, &err);
+        /* "insufficient_funds: account demo has ...": the code's name first, so an agent can
+         * recognise the error it catches */
+        if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    }
+    if (rc) {
+        json_decref(req.root);
+        fail_pending(p, sb, rc, msg);
+        return 0;
+    }
+    if (e->rm.kind == REGISTRY_MODEL_HTTP) {
+        json_t *up = json_object();
+        json_object_set_new(up, "model", json_string(e->rm.upstream));
+        json_t *msgs = json_object_get(req.root, "messages");
+        if (msgs) json_object_set(up, "messages", msgs);
+        else json_object_set_new(up, "messages", json_pack("[{s:s,s:O}]", "role", "user", "content",
+                                                            json_object_get(req.root, "prompt")));
+        json_object_set_new(up, "max_tokens", json_integer((json_int_t)max_tokens));
+        json_object_set_new(up, "stream", json_false());
+        char *body = json_dumps(up, JSON_COMPACT);
+        json_decref(up);
+        json_decref(req.root);
+        rt_http_call_t *hc = malloc(sizeof *hc);
+        if (!body || !hc) {
+            free(body);
+            free(hc);
+            fail_pending(p, sb, ACC_ENOMEM, "out of memory");
+            return 0;
+        }
+        p->prompt_words = req.prompt_words;
+        hc->p = *p;
+        free(p);
+        s->in_flight++;
+        int started = m->http.start(m->http.ud, &e->rm, body, strlen(body), hc);
+        free(body);
+        if (started != 0) { /* refused at once (the host will not call rt_http_done) */
+            s->in_flight--;
+            p = malloc(sizeof *p);
+            if (p) *p = hc->p;
+            else meter_fail(hc->p.mc, ACC_EUPSTREAM, "the host refused the call");
+            free(hc);
+            snprintf(msg, sizeof msg, "upstream: model '%s': the host could not start the call", e->rm.name);
+            if (p) fail_pending(p, sb, ACC_EUPSTREAM, msg);
+            else answer_now(s, sb, call->id, msg);
+        }
+        return 0;
+    }
+    /* built-in: run it here, on the sandbox's thread */
+    acc_buf out = ACC_BUF_INIT;
+    rc = factory_call(s->reg, &e->rm, call->json, call->json_len, &out, &err);
+    json_decref(req.root);
+    json_t *res = rc ? NULL : json_loadb(out.data, out.len, 0, NULL);
+    acc_buf_free(&out);
+    const char *text = json_string_value(json_object_get(res, "text"));
+    json_t *usage = json_object_get(res, "usage");
+    if (!rc && !text) rc = acc_fail(&err, ACC_EIO, "the model's answer could not be read");
+    if (rc) {
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+        json_decref(res);
+        fail_pending(p, sb, rc, msg);
+        return 0;
+    }
+    size_t tlen = json_string_length(json_object_get(res, "text"));
+    uint64_t in = (uint64_t)json_integer_value(json_object_get(usage, "prompt_tokens"));
+    uint64_t outn = (uint64_t)json_integer_value(json_object_get(usage, "completion_tokens"));
+    const char *finish = json_string_value(json_object_get(res, "finish_reason"));
+    begin_answer_model(p, text, tlen, finish ? finish : "stop");
+    s->in_flight++;
+    rc = finish_model(p, text, tlen, in, outn, false, &err);
+    json_decref(res);
+    if (rc) {
+        s->in_flight--;
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+        fail_pending(p, sb, rc, msg);
+    }
+    return 0;
+}
+
+void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) {
+    pending_t *p = malloc(sizeof *p);
+    rt_session_t *s = hc->p.s;
+    sandbox_t *sb = s->sb;
+    if (!p) { /* nothing can be done without memory; void and drop */
+        meter_fail(hc->p.mc, ACC_ENOMEM, "out of memory");
+        acc_buf_free(&hc->p.answer);
+        free(hc);
+        s->in_flight--;
+        return;
+    }
+    *p = hc->p;
+    free(hc);
+    s->in_flight--;
+    char msg[300];
+    if (!ok) {
+        snprintf(msg, sizeof msg, "upstream: model '%s': %.*s", p->name, (int)(len > 200 ? 200 : len), response);
+        fail_pending(p, sb, ACC_EUPSTREAM, msg);
+        return;
+    }
+    json_t *res = json_loadb(response, len, 0, NULL);
+    json_t *choice = json_array_get(json_object_get(res, "choices"), 0);
+    json_t *content = json_object_get(json_object_get(choice, "message"), "content");
+    if (!json_is_string(content)) {
+        json_decref(res);
+        snprintf(msg, sizeof msg, "upstream: model '%s' answered without choices[0].message.content", p->name);
+        fail_pending(p, sb, ACC_EUPSTREAM, msg);
+        return;
+    }
+    json_t *usage = json_object_get(res, "usage");
+    json_t *pt = json_object_get(usage, "prompt_tokens"), *ct = json_object_get(usage, "completion_tokens");
+    const char *text = json_string_value(content);
+    size_t tlen = json_string_length(content);
+    const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
+    begin_answer_model(p, text, tlen, finish ? finish : "stop");
+    /* no reported usage: our own tokenizer counts (a prompt bound was reserved, output counted) */
+    uint64_t in = json_is_integer(pt) ? (uint64_t)json_integer_value(pt) : p->prompt_words;
+    acc_err err = {0};
+    s->in_flight++;
+    int rc = finish_model(p, text, tlen, in, json_is_integer(ct) ? (uint64_t)json_integer_value(ct) : 0,
+                          !json_is_integer(ct), &err);
+    json_decref(res);
+    if (rc) {
+        s->in_flight--;
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+        fail_pending(p, sb, rc, msg);
+    }
+}
+
+static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call, pending_t *p) {
+    rt_metered_t *m = s->m;
+    char msg[300];
+    acc_err err = {0};
+    const dataset_entry_t *e;
+    int rc = dataset_lookup(m, s->reg, p->name, &e, &err);
+    if (rc == ACC_ENOTFOUND) snprintf(msg, sizeof msg, "not_found: no dataset named '%s'", p->name);
+    else if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    else if (!allowed(s->datanets, s->ndatanets, p->name))
+        rc = ACC_EPERM, snprintf(msg, sizeof msg, "permission: agent %s may not query dataset '%s' (not in its manifest)",
+                                 s->agent.name, p->name);
+    json_t *req = rc ? NULL : json_loadb(call->json, call->json_len, 0, NULL);
+    json_t *jt = json_object_get(req, "text");
+    json_int_t limit = 3;
+    json_t *jl = json_object_get(json_object_get(req, "opts"), "limit");
+    if (!rc && !json_is_string(jt)) rc = ACC_EINVAL, snprintf(msg, sizeof msg, "datasets.query: the query needs text");
+    if (!rc && jl) {
+        if (!json_is_integer(jl) || json_integer_value(jl) < 1 || json_integer_value(jl) > REGISTRY_QUERY_LIMIT_MAX)
+            rc = ACC_EINVAL, snprintf(msg, sizeof msg, "datasets.query: limit must be 1 to %d", REGISTRY_QUERY_LIMIT_MAX);
+        else limit = json_integer_value(jl);
+    }
+    meter_ctx_t ctx = {.payer = s->payer, .request_id = s->request_id, .session = s->session,
+                       .agent = s->has_agent ? &s->agent : NULL};
+    if (!rc && (rc = meter_begin_dataset(m->meter, &ctx, &e->md, (uint64_t)limit, &p->mc, &err)))
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    registry_hits_t *hits = NULL;
+    if (!rc && (rc = registry_query(s->reg, p->name, json_string_value(jt), json_string_length(jt), (size_t)limit,
+                                    &hits, &err)))
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    json_decref(req);
+    if (rc) {
+        fail_pending(p, sb, rc, msg);
+        return 0;
+    }
+    meter_row_t stack[16], *rows = hits->n <= 16 ? stack : malloc(hits->n * sizeof *rows);
+    if (!rows) {
+        free(hits);
+        fail_pending(p, sb, ACC_ENOMEM, "out of memory");
+        return 0;
+    }
+    acc_buf_puts(&p->answer, "{\"rows\":[");
+    for (size_t i = 0; i < hits->n; i++) {
+        const registry_hit_t *h = &hits->hit[i];
+        rows[i].record = h->id;
+        address_text(h->contributor, rows[i].contributor);
+        rows[i].score = h->score;
+        acc_buf_printf(&p->answer, "%s{\"id\":%" PRId64 ",\"contributor\":\"%s\",\"score\":%.6g,\"text\":",
+                       i ? "," : "", h->id, rows[i].contributor, h->score);
+        acc_buf_json_string(&p->answer, h->text, h->text_len);
+        acc_buf_putc(&p->answer, '}');
+        pthread_mutex_lock(&m->mu);
+        contrib_put(m, h->id, h->contributor);
+        pthread_mutex_unlock(&m->mu);
+    }
+    acc_buf_putc(&p->answer, ']');
+    meter_dataset_outcome_t o = {.nrows = hits->n, .rows = rows};
+    meter_call_t *mc = p->mc;
+    p->mc = NULL;
+    s->in_flight++;
+    rc = meter_finish_dataset(mc, &o, on_booked, p, &err);
+    if (rows != stack) free(rows);
+    free(hits);
+    if (rc) {
+        s->in_flight--;
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+        fail_pending(p, sb, rc, msg);
+    }
+    return 0;
+}
+
+static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
+    rt_session_t *s = ud;
+    s->sb = sb;
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p || call->name_len > METER_NAME_MAX || memchr(call->name, 0, call->name_len)) {
+        free(p);
+        const char *msg = p ? "not_found: no such name" : "out of memory";
+        sandbox_call_done(sb, call->id, 0, msg, strlen(msg));
+        return -1;
+    }
+    p->s = s;
+    p->call_id = call->id;
+    memcpy(p->name, call->name, call->name_len);
+    p->name[call->name_len] = '\0';
+    if (call->kind == SANDBOX_CALL_MODEL) {
+        p->resource = METER_MODEL;
+        return model_call(s, sb, call, p);
+    }
+    p->resource = METER_DATASET;
+    return dataset_call(s, sb, call, p);
+}
+
+/* --- the message fee --- */
+
+int rt_session_begin_message(rt_session_t *s, acc_err *err) {
+    if (!s->has_agent || s->message) return ACC_OK;
+    if (!s->agent.price_per_message && !(s->first_message && s->agent.price_per_session)) return ACC_OK;
+    meter_ctx_t ctx = {.payer = s->payer, .request_id = s->request_id, .session = s->session, .agent = &s->agent};
+    int rc = meter_begin_message(s->m->meter, &ctx, s->first_message, &s->message, err);
+    if (rc == ACC_EFUNDS) acc_err_prefix(err, "insufficient_funds");
+    return rc;
+}
+
+int rt_session_end_message(rt_session_t *s, bool ok, acc_err *err) {
+    meter_call_t *mc = s->message;
+    s->message = NULL;
+    if (!mc) {
+        if (ok) s->first_message = false;
+        return ACC_OK;
+    }
+    if (!ok) {
+        meter_fail(mc, ACC_ECANCELLED, "the turn failed");
+        return ACC_OK;
+    }
+    s->first_message = false;
+    pending_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        meter_fail(mc, ACC_ENOMEM, "out of memory");
+        return acc_fail(err, ACC_ENOMEM, "out of memory");
+    }
+    p->s = s;
+    p->resource = METER_MESSAGE;
+    snprintf(p->name, sizeof p->name, "%s", s->agent.name);
+    s->in_flight++;
+    int rc = meter_finish_message(mc, on_booked, p, err);
+    if (rc) {
+        s->in_flight--;
+        free(p);
+    }
+    return rc;
+}
+
+/* --- a waiting host's queue --- */
+
+struct rt_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    rt_answer_t *head, *tail;
+};
+
+rt_queue_t *rt_queue_new(void) {
+    rt_queue_t *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cond, NULL);
+    return q;
+}
+
+void rt_queue_free(rt_queue_t *q) {
+    if (!q) return;
+    for (rt_answer_t *a = q->head, *n; a; a = n) n = a->next, rt_answer_drop(a);
+    pthread_cond_destroy(&q->cond);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+static void queue_post(void *ud, rt_answer_t *a) {
+    rt_queue_t *q = ud;
+    a->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail) q->tail->next = a;
+    else q->head = a;
+    q->tail = a;
+    pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->mu);
+}
+
+rt_poster_t rt_queue_poster(rt_queue_t *q) { return (rt_poster_t){.ud = q, .post = queue_post}; }
+
+rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms) {
+    pthread_mutex_lock(&q->mu);
+    if (!q->head && timeout_ms != 0) {
+        if (timeout_ms < 0) {
+            while (!q->head) pthread_cond_wait(&q->cond, &q->mu);
+        } else {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += timeout_ms / 1000;
+            ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+            if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+            while (!q->head && pthread_cond_timedwait(&q->cond, &q->mu, &ts) == 0) {
+            }
+        }
+    }
+    rt_answer_t *a = q->head;
+    q->head = q->tail = NULL;
+    pthread_mutex_unlock(&q->mu);
+    return a;
+}
+
+sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *s, rt_queue_t *q) {
+    sandbox_status_t st = sandbox_run(sb);
+    for (;;) {
+        if (st == SANDBOX_PAUSED) {
+            st = sandbox_run(sb);
+            continue;
+        }
+        if (st != SANDBOX_WAITING && s->in_flight == 0) return st;
+        rt_answer_t *a = rt_queue_take(q, -1);
+        bool resumed = false;
+        while (a) {
+            rt_answer_t *next = a->next;
+            resumed |= rt_answer_deliver(a) == 0 && st == SANDBOX_WAITING;
+            a = next;
+        }
+        if (st == SANDBOX_WAITING && resumed) st = sandbox_run(sb);
+    }
+}

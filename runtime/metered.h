@@ -1,0 +1,158 @@
+/*
+ * metered.h: models.call and datasets.query answered through the registry and the meters.
+ *
+ * This is the sandbox provider of `accrue run` and of the server: a host call names a model or a
+ * dataset; the registry resolves it (its prices, owner, lineage, shares); the meter prices the most
+ * it can cost and reserves that (a refusal answers the agent at once: "insufficient_funds: ..."),
+ * the call runs (a built-in model in the factory, a dataset query in FTS5; an HTTP model through
+ * the host's own client), its output is attributed (spans over the lineage datanets' span indexes,
+ * or the returned records' contributors), and the posting is queued. The agent gets its answer only
+ * once the ledger has made the posting durable: the ledger's writer thread hands the finished call
+ * (an rt_answer_t) to the host's post function, and the thread that owns the sandbox delivers it
+ * with rt_answer_deliver (which calls sandbox_call_done). So a synchronous `accrue run` and the
+ * server's event loop and workers share every line of this file.
+ *
+ * Threads. An rt_metered_t is shared by every thread of the process (its caches are locked). An
+ * rt_session_t belongs to the thread that runs its sandbox, like the sandbox itself; its registry
+ * handle is that thread's. post runs on the ledger's writer thread (or, for a refusal or an error
+ * found before the model runs, on the sandbox's thread inside start_call): it must only queue.
+ */
+#ifndef ACCRUE_RUNTIME_METERED_H
+#define ACCRUE_RUNTIME_METERED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "meters/meters.h"
+#include "registry/registry.h"
+#include "sandbox/sandbox.h"
+
+typedef struct rt_metered rt_metered_t;
+typedef struct rt_session rt_session_t;
+
+/* A finished host call, waiting to be delivered on its sandbox's thread. The host may use next
+ * (for its queue) and read session; the rest is this file's. */
+typedef struct rt_answer {
+    struct rt_answer *next;
+    rt_session_t *session;
+    uint64_t call_id;         /* the sandbox's; 0 for a message fee (nothing to answer) */
+    int ok;
+    char *text;               /* the result's JSON so far, or the error message */
+    size_t len;
+    struct rt_receipt *receipt;
+} rt_answer_t;
+
+/* Answers the sandbox (sandbox_call_done), adds the call to its session's receipt, frees a. On
+ * the sandbox's thread. Returns 0 when the sandbox's waiting call was answered (run it again),
+ * -1 otherwise (a message fee's answer; a call whose turn had ended). */
+int rt_answer_deliver(rt_answer_t *a);
+/* Frees an answer that will not be delivered (its session is being closed). */
+void rt_answer_drop(rt_answer_t *a);
+
+/* How the host hears of finished calls: post(ud, a) from any thread; the host later calls
+ * rt_answer_deliver(a) on the sandbox's thread. */
+typedef struct rt_poster {
+    void *ud;
+    void (*post)(void *ud, rt_answer_t *a);
+} rt_poster_t;
+
+/* An HTTP model, called by the host (the server's outbound client). start runs on the sandbox's
+ * thread and returns at once (0: taken; else refused, and the call fails with the message the
+ * host put in the call's error with rt_http_done, or a generic one); the host later calls
+ * rt_http_done once, on the sandbox's thread (the attribution reads the session's registry
+ * handle), with the upstream's chat-completions response or an error. request_json is an OpenAI
+ * chat-completions request for the model's upstream name, with max_tokens set and stream false;
+ * it is valid during start only. NULL start: HTTP models are refused. */
+typedef struct rt_http_call rt_http_call_t;
+typedef struct rt_http {
+    void *ud;
+    int (*start)(void *ud, const registry_model_t *model, const char *request_json, size_t len, rt_http_call_t *call);
+} rt_http_t;
+/* ok: response is the upstream's JSON body (its choices[0].message.content and its usage are
+ * read); !ok: response is an error message. Copies response. */
+void rt_http_done(rt_http_call_t *call, int ok, const char *response, size_t len);
+
+/* A queue of answers for a host whose sandbox thread can wait (accrue run, tests, benchmarks):
+ * its poster pushes under a mutex and signals; rt_queue_take waits for answers on the sandbox's
+ * thread. */
+typedef struct rt_queue rt_queue_t;
+rt_queue_t *rt_queue_new(void); /* NULL when out of memory */
+void rt_queue_free(rt_queue_t *q); /* drops what is left */
+rt_poster_t rt_queue_poster(rt_queue_t *q);
+/* Waits up to timeout_ms (-1: for ever) for an answer, then takes every queued one, oldest first
+ * (a list through next), or NULL. */
+rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms);
+
+typedef struct rt_metered_config {
+    meter_t *meter;      /* not owned */
+    rt_http_t http;
+    uint32_t default_max_tokens_http; /* when a request to an HTTP model names none; 0 = 1024 */
+} rt_metered_config_t;
+
+int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err *err);
+void rt_metered_close(rt_metered_t *m);
+
+/* One receipt line per call (what `accrue run` prints after the reply, the server's usage frame). */
+typedef struct rt_receipt_line {
+    meter_role_t role;
+    char payee[METER_ADDRESS_SIZE];
+    ledger_amount_t amount;
+} rt_receipt_line_t;
+
+typedef struct rt_receipt {
+    struct rt_receipt *next;
+    ledger_id_t id;
+    int status;                 /* ACC_OK charged; else the call failed (nothing charged) */
+    bool duplicate;
+    meter_resource_t resource;
+    char name[METER_NAME_MAX + 1];
+    uint64_t units_in, units_out;
+    ledger_amount_t cost;
+    char error[200];
+    size_t nlines;
+    rt_receipt_line_t lines[];
+} rt_receipt_t;
+
+typedef struct rt_session_config {
+    registry_t *reg;        /* the owning thread's registry handle */
+    const char *payer;      /* the API-key account that pays */
+    const char *session;    /* the session id ("" for none) */
+    const meter_agent_t *agent; /* the agent running, or NULL (a script run from a file) */
+    /* What the agent may call (its manifest's lists); NULL: anything registered. */
+    const char *const *models;
+    size_t nmodels;
+    const char *const *datanets;
+    size_t ndatanets;
+    rt_poster_t poster;
+} rt_session_config_t;
+
+/* A session: its provider (for sandbox_open), its payer and agent, its receipts. */
+int rt_session_open(rt_metered_t *m, const rt_session_config_t *cfg, rt_session_t **out, acc_err *err);
+/* Every call still in flight must have been delivered or dropped. */
+void rt_session_close(rt_session_t *s);
+sandbox_provider_t rt_session_provider(rt_session_t *s);
+/* The request id the client knows the current message by (a session message id, X-Request-Id);
+ * copied; stamped on every usage event of the calls that follow. */
+void rt_session_set_request_id(rt_session_t *s, const char *request_id);
+/* Calls started and not yet delivered. */
+size_t rt_session_in_flight(const rt_session_t *s);
+/* The receipts of the calls delivered so far, oldest first (owned by the session). */
+const rt_receipt_t *rt_session_receipts(const rt_session_t *s);
+void rt_session_clear_receipts(rt_session_t *s);
+
+/* The agent's message fee: reserved at the start of a turn (ACC_EFUNDS refuses the turn),
+ * posted when the turn ends well, voided when it fails. The session's first message also pays
+ * the agent's session price. Between begin and end the turn's calls run as usual. Without an
+ * agent, or with a free one, both do nothing. */
+int rt_session_begin_message(rt_session_t *s, acc_err *err);
+/* ok: queue its posting; like a call, it arrives through post as an answer (call_id 0, nothing to
+ * answer in the sandbox) whose delivery adds its receipt. !ok: void it. */
+int rt_session_end_message(rt_session_t *s, bool ok, acc_err *err);
+
+/* Runs the sandbox's current turn to its end on this thread: runs it, delivers answers from q as
+ * they come and runs it again, until it is done or failed and nothing of the session is in flight
+ * (its message fee included). */
+sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *s, rt_queue_t *q);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * test_metered.c: agents' calls metered end to end (runtime/metered.h): a real registry (datanets
+ * with contributors, models with lineage and shares), the span indexes built from it, the meters,
+ * the ledger, and a real sandbox running agent scripts.
+ *
+ * The attribution test: an HTTP model whose upstream this test plays (so the output is exactly
+ * what the test chooses) answers with outputs that copy a known contributor's record exactly, copy
+ * one with light edits (case, punctuation, spacing), mix two contributors, copy a span two
+ * contributors both hold, say something novel, and copy a near miss one token shorter than k.
+ * The right contributors, and only they, receive the data share; novel text and near misses pay it
+ * to the model's owner. Then a built-in model (the factory's) answering from its records, a
+ * dataset query paying by rank, insufficient funds as an error the agent catches, agents refused a
+ * model their manifest does not list, and the message fee of an agent's turn.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "meters/eth/keys.h"
+#include "meters/ledger/ledger.h"
+#include "meters/meters.h"
+#include "registry/factory/factory.h"
+#include "registry/registry.h"
+#include "runtime/metered.h"
+#include "tests/check.h"
+
+static char dir[128];
+
+#define OWNER "0x1000000000000000000000000000000000000001"
+#define DNOWNER "0x1000000000000000000000000000000000000002"
+#define SHARE "0x1000000000000000000000000000000000000003"
+#define AUTHOR "0x1000000000000000000000000000000000000004"
+
+/* Contributors: four addresses. */
+static const char *const who[] = {
+    "0xA000000000000000000000000000000000000001", /* alice */
+    "0xA000000000000000000000000000000000000002", /* bob */
+    "0xA000000000000000000000000000000000000003", /* carol */
+    "0xA000000000000000000000000000000000000004", /* dave */
+};
+enum { ALICE, BOB, CAROL, DAVE };
+static char addr[4][ETH_ADDRESS_TEXT_SIZE]; /* EIP-55 forms */
+
+static const struct {
+    int who;
+    const char *text;
+} records[] = {
+    {ALICE, "Grapes grow in tight clusters on woody vines that climb toward the summer sun."},
+    {BOB, "Figs are pollinated inside the fruit by tiny wasps that crawl through a narrow opening."},
+    {CAROL, "Apple trees need a cold winter rest before they flower again in the spring orchard."},
+    {DAVE, "Cherries ripen early and birds often eat them before the farmers can pick the harvest."},
+    /* the same long span in two records by two contributors */
+    {ALICE, "Old orchards keep heirloom varieties alive for the patient gardeners who tend them each year."},
+    {DAVE, "Many say old orchards keep heirloom varieties alive for the patient gardeners who tend them."},
+};
+
+typedef struct world {
+    registry_t *reg;
+    ledger_t *ledger;
+    meter_t *meter;
+    rt_metered_t *metered;
+    rt_queue_t *queue;
+    rt_http_call_t *pending_http; /* the upstream call this test answers */
+    char *http_request;
+} world_t;
+
+static int fake_start(void *ud, const registry_model_t *model, const char *json, size_t len, rt_http_call_t *call) {
+    world_t *w = ud;
+    (void)model;
+    w->pending_http = call;
+    free(w->http_request);
+    w->http_request = strndup(json, len);
+    return 0;
+}
+
+static void parse_addr(const char *text, uint8_t out[20]) {
+    char e[128];
+    CHECK_MSG(eth_address_parse(text, strlen(text), out, e, sizeof e) == 0, "%s: %s", text, e);
+}
+
+static void setup(world_t *w, const char *name) {
+    memset(w, 0, sizeof *w);
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s.db", dir, name);
+    acc_err err = {0};
+    CHECK_MSG(registry_open(path, REGISTRY_OPEN_CREATE, &w->reg, &err) == ACC_OK, "%s", err.msg);
+    registry_datanet_spec_t spec = {.name = "t/fruit", .price_per_query = 10, .price_per_record = 20};
+    parse_addr(DNOWNER, spec.owner);
+    CHECK_MSG(registry_datanet_create(w->reg, &spec, NULL, &err) == ACC_OK, "%s", err.msg);
+    acc_buf jl = ACC_BUF_INIT;
+    for (size_t i = 0; i < sizeof records / sizeof records[0]; i++)
+        acc_buf_printf(&jl, "{\"text\":\"%s\",\"contributor\":\"%s\"}\n", records[i].text, who[records[i].who]);
+    CHECK_MSG(registry_import_jsonl(w->reg, "t/fruit", jl.data, jl.len, "test", NULL, NULL, NULL, &err) == ACC_OK, "%s",
+              err.msg);
+    acc_buf_free(&jl);
+    registry_model_t m = {.name = "t/chat", .kind = REGISTRY_MODEL_HTTP, .price_per_call = 1000,
+                          .price_per_1k_in = 1000, .price_per_1k_out = 2000, .owner_share_bps = 2000, .n_lineage = 1,
+                          .n_shares = 1, .span_k = 8};
+    parse_addr(OWNER, m.owner);
+    strcpy(m.lineage[0], "t/fruit");
+    parse_addr(SHARE, m.shares[0].address);
+    m.shares[0].bps = 1000;
+    strcpy(m.url, "http://127.0.0.1:1/v1");
+    strcpy(m.upstream, "upstream-chat");
+    CHECK_MSG(registry_model_register(w->reg, &m, NULL, 0, NULL, &err) == ACC_OK, "%s", err.msg);
+    registry_model_t b = {.name = "t/gen", .price_per_call = 500, .price_per_1k_out = 1000, .owner_share_bps = 3000,
+                          .span_k = 8};
+    parse_addr(OWNER, b.owner);
+    CHECK_MSG(factory_build(w->reg, &b, "t/fruit", 4, NULL, &err) == ACC_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/%s.db", dir, name);
+    CHECK_MSG(ledger_open(path, &(ledger_opts_t){.no_sync = true}, &w->ledger, &err) == ACC_OK, "%s", err.msg);
+    meter_config_t mc = meter_config_default();
+    mc.operator_fee_bps = 0;
+    CHECK(meter_open(w->ledger, &mc, &w->meter, &err) == ACC_OK);
+    rt_metered_config_t cfg = {.meter = w->meter, .http = {.ud = w, .start = fake_start}};
+    CHECK(rt_metered_open(&cfg, &w->metered, &err) == ACC_OK);
+    w->queue = rt_queue_new();
+    ledger_account_t *demo;
+    ledger_account(w->ledger, LEDGER_ACCOUNT_USER, "demo", &demo, NULL);
+    ledger_transfer_t t = {ledger_system(w->ledger, LEDGER_SYSTEM_EXTERNAL), demo, 10000000, LEDGER_CODE_TOPUP};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t r;
+    CHECK(ledger_submit_wait(w->ledger, &p, &r, NULL) == ACC_OK);
+}
+
+static void teardown(world_t *w) {
+    rt_queue_free(w->queue);
+    rt_metered_close(w->metered);
+    acc_err err = {0};
+    CHECK_MSG(ledger_check(w->ledger, meter_check_event, w->ledger, NULL, &err) == ACC_OK, "check: %s", err.msg);
+    meter_close(w->meter);
+    ledger_close(w->ledger);
+    registry_close(w->reg);
+    free(w->http_request);
+}
+
+/* A sandbox running script with a session of the world's; the caller closes both. */
+static sandbox_t *agent(world_t *w, const char *script, const meter_agent_t *ag, const char *const *models,
+                        size_t nmodels, rt_session_t **s) {
+    rt_session_config_t sc = {.reg = w->reg, .payer = "demo", .session = "t-session", .agent = ag,
+                              .models = models, .nmodels = nmodels, .poster = rt_queue_poster(w->queue)};
+    acc_err err = {0};
+    CHECK(rt_session_open(w->metered, &sc, s, &err) == ACC_OK);
+    sandbox_provider_t p = rt_session_provider(*s);
+    sandbox_t *sb = sandbox_open(NULL, &p);
+    CHECK(sandbox_start_load(sb, "=t", script, strlen(script)) == 0);
+    CHECK(rt_run_turn(sb, *s, w->queue) == SANDBOX_DONE);
+    return sb;
+}
+
+static const char chat_script[] =
+    "return { on_message = function(session, text)\n"
+    "  return models.call('t/chat', { prompt = text, max_tokens = 200 }).text\n"
+    "end }\n";
+
+/* One message to a sandbox running chat_script, the upstream answering `output`. Returns the
+ * turn's receipt (the session's last). */
+static const rt_receipt_t *chat(world_t *w, sandbox_t *sb, rt_session_t *s, const char *output) {
+    rt_session_clear_receipts(s);
+    CHECK(sandbox_start_message(sb, "tell me about fruit", 19) == 0);
+    sandbox_status_t st = sandbox_run(sb);
+    CHECK(st == SANDBOX_WAITING && w->pending_http);
+    if (w->pending_http) {
+        acc_buf resp = ACC_BUF_INIT;
+        acc_buf_puts(&resp, "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":");
+        acc_buf_json_string(&resp, output, strlen(output));
+        acc_buf_puts(&resp, "},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":30}}");
+        rt_http_call_t *hc = w->pending_http;
+        w->pending_http = NULL;
+        rt_http_done(hc, 1, resp.data, resp.len);
+        acc_buf_free(&resp);
+    }
+    CHECK(rt_run_turn(sb, s, w->queue) == SANDBOX_DONE);
+    size_t len;
+    const char *reply = sandbox_reply(sb, &len);
+    CHECK_MSG(reply && strcmp(reply, output) == 0, "reply: %s", reply ? reply : sandbox_errmsg(sb));
+    return rt_session_receipts(s);
+}
+
+static ledger_amount_t paid(const rt_receipt_t *r, meter_role_t role, const char *payee) {
+    ledger_amount_t sum = 0;
+    for (size_t i = 0; r && i < r->nlines; i++)
+        if (r->lines[i].role == role && (!payee || strcmp(r->lines[i].payee, payee) == 0)) sum += r->lines[i].amount;
+    return sum;
+}
+
+static void test_attribution_pays_the_right_contributors_and_only_them(void) {
+    world_t w;
+    setup(&w, "attr");
+    rt_session_t *s;
+    sandbox_t *sb = agent(&w, chat_script, NULL, NULL, 0, &s);
+    /* Each costs 1000 + ceil((5*1000 + 30*2000)/1000) = 1065, split by [2000, 1000, 7000] bps into
+     * 213, 106.5 and 745.5: the one unit left goes to the tie's lower index, the declared share. */
+
+    /* 1. an exact copy of Alice's record: the whole data share is hers */
+    const rt_receipt_t *r = chat(&w, sb, s, records[0].text);
+    CHECK(r && r->status == ACC_OK && r->cost == 1065);
+    ledger_amount_t data = r ? r->cost - paid(r, METER_ROLE_OWNER, NULL) - paid(r, METER_ROLE_SHARE, NULL) : 0;
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, addr[ALICE]), data);
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), data);
+    CHECK(data > 700);
+    CHECK_EQ(paid(r, METER_ROLE_SHARE, SHARE), 107);
+
+    /* 2. lightly edited: case, punctuation and spacing changed, still Bob's */
+    r = chat(&w, sb, s, "FIGS are pollinated -- inside the fruit, by tiny WASPS that crawl through   a narrow opening!");
+    CHECK(paid(r, METER_ROLE_SPAN, addr[BOB]) > 700);
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), paid(r, METER_ROLE_SPAN, addr[BOB]));
+
+    /* 3. novel text: no data share to anyone but the owner */
+    r = chat(&w, sb, s, "Bananas are berries while strawberries are not, botanically speaking, which surprises people.");
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), 0);
+    CHECK(r && paid(r, METER_ROLE_OWNER, OWNER) == r->cost - paid(r, METER_ROLE_SHARE, NULL));
+
+    /* 4. a near miss: seven tokens of Carol's record (k = 8) inside novel text pay nothing */
+    r = chat(&w, sb, s, "Honestly, apple trees need a cold winter rest, said nobody at the market today.");
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), 0);
+    /* ...and eight of them do */
+    r = chat(&w, sb, s, "Honestly, apple trees need a cold winter rest before, said nobody at the market today.");
+    CHECK(paid(r, METER_ROLE_SPAN, addr[CAROL]) > 0);
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), paid(r, METER_ROLE_SPAN, addr[CAROL]));
+
+    /* 5. half Alice, half Dave: both, by span length, and the uncovered rest to the owner */
+    r = chat(&w, sb, s, "Grapes grow in tight clusters on woody vines that climb. Then: cherries ripen early and "
+                        "birds often eat them before the farmers can pick the harvest.");
+    ledger_amount_t a = paid(r, METER_ROLE_SPAN, addr[ALICE]), d = paid(r, METER_ROLE_SPAN, addr[DAVE]);
+    CHECK(a > 0 && d > 0 && d > a); /* Dave's span is longer */
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), a + d);
+
+    /* 6. a span both Alice and Dave hold: shared between them */
+    r = chat(&w, sb, s, "old orchards keep heirloom varieties alive for the patient gardeners who tend them");
+    a = paid(r, METER_ROLE_SPAN, addr[ALICE]), d = paid(r, METER_ROLE_SPAN, addr[DAVE]);
+    CHECK(a > 0 && d > 0 && (a > d ? a - d : d - a) <= 1);
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, addr[BOB]) + paid(r, METER_ROLE_SPAN, addr[CAROL]), 0);
+
+    /* the upstream got an OpenAI request for its own model name, with max_tokens */
+    CHECK(w.http_request && strstr(w.http_request, "\"model\":\"upstream-chat\"") &&
+          strstr(w.http_request, "\"max_tokens\":200"));
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
+}
+
+static void test_builtin_model_and_dataset_query_are_metered(void) {
+    world_t w;
+    setup(&w, "builtin");
+    rt_session_t *s;
+    const char *script =
+        "return { on_message = function(session, text)\n"
+        "  local g = models.call('t/gen', { prompt = 'figs are pollinated', max_tokens = 12 })\n"
+        "  local q = datasets.query('t/fruit', 'figs grapes', { limit = 2 })\n"
+        "  return g.text .. ' | ' .. #q.rows .. ' | ' .. g.usage.cost\n"
+        "end }\n";
+    sandbox_t *sb = agent(&w, script, NULL, NULL, 0, &s);
+    CHECK(sandbox_start_message(sb, "go", 2) == 0);
+    CHECK(rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    size_t len;
+    const char *reply = sandbox_reply(sb, &len);
+    CHECK_MSG(reply && strstr(reply, "inside the fruit") && strstr(reply, " | 2 | "), "reply: %s",
+              reply ? reply : sandbox_errmsg(sb));
+    const rt_receipt_t *g = rt_session_receipts(s), *q = g ? g->next : NULL;
+    CHECK(g && g->resource == METER_MODEL && g->status == ACC_OK && g->units_out <= 12);
+    /* the factory's continuation copies Bob's record: the data share is his */
+    CHECK(paid(g, METER_ROLE_SPAN, addr[BOB]) > 0);
+    CHECK(q && q->resource == METER_DATASET && q->cost == 10 + 2 * 20);
+    CHECK(paid(q, METER_ROLE_RETRIEVAL, addr[BOB]) > 0 && paid(q, METER_ROLE_RETRIEVAL, addr[ALICE]) > 0);
+    CHECK(q && paid(q, METER_ROLE_RETRIEVAL, NULL) == q->cost);
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
+}
+
+static void test_insufficient_funds_is_an_error_the_agent_catches(void) {
+    world_t w;
+    setup(&w, "funds");
+    rt_session_config_t sc = {.reg = w.reg, .payer = "broke", .poster = rt_queue_poster(w.queue)};
+    rt_session_t *s;
+    CHECK(rt_session_open(w.metered, &sc, &s, NULL) == ACC_OK);
+    sandbox_provider_t p = rt_session_provider(s);
+    sandbox_t *sb = sandbox_open(NULL, &p);
+    const char *script = "return { on_message = function(session, text)\n"
+                         "  local ok, err = pcall(models.call, 't/gen', { prompt = 'figs' })\n"
+                         "  return tostring(ok) .. ' ' .. tostring(err)\n"
+                         "end }\n";
+    CHECK(sandbox_start_load(sb, "=t", script, strlen(script)) == 0 && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    CHECK(sandbox_start_message(sb, "x", 1) == 0 && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    const char *reply = sandbox_reply(sb, NULL);
+    CHECK_MSG(reply && strstr(reply, "false models.call: insufficient_funds: account broke has 0 micro-credits available") &&
+                  strstr(reply, "needed"),
+              "reply: %s", reply ? reply : "");
+    const rt_receipt_t *r = rt_session_receipts(s);
+    CHECK(r && r->status == ACC_EFUNDS && r->cost == 0);
+    uint64_t last;
+    ledger_last_seq(w.ledger, &last, NULL);
+    CHECK_EQ(last, 1); /* the top-up only: nothing ran, nothing was written */
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
+}
+
+static void test_agent_manifest_and_message_fee(void) {
+    world_t w;
+    setup(&w, "agent");
+    meter_agent_t ag = {.name = "fruit-bot", .version = "1.0.0", .price_per_message = 300, .price_per_session = 1000,
+                        .markup_bps = 1000};
+    snprintf(ag.author, sizeof ag.author, "%s", AUTHOR);
+    const char *const models[] = {"t/gen"};
+    const char *script = "return { on_message = function(session, text)\n"
+                         "  local ok, err = pcall(models.call, 't/chat', { prompt = 'x' })\n"
+                         "  local g = models.call('t/gen', { prompt = 'grapes grow', max_tokens = 5 })\n"
+                         "  return tostring(ok) .. ' ' .. tostring(err)\n"
+                         "end }\n";
+    rt_session_t *s;
+    sandbox_t *sb = agent(&w, script, &ag, models, 1, &s);
+    acc_err err = {0};
+    for (int turn = 0; turn < 2; turn++) {
+        rt_session_clear_receipts(s);
+        rt_session_set_request_id(s, turn ? "msg-2" : "msg-1");
+        CHECK(rt_session_begin_message(s, &err) == ACC_OK);
+        CHECK(sandbox_start_message(sb, "x", 1) == 0);
+        sandbox_status_t st = rt_run_turn(sb, s, w.queue);
+        CHECK(st == SANDBOX_DONE);
+        CHECK(rt_session_end_message(s, st == SANDBOX_DONE, &err) == ACC_OK);
+        while (rt_session_in_flight(s)) {
+            rt_answer_t *a = rt_queue_take(w.queue, -1);
+            while (a) {
+                rt_answer_t *n = a->next;
+                rt_answer_deliver(a);
+                a = n;
+            }
+        }
+        const char *reply = sandbox_reply(sb, NULL);
+        CHECK_MSG(reply && strstr(reply, "false models.call: permission: agent fruit-bot may not call model 't/chat'"), "%s",
+                  reply ? reply : "");
+        const rt_receipt_t *r = rt_session_receipts(s);
+        const rt_receipt_t *gen = NULL, *msg = NULL;
+        for (; r; r = r->next) {
+            if (r->resource == METER_MODEL && r->status == ACC_OK) gen = r;
+            if (r->resource == METER_MESSAGE) msg = r;
+        }
+        CHECK(gen && paid(gen, METER_ROLE_AUTHOR, AUTHOR) > 0); /* markup */
+        CHECK(msg && msg->cost == (turn == 0 ? 1300u : 300u));
+    }
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
+}
+
+int main(int argc, char **argv) {
+    check_args(argc, argv);
+    if (test_scratch_dir(dir, sizeof dir, "metered") != 0) return 1;
+    for (int i = 0; i < 4; i++) {
+        uint8_t a[20];
+        parse_addr(who[i], a);
+        eth_address_to_text(a, addr[i]);
+    }
+    RUN(test_attribution_pays_the_right_contributors_and_only_them);
+    RUN(test_builtin_model_and_dataset_query_are_metered);
+    RUN(test_insufficient_funds_is_an_error_the_agent_catches);
+    RUN(test_agent_manifest_and_message_fee);
+    factory_cache_clear();
+    test_remove_dir(dir);
+    return check_finish("metered");
+}
