@@ -75,6 +75,8 @@ const registry_sources = [_][]const u8{
     "registry/accounts.c",
     "registry/datanets.c",
     "registry/models.c",
+    "registry/manifest.c",
+    "registry/agents.c",
 };
 const meters_sources = [_][]const u8{
     "meters/split.c",
@@ -152,7 +154,7 @@ const modules = [_]Module{
         .name = "registry",
         .sources = &registry_sources,
         .public = &.{"registry/registry.h"},
-        .private = &.{"registry/store.h"},
+        .private = &.{ "registry/store.h", "registry/manifest.h" },
         .deps = &.{ "base", "eth" },
         .system_libs = &.{ "sqlite3", "jansson" },
     },

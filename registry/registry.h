@@ -117,6 +117,8 @@ void registry_set_clock(registry_t *reg, int64_t (*now_ms)(void *ud), void *ud);
  * has the layouts). registry_deploy_digest refuses a manifest registry_agent_deploy would refuse. */
 void registry_contribution_digest(const char *datanet, const char *text, size_t len, uint8_t digest[32]);
 void registry_review_digest(const char *datanet, int64_t record_id, bool accept, uint8_t digest[32]);
+int registry_deploy_digest(const char *manifest_json, size_t manifest_len, const char *script, size_t script_len,
+                           uint8_t digest[32], acc_err *err);
 void registry_listing_digest(const char *agent, const char *version, bool listed, uint8_t digest[32]);
 /* The EIP-191 personal-message digest of a 32-byte digest above: what the key signs. */
 void registry_signed_digest(const uint8_t digest[32], uint8_t to_sign[32]);
@@ -367,6 +369,92 @@ int registry_model_script(registry_t *reg, const char *name, char **script, size
  * caller frees; ACC_ENOTFOUND when none was stored). */
 int registry_model_set_artifact(registry_t *reg, const char *name, const void *data, size_t len, acc_err *err);
 int registry_model_artifact(registry_t *reg, const char *name, void **data, size_t *len, acc_err *err);
+
+/* ------------------------------------------------------------------------------ agents, market */
+
+typedef struct registry_agent_limits {
+    uint64_t memory_bytes, instructions, time_ms, output_bytes; /* 0: the host's default */
+} registry_agent_limits_t;
+
+typedef struct registry_agent {
+    int64_t id; /* of this version */
+    char name[REGISTRY_NAME_MAX + 1];
+    char version[REGISTRY_VERSION_MAX + 1];
+    uint8_t author[20];
+    char description[REGISTRY_DESCRIPTION_MAX + 1];
+    size_t n_tags;
+    char tags[REGISTRY_TAGS_MAX][REGISTRY_TAG_MAX + 1];
+    uint64_t price_per_message, price_per_session;
+    uint32_t markup_bps; /* on model and data costs */
+    registry_agent_limits_t limits;
+    size_t n_models, n_datanets; /* what it may call */
+    char models[REGISTRY_LIST_MAX][REGISTRY_NAME_MAX + 1];
+    char datanets[REGISTRY_LIST_MAX][REGISTRY_NAME_MAX + 1];
+    uint8_t script_hash[32];
+    uint8_t signature[65]; /* the author's, over registry_deploy_digest */
+    bool listed;
+    int64_t created_ms;
+    size_t n_versions; /* listed versions of this agent (in listings) */
+} registry_agent_t;
+
+/* Checks that a script loads (the runtime runs it in a sandbox); ACC_OK, or a code and message. */
+typedef int (*registry_script_check_fn)(void *ud, const char *name, const char *script, size_t len, acc_err *err);
+
+/* Deploys one version of an agent. The manifest is a JSON object:
+ *   name, version (semver), description, tags [..], author "0x..", price_per_message,
+ *   price_per_session, markup_bps, limits {memory_bytes, instructions, time_ms, output_bytes},
+ *   models [..], datanets [..]
+ * (name, version and author required; the rest default to empty or 0; unknown keys refused). The
+ * signature must recover the manifest's author over registry_deploy_digest; an agent's later versions
+ * must come from its first author; a version, once deployed, never changes (ACC_EEXIST); the models
+ * and datanets named must exist (or be test/...). check (required) is called after the signature
+ * holds and before anything is written. out may be NULL. */
+int registry_agent_deploy(registry_t *reg, const char *manifest_json, size_t manifest_len, const char *script,
+                          size_t script_len, const uint8_t signature[65], registry_script_check_fn check,
+                          void *check_ud, registry_agent_t *out, acc_err *err);
+
+/* One version: version NULL or "" is the latest listed one (highest precedence, releases before
+ * pre-releases). An unlisted version is found only when named, with listed false. */
+int registry_agent_get(registry_t *reg, const char *name, const char *version, registry_agent_t *out, acc_err *err);
+/* That version's script: malloc'd, NUL-terminated, the caller frees. */
+int registry_agent_script(registry_t *reg, const char *name, const char *version, char **script, size_t *len,
+                          acc_err *err);
+/* Every version of an agent, listed or not, highest precedence first. */
+int registry_agent_versions(registry_t *reg, const char *name, int (*fn)(void *ud, const registry_agent_t *a),
+                            void *ud, acc_err *err);
+/* The author lists or unlists one version (version given) or the whole agent (NULL or ""), signing
+ * registry_listing_digest. ACC_EBADSIG unless it recovers the author. */
+int registry_agent_set_listed(registry_t *reg, const char *name, const char *version, bool listed,
+                              const uint8_t signature[65], acc_err *err);
+
+/* Usage figures of an agent. The ledger has them (meters/); until it is wired in, callers pass
+ * registry_usage_none, which reports zeros. */
+typedef struct registry_agent_usage {
+    uint64_t sessions_7d, sessions_30d, messages_7d, messages_30d, revenue_7d, revenue_30d;
+} registry_agent_usage_t;
+typedef int (*registry_usage_fn)(void *ud, const char *agent, registry_agent_usage_t *out, acc_err *err);
+int registry_usage_none(void *ud, const char *agent, registry_agent_usage_t *out, acc_err *err);
+
+typedef enum registry_agent_sort {
+    REGISTRY_SORT_USAGE,   /* sessions over 30 days, then messages, then newest */
+    REGISTRY_SORT_REVENUE, /* revenue over 30 days, then newest */
+    REGISTRY_SORT_NEW,     /* latest listed version's deploy time, newest first */
+} registry_agent_sort_t;
+
+typedef struct registry_agent_query {
+    const char *search; /* case-insensitive substring of name, description or a tag; NULL: any */
+    const char *tag;    /* exact tag; NULL: any */
+    registry_agent_sort_t sort;
+    size_t limit; /* 0: all */
+    registry_usage_fn usage; /* NULL: registry_usage_none */
+    void *usage_ud;
+} registry_agent_query_t;
+
+/* The marketplace: each listed agent once (its latest listed version, n_versions set), filtered and
+ * sorted per q, with its usage. */
+int registry_agents_list(registry_t *reg, const registry_agent_query_t *q,
+                         int (*fn)(void *ud, const registry_agent_t *a, const registry_agent_usage_t *u), void *ud,
+                         acc_err *err);
 
 /* Semantic versions (semver.org 2.0.0): 0 when s is one; registry_semver_compare orders two valid
  * ones by precedence (<0, 0, >0; build metadata ignored). */

@@ -111,6 +111,36 @@ const store_migration_t store_migrations[] = {
      "  updated_ms INTEGER NOT NULL\n"
      ") STRICT;\n"},
 
+    {4, "agents and their versions",
+     "CREATE TABLE agents (\n"
+     "  id INTEGER PRIMARY KEY,\n"
+     "  name TEXT NOT NULL UNIQUE,\n"
+     "  author BLOB NOT NULL CHECK (length(author) = 20),\n"
+     "  created_ms INTEGER NOT NULL\n"
+     ") STRICT;\n"
+     /* manifest: the canonical text that was signed; the columns beside it are parsed from it. */
+     "CREATE TABLE agent_versions (\n"
+     "  id INTEGER PRIMARY KEY,\n"
+     "  agent_id INTEGER NOT NULL REFERENCES agents(id),\n"
+     "  version TEXT NOT NULL,\n"
+     "  description TEXT NOT NULL,\n"
+     "  price_per_message INTEGER NOT NULL CHECK (price_per_message >= 0),\n"
+     "  price_per_session INTEGER NOT NULL CHECK (price_per_session >= 0),\n"
+     "  markup_bps INTEGER NOT NULL CHECK (markup_bps >= 0),\n"
+     "  manifest TEXT NOT NULL,\n"
+     "  script TEXT NOT NULL,\n"
+     "  script_hash BLOB NOT NULL CHECK (length(script_hash) = 32),\n"
+     "  signature BLOB NOT NULL CHECK (length(signature) = 65),\n"
+     "  listed INTEGER NOT NULL CHECK (listed IN (0, 1)),\n"
+     "  created_ms INTEGER NOT NULL,\n"
+     "  UNIQUE (agent_id, version)\n"
+     ") STRICT;\n"
+     "CREATE TABLE agent_tags (\n"
+     "  version_id INTEGER NOT NULL REFERENCES agent_versions(id),\n"
+     "  tag TEXT NOT NULL,\n"
+     "  PRIMARY KEY (version_id, tag)\n"
+     ") STRICT;\n"
+     "CREATE INDEX agent_tags_tag ON agent_tags(tag);\n"},
 };
 
 const size_t store_n_migrations = sizeof store_migrations / sizeof store_migrations[0];

@@ -289,7 +289,8 @@ int registry_schema_version(registry_t *reg) {
 bool registry_is_empty(registry_t *reg) {
     static const char sql[] =
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM datanets LIMIT 1)) + "
-        "(SELECT count(*) FROM (SELECT 1 FROM models LIMIT 1))";
+        "(SELECT count(*) FROM (SELECT 1 FROM models LIMIT 1)) + "
+        "(SELECT count(*) FROM (SELECT 1 FROM agents LIMIT 1))";
     sqlite3_stmt *st;
     if (store_stmt(reg, sql, &st, NULL)) return false;
     bool empty = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) == 0;

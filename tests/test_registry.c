@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "meters/eth/keccak.h"
 #include "meters/eth/keys.h"
 #include "registry/registry.h"
 #include "runtime/base/buf.h"
@@ -825,6 +826,284 @@ static void test_models(void) {
     registry_close(reg);
 }
 
+/* ------------------------------------------------------------------------------ agents */
+
+typedef struct checker {
+    int calls;
+    int fail; /* refuse with this code */
+} checker_t;
+
+static int check_script(void *ud, const char *name, const char *script, size_t len, acc_err *err) {
+    checker_t *c = ud;
+    c->calls++;
+    if (c->fail) return acc_fail(err, c->fail, "%s:1: unexpected symbol", name);
+    return ACC_OK;
+}
+
+static void sign_deploy(const eth_key *k, const char *manifest, const char *script, uint8_t sig[65]) {
+    uint8_t d[32];
+    acc_err err = {0};
+    int rc = registry_deploy_digest(manifest, strlen(manifest), script, strlen(script), d, &err);
+    CHECK_MSG(rc == ACC_OK, "%s", err.msg);
+    sign(k, d, sig);
+}
+
+static int deploy(registry_t *reg, uint8_t seed, const char *manifest, const char *script, checker_t *c,
+                  registry_agent_t *out, acc_err *err) {
+    uint8_t sig[65];
+    eth_key *k = key_of(seed, NULL);
+    sign_deploy(k, manifest, script, sig);
+    eth_key_free(k);
+    return registry_agent_deploy(reg, manifest, strlen(manifest), script, strlen(script), sig, check_script, c, out, err);
+}
+
+/* A manifest for an agent by seed's address. */
+static void manifest_of(char *out, size_t n, const char *name, const char *version, uint8_t seed, const char *extra) {
+    char author[ETH_ADDRESS_TEXT_SIZE];
+    addr_text(seed, author);
+    snprintf(out, n, "{\"name\": \"%s\", \"version\": \"%s\", \"author\": \"%s\"%s%s}", name, version, author,
+             extra && *extra ? ", " : "", extra ? extra : "");
+}
+
+static const char script_v1[] = "return { on_message = function(s, t) return t end }";
+
+static void test_manifest_canonical_text(void) {
+    /* Keys sorted, no spaces, strings escaped only where JSON needs, UTF-8 kept, integers plain. */
+    const char *m = "{ \"version\":\"1.0.0\", \"name\":\"helper\", \"author\":\"0x0000000000000000000000000000000000000001\",\n"
+                    "  \"description\": \"Says \\\"hi\\\"\\n\\u00e9t\\u00e9\\u0009/\\\\\", \"tags\": [\"b\", \"a\"],\n"
+                    "  \"limits\": {\"time_ms\": 100, \"memory_bytes\": 1048576}, \"price_per_message\": 0 }";
+    const char *want = "{\"author\":\"0x0000000000000000000000000000000000000001\",\"description\":\"Says \\\"hi\\\"\\n\xc3\xa9t\xc3\xa9\\t/\\\\\","
+                       "\"limits\":{\"memory_bytes\":1048576,\"time_ms\":100},\"name\":\"helper\",\"price_per_message\":0,"
+                       "\"tags\":[\"b\",\"a\"],\"version\":\"1.0.0\"}";
+    uint8_t d1[32], d2[32], want_digest[32], script_hash[32];
+    acc_err err = {0};
+    CHECK_MSG(registry_deploy_digest(m, strlen(m), "x", 1, d1, &err) == ACC_OK, "%s", err.msg);
+    keccak256("x", 1, script_hash);
+    keccak256_ctx c;
+    keccak256_init(&c);
+    keccak256_update(&c, want, strlen(want));
+    keccak256_update(&c, script_hash, 32);
+    keccak256_final(&c, want_digest);
+    CHECK(memcmp(d1, want_digest, 32) == 0);
+    /* Another layout of the same manifest signs the same. */
+    CHECK(registry_deploy_digest(want, strlen(want), "x", 1, d2, &err) == ACC_OK && memcmp(d1, d2, 32) == 0);
+    CHECK(registry_deploy_digest(want, strlen(want), "y", 1, d2, &err) == ACC_OK && memcmp(d1, d2, 32) != 0);
+
+    const char *bad[] = {
+        "[]", "{", "{\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\"}",
+        "{\"name\":\"a\",\"author\":\"0x0000000000000000000000000000000000000001\"}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\"}",
+        "{\"name\":\"a\",\"version\":\"1.0\",\"author\":\"0x0000000000000000000000000000000000000001\"}",
+        "{\"name\":\"A\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\"}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x00000000000000000000000000000000000001\"}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"price_per_message\":1.5}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"price_per_message\":-1}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"price_per_message\":9007199254740992}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"tags\":[\"Big\"]}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"tags\":[\"a\",\"a\"]}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"limits\":{\"cpu\":1}}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"models\":\"x\"}",
+        "{\"name\":\"a\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\",\"price\":1}",
+        "{\"name\":\"a\",\"name\":\"b\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\"}",
+        "{\"name\":\"test/x\",\"version\":\"1.0.0\",\"author\":\"0x0000000000000000000000000000000000000001\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CHECK_MSG(registry_deploy_digest(bad[i], strlen(bad[i]), "x", 1, d1, &err) == ACC_EINVAL, "accepted %s", bad[i]);
+        CHECK_MSG(strncmp(err.msg, "manifest: ", 10) == 0, "%s", err.msg);
+    }
+}
+
+static int64_t clock_now;
+static int64_t test_clock(void *ud) { return clock_now; }
+
+static void test_deploy_signed_and_immutable(void) {
+    char path[512];
+    registry_t *reg = open_fresh("agents.db", path, sizeof path);
+    acc_err err = {0};
+    make_datanet(reg, "fruit", 1, REGISTRY_CURATION_AUTO);
+    registry_model_t b = {.name = "fruit/ngram", .kind = REGISTRY_MODEL_BUILTIN, .n_lineage = 1};
+    strcpy(b.lineage[0], "fruit");
+    CHECK(registry_model_register(reg, &b, NULL, 0, NULL, &err) == ACC_OK);
+
+    char m[1024];
+    manifest_of(m, sizeof m, "helper", "1.0.0", 7,
+                "\"description\": \"Answers fruit questions\", \"tags\": [\"fruit\", \"demo\"], "
+                "\"price_per_message\": 100, \"price_per_session\": 5, \"markup_bps\": 1500, "
+                "\"limits\": {\"time_ms\": 2000}, \"models\": [\"fruit/ngram\", \"test/echo\"], \"datanets\": [\"fruit\"]");
+    checker_t c = {0};
+    registry_agent_t a;
+    CHECK_MSG(deploy(reg, 7, m, script_v1, &c, &a, &err) == ACC_OK, "%s", err.msg);
+    CHECK(c.calls == 1);
+    uint8_t author[20];
+    eth_key_free(key_of(7, author));
+    CHECK(memcmp(a.author, author, 20) == 0 && strcmp(a.version, "1.0.0") == 0 && a.listed);
+    CHECK(a.price_per_message == 100 && a.price_per_session == 5 && a.markup_bps == 1500 && a.limits.time_ms == 2000);
+    CHECK(a.n_tags == 2 && a.n_models == 2 && a.n_datanets == 1 && strcmp(a.models[0], "fruit/ngram") == 0);
+    uint8_t h[32];
+    keccak256(script_v1, strlen(script_v1), h);
+    CHECK(memcmp(a.script_hash, h, 32) == 0);
+    char *script = NULL;
+    size_t len = 0;
+    CHECK(registry_agent_script(reg, "helper", NULL, &script, &len, &err) == ACC_OK && strcmp(script, script_v1) == 0);
+    free(script);
+
+    char *before = dump(path);
+    /* Wrong key: signed by key 8 for author 7. The script is never checked. */
+    c.calls = 0;
+    char m2[1024];
+    manifest_of(m2, sizeof m2, "helper", "1.1.0", 7, NULL);
+    CHECK(deploy(reg, 8, m2, script_v1, &c, NULL, &err) == ACC_EBADSIG);
+    CHECK_MSG(strstr(err.msg, "author"), "%s", err.msg);
+    CHECK(c.calls == 0);
+    /* Tampered script and tampered manifest. */
+    uint8_t sig[65];
+    eth_key *k7 = key_of(7, NULL);
+    sign_deploy(k7, m2, script_v1, sig);
+    const char *evil = "return { on_message = function(s, t) return 'pwned' end }";
+    CHECK(registry_agent_deploy(reg, m2, strlen(m2), evil, strlen(evil), sig, check_script, &c, NULL, &err) == ACC_EBADSIG);
+    char m2b[1024];
+    manifest_of(m2b, sizeof m2b, "helper", "1.1.0", 7, "\"price_per_message\": 1000000");
+    CHECK(registry_agent_deploy(reg, m2b, strlen(m2b), script_v1, strlen(script_v1), sig, check_script, &c, NULL, &err) == ACC_EBADSIG);
+    /* The same version again, even signed properly, and even identical. */
+    CHECK(deploy(reg, 7, m, script_v1, &c, NULL, &err) == ACC_EEXIST);
+    CHECK_MSG(strstr(err.msg, "helper@1.0.0") && strstr(err.msg, "never changes"), "%s", err.msg);
+    /* Another author cannot add versions to the name. */
+    char m3[1024];
+    manifest_of(m3, sizeof m3, "helper", "9.0.0", 8, NULL);
+    CHECK(deploy(reg, 8, m3, script_v1, &c, NULL, &err) == ACC_EPERM);
+    /* What it may call must exist. */
+    manifest_of(m3, sizeof m3, "other", "1.0.0", 7, "\"models\": [\"nope\"]");
+    CHECK(deploy(reg, 7, m3, script_v1, &c, NULL, &err) == ACC_ENOTFOUND);
+    CHECK_MSG(strstr(err.msg, "nope"), "%s", err.msg);
+    manifest_of(m3, sizeof m3, "other", "1.0.0", 7, "\"datanets\": [\"fruit\", \"veg\"]");
+    CHECK(deploy(reg, 7, m3, script_v1, &c, NULL, &err) == ACC_ENOTFOUND);
+    /* A script that does not load. */
+    c.fail = ACC_ESCRIPT;
+    c.calls = 0;
+    manifest_of(m3, sizeof m3, "other", "1.0.0", 7, NULL);
+    CHECK(deploy(reg, 7, m3, "return {", &c, NULL, &err) == ACC_ESCRIPT);
+    CHECK(c.calls == 1);
+    CHECK_MSG(strncmp(err.msg, "script: ", 8) == 0, "%s", err.msg);
+    c.fail = 0;
+    CHECK(registry_agent_deploy(reg, m3, strlen(m3), script_v1, strlen(script_v1), sig, NULL, NULL, NULL, &err) == ACC_EMISUSE);
+    CHECK(deploy(reg, 7, m3, "", &c, NULL, &err) == ACC_EINVAL);
+    char *after = dump(path);
+    CHECK_STREQ(after, before);
+    free(before);
+    free(after);
+
+    /* Versions: the latest listed is the highest release. */
+    manifest_of(m3, sizeof m3, "helper", "1.2.0-beta.1", 7, NULL);
+    CHECK(deploy(reg, 7, m3, script_v1, &c, NULL, &err) == ACC_OK);
+    manifest_of(m3, sizeof m3, "helper", "1.1.0", 7, "\"description\": \"newer\"");
+    CHECK(deploy(reg, 7, m3, "return { on_message = function() return 'v1.1' end }", &c, NULL, &err) == ACC_OK);
+    CHECK(registry_agent_get(reg, "helper", NULL, &a, &err) == ACC_OK && strcmp(a.version, "1.1.0") == 0);
+    CHECK(a.n_versions == 3 && strcmp(a.description, "newer") == 0);
+    CHECK(registry_agent_get(reg, "helper", "1.2.0-beta.1", &a, &err) == ACC_OK);
+    CHECK(registry_agent_get(reg, "helper", "3.0.0", &a, &err) == ACC_ENOTFOUND);
+    CHECK(registry_agent_get(reg, "nobody", NULL, &a, &err) == ACC_ENOTFOUND);
+
+    /* Unlisting needs the author's signature over exactly that change. */
+    uint8_t d[32];
+    eth_key *k8 = key_of(8, NULL);
+    registry_listing_digest("helper", "1.1.0", false, d);
+    sign(k8, d, sig);
+    CHECK(registry_agent_set_listed(reg, "helper", "1.1.0", false, sig, &err) == ACC_EBADSIG);
+    sign(k7, d, sig);
+    CHECK(registry_agent_set_listed(reg, "helper", "1.0.0", false, sig, &err) == ACC_EBADSIG);
+    CHECK(registry_agent_set_listed(reg, "helper", "1.1.0", false, sig, &err) == ACC_OK);
+    CHECK(registry_agent_get(reg, "helper", NULL, &a, &err) == ACC_OK && strcmp(a.version, "1.0.0") == 0 && a.n_versions == 2);
+    registry_listing_digest("helper", "", false, d);
+    sign(k7, d, sig);
+    CHECK(registry_agent_set_listed(reg, "helper", NULL, false, sig, &err) == ACC_OK);
+    CHECK(registry_agent_get(reg, "helper", NULL, &a, &err) == ACC_ENOTFOUND);
+    CHECK_MSG(strstr(err.msg, "unlisted"), "%s", err.msg);
+    CHECK(registry_agent_get(reg, "helper", "1.0.0", &a, &err) == ACC_OK && !a.listed);
+    registry_listing_digest("helper", "1.0.0", true, d);
+    sign(k7, d, sig);
+    CHECK(registry_agent_set_listed(reg, "helper", "1.0.0", true, sig, &err) == ACC_OK);
+    CHECK(registry_agent_get(reg, "helper", NULL, &a, &err) == ACC_OK && strcmp(a.version, "1.0.0") == 0);
+    registry_listing_digest("helper", "7.0.0", true, d);
+    sign(k7, d, sig);
+    CHECK(registry_agent_set_listed(reg, "helper", "7.0.0", true, sig, &err) == ACC_ENOTFOUND);
+    eth_key_free(k7);
+    eth_key_free(k8);
+    registry_close(reg);
+}
+
+typedef struct market {
+    int n;
+    char names[8][REGISTRY_NAME_MAX + 1];
+} market_t;
+
+static int collect_market(void *ud, const registry_agent_t *a, const registry_agent_usage_t *u) {
+    market_t *m = ud;
+    if (m->n < 8) strcpy(m->names[m->n], a->name);
+    m->n++;
+    return 0;
+}
+
+/* Usage figures for the test: the agent named "busy" has the most sessions, "rich" the most revenue. */
+static int fake_usage(void *ud, const char *agent, registry_agent_usage_t *out, acc_err *err) {
+    memset(out, 0, sizeof *out);
+    if (strcmp(agent, "busy") == 0) out->sessions_30d = 50, out->revenue_30d = 10;
+    if (strcmp(agent, "rich") == 0) out->sessions_30d = 5, out->revenue_30d = 9000;
+    return ACC_OK;
+}
+
+static void test_marketplace_listing(void) {
+    char path[512];
+    registry_t *reg = open_fresh("market.db", path, sizeof path);
+    registry_set_clock(reg, test_clock, NULL);
+    acc_err err = {0};
+    checker_t c = {0};
+    const char *names[] = {"busy", "rich", "quiet", "newest"};
+    const char *extras[] = {"\"tags\": [\"fruit\"], \"description\": \"Orchard helper\"",
+                            "\"tags\": [\"finance\"], \"description\": \"Prices\"",
+                            "\"tags\": [\"fruit\", \"quiet\"], \"description\": \"Says little about FRUIT\"",
+                            "\"description\": \"The latest\""};
+    for (int i = 0; i < 4; i++) {
+        clock_now = 1000 * (i + 1);
+        char m[512];
+        manifest_of(m, sizeof m, names[i], "1.0.0", 7, extras[i]);
+        CHECK_MSG(deploy(reg, 7, m, script_v1, &c, NULL, &err) == ACC_OK, "%s", err.msg);
+    }
+    market_t got = {0};
+    registry_agent_query_t q = {.sort = REGISTRY_SORT_NEW};
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK);
+    CHECK(got.n == 4 && strcmp(got.names[0], "newest") == 0 && strcmp(got.names[3], "busy") == 0);
+    memset(&got, 0, sizeof got);
+    q = (registry_agent_query_t){.sort = REGISTRY_SORT_USAGE, .usage = fake_usage};
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK);
+    CHECK(got.n == 4 && strcmp(got.names[0], "busy") == 0 && strcmp(got.names[1], "rich") == 0 &&
+          strcmp(got.names[2], "newest") == 0);
+    memset(&got, 0, sizeof got);
+    q.sort = REGISTRY_SORT_REVENUE;
+    q.limit = 1;
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK && got.n == 1 && strcmp(got.names[0], "rich") == 0);
+    memset(&got, 0, sizeof got);
+    q = (registry_agent_query_t){.sort = REGISTRY_SORT_NEW, .search = "fruit"};
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK);
+    CHECK(got.n == 2 && strcmp(got.names[0], "quiet") == 0 && strcmp(got.names[1], "busy") == 0);
+    memset(&got, 0, sizeof got);
+    q = (registry_agent_query_t){.sort = REGISTRY_SORT_NEW, .tag = "quiet"};
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK && got.n == 1);
+    memset(&got, 0, sizeof got);
+    q = (registry_agent_query_t){.search = "nothing like it"};
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK && got.n == 0);
+    /* Unlisted agents leave the marketplace. */
+    uint8_t d[32], sig[65];
+    eth_key *k7 = key_of(7, NULL);
+    registry_listing_digest("busy", NULL, false, d);
+    sign(k7, d, sig);
+    CHECK(registry_agent_set_listed(reg, "busy", NULL, false, sig, &err) == ACC_OK);
+    eth_key_free(k7);
+    memset(&got, 0, sizeof got);
+    q = (registry_agent_query_t){.sort = REGISTRY_SORT_NEW};
+    CHECK(registry_agents_list(reg, &q, collect_market, &got, &err) == ACC_OK && got.n == 3);
+    registry_close(reg);
+}
+
 /* ------------------------------------------------------------------------------ names */
 
 static void test_semver(void) {
@@ -860,6 +1139,9 @@ int main(void) {
     RUN(test_import_all_or_nothing);
     RUN(test_query_ranks_and_filters);
     RUN(test_models);
+    RUN(test_manifest_canonical_text);
+    RUN(test_deploy_signed_and_immutable);
+    RUN(test_marketplace_listing);
     RUN(test_semver);
     test_remove_dir(dir);
     return check_finish("registry");
