@@ -90,6 +90,14 @@ const factory_sources = [_][]const u8{
     "registry/factory/request.c",
     "registry/factory/build.c",
 };
+/// Files built into the binary (tools/embed.c makes them C arrays): the demo registry.
+const demo_files = [_][]const u8{
+    "scripts/demo/orchard.jsonl",
+    "scripts/demo.lua",
+    "scripts/demo/orchard-guide.json",
+    "scripts/demo/orchard-sources.lua",
+    "scripts/demo/orchard-sources.json",
+};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/metered.c",
@@ -109,6 +117,12 @@ const runtime_sources = [_][]const u8{
     "runtime/server/backend.c",
     "runtime/server/metrics.c",
     "runtime/server/outbound.c",
+    "runtime/cli_util.c",
+    "runtime/cli_registry.c",
+    "runtime/cli_agents.c",
+    "runtime/agents.c",
+    "runtime/demo.c",
+    "runtime/provider.c",
 };
 
 const modules = [_]Module{
@@ -178,7 +192,7 @@ const modules = [_]Module{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
-        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h", "runtime/server/outbound.h", "runtime/metered.h" },
+        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/calls.h", "runtime/server/outbound.h", "runtime/metered.h", "runtime/cli_util.h", "runtime/agents.h", "runtime/demo.h", "runtime/embedded.h", "runtime/provider.h" },
         .deps = &.{ "base", "eth", "sandbox", "registry", "ledger", "meters", "span", "factory" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },
@@ -202,6 +216,7 @@ const unit_tests = [_]Test{
     .{ .name = "ledger", .module = "ledger" },
     .{ .name = "span", .module = "span" },
     .{ .name = "registry", .module = "registry" },
+    .{ .name = "registry_cli", .module = "registry" },
     .{ .name = "settle_chain", .module = "eth" },
     .{ .name = "meters", .module = "meters" },
     .{ .name = "crash", .module = "meters" },
@@ -213,7 +228,7 @@ const benches = [_]Test{
     .{ .name = "eth", .module = "eth" },
     .{ .name = "span", .module = "span" },
 };
-const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h" };
+const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h", "tests/registry_test_util.h" };
 
 const c_flags = [_][]const u8{
     "-std=c11",
@@ -239,9 +254,22 @@ pub fn build(b: *std.Build) void {
         .optimize = b.standardOptimizeOption(.{}),
         .system_malloc = b.option(bool, "system-malloc", "Use glibc malloc instead of jemalloc (valgrind runs)") orelse false,
     };
+    // The demo registry's files, as C arrays compiled into the runtime library.
+    const embed = b.addExecutable(.{ .name = "embed", .root_module = b.createModule(.{
+        .target = b.graph.host,
+        .optimize = .ReleaseSafe,
+        .link_libc = true,
+    }) });
+    embed.root_module.addCSourceFile(.{ .file = b.path("tools/embed.c"), .flags = &c_flags });
+    const gen = b.addRunArtifact(embed);
+    const demo_c = gen.addOutputFileArg("demo_files.c");
+    gen.addArg("rt_demo_files");
+    for (demo_files) |f| gen.addPrefixedFileArg(b.fmt("{s}=", .{f}), b.path(f));
+
     for (modules, 0..) |m, i| {
         const mod = newModule(&ctx, m.name, null);
         mod.addCSourceFiles(.{ .files = m.sources, .flags = &c_flags });
+        if (std.mem.eql(u8, m.name, "runtime")) mod.addCSourceFile(.{ .file = demo_c, .flags = &c_flags });
         ctx.libs[i] = b.addLibrary(.{ .name = b.fmt("accrue-{s}", .{m.name}), .linkage = .static, .root_module = mod });
     }
 

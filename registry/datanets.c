@@ -517,15 +517,43 @@ static bool word_byte(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
 }
 
+/* English words too common to say what a question is about ("how do I store apples"): BM25 gives
+ * them little weight, but a record that happens to hold several of them can still outrank one about
+ * apples. They are left out of a query that has other words. Sorted, lower case. */
+static const char *const stop_words[] = {
+    "a",     "about", "after", "all",   "also",  "am",    "an",    "and",   "any",   "are",   "as",    "at",
+    "be",    "been",  "but",   "by",    "can",   "could", "did",   "do",    "does",  "for",   "from",  "had",
+    "has",   "have",  "he",    "her",   "his",   "how",   "i",     "if",    "in",    "into",  "is",    "it",
+    "its",   "me",    "my",    "no",    "not",   "of",    "on",    "or",    "our",   "she",   "should", "so",
+    "some",  "than",  "that",  "the",   "their", "them",  "then",  "there", "these", "they",  "this",  "those",
+    "to",    "us",    "was",   "we",    "were",  "what",  "when",  "where", "which", "while", "who",   "whom",
+    "why",   "will",  "with",  "would", "you",   "your",
+};
+
+static bool stop_word(const char *w, size_t n) {
+    char lower[8];
+    if (n >= sizeof lower) return false;
+    for (size_t i = 0; i < n; i++) lower[i] = (char)(w[i] >= 'A' && w[i] <= 'Z' ? w[i] + 32 : w[i]);
+    lower[n] = '\0';
+    size_t lo = 0, hi = sizeof stop_words / sizeof *stop_words;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(stop_words[mid], lower);
+        if (c == 0) return true;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return false;
+}
+
 /* The FTS5 expression: this datanet's records with any of the text's words. Each word is quoted
  * (so no operator or column name in the text is read as one); words are the runs of letters, digits
- * and non-ASCII characters (which the tokenizer splits further as it does the records). Returns the
- * number of distinct words used. */
+ * and non-ASCII characters (which the tokenizer splits further as it does the records). Stop words
+ * are used only when the text has nothing else. Returns the number of distinct words used. */
 static size_t build_match(int64_t datanet_id, const char *text, size_t len, acc_buf *q) {
-    acc_buf_printf(q, "dn : \"d%lld\" AND text : (", (long long)datanet_id);
-    size_t words = 0, start_len = q->len;
-    const char *seen[REGISTRY_QUERY_TERMS_MAX];
-    size_t seen_len[REGISTRY_QUERY_TERMS_MAX];
+    const char *word[REGISTRY_QUERY_TERMS_MAX];
+    size_t word_len[REGISTRY_QUERY_TERMS_MAX], words = 0, content = 0;
+    bool stop[REGISTRY_QUERY_TERMS_MAX];
     for (size_t i = 0; i < len && words < REGISTRY_QUERY_TERMS_MAX;) {
         while (i < len && !word_byte((unsigned char)text[i])) i++;
         size_t start = i;
@@ -533,18 +561,25 @@ static size_t build_match(int64_t datanet_id, const char *text, size_t len, acc_
         if (i == start) break;
         bool dup = false;
         for (size_t k = 0; k < words && !dup; k++)
-            dup = seen_len[k] == i - start && strncasecmp(seen[k], text + start, i - start) == 0;
+            dup = word_len[k] == i - start && strncasecmp(word[k], text + start, i - start) == 0;
         if (dup) continue;
-        seen[words] = text + start;
-        seen_len[words] = i - start;
-        if (q->len > start_len) acc_buf_puts(q, " OR ");
-        acc_buf_putc(q, '"');
-        acc_buf_append(q, text + start, i - start);
-        acc_buf_putc(q, '"');
+        word[words] = text + start;
+        word_len[words] = i - start;
+        stop[words] = stop_word(text + start, i - start);
+        content += !stop[words];
         words++;
     }
+    acc_buf_printf(q, "dn : \"d%lld\" AND text : (", (long long)datanet_id);
+    size_t used = 0;
+    for (size_t k = 0; k < words; k++) {
+        if (content && stop[k]) continue;
+        if (used++) acc_buf_puts(q, " OR ");
+        acc_buf_putc(q, '"');
+        acc_buf_append(q, word[k], word_len[k]);
+        acc_buf_putc(q, '"');
+    }
     acc_buf_putc(q, ')');
-    return words;
+    return used;
 }
 
 int registry_query(registry_t *reg, const char *datanet, const char *text, size_t len, size_t limit,

@@ -15,5 +15,13 @@ int cli_address(int argc, char **argv);
 int cli_sign(int argc, char **argv);
 int cli_recover(int argc, char **argv);
 int cli_merkle(int argc, char **argv);
+/* runtime/cli_registry.c: accounts, datanets, models */
+int cli_account(int argc, char **argv);
+int cli_dataset(int argc, char **argv);
+int cli_model(int argc, char **argv);
+/* runtime/cli_agents.c: deploying agents and the marketplace */
+int cli_deploy(int argc, char **argv);
+int cli_agents(int argc, char **argv);
+int cli_agent(int argc, char **argv);
 
 #endif

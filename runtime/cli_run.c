@@ -1,5 +1,6 @@
 /*
- * cli_run.c: `accrue run SCRIPT.lua`: one agent script, once, in a fresh sandbox.
+ * cli_run.c: `accrue run SCRIPT.lua|AGENT[@VERSION]`: one agent, once, in a fresh sandbox, against
+ * the local registry (runtime/provider.h).
  *
  * Runs the script's top-level code, then on_message with --input if given, and prints the reply.
  * print() and session.send() output goes to stdout as it comes. On failure, exactly one line on
@@ -11,17 +12,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "runtime/agents.h"
 #include "runtime/cli.h"
-#include "runtime/test_provider.h"
+#include "runtime/provider.h"
 #include "sandbox/sandbox.h"
 
 static const char run_usage[] =
-    "usage: accrue run SCRIPT.lua [--input TEXT] [--mem-limit BYTES] [--instr-limit N]\n"
-    "                  [--time-limit MS] [--output-limit BYTES] [--slice-ms MS] [--stats]\n"
+    "usage: accrue run SCRIPT.lua|AGENT[@VERSION] [--input TEXT] [--db PATH] [--no-demo]\n"
+    "                  [--mem-limit BYTES] [--instr-limit N] [--time-limit MS]\n"
+    "                  [--output-limit BYTES] [--slice-ms MS] [--stats]\n"
     "\n"
-    "Loads SCRIPT.lua in a fresh sandbox and runs its top-level code, which must return a table\n"
-    "with on_message(session, text). With --input, calls on_message with TEXT and prints the reply.\n"
+    "Loads SCRIPT.lua (or the deployed agent AGENT, its latest listed version unless @VERSION\n"
+    "names one) in a fresh sandbox and runs its top-level code, which must return a table with\n"
+    "on_message(session, text). With --input, calls on_message with TEXT and prints the reply.\n"
     "print() and session.send() output is printed as it comes.\n"
+    "\n"
+    "datasets.query(name, text, {limit = N}) is answered from the registry in --db (default\n"
+    "./accrue.db) by full-text search (N from 1 to 100, default 3). The registry is opened when\n"
+    "first needed and, when it holds nothing yet, seeded with the demo registry (the datanet\n"
+    "demo/orchard, the agents orchard-guide and orchard-sources); --no-demo leaves it empty.\n"
+    "A deployed agent runs with the limits its manifest names (flags given here win) and may call\n"
+    "only the models and datanets its manifest lists.\n"
     "\n"
     "Limits (per turn; memory for the sandbox's life; 0 turns a limit off, but for the time limit):\n"
     "  --mem-limit BYTES     Lua heap cap                     (default 67108864 = 64 MiB)\n"
@@ -31,8 +44,8 @@ static const char run_usage[] =
     "  --slice-ms MS         pause and resume the turn every MS (time slicing; default off)\n"
     "  --stats               after the run, one JSON line of usage on stderr\n"
     "\n"
-    "Models and datasets come from the built-in test provider: models test/echo and test/upper,\n"
-    "dataset test/words.\n"
+    "Models come from the built-in test provider: test/echo and test/upper (and its dataset\n"
+    "test/words); registered models are not called by accrue run yet.\n"
     "\n"
     "Exit status: 0 ok; 1 the script failed or hit a limit (one line on stderr names it);\n"
     "2 usage error.\n";
@@ -145,9 +158,54 @@ static int fail(sandbox_t *sb) {
     return 1;
 }
 
+static void say_seeded(void *ud, const char *path) {
+    (void)ud;
+    fprintf(stderr, "accrue: made the demo registry in %s (--no-demo skips it)\n", path);
+}
+
+/* Is target a script file (it exists, or ends in .lua) rather than an agent's name? */
+static int is_file(const char *target) {
+    struct stat st;
+    size_t n = strlen(target);
+    return stat(target, &st) == 0 || (n > 4 && strcmp(target + n - 4, ".lua") == 0);
+}
+
+/* Loads the deployed agent ref from the registry: its script (malloc'd), its manifest into agent,
+ * and the manifest's limits into limits where no flag set them (set: bit per flag m, i, t, o). */
+static int load_agent(rt_provider_t *p, const char *ref, registry_agent_t *agent, sandbox_limits_t *limits,
+                      unsigned set, char **src, size_t *len) {
+    char name[REGISTRY_NAME_MAX + 1], version[REGISTRY_VERSION_MAX + 1];
+    acc_err err = {0};
+    registry_t *reg;
+    int rc = rt_agent_ref(ref, name, version, &err);
+    if (rc) {
+        fprintf(stderr, "accrue run: %s is neither a script file nor an agent: %s\n", ref, err.msg);
+        return 2;
+    }
+    if ((rc = rt_provider_registry(p, true, &reg, &err)) == ACC_OK && (rc = registry_agent_get(reg, name, version, agent, &err)) == ACC_OK)
+        rc = registry_agent_script(reg, name, agent->version, src, len, &err);
+    if (rc) {
+        fprintf(stderr, "accrue run: %s\n", err.msg);
+        return 1;
+    }
+    if (!agent->listed) {
+        fprintf(stderr, "accrue run: %s@%s is unlisted by its author\n", agent->name, agent->version);
+        free(*src);
+        return 1;
+    }
+    const registry_agent_limits_t *l = &agent->limits;
+    if (l->memory_bytes && !(set & 1)) limits->memory_bytes = (size_t)l->memory_bytes;
+    if (l->instructions && !(set & 2)) limits->instructions = l->instructions;
+    if (l->time_ms && !(set & 4)) limits->time_ms = l->time_ms;
+    if (l->output_bytes && !(set & 8)) limits->output_bytes = (size_t)l->output_bytes;
+    return 0;
+}
+
 int cli_run(int argc, char **argv) {
     const char *script = NULL, *input = NULL;
     int stats = 0;
+    unsigned set = 0; /* limits given as flags: 1 memory, 2 instructions, 4 time, 8 output */
+    rt_provider_t rp = {.seeded = say_seeded};
     sandbox_limits_t limits = sandbox_default_limits();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -157,6 +215,11 @@ int cli_run(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "--stats") == 0) {
             stats = 1;
+        } else if (strcmp(a, "--no-demo") == 0) {
+            rp.no_demo = true;
+        } else if (strcmp(a, "--db") == 0) {
+            if (++i == argc) goto missing;
+            rp.db_path = argv[i];
         } else if (strcmp(a, "--input") == 0) {
             if (++i == argc) goto missing;
             input = argv[i];
@@ -165,6 +228,7 @@ int cli_run(int argc, char **argv) {
                    strcmp(a, "--slice-ms") == 0) {
             if (++i == argc) goto missing;
             if (parse_u64(a, argv[i], &v)) return 2;
+            set |= a[2] == 'm' ? 1 : a[2] == 'i' ? 2 : a[2] == 't' ? 4 : a[2] == 'o' ? 8 : 0;
             if (a[2] == 'm') limits.memory_bytes = (size_t)v;
             else if (a[2] == 'i') limits.instructions = v;
             else if (a[2] == 't' && v == 0) {
@@ -192,28 +256,48 @@ int cli_run(int argc, char **argv) {
         return 2;
     }
     if (!script) {
-        fputs("accrue run: which script? (accrue run SCRIPT.lua; see --help)\n", stderr);
+        fputs("accrue run: which script? (accrue run SCRIPT.lua|AGENT[@VERSION]; see --help)\n", stderr);
         return 2;
     }
     size_t len;
-    char *src = read_file(script, &len);
-    if (!src) {
-        fprintf(stderr, "accrue run: cannot read %s: %s\n", script, strerror(errno));
-        return 2;
+    char *src = NULL, *chunkname;
+    registry_agent_t *agent = NULL;
+    if (is_file(script)) {
+        src = read_file(script, &len);
+        if (!src) {
+            fprintf(stderr, "accrue run: cannot read %s: %s\n", script, strerror(errno));
+            return 2;
+        }
+        /* Chunk name "@path" makes errors read "path:LINE: message". */
+        size_t nlen = strlen(script) + 2;
+        chunkname = malloc(nlen);
+        if (chunkname) snprintf(chunkname, nlen, "@%s", script);
+    } else {
+        agent = malloc(sizeof *agent);
+        int lrc = agent ? load_agent(&rp, script, agent, &limits, set, &src, &len) : 1;
+        if (lrc) {
+            free(agent);
+            rt_provider_close(&rp);
+            return lrc;
+        }
+        rp.agent = agent;
+        /* Chunk name "=name@version" makes errors read "name@version:LINE: message". */
+        size_t nlen = strlen(agent->name) + strlen(agent->version) + 3;
+        chunkname = malloc(nlen);
+        if (chunkname) snprintf(chunkname, nlen, "=%s@%s", agent->name, agent->version);
     }
 
-    sandbox_provider_t provider = test_provider();
+    sandbox_provider_t provider = rt_provider(&rp);
     provider.output = print_output;
-    sandbox_t *sb = sandbox_open(&limits, &provider);
+    sandbox_t *sb = chunkname ? sandbox_open(&limits, &provider) : NULL;
     if (!sb) {
         free(src);
+        free(chunkname);
+        free(agent);
+        rt_provider_close(&rp);
         fputs("accrue: cannot create a sandbox (out of memory, or --mem-limit too small)\n", stderr);
         return 1;
     }
-    /* Chunk name "@path" makes errors read "path:LINE: message". */
-    size_t nlen = strlen(script) + 2;
-    char *chunkname = malloc(nlen);
-    snprintf(chunkname, nlen, "@%s", script);
     int rc = 0;
     if (sandbox_start_load(sb, chunkname, src, len) != 0 || sandbox_run_to_end(sb) != SANDBOX_DONE) {
         rc = fail(sb);
@@ -232,6 +316,8 @@ int cli_run(int argc, char **argv) {
     fflush(stdout);
     if (stats) print_stats(sb);
     sandbox_close(sb);
+    rt_provider_close(&rp);
+    free(agent);
     free(chunkname);
     free(src);
     return rc;

@@ -20,6 +20,12 @@ static const command_t commands[] = {
     {"sign", cli_sign, "sign a message, EIP-712 typed data or a digest"},
     {"recover", cli_recover, "print the address that made a signature"},
     {"merkle", cli_merkle, "Merkle root, proof and verification of [address, amount] values"},
+    {"account", cli_account, "accounts of users and apps, and their API keys"},
+    {"dataset", cli_dataset, "datanets: create, import, contribute, review, query, list"},
+    {"model", cli_model, "models: register, list (build: from a datanet)"},
+    {"deploy", cli_deploy, "publish a signed version of an agent"},
+    {"agents", cli_agents, "the marketplace: listed agents, searched and sorted"},
+    {"agent", cli_agent, "one agent: details, versions, usage; unlist or list it"},
 };
 
 static void usage(FILE *out) {

@@ -17,61 +17,13 @@
 #include "runtime/base/buf.h"
 #include "registry/store.h"
 #include "tests/check.h"
+#include "tests/registry_test_util.h"
 
 static char dir[256];
 
 static void path_in_dir(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
 
 /* ------------------------------------------------------------------------------ helpers */
-
-/* Every table's rows (virtual tables left out: their shadow tables are dumped) and the schema
- * version, as text, read through a connection of our own. malloc'd. */
-static char *dump(const char *path) {
-    sqlite3 *db;
-    acc_buf b = ACC_BUF_INIT;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return strdup("(cannot open)");
-    }
-    sqlite3_stmt *tables, *rows;
-    sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name",
-                       -1, &tables, NULL);
-    while (sqlite3_step(tables) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(tables, 0);
-        acc_buf_printf(&b, "[%s]\n", name);
-        char sql[300];
-        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", name);
-        if (sqlite3_prepare_v2(db, sql, -1, &rows, NULL) != SQLITE_OK) continue;
-        while (sqlite3_step(rows) == SQLITE_ROW) {
-            for (int i = 0; i < sqlite3_column_count(rows); i++) {
-                const unsigned char *p = sqlite3_column_blob(rows, i);
-                int n = sqlite3_column_bytes(rows, i);
-                acc_buf_putc(&b, '|');
-                for (int k = 0; k < n; k++) acc_buf_printf(&b, "%02x", p[k]);
-            }
-            acc_buf_putc(&b, '\n');
-        }
-        sqlite3_finalize(rows);
-    }
-    sqlite3_finalize(tables);
-    sqlite3_stmt *v;
-    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &v, NULL);
-    if (sqlite3_step(v) == SQLITE_ROW) acc_buf_printf(&b, "version %d\n", sqlite3_column_int(v, 0));
-    sqlite3_finalize(v);
-    sqlite3_close(db);
-    return acc_buf_take(&b, NULL);
-}
-
-/* A test key from a one-byte seed, and its address. */
-static eth_key *key_of(uint8_t seed, uint8_t address[20]) {
-    uint8_t secret[32] = {0};
-    secret[31] = seed;
-    secret[0] = 0x42;
-    eth_key *k = NULL;
-    eth_key_from_secret(&k, secret, NULL, 0);
-    if (address) eth_key_address(k, address);
-    return k;
-}
 
 static void sign(const eth_key *k, const uint8_t digest[32], uint8_t sig[65]) {
     uint8_t to_sign[32];

@@ -30,6 +30,13 @@ for src in $(core_sources); do
   gcc "${flags[@]}" $(pkg-config --cflags lua5.4) -c "$src" -o "$obj"
   objs+=("$obj")
 done
+# The demo registry's files, built into the binary as C arrays (build.zig does the same).
+gcc -O1 tools/embed.c -o "$out/embed"
+embedded=()
+for f in $(zig_list demo_files); do embedded+=("$f=$f"); done
+"$out/embed" "$out/demo_files.c" rt_demo_files "${embedded[@]}"
+gcc "${flags[@]}" -c "$out/demo_files.c" -o "$out/obj/demo_files.o"
+objs+=("$out/obj/demo_files.o")
 gcc "${flags[@]}" runtime/main.c "${objs[@]}" $libs -lpthread -lm -o "$out/accrue"
 tests=()
 for t in $(zig_tests unit_tests); do
