@@ -136,7 +136,7 @@ static void test_account_commands(void) {
     CHECK(strncmp(out, "acc_", 4) == 0 && strlen(out) == 68);
     CHECK(strstr(err_text, "shown this once"));
     char key[80];
-    snprintf(key, sizeof key, "%s", out);
+    snprintf(key, sizeof key, "%.79s", out);
     OK("account create ops --admin --json --db '%s'", db);
     json_t *v = out_json();
     CHECK(strncmp(str(v, "api_key"), "acc_", 4) == 0);
@@ -153,7 +153,9 @@ static void test_account_commands(void) {
     CHECK(json_array_size(json_object_get(alice, "keys")) == 1);
     CHECK(json_is_true(json_object_get(json_array_get(v, 1), "admin")));
     json_decref(v);
-    CHECK(strstr(dump(db), key + 4) == NULL); /* only its hash is stored */
+    char *d = dump(db);
+    CHECK(strstr(d, key + 4) == NULL); /* only its hash is stored */
+    free(d);
     OK("account revoke alice --db '%s'", db);
     CHECK(strstr(out, "revoked 1 API key"));
     REFUSED(1, "no live API key", "account revoke alice --db '%s'", db);
@@ -250,7 +252,7 @@ static void test_dataset_commands(void) {
              "{\"text\": \"Cherries ripen early in summer.\", \"contributor\": \"%s\"}\n",
              addr[4], lower, addr[5]);
     write_file("good.jsonl", good);
-    char bad[2048];
+    char bad[4096];
     snprintf(bad, sizeof bad, "%s{\"text\": \"Plums\", \"contributor\": \"%s\"}\n", good, bad_case);
     write_file("bad-address.jsonl", bad);
     snprintf(bad, sizeof bad, "%s{\"text\": \"Kiwi vines need a male plant nearby.\", \"contributor\": \"%s\"}\n", good, addr[6]);
