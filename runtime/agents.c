@@ -16,12 +16,13 @@ static int refuse_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
 int rt_script_check(void *ud, const char *name, const char *script, size_t len, acc_err *err) {
     sandbox_limits_t limits = sandbox_default_limits();
     sandbox_provider_t provider = {.start_call = refuse_call};
-    sandbox_t *sb = sandbox_open(&limits, &provider);
-    if (!sb) return acc_fail(err, ACC_ENOMEM, "cannot make a sandbox to check it");
+    acc_err open_err = {0};
+    sandbox_t *sb = sandbox_open(&limits, &provider, &open_err);
+    if (!sb) return acc_fail(err, open_err.code, "cannot make a sandbox to check it: %s", open_err.msg);
     char chunk[REGISTRY_NAME_MAX + 2] = "=";
     strncat(chunk, name, REGISTRY_NAME_MAX);
     int rc = ACC_OK;
-    if (sandbox_start_load(sb, chunk, script, len) != 0 || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+    if (sandbox_start_load(sb, chunk, script, len, NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
         sandbox_limit_t limit = sandbox_limit_hit(sb);
         if (limit != SANDBOX_LIMIT_NONE)
             rc = acc_fail(err, ACC_ESCRIPT, "loading it hit the %s", sandbox_limit_name(limit));

@@ -87,10 +87,13 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-static void print_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text, size_t len) {
+/* stdout is the queue here: a blocking write waits for room, so there is never a reason to pause. */
+static sandbox_output_verdict_t print_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text,
+                                             size_t len) {
     (void)ud, (void)sb, (void)kind;
     fwrite(text, 1, len, stdout);
     fflush(stdout);
+    return SANDBOX_OUTPUT_OK;
 }
 
 static void print_stats(sandbox_t *sb) {
@@ -195,9 +198,9 @@ static int load_agent(rt_provider_t *p, const char *ref, registry_agent_t *agent
     }
     const registry_agent_limits_t *l = &agent->limits;
     if (l->memory_bytes && !(set & 1)) limits->memory_bytes = (size_t)l->memory_bytes;
-    if (l->instructions && !(set & 2)) limits->instructions = l->instructions;
-    if (l->time_ms && !(set & 4)) limits->time_ms = l->time_ms;
-    if (l->output_bytes && !(set & 8)) limits->output_bytes = (size_t)l->output_bytes;
+    if (l->instructions && !(set & 2)) limits->turn.instructions = l->instructions;
+    if (l->time_ms && !(set & 4)) limits->turn.time_ms = l->time_ms;
+    if (l->output_bytes && !(set & 8)) limits->turn.output_bytes = (size_t)l->output_bytes;
     return 0;
 }
 
@@ -230,17 +233,17 @@ int cli_run(int argc, char **argv) {
             if (parse_u64(a, argv[i], &v)) return 2;
             set |= a[2] == 'm' ? 1 : a[2] == 'i' ? 2 : a[2] == 't' ? 4 : a[2] == 'o' ? 8 : 0;
             if (a[2] == 'm') limits.memory_bytes = (size_t)v;
-            else if (a[2] == 'i') limits.instructions = v;
+            else if (a[2] == 'i') limits.turn.instructions = v;
             else if (a[2] == 't' && v == 0) {
                 fputs("accrue run: --time-limit 0 is refused: every turn needs a wall-time limit (the "
                       "instruction limit does not see the C work inside Lua's VM; see README)\n", stderr);
                 return 2;
-            } else if (a[2] == 't') limits.time_ms = v;
-            else if (a[2] == 'o') limits.output_bytes = (size_t)v;
+            } else if (a[2] == 't') limits.turn.time_ms = v;
+            else if (a[2] == 'o') limits.turn.output_bytes = (size_t)v;
             else if (v > UINT32_MAX) {
                 fprintf(stderr, "accrue run: --slice-ms is at most %u\n", UINT32_MAX);
                 return 2;
-            } else limits.slice_ms = (uint32_t)v;
+            } else limits.turn.slice_ms = (uint32_t)v;
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "accrue run: unknown flag '%s' (see accrue run --help)\n", a);
             return 2;
@@ -289,20 +292,21 @@ int cli_run(int argc, char **argv) {
 
     sandbox_provider_t provider = rt_provider(&rp);
     provider.output = print_output;
-    sandbox_t *sb = chunkname ? sandbox_open(&limits, &provider) : NULL;
+    acc_err err = {0};
+    sandbox_t *sb = chunkname ? sandbox_open(&limits, &provider, &err) : NULL;
     if (!sb) {
+        fprintf(stderr, "accrue: %s\n", chunkname ? err.msg : "out of memory");
         free(src);
         free(chunkname);
         free(agent);
         rt_provider_close(&rp);
-        fputs("accrue: cannot create a sandbox (out of memory, or --mem-limit too small)\n", stderr);
         return 1;
     }
     int rc = 0;
-    if (sandbox_start_load(sb, chunkname, src, len) != 0 || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+    if (sandbox_start_load(sb, chunkname, src, len, NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
         rc = fail(sb);
     } else if (input) {
-        if (sandbox_start_message(sb, input, strlen(input)) != 0 || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+        if (sandbox_start_message(sb, input, strlen(input), NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
             rc = fail(sb);
         } else {
             size_t rlen;

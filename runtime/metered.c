@@ -992,7 +992,7 @@ rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms) {
 sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *s, rt_queue_t *q) {
     sandbox_status_t st = sandbox_run(sb);
     for (;;) {
-        if (st == SANDBOX_PAUSED) {
+        if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) {
             st = sandbox_run(sb);
             continue;
         }

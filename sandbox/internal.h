@@ -54,21 +54,25 @@ void sbx_heap_exhausted(sbx_heap_t *heap);
 
 void *sbx_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
-/* Bits of sandbox.interrupt, set from other threads (watchdog, sandbox_cancel). TIME and CANCEL
- * stay set until the turn ends; PREEMPT is taken by the hook that acts on it. */
-enum { SBX_INT_TIME = 1, SBX_INT_CANCEL = 2, SBX_INT_PREEMPT = 4 };
+/* Bits of sandbox.interrupt, set from other threads (watchdog, sandbox_cancel) and by output
+ * backpressure. TIME and CANCEL stay set until the turn ends; PREEMPT and BLOCK are taken by the
+ * hook that acts on them. */
+enum { SBX_INT_TIME = 1, SBX_INT_CANCEL = 2, SBX_INT_PREEMPT = 4, SBX_INT_BLOCK = 8 };
 
 /* Why the turn's coroutine yielded to the host. */
-enum sbx_yield { SBX_YIELD_NONE = 0, SBX_YIELD_CALL, SBX_YIELD_SLICE };
+enum sbx_yield { SBX_YIELD_NONE = 0, SBX_YIELD_CALL, SBX_YIELD_SLICE, SBX_YIELD_BLOCK };
 
 enum sbx_turn { SBX_TURN_NONE = 0, SBX_TURN_LOAD, SBX_TURN_MESSAGE };
 
 struct sandbox {
     lua_State *L;                /* the sandbox's main state; turns run in threads of it */
     sbx_heap_t heap;
-    sandbox_limits_t limits;
+    sandbox_turn_limits_t limits;        /* the current (or last) turn's limits */
+    sandbox_turn_limits_t default_turn;  /* the limits of a turn started without its own */
     sandbox_provider_t provider;
     void *userdata;
+    uint64_t id;                 /* sandbox_id; the registry's key (watchdog.c) */
+    int in_callback;             /* > 0 while a provider callback runs */
 
     /* The current turn. */
     enum sbx_turn turn;
@@ -82,8 +86,10 @@ struct sandbox {
     sandbox_limit_t stop;        /* sticky: once set, the turn can only fail */
     enum sbx_yield yield;
 
-    /* The host call the turn waits for. */
-    bool call_pending, call_answered, call_ok;
+    /* The host call the turn waits for. call_lock guards these: sandbox_call_done may come from
+     * any thread. */
+    pthread_mutex_t call_lock;
+    bool call_pending, call_answered, call_ok, call_nomem;
     uint64_t last_call_id;
     char *call_text;
     size_t call_len;
@@ -93,14 +99,18 @@ struct sandbox {
     char *input; /* the message of the current turn */
     size_t input_len;
     bool loaded; /* the load turn finished: the agent table is in the registry */
+    int errcode; /* ACC_* of the last failure */
+    bool host_nomem; /* the turn failed because the host's malloc did (ACC_ENOMEM) */
     char errmsg[512];
     uint64_t host_calls, pauses;
     int resume_status, resume_nres; /* what the last lua_resume of the turn's thread returned */
     uintptr_t cstack_base; /* C stack address where the running turn started (0 = none) */
 
-    /* The watchdog's view: armed while the turn executes Lua. watchdog.c. */
+    /* The watchdog's view, under its lock: watched while the turn executes Lua. watchdog.c. */
     pthread_t runner;
     uint64_t slice_deadline_ns;
+    uint64_t watch_deadline; /* the deadline the watchdog's heap orders this turn by */
+    size_t watch_pos;        /* index in the heap, or SIZE_MAX when not in it */
     bool watched;
 };
 
@@ -148,11 +158,14 @@ void sbx_push_session(lua_State *L);
 
 /* watchdog.c: while a turn executes Lua on this thread, a deadline (time limit or slice end)
  * makes the watchdog set the interrupt bits and signal this thread; the signal handler arms the
- * hook in sb->current. */
+ * hook in sb->current. sbx_watch_begin/end bracket each stretch of execution in sandbox_run. */
 void sbx_watch_begin(sandbox_t *sb);
 void sbx_watch_end(sandbox_t *sb);
-/* Signals the thread executing sb's turn now, if any, so its hook sees sb->interrupt. */
-void sbx_watch_poke(sandbox_t *sb);
+/* Gives sb its id and makes room for it in the watchdog's heap (sets up the process first if
+ * needed). ACC_OK, or setup's code or ACC_ENOMEM with err set. */
+int sbx_register(sandbox_t *sb, acc_err *err);
+/* Forgets sb: sandbox_cancel no longer finds it. */
+void sbx_unregister(sandbox_t *sb);
 
 /* The sandbox a lua_State (any of its coroutines) belongs to. */
 sandbox_t *sbx_from_state(lua_State *L);

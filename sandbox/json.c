@@ -23,6 +23,7 @@
 #include <limits.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -108,10 +109,18 @@ static size_t utf8_seq_len(const unsigned char *s, size_t n) {
     return 0;
 }
 
-/* The decimal point of the C library's current locale: strtod and snprintf use it, JSON uses '.'. */
-static char locale_point(void) {
-    const char *p = localeconv()->decimal_point;
-    return (p && p[0]) ? p[0] : '.';
+/* JSON numbers use '.', while strtod and snprintf follow the locale. Asking localeconv() on every
+ * call is a race with any setlocale in the process (its result is static and shared), so numbers
+ * are read with strtod_l and written under uselocale in a private "C" locale, made once. */
+static locale_t c_locale;
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+
+static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+static locale_t json_c_locale(lua_State *L) {
+    pthread_once(&c_locale_once, make_c_locale);
+    if (c_locale == (locale_t)0) json_error(L, "json: out of host memory for the \"C\" locale");
+    return c_locale;
 }
 
 /* ---- decode ------------------------------------------------------------------------------- */
@@ -124,7 +133,7 @@ typedef struct decoder {
     uint64_t pending;   /* value units not yet charged */
     int depth;
     int array_mt;       /* stack slot of the array metatable */
-    char point;
+    locale_t numeric;   /* the "C" locale numbers are read in */
 } decoder_t;
 
 _Noreturn static void decode_fail(decoder_t *d, size_t at, const char *what) {
@@ -339,11 +348,7 @@ static void decode_number(decoder_t *d) {
     if (len >= sizeof small) text = lua_newuserdatauv(L, len + 1, 0); /* popped below */
     memcpy(text, s + start, len);
     text[len] = '\0';
-    if (d->point != '.') {
-        char *dot = memchr(text, '.', len);
-        if (dot) *dot = d->point;
-    }
-    double x = strtod(text, NULL);
+    double x = strtod_l(text, NULL, d->numeric);
     if (text != small) lua_pop(L, 1);
     if (isinf(x)) decode_fail(d, start, "number out of range");
     lua_pushnumber(L, (lua_Number)x);
@@ -429,7 +434,7 @@ static void decode_value(decoder_t *d) {
 
 void sbx_json_decode(lua_State *L, const char *s, size_t n) {
     luaL_checkstack(L, 8, "json.decode");
-    decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .point = locale_point()};
+    decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .numeric = json_c_locale(L)};
     push_array_mt_checked(L, "json.decode");
     d.array_mt = lua_gettop(L);
     decode_value(&d);
@@ -450,7 +455,7 @@ typedef struct encoder {
     int depth;
     size_t charged_len; /* output before this length has been charged */
     uint64_t pending;   /* value and key units not yet charged */
-    char point;
+    locale_t numeric;   /* the "C" locale numbers are written in */
 } encoder_t;
 
 static void encode_value(encoder_t *e, int idx);
@@ -547,16 +552,17 @@ static void encode_number(encoder_t *e, int idx) {
     }
     double x = (double)lua_tonumber(L, idx);
     if (!isfinite(x)) json_error(L, "json.encode: cannot encode NaN or infinity");
-    /* the shortest of 15, 16, 17 significant digits that reads back as the same double */
+    /* the shortest of 15, 16, 17 significant digits that reads back as the same double; snprintf
+     * has no _l form, so this thread uses the "C" locale for the duration (nothing here raises) */
+    locale_t prev = uselocale(e->numeric);
     for (int prec = 15; prec <= 17; prec++) {
         k = snprintf(tmp, sizeof tmp, "%.*g", prec, x);
-        if (prec == 17 || strtod(tmp, NULL) == x) break;
+        if (prec == 17 || strtod_l(tmp, NULL, e->numeric) == x) break;
     }
+    uselocale(prev);
     int looks_float = 0;
-    for (int j = 0; j < k; j++) {
-        if (tmp[j] == e->point) { tmp[j] = '.'; looks_float = 1; }
-        else if (tmp[j] == 'e') looks_float = 1;
-    }
+    for (int j = 0; j < k; j++)
+        if (tmp[j] == '.' || tmp[j] == 'e') looks_float = 1;
     /* 1.0 must not come back as the integer 1 */
     if (!looks_float) { tmp[k++] = '.'; tmp[k++] = '0'; }
     out_bytes(e, tmp, (size_t)k);
@@ -732,7 +738,7 @@ static void encode_value(encoder_t *e, int idx) {
 void sbx_json_encode(lua_State *L, int idx) {
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 8, "json.encode");
-    encoder_t e = {.L = L, .cap = 256, .point = locale_point()};
+    encoder_t e = {.L = L, .cap = 256, .numeric = json_c_locale(L)};
     push_array_mt(L);
     e.array_mt = lua_gettop(L);
     e.buf = lua_newuserdatauv(L, e.cap, 0);

@@ -42,10 +42,12 @@ static const char *const unprotected_messages[] = {
 sandbox_limits_t sandbox_default_limits(void) {
     sandbox_limits_t l = {
         .memory_bytes = SANDBOX_DEFAULT_MEMORY_BYTES,
-        .instructions = SANDBOX_DEFAULT_INSTRUCTIONS,
-        .time_ms = SANDBOX_DEFAULT_TIME_MS,
-        .output_bytes = SANDBOX_DEFAULT_OUTPUT_BYTES,
-        .slice_ms = SANDBOX_DEFAULT_SLICE_MS,
+        .turn = {
+            .instructions = SANDBOX_DEFAULT_INSTRUCTIONS,
+            .time_ms = SANDBOX_DEFAULT_TIME_MS,
+            .output_bytes = SANDBOX_DEFAULT_OUTPUT_BYTES,
+            .slice_ms = SANDBOX_DEFAULT_SLICE_MS,
+        },
     };
     return l;
 }
@@ -57,6 +59,7 @@ const char *sandbox_limit_name(sandbox_limit_t limit) {
     case SANDBOX_LIMIT_TIME: return "time limit";
     case SANDBOX_LIMIT_OUTPUT: return "output limit";
     case SANDBOX_LIMIT_CANCELLED: return "cancelled";
+    case SANDBOX_LIMIT_REFUSED: return "output refused";
     case SANDBOX_LIMIT_NONE: break;
     }
     return "none";
@@ -69,8 +72,27 @@ sandbox_t *sbx_from_state(lua_State *L) {
     return (sandbox_t *)((char *)ud - offsetof(sandbox_t, heap));
 }
 
-static void set_error(sandbox_t *sb, const char *fmt, const char *detail) {
+/* Records a failure: its ACC_* code and a message (fmt has one %s, for detail). Returns code. */
+static int set_error(sandbox_t *sb, int code, const char *fmt, const char *detail) {
+    sb->errcode = code;
     snprintf(sb->errmsg, sizeof sb->errmsg, fmt, detail);
+    return code;
+}
+
+/* The code of a turn that stopped on limit. */
+static int limit_code(sandbox_limit_t limit) {
+    switch (limit) {
+    case SANDBOX_LIMIT_CANCELLED: return ACC_ECANCELLED;
+    case SANDBOX_LIMIT_REFUSED: return ACC_EBUSY;
+    default: return ACC_ELIMIT;
+    }
+}
+
+/* Refuses a call made from inside a provider callback (sandbox.h, CALLBACKS). */
+static bool refused_in_callback(sandbox_t *sb, const char *what) {
+    if (sb->in_callback == 0) return false;
+    set_error(sb, ACC_EMISUSE, "%s cannot be called from inside a provider callback", what);
+    return true;
 }
 
 /* ---- hooks and stops ---------------------------------------------------------------------- */
@@ -80,8 +102,28 @@ static void arm(lua_State *L, int count) {
     else lua_sethook(L, NULL, 0, 0);
 }
 
+/* ThreadSanitizer holds a signal back until its thread next enters an intercepted call, which a
+ * Lua loop never does, so under it the watchdog's signal would not stop a turn that counts no
+ * instructions. There the hook is armed every quantum whatever the limits, and it polls the
+ * interrupt bits the watchdog sets: the races under test are the same, only the wake-up differs. */
+#if defined(__SANITIZE_THREAD__)
+#define HOOK_ALWAYS 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define HOOK_ALWAYS 1
+#endif
+#endif
+#ifndef HOOK_ALWAYS
+#define HOOK_ALWAYS 0
+#endif
+
+/* The count of the hook a turn runs with: every quantum when instructions are counted, else none. */
+static int normal_count(const sandbox_t *sb) {
+    return sb->limits.instructions || HOOK_ALWAYS ? SBX_HOOK_QUANTUM : 0;
+}
+
 void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L) {
-    int normal = sb->limits.instructions ? SBX_HOOK_QUANTUM : 0;
+    int normal = normal_count(sb);
     if (lua_gethook(L) == sbx_hook) {
         int count = lua_gethookcount(L);
         /* Re-arming would reset the count in progress: a loop that closed or resumed its own
@@ -93,10 +135,11 @@ void sbx_arm_normal_hook(sandbox_t *sb, lua_State *L) {
     arm(L, normal);
 }
 
-/* Must the turn stop at its next instruction? */
+/* Must the turn stop at its next instruction (for a limit, or to yield to the host)? */
 static bool stop_pending(sandbox_t *sb) {
     return sb->stop != SANDBOX_LIMIT_NONE ||
-           (atomic_load_explicit(&sb->interrupt, memory_order_relaxed) & (SBX_INT_TIME | SBX_INT_CANCEL | SBX_INT_PREEMPT));
+           (atomic_load_explicit(&sb->interrupt, memory_order_relaxed) &
+            (SBX_INT_TIME | SBX_INT_CANCEL | SBX_INT_PREEMPT | SBX_INT_BLOCK));
 }
 
 void sbx_switch_to(sandbox_t *sb, lua_State *co) {
@@ -154,7 +197,9 @@ void sbx_charge(lua_State *L, uint64_t units) {
     if (!sb) return;
     sb->instructions += units;
     sandbox_limit_t limit = limit_reached(sb);
-    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && sbx_now_ns() >= sb->turn_deadline_ns)
+    /* While the turn executes, the watchdog sets SBX_INT_TIME at the deadline; outside it
+     * (compiling in sandbox_start_load) the clock is read here. */
+    if (limit == SANDBOX_LIMIT_NONE && sb->turn_deadline_ns && !sb->watched && sbx_now_ns() >= sb->turn_deadline_ns)
         limit = SANDBOX_LIMIT_TIME;
     if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
 }
@@ -163,7 +208,7 @@ void sbx_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     sandbox_t *sb = sbx_from_state(L);
     sbx_check_cstack(L);
-    int count = lua_gethookcount(L), normal = sb->limits.instructions ? SBX_HOOK_QUANTUM : 0;
+    int count = lua_gethookcount(L), normal = normal_count(sb);
     if (count == SBX_HOOK_QUANTUM) sb->instructions += SBX_HOOK_QUANTUM;
     if (count != normal) arm(L, normal); /* a one-shot from the signal handler or a stop */
 
@@ -173,11 +218,12 @@ void sbx_hook(lua_State *L, lua_Debug *ar) {
         limit = SANDBOX_LIMIT_TIME; /* no watchdog for this turn: check the clock here */
     if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
 
+    /* The end of a time slice, or output backpressure: yield to the host if the turn can. */
     uint32_t bits = atomic_load_explicit(&sb->interrupt, memory_order_relaxed);
-    if (bits & SBX_INT_PREEMPT) {
+    if (bits & (SBX_INT_PREEMPT | SBX_INT_BLOCK)) {
         if (lua_isyieldable(L) && sb->chain_yieldable) {
-            atomic_fetch_and(&sb->interrupt, ~(uint32_t)SBX_INT_PREEMPT);
-            sb->yield = SBX_YIELD_SLICE;
+            atomic_fetch_and(&sb->interrupt, ~(uint32_t)(SBX_INT_PREEMPT | SBX_INT_BLOCK));
+            sb->yield = (bits & SBX_INT_BLOCK) ? SBX_YIELD_BLOCK : SBX_YIELD_SLICE;
             lua_yield(L, 0);
         } else {
             arm(L, SBX_HOOK_QUANTUM); /* inside a C call: try again a little later */
@@ -187,12 +233,22 @@ void sbx_hook(lua_State *L, lua_Debug *ar) {
 
 /* ---- output -------------------------------------------------------------------------------- */
 
+/* The host's verdict PAUSE cannot stop the turn here, inside a C function: it sets SBX_INT_BLOCK
+ * and arms the hook, which yields at the first instruction where the turn can reach the host. */
 void sbx_output(lua_State *L, sandbox_output_kind_t kind, const char *s, size_t len) {
     sandbox_t *sb = sbx_from_state(L);
     if (sb->limits.output_bytes && len > sb->limits.output_bytes - sb->output) sbx_stop(L, SANDBOX_LIMIT_OUTPUT);
     sb->output += len;
     sbx_charge(L, len / 64 + 1);
-    if (sb->provider.output) sb->provider.output(sb->provider.ud, sb, kind, s, len);
+    if (!sb->provider.output) return;
+    sb->in_callback++;
+    sandbox_output_verdict_t verdict = sb->provider.output(sb->provider.ud, sb, kind, s, len);
+    sb->in_callback--;
+    if (verdict == SANDBOX_OUTPUT_REFUSE) sbx_stop(L, SANDBOX_LIMIT_REFUSED);
+    if (verdict == SANDBOX_OUTPUT_PAUSE) {
+        atomic_fetch_or(&sb->interrupt, SBX_INT_BLOCK);
+        arm(L, 1);
+    }
 }
 
 /* ---- host calls ---------------------------------------------------------------------------- */
@@ -203,8 +259,14 @@ static int host_call_k(lua_State *L, int status, lua_KContext ctx) {
     (void)status;
     sandbox_t *sb = sbx_from_state(L);
     const char *what = (const char *)ctx;
-    if (!sb->call_answered || !sb->call_text) return luaL_error(L, "%s: the host gave no answer", what);
-    if (!sb->call_ok) {
+    /* Answered, the call's fields no longer change (sandbox_call_done refuses a second answer);
+     * the lock orders this read after the answering thread's writes. */
+    pthread_mutex_lock(&sb->call_lock);
+    bool answered = sb->call_answered, nomem = sb->call_nomem, ok = sb->call_ok;
+    pthread_mutex_unlock(&sb->call_lock);
+    if (nomem) return luaL_error(L, "%s: out of host memory for the answer", what);
+    if (!answered || !sb->call_text) return luaL_error(L, "%s: the host gave no answer", what);
+    if (!ok) {
         lua_pushlstring(L, sb->call_text, sb->call_len);
         return luaL_error(L, "%s: %s", what, lua_tostring(L, -1));
     }
@@ -222,16 +284,23 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
     sbx_json_encode(L, req_idx);
     size_t json_len;
     const char *json = lua_tolstring(L, -1, &json_len);
+    pthread_mutex_lock(&sb->call_lock);
     sandbox_call_t call = {++sb->last_call_id, kind, name, name_len, json, json_len};
-
     free(sb->call_text);
     sb->call_text = NULL;
     sb->call_pending = true;
-    sb->call_answered = false;
+    sb->call_answered = sb->call_nomem = false;
+    pthread_mutex_unlock(&sb->call_lock);
     sb->host_calls++;
-    if (sb->provider.start_call(sb->provider.ud, sb, &call) != 0) {
+    sb->in_callback++;
+    int taken = sb->provider.start_call(sb->provider.ud, sb, &call) == 0;
+    sb->in_callback--;
+    if (!taken) {
+        pthread_mutex_lock(&sb->call_lock);
         sb->call_pending = false;
-        if (sb->call_answered && !sb->call_ok && sb->call_text) {
+        bool has_message = sb->call_answered && !sb->call_ok && sb->call_text;
+        pthread_mutex_unlock(&sb->call_lock);
+        if (has_message) {
             lua_pushlstring(L, sb->call_text, sb->call_len);
             return luaL_error(L, "%s: %s", what, lua_tostring(L, -1));
         }
@@ -242,18 +311,29 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
     return lua_yieldk(L, 0, (lua_KContext)what, host_call_k);
 }
 
+/* Any thread: everything it touches is under call_lock, and it sets no message on the handle. */
 int sandbox_call_done(sandbox_t *sb, uint64_t call_id, int ok, const char *text, size_t len) {
-    if (!sb->call_pending || sb->call_answered || call_id != sb->last_call_id) return -1;
-    char *copy = malloc(len + 1);
-    if (!copy) return -1;
-    memcpy(copy, text, len);
-    copy[len] = 0;
-    free(sb->call_text);
-    sb->call_text = copy;
-    sb->call_len = len;
-    sb->call_ok = ok != 0;
-    sb->call_answered = true;
-    return 0;
+    int rc = ACC_OK;
+    pthread_mutex_lock(&sb->call_lock);
+    if (!sb->call_pending || sb->call_answered || call_id != sb->last_call_id) {
+        rc = ACC_EMISUSE;
+    } else {
+        char *copy = malloc(len + 1);
+        if (copy) {
+            memcpy(copy, text, len);
+            copy[len] = 0;
+            free(sb->call_text);
+            sb->call_text = copy;
+            sb->call_len = len;
+            sb->call_ok = ok != 0;
+        } else {
+            sb->call_nomem = true; /* the agent gets an error at once instead of a wait to the deadline */
+            rc = ACC_ENOMEM;
+        }
+        sb->call_answered = true;
+    }
+    pthread_mutex_unlock(&sb->call_lock);
+    return rc;
 }
 
 /* ---- compiling ---------------------------------------------------------------------------- */
@@ -314,9 +394,10 @@ int sbx_load_chunk(lua_State *L, const char *s, size_t len, int fn, const char *
 
 /* Builds the state's contents; run under lua_pcall, so running out of memory is an error here. */
 static int open_in_protected_mode(lua_State *L) {
-    lua_createtable(L, SANDBOX_LIMIT_CANCELLED, 0); /* the stop errors, made before they are needed */
-    for (int limit = SANDBOX_LIMIT_MEMORY; limit <= SANDBOX_LIMIT_CANCELLED; limit++) {
+    lua_createtable(L, SANDBOX_LIMIT_REFUSED, 0); /* the stop errors, made before they are needed */
+    for (int limit = SANDBOX_LIMIT_MEMORY; limit <= SANDBOX_LIMIT_REFUSED; limit++) {
         if (limit == SANDBOX_LIMIT_CANCELLED) lua_pushliteral(L, "turn cancelled by the host");
+        else if (limit == SANDBOX_LIMIT_REFUSED) lua_pushliteral(L, "output refused by the host");
         else lua_pushfstring(L, "%s exceeded", sandbox_limit_name((sandbox_limit_t)limit));
         lua_rawseti(L, -2, limit);
     }
@@ -334,39 +415,85 @@ static int open_in_protected_mode(lua_State *L) {
     return 0;
 }
 
-sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider) {
+/* A Lua state with the library and the API on heap, or NULL when memory ran out (the cap, or
+ * the host's). */
+static lua_State *new_state(sbx_heap_t *heap) {
+    lua_State *L = lua_newstate(sbx_lua_alloc, heap);
+    if (!L) return NULL;
+    lua_gc(L, LUA_GCINC, 0, 0, 0);
+    lua_pushcfunction(L, open_in_protected_mode);
+    if (lua_pcall(L, 0, 0, 0) != LUA_OK || heap->over) {
+        lua_close(L);
+        return NULL;
+    }
+    return L;
+}
+
+/* Why new_state failed under a cap: if an uncapped state can be built, the cap was too small. */
+static int open_failure(size_t cap, acc_err *err) {
+    if (cap) {
+        sbx_heap_t probe = {0};
+        lua_State *L = new_state(&probe);
+        if (L) {
+            size_t need = probe.used;
+            lua_close(L);
+            return acc_fail(err, ACC_ELIMIT, "sandbox: a memory cap of %zu bytes is below the %zu bytes an idle sandbox needs",
+                            cap, need);
+        }
+    }
+    return acc_fail(err, ACC_ENOMEM, "sandbox: out of host memory");
+}
+
+sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider, acc_err *err) {
     sandbox_t *sb = calloc(1, sizeof *sb);
-    if (!sb) return NULL;
-    sb->limits = limits ? *limits : sandbox_default_limits();
-    if (sb->limits.time_ms == 0) { /* no turn without a wall-time bound (README: why) */
-        free(sb);
+    if (!sb) {
+        acc_fail(err, ACC_ENOMEM, "sandbox: out of host memory");
         return NULL;
     }
+    sandbox_limits_t l = limits ? *limits : sandbox_default_limits();
+    if (l.turn.time_ms == 0) { /* no turn without a wall-time bound (README: why) */
+        free(sb);
+        acc_fail(err, ACC_EINVAL, "sandbox: a turn needs a time limit (time_ms 0 is refused)");
+        return NULL;
+    }
+    sb->default_turn = sb->limits = l.turn;
     if (provider) sb->provider = *provider;
-    sb->heap.cap = sb->limits.memory_bytes;
-    sb->L = lua_newstate(sbx_lua_alloc, &sb->heap);
-    if (!sb->L) {
+    sb->heap.cap = l.memory_bytes;
+    if (pthread_mutex_init(&sb->call_lock, NULL) != 0) {
+        free(sb);
+        acc_fail(err, ACC_ENOMEM, "sandbox: cannot make a mutex");
+        return NULL;
+    }
+    if (sbx_register(sb, err) != ACC_OK) {
+        pthread_mutex_destroy(&sb->call_lock);
         free(sb);
         return NULL;
     }
-    lua_gc(sb->L, LUA_GCINC, 0, 0, 0);
-    lua_pushcfunction(sb->L, open_in_protected_mode);
-    if (lua_pcall(sb->L, 0, 0, 0) != LUA_OK || sb->heap.over) {
-        lua_close(sb->L);
+    sb->L = new_state(&sb->heap);
+    if (!sb->L) {
+        sbx_unregister(sb);
+        pthread_mutex_destroy(&sb->call_lock);
         free(sb);
+        open_failure(l.memory_bytes, err);
         return NULL;
     }
     return sb;
 }
 
-void sandbox_close(sandbox_t *sb) {
-    if (!sb) return;
+int sandbox_close(sandbox_t *sb) {
+    if (!sb) return ACC_OK;
+    if (refused_in_callback(sb, "sandbox_close")) return ACC_EMISUSE;
+    sbx_unregister(sb); /* from here no sandbox_cancel can reach it */
     lua_close(sb->L);
+    pthread_mutex_destroy(&sb->call_lock);
     free(sb->call_text);
     free(sb->reply);
     free(sb->input);
     free(sb);
+    return ACC_OK;
 }
+
+uint64_t sandbox_id(const sandbox_t *sb) { return sb->id; }
 
 /* ---- turns --------------------------------------------------------------------------------- */
 
@@ -403,7 +530,10 @@ static int message_k(lua_State *T, int status, lua_KContext ctx) {
     if (sb->limits.output_bytes && len > sb->limits.output_bytes - sb->output) sbx_stop(T, SANDBOX_LIMIT_OUTPUT);
     sb->output += len;
     char *copy = malloc(len + 1);
-    if (!copy) return luaL_error(T, "out of host memory for the reply");
+    if (!copy) {
+        sb->host_nomem = true;
+        return luaL_error(T, "out of host memory for the reply");
+    }
     memcpy(copy, s, len);
     copy[len] = 0;
     free(sb->reply);
@@ -446,23 +576,20 @@ static int prepare_turn(lua_State *L) {
     return 0;
 }
 
-static void describe_error(sandbox_t *sb, lua_State *from, int status) {
-    if (sb->stop) {
-        set_error(sb, "%s", sandbox_limit_name(sb->stop));
-        return;
-    }
-    if (status == LUA_ERRMEM) {
-        sb->stop = SANDBOX_LIMIT_MEMORY;
-        set_error(sb, "%s", sandbox_limit_name(sb->stop));
-        return;
-    }
+/* Records why a turn (or its compilation) failed with status; returns the ACC_* code. */
+static int describe_error(sandbox_t *sb, lua_State *from, int status) {
+    if (status == LUA_ERRMEM && !sb->stop) sb->stop = SANDBOX_LIMIT_MEMORY;
+    if (sb->stop) return set_error(sb, limit_code(sb->stop), "%s", sandbox_limit_name(sb->stop));
+    int code = sb->host_nomem ? ACC_ENOMEM : ACC_ESCRIPT;
     /* Never call __tostring: the error object may be the agent's, and this runs unhooked. */
     int t = lua_type(from, -1);
-    if (t == LUA_TSTRING) set_error(sb, "%s", lua_tostring(from, -1));
-    else if (t == LUA_TNUMBER) {
-        lua_Number n = lua_tonumber(from, -1);
-        snprintf(sb->errmsg, sizeof sb->errmsg, LUA_NUMBER_FMT, n);
-    } else set_error(sb, "(error object is a %s value)", lua_typename(from, t));
+    if (t == LUA_TSTRING) return set_error(sb, code, "%s", lua_tostring(from, -1));
+    if (t == LUA_TNUMBER) {
+        char n[64];
+        snprintf(n, sizeof n, LUA_NUMBER_FMT, (LUAI_UACNUMBER)lua_tonumber(from, -1));
+        return set_error(sb, code, "%s", n);
+    }
+    return set_error(sb, code, "(error object is a %s value)", lua_typename(from, t));
 }
 
 static void reset_turn_state(sandbox_t *sb, enum sbx_turn kind) {
@@ -473,7 +600,11 @@ static void reset_turn_state(sandbox_t *sb, enum sbx_turn kind) {
     sb->output = 0;
     sb->heap.over = sb->heap.refused_last = false;
     sb->yield = SBX_YIELD_NONE;
+    pthread_mutex_lock(&sb->call_lock);
     sb->call_pending = sb->call_answered = false;
+    pthread_mutex_unlock(&sb->call_lock);
+    sb->errcode = ACC_OK;
+    sb->host_nomem = false;
     sb->errmsg[0] = 0;
     free(sb->reply);
     sb->reply = NULL;
@@ -483,11 +614,9 @@ static void reset_turn_state(sandbox_t *sb, enum sbx_turn kind) {
     sb->turn_deadline_ns = sb->limits.time_ms ? sb->turn_start_ns + sb->limits.time_ms * 1000000u : 0;
 }
 
-static int start_turn(sandbox_t *sb, enum sbx_turn kind, const turn_spec_t *spec) {
-    if (sb->turn_thread) {
-        set_error(sb, "%s", "a turn is already under way");
-        return -1;
-    }
+static int start_turn(sandbox_t *sb, enum sbx_turn kind, const turn_spec_t *spec,
+                      const sandbox_turn_limits_t *limits) {
+    sb->limits = limits ? *limits : sb->default_turn;
     reset_turn_state(sb, kind);
     lua_settop(sb->L, 0);
     lua_pushcfunction(sb->L, prepare_turn);
@@ -495,49 +624,53 @@ static int start_turn(sandbox_t *sb, enum sbx_turn kind, const turn_spec_t *spec
     lua_pushlightuserdata(sb->L, (void *)spec);
     int status = lua_pcall(sb->L, 2, 0, 0);
     if (status != LUA_OK) {
-        describe_error(sb, sb->L, status);
+        int code = describe_error(sb, sb->L, status);
         lua_settop(sb->L, 0);
         sb->turn = SBX_TURN_NONE;
         sb->turn_end_ns = sbx_now_ns();
-        return -1;
+        return code;
     }
     sbx_arm_normal_hook(sb, sb->turn_thread);
-    return 0;
+    return ACC_OK;
 }
 
-int sandbox_start_load(sandbox_t *sb, const char *chunkname, const char *src, size_t len) {
-    if (sb->loaded) {
-        set_error(sb, "%s", "a script is already loaded in this sandbox");
-        return -1;
-    }
+/* ACC_OK when a turn with these limits (NULL: the defaults) may start now; else the code, with the
+ * message set. */
+static int may_start(sandbox_t *sb, const char *what, const sandbox_turn_limits_t *limits) {
+    if (refused_in_callback(sb, what)) return ACC_EMISUSE;
+    if (sb->turn_thread) return set_error(sb, ACC_EMISUSE, "%s", "a turn is already under way");
+    if (limits && limits->time_ms == 0)
+        return set_error(sb, ACC_EINVAL, "%s", "a turn needs a time limit (time_ms 0 is refused)");
+    return ACC_OK;
+}
+
+int sandbox_start_load(sandbox_t *sb, const char *chunkname, const char *src, size_t len,
+                       const sandbox_turn_limits_t *turn) {
+    int rc = may_start(sb, "sandbox_start_load", turn);
+    if (rc != ACC_OK) return rc;
+    if (sb->loaded) return set_error(sb, ACC_EMISUSE, "%s", "a script is already loaded in this sandbox");
     turn_spec_t spec = {chunkname ? chunkname : "=agent", src, len};
-    return start_turn(sb, SBX_TURN_LOAD, &spec);
+    return start_turn(sb, SBX_TURN_LOAD, &spec, turn);
 }
 
-int sandbox_start_message(sandbox_t *sb, const char *text, size_t len) {
-    if (!sb->loaded) {
-        set_error(sb, "%s", "no script is loaded in this sandbox");
-        return -1;
-    }
-    if (sb->turn_thread) {
-        set_error(sb, "%s", "a turn is already under way");
-        return -1;
-    }
+int sandbox_start_message(sandbox_t *sb, const char *text, size_t len, const sandbox_turn_limits_t *turn) {
+    int rc = may_start(sb, "sandbox_start_message", turn);
+    if (rc != ACC_OK) return rc;
+    if (!sb->loaded) return set_error(sb, ACC_EMISUSE, "%s", "no script is loaded in this sandbox");
     char *copy = malloc(len + 1);
-    if (!copy) {
-        set_error(sb, "%s", "out of host memory");
-        return -1;
-    }
+    if (!copy) return set_error(sb, ACC_ENOMEM, "%s", "out of host memory for the message");
     memcpy(copy, text, len);
     copy[len] = 0;
     free(sb->input);
     sb->input = copy;
     sb->input_len = len;
-    return start_turn(sb, SBX_TURN_MESSAGE, NULL);
+    return start_turn(sb, SBX_TURN_MESSAGE, NULL, turn);
 }
 
 static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
+    pthread_mutex_lock(&sb->call_lock);
     sb->call_pending = false; /* an answer arriving after the turn is dropped */
+    pthread_mutex_unlock(&sb->call_lock);
     lua_pushboolean(sb->L, 0); /* an existing key: no allocation, nothing to fail */
     lua_rawsetp(sb->L, LUA_REGISTRYINDEX, turn_key);
     lua_settop(sb->L, 0);
@@ -553,7 +686,7 @@ static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
 
 static sandbox_status_t fail_turn(sandbox_t *sb, sandbox_limit_t limit) {
     if (!sb->stop) sb->stop = limit;
-    set_error(sb, "%s", sandbox_limit_name(sb->stop));
+    set_error(sb, limit_code(sb->stop), "%s", sandbox_limit_name(sb->stop));
     return end_turn(sb, SANDBOX_FAILED);
 }
 
@@ -568,14 +701,22 @@ static int resume_turn(lua_State *L) {
     return 0;
 }
 
+static bool call_answered(sandbox_t *sb) {
+    pthread_mutex_lock(&sb->call_lock);
+    bool answered = sb->call_answered;
+    pthread_mutex_unlock(&sb->call_lock);
+    return answered;
+}
+
 sandbox_status_t sandbox_run(sandbox_t *sb) {
+    if (refused_in_callback(sb, "sandbox_run")) return SANDBOX_FAILED;
     lua_State *T = sb->turn_thread;
     if (!T) {
-        set_error(sb, "%s", "no turn is under way");
+        set_error(sb, ACC_EMISUSE, "%s", "no turn is under way");
         return SANDBOX_FAILED;
     }
     for (;;) {
-        if (sb->yield == SBX_YIELD_CALL && !sb->call_answered) {
+        if (sb->yield == SBX_YIELD_CALL && !call_answered(sb)) {
             uint32_t bits = atomic_load(&sb->interrupt);
             if (bits & SBX_INT_CANCEL) return fail_turn(sb, SANDBOX_LIMIT_CANCELLED);
             if (sb->turn_deadline_ns && sbx_now_ns() >= sb->turn_deadline_ns) return fail_turn(sb, SANDBOX_LIMIT_TIME);
@@ -586,7 +727,9 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
             limit = SANDBOX_LIMIT_TIME;
         if (limit != SANDBOX_LIMIT_NONE) return fail_turn(sb, limit);
 
-        sb->call_pending = false;
+        pthread_mutex_lock(&sb->call_lock);
+        sb->call_pending = false; /* the answer, if any, is taken now */
+        pthread_mutex_unlock(&sb->call_lock);
         sb->yield = SBX_YIELD_NONE;
         sb->chain_yieldable = true;
         sb->current = T;
@@ -612,11 +755,11 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
         if (status == LUA_YIELD) {
             lua_pop(T, nres);
             if (sb->yield == SBX_YIELD_CALL) continue; /* answered already? loop; else WAITING */
-            if (sb->yield == SBX_YIELD_SLICE) {
+            if (sb->yield == SBX_YIELD_SLICE || sb->yield == SBX_YIELD_BLOCK) {
                 sb->pauses++;
-                return SANDBOX_PAUSED;
+                return sb->yield == SBX_YIELD_SLICE ? SANDBOX_PAUSED : SANDBOX_BLOCKED;
             }
-            set_error(sb, "%s", "the agent yielded outside a coroutine");
+            set_error(sb, ACC_ESCRIPT, "%s", "the agent yielded outside a coroutine");
             return end_turn(sb, SANDBOX_FAILED);
         }
         if (status == LUA_OK) {
@@ -630,12 +773,13 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
 }
 
 sandbox_status_t sandbox_run_to_end(sandbox_t *sb) {
+    if (refused_in_callback(sb, "sandbox_run_to_end")) return SANDBOX_FAILED;
     for (;;) {
         sandbox_status_t st = sandbox_run(sb);
-        if (st == SANDBOX_PAUSED) continue;
+        if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) continue; /* no queue to wait for here */
         if (st == SANDBOX_WAITING) {
             sb->stop = SANDBOX_LIMIT_NONE;
-            set_error(sb, "%s", "a host call was left unanswered");
+            set_error(sb, ACC_EMISUSE, "%s", "a host call was left unanswered");
             end_turn(sb, SANDBOX_FAILED);
             return SANDBOX_FAILED;
         }
@@ -643,16 +787,14 @@ sandbox_status_t sandbox_run_to_end(sandbox_t *sb) {
     }
 }
 
-void sandbox_cancel(sandbox_t *sb) {
-    atomic_fetch_or(&sb->interrupt, SBX_INT_CANCEL);
-    sbx_watch_poke(sb);
-}
+uint64_t sandbox_turn_deadline_ns(const sandbox_t *sb) { return sb->turn_thread ? sb->turn_deadline_ns : 0; }
 
 const char *sandbox_reply(sandbox_t *sb, size_t *len) {
     if (len) *len = sb->reply_len;
     return sb->reply;
 }
 
+int sandbox_errcode(sandbox_t *sb) { return sb->errcode; }
 const char *sandbox_errmsg(sandbox_t *sb) { return sb->errmsg; }
 sandbox_limit_t sandbox_limit_hit(sandbox_t *sb) { return sb->stop; }
 void sandbox_set_userdata(sandbox_t *sb, void *ud) { sb->userdata = ud; }

@@ -3,16 +3,68 @@
  *
  * One sandbox is one lua_State of its own (nothing is shared between sandboxes), created on an
  * allocator that charges every byte to the sandbox's memory cap. Work happens in turns: loading the
- * script runs its top-level code, and each message calls the agent's on_message. Every turn has its
- * own instruction, wall-time and output budgets; memory is capped for the sandbox's whole life.
+ * script runs its top-level code, and each message calls the agent's on_message. Memory is capped
+ * for the sandbox's whole life; instructions, wall time and output are capped per turn, by the
+ * limits the turn was started with (a metered host gives each turn what its account can pay for).
  *
- * A turn runs as a coroutine. It stops when it finishes, when it waits for a host call (a model call,
- * a dataset query: the provider answers with sandbox_call_done, at once or later), or when its time
- * slice is over (SANDBOX_PAUSED: run it again when it is its turn). A limit hit ends the turn with
- * SANDBOX_FAILED and sandbox_limit_hit() naming the limit; the script cannot catch it.
+ * A turn runs as a coroutine. sandbox_run runs it until it finishes (SANDBOX_DONE), fails
+ * (SANDBOX_FAILED), waits for a host call (SANDBOX_WAITING: a model call or a dataset query; the
+ * provider answers with sandbox_call_done, at once or later), has used its time slice
+ * (SANDBOX_PAUSED) or was told by the output callback that the session's queue is full
+ * (SANDBOX_BLOCKED). After WAITING, PAUSED or BLOCKED the host calls sandbox_run again when it is
+ * the turn's turn. A limit ends the turn with SANDBOX_FAILED and sandbox_limit_hit() naming it; the
+ * script cannot catch it.
  *
- * Errors follow SQLite: functions return a status, sandbox_errmsg() says what went wrong.
- * A sandbox belongs to one thread at a time.
+ * Errors: functions return a status of runtime/base/status.h (ACC_OK, or a negative ACC_E* code)
+ * and keep a message on the handle, SQLite's way: sandbox_errcode() and sandbox_errmsg() describe
+ * the last failure of a call or a turn. A failed turn's code says what kind of failure it was:
+ *   ACC_ESCRIPT     the script raised an error or does not compile;
+ *   ACC_ELIMIT      a limit (sandbox_limit_hit: memory, instructions, time, output);
+ *   ACC_ECANCELLED  sandbox_cancel;
+ *   ACC_EBUSY       the output callback refused more output (SANDBOX_OUTPUT_REFUSE);
+ *   ACC_ENOMEM      the host (not the script's heap) ran out of memory;
+ *   ACC_EMISUSE     the host broke a rule below (a turn already under way, a call left unanswered
+ *                   by sandbox_run_to_end's provider, a forbidden call from inside a callback).
+ *
+ * WHAT THE SANDBOX DOES TO THE PROCESS
+ * - One watchdog thread, started by sandbox_setup (or the first sandbox_open), lives until the
+ *   process exits. It sleeps until the earliest deadline (a time limit, the end of a time slice) of
+ *   the turns executing at that moment, and then signals the thread running that turn.
+ * - It claims one real-time signal, SIGRTMIN + 3 unless sandbox_setup names another, and installs
+ *   its handler with SA_RESTART. Setup fails (ACC_EBUSY) if that signal already has a handler. The
+ *   signal is only sent to a thread while it executes a turn inside sandbox_run, but it can land
+ *   just after that sandbox_run returned: the handler then does nothing, and a system call it
+ *   interrupts restarts, except those Linux never restarts after a handler (poll, epoll_wait,
+ *   nanosleep, ...: they fail with EINTR, which an event loop retries anyway).
+ * - A thread must not block that signal while it runs turns: sandbox_run unblocks it on its thread
+ *   (checked once per thread). Other threads are left alone.
+ * - Every turn executing at once is watched, however many: deadlines are kept in a heap that
+ *   grows with the number of open sandboxes (reserved by sandbox_open, so sandbox_run never
+ *   allocates for it), at O(log n) per turn started or stopped.
+ * - Lua heaps come from jemalloc (mallocx, sized frees).
+ * - JSON numbers are read with strtod_l and written under uselocale in a private "C" locale, so they
+ *   use '.' whatever LC_NUMERIC says, and a setlocale elsewhere is no race. (Lua's own tostring and
+ *   tonumber follow the process's locale, as stock Lua does: leave LC_NUMERIC at "C".)
+ *
+ * THREADS
+ * - A sandbox belongs to one thread at a time: every function below takes it on the thread that
+ *   owns it, except sandbox_call_done and sandbox_cancel. Ownership may move between calls (a
+ *   worker pool: WAITING on one thread, sandbox_run again on another), provided the host hands the
+ *   sandbox over with a synchronising operation (a mutex, a queue).
+ * - sandbox_call_done is safe from any thread while the sandbox is open, concurrently with the
+ *   owner's sandbox_run: an answer that arrives while sandbox_run is still returning WAITING is
+ *   kept, and the next sandbox_run takes it.
+ * - sandbox_cancel takes a sandbox id, not the handle: it is safe from any thread at any time,
+ *   before, during and after sandbox_close (a closed id is simply not found). Not async-signal-safe
+ *   (it takes a lock): a SIGTERM handler sets a flag, the loop cancels.
+ * - Sandboxes share nothing but the watchdog: different sandboxes run on different threads at once.
+ *
+ * CALLBACKS (the provider's start_call and output run inside sandbox_run, on its thread)
+ * - They may call sandbox_call_done, sandbox_cancel, sandbox_id, sandbox_userdata, sandbox_stats,
+ *   sandbox_errmsg and sandbox_errcode.
+ * - They must not call sandbox_run, sandbox_run_to_end, sandbox_start_load, sandbox_start_message
+ *   or sandbox_close: those refuse with ACC_EMISUSE (SANDBOX_FAILED for the run functions) and
+ *   change nothing. They must not longjmp out, or call into the sandbox's Lua state.
  */
 #ifndef ACCRUE_SANDBOX_H
 #define ACCRUE_SANDBOX_H
@@ -20,15 +72,37 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/base/status.h"
+
 typedef struct sandbox sandbox_t;
 
-typedef struct sandbox_limits {
-    size_t memory_bytes;   /* cap on the sandbox's Lua heap, whole life; 0 = no cap */
-    uint64_t instructions; /* per turn, Lua VM instructions plus C work; 0 = not counted */
-    uint64_t time_ms;      /* wall time per turn, waits included; required (sandbox_open refuses 0):
-                            * only the clock bounds the C work Lua does inside one VM instruction */
-    size_t output_bytes;   /* print, session.send and the reply, per turn; 0 = none */
+/* ---- the process ------------------------------------------------------------------------ */
+
+typedef struct sandbox_setup {
+    int watchdog_signal; /* a real-time signal (SIGRTMIN..SIGRTMAX) for the watchdog; 0 = SIGRTMIN + 3 */
+} sandbox_setup_t;
+
+/* Starts the watchdog and claims its signal, once per process. Optional: the first sandbox_open
+ * calls it with the defaults. Call it before any sandbox is opened to choose the signal. ACC_OK (also
+ * when called again with the same choice); ACC_EINVAL for a signal outside SIGRTMIN..SIGRTMAX;
+ * ACC_EBUSY when that signal already has a handler; ACC_EMISUSE when setup already happened with
+ * another signal; ACC_ENOMEM when the thread cannot be started. A failed setup can be retried. */
+int sandbox_setup(const sandbox_setup_t *setup, acc_err *err);
+
+/* ---- limits ------------------------------------------------------------------------------- */
+
+typedef struct sandbox_turn_limits {
+    uint64_t instructions; /* Lua VM instructions plus C work; 0 = not counted */
+    uint64_t time_ms;      /* wall time of the turn, waits and pauses included; required (0 is
+                            * refused): only the clock bounds the C work Lua does inside one VM
+                            * instruction */
+    size_t output_bytes;   /* print, session.send and the reply; 0 = none */
     uint32_t slice_ms;     /* a running turn pauses after this long (time slicing); 0 = never */
+} sandbox_turn_limits_t;
+
+typedef struct sandbox_limits {
+    size_t memory_bytes;        /* cap on the sandbox's Lua heap, whole life; 0 = no cap */
+    sandbox_turn_limits_t turn; /* the limits of a turn whose start gives none */
 } sandbox_limits_t;
 
 #define SANDBOX_DEFAULT_MEMORY_BYTES ((size_t)64 << 20)
@@ -46,11 +120,15 @@ typedef enum sandbox_limit {
     SANDBOX_LIMIT_INSTRUCTIONS,
     SANDBOX_LIMIT_TIME,
     SANDBOX_LIMIT_OUTPUT,
-    SANDBOX_LIMIT_CANCELLED, /* the host cancelled the turn */
+    SANDBOX_LIMIT_CANCELLED, /* sandbox_cancel */
+    SANDBOX_LIMIT_REFUSED,   /* the output callback refused more output */
 } sandbox_limit_t;
 
-/* "memory limit", "instruction limit", "time limit", "output limit", "cancelled". Static. */
+/* "memory limit", "instruction limit", "time limit", "output limit", "cancelled",
+ * "output refused". Static. */
 const char *sandbox_limit_name(sandbox_limit_t limit);
+
+/* ---- the provider: what the host gives the agent API ---------------------------------------- */
 
 typedef enum sandbox_call_kind {
     SANDBOX_CALL_MODEL,   /* models.call(name, request): json is the request object */
@@ -71,60 +149,106 @@ typedef enum sandbox_output_kind {
     SANDBOX_OUTPUT_DELTA, /* session.send(text): streamed part of the reply */
 } sandbox_output_kind_t;
 
-/* What the host gives the agent API. Any member may be NULL: a missing start_call makes models.call
- * and datasets.query fail with "no provider"; a missing output drops output (still counted). */
+/* What the output callback answers: backpressure from the session's queue. */
+typedef enum sandbox_output_verdict {
+    SANDBOX_OUTPUT_OK = 0, /* taken; go on */
+    SANDBOX_OUTPUT_PAUSE,  /* taken, and the queue is now full: the turn stops at the next point it
+                            * can, and sandbox_run returns SANDBOX_BLOCKED. In Lua code that is the
+                            * next instruction; inside a C function that calls back into Lua (a
+                            * table.sort comparator, a gsub callback) it is within about 100
+                            * instructions after that function returns. Output that comes before
+                            * the turn stops is still handed over (and may be answered PAUSE
+                            * again). Run the turn again when the queue has room. */
+    SANDBOX_OUTPUT_REFUSE, /* not taken: the turn fails now (SANDBOX_LIMIT_REFUSED, ACC_EBUSY) */
+} sandbox_output_verdict_t;
+
+/* Any member may be NULL: a missing start_call makes models.call and datasets.query fail with
+ * "no provider"; a missing output drops output (still counted against the output limit). */
 typedef struct sandbox_provider {
     void *ud;
-    /* Starts a host call. Return 0 when taken: the provider then calls sandbox_call_done exactly
-     * once, before returning or later from the host's loop. Non-zero refuses the call; the agent sees
-     * an error with the message set by sandbox_call_done(sb, id, 0, msg, len) if it was called, else
-     * a generic one. */
+    /* Starts a host call. Return 0 when taken: then sandbox_call_done(call->id) must follow exactly
+     * once, before returning or later, from any thread. Non-zero refuses the call; the agent sees
+     * an error with the message set by sandbox_call_done(sb, id, 0, msg, len) if it was called,
+     * else a generic one. */
     int (*start_call)(void *ud, sandbox_t *sb, const sandbox_call_t *call);
-    void (*output)(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text, size_t len);
+    /* Takes output as the turn produces it. text is valid during the call only. Returns a
+     * sandbox_output_verdict_t. */
+    sandbox_output_verdict_t (*output)(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text,
+                                       size_t len);
 } sandbox_provider_t;
+
+/* ---- sandboxes and turns ------------------------------------------------------------------- */
 
 typedef enum sandbox_status {
     SANDBOX_DONE,    /* the turn finished; for a message turn, sandbox_reply has the answer */
     SANDBOX_WAITING, /* waiting for sandbox_call_done; then sandbox_run again */
     SANDBOX_PAUSED,  /* the time slice ran out; sandbox_run again to continue */
-    SANDBOX_FAILED,  /* error or limit: sandbox_errmsg, sandbox_limit_hit */
+    SANDBOX_BLOCKED, /* the output callback said PAUSE; sandbox_run again when the queue has room */
+    SANDBOX_FAILED,  /* sandbox_errcode, sandbox_errmsg, sandbox_limit_hit say why */
 } sandbox_status_t;
 
-/* Creates a sandbox with the vetted standard library and the agent API. Returns NULL when out of
- * memory or when limits->time_ms is 0. The provider struct is copied. Close with sandbox_close. */
-sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider);
-void sandbox_close(sandbox_t *sb);
+/* Creates a sandbox with the vetted standard library and the agent API; the provider struct is
+ * copied. Returns NULL on failure with err set: ACC_EINVAL (limits->turn.time_ms is 0), ACC_ENOMEM
+ * (host memory), ACC_ELIMIT (the memory cap is too small to hold the standard library), or
+ * sandbox_setup's code. Close with sandbox_close. */
+sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider, acc_err *err);
+
+/* Frees the sandbox, a turn under way included; its id is never found again. NULL is fine.
+ * ACC_OK, or ACC_EMISUSE from inside a callback (nothing is freed then). */
+int sandbox_close(sandbox_t *sb);
+
+/* The sandbox's id for sandbox_cancel: unique in the process, never 0, never reused. */
+uint64_t sandbox_id(const sandbox_t *sb);
 
 /* Compiles an agent script (text only) and starts the turn that runs its top-level code, which
- * must return a table with on_message. 0 ok; -1 with sandbox_errmsg on a syntax error or when a
- * turn is already under way. */
-int sandbox_start_load(sandbox_t *sb, const char *chunkname, const char *src, size_t len);
+ * must return a table with on_message. turn NULL uses the sandbox's turn limits. ACC_OK;
+ * ACC_ESCRIPT on a syntax error; ACC_ELIMIT when compiling hit a limit (sandbox_limit_hit);
+ * ACC_EMISUSE when a script is loaded already or a turn is under way; ACC_EINVAL when
+ * turn->time_ms is 0; ACC_ENOMEM. */
+int sandbox_start_load(sandbox_t *sb, const char *chunkname, const char *src, size_t len,
+                       const sandbox_turn_limits_t *turn);
 
-/* Starts a turn that calls on_message(session, text). 0 ok; -1 when the script is not loaded or a
- * turn is under way. */
-int sandbox_start_message(sandbox_t *sb, const char *text, size_t len);
+/* Starts a turn that calls on_message(session, text); text is copied. turn NULL uses the
+ * sandbox's turn limits. ACC_OK; ACC_EMISUSE when no script is loaded or a turn is under way;
+ * ACC_EINVAL when turn->time_ms is 0; ACC_ENOMEM. */
+int sandbox_start_message(sandbox_t *sb, const char *text, size_t len, const sandbox_turn_limits_t *turn);
 
-/* Runs the current turn until it is done, waits, pauses or fails. */
+/* Runs the current turn until it is done, waits, pauses, blocks or fails. A turn that was waiting
+ * or blocked fails here if its time limit has passed or it was cancelled meanwhile. */
 sandbox_status_t sandbox_run(sandbox_t *sb);
 
-/* Runs the current turn to its end, resuming after pauses; for providers that answer at once.
- * Returns SANDBOX_DONE or SANDBOX_FAILED (a call left unanswered fails the turn). */
+/* Runs the current turn to its end, going on after pauses and blocks; for providers that answer
+ * at once. Returns SANDBOX_DONE or SANDBOX_FAILED (a call left unanswered fails the turn with
+ * ACC_EMISUSE). */
 sandbox_status_t sandbox_run_to_end(sandbox_t *sb);
 
-/* Answers host call call_id, which the turn is waiting for: ok with the result as JSON text, or !ok
- * with an error message the agent sees as a Lua error. Copies the text. 0 ok; -1 when that call is
- * not the one waiting (answered already, or its turn ended: a late answer is dropped). */
+/* When the current turn's time limit passes, in CLOCK_MONOTONIC nanoseconds; 0 when it has none
+ * or no turn is under way. A turn that waits (WAITING, BLOCKED) is not executing, so nothing
+ * watches it: a host that waits longer than this should call sandbox_run by then, which fails the
+ * turn. */
+uint64_t sandbox_turn_deadline_ns(const sandbox_t *sb);
+
+/* Answers host call call_id: ok with the result as JSON text, or !ok with an error message the
+ * agent sees as a Lua error. Copies the text. Any thread (see THREADS); it returns a code and
+ * leaves the handle's message alone. ACC_OK; ACC_EMISUSE when that call is not the one waiting
+ * (answered already, or its turn ended: a late answer is dropped); ACC_ENOMEM when the text cannot
+ * be copied: the call then fails in the agent with "out of host memory for the answer" at the next
+ * sandbox_run, so the turn never waits for an answer that cannot come. */
 int sandbox_call_done(sandbox_t *sb, uint64_t call_id, int ok, const char *text, size_t len);
 
-/* Ends the current turn at its next instruction: it fails with SANDBOX_LIMIT_CANCELLED. Safe to
- * call from another thread. */
-void sandbox_cancel(sandbox_t *sb);
+/* Ends the turn under way in sandbox id: a turn executing now stops at its next instruction; one
+ * that is waiting, paused or blocked fails at its next sandbox_run. Either way it fails with
+ * SANDBOX_LIMIT_CANCELLED (ACC_ECANCELLED). A cancel between turns does nothing. Any thread, any
+ * time. ACC_OK, or ACC_ENOTFOUND when no open sandbox has that id. */
+int sandbox_cancel(uint64_t id);
 
 /* The reply of the last finished message turn (what on_message returned, after streamed parts).
  * Owned by the sandbox, valid until the next turn starts. NULL when there is none. */
 const char *sandbox_reply(sandbox_t *sb, size_t *len);
 
-/* The error of the last failed call or turn. Owned by the sandbox. Never NULL. */
+/* The code and message of the last failed call or turn (ACC_OK and "" when none failed). The
+ * message is owned by the sandbox, valid until the next call on it. Never NULL. */
+int sandbox_errcode(sandbox_t *sb);
 const char *sandbox_errmsg(sandbox_t *sb);
 sandbox_limit_t sandbox_limit_hit(sandbox_t *sb);
 
@@ -136,7 +260,7 @@ typedef struct sandbox_stats {
                              * (what Lua needed to end the turn) until the next collection */
     size_t memory_peak;     /* highest Lua heap the scripts reached so far (never past the cap) */
     uint64_t host_calls;    /* host calls started, whole life */
-    uint64_t pauses;        /* time-slice pauses, whole life */
+    uint64_t pauses;        /* time-slice pauses and output blocks, whole life */
 } sandbox_stats_t;
 void sandbox_stats(sandbox_t *sb, sandbox_stats_t *out);
 

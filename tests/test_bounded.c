@@ -496,16 +496,16 @@ static void test_runaway_scripts_stop(void) {
 static void test_runaway_scripts_stop(void) {
     for (size_t i = 0; i < sizeof runaway_scripts / sizeof *runaway_scripts; i++) {
         sandbox_limits_t limits = sandbox_default_limits();
-        limits.instructions = 1000000;
+        limits.turn.instructions = 1000000;
         limits.memory_bytes = (size_t)512 << 20; /* the limit under test is the CPU one */
-        limits.time_ms = 10000;
-        sandbox_t *sb = sandbox_open(&limits, NULL);
+        limits.turn.time_ms = 10000;
+        sandbox_t *sb = sandbox_open(&limits, NULL, NULL);
         CHECK(sb != NULL);
         if (!sb) return;
         double t0 = now_seconds();
-        int rc = sandbox_start_load(sb, "runaway", runaway_scripts[i], strlen(runaway_scripts[i]));
-        CHECK_MSG(rc == 0, "script %zu: %s", i, sandbox_errmsg(sb));
-        sandbox_status_t st = rc == 0 ? sandbox_run_to_end(sb) : SANDBOX_FAILED;
+        int rc = sandbox_start_load(sb, "runaway", runaway_scripts[i], strlen(runaway_scripts[i]), NULL);
+        CHECK_MSG(rc == ACC_OK, "script %zu: %s", i, sandbox_errmsg(sb));
+        sandbox_status_t st = rc == ACC_OK ? sandbox_run_to_end(sb) : SANDBOX_FAILED;
         double dt = now_seconds() - t0;
         CHECK_MSG(st == SANDBOX_FAILED && sandbox_limit_hit(sb) == SANDBOX_LIMIT_INSTRUCTIONS,
                   "script %zu: status %d, limit %d, %s", i, (int)st, (int)sandbox_limit_hit(sb),

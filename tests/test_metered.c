@@ -144,8 +144,8 @@ static sandbox_t *agent(world_t *w, const char *script, const meter_agent_t *ag,
     acc_err err = {0};
     CHECK(rt_session_open(w->metered, &sc, s, &err) == ACC_OK);
     sandbox_provider_t p = rt_session_provider(*s);
-    sandbox_t *sb = sandbox_open(NULL, &p);
-    CHECK(sandbox_start_load(sb, "=t", script, strlen(script)) == 0);
+    sandbox_t *sb = sandbox_open(NULL, &p, NULL);
+    CHECK(sandbox_start_load(sb, "=t", script, strlen(script), NULL) == ACC_OK);
     CHECK(rt_run_turn(sb, *s, w->queue) == SANDBOX_DONE);
     return sb;
 }
@@ -159,7 +159,7 @@ static const char chat_script[] =
  * turn's receipt (the session's last). */
 static const rt_receipt_t *chat(world_t *w, sandbox_t *sb, rt_session_t *s, const char *output) {
     rt_session_clear_receipts(s);
-    CHECK(sandbox_start_message(sb, "tell me about fruit", 19) == 0);
+    CHECK(sandbox_start_message(sb, "tell me about fruit", 19, NULL) == ACC_OK);
     sandbox_status_t st = sandbox_run(sb);
     CHECK(st == SANDBOX_WAITING && w->pending_http);
     if (w->pending_http) {
@@ -253,7 +253,7 @@ static void test_builtin_model_and_dataset_query_are_metered(void) {
         "  return g.text .. ' | ' .. #q.rows .. ' | ' .. g.usage.cost\n"
         "end }\n";
     sandbox_t *sb = agent(&w, script, NULL, NULL, 0, &s);
-    CHECK(sandbox_start_message(sb, "go", 2) == 0);
+    CHECK(sandbox_start_message(sb, "go", 2, NULL) == ACC_OK);
     CHECK(rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
     size_t len;
     const char *reply = sandbox_reply(sb, &len);
@@ -278,13 +278,13 @@ static void test_insufficient_funds_is_an_error_the_agent_catches(void) {
     rt_session_t *s;
     CHECK(rt_session_open(w.metered, &sc, &s, NULL) == ACC_OK);
     sandbox_provider_t p = rt_session_provider(s);
-    sandbox_t *sb = sandbox_open(NULL, &p);
+    sandbox_t *sb = sandbox_open(NULL, &p, NULL);
     const char *script = "return { on_message = function(session, text)\n"
                          "  local ok, err = pcall(models.call, 't/gen', { prompt = 'figs' })\n"
                          "  return tostring(ok) .. ' ' .. tostring(err)\n"
                          "end }\n";
-    CHECK(sandbox_start_load(sb, "=t", script, strlen(script)) == 0 && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
-    CHECK(sandbox_start_message(sb, "x", 1) == 0 && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    CHECK(sandbox_start_load(sb, "=t", script, strlen(script), NULL) == ACC_OK && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
     const char *reply = sandbox_reply(sb, NULL);
     CHECK_MSG(reply && strstr(reply, "false models.call: insufficient_funds: account broke has 0 micro-credits available") &&
                   strstr(reply, "needed"),
@@ -318,7 +318,7 @@ static void test_agent_manifest_and_message_fee(void) {
         rt_session_clear_receipts(s);
         rt_session_set_request_id(s, turn ? "msg-2" : "msg-1");
         CHECK(rt_session_begin_message(s, &err) == ACC_OK);
-        CHECK(sandbox_start_message(sb, "x", 1) == 0);
+        CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
         sandbox_status_t st = rt_run_turn(sb, s, w.queue);
         CHECK(st == SANDBOX_DONE);
         CHECK(rt_session_end_message(s, st == SANDBOX_DONE, &err) == ACC_OK);

@@ -6,7 +6,11 @@
  * after a turn hit a limit.
  */
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -42,7 +46,8 @@ static int fake_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     return 0;
 }
 
-static void fake_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *s, size_t len) {
+static sandbox_output_verdict_t fake_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *s,
+                                            size_t len) {
     fake_host_t *h = ud;
     (void)sb, (void)kind;
     if (h->out_len + len < sizeof h->out) {
@@ -50,30 +55,31 @@ static void fake_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, con
         h->out_len += len;
         h->out[h->out_len] = 0;
     }
+    return SANDBOX_OUTPUT_OK;
 }
 
 static sandbox_limits_t tight(void) {
     sandbox_limits_t l = sandbox_default_limits();
     l.memory_bytes = 8u << 20;
-    l.instructions = 2000000;
-    l.time_ms = 2000;
-    l.output_bytes = 4096;
+    l.turn.instructions = 2000000;
+    l.turn.time_ms = 2000;
+    l.turn.output_bytes = 4096;
     return l;
 }
 
 static sandbox_t *open_with(const sandbox_limits_t *l, fake_host_t *h) {
     sandbox_provider_t p = {.ud = h, .start_call = fake_start, .output = fake_output};
-    return sandbox_open(l, &p);
+    return sandbox_open(l, &p, NULL);
 }
 
 /* Loads src; returns the load turn's status. */
 static sandbox_status_t load(sandbox_t *sb, const char *src) {
-    if (sandbox_start_load(sb, "=agent", src, strlen(src)) != 0) return SANDBOX_FAILED;
+    if (sandbox_start_load(sb, "=agent", src, strlen(src), NULL) != ACC_OK) return SANDBOX_FAILED;
     return sandbox_run_to_end(sb);
 }
 
 static sandbox_status_t message(sandbox_t *sb, const char *text) {
-    if (sandbox_start_message(sb, text, strlen(text)) != 0) return SANDBOX_FAILED;
+    if (sandbox_start_message(sb, text, strlen(text), NULL) != ACC_OK) return SANDBOX_FAILED;
     return sandbox_run_to_end(sb);
 }
 
@@ -93,8 +99,8 @@ static void expect_limit(const sandbox_limits_t *limits, const char *src, sandbo
     fake_host_t h = {0};
     sandbox_limits_t slow = *limits;
     const sandbox_limits_t *l = limits;
-    if (test_slow_tool() && want != SANDBOX_LIMIT_TIME && slow.time_ms) {
-        slow.time_ms = (uint64_t)test_scaled_ms((double)slow.time_ms); /* the other limits still come first */
+    if (test_slow_tool() && want != SANDBOX_LIMIT_TIME && slow.turn.time_ms) {
+        slow.turn.time_ms = (uint64_t)test_scaled_ms((double)slow.turn.time_ms); /* the other limits still come first */
         l = &slow;
     }
     sandbox_t *sb = open_with(l, &h);
@@ -130,7 +136,7 @@ static void test_script_must_return_agent(void) {
     sandbox_t *sb = open_with(&l, &h);
     CHECK(load(sb, "return 42") == SANDBOX_FAILED);
     CHECK(strstr(sandbox_errmsg(sb), "on_message") != NULL);
-    CHECK(sandbox_start_message(sb, "x", 1) == -1); /* nothing loaded */
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_EMISUSE); /* nothing loaded */
     sandbox_close(sb);
 }
 
@@ -143,7 +149,7 @@ static void test_errors_name_their_line(void) {
     CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_NONE);
     sandbox_close(sb);
     sb = open_with(&l, &h);
-    CHECK(sandbox_start_load(sb, "=agent", "x = = 1", 7) == -1);
+    CHECK(sandbox_start_load(sb, "=agent", "x = = 1", 7, NULL) == ACC_ESCRIPT);
     CHECK(strstr(sandbox_errmsg(sb), "unexpected symbol") != NULL);
     sandbox_close(sb);
 }
@@ -181,8 +187,8 @@ static void test_instruction_limit(void) {
 
 static void test_time_limit_without_instruction_counting(void) {
     sandbox_limits_t l = tight();
-    l.instructions = 0;
-    l.time_ms = 150;
+    l.turn.instructions = 0;
+    l.turn.time_ms = 150;
     expect_limit(&l, "while true do end", SANDBOX_LIMIT_TIME, 400);
     expect_limit(&l, "while true do pcall(function() while true do end end) end", SANDBOX_LIMIT_TIME, 400);
     expect_limit(&l, "xpcall(function() while true do end end, function() while true do end end)", SANDBOX_LIMIT_TIME, 400);
@@ -211,7 +217,7 @@ static void test_memory_limit_is_exact_and_uncatchable(void) {
 
 static void test_output_limit(void) {
     sandbox_limits_t l = tight();
-    l.output_bytes = 100;
+    l.turn.output_bytes = 100;
     expect_limit(&l, "for i = 1, 1000 do print(i) end", SANDBOX_LIMIT_OUTPUT, 1000);
     expect_limit(&l, "while true do pcall(session.send, ('y'):rep(50)) end", SANDBOX_LIMIT_OUTPUT, 1000);
     /* The reply counts too. */
@@ -246,21 +252,21 @@ static void test_host_call_answered_later(void) {
                    "  local r = models.call('m1', {prompt = t, max_tokens = 5})\n"
                    "  local co = coroutine.wrap(function() return datasets.query('d1', 'q', {limit = 2}).n end)\n"
                    "  return r.text .. ':' .. co() end}") == SANDBOX_DONE);
-    CHECK(sandbox_start_message(sb, "hey", 3) == 0);
+    CHECK(sandbox_start_message(sb, "hey", 3, NULL) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);
     CHECK(h.calls == 1 && h.last_kind == SANDBOX_CALL_MODEL);
     CHECK_STREQ(h.last_name, "m1");
     CHECK_STREQ(h.last_json, "{\"max_tokens\":5,\"prompt\":\"hey\"}");
     CHECK(sandbox_run(sb) == SANDBOX_WAITING); /* nothing answered yet */
     const char *a = "{\"text\":\"first\"}";
-    CHECK(sandbox_call_done(sb, h.last_id + 1, 1, a, strlen(a)) == -1); /* not the waiting call */
-    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == 0);
-    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == -1); /* once */
+    CHECK(sandbox_call_done(sb, h.last_id + 1, 1, a, strlen(a)) == ACC_EMISUSE); /* not the waiting call */
+    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == ACC_OK);
+    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == ACC_EMISUSE); /* once */
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);       /* now inside the agent's coroutine */
     CHECK(h.calls == 2 && h.last_kind == SANDBOX_CALL_DATASET);
     CHECK_STREQ(h.last_json, "{\"opts\":{\"limit\":2},\"text\":\"q\"}");
     a = "{\"n\":7}";
-    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == 0);
+    CHECK(sandbox_call_done(sb, h.last_id, 1, a, strlen(a)) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_DONE);
     CHECK_STREQ(reply(sb), "first:7");
     sandbox_close(sb);
@@ -274,9 +280,9 @@ static void test_host_call_errors_reach_the_agent(void) {
                    "  local ok, e = pcall(models.call, 'refuse', {})\n"
                    "  local ok2, e2 = pcall(models.call, 'm', {prompt = 'x'})\n"
                    "  return tostring(e) .. '|' .. tostring(e2) end}") == SANDBOX_DONE);
-    CHECK(sandbox_start_message(sb, "x", 1) == 0);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);
-    CHECK(sandbox_call_done(sb, h.last_id, 0, "upstream timed out", 18) == 0);
+    CHECK(sandbox_call_done(sb, h.last_id, 0, "upstream timed out", 18) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_DONE);
     CHECK_STREQ(reply(sb), "models.call: no such model|models.call: upstream timed out");
     sandbox_close(sb);
@@ -298,10 +304,10 @@ static void test_host_call_inside_c_boundary_is_a_clear_error(void) {
 static void test_wait_counts_against_time_and_cancel(void) {
     fake_host_t h = {.answer_later = 1};
     sandbox_limits_t l = tight();
-    l.time_ms = 50;
+    l.turn.time_ms = 50;
     sandbox_t *sb = open_with(&l, &h);
     CHECK(load(sb, "return {on_message = function() return models.call('m', {}).text end}") == SANDBOX_DONE);
-    CHECK(sandbox_start_message(sb, "x", 1) == 0);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);
     struct timespec ts = {0, 80 * 1000000};
     nanosleep(&ts, NULL);
@@ -309,10 +315,10 @@ static void test_wait_counts_against_time_and_cancel(void) {
     CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_TIME);
     uint64_t late = h.last_id;
 
-    CHECK(sandbox_start_message(sb, "x", 1) == 0);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_WAITING);
-    CHECK(sandbox_call_done(sb, late, 1, "{}", 2) == -1); /* the failed turn's call: dropped */
-    sandbox_cancel(sb);
+    CHECK(sandbox_call_done(sb, late, 1, "{}", 2) == ACC_EMISUSE); /* the failed turn's call: dropped */
+    CHECK(sandbox_cancel(sandbox_id(sb)) == ACC_OK);
     CHECK(sandbox_run(sb) == SANDBOX_FAILED);
     CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_CANCELLED);
     sandbox_close(sb);
@@ -321,7 +327,7 @@ static void test_wait_counts_against_time_and_cancel(void) {
 static void *cancel_later(void *arg) {
     struct timespec ts = {0, 50 * 1000000};
     nanosleep(&ts, NULL);
-    sandbox_cancel(arg);
+    sandbox_cancel(*(uint64_t *)arg);
     return NULL;
 }
 
@@ -330,12 +336,13 @@ static void *cancel_later(void *arg) {
 static void test_cancel_from_another_thread(void) {
     fake_host_t h = {0};
     sandbox_limits_t l = tight();
-    l.instructions = 0;
-    l.time_ms = 600000;
+    l.turn.instructions = 0;
+    l.turn.time_ms = 600000;
     sandbox_t *sb = open_with(&l, &h);
-    CHECK(sandbox_start_load(sb, "=agent", "while true do end", 17) == 0);
+    CHECK(sandbox_start_load(sb, "=agent", "while true do end", 17, NULL) == ACC_OK);
     pthread_t t;
-    pthread_create(&t, NULL, cancel_later, sb);
+    uint64_t id = sandbox_id(sb);
+    pthread_create(&t, NULL, cancel_later, &id);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     CHECK(sandbox_run(sb) == SANDBOX_FAILED);
@@ -349,9 +356,9 @@ static void test_time_slices_interleave_two_agents(void) {
     sandbox_limits_t l = tight();
     /* Under a slow tool: fewer iterations, a later deadline. */
     long long iterations = (long long)(30000000 / test_time_scale());
-    l.instructions = 0;
-    l.time_ms = (uint64_t)test_scaled_ms(5000);
-    l.slice_ms = 5;
+    l.turn.instructions = 0;
+    l.turn.time_ms = (uint64_t)test_scaled_ms(5000);
+    l.turn.slice_ms = 5;
     fake_host_t ha = {0}, hb = {0};
     sandbox_t *a = open_with(&l, &ha), *b = open_with(&l, &hb);
     char src[300];
@@ -360,7 +367,7 @@ static void test_time_slices_interleave_two_agents(void) {
              "  local co = coroutine.wrap(function() local n = 0 for i = 1, %lld do n = n + i %% 7 end return n end)\n"
              "  return tostring(co()) end}", iterations);
     CHECK(load(a, src) == SANDBOX_DONE && load(b, src) == SANDBOX_DONE);
-    CHECK(sandbox_start_message(a, "x", 1) == 0 && sandbox_start_message(b, "x", 1) == 0);
+    CHECK(sandbox_start_message(a, "x", 1, NULL) == ACC_OK && sandbox_start_message(b, "x", 1, NULL) == ACC_OK);
     int pauses_a = 0, pauses_b = 0, done_a = 0, done_b = 0, order_switches = 0, last = -1;
     while (!(done_a && done_b)) {
         if (!done_a) {
@@ -432,7 +439,7 @@ static void test_removed_functions_are_gone(void) {
 static void test_stack_bombs_end_in_errors(void) {
     fake_host_t h = {0};
     sandbox_limits_t l = tight();
-    l.instructions = 0;
+    l.turn.instructions = 0;
     static const struct {
         const char *src;
         sandbox_limit_t limit;
@@ -466,7 +473,7 @@ static void test_stack_bombs_end_in_errors(void) {
 
 static void test_idle_sandbox_is_small(void) {
     sandbox_limits_t l = tight();
-    sandbox_t *sb = sandbox_open(&l, NULL);
+    sandbox_t *sb = sandbox_open(&l, NULL, NULL);
     sandbox_stats_t st;
     sandbox_stats(sb, &st);
     CHECK_MSG(st.memory_bytes <= 64 * 1024, "idle sandbox uses %zu bytes", st.memory_bytes);
@@ -476,10 +483,440 @@ static void test_idle_sandbox_is_small(void) {
 static void test_too_small_memory_cap_fails_cleanly(void) {
     sandbox_limits_t l = tight();
     l.memory_bytes = 4096;
-    CHECK(sandbox_open(&l, NULL) == NULL);
+    acc_err err = {0};
+    CHECK(sandbox_open(&l, NULL, &err) == NULL);
+    CHECK(err.code == ACC_ELIMIT);
+    CHECK_MSG(strstr(err.msg, "memory cap of 4096 bytes") != NULL, "%s", err.msg);
+}
+
+
+/* ---- the API a server builds on: setup, codes, backpressure, per-turn limits, threads ---- */
+
+static void host_handler(int sig) { (void)sig; }
+
+/* Runs first, before any sandbox exists. */
+static void test_setup_claims_one_free_signal(void) {
+    acc_err err = {0};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = host_handler;
+    sigemptyset(&sa.sa_mask);
+    CHECK(sigaction(SIGRTMIN + 5, &sa, NULL) == 0); /* the host's own */
+    CHECK(sandbox_setup(&(sandbox_setup_t){.watchdog_signal = SIGRTMIN + 5}, &err) == ACC_EBUSY);
+    CHECK_MSG(strstr(err.msg, "already has a handler") != NULL, "%s", err.msg);
+    CHECK(sandbox_setup(&(sandbox_setup_t){.watchdog_signal = SIGUSR1}, &err) == ACC_EINVAL);
+    CHECK(sandbox_setup(NULL, &err) == ACC_OK);
+    CHECK(sandbox_setup(&(sandbox_setup_t){.watchdog_signal = SIGRTMIN + 3}, &err) == ACC_OK); /* the same */
+    CHECK(sandbox_setup(&(sandbox_setup_t){.watchdog_signal = SIGRTMIN + 4}, &err) == ACC_EMISUSE);
+    struct sigaction now;
+    CHECK(sigaction(SIGRTMIN + 3, NULL, &now) == 0 && now.sa_handler != SIG_DFL);
+    CHECK(sigaction(SIGRTMIN + 5, NULL, &now) == 0 && now.sa_handler == host_handler); /* untouched */
+}
+
+static void test_distinct_failures_have_distinct_codes(void) {
+    fake_host_t h = {.answer_later = 1};
+    sandbox_limits_t l = tight();
+    sandbox_t *sb = open_with(&l, &h);
+    CHECK(sandbox_run(sb) == SANDBOX_FAILED && sandbox_errcode(sb) == ACC_EMISUSE); /* no turn */
+    CHECK(sandbox_start_load(sb, "=agent", "x = = 1", 7, NULL) == ACC_ESCRIPT);
+    CHECK(sandbox_errcode(sb) == ACC_ESCRIPT);
+    CHECK(load(sb, "error('boom')") == SANDBOX_FAILED);
+    CHECK(sandbox_errcode(sb) == ACC_ESCRIPT && sandbox_limit_hit(sb) == SANDBOX_LIMIT_NONE);
+    CHECK(load(sb, "return {on_message = function(s, t)\n"
+                   "  if t == 'spin' then while true do end end\n"
+                   "  return models.call('m', {}).text end}") == SANDBOX_DONE);
+    CHECK(sandbox_errcode(sb) == ACC_OK);
+    CHECK(sandbox_start_load(sb, "=again", "return {}", 9, NULL) == ACC_EMISUSE);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
+    CHECK(sandbox_run(sb) == SANDBOX_WAITING);
+    CHECK(sandbox_start_message(sb, "y", 1, NULL) == ACC_EMISUSE); /* a turn is under way */
+    CHECK_STREQ(sandbox_errmsg(sb), "a turn is already under way");
+    CHECK(sandbox_run_to_end(sb) == SANDBOX_FAILED); /* the provider never answered */
+    CHECK(sandbox_errcode(sb) == ACC_EMISUSE);
+    CHECK(sandbox_call_done(sb, h.last_id, 1, "{}", 2) == ACC_EMISUSE); /* late */
+    CHECK(message(sb, "spin") == SANDBOX_FAILED);
+    CHECK(sandbox_errcode(sb) == ACC_ELIMIT && sandbox_limit_hit(sb) == SANDBOX_LIMIT_INSTRUCTIONS);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK && sandbox_run(sb) == SANDBOX_WAITING);
+    CHECK(sandbox_cancel(sandbox_id(sb)) == ACC_OK);
+    CHECK(sandbox_run(sb) == SANDBOX_FAILED);
+    CHECK(sandbox_errcode(sb) == ACC_ECANCELLED && sandbox_limit_hit(sb) == SANDBOX_LIMIT_CANCELLED);
+    sandbox_close(sb);
+
+    /* Compiling past the memory cap is a limit, not a script error. */
+    l.memory_bytes = 1u << 20;
+    sb = open_with(&l, &h);
+    size_t n = 600000;
+    char *src = malloc(n * 2 + 16);
+    strcpy(src, "return {");
+    for (size_t i = 0; i < n; i++) memcpy(src + 8 + 2 * i, "1,", 2);
+    strcpy(src + 8 + 2 * n, "}");
+    CHECK(sandbox_start_load(sb, "=big", src, strlen(src), NULL) == ACC_ELIMIT);
+    CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_MEMORY);
+    free(src);
+    sandbox_close(sb);
+}
+
+/* A call answered with text that cannot be copied fails in the agent at once, not at the deadline. */
+static void test_call_done_out_of_memory_does_not_leave_the_turn_waiting(void) {
+    fake_host_t h = {.answer_later = 1};
+    sandbox_limits_t l = tight();
+    l.turn.time_ms = 60000;
+    sandbox_t *sb = open_with(&l, &h);
+    CHECK(load(sb, "return {on_message = function()\n"
+                   "  local ok, e = pcall(models.call, 'm', {}) return tostring(e) end}") == SANDBOX_DONE);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK && sandbox_run(sb) == SANDBOX_WAITING);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(sandbox_call_done(sb, h.last_id, 1, "x", (size_t)1 << 50) == ACC_ENOMEM); /* malloc fails */
+    CHECK(sandbox_call_done(sb, h.last_id, 1, "{}", 2) == ACC_EMISUSE);             /* answered */
+    CHECK(sandbox_run(sb) == SANDBOX_DONE);
+    CHECK(ms_since(t0) < test_scaled_ms(5000));
+    CHECK_MSG(strstr(reply(sb), "out of host memory") != NULL, "%s", reply(sb));
+    sandbox_close(sb);
+}
+
+/* An output callback that pauses after every piece, or refuses. */
+typedef struct queue_host {
+    sandbox_output_verdict_t verdict;
+    char out[256];
+    size_t len;
+} queue_host_t;
+
+static sandbox_output_verdict_t queue_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *s,
+                                             size_t len) {
+    queue_host_t *q = ud;
+    (void)sb, (void)kind;
+    if (q->len + len < sizeof q->out) {
+        memcpy(q->out + q->len, s, len);
+        q->len += len;
+        q->out[q->len] = 0;
+    }
+    return q->verdict;
+}
+
+static sandbox_t *open_queue(queue_host_t *q) {
+    sandbox_limits_t l = tight();
+    sandbox_provider_t p = {.ud = q, .output = queue_output};
+    return sandbox_open(&l, &p, NULL);
+}
+
+static void test_output_backpressure_pauses_the_turn(void) {
+    queue_host_t q = {.verdict = SANDBOX_OUTPUT_PAUSE};
+    sandbox_t *sb = open_queue(&q);
+    CHECK(load(sb, "return {on_message = function(s, t)\n"
+                   "  if t == 'plain' then for i = 1, 3 do session.send('p' .. i) end return 'r' end\n"
+                   "  if t == 'nested' then\n"
+                   "    coroutine.wrap(function() session.send('a') session.send('b') end)() return 'r' end\n"
+                   "  table.sort({3, 2, 1}, function(a, b) session.send('c') return a < b end)\n"
+                   "  session.send('after') return 'r' end}") == SANDBOX_DONE);
+    /* Plain Lua: the turn stops right after each piece. */
+    CHECK(sandbox_start_message(sb, "plain", 5, NULL) == ACC_OK);
+    const char *want[] = {"p1", "p1p2", "p1p2p3"};
+    for (int i = 0; i < 3; i++) {
+        CHECK(sandbox_run(sb) == SANDBOX_BLOCKED);
+        CHECK_STREQ(q.out, want[i]);
+    }
+    CHECK(sandbox_run(sb) == SANDBOX_DONE);
+    CHECK_STREQ(reply(sb), "r");
+    /* Inside the agent's own coroutine: the block passes through it to the host. */
+    q.len = 0;
+    q.out[0] = 0;
+    CHECK(sandbox_start_message(sb, "nested", 6, NULL) == ACC_OK);
+    CHECK(sandbox_run(sb) == SANDBOX_BLOCKED);
+    CHECK_STREQ(q.out, "a");
+    CHECK(sandbox_run(sb) == SANDBOX_BLOCKED);
+    CHECK_STREQ(q.out, "ab");
+    CHECK(sandbox_run(sb) == SANDBOX_DONE);
+    /* Inside a sort comparator nothing can yield: the turn stops soon after the sort returns. */
+    q.len = 0;
+    q.out[0] = 0;
+    CHECK(sandbox_start_message(sb, "sort", 4, NULL) == ACC_OK);
+    CHECK(sandbox_run(sb) == SANDBOX_BLOCKED);
+    CHECK_MSG(strspn(q.out, "c") >= 2, "%s", q.out);
+    sandbox_status_t st = SANDBOX_BLOCKED;
+    for (int i = 0; i < 3 && st == SANDBOX_BLOCKED; i++) st = sandbox_run(sb);
+    CHECK(st == SANDBOX_DONE);
+    CHECK_MSG(q.len > 5 && strcmp(q.out + q.len - 5, "after") == 0, "%s", q.out);
+    /* A host with no queue to wait for runs to the end through the blocks. */
+    CHECK(message(sb, "plain") == SANDBOX_DONE);
+    sandbox_stats_t stats;
+    sandbox_stats(sb, &stats);
+    CHECK(stats.pauses >= 8);
+    sandbox_close(sb);
+}
+
+static void test_output_refused_fails_the_turn(void) {
+    queue_host_t q = {.verdict = SANDBOX_OUTPUT_REFUSE};
+    sandbox_t *sb = open_queue(&q);
+    CHECK(load(sb, "return {on_message = function()\n"
+                   "  for i = 1, 3 do pcall(session.send, 'x') pcall(print, 'y') end return 'survived' end}") ==
+          SANDBOX_DONE);
+    CHECK(message(sb, "go") == SANDBOX_FAILED);
+    CHECK(sandbox_errcode(sb) == ACC_EBUSY && sandbox_limit_hit(sb) == SANDBOX_LIMIT_REFUSED);
+    CHECK_STREQ(q.out, "x"); /* nothing after the refusal */
+    q.verdict = SANDBOX_OUTPUT_OK; /* the queue drained: the next turn runs */
+    CHECK(message(sb, "go") == SANDBOX_DONE);
+    CHECK_STREQ(reply(sb), "survived");
+    sandbox_close(sb);
+}
+
+static void test_each_turn_has_its_own_limits(void) {
+    fake_host_t h = {0};
+    sandbox_limits_t l = tight();
+    sandbox_t *sb = open_with(&l, &h);
+    CHECK(load(sb, "return {on_message = function(s, t)\n"
+                   "  if t == 'spin' then while true do end end\n"
+                   "  local n = 0 for i = 1, 100000 do n = n + i end\n"
+                   "  session.send(('o'):rep(200)) return tostring(n) end}") == SANDBOX_DONE);
+    sandbox_turn_limits_t poor = l.turn;
+    poor.instructions = 10000; /* what this account can pay for */
+    CHECK(sandbox_start_message(sb, "x", 1, &poor) == ACC_OK);
+    CHECK(sandbox_run_to_end(sb) == SANDBOX_FAILED && sandbox_limit_hit(sb) == SANDBOX_LIMIT_INSTRUCTIONS);
+    sandbox_stats_t st;
+    sandbox_stats(sb, &st);
+    CHECK_MSG(st.instructions < 20000, "%llu", (unsigned long long)st.instructions);
+    CHECK(message(sb, "x") == SANDBOX_DONE); /* NULL: the sandbox's own limits again */
+    CHECK_STREQ(reply(sb), "5000050000");
+    sandbox_turn_limits_t quiet = l.turn;
+    quiet.output_bytes = 100;
+    CHECK(sandbox_start_message(sb, "x", 1, &quiet) == ACC_OK);
+    CHECK(sandbox_run_to_end(sb) == SANDBOX_FAILED && sandbox_limit_hit(sb) == SANDBOX_LIMIT_OUTPUT);
+    sandbox_turn_limits_t brief = l.turn;
+    brief.instructions = 0;
+    brief.time_ms = 100;
+    uint64_t before = 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    before = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    CHECK(sandbox_start_message(sb, "spin", 4, &brief) == ACC_OK);
+    uint64_t deadline = sandbox_turn_deadline_ns(sb);
+    CHECK(deadline >= before + 100000000u && deadline < before + 1000000000u);
+    CHECK(sandbox_run_to_end(sb) == SANDBOX_FAILED && sandbox_limit_hit(sb) == SANDBOX_LIMIT_TIME);
+    CHECK(sandbox_turn_deadline_ns(sb) == 0); /* no turn */
+    sandbox_turn_limits_t endless = l.turn;
+    endless.time_ms = 0; /* every turn needs a wall-time bound */
+    CHECK(sandbox_start_message(sb, "x", 1, &endless) == ACC_EINVAL);
+    sandbox_close(sb);
+    acc_err err = {0};
+    l.turn.time_ms = 0;
+    CHECK(sandbox_open(&l, NULL, &err) == NULL && err.code == ACC_EINVAL);
+}
+
+/* A provider that tries everything the rules forbid from inside its callbacks. */
+typedef struct rude_host {
+    int refused, calls;
+} rude_host_t;
+
+static void try_forbidden(rude_host_t *r, sandbox_t *sb) {
+    r->refused += sandbox_run(sb) == SANDBOX_FAILED && sandbox_errcode(sb) == ACC_EMISUSE;
+    r->refused += sandbox_run_to_end(sb) == SANDBOX_FAILED && sandbox_errcode(sb) == ACC_EMISUSE;
+    r->refused += sandbox_start_message(sb, "x", 1, NULL) == ACC_EMISUSE;
+    r->refused += sandbox_start_load(sb, "=x", "return {}", 9, NULL) == ACC_EMISUSE;
+    r->refused += sandbox_close(sb) == ACC_EMISUSE;
+}
+
+static int rude_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
+    rude_host_t *r = ud;
+    r->calls++;
+    try_forbidden(r, sb);
+    sandbox_stats_t st;
+    sandbox_stats(sb, &st); /* allowed */
+    return sandbox_call_done(sb, call->id, 1, "{\"n\":1}", 7) == ACC_OK ? 0 : -1;
+}
+
+static sandbox_output_verdict_t rude_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *s,
+                                            size_t len) {
+    (void)kind, (void)s, (void)len;
+    try_forbidden(ud, sb);
+    return SANDBOX_OUTPUT_OK;
+}
+
+static void test_callbacks_cannot_reenter(void) {
+    rude_host_t r = {0};
+    sandbox_limits_t l = tight();
+    sandbox_provider_t p = {.ud = &r, .start_call = rude_start, .output = rude_output};
+    sandbox_t *sb = sandbox_open(&l, &p, NULL);
+    CHECK(load(sb, "return {on_message = function() print('hi') return tostring(models.call('m', {}).n) end}") ==
+          SANDBOX_DONE);
+    CHECK(message(sb, "x") == SANDBOX_DONE);
+    CHECK_STREQ(reply(sb), "1");
+    CHECK(r.calls == 1 && r.refused == 10);
+    sandbox_close(sb);
+}
+
+/* Answers every call from a thread of its own, at once, racing the owner's sandbox_run. */
+typedef struct thread_host {
+    sandbox_t *sb;
+    uint64_t id;
+    pthread_t answerer;
+    int started;
+    _Atomic int answered;
+} thread_host_t;
+
+static void *answer_from_thread(void *arg) {
+    thread_host_t *t = arg;
+    sandbox_call_done(t->sb, t->id, 1, "{\"n\":1}", 7);
+    atomic_store(&t->answered, 1);
+    return NULL;
+}
+
+static int thread_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
+    thread_host_t *t = ud;
+    if (t->started) pthread_join(t->answerer, NULL);
+    t->sb = sb;
+    t->id = call->id;
+    atomic_store(&t->answered, 0);
+    t->started = pthread_create(&t->answerer, NULL, answer_from_thread, t) == 0;
+    return t->started ? 0 : -1;
+}
+
+static void test_call_done_from_another_thread(void) {
+    thread_host_t t = {0};
+    sandbox_limits_t l = tight();
+    l.turn.time_ms = 120000;
+    sandbox_provider_t p = {.ud = &t, .start_call = thread_start};
+    sandbox_t *sb = sandbox_open(&l, &p, NULL);
+    CHECK(load(sb, "return {on_message = function()\n"
+                   "  local n = 0 for i = 1, 200 do n = n + models.call('m', {}).n end return tostring(n) end}") ==
+          SANDBOX_DONE);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
+    sandbox_status_t st;
+    while ((st = sandbox_run(sb)) == SANDBOX_WAITING)
+        while (!atomic_load(&t.answered)) sched_yield();
+    CHECK_MSG(st == SANDBOX_DONE, "%s", sandbox_errmsg(sb));
+    CHECK_STREQ(reply(sb), "200");
+    if (t.started) pthread_join(t.answerer, NULL);
+    sandbox_close(sb);
+}
+
+/* Cancels by id, as fast as it can, until told to stop; counts what it was told. */
+typedef struct canceller {
+    uint64_t id;
+    _Atomic int stop;
+    _Atomic long ok, not_found;
+} canceller_t;
+
+static void *cancel_loop(void *arg) {
+    canceller_t *c = arg;
+    while (!atomic_load(&c->stop)) {
+        if (sandbox_cancel(c->id) == ACC_OK) atomic_fetch_add(&c->ok, 1);
+        else atomic_fetch_add(&c->not_found, 1);
+        sched_yield(); /* a lock held back to back would starve the owner's open and close */
+    }
+    return NULL;
+}
+
+/* sandbox_cancel against sandbox_close (run under `zig build tsan`): a cancel spinning on another
+ * thread before, during and after the close never touches freed memory, and a stale id never
+ * reaches the sandbox opened next (which may well reuse the address). */
+static void test_cancel_races_close(void) {
+    sandbox_limits_t l = tight();
+    l.turn.instructions = 0;
+    l.turn.time_ms = 10000;
+    int rounds = test_slow_tool() ? 5 : 40;
+    for (int r = 0; r < rounds; r++) {
+        fake_host_t h = {0};
+        sandbox_t *sb = open_with(&l, &h);
+        CHECK(load(sb, "return {on_message = function() while true do end end}") == SANDBOX_DONE);
+        canceller_t c = {.id = sandbox_id(sb)};
+        pthread_t t;
+        pthread_create(&t, NULL, cancel_loop, &c);
+        CHECK(message(sb, "spin") == SANDBOX_FAILED);
+        CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_CANCELLED);
+        if (r % 2) CHECK(sandbox_start_message(sb, "spin", 4, NULL) == ACC_OK); /* close with a turn under way */
+        CHECK(sandbox_close(sb) == ACC_OK);
+        long seen = atomic_load(&c.not_found);
+        sandbox_t *next = open_with(&l, &h);
+        CHECK(load(next, "return {on_message = function() return 'untouched' end}") == SANDBOX_DONE);
+        CHECK(message(next, "x") == SANDBOX_DONE);
+        CHECK_STREQ(reply(next), "untouched");
+        while (atomic_load(&c.not_found) == seen) sched_yield(); /* it did see the id gone */
+        atomic_store(&c.stop, 1);
+        pthread_join(t, NULL);
+        CHECK(atomic_load(&c.ok) > 0);
+        CHECK(sandbox_close(next) == ACC_OK);
+    }
+    /* A cancel between turns does nothing to the next turn. */
+    fake_host_t h = {0};
+    sandbox_t *sb = open_with(&l, &h);
+    CHECK(load(sb, "return {on_message = function() return 'ok' end}") == SANDBOX_DONE);
+    CHECK(sandbox_cancel(sandbox_id(sb)) == ACC_OK);
+    CHECK(message(sb, "x") == SANDBOX_DONE);
+    uint64_t id = sandbox_id(sb);
+    sandbox_close(sb);
+    CHECK(sandbox_cancel(id) == ACC_ENOTFOUND);
+    CHECK(sandbox_cancel(0) == ACC_ENOTFOUND);
+}
+
+/* More turns executing at once than the old fixed table held (256), half of them on threads that
+ * block every signal: every one is stopped at its time limit. */
+#define CROWD 300
+typedef struct crowd_member {
+    int block_signals;
+    sandbox_status_t status;
+    sandbox_limit_t limit;
+    double ms;
+} crowd_member_t;
+
+static _Atomic int crowd_ready;
+
+static void *crowd_turn(void *arg) {
+    crowd_member_t *m = arg;
+    if (m->block_signals) {
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+    }
+    sandbox_limits_t l = tight();
+    l.memory_bytes = 1u << 20;
+    l.turn.instructions = 0;
+    l.turn.time_ms = 300;
+    fake_host_t h = {0};
+    sandbox_t *sb = open_with(&l, &h);
+    m->status = SANDBOX_DONE;
+    if (!sb) return NULL;
+    atomic_fetch_add(&crowd_ready, 1);
+    while (atomic_load(&crowd_ready) < CROWD) sched_yield(); /* all at once */
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    m->status = load(sb, "while true do end");
+    m->ms = ms_since(t0);
+    m->limit = sandbox_limit_hit(sb);
+    sandbox_close(sb);
+    return NULL;
+}
+
+static void test_every_executing_turn_is_watched(void) {
+    static crowd_member_t crowd[CROWD];
+    pthread_t threads[CROWD];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 1u << 20);
+    atomic_store(&crowd_ready, 0);
+    int started = 0;
+    for (int i = 0; i < CROWD; i++) {
+        crowd[i] = (crowd_member_t){.block_signals = i % 2};
+        if (pthread_create(&threads[i], &attr, crowd_turn, &crowd[i]) != 0) break;
+        started++;
+    }
+    pthread_attr_destroy(&attr);
+    CHECK(started == CROWD);
+    if (started < CROWD) atomic_store(&crowd_ready, CROWD); /* let the started ones go */
+    double worst = 0;
+    int stopped = 0;
+    for (int i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+        stopped += crowd[i].status == SANDBOX_FAILED && crowd[i].limit == SANDBOX_LIMIT_TIME;
+        if (crowd[i].ms > worst) worst = crowd[i].ms;
+    }
+    CHECK_MSG(stopped == CROWD, "%d of %d turns stopped by their time limit", stopped, CROWD);
+    CHECK_MSG(worst < test_scaled_ms(10000), "worst %.0f ms", worst);
+    printf("# sandbox: %d turns spinning at once (300 ms limit) on %ld cores: the last stopped after %.0f ms\n",
+           CROWD, sysconf(_SC_NPROCESSORS_ONLN), worst);
 }
 
 int main(void) {
+    RUN(test_setup_claims_one_free_signal);
     RUN(test_message_round_trip);
     RUN(test_script_must_return_agent);
     RUN(test_errors_name_their_line);
@@ -500,5 +937,14 @@ int main(void) {
     RUN(test_stack_bombs_end_in_errors);
     RUN(test_idle_sandbox_is_small);
     RUN(test_too_small_memory_cap_fails_cleanly);
+    RUN(test_distinct_failures_have_distinct_codes);
+    RUN(test_call_done_out_of_memory_does_not_leave_the_turn_waiting);
+    RUN(test_output_backpressure_pauses_the_turn);
+    RUN(test_output_refused_fails_the_turn);
+    RUN(test_each_turn_has_its_own_limits);
+    RUN(test_callbacks_cannot_reenter);
+    RUN(test_call_done_from_another_thread);
+    RUN(test_cancel_races_close);
+    RUN(test_every_executing_turn_is_watched);
     return check_finish("sandbox");
 }

@@ -13,10 +13,10 @@ cd "$(dirname "$0")/.."
 kind=${1:?usage: tools/sanitize.sh asan|tsan}
 case "$kind" in
   asan) san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
-        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+        export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
         export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} ;;
   tsan) san=(-fsanitize=thread)
-        export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} ;;
+        export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1} ;;
   *) echo "sanitize.sh: unknown sanitizer '$kind' (asan or tsan)" >&2; exit 2 ;;
 esac
 out=${ACCRUE_SANITIZE_DIR:-/tmp/accrue-$kind}

@@ -39,8 +39,9 @@ void rt_metrics_render(rt_server *srv, acc_buf *b) {
            LOAD(m->upstream_errors));
     acc_buf_puts(b, "# HELP accrue_sandbox_limit_hits_total Agent turns ended by a limit.\n"
                     "# TYPE accrue_sandbox_limit_hits_total counter\n");
-    static const char *const names[] = {"none", "memory", "instructions", "time", "output", "cancelled"};
-    for (int i = 1; i < 6; i++)
+    static const char *const names[] = {"none", "memory", "instructions", "time", "output", "cancelled", "refused"};
+    _Static_assert(sizeof names / sizeof *names == SANDBOX_LIMIT_REFUSED + 1, "a name for every sandbox_limit_t");
+    for (int i = 1; i <= SANDBOX_LIMIT_REFUSED; i++)
         acc_buf_printf(b, "accrue_sandbox_limit_hits_total{limit=\"%s\"} %" PRIu64 "\n", names[i],
                        LOAD(m->limit_hits[i]));
     metric(b, "accrue_worker_queue_depth", "gauge", "Agent jobs waiting for a worker.",

@@ -74,6 +74,7 @@ struct rt_session {
     uint64_t budget; /* 0 = the account's balance is the only bound */
     uint64_t spent;
     sandbox_t *sb;
+    uint64_t sb_id; /* sandbox_cancel's key: safe from the loop whatever the worker is doing */
 
     /* Loop-owned. */
     rt_ws *conn;
@@ -265,10 +266,11 @@ static void emit_error(rt_session *s, const char *reply_to, const char *code, co
 /* ---- the mailbox: workers -> loop ---------------------------------------------------------- */
 
 /* Worker: streamed output. */
-static void on_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text, size_t len) {
+static sandbox_output_verdict_t on_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text,
+                                          size_t len) {
     rt_session *s = sandbox_userdata(sb);
     (void)ud;
-    if (kind != SANDBOX_OUTPUT_DELTA || !len) return; /* print() is counted, not shown */
+    if (kind != SANDBOX_OUTPUT_DELTA || !len) return SANDBOX_OUTPUT_OK; /* print() is counted, not shown */
     pthread_mutex_lock(&s->mu);
     acc_buf_append(&s->mail_text, text, len);
     if (!(s->mail & MAIL_DELTA)) {
@@ -276,6 +278,7 @@ static void on_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const
         rt_post(s->srv, &s->ev);
     }
     pthread_mutex_unlock(&s->mu);
+    return SANDBOX_OUTPUT_OK;
 }
 
 /* Worker: a host call. Calls answered at once (built-in models) are answered here; the others
@@ -337,19 +340,19 @@ static void job_run(rt_job *job) {
     } else if (s->job_kind == JOB_LOAD) {
         char chunk[160];
         snprintf(chunk, sizeof chunk, "=%s@%s", s->agent_name, s->agent_version);
-        started = sandbox_start_load(sb, chunk, s->script, s->script_len) == 0;
+        started = sandbox_start_load(sb, chunk, s->script, s->script_len, NULL) == ACC_OK;
         free(s->script);
         s->script = NULL;
     } else if (s->job_kind == JOB_MESSAGE) {
-        started = sandbox_start_message(sb, s->job_text, s->job_len) == 0;
+        started = sandbox_start_message(sb, s->job_text, s->job_len, NULL) == ACC_OK;
         free(s->job_text);
         s->job_text = NULL;
     }
     /* Starting a turn clears the sandbox's interrupts: a cancel that came before is made again. */
     if (started && (s->job_kind == JOB_LOAD || s->job_kind == JOB_MESSAGE) && atomic_load(&s->cancel_req))
-        sandbox_cancel(sb);
+        sandbox_cancel(s->sb_id);
     sandbox_status_t st = started ? sandbox_run(sb) : SANDBOX_FAILED;
-    if (st == SANDBOX_PAUSED) {
+    if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) { /* on_output never blocks today */
         s->job_kind = JOB_CONTINUE;
         rt_pool_submit(s->srv->pool, &s->job); /* to the back of the queue: others get a turn */
         return;
@@ -638,10 +641,11 @@ static rt_session *session_new(rt_ws *c, const rt_agent *agent, uint64_t budget,
     s->ev.fn = session_event;
     pthread_mutex_init(&s->mu, NULL);
     sandbox_limits_t limits = sandbox_default_limits();
-    if (srv->cfg.turn_time_ms) limits.time_ms = srv->cfg.turn_time_ms;
-    limits.slice_ms = srv->cfg.slice_ms;
+    if (srv->cfg.turn_time_ms) limits.turn.time_ms = srv->cfg.turn_time_ms;
+    limits.turn.slice_ms = srv->cfg.slice_ms;
     sandbox_provider_t prov = {.ud = s, .start_call = on_start_call, .output = on_output};
-    s->sb = sandbox_open(&limits, &prov);
+    s->sb = sandbox_open(&limits, &prov, NULL);
+    if (s->sb) s->sb_id = sandbox_id(s->sb);
     s->script = malloc(agent->script_len + 1);
     if (!s->sb || !s->script || rt_map_put(&srv->sessions, s->id, s) != ACC_OK) {
         if (s->sb) sandbox_close(s->sb);
@@ -875,7 +879,7 @@ static void handle_message(rt_ws *c, json_t *msg, char *reply_to) {
 static void cancel_current(rt_session *s) {
     s->run_cancelled = true;
     atomic_store(&s->cancel_req, true);
-    if (s->sb) sandbox_cancel(s->sb);
+    sandbox_cancel(s->sb_id); /* by id: a closed sandbox is simply not found */
     if (s->call) rt_call_cancel(s->call); /* its completion resumes the turn, which then fails */
 }
 

@@ -41,7 +41,7 @@ static void bench_create(void) {
     sandbox_limits_t l = sandbox_default_limits();
     for (int i = 0; i < ROUNDS; i++) {
         double t0 = now_s();
-        sandbox_t *sb = sandbox_open(&l, NULL);
+        sandbox_t *sb = sandbox_open(&l, NULL, NULL);
         sandbox_close(sb);
         t[i] = now_s() - t0;
     }
@@ -57,7 +57,7 @@ static void bench_create(void) {
     printf("| create + close, median of %d | %.1f µs | %.1f µs | %.2fx |\n", ROUNDS, sandbox_us, bare_us,
            sandbox_us / bare_us);
 
-    sandbox_t *sb = sandbox_open(&l, NULL);
+    sandbox_t *sb = sandbox_open(&l, NULL, NULL);
     sandbox_stats_t st;
     sandbox_stats(sb, &st);
     sandbox_close(sb);
@@ -78,9 +78,9 @@ static int answer_now(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
 
 static double run_script(const sandbox_limits_t *l, const char *src) {
     sandbox_provider_t p = {.start_call = answer_now};
-    sandbox_t *sb = sandbox_open(l, &p);
+    sandbox_t *sb = sandbox_open(l, &p, NULL);
     double t0 = now_s();
-    if (sandbox_start_load(sb, "=bench", src, strlen(src)) != 0 || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+    if (sandbox_start_load(sb, "=bench", src, strlen(src), NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
         fprintf(stderr, "bench script failed: %s\n", sandbox_errmsg(sb));
         exit(1);
     }
@@ -111,8 +111,8 @@ static int bare_c_function(lua_State *L) {
 
 static void bench_host_call(void) {
     sandbox_limits_t l = sandbox_default_limits();
-    l.instructions = 0;
-    l.time_ms = 600000;
+    l.turn.instructions = 0;
+    l.turn.time_ms = 600000;
     char src[256];
     snprintf(src, sizeof src,
              "local n = 0 for i = 1, %d do n = n + #models.call('m', {prompt = 'hi'}).text end "
@@ -135,10 +135,10 @@ static void bench_hook(const char *name, const char *body) {
     char src[1024];
     snprintf(src, sizeof src, "%s return {on_message = print}", body);
     sandbox_limits_t timed = sandbox_default_limits(), counted = sandbox_default_limits();
-    timed.instructions = 0;
-    timed.time_ms = 60000;
-    counted.instructions = UINT64_MAX / 2;
-    counted.time_ms = 60000;
+    timed.turn.instructions = 0;
+    timed.turn.time_ms = 60000;
+    counted.turn.instructions = UINT64_MAX / 2;
+    counted.turn.time_ms = 60000;
     double best_bare = 1e9, best_timed = 1e9, best_counted = 1e9;
     for (int r = 0; r < 3; r++) {
         double b = run_bare(body), t = run_script(&timed, src), c = run_script(&counted, src);
