@@ -58,6 +58,9 @@
  *   before, during and after sandbox_close (a closed id is simply not found). Not async-signal-safe
  *   (it takes a lock): a SIGTERM handler sets a flag, the loop cancels.
  * - Sandboxes share nothing but the watchdog: different sandboxes run on different threads at once.
+ * - A thread that runs turns needs stack: a turn may use 1 MiB of C stack below sandbox_run's frame
+ *   (measured; past it the script gets "C stack overflow"), and the provider's callbacks run below
+ *   that. Threads with the default 8 MiB are fine; give a pool's threads at least 2 MiB.
  *
  * CALLBACKS (the provider's start_call and output run inside sandbox_run, on its thread)
  * - They may call sandbox_call_done, sandbox_cancel, sandbox_id, sandbox_userdata, sandbox_stats,
