@@ -67,6 +67,7 @@ const span_sources = [_][]const u8{
     "registry/span/corpus.c",
     "registry/span/index.c",
     "registry/span/attribute.c",
+    "registry/span/persist.c",
 };
 const registry_sources = [_][]const u8{
     "registry/store.c",

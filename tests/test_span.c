@@ -368,6 +368,88 @@ static void index_incremental_against_brute_force(void) {
     }
 }
 
+static uint64_t fnv1a(const uint8_t *p, size_t n) {
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3u;
+    return h;
+}
+
+/* Rewrites the checksum of saved bytes after a deliberate change. */
+static void reseal(acc_buf *b) {
+    uint64_t h = fnv1a((const uint8_t *)b->data, b->len - 8);
+    for (int i = 0; i < 8; i++) b->data[b->len - 8 + i] = (char)(h >> (8 * i));
+}
+
+static void index_saved_and_loaded(void) {
+    span_index *x = span_index_new();
+    static const char *words[] = {"red", "green", "blue", "Cyan", "magenta", "yellow", "black", "white"};
+    char text[512];
+    for (int r = 0; r < 300; r++) {
+        size_t o = 0, n = below(30);
+        for (size_t i = 0; i < n; i++) o += (size_t)snprintf(text + o, sizeof text - o, "%s%s", i ? ", " : "", words[below(8)]);
+        CHECK(span_index_add(x, 10 + r, text, o, NULL) == ACC_OK);
+        if (below(10) == 0) CHECK(span_index_commit(x, NULL) == ACC_OK);
+    }
+    acc_buf b = ACC_BUF_INIT;
+    acc_err err = {0};
+    CHECK(span_index_save(x, &b, &err) == ACC_EMISUSE); /* queued records: commit first */
+    CHECK(span_index_commit(x, NULL) == ACC_OK);
+    acc_buf_reset(&b);
+    CHECK(span_index_save(x, &b, &err) == ACC_OK);
+    span_index *y = NULL;
+    CHECK_MSG(span_index_load(b.data, b.len, &y, &err) == ACC_OK, "%s", err.msg);
+    CHECK(y && span_index_records(y) == span_index_records(x) && span_index_tokens(y) == span_index_tokens(x) &&
+          span_index_corpora(y) == span_index_corpora(x));
+    for (int qn = 0; y && qn < 200; qn++) {
+        uint32_t q[12], msx[12], msy[12];
+        size_t m = 1 + below(12);
+        for (size_t i = 0; i < m; i++) q[i] = SPAN_FIRST_WORD + below(9);
+        span_index_longest(x, q, m, msx);
+        span_index_longest(y, q, m, msy);
+        CHECK(memcmp(msx, msy, m * sizeof *msx) == 0);
+        span_hits hx, hy;
+        size_t fm = 1 + below((uint32_t)m);
+        CHECK(span_index_find(x, q, fm, 5, &hx, NULL) == ACC_OK && span_index_find(y, q, fm, 5, &hy, NULL) == ACC_OK);
+        CHECK(hx.occurrences == hy.occurrences && hx.records == hy.records && hx.nids == hy.nids &&
+              (hx.nids == 0 || memcmp(hx.ids, hy.ids, hx.nids * sizeof *hx.ids) == 0));
+        free(hx.ids);
+        free(hy.ids);
+    }
+    /* It goes on growing like the original. */
+    CHECK(y && span_index_add(y, 99999, "red green blue", 14, NULL) == ACC_OK && span_index_commit(y, NULL) == ACC_OK);
+    CHECK(y && span_index_records(y) == span_index_records(x) + 1);
+    span_index_free(y);
+    /* Damage: a flipped byte fails the checksum; resealed nonsense fails the structure checks. */
+    acc_buf c = ACC_BUF_INIT;
+    acc_buf_append(&c, b.data, b.len);
+    c.data[c.len / 2] ^= 0x40;
+    CHECK(span_index_load(c.data, c.len, &y, &err) == ACC_ECORRUPT && strstr(err.msg, "checksum") && y == NULL);
+    reseal(&c);
+    int rc = span_index_load(c.data, c.len, &y, &err);
+    CHECK_MSG(rc == ACC_ECORRUPT || rc == ACC_OK, "rc %d", rc); /* a flipped byte in a token may still be a valid word */
+    span_index_free(y);
+    for (int trial = 0; trial < 300; trial++) { /* random damage, resealed: never a crash */
+        acc_buf_reset(&c);
+        acc_buf_append(&c, b.data, b.len);
+        size_t at = 8 + below((uint32_t)(c.len - 16));
+        c.data[at] = (char)test_rand();
+        reseal(&c);
+        y = NULL;
+        rc = span_index_load(c.data, c.len, &y, NULL);
+        CHECK(rc == ACC_ECORRUPT || rc == ACC_OK);
+        if (y) { /* whatever loaded answers queries inside its arrays */
+            uint32_t q[3] = {SPAN_FIRST_WORD, SPAN_FIRST_WORD + 1, SPAN_FIRST_WORD + 2}, ms[3];
+            span_index_longest(y, q, 3, ms);
+        }
+        span_index_free(y);
+    }
+    CHECK(span_index_load(b.data, b.len - 1, &y, &err) == ACC_ECORRUPT);
+    CHECK(span_index_load("ACCSPAN", 7, &y, &err) == ACC_ECORRUPT);
+    acc_buf_free(&c);
+    acc_buf_free(&b);
+    span_index_free(x);
+}
+
 /* ---- attribution ---- */
 
 static span_index *index_of(const int64_t *ids, const char *const *texts, size_t n) {
@@ -493,6 +575,7 @@ static void attribution_shared_and_across_datanets(void) {
     uint64_t sum = 0;
     for (size_t i = 0; i < a.ncredits; i++) sum += a.credits[i].weight;
     CHECK(sum == a.total_weight && a.total_weight == 21 * SPAN_SHARE_SCALE);
+    CHECK(a.covered_tokens == 21 && a.span_tokens == 21 && a.ntokens == 21);
     if (a.ncredits == 4) {
         CHECK(a.credits[0].source.record_id == 3 && a.credits[0].weight == 4 * SPAN_SHARE_SCALE);
         CHECK(a.credits[3].source.record_id == 9 && a.credits[3].weight == 9 * SPAN_SHARE_SCALE);
@@ -616,9 +699,11 @@ static void attribution_against_brute_force(void) {
             }
         }
         size_t s = 0;
-        uint64_t sum = 0;
+        uint64_t sum = 0, covered = 0;
+        uint8_t cov[200] = {0};
         for (size_t i = 0; i < m; i++) {
             if (ms[i] < k || (i > 0 && ms[i - 1] > ms[i])) continue;
+            for (uint32_t j = 0; j < ms[i]; j++) cov[i + j] = 1;
             /* Maximal by definition: check it cannot grow left within any record. */
             CHECK_MSG(s < a.nspans && a.spans[s].token == i && a.spans[s].ntokens == ms[i], "trial %d: span at %zu", trial, i);
             if (s < a.nspans && a.spans[s].token == i) {
@@ -649,6 +734,8 @@ static void attribution_against_brute_force(void) {
             s++;
         }
         CHECK_MSG(s == a.nspans, "trial %d: %zu spans, brute force %zu", trial, a.nspans, s);
+        for (size_t i = 0; i < m; i++) covered += cov[i];
+        CHECK(a.covered_tokens == covered);
         uint64_t csum = 0;
         for (size_t c = 0; c < a.ncredits; c++) csum += a.credits[c].weight;
         CHECK(csum == sum && a.total_weight == sum);
@@ -676,6 +763,7 @@ int main(void) {
     RUN(suffix_array_against_naive_sort);
     RUN(corpus_against_brute_force);
     RUN(index_incremental_against_brute_force);
+    RUN(index_saved_and_loaded);
     RUN(attribution_exact_copy);
     RUN(attribution_light_edits);
     RUN(attribution_novel_and_near_miss);

@@ -89,6 +89,7 @@ int span_attribute(const span_index *const *indexes, size_t nindexes, const char
             if (msd[i] > ms[i]) ms[i] = msd[i];
     }
 
+    size_t reach = 0; /* the end of the spans so far, for the covered count */
     for (size_t i = 0; i < n; i++) {
         uint32_t L = ms[i];
         if (L < k || (i > 0 && ms[i - 1] > L)) continue; /* too short, or inside the span before */
@@ -126,6 +127,8 @@ int span_attribute(const span_index *const *indexes, size_t nindexes, const char
             goto fail;
         }
         out->span_tokens += L;
+        if (i + L > reach) out->covered_tokens += i + L - (i > reach ? i : reach);
+        reach = i + L > reach ? i + L : reach;
         if (push((void **)&spans, &nspans, &spans_cap, &f, sizeof f)) goto nomem;
     }
 
@@ -212,8 +215,9 @@ void span_attribution_json(const span_attribution *a, const char *text, uint32_t
         json_array_append_new(credits, json_pack("{s:I,s:I,s:I,s:I}", "index", (json_int_t)a->credits[c].source.index,
                                                  "record", (json_int_t)a->credits[c].source.record_id, "weight",
                                                  (json_int_t)a->credits[c].weight, "spans", (json_int_t)a->credits[c].spans));
-    json_t *root = json_pack("{s:I,s:I,s:I,s:I,s:o,s:o}", "tokens", (json_int_t)a->ntokens, "min_tokens",
-                             (json_int_t)min_tokens, "span_tokens", (json_int_t)a->span_tokens, "total_weight",
+    json_t *root = json_pack("{s:I,s:I,s:I,s:I,s:I,s:o,s:o}", "tokens", (json_int_t)a->ntokens, "min_tokens",
+                             (json_int_t)min_tokens, "span_tokens", (json_int_t)a->span_tokens, "covered_tokens",
+                             (json_int_t)a->covered_tokens, "total_weight",
                              (json_int_t)a->total_weight, "spans", spans, "credits", credits);
     char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
     if (s) acc_buf_puts(out, s);

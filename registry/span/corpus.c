@@ -45,6 +45,19 @@ void span_corpus_free(span_corpus *c) {
     free(c);
 }
 
+/* The first-token table, when it pays for itself: once the corpus is not tiny beside the alphabet. */
+static int first_token_table(span_corpus *c, uint32_t alphabet, acc_err *err) {
+    if (c->nsuf < 4096 || (uint64_t)c->nsuf * 2 < alphabet - SPAN_FIRST_WORD) return ACC_OK;
+    c->first_limit = alphabet;
+    c->first = calloc((size_t)(alphabet - SPAN_FIRST_WORD) + 1, sizeof *c->first);
+    if (!c->first) return acc_fail(err, ACC_ENOMEM, "span index: out of memory");
+    for (uint32_t r = 0; r < c->nsuf; r++) c->first[c->tok[c->sa[r]] - SPAN_FIRST_WORD + 1]++;
+    for (uint32_t w = 1; w <= alphabet - SPAN_FIRST_WORD; w++) c->first[w] += c->first[w - 1];
+    ACC_INVARIANT(c->first[alphabet - SPAN_FIRST_WORD] == c->nsuf, "first-token table sums to %u of %u",
+                  c->first[alphabet - SPAN_FIRST_WORD], c->nsuf);
+    return ACC_OK;
+}
+
 int span_corpus_build(const span_record_tokens *records, size_t nrecords, uint32_t alphabet, span_corpus **out,
                       acc_err *err) {
     *out = NULL;
@@ -94,21 +107,45 @@ int span_corpus_build(const span_record_tokens *records, size_t nrecords, uint32
     uint32_t *shrunk = realloc(c->sa, (c->nsuf ? c->nsuf : 1) * sizeof *c->sa);
     if (shrunk) c->sa = shrunk;
 
-    /* The first-token table pays for itself once the corpus is not tiny beside the alphabet. */
-    if (c->nsuf >= 4096 && (uint64_t)c->nsuf * 2 >= alphabet - SPAN_FIRST_WORD) {
-        c->first_limit = alphabet;
-        c->first = calloc((size_t)(alphabet - SPAN_FIRST_WORD) + 1, sizeof *c->first);
-        if (!c->first) goto nomem;
-        for (uint32_t r = 0; r < c->nsuf; r++) c->first[c->tok[c->sa[r]] - SPAN_FIRST_WORD + 1]++;
-        for (uint32_t w = 1; w <= alphabet - SPAN_FIRST_WORD; w++) c->first[w] += c->first[w - 1];
-        ACC_INVARIANT(c->first[alphabet - SPAN_FIRST_WORD] == c->nsuf, "first-token table sums to %u of %u",
-                      c->first[alphabet - SPAN_FIRST_WORD], c->nsuf);
+    if ((rc = first_token_table(c, alphabet, err))) {
+        span_corpus_free(c);
+        return rc;
     }
     *out = c;
     return ACC_OK;
 nomem:
     span_corpus_free(c);
     return acc_fail(err, ACC_ENOMEM, "span index: out of memory for %llu tokens", (unsigned long long)total);
+}
+
+int span_corpus_adopt(const span_record_tokens *records, uint32_t nrecords, uint32_t alphabet, uint32_t *tok,
+                      uint32_t len, uint32_t *sa, uint32_t nsuf, span_corpus **out, acc_err *err) {
+    *out = NULL;
+    span_corpus *c = calloc(1, sizeof *c);
+    if (!c) return acc_fail(err, ACC_ENOMEM, "span index: out of memory");
+    c->rec_first = malloc(((size_t)nrecords + 1) * sizeof *c->rec_first);
+    c->rec_id = malloc(((size_t)nrecords + 1) * sizeof *c->rec_id);
+    if (!c->rec_first || !c->rec_id) {
+        span_corpus_free(c);
+        return acc_fail(err, ACC_ENOMEM, "span index: out of memory");
+    }
+    for (uint32_t r = 0; r < nrecords; r++) {
+        c->rec_first[r] = (uint32_t)(records[r].ids - tok);
+        c->rec_id[r] = records[r].record_id;
+    }
+    c->nrec = nrecords;
+    c->tok = tok;
+    c->len = len;
+    c->sa = sa;
+    c->nsuf = nsuf;
+    int rc = first_token_table(c, alphabet, err);
+    if (rc) {
+        c->tok = c->sa = NULL; /* not adopted after all */
+        span_corpus_free(c);
+        return rc;
+    }
+    *out = c;
+    return ACC_OK;
 }
 
 size_t span_corpus_records(const span_corpus *c) { return c->nrec; }

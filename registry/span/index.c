@@ -160,6 +160,15 @@ int span_index_commit(span_index *x, acc_err *err) {
     return ACC_OK;
 }
 
+int span_index_push_corpus(span_index *x, span_corpus *c, acc_err *err) {
+    if (span_grow((void **)&x->corp, &x->corp_cap, x->ncorp + 1, sizeof *x->corp))
+        return acc_fail(err, ACC_ENOMEM, "span index: out of memory");
+    x->corp[x->ncorp++] = c;
+    x->nrecords += span_corpus_records(c);
+    x->ntokens += span_corpus_tokens(c);
+    return ACC_OK;
+}
+
 int span_index_compact(span_index *x, acc_err *err) {
     int rc = span_index_commit(x, err);
     if (rc) return rc;

@@ -188,6 +188,12 @@ size_t span_index_pending(const span_index *x); /* queued records */
 size_t span_index_corpora(const span_index *x);
 const span_corpus *span_index_corpus(const span_index *x, size_t i); /* oldest first */
 
+/* The committed index as bytes (appended to out), and an index made from them: the same words with
+ * the same ids, the same corpora, answering the same. ACC_EMISUSE when records are queued;
+ * span_index_load: ACC_ECORRUPT (naming what) for bytes that are not a saved index. */
+int span_index_save(const span_index *x, acc_buf *out, acc_err *err);
+int span_index_load(const void *data, size_t len, span_index **out, acc_err *err);
+
 /* Matching statistics over every committed record: ms[i] = the longest prefix of q[i..m) that
  * some record contains. q are ids of this index's vocabulary (SPAN_UNKNOWN for other words). */
 void span_index_longest(const span_index *x, const uint32_t *q, size_t m, uint32_t *ms);
@@ -245,7 +251,8 @@ typedef struct span_attribution {
     size_t ncredits;
     span_credit *credits;     /* one per credited record, in (record_id, index) order */
     uint64_t total_weight;    /* sum of credits' weights = sum of spans' ntokens x SPAN_SHARE_SCALE */
-    uint64_t span_tokens;     /* sum of spans' ntokens */
+    uint64_t span_tokens;     /* sum of spans' ntokens (overlaps counted twice) */
+    uint64_t covered_tokens;  /* output tokens inside at least one span (<= ntokens) */
     span_source *source_block; /* every span's sources back to back (what spans[i].sources point into) */
 } span_attribution;
 

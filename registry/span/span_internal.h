@@ -25,4 +25,11 @@ size_t span_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 const uint32_t *span_corpus_tokens_of(const span_corpus *c);
 const uint32_t *span_corpus_sa_of(const span_corpus *c);
 
+/* A corpus over arrays already built (a saved index loaded): takes tok (len tokens) and sa (nsuf
+ * suffixes) on success; records' ids point into tok. The caller checked them. */
+int span_corpus_adopt(const span_record_tokens *records, uint32_t nrecords, uint32_t alphabet, uint32_t *tok,
+                      uint32_t len, uint32_t *sa, uint32_t nsuf, span_corpus **out, acc_err *err);
+/* Appends a corpus (newest) to an index, which then owns it. */
+int span_index_push_corpus(span_index *x, span_corpus *c, acc_err *err);
+
 #endif

@@ -5,6 +5,7 @@
  * 200k-word vocabulary (so a few words are everywhere and most are rare, as in real text), in
  * records of 20..200 words with punctuation and mixed case. Measured:
  *   - build: tokenizing + interning, and the suffix array (SA-IS), in tokens per second;
+ *   - saving the built index as bytes and loading them back (checked), the alternative to building;
  *   - accepting one record into the built index (commit with merges), median and worst;
  *   - the longest-match query (matching statistics) for 200-token outputs: copied (five pieces
  *     of records, ~40 tokens each) and novel (fresh Zipf text), per output;
@@ -133,6 +134,24 @@ int main(void) {
            "(%.2f M tokens/s); total %.2f s = %.2f M tokens/s\n",
            ntok, span_vocab_limit(span_index_vocab(x)) - SPAN_FIRST_WORD, t1 - t0, ntok / (t1 - t0) / 1e6,
            len / (t1 - t0) / 1e6, t2 - t1, ntok / (t2 - t1) / 1e6, t2 - t0, ntok / (t2 - t0) / 1e6);
+
+    /* Saved and loaded (what a short-lived process does instead of building). */
+    {
+        acc_buf b = ACC_BUF_INIT;
+        double a = now();
+        span_index_save(x, &b, NULL);
+        double s1 = now();
+        span_index *y = NULL;
+        if (span_index_load(b.data, b.len, &y, &err)) {
+            fprintf(stderr, "load: %s\n", err.msg);
+            return 1;
+        }
+        double s2 = now();
+        printf("save: %.0f MB in %.2f s; load (checked): %.2f s = %.1f M tokens/s\n", b.len / 1e6, s1 - a, s2 - s1,
+               ntok / (s2 - s1) / 1e6);
+        span_index_free(y);
+        acc_buf_free(&b);
+    }
 
     /* Outputs: copied (five 40-token pieces of random records) and novel. */
     enum { NQ = 400, QLEN = 200 };
