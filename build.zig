@@ -78,6 +78,7 @@ const registry_sources = [_][]const u8{
     "registry/models.c",
     "registry/manifest.c",
     "registry/agents.c",
+    "registry/spans.c",
 };
 const meters_sources = [_][]const u8{
     "meters/split.c",
@@ -168,10 +169,10 @@ const modules = [_]Module{
     .{
         .name = "registry",
         .sources = &registry_sources,
-        .public = &.{"registry/registry.h"},
+        .public = &.{ "registry/registry.h", "registry/spans.h" },
         .private = &.{ "registry/store.h", "registry/manifest.h" },
-        .deps = &.{ "base", "eth" },
-        .system_libs = &.{ "sqlite3", "jansson" },
+        .deps = &.{ "base", "eth", "span" },
+        .system_libs = &.{ "sqlite3", "jansson", "pthread" },
     },
     .{
         .name = "meters",
@@ -223,6 +224,7 @@ const unit_tests = [_]Test{
     .{ .name = "crash", .module = "meters" },
     .{ .name = "metered", .module = "runtime" },
     .{ .name = "factory", .module = "factory" },
+    .{ .name = "spans", .module = "registry" },
 };
 const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },

@@ -141,6 +141,28 @@ const store_migration_t store_migrations[] = {
      "  PRIMARY KEY (version_id, tag)\n"
      ") STRICT;\n"
      "CREATE INDEX agent_tags_tag ON agent_tags(tag);\n"},
+    /* Snapshots of the span indexes (registry/spans.c): derived data, a cache of what the records
+     * hold, so unlike every other table a snapshot is replaced whole (its parts deleted and
+     * written again) as its datanet grows. seq and the record at it (id and content hash) say
+     * which records it covers; parts are blobs of at most 32 MiB, in order. */
+    {5, "span index snapshots",
+     "CREATE TABLE span_snapshots (\n"
+     "  datanet_id INTEGER PRIMARY KEY REFERENCES datanets(id),\n"
+     "  seq INTEGER NOT NULL CHECK (seq >= 1),\n"
+     "  last_record_id INTEGER NOT NULL REFERENCES records(id),\n"
+     "  last_hash BLOB NOT NULL CHECK (length(last_hash) = 32),\n"
+     "  tokens INTEGER NOT NULL CHECK (tokens >= 0),\n"
+     "  parts INTEGER NOT NULL CHECK (parts >= 1),\n"
+     "  bytes INTEGER NOT NULL CHECK (bytes >= 0),\n"
+     "  updated_ms INTEGER NOT NULL\n"
+     ") STRICT;\n"
+     "CREATE TABLE span_snapshot_parts (\n"
+     "  datanet_id INTEGER NOT NULL REFERENCES datanets(id),\n"
+     "  part INTEGER NOT NULL CHECK (part >= 0),\n"
+     "  data BLOB NOT NULL,\n"
+     "  PRIMARY KEY (datanet_id, part)\n"
+     ") STRICT;\n"},
+
 };
 
 const size_t store_n_migrations = sizeof store_migrations / sizeof store_migrations[0];
