@@ -230,6 +230,7 @@ const benches = [_]Test{
     .{ .name = "sandbox", .module = "sandbox" },
     .{ .name = "eth", .module = "eth" },
     .{ .name = "span", .module = "span" },
+    .{ .name = "factory", .module = "factory" },
 };
 const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h", "tests/registry_test_util.h" };
 
