@@ -82,18 +82,31 @@ static int entry_of(registry_t *reg, int64_t datanet_id, entry **out, acc_err *e
 
 /* ---- reading the registry ---- */
 
-static const char sql_version[] = "SELECT version FROM datanets WHERE id = ?1";
 static const char sql_record_at[] = "SELECT id, content_hash FROM records WHERE datanet_id = ?1 AND seq = ?2";
+/* Both at once, read in one statement (one snapshot of the database): the version, and the record
+ * at the seq an index holds. What every use of an index asks first. */
+static const char sql_check[] = "SELECT d.version, r.id, r.content_hash FROM datanets d "
+                                "LEFT JOIN records r ON r.datanet_id = d.id AND r.seq = ?2 WHERE d.id = ?1";
+static const char sql_contributor[] = "SELECT contributor, datanet_id FROM records WHERE id = ?1";
 
-static int datanet_version(registry_t *reg, int64_t datanet_id, uint64_t *version, acc_err *err) {
+/* The datanet's version, and whether the record at e's seq is the one e remembers. */
+static int check_entry(registry_t *reg, const entry *e, uint64_t *version, bool *same, acc_err *err) {
     sqlite3_stmt *st;
-    int rc = store_stmt(reg, sql_version, &st, err);
+    int rc = store_stmt(reg, sql_check, &st, err);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, datanet_id);
+    sqlite3_bind_int64(st, 1, e->datanet_id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)e->seq);
     int src = sqlite3_step(st);
-    if (src == SQLITE_ROW) *version = (uint64_t)sqlite3_column_int64(st, 0);
-    else if (src == SQLITE_DONE) rc = acc_fail(err, ACC_ENOTFOUND, "datanet %lld: no such datanet", (long long)datanet_id);
-    else rc = store_fail(reg, src, err, "span index");
+    if (src == SQLITE_ROW) {
+        uint8_t h[32];
+        *version = (uint64_t)sqlite3_column_int64(st, 0);
+        *same = e->seq == 0 || (sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_int64(st, 1) == e->last_id &&
+                                store_column_blob(st, 2, h, 32) && memcmp(h, e->last_hash, 32) == 0);
+    } else if (src == SQLITE_DONE) {
+        rc = acc_fail(err, ACC_ENOTFOUND, "datanet %lld: no such datanet", (long long)e->datanet_id);
+    } else {
+        rc = store_fail(reg, src, err, "span index");
+    }
     sqlite3_reset(st);
     return rc;
 }
@@ -281,15 +294,15 @@ static int update(registry_t *reg, entry *e, uint64_t version, bool force_save, 
 /* Locks e current for reading (*write = false) or, when it had to be updated, for writing. */
 static int acquire(registry_t *reg, entry *e, bool *write, acc_err *err) {
     uint64_t version;
-    int rc = datanet_version(reg, e->datanet_id, &version, err);
-    if (rc) return rc;
+    bool same;
     pthread_rwlock_rdlock(&e->lock);
-    bool same = false;
-    if (e->x && e->seq >= version && same_record_at(reg, e->datanet_id, e->seq, e->last_id, e->last_hash, &same, NULL) == ACC_OK && same) {
+    int rc = check_entry(reg, e, &version, &same, err);
+    if (rc == ACC_OK && e->x && same && e->seq >= version) {
         *write = false;
         return ACC_OK;
     }
     pthread_rwlock_unlock(&e->lock);
+    if (rc) return rc;
     pthread_rwlock_wrlock(&e->lock);
     if ((rc = update(reg, e, version, false, NULL, err))) {
         pthread_rwlock_unlock(&e->lock);
@@ -351,16 +364,18 @@ void registry_attribution_free(registry_attribution_t *a) {
     memset(a, 0, sizeof *a);
 }
 
-typedef struct contributor_of {
-    uint8_t *address;
-    int64_t datanet_id;
-} contributor_of;
-
-static int take_contributor(void *ud, const registry_record_t *r) {
-    contributor_of *c = ud;
-    memcpy(c->address, r->contributor, 20);
-    c->datanet_id = r->datanet_id;
-    return 0;
+/* A record's contributor and datanet (one indexed lookup: the meters ask for every credit). */
+static int contributor_of(registry_t *reg, int64_t record, uint8_t address[20], int64_t *datanet_id, acc_err *err) {
+    sqlite3_stmt *st;
+    int rc = store_stmt(reg, sql_contributor, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, record);
+    int src = sqlite3_step(st);
+    if (src == SQLITE_ROW && store_column_blob(st, 0, address, 20)) *datanet_id = sqlite3_column_int64(st, 1);
+    else if (src == SQLITE_ROW || src == SQLITE_DONE) rc = acc_fail(err, ACC_ENOTFOUND, "record %lld: no such record", (long long)record);
+    else rc = store_fail(reg, src, err, "attribution");
+    sqlite3_reset(st);
+    return rc;
 }
 
 int registry_attribute(registry_t *reg, const registry_model_t *model, const char *text, size_t len,
@@ -404,14 +419,14 @@ int registry_attribute(registry_t *reg, const registry_model_t *model, const cha
         for (size_t c = 0; !rc && c < out->spans.ncredits; c++) {
             const span_credit *sc = &out->spans.credits[c];
             registry_span_credit_t *rcd = &out->credits[c];
-            contributor_of who = {.address = rcd->contributor};
-            rc = registry_record_get(reg, sc->source.record_id, take_contributor, &who, err);
+            int64_t in_datanet = 0;
+            rc = contributor_of(reg, sc->source.record_id, rcd->contributor, &in_datanet, err);
             rcd->record_id = sc->source.record_id;
             rcd->datanet_id = model->lineage_id[sc->source.index];
             rcd->weight = sc->weight;
             rcd->spans = sc->spans;
-            ACC_INVARIANT(rc || who.datanet_id == rcd->datanet_id, "record %lld is in datanet %lld, indexed under %lld",
-                          (long long)rcd->record_id, (long long)who.datanet_id, (long long)rcd->datanet_id);
+            ACC_INVARIANT(rc || in_datanet == rcd->datanet_id, "record %lld is in datanet %lld, indexed under %lld",
+                          (long long)rcd->record_id, (long long)in_datanet, (long long)rcd->datanet_id);
         }
     }
     if (rc) registry_attribution_free(out);
