@@ -118,8 +118,9 @@ static int check_sa(const uint32_t *t, uint32_t n, uint32_t k) {
 
 static void suffix_array_against_naive_sort(void) {
     static const uint32_t alphabets[] = {2, 3, 4, 20, 1000};
-    for (int trial = 0; trial < 400; trial++) {
-        uint32_t n = 1 + below(trial < 300 ? 64 : 3000), k = alphabets[trial % 5];
+    int trials = test_slow_tool() ? 100 : 400; /* under valgrind or a sanitizer: fewer */
+    for (int trial = 0; trial < trials; trial++) {
+        uint32_t n = 1 + below(trial < trials * 3 / 4 ? 64 : 3000), k = alphabets[trial % 5];
         uint32_t *t = malloc(n * sizeof *t);
         for (uint32_t i = 0; i + 1 < n; i++) t[i] = 1 + below(k - 1);
         t[n - 1] = 0;
@@ -264,7 +265,7 @@ static int compare_longest(const span_index *x, const brute *b, const uint32_t *
 }
 
 static void corpus_against_brute_force(void) {
-    for (int trial = 0; trial < 300; trial++) {
+    for (int trial = 0; trial < (test_slow_tool() ? 60 : 300); trial++) {
         brute b = {0};
         uint32_t vocab = 1 + below(trial % 3 == 0 ? 3 : 12);
         b.n = below(30);
@@ -302,7 +303,7 @@ static void corpus_against_brute_force(void) {
 }
 
 static void index_incremental_against_brute_force(void) {
-    for (int trial = 0; trial < 16; trial++) {
+    for (int trial = 0; trial < (test_slow_tool() ? 4 : 16); trial++) {
         brute b = {0};
         uint32_t vocab = 2 + below(6);
         span_index *x = span_index_new();
