@@ -141,6 +141,7 @@ const store_migration_t store_migrations[] = {
      "  PRIMARY KEY (version_id, tag)\n"
      ") STRICT;\n"
      "CREATE INDEX agent_tags_tag ON agent_tags(tag);\n"},
+
     /* Snapshots of the span indexes (registry/spans.c): derived data, a cache of what the records
      * hold, so unlike every other table a snapshot is replaced whole (its parts deleted and
      * written again) as its datanet grows. seq and the record at it (id and content hash) say
