@@ -1,6 +1,7 @@
 /*
  * cli_registry.c: `accrue account`, `accrue dataset` and `accrue model`: the registry's accounts,
- * datanets and models from the command line. Thin wrappers over registry/registry.h: parse flags,
+ * datanets and models from the command line (`model build` through the model factory,
+ * registry/factory/factory.h). Thin wrappers over registry/registry.h: parse flags,
  * sign with a key file where authority is needed, call the registry, print (--json for programs).
  * A refused command changes nothing (each registry call is one transaction).
  */
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "registry/factory/factory.h"
 #include "runtime/cli.h"
 #include "runtime/cli_util.h"
 
@@ -490,6 +492,7 @@ static const char model_usage[] =
     "usage: accrue model register NAME --kind http --url URL --upstream NAME --owner ADDR\n"
     "                             [--api-key-env VAR] [PRICES AND SHARES] [--db PATH] [--json]\n"
     "       accrue model register NAME --kind lua --script FILE --owner ADDR [PRICES AND SHARES]\n"
+    "       accrue model build NAME --from DATANET [--order N] [--owner ADDR] [PRICES AND SHARES]\n"
     "       accrue model list [--db PATH] [--json]\n"
     "PRICES AND SHARES:\n"
     "  [--price-per-call N] [--price-per-1k-in N] [--price-per-1k-out N] [--owner-share-bps N]\n"
@@ -498,7 +501,10 @@ static const char model_usage[] =
     "Models agents call. http: any OpenAI-compatible chat-completions endpoint (base URL, the\n"
     "endpoint's model name, optionally the name of an environment variable holding its API key);\n"
     "several models may share one endpoint with different upstream names. lua: a model written as a\n"
-    "sandboxed Lua script. builtin models are made by `accrue model build`.\n"
+    "sandboxed Lua script. build: a builtin model trained on a datanet's accepted records (an\n"
+    "n-gram language model that continues a prompt and an extractive answerer, both answering in\n"
+    "the contributors' own words; --order: its n-gram order, 1..16, default 5; --owner: default the\n"
+    "datanet's owner; its lineage is the datanet; --lineage does not apply).\n"
     "Prices are in base units (10^-6 of a credit). --owner-share-bps: the owner's share in basis\n"
     "points; --lineage: the datanets the model was trained or tuned on (its outputs are attributed\n"
     "against them); --share: a fixed share for data it learned elsewhere (repeatable); the owner's\n"
@@ -527,6 +533,20 @@ static int copy_field(const char *cmd, const char *flag, const char *v, char *ou
     if (!v) return 0;
     if (strlen(v) >= size) return cli_fail(cmd, 2, "%s: longer than %zu bytes", flag, size - 1);
     strcpy(out, v);
+    return 0;
+}
+
+/* The prices, owner share, span k and fixed shares every kind of model takes; 0 or 2 (printed). */
+static int model_terms(const char *cmd, registry_model_t *m, uint64_t per_call, uint64_t per_in, uint64_t per_out,
+                       uint64_t share_bps, uint64_t span_k, bool span_k_given, const cli_list_t *shares) {
+    if (share_bps > REGISTRY_BPS_MAX || span_k > 1024)
+        return cli_fail(cmd, 2, share_bps > REGISTRY_BPS_MAX ? "--owner-share-bps: at most 10000" : "--span-k: at most 1024");
+    if (span_k_given && span_k == 0) return cli_fail(cmd, 2, "--span-k: at least 1");
+    m->price_per_call = per_call, m->price_per_1k_in = per_in, m->price_per_1k_out = per_out;
+    m->owner_share_bps = (uint32_t)share_bps;
+    m->span_k = (uint32_t)span_k;
+    for (size_t i = 0; i < shares->n; i++)
+        if (parse_share(cmd, shares->v[i], &m->shares[m->n_shares++])) return 2;
     return 0;
 }
 
@@ -601,17 +621,7 @@ static int model_register(int argc, char **argv) {
         copy_field(cmd, "--upstream", upstream, m->upstream, sizeof m->upstream) ||
         copy_field(cmd, "--api-key-env", env, m->api_key_env, sizeof m->api_key_env))
         goto done;
-    if (share_bps > REGISTRY_BPS_MAX || span_k > 1024) {
-        cli_fail(cmd, 2, share_bps > REGISTRY_BPS_MAX ? "--owner-share-bps: at most 10000" : "--span-k: at most 1024");
-        goto done;
-    }
-    m->price_per_call = per_call, m->price_per_1k_in = per_in, m->price_per_1k_out = per_out;
-    m->owner_share_bps = (uint32_t)share_bps;
-    m->span_k = (uint32_t)span_k;
-    if (flags[13].seen && span_k == 0) {
-        cli_fail(cmd, 2, "--span-k: at least 1");
-        goto done;
-    }
+    if (model_terms(cmd, m, per_call, per_in, per_out, share_bps, span_k, flags[13].seen, &shares)) goto done;
     for (const char *p = lineage; p && *p;) {
         size_t n = strcspn(p, ",");
         if (n == 0 || n > REGISTRY_NAME_MAX || m->n_lineage == REGISTRY_LIST_MAX) {
@@ -622,8 +632,6 @@ static int model_register(int argc, char **argv) {
         m->lineage[m->n_lineage++][n] = '\0';
         p += n + (p[n] == ',');
     }
-    for (size_t i = 0; i < shares.n; i++)
-        if (parse_share(cmd, shares.v[i], &m->shares[m->n_shares++])) goto done;
     if (script_path && cli_read(cmd, script_path, REGISTRY_SCRIPT_MAX, &script, &script_len)) goto done;
     registry_t *reg;
     if ((rc = cli_open(cmd, db, REGISTRY_OPEN_CREATE, &reg))) goto done;
@@ -642,6 +650,67 @@ static int model_register(int argc, char **argv) {
 done:
     free(script);
     free(m);
+    return rc;
+}
+
+static int model_build(int argc, char **argv) {
+    const char *db = NULL, *from = NULL, *owner = NULL, *pos[1];
+    uint64_t order = FACTORY_DEFAULT_ORDER, per_call = 0, per_in = 0, per_out = 0, share_bps = 0, span_k = 0;
+    cli_list_t shares = {0};
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db),
+                          CLI_FLAG("--from", CLI_STRING, &from),
+                          CLI_FLAG("--order", CLI_AMOUNT, &order),
+                          CLI_FLAG("--owner", CLI_STRING, &owner),
+                          CLI_FLAG("--price-per-call", CLI_AMOUNT, &per_call),
+                          CLI_FLAG("--price-per-1k-in", CLI_AMOUNT, &per_in),
+                          CLI_FLAG("--price-per-1k-out", CLI_AMOUNT, &per_out),
+                          CLI_FLAG("--owner-share-bps", CLI_AMOUNT, &share_bps),
+                          CLI_FLAG("--share", CLI_LIST, &shares),
+                          CLI_FLAG("--span-k", CLI_AMOUNT, &span_k),
+                          CLI_FLAG("--json", CLI_BOOL, &json)};
+    const char *cmd = "model build";
+    int rc = cli_parse(cmd, argc, argv, flags, sizeof flags / sizeof *flags, pos, 1, 1, model_usage);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!from) return cli_fail(cmd, 2, "--from DATANET is required");
+    if (order < 1 || order > FACTORY_MAX_ORDER) return cli_fail(cmd, 2, "--order: 1 to %d", FACTORY_MAX_ORDER);
+    if (strlen(pos[0]) > REGISTRY_NAME_MAX) return cli_fail(cmd, 2, "NAME: longer than %d bytes", REGISTRY_NAME_MAX);
+    registry_model_t *m = calloc(1, sizeof *m), *got = malloc(sizeof *got);
+    if (!m || !got) {
+        free(m);
+        free(got);
+        return cli_fail(cmd, 1, "out of memory");
+    }
+    strcpy(m->name, pos[0]);
+    rc = 2;
+    if ((owner && cli_parse_address(cmd, "--owner", owner, m->owner)) ||
+        model_terms(cmd, m, per_call, per_in, per_out, share_bps, span_k, flags[9].seen, &shares))
+        goto done;
+    registry_t *reg;
+    if ((rc = cli_open(cmd, db, REGISTRY_OPEN_EXISTING, &reg))) goto done;
+    acc_err err = {0};
+    registry_datanet_t d;
+    rc = registry_datanet_get(reg, from, &d, &err);
+    if (rc == ACC_OK && !owner) memcpy(m->owner, d.owner, 20);
+    if (rc == ACC_OK) rc = factory_build(reg, m, from, (uint32_t)order, got, &err);
+    registry_close(reg);
+    if (rc) {
+        rc = cli_fail_status(cmd, rc, &err);
+    } else if (json) {
+        cli_print_json(cli_json_model(got));
+    } else {
+        json_t *p = json_loads(got->params, 0, NULL);
+        printf("model %s built from %s at version %lld: %lld records, %lld words, %lld sentences, order %lld "
+               "(builtin, owner %s)\n",
+               got->name, from, (long long)json_integer_value(json_object_get(p, "seq")),
+               (long long)json_integer_value(json_object_get(p, "records")),
+               (long long)json_integer_value(json_object_get(p, "tokens")),
+               (long long)json_integer_value(json_object_get(p, "sentences")), (long long)order, cli_addr(got->owner));
+        json_decref(p);
+    }
+done:
+    free(m);
+    free(got);
     return rc;
 }
 
@@ -683,6 +752,6 @@ static int model_list(int argc, char **argv) {
 }
 
 int cli_model(int argc, char **argv) {
-    static const subcommand_t subs[] = {{"register", model_register}, {"list", model_list}};
+    static const subcommand_t subs[] = {{"register", model_register}, {"build", model_build}, {"list", model_list}};
     return dispatch("model", subs, sizeof subs / sizeof *subs, argc, argv, model_usage);
 }

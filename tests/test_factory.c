@@ -339,7 +339,7 @@ static void build_in_the_registry(void) {
     registry_datanet_spec_t empty = {.name = "demo/empty"};
     memset(empty.owner, 0x11, 20);
     CHECK(registry_datanet_create(reg, &empty, NULL, &err) == ACC_OK);
-    CHECK(factory_build(reg, &spec, "demo/empty", 4, NULL, &err) == ACC_EINVAL && strstr(err.msg, "no accepted record"));
+    CHECK(factory_build(reg, &spec, "demo/empty", 4, NULL, &err) == ACC_EMISUSE && strstr(err.msg, "no accepted record"));
     CHECK(registry_model_get(reg, "demo/other", &got, &err) == ACC_ENOTFOUND);
     /* Not builtin: refused by the caller. */
     registry_model_t http = {.name = "x/http", .kind = REGISTRY_MODEL_HTTP};

@@ -115,7 +115,7 @@ static json_t *out_json(void) {
 
 static void test_every_command_has_help(void) {
     const char *cmds[] = {"account", "account create", "dataset", "dataset import", "dataset query", "model",
-                          "model register", "deploy", "agents", "agent", "run"};
+                          "model register", "model build", "deploy", "agents", "agent", "run"};
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         CHECK_MSG(accrue("%s --help", cmds[i]) == 0 && strstr(out, "usage: accrue"), "%s", cmds[i]);
         CHECK(err_text[0] == '\0');
@@ -326,6 +326,33 @@ static void test_model_commands(void) {
     json_decref(v);
 }
 
+/* `model build`: a builtin model trained on fruit's records (test_dataset_commands added them). */
+static void test_model_build(void) {
+    REFUSED(2, "--from DATANET is required", "model build fruit/ngram --db '%s'", db);
+    REFUSED(2, "--order", "model build fruit/ngram --from fruit --order 0 --db '%s'", db);
+    REFUSED(2, "--order", "model build fruit/ngram --from fruit --order 17 --db '%s'", db);
+    REFUSED(2, "--owner", "model build fruit/ngram --from fruit --owner 0x12 --db '%s'", db);
+    REFUSED(2, "--span-k", "model build fruit/ngram --from fruit --span-k 0 --db '%s'", db);
+    REFUSED(1, "no such datanet", "model build fruit/ngram --from veg --db '%s'", db);
+    OK("dataset create empty --owner %s --db '%s'", addr[4], db);
+    REFUSED(1, "no accepted record", "model build fruit/ngram --from empty --db '%s'", db);
+    OK("model build fruit/ngram --from fruit --order 3 --price-per-call 2 --owner-share-bps 2500 --json --db '%s'", db);
+    json_t *v = out_json();
+    CHECK(strcmp(str(v, "kind"), "builtin") == 0 && strcmp(str(v, "owner"), addr[1]) == 0); /* the datanet's owner */
+    CHECK(json_array_size(json_object_get(v, "lineage")) == 1 &&
+          strcmp(json_string_value(json_array_get(json_object_get(v, "lineage"), 0)), "fruit") == 0);
+    json_t *params = json_object_get(v, "params");
+    CHECK(json_integer_value(json_object_get(params, "order")) == 3);
+    CHECK(json_integer_value(json_object_get(params, "records")) >= 2 && json_integer_value(json_object_get(params, "tokens")) > 5);
+    CHECK(strncmp(json_string_value(json_object_get(params, "artifact")), "0x", 2) == 0);
+    json_decref(v);
+    REFUSED(1, "exists already", "model build fruit/ngram --from fruit --db '%s'", db);
+    OK("model build fruit/ngram5 --from fruit --owner %s --db '%s'", addr[5], db);
+    CHECK(strstr(out, "model fruit/ngram5 built from fruit") && strstr(out, "order 5") && strstr(out, addr[5]));
+    OK("model list --db '%s'", db);
+    CHECK(strstr(out, "fruit/ngram ") && strstr(out, "builtin"));
+}
+
 /* ------------------------------------------------------------------------------ agents */
 
 static const char script_ok[] = "return { on_message = function(s, t) return 'echo: ' .. t end }";
@@ -506,6 +533,7 @@ int main(void) {
     RUN(test_account_commands);
     RUN(test_dataset_commands);
     RUN(test_model_commands);
+    RUN(test_model_build);
     RUN(test_deploy_and_marketplace);
     RUN(test_demo_registry);
     test_remove_dir(dir);

@@ -51,7 +51,7 @@ int factory_build(registry_t *reg, const registry_model_t *spec, const char *dat
     if (rc) return rc;
     if ((rc = registry_datanet_get(reg, datanet, &d, err))) goto out;
     if (d.version == 0) {
-        rc = acc_fail(err, ACC_EINVAL, "--from: datanet %s has no accepted record to train on", datanet);
+        rc = acc_fail(err, ACC_EMISUSE, "--from: datanet %s has no accepted record to train on", datanet);
         goto out;
     }
     rc = registry_records_accepted(reg, d.id, 0, 0, collect, &c, err);

@@ -112,7 +112,8 @@ int factory_respond(const factory_model *m, const char *request, size_t len, acc
  * artifact stored beside it, in one transaction. spec gives the name, owner, prices, owner share,
  * span_k and fixed shares (its kind, lineage and params are set here: params records the order,
  * the datanet, its version and the artifact's hash). A datanet with no accepted record is refused
- * (ACC_EINVAL), as is a taken name (ACC_EEXIST). out (may be NULL) gets the stored model.
+ * (ACC_EMISUSE), as is a taken name (ACC_EEXIST), an unknown datanet (ACC_ENOTFOUND) and an order
+ * outside 1..16 (ACC_EINVAL). out (may be NULL) gets the stored model.
  */
 int factory_build(registry_t *reg, const registry_model_t *spec, const char *datanet, uint32_t order,
                   registry_model_t *out, acc_err *err);

@@ -9,7 +9,8 @@
  * word seen after a longer context takes its score from there; a shorter context is not looked at
  * once the best score so far beats anything it could give (0.4^drop x 1). Scores are compared as
  * exact fractions (128-bit cross products), so no rounding decides a word; ties go to the smaller
- * word id, and the end of a record (SPAN_SEP, the smallest) ends the text.
+ * word id, and the end of a record (SPAN_SEP, the smallest) ends the text, once it has a word (a
+ * prompt that ends where records end is continued with the best word that ever follows it).
  *
  * Greedy decoding of an n-gram model loops ("the cat sat on the cat sat on"); like the
  * no_repeat_ngram_size of common decoders, a word that would repeat an n-gram the text (prompt
@@ -100,6 +101,7 @@ typedef struct chooser {
     const uint32_t *hist;
     size_t h;
     uint32_t nrep; /* no-repeat n-gram size */
+    bool allow_end; /* may the text end here? (not before its first word) */
     uint32_t *seen; /* words scored at a longer context (sorted after each level) */
     size_t nseen, seen_cap;
 } chooser;
@@ -154,7 +156,8 @@ static int choose(chooser *ch, cand *best) {
             uint32_t e = group_end(c, r, hi, L, w);
             if (!in_sorted(ch->seen, seen_before, w)) {
                 cand k = {.w = w, .count = e - r, .total = hi - lo, .drop = drop, .pos = span_corpus_suffix(c, r) + L};
-                if ((!best->w || better(&k, best)) && (w == SPAN_SEP || !repeats(ch->hist, ch->h, w, ch->nrep))) *best = k;
+                bool ok = w == SPAN_SEP ? ch->allow_end : !repeats(ch->hist, ch->h, w, ch->nrep);
+                if (ok && (!best->w || better(&k, best))) *best = k;
                 if (remember(ch, w)) return -1;
             }
             r = e;
@@ -195,6 +198,7 @@ int factory_continue(const factory_model *m, const char *prompt, size_t len, uin
     out->finish = FACTORY_FINISH_LENGTH;
     while (out->completion_tokens < max_tokens) {
         cand best;
+        ch.allow_end = out->completion_tokens > 0;
         if (choose(&ch, &best)) {
             rc = acc_fail(err, ACC_ENOMEM, "model: out of memory");
             break;
