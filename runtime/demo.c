@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "meters/eth/keccak.h"
+#include "registry/factory/factory.h"
 #include "runtime/agents.h"
 #include "runtime/demo.h"
 #include "runtime/embedded.h"
@@ -115,6 +116,17 @@ static int seed(registry_t *reg, eth_key *owner, eth_key *author, eth_key *const
     int rc = registry_datanet_create(reg, &d, NULL, err);
     if (rc == ACC_OK) rc = seed_records(reg, contributors, err);
     if (rc) return rc;
+
+    /* The model built from it: what the http entry's endpoint serves (another `accrue serve`). */
+    registry_model_t built = {
+        .name = "demo/orchard-ngram",
+        .price_per_call = 20,
+        .price_per_1k_in = 50,
+        .price_per_1k_out = 200,
+        .owner_share_bps = 2000,
+    };
+    eth_key_address(owner, built.owner);
+    if ((rc = factory_build(reg, &built, RT_DEMO_DATANET, FACTORY_DEFAULT_ORDER, NULL, err))) return rc;
 
     registry_model_t m = {
         .name = "demo/orchard-chat",

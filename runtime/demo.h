@@ -4,7 +4,8 @@
  * to talk to.
  *
  * What it holds: the datanet demo/orchard (300 short notes on growing fruit, written for accrue,
- * from five contributors, each record signed by its contributor's demo key); the http model
+ * from five contributors, each record signed by its contributor's demo key); the builtin model
+ * demo/orchard-ngram, built from it by the model factory (registry/factory/factory.h); the http model
  * demo/orchard-chat (an OpenAI-compatible endpoint on 127.0.0.1:8081, serving demo/orchard-ngram,
  * lineage demo/orchard); the agents orchard-guide and orchard-sources (scripts/demo.lua and
  * scripts/demo/orchard-sources.lua), deployed with the demo author's key; and a user account

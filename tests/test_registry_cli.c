@@ -496,6 +496,7 @@ static void test_demo_registry(void) {
     CHECK(strstr(out, "orchard-guide") && strstr(out, "orchard-sources"));
     OK("model list --db '%s'", demo_db);
     CHECK(strstr(out, "demo/orchard-chat") && strstr(out, "http://127.0.0.1:8081/v1"));
+    CHECK(strstr(out, "demo/orchard-ngram") && strstr(out, "builtin") && strstr(out, "lineage demo/orchard"));
     OK("account list --db '%s'", demo_db);
     CHECK(strstr(out, "demo"));
     /* The demo records are signed by five contributors. */
