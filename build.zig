@@ -1,5 +1,5 @@
 //! accrue's build. `zig build` installs zig-out/bin/accrue; `zig build test` builds and runs every
-//! test; `zig build bench` runs the benchmarks; `zig build run -- ARGS` runs the binary;
+//! test; `zig build bench` runs the benchmarks (-Dbench=NAME[,NAME] only those); `zig build run -- ARGS` runs the binary;
 //! `zig build asan`, `zig build valgrind` and `zig build tsan` run the suite under those tools.
 //! Options: -Dsystem-malloc=true links glibc malloc instead of jemalloc (for valgrind runs).
 //!
@@ -318,7 +318,15 @@ pub fn build(b: *std.Build) void {
     }
 
     const bench_step = b.step("bench", "Run the benchmarks (build with -Doptimize=ReleaseFast)");
+    const bench_only = b.option([]const u8, "bench", "Run only these benchmarks: NAME[,NAME...] (tests/bench/bench_NAME.c)");
     for (benches) |t| {
+        if (bench_only) |only| {
+            var names = std.mem.splitScalar(u8, only, ',');
+            const wanted = while (names.next()) |n| {
+                if (std.mem.eql(u8, n, t.name)) break true;
+            } else false;
+            if (!wanted) continue;
+        }
         const run = b.addRunArtifact(testExecutable(&ctx, t, "tests/bench/bench_", "bench_"));
         run.has_side_effects = true;
         run.setCwd(b.path("."));
