@@ -231,8 +231,9 @@ const benches = [_]Test{
     .{ .name = "eth", .module = "eth" },
     .{ .name = "span", .module = "span" },
     .{ .name = "factory", .module = "factory" },
+    .{ .name = "meters", .module = "runtime" },
 };
-const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h", "tests/registry_test_util.h" };
+const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h", "tests/registry_test_util.h", "tests/bench/synth_text.h" };
 
 const c_flags = [_][]const u8{
     "-std=c11",

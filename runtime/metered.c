@@ -374,6 +374,7 @@ void rt_session_set_request_id(rt_session_t *s, const char *request_id) {
 }
 
 size_t rt_session_in_flight(const rt_session_t *s) { return s->in_flight; }
+sandbox_t *rt_session_sandbox(const rt_session_t *s) { return s->sb; }
 const rt_receipt_t *rt_session_receipts(const rt_session_t *s) { return s->receipts; }
 
 static void add_receipt(rt_session_t *s, rt_receipt_t *r) {
@@ -551,6 +552,73 @@ static int parse_request(const char *json, size_t len, request_t *r, char *msg, 
     return ACC_OK;
 }
 
+void rt_attribution_free(rt_attribution_t *a) {
+    if (a->spans != a->span_stack) free(a->spans);
+    if (a->credits != a->credit_stack) free(a->credits);
+    free(a->records);
+    span_attribution_free(&a->at);
+    memset(a, 0, sizeof *a);
+}
+
+int rt_attribute(const span_index *const *xs, size_t nx, uint32_t k, const char *text, size_t len,
+                 rt_contributor_fn contributor, void *ud, rt_attribution_t *a, acc_err *err) {
+    memset(a, 0, sizeof *a);
+    span_attr_options opts = {.min_tokens = k ? k : REGISTRY_SPAN_K_DEFAULT};
+    int rc = nx ? span_attribute(xs, nx, text, len, &opts, &a->at, err) : ACC_OK;
+    a->norm_tokens = nx ? a->at.ntokens : count_tokens(text, len);
+    if (rc || !a->at.nspans) return rc;
+    a->spans = a->at.nspans <= RT_ATTR_STACK ? a->span_stack : malloc(a->at.nspans * sizeof *a->spans);
+    a->credits = a->at.ncredits <= RT_ATTR_STACK ? a->credit_stack : malloc(a->at.ncredits * sizeof *a->credits);
+    size_t nrecs = 0;
+    for (size_t i = 0; i < a->at.nspans; i++) nrecs += a->at.spans[i].nsources;
+    a->records = malloc((nrecs ? nrecs : 1) * sizeof *a->records);
+    if (!a->spans || !a->credits || !a->records) {
+        rt_attribution_free(a);
+        return acc_fail(err, ACC_ENOMEM, "out of memory");
+    }
+    /* covered: the union of the spans' token ranges (they may overlap) */
+    uint64_t reach = 0;
+    for (size_t i = 0, j = 0; i < a->at.nspans; i++) {
+        const span_match *sm = &a->at.spans[i];
+        uint64_t from = sm->token, to = (uint64_t)sm->token + sm->ntokens;
+        if (from < reach) from = reach;
+        if (to > from) a->covered += to - from;
+        if (to > reach) reach = to;
+        a->spans[i] = (meter_span_t){sm->byte_start, sm->byte_end, sm->ntokens, sm->nsources, a->records + j};
+        for (size_t r = 0; r < sm->nsources; r++) a->records[j++] = sm->sources[r].record_id;
+    }
+    for (size_t i = 0; i < a->at.ncredits; i++) {
+        a->credits[i].record = a->at.credits[i].source.record_id;
+        a->credits[i].weight = a->at.credits[i].weight;
+        if ((rc = contributor(ud, a->credits[i].record, a->credits[i].contributor, err))) {
+            rt_attribution_free(a);
+            return rc;
+        }
+    }
+    return ACC_OK;
+}
+
+void rt_attribution_outcome(const rt_attribution_t *a, const char *text, size_t len, meter_model_outcome_t *o) {
+    o->output = text;
+    o->output_len = len;
+    o->output_norm_tokens = a->norm_tokens;
+    o->covered_tokens = a->covered;
+    o->nspans = a->at.nspans;
+    o->spans = a->spans;
+    o->ncredits = a->at.ncredits;
+    o->credits = a->credits;
+}
+
+typedef struct contributor_ctx {
+    rt_metered_t *m;
+    registry_t *reg;
+} contributor_ctx_t;
+
+static int registry_contributor(void *ud, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
+    contributor_ctx_t *c = ud;
+    return contributor_of(c->m, c->reg, record, out, err);
+}
+
 /* Attributes a model's output over its lineage's span indexes and finishes the metered call. On
  * failure the call is failed (voided) and the message is in err. Consumes p (answered through
  * on_booked, or freed). */
@@ -567,53 +635,21 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
         rc = index_lookup(m, s->reg, rm->lineage_id[i], rm->lineage[i], &ix[nx], err);
         if (!rc) xs[nx] = ix[nx]->x, nx++;
     }
-    span_attribution at;
-    memset(&at, 0, sizeof at);
-    span_attr_options opts = {.min_tokens = rm->span_k ? rm->span_k : REGISTRY_SPAN_K_DEFAULT};
-    if (!rc && nx) rc = span_attribute(xs, nx, text, len, &opts, &at, err);
+    rt_attribution_t a;
+    memset(&a, 0, sizeof a);
+    contributor_ctx_t cc = {m, s->reg};
+    if (!rc) rc = rt_attribute(xs, nx, rm->span_k, text, len, registry_contributor, &cc, &a, err);
     for (size_t i = 0; i < nx; i++) pthread_rwlock_unlock(&ix[i]->lock);
-    meter_span_t sstack[16], *spans = NULL;
-    meter_credit_t cstack[32], *credits = NULL;
-    int64_t *recs = NULL;
-    uint64_t covered = 0, norm_tokens = at.ntokens;
-    if (!rc && !nx) norm_tokens = count_tokens(text, len);
-    if (!rc && at.nspans) {
-        spans = at.nspans <= 16 ? sstack : malloc(at.nspans * sizeof *spans);
-        credits = at.ncredits <= 32 ? cstack : malloc(at.ncredits * sizeof *credits);
-        size_t nrecs = 0;
-        for (size_t i = 0; i < at.nspans; i++) nrecs += at.spans[i].nsources;
-        recs = malloc((nrecs ? nrecs : 1) * sizeof *recs);
-        if (!spans || !credits || !recs) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
-        /* covered: the union of the spans' token ranges (they may overlap) */
-        uint64_t reach = 0;
-        for (size_t i = 0, k = 0; !rc && i < at.nspans; i++) {
-            const span_match *sm = &at.spans[i];
-            uint64_t a = sm->token, b = (uint64_t)sm->token + sm->ntokens;
-            if (a < reach) a = reach;
-            if (b > a) covered += b - a;
-            if (b > reach) reach = b;
-            spans[i] = (meter_span_t){sm->byte_start, sm->byte_end, sm->ntokens, sm->nsources, recs + k};
-            for (size_t j = 0; j < sm->nsources; j++) recs[k++] = sm->sources[j].record_id;
-        }
-        for (size_t i = 0; !rc && i < at.ncredits; i++) {
-            credits[i].record = at.credits[i].source.record_id;
-            credits[i].weight = at.credits[i].weight;
-            rc = contributor_of(m, s->reg, credits[i].record, credits[i].contributor, err);
-        }
+    if (rc) {
+        rt_attribution_free(&a);
+        return rc;
     }
-    if (!rc) {
-        meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? norm_tokens : out_tokens,
-                                   .output = text, .output_len = len, .output_norm_tokens = norm_tokens,
-                                   .covered_tokens = covered, .nspans = at.nspans, .spans = spans,
-                                   .ncredits = at.ncredits, .credits = credits};
-        meter_call_t *mc = p->mc;
-        p->mc = NULL;
-        rc = meter_finish_model(mc, &o, on_booked, p, err); /* consumes mc; on ACC_OK, p too */
-    }
-    if (spans && spans != sstack) free(spans);
-    if (credits && credits != cstack) free(credits);
-    free(recs);
-    span_attribution_free(&at);
+    meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? a.norm_tokens : out_tokens};
+    rt_attribution_outcome(&a, text, len, &o);
+    meter_call_t *mc = p->mc;
+    p->mc = NULL;
+    rc = meter_finish_model(mc, &o, on_booked, p, err); /* consumes mc; on ACC_OK, p too */
+    rt_attribution_free(&a);
     return rc;
 }
 

@@ -26,6 +26,7 @@
 
 #include "meters/meters.h"
 #include "registry/registry.h"
+#include "registry/span/span.h"
 #include "sandbox/sandbox.h"
 
 typedef struct rt_metered rt_metered_t;
@@ -135,6 +136,8 @@ sandbox_provider_t rt_session_provider(rt_session_t *s);
 /* The request id the client knows the current message by (a session message id, X-Request-Id);
  * copied; stamped on every usage event of the calls that follow. */
 void rt_session_set_request_id(rt_session_t *s, const char *request_id);
+/* The sandbox this session's provider serves (known from its first call; NULL before). */
+sandbox_t *rt_session_sandbox(const rt_session_t *s);
 /* Calls started and not yet delivered. */
 size_t rt_session_in_flight(const rt_session_t *s);
 /* The receipts of the calls delivered so far, oldest first (owned by the session). */
@@ -149,6 +152,32 @@ int rt_session_begin_message(rt_session_t *s, acc_err *err);
 /* ok: queue its posting; like a call, it arrives through post as an answer (call_id 0, nothing to
  * answer in the sandbox) whose delivery adds its receipt. !ok: void it. */
 int rt_session_end_message(rt_session_t *s, bool ok, acc_err *err);
+
+/* --- Attribution of a model's output (what a metered call does after the model answers) --- */
+
+#define RT_ATTR_STACK 16
+typedef struct rt_attribution {
+    span_attribution at;   /* the span index's answer */
+    uint64_t norm_tokens;  /* the output's normalised tokens */
+    uint64_t covered;      /* of those, inside at least one span (spans may overlap) */
+    meter_span_t *spans;
+    meter_credit_t *credits;
+    int64_t *records;
+    meter_span_t span_stack[RT_ATTR_STACK];
+    meter_credit_t credit_stack[RT_ATTR_STACK];
+} rt_attribution_t;
+
+/* The contributor of a record, EIP-55. */
+typedef int (*rt_contributor_fn)(void *ud, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err);
+
+/* Finds the spans of text (at least k tokens; 0 = the default) in the indexes and resolves the
+ * credited records' contributors. No index: no span (the data share goes to the model's owner).
+ * *a is freed with rt_attribution_free (also after a failure). */
+int rt_attribute(const span_index *const *xs, size_t nx, uint32_t k, const char *text, size_t len,
+                 rt_contributor_fn contributor, void *ud, rt_attribution_t *a, acc_err *err);
+/* Fills o's output, token and span fields from a (o's units are the caller's). */
+void rt_attribution_outcome(const rt_attribution_t *a, const char *text, size_t len, meter_model_outcome_t *o);
+void rt_attribution_free(rt_attribution_t *a);
 
 /* Runs the sandbox's current turn to its end on this thread: runs it, delivers answers from q as
  * they come and runs it again, until it is done or failed and nothing of the session is in flight

@@ -1,0 +1,516 @@
+/*
+ * bench_meters.c: metered calls end to end, beside the physical limit of writing their rows.
+ *
+ * 1. End to end. 1,000 sandboxes run an agent that calls a built-in model (the factory's n-gram
+ *    model over a datanet of 2,000 synthetic records by 50 contributors) in a loop. Every call goes
+ *    through runtime/metered.c as `accrue run` and the server make it: resolved, priced, reserved,
+ *    run, attributed over the lineage's span index (its continuations copy records, so there are
+ *    spans and contributors to pay), split, posted and durably committed (WAL, synchronous=FULL,
+ *    group commit) before the agent sees its answer. One thread drives the sandboxes; the ledger's
+ *    writer is the other. Measured: calls per second, CPU per call (whole process), and each call's
+ *    latency from the agent's models.call to its answer. The same run with the process pinned to
+ *    one core (sched_setaffinity) is the "one core" figure. Beside it, the same sandboxes and model
+ *    with no meter (the model answered at once): what metering adds, in CPU and latency.
+ * 2. The physical limit: the rows run 1 wrote (one posting row per call, account totals once per
+ *    account per transaction), read back and written again by a bare SQLite loop in transactions
+ *    of the same size, with the same schema, statements and synchronous=FULL.
+ * 3. Attribution of a 200-token output against a 10M-token datanet (the synthetic text of
+ *    tests/bench/synth_text.h): rt_attribute (span matching, weights, contributors) and the
+ *    meter's part (split, lines, event, queued posting), per output.
+ *
+ * Run with `zig build bench -Doptimize=ReleaseFast`. BENCH_METERS_CALLS sets the calls per sandbox
+ * (default 100), BENCH_METERS_TOKENS the attribution datanet's size (default 10M).
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "meters/eth/keys.h"
+#include "meters/ledger/ledger.h"
+#include "meters/meters.h"
+#include "registry/factory/factory.h"
+#include "registry/registry.h"
+#include "runtime/metered.h"
+#include "tests/bench/synth_text.h"
+#include "tests/util.h"
+
+#define NSB 1000
+#define NRECORDS 2000
+#define NCONTRIB 50
+
+static char dir[128];
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void die(const char *what, const acc_err *err) {
+    fprintf(stderr, "bench_meters: %s: %s\n", what, err ? err->msg : "");
+    exit(1);
+}
+
+static void contributor_address(int i, uint8_t out[20]) {
+    memset(out, 0, 20);
+    out[0] = 0xc0;
+    out[19] = (uint8_t)(i + 1);
+    out[18] = (uint8_t)((i + 1) >> 8);
+}
+
+/* The registry: a datanet of synthetic records and a built-in model over it. */
+static registry_t *make_registry(const char *path, char prompts[8][64]) {
+    registry_t *reg;
+    acc_err err = {0};
+    if (registry_open(path, REGISTRY_OPEN_CREATE, &reg, &err)) die("registry", &err);
+    registry_datanet_spec_t spec = {.name = "bench/corpus", .price_per_query = 10, .price_per_record = 5};
+    contributor_address(999, spec.owner);
+    if (registry_datanet_create(reg, &spec, NULL, &err)) die("datanet", &err);
+    make_vocab();
+    acc_buf jl = ACC_BUF_INIT;
+    char text[4096];
+    for (int i = 0; i < NRECORDS; i++) {
+        make_text(text, 20 + (int)(rnd() % 30));
+        uint8_t a[20];
+        char at[ETH_ADDRESS_TEXT_SIZE];
+        contributor_address(i % NCONTRIB, a);
+        eth_address_to_text(a, at);
+        acc_buf_puts(&jl, "{\"text\":");
+        acc_buf_json_string(&jl, text, strlen(text));
+        acc_buf_printf(&jl, ",\"contributor\":\"%s\"}\n", at);
+        if (i < 8) { /* prompts: each record's first three words */
+            int words = 0;
+            size_t k = 0;
+            while (text[k] && words < 3 && k < 60) words += text[++k] == ' ';
+            snprintf(prompts[i], 64, "%.*s", (int)k, text);
+        }
+    }
+    if (registry_import_jsonl(reg, "bench/corpus", jl.data, jl.len, "bench", NULL, NULL, NULL, &err))
+        die("import", &err);
+    acc_buf_free(&jl);
+    registry_model_t m = {.name = "bench/gen", .price_per_call = 100, .price_per_1k_in = 500, .price_per_1k_out = 2000,
+                          .owner_share_bps = 3000, .span_k = 8};
+    contributor_address(998, m.owner);
+    if (factory_build(reg, &m, "bench/corpus", 4, NULL, &err)) die("factory_build", &err);
+    return reg;
+}
+
+typedef struct run_result {
+    double wall, cpu, calls;
+    double p50_ms, p99_ms, max_ms;
+    ledger_stats_t ls;
+} run_result_t;
+
+/* An unmetered provider: the model answered at once (the baseline of what metering adds). */
+typedef struct bare_ctx {
+    registry_t *reg;
+    registry_model_t model;
+} bare_ctx_t;
+
+static int bare_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
+    bare_ctx_t *b = ud;
+    acc_buf out = ACC_BUF_INIT;
+    acc_err err = {0};
+    if (factory_call(b->reg, &b->model, call->json, call->json_len, &out, &err)) die("factory_call", &err);
+    sandbox_call_done(sb, call->id, 1, out.data, out.len);
+    acc_buf_free(&out);
+    return 0;
+}
+
+static const char script_fmt[] = "return { on_message = function(session, text)\n"
+                                 "  for i = 1, %d do models.call('bench/gen', { prompt = text, max_tokens = 16 }) end\n"
+                                 "  return 'done'\n"
+                                 "end }\n";
+
+static run_result_t run(registry_t *reg, const char *ledger_path, int calls, bool metered, bool pin,
+                        char prompts[8][64]) {
+    run_result_t res = {0};
+    cpu_set_t old;
+    sched_getaffinity(0, sizeof old, &old);
+    if (pin) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(sched_getcpu(), &one);
+        sched_setaffinity(0, sizeof one, &one); /* threads made from now on inherit it */
+    }
+    acc_err err = {0};
+    ledger_t *l = NULL;
+    meter_t *meter = NULL;
+    rt_metered_t *mt = NULL;
+    rt_queue_t *q = rt_queue_new();
+    bare_ctx_t bare = {.reg = reg};
+    if (registry_model_get(reg, "bench/gen", &bare.model, &err)) die("model", &err);
+    if (metered) {
+        if (ledger_open(ledger_path, NULL, &l, &err)) die("ledger", &err);
+        meter_config_t mc = meter_config_default();
+        mc.operator_fee_bps = 100;
+        meter_open(l, &mc, &meter, &err);
+        rt_metered_config_t cfg = {.meter = meter};
+        rt_metered_open(&cfg, &mt, &err);
+        ledger_account_t *payer;
+        ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, NULL);
+        ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
+        ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+        ledger_id_new(&p.id);
+        ledger_result_t r;
+        if (ledger_submit_wait(l, &p, &r, &err)) die("topup", &err);
+    }
+    char script[512];
+    snprintf(script, sizeof script, script_fmt, calls);
+    static sandbox_t *sbs[NSB];
+    static rt_session_t *sessions[NSB];
+    static double started[NSB];
+    size_t total = (size_t)NSB * (size_t)calls, nlat = 0;
+    double *lat = malloc(total * sizeof *lat);
+    sandbox_limits_t limits = sandbox_default_limits();
+    limits.time_ms = 600000;
+    limits.instructions = 0;
+    for (int i = 0; i < NSB; i++) {
+        sandbox_provider_t p;
+        if (metered) {
+            char sess[32];
+            snprintf(sess, sizeof sess, "s%d", i);
+            rt_session_config_t sc = {.reg = reg, .payer = "bench", .session = sess, .poster = rt_queue_poster(q)};
+            if (rt_session_open(mt, &sc, &sessions[i], &err)) die("session", &err);
+            p = rt_session_provider(sessions[i]);
+        } else {
+            p = (sandbox_provider_t){.ud = &bare, .start_call = bare_start};
+        }
+        sbs[i] = sandbox_open(&limits, &p);
+        if (!sbs[i] || sandbox_start_load(sbs[i], "=bench", script, strlen(script)) ||
+            sandbox_run_to_end(sbs[i]) != SANDBOX_DONE)
+            die("sandbox", NULL);
+    }
+    /* warm the caches (model, span index, contributors) outside the timing */
+    if (metered) {
+        rt_session_config_t sc = {.reg = reg, .payer = "bench", .poster = rt_queue_poster(q)};
+        rt_session_t *ws;
+        rt_session_open(mt, &sc, &ws, &err);
+        sandbox_provider_t p = rt_session_provider(ws);
+        sandbox_t *sb = sandbox_open(&limits, &p);
+        char one[512];
+        snprintf(one, sizeof one, script_fmt, 1);
+        sandbox_start_load(sb, "=w", one, strlen(one));
+        sandbox_run_to_end(sb);
+        sandbox_start_message(sb, prompts[0], strlen(prompts[0]));
+        if (rt_run_turn(sb, ws, q) != SANDBOX_DONE) die("warm-up", NULL);
+        sandbox_close(sb);
+        rt_session_close(ws);
+    }
+    double t0 = now_s(), c0 = cpu_s();
+    int done = 0;
+    for (int i = 0; i < NSB; i++) {
+        sandbox_start_message(sbs[i], prompts[i % 8], strlen(prompts[i % 8]));
+        started[i] = now_s();
+        sandbox_status_t st = sandbox_run(sbs[i]);
+        if (st == SANDBOX_DONE) done++;
+        else if (st != SANDBOX_WAITING) die(sandbox_errmsg(sbs[i]), NULL);
+        if (!metered) { /* answered at once: the whole loop ran */
+            lat[nlat++] = (now_s() - started[i]) / calls;
+        }
+    }
+    while (metered && done < NSB) {
+        rt_answer_t *a = rt_queue_take(q, -1);
+        while (a) {
+            rt_answer_t *next = a->next;
+            rt_session_t *s = a->session;
+            sandbox_t *sb = rt_session_sandbox(s);
+            int i = (int)(s == sessions[0] ? 0 : 0);
+            for (i = 0; sessions[i] != s; i++) {
+            }
+            double t = now_s();
+            lat[nlat++] = t - started[i];
+            if (rt_answer_deliver(a) == 0) {
+                started[i] = t;
+                sandbox_status_t st = sandbox_run(sb);
+                if (st == SANDBOX_DONE) done++;
+                else if (st != SANDBOX_WAITING) die(sandbox_errmsg(sb), NULL);
+            }
+            a = next;
+        }
+    }
+    res.wall = now_s() - t0;
+    res.cpu = cpu_s() - c0;
+    res.calls = (double)total;
+    qsort(lat, nlat, sizeof *lat, cmp_double);
+    res.p50_ms = lat[nlat / 2] * 1e3;
+    res.p99_ms = lat[nlat * 99 / 100] * 1e3;
+    res.max_ms = lat[nlat - 1] * 1e3;
+    free(lat);
+    for (int i = 0; i < NSB; i++) {
+        sandbox_close(sbs[i]);
+        if (metered) rt_session_close(sessions[i]);
+    }
+    if (metered) {
+        ledger_stats(l, &res.ls);
+        acc_err cerr = {0};
+        if (ledger_check(l, meter_check_event, l, NULL, &cerr)) die("ledger check", &cerr);
+        rt_metered_close(mt);
+        meter_close(meter);
+        ledger_close(l);
+    }
+    rt_queue_free(q);
+    sched_setaffinity(0, sizeof old, &old);
+    return res;
+}
+
+/* The bare loop: the rows of a metered run written again, in transactions of the same size. */
+static double bare_sqlite(const char *from, const char *to, double per_txn, size_t *nrows) {
+    sqlite3 *src, *dst;
+    sqlite3_open(from, &src);
+    { /* the same schema, made by the ledger itself */
+        ledger_t *l;
+        acc_err err = {0};
+        if (ledger_open(to, NULL, &l, &err)) die("bare ledger", &err);
+        ledger_close(l);
+    }
+    sqlite3_open(to, &dst);
+    sqlite3_exec(dst, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
+    sqlite3_stmt *rd, *ins, *upd;
+    sqlite3_prepare_v2(src, "SELECT id, time_ms, state, code, legs, event FROM ledger_postings WHERE code != 5 ORDER BY seq",
+                       -1, &rd, NULL);
+    sqlite3_prepare_v2(dst,
+                       "INSERT INTO ledger_postings(id, time_ms, state, code, legs, event) VALUES(?1, ?2, ?3, ?4, ?5, ?6) "
+                       "ON CONFLICT(id) DO NOTHING",
+                       -1, &ins, NULL);
+    sqlite3_prepare_v2(dst,
+                       "UPDATE ledger_accounts SET debits = debits + ?2, credits = credits + ?3, earned = earned + ?4, "
+                       "settled = settled + ?5 WHERE id = ?1 RETURNING id, kind, name, credit_limit, debits, credits, "
+                       "earned, settled",
+                       -1, &upd, NULL);
+    /* load the rows first: the loop times writing only */
+    typedef struct row {
+        uint8_t id[16];
+        int64_t time;
+        int state, code;
+        void *legs, *event;
+        int nlegs, nevent;
+    } row_t;
+    size_t cap = 1 << 16, n = 0;
+    row_t *rows = malloc(cap * sizeof *rows);
+    while (sqlite3_step(rd) == SQLITE_ROW) {
+        if (n == cap) rows = realloc(rows, (cap *= 2) * sizeof *rows);
+        row_t *r = &rows[n++];
+        memcpy(r->id, sqlite3_column_blob(rd, 0), 16);
+        r->time = sqlite3_column_int64(rd, 1);
+        r->state = sqlite3_column_int(rd, 2);
+        r->code = sqlite3_column_int(rd, 3);
+        r->nlegs = sqlite3_column_bytes(rd, 4);
+        r->legs = malloc((size_t)r->nlegs + 1);
+        memcpy(r->legs, sqlite3_column_blob(rd, 4), (size_t)r->nlegs);
+        r->nevent = sqlite3_column_bytes(rd, 5);
+        r->event = malloc((size_t)r->nevent + 1);
+        memcpy(r->event, sqlite3_column_blob(rd, 5), (size_t)r->nevent);
+    }
+    sqlite3_finalize(rd);
+    sqlite3_close(src);
+    /* the accounts a run's transaction touches: the payer, the owner, the operator, and the
+     * contributors paid; at least as many updates as the run made */
+    int naccounts = 3 + NCONTRIB;
+    size_t batch = per_txn < 1 ? 1 : (size_t)(per_txn + 0.5);
+    double t0 = now_s();
+    for (size_t i = 0; i < n; i += batch) {
+        sqlite3_exec(dst, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        for (size_t j = i; j < n && j < i + batch; j++) {
+            row_t *r = &rows[j];
+            sqlite3_bind_blob(ins, 1, r->id, 16, SQLITE_STATIC);
+            sqlite3_bind_int64(ins, 2, r->time);
+            sqlite3_bind_int(ins, 3, r->state);
+            sqlite3_bind_int(ins, 4, r->code);
+            sqlite3_bind_blob(ins, 5, r->legs, r->nlegs, SQLITE_STATIC);
+            sqlite3_bind_blob(ins, 6, r->event, r->nevent, SQLITE_STATIC);
+            if (sqlite3_step(ins) != SQLITE_DONE) die("bare insert", NULL);
+            sqlite3_reset(ins);
+        }
+        for (int a = 1; a <= naccounts; a++) {
+            sqlite3_bind_int64(upd, 1, a);
+            for (int k = 2; k <= 5; k++) sqlite3_bind_int64(upd, k, 0);
+            while (sqlite3_step(upd) == SQLITE_ROW) {
+            }
+            sqlite3_reset(upd);
+        }
+        if (sqlite3_exec(dst, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) die("bare commit", NULL);
+    }
+    double dt = now_s() - t0;
+    sqlite3_finalize(ins);
+    sqlite3_finalize(upd);
+    sqlite3_close(dst);
+    for (size_t i = 0; i < n; i++) free(rows[i].legs), free(rows[i].event);
+    free(rows);
+    *nrows = n;
+    return (double)n / dt;
+}
+
+/* --- 3. attribution at 10M tokens --- */
+
+static int synth_contributor(void *ud, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
+    (void)ud, (void)err;
+    uint8_t a[20];
+    contributor_address((int)(record % 1000), a);
+    eth_address_to_text(a, out);
+    return ACC_OK;
+}
+
+static void no_op_done(void *ud, const meter_receipt_t *r) { (void)ud, (void)r; }
+
+static void attribution_at_scale(size_t target) {
+    size_t cap = target * 9 + 4096, len = 0;
+    char *text = malloc(cap);
+    size_t nrec = 0, rcap = target / 20 + 16, words = 0;
+    size_t *off = malloc(rcap * sizeof *off), *rlen = malloc(rcap * sizeof *rlen);
+    while (words < target) {
+        int n = 20 + (int)(rnd() % 181);
+        off[nrec] = len;
+        rlen[nrec] = make_text(text + len, n);
+        len += rlen[nrec] + 1;
+        words += (size_t)n;
+        nrec++;
+    }
+    acc_err err = {0};
+    span_index *x = span_index_new();
+    double t0 = now_s();
+    for (size_t r = 0; r < nrec; r++)
+        if (span_index_add(x, (int64_t)r + 1, text + off[r], rlen[r], &err)) die("span add", &err);
+    if (span_index_commit(x, &err)) die("span commit", &err);
+    printf("attribution datanet: %zu records, %zu tokens, index built in %.1f s\n", nrec, span_index_tokens(x),
+           now_s() - t0);
+    enum { NQ = 300, QLEN = 200 };
+    static char outs[NQ][4096];
+    static size_t outlen[NQ];
+    span_tokens tk = SPAN_TOKENS_INIT;
+    for (int qi = 0; qi < NQ; qi++) { /* five 40-token pieces of records */
+        size_t o = 0;
+        int have = 0;
+        while (have < QLEN) {
+            size_t r = rnd() % nrec;
+            span_tokenize(text + off[r], rlen[r], &tk, NULL);
+            if (tk.n < 45) continue;
+            size_t p = rnd() % (tk.n - 40), end = tk.v[p + 39].end, l = end - tk.v[p].start;
+            if (o) outs[qi][o++] = ' ';
+            memcpy(outs[qi] + o, text + off[r] + tk.v[p].start, l);
+            o += l;
+            have += 40;
+        }
+        outlen[qi] = o;
+    }
+    span_tokens_free(&tk);
+    /* the meter's part goes to a real ledger (no fsync here: this times the computation) */
+    char path[256];
+    snprintf(path, sizeof path, "%s/attr.db", dir);
+    ledger_t *l;
+    meter_t *m;
+    if (ledger_open(path, &(ledger_opts_t){.no_sync = true}, &l, &err)) die("ledger", &err);
+    meter_open(l, NULL, &m, &err);
+    ledger_account_t *payer;
+    ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, NULL);
+    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t lr;
+    ledger_submit_wait(l, &p, &lr, &err);
+    meter_model_t model = {.name = "bench/model", .owner = "0xc0000000000000000000000000000000000003e7",
+                           .price_per_call = 100, .price_per_1k_out = 2000, .owner_share_bps = 3000};
+    double *span_t = malloc(NQ * sizeof *span_t), *meter_t_ = malloc(NQ * sizeof *meter_t_);
+    double spans = 0, credits = 0;
+    const span_index *xs[1] = {x};
+    for (int round = 0; round < 2; round++)
+        for (int qi = 0; qi < NQ; qi++) {
+            rt_attribution_t a;
+            double a0 = now_s();
+            if (rt_attribute(xs, 1, 8, outs[qi], outlen[qi], synth_contributor, NULL, &a, &err)) die("attribute", &err);
+            double a1 = now_s();
+            meter_ctx_t ctx = {.payer = "bench"};
+            meter_call_t *c;
+            if (meter_begin_model(m, &ctx, &model, 10, 256, &c, &err)) die("begin", &err);
+            meter_model_outcome_t o = {.in_tokens = 10, .out_tokens = a.norm_tokens};
+            rt_attribution_outcome(&a, outs[qi], outlen[qi], &o);
+            if (meter_finish_model(c, &o, no_op_done, NULL, &err)) die("finish", &err);
+            double a2 = now_s();
+            span_t[qi] = a1 - a0;
+            meter_t_[qi] = a2 - a1;
+            if (round) spans += (double)a.at.nspans, credits += (double)a.at.ncredits;
+            rt_attribution_free(&a);
+        }
+    qsort(span_t, NQ, sizeof *span_t, cmp_double);
+    qsort(meter_t_, NQ, sizeof *meter_t_, cmp_double);
+    printf("attribution of a 200-token output on %.0fM tokens (%.1f spans, %.1f records credited per output):\n"
+           "  rt_attribute (spans, weights, contributors): median %.1f us, p99 %.1f us\n"
+           "  meter (price, split, lines, event, posting queued): median %.1f us, p99 %.1f us\n",
+           (double)span_index_tokens(x) / 1e6, spans / NQ, credits / NQ, span_t[NQ / 2] * 1e6, span_t[NQ * 99 / 100] * 1e6,
+           meter_t_[NQ / 2] * 1e6, meter_t_[NQ * 99 / 100] * 1e6);
+    meter_close(m);
+    ledger_close(l);
+    span_index_free(x);
+    free(span_t);
+    free(meter_t_);
+    free(text);
+    free(off);
+    free(rlen);
+}
+
+int main(void) {
+    if (test_scratch_dir(dir, sizeof dir, "bench-meters") != 0) return 1;
+    const char *env = getenv("BENCH_METERS_CALLS");
+    int calls = env ? atoi(env) : 100;
+    char path[256], prompts[8][64];
+    snprintf(path, sizeof path, "%s/registry.db", dir);
+    registry_t *reg = make_registry(path, prompts);
+    printf("# meters bench: %d sandboxes x %d calls of a built-in model (n-gram over %d records), %ld cores online\n",
+           NSB, calls, NRECORDS, sysconf(_SC_NPROCESSORS_ONLN));
+    char l1[256], l2[256], l3[256], lb[256];
+    snprintf(l1, sizeof l1, "%s/run1.db", dir);
+    snprintf(l2, sizeof l2, "%s/run2.db", dir);
+    snprintf(l3, sizeof l3, "%s/run3.db", dir);
+    snprintf(lb, sizeof lb, "%s/bare.db", dir);
+    run_result_t bare = run(reg, NULL, calls, false, true, prompts);
+    run_result_t one = run(reg, l1, calls, true, true, prompts);
+    run_result_t two = run(reg, l2, calls, true, false, prompts);
+    struct {
+        const char *what;
+        run_result_t *r;
+    } rows[] = {{"unmetered (model answered at once), one core", &bare},
+                {"metered, one core", &one},
+                {"metered, both cores", &two}};
+    for (size_t i = 0; i < 3; i++) {
+        run_result_t *r = rows[i].r;
+        printf("%-46s %8.0f calls/s  cpu %.2f us/call  latency p50 %.3f ms p99 %.3f ms max %.1f ms", rows[i].what,
+               r->calls / r->wall, r->cpu / r->calls * 1e6, r->p50_ms, r->p99_ms, r->max_ms);
+        if (r->ls.commits)
+            printf("  (%" PRIu64 " commits, %.0f postings each, largest %" PRIu64 ")", r->ls.commits,
+                   (double)r->ls.postings / (double)r->ls.commits, r->ls.max_batch);
+        printf("\n");
+    }
+    printf("metering adds %.2f us of CPU per call (one core)\n", (one.cpu - bare.cpu) / one.calls * 1e6);
+    size_t nrows;
+    double per_txn = (double)one.ls.postings / (double)(one.ls.commits ? one.ls.commits : 1);
+    double bare_rate = bare_sqlite(l1, lb, per_txn, &nrows);
+    printf("bare SQLite loop, the same %zu rows in transactions of %.0f, synchronous=FULL: %.0f rows/s; metered "
+           "end to end on one core is %.2fx of it\n",
+           nrows, per_txn, bare_rate, one.calls / one.wall / bare_rate);
+    registry_close(reg);
+    factory_cache_clear();
+    const char *tenv = getenv("BENCH_METERS_TOKENS");
+    attribution_at_scale(tenv ? strtoull(tenv, NULL, 10) : 10000000);
+    test_remove_dir(dir);
+    return 0;
+}
