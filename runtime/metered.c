@@ -682,20 +682,24 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
         rc = ACC_EPERM, snprintf(msg, sizeof msg, "permission: agent %s may not call model '%s' (not in its manifest)",
                                  s->agent.name, p->name);
     request_t req = {0};
-    if (!rc) rc = parse_request(call->json, call->json_len, &req, msg, sizeof msg);
+    factory_request fr = {0};
+    factory_model *fm = NULL;
     uint64_t max_tokens = 0, prompt_bound = 0;
     if (!rc) {
         p->model = e;
         if (e->rm.kind == REGISTRY_MODEL_BUILTIN) {
-            max_tokens = req.max_tokens ? req.max_tokens : FACTORY_DEFAULT_MAX_TOKENS;
-            if (max_tokens > FACTORY_MAX_TOKENS)
-                rc = ACC_EINVAL, snprintf(msg, sizeof msg, "models.call: max_tokens is at most %d for model '%s'",
-                                          FACTORY_MAX_TOKENS, p->name);
-            prompt_bound = req.prompt_words;
+            /* the factory's own parse: its checks, and its exact count of the prompt's tokens */
+            rc = factory_request_parse(call->json, call->json_len, &fr, &err);
+            if (rc) snprintf(msg, sizeof msg, "models.call: %s", err.msg);
+            else if ((rc = factory_model_of(s->reg, &e->rm, &fm, &err)))
+                snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+            max_tokens = fr.max_tokens;
+            prompt_bound = fr.prompt_tokens;
         } else if (e->rm.kind == REGISTRY_MODEL_HTTP) {
+            rc = parse_request(call->json, call->json_len, &req, msg, sizeof msg);
             max_tokens = req.max_tokens ? req.max_tokens : m->http_max_tokens;
             prompt_bound = req.prompt_bytes + HTTP_TOKENS_PER_MESSAGE * (req.messages + 1);
-            if (!m->http.start)
+            if (!rc && !m->http.start)
                 rc = ACC_EUPSTREAM, snprintf(msg, sizeof msg,
                                              "upstream: model '%s' is served over HTTP, which accrue serve calls; "
                                              "accrue run cannot",
@@ -715,6 +719,7 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
     }
     if (rc) {
         json_decref(req.root);
+        factory_request_free(&fr);
         fail_pending(p, sb, rc, msg);
         return 0;
     }
@@ -756,28 +761,18 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
         return 0;
     }
     /* built-in: run it here, on the sandbox's thread */
-    acc_buf out = ACC_BUF_INIT;
-    rc = factory_call(s->reg, &e->rm, call->json, call->json_len, &out, &err);
-    json_decref(req.root);
-    json_t *res = rc ? NULL : json_loadb(out.data, out.len, 0, NULL);
-    acc_buf_free(&out);
-    const char *text = json_string_value(json_object_get(res, "text"));
-    json_t *usage = json_object_get(res, "usage");
-    if (!rc && !text) rc = acc_fail(&err, ACC_EIO, "the model's answer could not be read");
+    factory_output out = {0};
+    rc = factory_run(fm, &fr, &out, &err);
+    factory_request_free(&fr);
     if (rc) {
         snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
-        json_decref(res);
         fail_pending(p, sb, rc, msg);
         return 0;
     }
-    size_t tlen = json_string_length(json_object_get(res, "text"));
-    uint64_t in = (uint64_t)json_integer_value(json_object_get(usage, "prompt_tokens"));
-    uint64_t outn = (uint64_t)json_integer_value(json_object_get(usage, "completion_tokens"));
-    const char *finish = json_string_value(json_object_get(res, "finish_reason"));
-    begin_answer_model(p, text, tlen, finish ? finish : "stop");
+    begin_answer_model(p, out.text, out.len, out.finish == FACTORY_FINISH_STOP ? "stop" : "length");
     s->in_flight++;
-    rc = finish_model(p, text, tlen, in, outn, false, &err);
-    json_decref(res);
+    rc = finish_model(p, out.text, out.len, out.prompt_tokens, out.completion_tokens, false, &err);
+    factory_output_free(&out);
     if (rc) {
         s->in_flight--;
         snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);

@@ -75,6 +75,8 @@ struct ledger {
     op_t *q_head, *q_tail;
     size_t q_len;
     bool stopping;
+    bool w_idle, w_gathering; /* the writer waits for work / gathers a batch */
+    uint64_t commit_delay_ns;
     ledger_stats_t stats;
     /* Writer only. */
     pthread_t writer;

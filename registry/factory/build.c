@@ -176,3 +176,9 @@ int factory_call(registry_t *reg, const registry_model_t *model, const char *req
     if (rc) return rc;
     return factory_respond(m, request, len, out, err);
 }
+
+int factory_model_of(registry_t *reg, const registry_model_t *model, factory_model **out, acc_err *err) {
+    if (model->kind != REGISTRY_MODEL_BUILTIN)
+        return acc_fail(err, ACC_EINVAL, "model %s: a %s model, not builtin", model->name, registry_model_kind_name(model->kind));
+    return model_for(reg, model, out, err);
+}

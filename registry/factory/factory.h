@@ -104,6 +104,23 @@ int factory_answer(const factory_model *m, const char *question, size_t len, uin
  */
 int factory_respond(const factory_model *m, const char *request, size_t len, acc_buf *out, acc_err *err);
 
+/* The same in steps, for a caller that must know the request before the model runs (the meters
+ * reserve what it can cost) and wants the output as data, not JSON: parse (the same checks and
+ * messages as factory_respond), then run. prompt_tokens is the request's own count, known before
+ * running. The text points into the parsed request: valid until factory_request_free. */
+typedef struct factory_request {
+    const char *text;       /* the prompt, or the last user message */
+    size_t text_len;
+    uint32_t max_tokens;    /* the request's, or FACTORY_DEFAULT_MAX_TOKENS */
+    uint32_t prompt_tokens; /* normalised words of the prompt, or of every message's content */
+    bool answer;            /* answer (messages, or mode "answer") rather than continue */
+    bool messages;
+    void *root;             /* the parsed JSON (private) */
+} factory_request;
+int factory_request_parse(const char *request, size_t len, factory_request *out, acc_err *err);
+void factory_request_free(factory_request *r);
+int factory_run(const factory_model *m, const factory_request *r, factory_output *out, acc_err *err);
+
 /* ---------------------------------------------------------------------- with the registry */
 
 /*
@@ -123,6 +140,9 @@ int factory_build(registry_t *reg, const registry_model_t *spec, const char *dat
  * not builtin. */
 int factory_call(registry_t *reg, const registry_model_t *model, const char *request, size_t len, acc_buf *out,
                  acc_err *err);
+/* The loaded model of a builtin registry model, from the process-wide cache (loaded now the first
+ * time). It stays valid until factory_cache_clear. */
+int factory_model_of(registry_t *reg, const registry_model_t *model, factory_model **out, acc_err *err);
 /* Frees every cached model (tests, shutdown). Models in use by another thread must not be. */
 void factory_cache_clear(void);
 

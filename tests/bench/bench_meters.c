@@ -127,13 +127,26 @@ typedef struct bare_ctx {
     registry_model_t model;
 } bare_ctx_t;
 
+/* The same work as the metered provider's built-in path, less the meter: parse, run, answer. */
 static int bare_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     bare_ctx_t *b = ud;
-    acc_buf out = ACC_BUF_INIT;
     acc_err err = {0};
-    if (factory_call(b->reg, &b->model, call->json, call->json_len, &out, &err)) die("factory_call", &err);
+    factory_request fr;
+    factory_model *fm;
+    factory_output o = {0};
+    if (factory_request_parse(call->json, call->json_len, &fr, &err) || factory_model_of(b->reg, &b->model, &fm, &err) ||
+        factory_run(fm, &fr, &o, &err))
+        die("factory", &err);
+    acc_buf out = ACC_BUF_INIT;
+    acc_buf_puts(&out, "{\"text\":");
+    acc_buf_json_string(&out, o.text, o.len);
+    acc_buf_printf(&out, ",\"model\":\"bench/gen\",\"finish_reason\":\"%s\",\"usage\":{\"prompt_tokens\":%u,"
+                         "\"completion_tokens\":%u}}",
+                   o.finish == FACTORY_FINISH_STOP ? "stop" : "length", o.prompt_tokens, o.completion_tokens);
     sandbox_call_done(sb, call->id, 1, out.data, out.len);
     acc_buf_free(&out);
+    factory_output_free(&o);
+    factory_request_free(&fr);
     return 0;
 }
 
