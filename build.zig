@@ -103,6 +103,7 @@ const demo_files = [_][]const u8{
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/metered.c",
+    "runtime/cli_meters.c",
     "runtime/test_provider.c",
     "runtime/cli_eth.c",
     "runtime/cli_serve.c",
@@ -223,6 +224,7 @@ const unit_tests = [_]Test{
     .{ .name = "meters", .module = "meters" },
     .{ .name = "crash", .module = "meters" },
     .{ .name = "metered", .module = "runtime" },
+    .{ .name = "meters_cli", .module = "runtime" },
     .{ .name = "factory", .module = "factory" },
     .{ .name = "spans", .module = "registry" },
 };

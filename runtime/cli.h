@@ -23,5 +23,10 @@ int cli_model(int argc, char **argv);
 int cli_deploy(int argc, char **argv);
 int cli_agents(int argc, char **argv);
 int cli_agent(int argc, char **argv);
+/* runtime/cli_meters.c: the ledger and the meters */
+int cli_ledger(int argc, char **argv);
+int cli_balance(int argc, char **argv);
+int cli_usage(int argc, char **argv);
+int cli_account_topup(int argc, char **argv); /* accrue account topup (cli_account dispatches it) */
 
 #endif

@@ -45,11 +45,13 @@ static const char account_usage[] =
     "       accrue account key NAME [--db PATH] [--json]\n"
     "       accrue account list [--db PATH] [--json]\n"
     "       accrue account revoke NAME [--db PATH]\n"
+    "       accrue account topup NAME AMOUNT [--id ID] [--db PATH] [--json]\n"
     "\n"
     "Accounts of end users and apps, and their API keys. create makes an account and prints its\n"
     "new API key; key gives an account one more key; the key is printed once, on stdout, and only\n"
     "its hash is kept. revoke revokes every live key of the account (the account stays: `key` gives\n"
     "it a new one). --admin makes the operator's account, whose keys may make admin calls.\n"
+    "topup credits the account with AMOUNT micro-credits (see accrue account topup --help).\n"
     "--db names the registry's file (default ./accrue.db).\n"
     "Exit status: 0 ok; 1 refused (a taken name, no such account); 2 usage error.\n";
 
@@ -164,7 +166,8 @@ static int account_revoke(int argc, char **argv) {
 
 int cli_account(int argc, char **argv) {
     static const subcommand_t subs[] = {
-        {"create", account_create}, {"key", account_key}, {"list", account_list}, {"revoke", account_revoke}};
+        {"create", account_create}, {"key", account_key},       {"list", account_list},
+        {"revoke", account_revoke}, {"topup", cli_account_topup}};
     return dispatch("account", subs, sizeof subs / sizeof *subs, argc, argv, account_usage);
 }
 

@@ -14,13 +14,16 @@
 
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "runtime/agents.h"
 #include "runtime/cli.h"
 #include "runtime/provider.h"
 #include "sandbox/sandbox.h"
 
 static const char run_usage[] =
-    "usage: accrue run SCRIPT.lua|AGENT[@VERSION] [--input TEXT] [--db PATH] [--no-demo]\n"
+    "usage: accrue run SCRIPT.lua|AGENT[@VERSION] [--input TEXT] [--db PATH] [--user API_KEY]\n"
+    "                  [--json] [--no-demo] [--operator-fee BPS]\n"
     "                  [--mem-limit BYTES] [--instr-limit N] [--time-limit MS]\n"
     "                  [--output-limit BYTES] [--slice-ms MS] [--stats]\n"
     "\n"
@@ -29,12 +32,19 @@ static const char run_usage[] =
     "on_message(session, text). With --input, calls on_message with TEXT and prints the reply.\n"
     "print() and session.send() output is printed as it comes.\n"
     "\n"
-    "datasets.query(name, text, {limit = N}) is answered from the registry in --db (default\n"
-    "./accrue.db) by full-text search (N from 1 to 100, default 3). The registry is opened when\n"
+    "models.call(name, request) and datasets.query(name, text, {limit = N}) go to the registry in\n"
+    "--db (default ./accrue.db) and are metered: each is priced, its most reserved on the paying\n"
+    "account before it runs (a short balance is an insufficient_funds error the agent can catch),\n"
+    "attributed to the people who earned it, and booked in the ledger before its answer is given.\n"
+    "The account of --user API_KEY pays; without it the demo account does (it starts with 100\n"
+    "credits). Queries: full-text search, N from 1 to 100, default 3. The registry is opened when\n"
     "first needed and, when it holds nothing yet, seeded with the demo registry (the datanet\n"
     "demo/orchard, the agents orchard-guide and orchard-sources); --no-demo leaves it empty.\n"
-    "A deployed agent runs with the limits its manifest names (flags given here win) and may call\n"
-    "only the models and datanets its manifest lists.\n"
+    "A deployed agent runs with the limits its manifest names (flags given here win), may call\n"
+    "only the models and datanets its manifest lists, and each message pays its price.\n"
+    "After the reply, a usage receipt: each metered call, its cost and who was paid (accrue usage\n"
+    "--call ID explains one). --json prints one JSON object instead: output, reply, calls, cost.\n"
+    "--operator-fee BPS: the operator's fee on every call, in basis points (default 100 = 1%).\n"
     "\n"
     "Limits (per turn; memory for the sandbox's life; 0 turns a limit off, but for the time limit):\n"
     "  --mem-limit BYTES     Lua heap cap                     (default 67108864 = 64 MiB)\n"
@@ -44,8 +54,7 @@ static const char run_usage[] =
     "  --slice-ms MS         pause and resume the turn every MS (time slicing; default off)\n"
     "  --stats               after the run, one JSON line of usage on stderr\n"
     "\n"
-    "Models come from the built-in test provider: test/echo and test/upper (and its dataset\n"
-    "test/words); registered models are not called by accrue run yet.\n"
+    "The built-in test provider answers test/echo, test/upper and test/words, unmetered.\n"
     "\n"
     "Exit status: 0 ok; 1 the script failed or hit a limit (one line on stderr names it);\n"
     "2 usage error.\n";
@@ -87,13 +96,80 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-/* stdout is the queue here: a blocking write waits for room, so there is never a reason to pause. */
+/* With --json, streamed output is kept here for the JSON object instead of printed. */
+static acc_buf *json_stream;
+
+/* Streamed output: to stdout as it comes, or (--json) into json_stream. stdout is the queue here:
+ * a blocking write waits for room, so there is never a reason to pause. */
 static sandbox_output_verdict_t print_output(void *ud, sandbox_t *sb, sandbox_output_kind_t kind, const char *text,
                                              size_t len) {
     (void)ud, (void)sb, (void)kind;
+    if (json_stream) {
+        acc_buf_append(json_stream, text, len);
+        return SANDBOX_OUTPUT_OK;
+    }
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return SANDBOX_OUTPUT_OK;
+}
+
+static const char *credits_text(ledger_amount_t v) {
+    static char buf[4][32];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, 32, "%" PRIu64 ".%06" PRIu64, v / LEDGER_UNITS_PER_CREDIT, v % LEDGER_UNITS_PER_CREDIT);
+    return b;
+}
+
+/* The usage receipt: each metered call with its cost and payees, as text or into a JSON object. */
+static void print_receipt(rt_provider_t *p, json_t *obj) {
+    const rt_receipt_t *r = p->session ? rt_session_receipts(p->session) : NULL;
+    ledger_amount_t total = 0;
+    size_t n = 0;
+    for (const rt_receipt_t *x = r; x; x = x->next) total += x->cost, n++;
+    ledger_balance_t b = {0};
+    ledger_account_t *payer;
+    if (p->ledger && ledger_account(p->ledger, LEDGER_ACCOUNT_USER, p->payer, &payer, NULL) == ACC_OK)
+        ledger_balance(p->ledger, payer, false, &b, NULL);
+    if (obj) {
+        json_t *calls = json_array();
+        for (const rt_receipt_t *x = r; x; x = x->next) {
+            char hex[33];
+            ledger_id_hex(&x->id, hex);
+            json_t *lines = json_array();
+            for (size_t i = 0; i < x->nlines; i++)
+                json_array_append_new(lines, json_pack("{s:s,s:s,s:I}", "payee", x->lines[i].payee, "role",
+                                                       meter_role_name(x->lines[i].role), "amount",
+                                                       (json_int_t)x->lines[i].amount));
+            json_t *c = json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:o}", "call", x->status == ACC_OK ? hex : "", "resource",
+                                  meter_resource_name(x->resource), "name", x->name, "status",
+                                  acc_status_name(x->status), "cost", (json_int_t)x->cost, "units_in",
+                                  (json_int_t)x->units_in, "units_out", (json_int_t)x->units_out, "lines", lines);
+            if (x->status) json_object_set_new(c, "error", json_string(x->error));
+            json_array_append_new(calls, c);
+        }
+        json_object_set_new(obj, "calls", calls);
+        json_object_set_new(obj, "cost", json_integer((json_int_t)total));
+        json_object_set_new(obj, "payer", json_string(p->payer));
+        if (p->ledger) json_object_set_new(obj, "available", json_integer((json_int_t)b.available));
+        return;
+    }
+    if (!n) return;
+    printf("--- usage: %zu metered call%s, %s credits, paid by %s (available now %s credits)\n", n, n == 1 ? "" : "s",
+           credits_text(total), p->payer, credits_text(b.available));
+    for (const rt_receipt_t *x = r; x; x = x->next) {
+        char hex[33];
+        ledger_id_hex(&x->id, hex);
+        if (x->status) {
+            printf("  %-7s %-24s not charged: %s\n", meter_resource_name(x->resource), x->name, x->error);
+            continue;
+        }
+        printf("  %-7s %-24s %s credits  call %s\n", meter_resource_name(x->resource), x->name, credits_text(x->cost), hex);
+        for (size_t i = 0; i < x->nlines; i++)
+            printf("      %-9s %-42s %s\n", meter_role_name(x->lines[i].role), x->lines[i].payee,
+                   credits_text(x->lines[i].amount));
+    }
+    fflush(stdout);
 }
 
 static void print_stats(sandbox_t *sb) {
@@ -208,7 +284,8 @@ int cli_run(int argc, char **argv) {
     const char *script = NULL, *input = NULL;
     int stats = 0;
     unsigned set = 0; /* limits given as flags: 1 memory, 2 instructions, 4 time, 8 output */
-    rt_provider_t rp = {.seeded = say_seeded};
+    rt_provider_t rp = {.seeded = say_seeded, .operator_fee_bps = 100};
+    int json = 0;
     sandbox_limits_t limits = sandbox_default_limits();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -223,6 +300,19 @@ int cli_run(int argc, char **argv) {
         } else if (strcmp(a, "--db") == 0) {
             if (++i == argc) goto missing;
             rp.db_path = argv[i];
+        } else if (strcmp(a, "--user") == 0) {
+            if (++i == argc) goto missing;
+            rp.user_key = argv[i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (strcmp(a, "--operator-fee") == 0) {
+            if (++i == argc) goto missing;
+            if (parse_u64(a, argv[i], &v)) return 2;
+            if (v > 10000) {
+                fputs("accrue run: --operator-fee is at most 10000 bps (the whole)\n", stderr);
+                return 2;
+            }
+            rp.operator_fee_bps = (uint32_t)v;
         } else if (strcmp(a, "--input") == 0) {
             if (++i == argc) goto missing;
             input = argv[i];
@@ -293,6 +383,8 @@ int cli_run(int argc, char **argv) {
     sandbox_provider_t provider = rt_provider(&rp);
     provider.output = print_output;
     acc_err err = {0};
+    acc_buf streamed = ACC_BUF_INIT;
+    if (json) json_stream = &streamed;
     sandbox_t *sb = chunkname ? sandbox_open(&limits, &provider, &err) : NULL;
     if (!sb) {
         fprintf(stderr, "accrue: %s\n", chunkname ? err.msg : "out of memory");
@@ -303,20 +395,56 @@ int cli_run(int argc, char **argv) {
         return 1;
     }
     int rc = 0;
-    if (sandbox_start_load(sb, chunkname, src, len, NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+    const char *reply = NULL;
+    size_t rlen = 0;
+    if (sandbox_start_load(sb, chunkname, src, len, NULL) != ACC_OK || rt_provider_run_turn(&rp, sb) != SANDBOX_DONE) {
         rc = fail(sb);
     } else if (input) {
-        if (sandbox_start_message(sb, input, strlen(input), NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+        /* A deployed agent's message pays its price: reserved now, posted if the turn ends well. */
+        rt_session_t *s = NULL;
+        if (agent && (agent->price_per_message || agent->price_per_session)) {
+            rc = rt_provider_meter(&rp, &s, &err);
+            if (!rc) {
+                ledger_id_t rid;
+                char rid_hex[33];
+                ledger_id_new(&rid);
+                ledger_id_hex(&rid, rid_hex);
+                rt_session_set_request_id(s, rid_hex);
+                rc = rt_session_begin_message(s, &err);
+            }
+            if (rc) {
+                fflush(stdout);
+                fprintf(stderr, "accrue: %s\n", err.msg);
+                rc = 1;
+            }
+        }
+        if (rc) {
+        } else if (sandbox_start_message(sb, input, strlen(input), NULL) != ACC_OK || rt_provider_run_turn(&rp, sb) != SANDBOX_DONE) {
+            if (s) rt_session_end_message(s, false, NULL);
             rc = fail(sb);
         } else {
-            size_t rlen;
-            const char *reply = sandbox_reply(sb, &rlen);
-            if (reply) {
+            if (s && rt_session_end_message(s, true, &err) == ACC_OK) rt_session_drain(s, rp.queue);
+            reply = sandbox_reply(sb, &rlen);
+            if (reply && !json) {
                 fwrite(reply, 1, rlen, stdout);
                 fputc('\n', stdout);
             }
         }
     }
+    if (json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "output", json_stringn(streamed.data ? streamed.data : "", streamed.len));
+        json_object_set_new(o, "reply", reply ? json_stringn(reply, rlen) : json_null());
+        print_receipt(&rp, o);
+        char *text = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+        if (text) puts(text);
+        free(text);
+        json_decref(o);
+    } else {
+        print_receipt(&rp, NULL);
+    }
+    json_stream = NULL;
+    acc_buf_free(&streamed);
     fflush(stdout);
     if (stats) print_stats(sb);
     sandbox_close(sb);

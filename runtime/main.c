@@ -26,6 +26,9 @@ static const command_t commands[] = {
     {"deploy", cli_deploy, "publish a signed version of an agent"},
     {"agents", cli_agents, "the marketplace: listed agents, searched and sorted"},
     {"agent", cli_agent, "one agent: details, versions, usage; unlist or list it"},
+    {"usage", cli_usage, "metered calls and who was paid what for each, and why"},
+    {"balance", cli_balance, "an address's or an account's balance: available, pending, accrued, settled"},
+    {"ledger", cli_ledger, "the ledger: check its invariants"},
 };
 
 static void usage(FILE *out) {

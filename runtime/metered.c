@@ -676,8 +676,7 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
     acc_err err = {0};
     const model_entry_t *e;
     int rc = model_lookup(m, s->reg, p->name, &e, &err);
-    if (rc == ACC_ENOTFOUND) snprintf(msg, sizeof msg, "not_found: no model named '%s'", p->name);
-    else if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
     else if (!allowed(s->models, s->nmodels, p->name))
         rc = ACC_EPERM, snprintf(msg, sizeof msg, "permission: agent %s may not call model '%s' (not in its manifest)",
                                  s->agent.name, p->name);
@@ -836,8 +835,7 @@ static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *ca
     acc_err err = {0};
     const dataset_entry_t *e;
     int rc = dataset_lookup(m, s->reg, p->name, &e, &err);
-    if (rc == ACC_ENOTFOUND) snprintf(msg, sizeof msg, "not_found: no dataset named '%s'", p->name);
-    else if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+    if (rc) snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
     else if (!allowed(s->datanets, s->ndatanets, p->name))
         rc = ACC_EPERM, snprintf(msg, sizeof msg, "permission: agent %s may not query dataset '%s' (not in its manifest)",
                                  s->agent.name, p->name);
@@ -1020,21 +1018,38 @@ rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms) {
     return a;
 }
 
-sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *s, rt_queue_t *q) {
+sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *const *sp, rt_queue_t *q) {
     sandbox_status_t st = sandbox_run(sb);
     for (;;) {
         if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) {
             st = sandbox_run(sb);
             continue;
         }
-        if (st != SANDBOX_WAITING && s->in_flight == 0) return st;
-        rt_answer_t *a = rt_queue_take(q, -1);
-        bool resumed = false;
+        rt_session_t *s = *sp; /* a host may open its session at the turn's first call */
+        if (st != SANDBOX_WAITING && (!s || s->in_flight == 0)) return st;
+        /* Wait for answers, but not for ever: a waiting turn is run again every 100 ms so that its
+         * time limit and a cancel are seen even when nothing answers. */
+        rt_answer_t *a = s && s->in_flight ? rt_queue_take(q, 100) : NULL;
         while (a) {
             rt_answer_t *next = a->next;
-            resumed |= rt_answer_deliver(a) == 0 && st == SANDBOX_WAITING;
+            rt_answer_deliver(a);
             a = next;
         }
-        if (st == SANDBOX_WAITING && resumed) st = sandbox_run(sb);
+        if (st == SANDBOX_WAITING && !(s && s->in_flight)) {
+            struct timespec nap = {0, 1000000}; /* nothing can answer it: let its time limit come */
+            nanosleep(&nap, NULL);
+        }
+        if (st == SANDBOX_WAITING) st = sandbox_run(sb);
+    }
+}
+
+void rt_session_drain(rt_session_t *s, rt_queue_t *q) {
+    while (s->in_flight) {
+        rt_answer_t *a = rt_queue_take(q, -1);
+        while (a) {
+            rt_answer_t *next = a->next;
+            rt_answer_deliver(a);
+            a = next;
+        }
     }
 }

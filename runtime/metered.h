@@ -179,9 +179,15 @@ int rt_attribute(const span_index *const *xs, size_t nx, uint32_t k, const char 
 void rt_attribution_outcome(const rt_attribution_t *a, const char *text, size_t len, meter_model_outcome_t *o);
 void rt_attribution_free(rt_attribution_t *a);
 
+/* Delivers the session's answers from q until nothing of it is in flight (a message fee queued
+ * after its turn ended). */
+void rt_session_drain(rt_session_t *s, rt_queue_t *q);
+
 /* Runs the sandbox's current turn to its end on this thread: runs it, delivers answers from q as
  * they come and runs it again, until it is done or failed and nothing of the session is in flight
- * (its message fee included). */
-sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *s, rt_queue_t *q);
+ * (its message fee included). *s may be NULL, and may become a session during the turn (a host
+ * that opens its session at the first call that needs one); with none, a turn left waiting ends
+ * at its time limit. */
+sandbox_status_t rt_run_turn(sandbox_t *sb, rt_session_t *const *s, rt_queue_t *q);
 
 #endif

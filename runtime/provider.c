@@ -7,9 +7,91 @@
 
 #include <jansson.h>
 
+#include "meters/eth/keys.h"
 #include "runtime/demo.h"
 #include "runtime/provider.h"
 #include "runtime/test_provider.h"
+
+/* The demo account's credit is one top-up with this fixed id, so it is given once however many
+ * runs open the file (the ledger applies an id once). */
+static const ledger_id_t demo_credit_id = {{0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x70, 0x00, 0x80, 0x00, 0x64, 0x65,
+                                            0x6d, 0x6f, 0x00, 0x01}};
+
+static int demo_credit(ledger_t *l, acc_err *err) {
+    ledger_account_t *demo;
+    int rc = ledger_account(l, LEDGER_ACCOUNT_USER, RT_DEMO_ACCOUNT, &demo, err);
+    if (rc) return rc;
+    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), demo, RT_DEMO_CREDIT, LEDGER_CODE_TOPUP};
+    ledger_posting_t p = {.id = demo_credit_id, .state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t,
+                          .ntransfers = 1};
+    ledger_result_t res;
+    return ledger_submit_wait(l, &p, &res, err);
+}
+
+int rt_provider_meter(rt_provider_t *p, rt_session_t **out, acc_err *err) {
+    if (p->session) {
+        *out = p->session;
+        return ACC_OK;
+    }
+    if (p->meter_failed) {
+        if (err) *err = p->meter_err;
+        return p->meter_err.code;
+    }
+    registry_t *reg;
+    acc_err *e = &p->meter_err;
+    int rc = rt_provider_registry(p, true, &reg, e);
+    const char *path = p->db_path ? p->db_path : REGISTRY_DEFAULT_PATH;
+    if (!rc && p->user_key) {
+        registry_account_t a;
+        rc = registry_account_by_key(reg, p->user_key, strlen(p->user_key), &a, e);
+        if (!rc) snprintf(p->payer, sizeof p->payer, "%s", a.name);
+        else acc_err_prefix(e, "--user");
+    } else if (!rc) {
+        snprintf(p->payer, sizeof p->payer, "%s", RT_DEMO_ACCOUNT);
+    }
+    if (!rc) rc = ledger_open(path, NULL, &p->ledger, e);
+    if (!rc && !p->user_key && !p->no_demo) {
+        registry_account_t a; /* a demo registry (its demo account exists): give the demo credit once */
+        if (registry_account_get(reg, RT_DEMO_ACCOUNT, &a, NULL) == ACC_OK) rc = demo_credit(p->ledger, e);
+    }
+    meter_config_t mc = meter_config_default();
+    mc.operator_fee_bps = p->operator_fee_bps;
+    if (!rc) rc = meter_open(p->ledger, &mc, &p->meter, e);
+    rt_metered_config_t cfg = {.meter = p->meter};
+    if (!rc) rc = rt_metered_open(&cfg, &p->metered, e);
+    if (!rc && !p->queue && !(p->queue = rt_queue_new())) rc = acc_fail(e, ACC_ENOMEM, "out of memory");
+    if (!rc) {
+        ledger_id_t sid;
+        ledger_id_new(&sid);
+        char session[40] = "run-";
+        ledger_id_hex(&sid, session + 4);
+        if (p->agent) {
+            const registry_agent_t *a = p->agent;
+            snprintf(p->magent.name, sizeof p->magent.name, "%s", a->name);
+            snprintf(p->magent.version, sizeof p->magent.version, "%s", a->version);
+            eth_address_to_text(a->author, p->magent.author);
+            p->magent.price_per_message = a->price_per_message;
+            p->magent.price_per_session = a->price_per_session;
+            p->magent.markup_bps = a->markup_bps;
+        }
+        rt_session_config_t sc = {.reg = reg, .payer = p->payer, .session = session,
+                                  .agent = p->agent ? &p->magent : NULL, .poster = rt_queue_poster(p->queue)};
+        rc = rt_session_open(p->metered, &sc, &p->session, e);
+    }
+    if (rc) {
+        e->code = rc;
+        p->meter_failed = true;
+        if (err) *err = *e;
+        return rc;
+    }
+    *out = p->session;
+    return ACC_OK;
+}
+
+sandbox_status_t rt_provider_run_turn(rt_provider_t *p, sandbox_t *sb) {
+    if (!p->queue && !(p->queue = rt_queue_new())) return sandbox_run_to_end(sb); /* no memory: nothing can wait */
+    return rt_run_turn(sb, &p->session, p->queue);
+}
 
 int rt_provider_registry(rt_provider_t *p, bool create, registry_t **reg, acc_err *err) {
     if (p->reg) {
@@ -44,6 +126,16 @@ int rt_provider_registry(rt_provider_t *p, bool create, registry_t **reg, acc_er
 }
 
 void rt_provider_close(rt_provider_t *p) {
+    rt_session_close(p->session);
+    rt_queue_free(p->queue);
+    rt_metered_close(p->metered);
+    meter_close(p->meter);
+    ledger_close(p->ledger); /* commits whatever is still queued */
+    p->session = NULL;
+    p->queue = NULL;
+    p->metered = NULL;
+    p->meter = NULL;
+    p->ledger = NULL;
     registry_close(p->reg);
     p->reg = NULL;
 }
@@ -65,49 +157,6 @@ static bool listed(const char (*names)[REGISTRY_NAME_MAX + 1], size_t n, const c
     return false;
 }
 
-static int query(rt_provider_t *p, sandbox_t *sb, const sandbox_call_t *call, const char *name) {
-    json_error_t jerr;
-    json_t *req = json_loadb(call->json, call->json_len, 0, &jerr);
-    const char *text = json_string_value(json_object_get(req, "text"));
-    json_t *opts = json_object_get(req, "opts"), *limit_v = json_object_get(opts, "limit");
-    json_int_t limit = RT_QUERY_LIMIT_DEFAULT;
-    int rc = 0;
-    if (!text) {
-        rc = refuse(sb, call->id, "the query needs a text");
-    } else if (opts && !json_is_object(opts)) {
-        rc = refuse(sb, call->id, "opts must be a table");
-    } else if (limit_v && (!json_is_integer(limit_v) || json_integer_value(limit_v) < 1 ||
-                           json_integer_value(limit_v) > REGISTRY_QUERY_LIMIT_MAX)) {
-        rc = refuse(sb, call->id, "opts.limit: a whole number from 1 to %d", REGISTRY_QUERY_LIMIT_MAX);
-    }
-    if (limit_v && json_is_integer(limit_v)) limit = json_integer_value(limit_v);
-    registry_t *reg;
-    registry_hits_t *hits = NULL;
-    acc_err err = {0};
-    if (rc == 0 && (rt_provider_registry(p, true, &reg, &err) != ACC_OK ||
-                    registry_query(reg, name, text, json_string_length(json_object_get(req, "text")), (size_t)limit,
-                                   &hits, &err) != ACC_OK))
-        rc = refuse(sb, call->id, "%s", err.msg);
-    json_decref(req);
-    if (rc) return rc;
-    json_t *rows = json_array();
-    for (size_t i = 0; i < hits->n; i++) {
-        const registry_hit_t *h = &hits->hit[i];
-        char addr[ETH_ADDRESS_TEXT_SIZE];
-        eth_address_to_text(h->contributor, addr);
-        json_array_append_new(rows, json_pack("{s:I, s:s%, s:s, s:f}", "id", (json_int_t)h->id, "text", h->text,
-                                              h->text_len, "contributor", addr, "score", h->score));
-    }
-    free(hits);
-    json_t *answer = json_pack("{s:o}", "rows", rows);
-    char *out = answer ? json_dumps(answer, JSON_COMPACT) : NULL;
-    json_decref(answer);
-    if (!out) return refuse(sb, call->id, "out of memory");
-    sandbox_call_done(sb, call->id, 1, out, strlen(out));
-    free(out);
-    return 0;
-}
-
 static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     rt_provider_t *p = ud;
     bool model = call->kind == SANDBOX_CALL_MODEL;
@@ -123,25 +172,11 @@ static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
         return refuse(sb, call->id, "%s@%s may not call %s '%s' (its manifest does not list it)", p->agent->name,
                       p->agent->version, model ? "model" : "datanet", name);
     if (strncmp(name, "test/", 5) == 0) return test_provider().start_call(NULL, sb, call);
-    if (!model) {
-        if (call->json_len > RT_REQUEST_MAX)
-            return refuse(sb, call->id, "the request is %zu bytes of JSON, over %u", call->json_len, RT_REQUEST_MAX);
-        return query(p, sb, call, name);
-    }
-    /* A model is only looked up (no registry is made for it): none is called here yet. */
-    registry_t *reg;
-    registry_model_t *m = malloc(sizeof *m);
-    int rc = m ? rt_provider_registry(p, false, &reg, &err) : acc_fail(&err, ACC_ENOMEM, "out of memory");
-    if (rc == ACC_OK) rc = registry_model_get(reg, name, m, &err);
-    if (rc == ACC_OK)
-        refuse(sb, call->id, "'%s' is a registered %s model; accrue run does not call registered models yet "
-                             "(test/echo and test/upper answer here)", name, registry_model_kind_name(m->kind));
-    else if (rc == ACC_ENOTFOUND)
-        refuse(sb, call->id, "no model named '%s' (test/echo and test/upper answer here)", name);
-    else
-        refuse(sb, call->id, "%s", err.msg);
-    free(m);
-    return -1;
+    if (call->json_len > RT_REQUEST_MAX)
+        return refuse(sb, call->id, "the request is %zu bytes of JSON, over %u", call->json_len, RT_REQUEST_MAX);
+    rt_session_t *s;
+    if (rt_provider_meter(p, &s, &err) != ACC_OK) return refuse(sb, call->id, "%s", err.msg);
+    return rt_session_provider(s).start_call(s, sb, call);
 }
 
 sandbox_provider_t rt_provider(rt_provider_t *p) {

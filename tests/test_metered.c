@@ -146,7 +146,7 @@ static sandbox_t *agent(world_t *w, const char *script, const meter_agent_t *ag,
     sandbox_provider_t p = rt_session_provider(*s);
     sandbox_t *sb = sandbox_open(NULL, &p, NULL);
     CHECK(sandbox_start_load(sb, "=t", script, strlen(script), NULL) == ACC_OK);
-    CHECK(rt_run_turn(sb, *s, w->queue) == SANDBOX_DONE);
+    CHECK(rt_run_turn(sb, s, w->queue) == SANDBOX_DONE);
     return sb;
 }
 
@@ -172,7 +172,7 @@ static const rt_receipt_t *chat(world_t *w, sandbox_t *sb, rt_session_t *s, cons
         rt_http_done(hc, 1, resp.data, resp.len);
         acc_buf_free(&resp);
     }
-    CHECK(rt_run_turn(sb, s, w->queue) == SANDBOX_DONE);
+    CHECK(rt_run_turn(sb, &s, w->queue) == SANDBOX_DONE);
     size_t len;
     const char *reply = sandbox_reply(sb, &len);
     CHECK_MSG(reply && strcmp(reply, output) == 0, "reply: %s", reply ? reply : sandbox_errmsg(sb));
@@ -254,7 +254,7 @@ static void test_builtin_model_and_dataset_query_are_metered(void) {
         "end }\n";
     sandbox_t *sb = agent(&w, script, NULL, NULL, 0, &s);
     CHECK(sandbox_start_message(sb, "go", 2, NULL) == ACC_OK);
-    CHECK(rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    CHECK(rt_run_turn(sb, &s, w.queue) == SANDBOX_DONE);
     size_t len;
     const char *reply = sandbox_reply(sb, &len);
     CHECK_MSG(reply && strstr(reply, "inside the fruit") && strstr(reply, " | 2 | "), "reply: %s",
@@ -283,8 +283,8 @@ static void test_insufficient_funds_is_an_error_the_agent_catches(void) {
                          "  local ok, err = pcall(models.call, 't/gen', { prompt = 'figs' })\n"
                          "  return tostring(ok) .. ' ' .. tostring(err)\n"
                          "end }\n";
-    CHECK(sandbox_start_load(sb, "=t", script, strlen(script), NULL) == ACC_OK && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
-    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK && rt_run_turn(sb, s, w.queue) == SANDBOX_DONE);
+    CHECK(sandbox_start_load(sb, "=t", script, strlen(script), NULL) == ACC_OK && rt_run_turn(sb, &s, w.queue) == SANDBOX_DONE);
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK && rt_run_turn(sb, &s, w.queue) == SANDBOX_DONE);
     const char *reply = sandbox_reply(sb, NULL);
     CHECK_MSG(reply && strstr(reply, "false models.call: insufficient_funds: account broke has 0 micro-credits available") &&
                   strstr(reply, "needed"),
@@ -319,7 +319,7 @@ static void test_agent_manifest_and_message_fee(void) {
         rt_session_set_request_id(s, turn ? "msg-2" : "msg-1");
         CHECK(rt_session_begin_message(s, &err) == ACC_OK);
         CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
-        sandbox_status_t st = rt_run_turn(sb, s, w.queue);
+        sandbox_status_t st = rt_run_turn(sb, &s, w.queue);
         CHECK(st == SANDBOX_DONE);
         CHECK(rt_session_end_message(s, st == SANDBOX_DONE, &err) == ACC_OK);
         while (rt_session_in_flight(s)) {

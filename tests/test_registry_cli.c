@@ -436,15 +436,36 @@ static void test_deploy_and_marketplace(void) {
     REFUSED(1, "no such agent", "agent nobody --db '%s'", db);
     REFUSED(2, "semantic version", "agent helper@latest --db '%s'", db);
 
-    /* Run by name: the latest listed version, its manifest's allow-list. */
-    OK("run helper --input vines --db '%s'", db);
+    /* Run by name: the latest listed version, its manifest's allow-list; metered, paid by a
+     * funded account (the test registry has no demo account). */
+    OK("account create runner --json --db '%s'", db);
+    v = out_json();
+    char key[REGISTRY_API_KEY_TEXT_SIZE];
+    snprintf(key, sizeof key, "%s", str(v, "api_key"));
+    json_decref(v);
+    CHECK(accrue("run helper --input vines --user %s --db '%s'", key, db) == 1);
+    CHECK_CONTAINS(err_text, "datasets.query: insufficient_funds: account runner has 0 micro-credits available");
+    CHECK(accrue("run helper@1.0.0 --input vines --user %s --db '%s'", key, db) == 1); /* its price: 10 */
+    CHECK_CONTAINS(err_text, "insufficient_funds: account runner has 0 micro-credits available, 10 needed");
+    OK("account topup runner 1000000 --db '%s'", db);
+    CHECK_CONTAINS(out, "credited 1.000000 credits to runner");
+    OK("run helper --input vines --user %s --db '%s'", key, db);
     CHECK(strstr(out, "rows"));
-    OK("run helper@1.0.0 --input hi --db '%s'", db);
-    CHECK(strstr(out, "echo: hi"));
+    CHECK_CONTAINS(out, "--- usage: 1 metered call,");
+    CHECK_CONTAINS(out, "dataset fruit");
+    OK("run helper@1.0.0 --input hi --user %s --json --db '%s'", key, db);
+    v = out_json();
+    CHECK(strcmp(str(v, "reply"), "echo: hi") == 0);
+    CHECK(strcmp(str(v, "payer"), "runner") == 0);
+    CHECK(json_integer_value(json_object_get(v, "cost")) == 10);
+    json_decref(v);
+    CHECK(accrue("run helper --input hi --user acc_0000 --db '%s'", db) == 1);
+    CHECK_CONTAINS(err_text, "--user");
     write_file("greedy.lua", "return { on_message = function(s, t) return #datasets.query('curated', t).rows end }");
     write_manifest("greedy.json", "greedy", "1.0.0", 7, "\"datanets\": [\"fruit\"]");
     OK("deploy greedy.lua --manifest greedy.json --key key-7.key --db '%s'", db);
-    CHECK(accrue("run greedy --input x --db '%s'", db) == 1 && strstr(err_text, "may not call datanet 'curated'"));
+    CHECK(accrue("run greedy --input x --user %s --db '%s'", key, db) == 1 &&
+          strstr(err_text, "may not call datanet 'curated'"));
 
     /* Unlisting takes the author's key. */
     REFUSED(1, "author", "agent helper --unlist --key key-8.key --db '%s'", db);
@@ -479,11 +500,12 @@ static void test_demo_registry(void) {
     CHECK_CONTAINS(out, "Found 3 record(s)");
     CHECK_CONTAINS(out, "vines");
     CHECK_CONTAINS(err_text, "made the demo registry");
-    char *first = dump(demo_db);
+    /* The registry, that is (the ledger books each run's metered calls). */
+    char *first = dump_except(demo_db, "ledger_");
     OK("run orchard-sources --input 'how do I store apples' --db '%s'", demo_db);
     CHECK_CONTAINS(out, "apples");
     CHECK(err_text[0] == '\0');
-    char *second = dump(demo_db);
+    char *second = dump_except(demo_db, "ledger_");
     CHECK_MSG(strcmp(first, second) == 0, "a second run changed the demo registry");
     free(first);
     free(second);

@@ -209,8 +209,8 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
         } else {
             p = (sandbox_provider_t){.ud = &bare, .start_call = bare_start};
         }
-        sbs[i] = sandbox_open(&limits, &p);
-        if (!sbs[i] || sandbox_start_load(sbs[i], "=bench", script, strlen(script)) ||
+        sbs[i] = sandbox_open(&limits, &p, NULL);
+        if (!sbs[i] || sandbox_start_load(sbs[i], "=bench", script, strlen(script), NULL) ||
             sandbox_run_to_end(sbs[i]) != SANDBOX_DONE)
             die("sandbox", NULL);
     }
@@ -220,20 +220,20 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
         rt_session_t *ws;
         rt_session_open(mt, &sc, &ws, &err);
         sandbox_provider_t p = rt_session_provider(ws);
-        sandbox_t *sb = sandbox_open(&limits, &p);
+        sandbox_t *sb = sandbox_open(&limits, &p, NULL);
         char one[512];
         snprintf(one, sizeof one, script_fmt, 1);
-        sandbox_start_load(sb, "=w", one, strlen(one));
+        sandbox_start_load(sb, "=w", one, strlen(one), NULL);
         sandbox_run_to_end(sb);
-        sandbox_start_message(sb, prompts[0], strlen(prompts[0]));
-        if (rt_run_turn(sb, ws, q) != SANDBOX_DONE) die("warm-up", NULL);
+        sandbox_start_message(sb, prompts[0], strlen(prompts[0]), NULL);
+        if (rt_run_turn(sb, &ws, q) != SANDBOX_DONE) die("warm-up", NULL);
         sandbox_close(sb);
         rt_session_close(ws);
     }
     double t0 = now_s(), c0 = cpu_s();
     int done = 0;
     for (int i = 0; i < NSB; i++) {
-        sandbox_start_message(sbs[i], prompts[i % 8], strlen(prompts[i % 8]));
+        sandbox_start_message(sbs[i], prompts[i % 8], strlen(prompts[i % 8]), NULL);
         started[i] = now_s();
         sandbox_status_t st = sandbox_run(sbs[i]);
         if (st == SANDBOX_DONE) done++;
