@@ -653,10 +653,13 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
     return rc;
 }
 
-/* The call failed before its posting: void it, answer the agent, note it in the receipt. */
+/* The call failed before its posting: void it, answer the agent, and, when it had reserved (it
+ * was under way), note it in the receipt. A call refused before that is only the agent's error. */
 static void fail_pending(pending_t *p, sandbox_t *sb, int code, const char *msg) {
-    if (p->mc) meter_fail(p->mc, code, msg);
-    add_receipt(p->s, failed_receipt(p->resource, p->name, code, msg));
+    if (p->mc) {
+        meter_fail(p->mc, code, msg);
+        add_receipt(p->s, failed_receipt(p->resource, p->name, code, msg));
+    }
     if (sb) answer_now(p->s, sb, p->call_id, msg);
     acc_buf_free(&p->answer);
     free(p);

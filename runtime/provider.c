@@ -174,6 +174,13 @@ static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     if (strncmp(name, "test/", 5) == 0) return test_provider().start_call(NULL, sb, call);
     if (call->json_len > RT_REQUEST_MAX)
         return refuse(sb, call->id, "the request is %zu bytes of JSON, over %u", call->json_len, RT_REQUEST_MAX);
+    if (model && !p->reg) {
+        /* A model is looked up in an existing registry only: naming one makes no file. */
+        registry_t *reg;
+        int rc = rt_provider_registry(p, false, &reg, &err);
+        if (rc == ACC_ENOTFOUND) return refuse(sb, call->id, "not_found: no model named '%s' (no registry here yet)", name);
+        if (rc) return refuse(sb, call->id, "%s", err.msg);
+    }
     rt_session_t *s;
     if (rt_provider_meter(p, &s, &err) != ACC_OK) return refuse(sb, call->id, "%s", err.msg);
     return rt_session_provider(s).start_call(s, sb, call);
