@@ -138,7 +138,6 @@ const modules = [_]Module{
         .name = "eth",
         .sources = &eth_sources,
         .public = &.{ "meters/eth/keccak.h", "meters/eth/hex.h", "meters/eth/uint256.h", "meters/eth/keys.h", "meters/eth/eip712.h", "meters/eth/merkle.h" },
-        .private = &.{"meters/eth/err.h"},
         .deps = &.{"base"},
         .system_libs = &.{ "nettle", "libsecp256k1", "jansson", "pthread" },
     },

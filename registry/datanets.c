@@ -414,10 +414,10 @@ static int parse_line(const char *line, size_t len, json_t **json, registry_reco
     r->text_len = json_string_length(text);
     int rc = check_text(r->text, r->text_len, err);
     if (rc) return rc;
-    char msg[160];
-    if (eth_address_parse(json_string_value(contributor), json_string_length(contributor), r->contributor, msg,
-                          sizeof msg) != 0)
-        return acc_fail(err, ACC_EINVAL, "contributor: %s", msg);
+    acc_err why = {0};
+    if (eth_address_parse(json_string_value(contributor), json_string_length(contributor), r->contributor, &why) !=
+        ACC_OK)
+        return acc_fail(err, ACC_EINVAL, "contributor: %s", why.msg);
     return ACC_OK;
 }
 

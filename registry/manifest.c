@@ -174,10 +174,10 @@ int registry_manifest_parse(const char *json, size_t len, registry_agent_t *a, c
             if (!s) rc = acc_fail(err, ACC_EINVAL, "manifest: description: a string");
             else if ((rc = registry_description_check(s, "manifest: description", err)) == ACC_OK) strcpy(a->description, s);
         } else if (strcmp(key, "author") == 0) {
-            char msg[160];
+            acc_err why = {0};
             if (!s) rc = acc_fail(err, ACC_EINVAL, "manifest: author: an address string");
-            else if (eth_address_parse(s, json_string_length(v), a->author, msg, sizeof msg) != 0)
-                rc = acc_fail(err, ACC_EINVAL, "manifest: author: %s", msg);
+            else if (eth_address_parse(s, json_string_length(v), a->author, &why) != ACC_OK)
+                rc = acc_fail(err, ACC_EINVAL, "manifest: author: %s", why.msg);
             else have_author = true;
         } else if (strcmp(key, "tags") == 0) {
             rc = get_tags(v, a, err);

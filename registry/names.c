@@ -244,10 +244,10 @@ void registry_signed_digest(const uint8_t digest[32], uint8_t to_sign[32]) { eth
 int registry_verify_signer(const uint8_t digest[32], const uint8_t sig[65], const uint8_t want[20], const char *what,
                            const char *who, acc_err *err) {
     uint8_t to_sign[32], got[20];
-    char msg[256];
+    acc_err why = {0};
     registry_signed_digest(digest, to_sign);
-    if (eth_recover(to_sign, sig, got, msg, sizeof msg) != 0)
-        return acc_fail(err, ACC_EBADSIG, "%s: signature: %s", what, msg);
+    if (eth_recover(to_sign, sig, got, &why) != ACC_OK)
+        return acc_fail(err, ACC_EBADSIG, "%s: signature: %s", what, why.msg);
     if (memcmp(got, want, 20) != 0) {
         char got_text[ETH_ADDRESS_TEXT_SIZE], want_text[ETH_ADDRESS_TEXT_SIZE];
         eth_address_to_text(got, got_text);

@@ -1,10 +1,11 @@
 /*
  * cli_eth.c: the key, signature and Merkle subcommands: keygen, address, sign, recover, merkle.
- * Thin wrappers over meters/keys.h, meters/eip712.h and meters/merkle.h: they parse flags, read
- * files and print; exit 0 ok, 1 when a signature, proof or check does not hold, 2 for a usage error
- * (including unreadable or malformed inputs). The secret is never printed.
+ * Thin wrappers over meters/eth/keys.h, eip712.h and merkle.h: they parse flags, read files and
+ * print; exit 0 ok, 1 when a signature, proof or check does not hold, 2 for a usage error
+ * (including unreadable or malformed inputs). The secret is never printed. Every message is the
+ * library's (runtime/base/status.h) with the command, and the flag or file, in front.
  */
-#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,66 +15,45 @@
 #include "meters/eth/keys.h"
 #include "meters/eth/merkle.h"
 #include "meters/eth/uint256.h"
+#include "runtime/base/file.h"
 #include "runtime/cli.h"
 
-#define INPUT_MAX (512u << 20) /* the largest input file read, 512 MiB */
+#define INPUT_MAX ((size_t)512 << 20) /* the largest input file read, 512 MiB */
 
-/* Reads a whole file into a malloc'd buffer (caller frees), NUL-terminated for convenience. */
-static int read_all(const char *cmd, const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "accrue %s: cannot open %s: %s\n", cmd, path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap >= INPUT_MAX) {
-                fprintf(stderr, "accrue %s: %s is larger than %u MiB\n", cmd, path, INPUT_MAX >> 20);
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) break;
-            buf = nb;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - 1 - n, f);
-        n += r;
-        if (r == 0) {
-            if (ferror(f)) {
-                fprintf(stderr, "accrue %s: cannot read %s: %s\n", cmd, path, strerror(errno));
-                free(buf);
-                fclose(f);
-                return -1;
-            }
-            buf[n] = '\0';
-            fclose(f);
-            *out = buf;
-            *len = n;
-            return 0;
-        }
-    }
-    free(buf);
-    fclose(f);
-    fprintf(stderr, "accrue %s: out of memory reading %s\n", cmd, path);
-    return -1;
+/* Prints "accrue CMD: MESSAGE" on stderr and returns exit_code. */
+static int report(const char *cmd, const acc_err *err, int exit_code) {
+    fprintf(stderr, "accrue %s: %s\n", cmd, err->msg);
+    return exit_code;
+}
+
+/* A usage error: "accrue CMD: MESSAGE", then the command's help; returns 2. */
+static int usage(const char *cmd, const char *help, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int usage(const char *cmd, const char *help, const char *fmt, ...) {
+    fprintf(stderr, "accrue %s: ", cmd);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s", help);
+    return 2;
 }
 
 static int is_help(const char *a) {
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
-/* Takes the value of flag argv[*i] into *val; a usage error when it is missing. */
-static int flag_value(const char *cmd, int argc, char **argv, int *i, const char **val) {
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "accrue %s: %s needs a value\n", cmd, argv[*i]);
-        return -1;
-    }
+/* Takes the value of flag argv[*i] into *val; ACC_EINVAL when it is missing. */
+static int flag_value(int argc, char **argv, int *i, const char **val, acc_err *err) {
+    if (*i + 1 >= argc) return acc_fail(err, ACC_EINVAL, "%s needs a value", argv[*i]);
     *val = argv[++*i];
-    return 0;
+    return ACC_OK;
+}
+
+/* Parses flag's 0x-hex text of exactly want bytes; the message names the flag. */
+static int hex_flag(const char *flag, const char *text, uint8_t *out, size_t want, acc_err *err) {
+    int rc = hex_parse0x(text, strlen(text), out, want, err);
+    if (rc != ACC_OK) acc_err_prefix(err, "%s", flag);
+    return rc;
 }
 
 static void print_json_string_field(const char *name, const char *value, int last) {
@@ -90,37 +70,27 @@ static const char keygen_help[] =
 int cli_keygen(int argc, char **argv) {
     const char *out = NULL;
     int json = 0;
+    acc_err err = {0};
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(keygen_help, stdout);
             return 0;
         } else if (strcmp(argv[i], "--out") == 0) {
-            if (flag_value("keygen", argc, argv, &i, &out)) return 2;
+            if (flag_value(argc, argv, &i, &out, &err) != ACC_OK) return report("keygen", &err, 2);
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else {
-            fprintf(stderr, "accrue keygen: unknown argument '%s'\n%s", argv[i], keygen_help);
-            return 2;
+            return usage("keygen", keygen_help, "unknown argument '%s'", argv[i]);
         }
     }
-    if (!out) {
-        fprintf(stderr, "accrue keygen: --out FILE is required\n%s", keygen_help);
-        return 2;
-    }
-    char err[256];
+    if (!out) return usage("keygen", keygen_help, "--out FILE is required");
     eth_key *key;
-    if (eth_key_generate(&key, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue keygen: %s\n", err);
-        return 1;
-    }
-    int rc = eth_key_write_file(key, out, err, sizeof err);
+    if (eth_key_generate(&key, &err) != ACC_OK) return report("keygen", &err, 1);
+    int rc = eth_key_write_file(key, out, &err);
     uint8_t addr[20];
     eth_key_address(key, addr);
     eth_key_free(key);
-    if (rc != 0) {
-        fprintf(stderr, "accrue keygen: %s\n", err);
-        return 2;
-    }
+    if (rc != ACC_OK) return report("keygen", &err, 2);
     char text[ETH_ADDRESS_TEXT_SIZE];
     eth_address_to_text(addr, text);
     if (json) {
@@ -149,27 +119,20 @@ static const char address_help[] =
 
 int cli_address(int argc, char **argv) {
     const char *path = NULL;
+    acc_err err = {0};
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(address_help, stdout);
             return 0;
         } else if (strcmp(argv[i], "--key") == 0) {
-            if (flag_value("address", argc, argv, &i, &path)) return 2;
+            if (flag_value(argc, argv, &i, &path, &err) != ACC_OK) return report("address", &err, 2);
         } else {
-            fprintf(stderr, "accrue address: unknown argument '%s'\n%s", argv[i], address_help);
-            return 2;
+            return usage("address", address_help, "unknown argument '%s'", argv[i]);
         }
     }
-    if (!path) {
-        fprintf(stderr, "accrue address: --key FILE is required\n%s", address_help);
-        return 2;
-    }
-    char err[512];
+    if (!path) return usage("address", address_help, "--key FILE is required");
     eth_key *key;
-    if (eth_key_read_file(&key, path, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue address: %s\n", err);
-        return 2;
-    }
+    if (eth_key_read_file(&key, path, &err) != ACC_OK) return report("address", &err, 2);
     uint8_t addr[20];
     char text[ETH_ADDRESS_TEXT_SIZE];
     eth_key_address(key, addr);
@@ -186,47 +149,34 @@ typedef struct digest_source {
     const char *message, *message_file, *typed_data, *digest;
 } digest_source;
 
-static int take_digest_flag(const char *cmd, int argc, char **argv, int *i, digest_source *s, int *matched) {
+/* Takes argv[*i] when it is one of the digest flags (*matched says whether it was). */
+static int take_digest_flag(int argc, char **argv, int *i, digest_source *s, int *matched, acc_err *err) {
     const char **slot = NULL;
     if (strcmp(argv[*i], "--message") == 0) slot = &s->message;
     else if (strcmp(argv[*i], "--message-file") == 0) slot = &s->message_file;
     else if (strcmp(argv[*i], "--typed-data") == 0) slot = &s->typed_data;
     else if (strcmp(argv[*i], "--digest") == 0) slot = &s->digest;
     *matched = slot != NULL;
-    if (!slot) return 0;
-    return flag_value(cmd, argc, argv, i, slot);
+    if (!slot) return ACC_OK;
+    return flag_value(argc, argv, i, slot, err);
 }
 
-static int compute_digest(const char *cmd, const digest_source *s, uint8_t digest[32]) {
+static int compute_digest(const digest_source *s, uint8_t digest[32], acc_err *err) {
     int given = !!s->message + !!s->message_file + !!s->typed_data + !!s->digest;
-    if (given != 1) {
-        fprintf(stderr, "accrue %s: give exactly one of --message, --message-file, --typed-data, --digest\n", cmd);
-        return -1;
-    }
+    if (given != 1) return acc_fail(err, ACC_EINVAL, "give exactly one of --message, --message-file, --typed-data, --digest");
     if (s->message) {
         eth_personal_digest(s->message, strlen(s->message), digest);
-        return 0;
+        return ACC_OK;
     }
-    if (s->digest) {
-        if (hex_decode_exact(s->digest, strlen(s->digest), digest, 32) != 0 || strncmp(s->digest, "0x", 2) != 0) {
-            fprintf(stderr, "accrue %s: --digest must be 0x and 64 hex digits\n", cmd);
-            return -1;
-        }
-        return 0;
-    }
+    if (s->digest) return hex_flag("--digest", s->digest, digest, 32, err);
     char *buf;
     size_t len;
-    if (read_all(cmd, s->message_file ? s->message_file : s->typed_data, &buf, &len) != 0) return -1;
-    int rc = 0;
-    if (s->message_file) {
+    int rc = acc_read_file(s->message_file ? s->message_file : s->typed_data, INPUT_MAX, &buf, &len, err);
+    if (rc != ACC_OK) return rc;
+    if (s->message_file)
         eth_personal_digest(buf, len, digest);
-    } else {
-        char err[768];
-        if (eip712_digest_json(buf, len, digest, err, sizeof err) != 0) {
-            fprintf(stderr, "accrue %s: %s: %s\n", cmd, s->typed_data, err);
-            rc = -1;
-        }
-    }
+    else if ((rc = eip712_digest_json(buf, len, digest, err)) != ACC_OK)
+        acc_err_prefix(err, "%s", s->typed_data);
     free(buf);
     return rc;
 }
@@ -243,42 +193,32 @@ int cli_sign(int argc, char **argv) {
     const char *key_path = NULL;
     digest_source src = {0};
     int json = 0;
+    acc_err err = {0};
     for (int i = 1; i < argc; i++) {
         int matched;
         if (is_help(argv[i])) {
             fputs(sign_help, stdout);
             return 0;
         }
-        if (take_digest_flag("sign", argc, argv, &i, &src, &matched)) return 2;
+        if (take_digest_flag(argc, argv, &i, &src, &matched, &err) != ACC_OK) return report("sign", &err, 2);
         if (matched) continue;
         if (strcmp(argv[i], "--key") == 0) {
-            if (flag_value("sign", argc, argv, &i, &key_path)) return 2;
+            if (flag_value(argc, argv, &i, &key_path, &err) != ACC_OK) return report("sign", &err, 2);
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else {
-            fprintf(stderr, "accrue sign: unknown argument '%s'\n%s", argv[i], sign_help);
-            return 2;
+            return usage("sign", sign_help, "unknown argument '%s'", argv[i]);
         }
     }
-    if (!key_path) {
-        fprintf(stderr, "accrue sign: --key FILE is required\n%s", sign_help);
-        return 2;
-    }
+    if (!key_path) return usage("sign", sign_help, "--key FILE is required");
     uint8_t digest[32], sig[65], addr[20];
-    if (compute_digest("sign", &src, digest) != 0) return 2;
-    char err[512];
+    if (compute_digest(&src, digest, &err) != ACC_OK) return report("sign", &err, 2);
     eth_key *key;
-    if (eth_key_read_file(&key, key_path, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue sign: %s\n", err);
-        return 2;
-    }
-    int rc = eth_key_sign_digest(key, digest, sig, err, sizeof err);
+    if (eth_key_read_file(&key, key_path, &err) != ACC_OK) return report("sign", &err, 2);
+    int rc = eth_key_sign_digest(key, digest, sig, &err);
     eth_key_address(key, addr);
     eth_key_free(key);
-    if (rc != 0) {
-        fprintf(stderr, "accrue sign: %s\n", err);
-        return 1;
-    }
+    if (rc != ACC_OK) return report("sign", &err, 1);
     char sig_hex[2 * 65 + 3], digest_hex[67], addr_text[ETH_ADDRESS_TEXT_SIZE];
     hex_encode0x(sig, 65, sig_hex);
     if (json) {
@@ -304,42 +244,32 @@ static const char recover_help[] =
 int cli_recover(int argc, char **argv) {
     const char *sig_text = NULL, *expect_text = NULL;
     digest_source src = {0};
+    acc_err err = {0};
     for (int i = 1; i < argc; i++) {
         int matched;
         if (is_help(argv[i])) {
             fputs(recover_help, stdout);
             return 0;
         }
-        if (take_digest_flag("recover", argc, argv, &i, &src, &matched)) return 2;
+        if (take_digest_flag(argc, argv, &i, &src, &matched, &err) != ACC_OK) return report("recover", &err, 2);
         if (matched) continue;
         if (strcmp(argv[i], "--signature") == 0) {
-            if (flag_value("recover", argc, argv, &i, &sig_text)) return 2;
+            if (flag_value(argc, argv, &i, &sig_text, &err) != ACC_OK) return report("recover", &err, 2);
         } else if (strcmp(argv[i], "--address") == 0) {
-            if (flag_value("recover", argc, argv, &i, &expect_text)) return 2;
+            if (flag_value(argc, argv, &i, &expect_text, &err) != ACC_OK) return report("recover", &err, 2);
         } else {
-            fprintf(stderr, "accrue recover: unknown argument '%s'\n%s", argv[i], recover_help);
-            return 2;
+            return usage("recover", recover_help, "unknown argument '%s'", argv[i]);
         }
     }
-    if (!sig_text) {
-        fprintf(stderr, "accrue recover: --signature 0xSIG is required\n%s", recover_help);
-        return 2;
-    }
+    if (!sig_text) return usage("recover", recover_help, "--signature 0xSIG is required");
     uint8_t sig[65], digest[32], addr[20], expect[20];
-    if (strncmp(sig_text, "0x", 2) != 0 || hex_decode_exact(sig_text, strlen(sig_text), sig, 65) != 0) {
-        fprintf(stderr, "accrue recover: --signature must be 0x and 130 hex digits (65 bytes)\n");
-        return 2;
+    if (hex_flag("--signature (65 bytes)", sig_text, sig, 65, &err) != ACC_OK) return report("recover", &err, 2);
+    if (expect_text && eth_address_parse(expect_text, strlen(expect_text), expect, &err) != ACC_OK) {
+        acc_err_prefix(&err, "--address");
+        return report("recover", &err, 2);
     }
-    char err[256];
-    if (expect_text && eth_address_parse(expect_text, strlen(expect_text), expect, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue recover: --address: %s\n", err);
-        return 2;
-    }
-    if (compute_digest("recover", &src, digest) != 0) return 2;
-    if (eth_recover(digest, sig, addr, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue recover: %s\n", err);
-        return 1;
-    }
+    if (compute_digest(&src, digest, &err) != ACC_OK) return report("recover", &err, 2);
+    if (eth_recover(digest, sig, addr, &err) != ACC_OK) return report("recover", &err, 1);
     char text[ETH_ADDRESS_TEXT_SIZE];
     eth_address_to_text(addr, text);
     printf("%s\n", text);
@@ -363,34 +293,26 @@ static const char merkle_help[] =
     "takes); --json prints\n"
     "{\"root\", \"address\", \"amount\", \"leaf\", \"proof\": [...]}. verify exits 1 when the proof does not hold.\n";
 
-static int load_tree(const char *path, merkle_value **vals, size_t *n, merkle_tree **tree) {
+/* Reads VALUES.json at path and builds its tree (*vals and *tree are the caller's to free). */
+static int load_tree(const char *path, merkle_value **vals, size_t *n, merkle_tree **tree, acc_err *err) {
     char *buf;
     size_t len;
-    char err[512];
-    if (read_all("merkle", path, &buf, &len) != 0) return -1;
-    int rc = merkle_values_parse_json(buf, len, vals, n, err, sizeof err);
+    int rc = acc_read_file(path, INPUT_MAX, &buf, &len, err);
+    if (rc != ACC_OK) return rc;
+    rc = merkle_values_parse_json(buf, len, vals, n, err);
     free(buf);
-    if (rc != 0) {
-        fprintf(stderr, "accrue merkle: %s: %s\n", path, err);
-        return -1;
-    }
-    if (merkle_build(*vals, *n, tree, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue merkle: %s\n", err);
-        free(*vals);
-        return -1;
-    }
-    return 0;
+    if (rc != ACC_OK) return acc_err_prefix(err, "%s", path);
+    if ((rc = merkle_build(*vals, *n, tree, err)) != ACC_OK) free(*vals);
+    return rc;
 }
 
 static int merkle_root_cmd(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "accrue merkle root: expected one VALUES.json\n%s", merkle_help);
-        return 2;
-    }
+    if (argc != 2) return usage("merkle root", merkle_help, "expected one VALUES.json");
     merkle_value *vals;
     size_t n;
     merkle_tree *tree;
-    if (load_tree(argv[1], &vals, &n, &tree) != 0) return 2;
+    acc_err err = {0};
+    if (load_tree(argv[1], &vals, &n, &tree, &err) != ACC_OK) return report("merkle", &err, 2);
     uint8_t root[32];
     char hex[67];
     merkle_root(tree, root);
@@ -409,25 +331,20 @@ static int merkle_proof_cmd(int argc, char **argv) {
             json = 1;
         else if (npos < 2 && strncmp(argv[i], "--", 2) != 0)
             pos[npos++] = argv[i];
-        else {
-            fprintf(stderr, "accrue merkle proof: unexpected argument '%s'\n%s", argv[i], merkle_help);
-            return 2;
-        }
+        else
+            return usage("merkle proof", merkle_help, "unexpected argument '%s'", argv[i]);
     }
-    if (npos != 2) {
-        fprintf(stderr, "accrue merkle proof: expected VALUES.json and ADDRESS\n%s", merkle_help);
-        return 2;
-    }
+    if (npos != 2) return usage("merkle proof", merkle_help, "expected VALUES.json and ADDRESS");
     uint8_t want[20];
-    char err[256];
-    if (eth_address_parse(pos[1], strlen(pos[1]), want, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue merkle proof: ADDRESS: %s\n", err);
-        return 2;
+    acc_err err = {0};
+    if (eth_address_parse(pos[1], strlen(pos[1]), want, &err) != ACC_OK) {
+        acc_err_prefix(&err, "ADDRESS");
+        return report("merkle proof", &err, 2);
     }
     merkle_value *vals;
     size_t n;
     merkle_tree *tree;
-    if (load_tree(pos[0], &vals, &n, &tree) != 0) return 2;
+    if (load_tree(pos[0], &vals, &n, &tree, &err) != ACC_OK) return report("merkle", &err, 2);
     size_t at = n;
     for (size_t i = 0; i < n && at == n; i++)
         if (memcmp(vals[i].address, want, 20) == 0) at = i; /* the first entry of that address */
@@ -477,82 +394,65 @@ static int merkle_proof_cmd(int argc, char **argv) {
     return rc;
 }
 
+/* The proof flag: comma-separated 32-byte hashes, possibly none. *proof is the caller's to free. */
+static int parse_proof(const char *text, uint8_t (**proof)[32], size_t *n, acc_err *err) {
+    size_t cap = 1, len = strlen(text);
+    for (size_t i = 0; i < len; i++) cap += text[i] == ',';
+    *n = 0;
+    *proof = malloc(cap * sizeof **proof);
+    if (!*proof) return acc_fail(err, ACC_ENOMEM, "--proof: out of memory");
+    for (const char *p = text; len > 0;) {
+        const char *comma = strchr(p, ',');
+        size_t plen = comma ? (size_t)(comma - p) : strlen(p);
+        if (hex_parse0x(p, plen, (*proof)[*n], 32, err) != ACC_OK) return acc_err_prefix(err, "--proof: element %zu", *n);
+        ++*n;
+        if (!comma) break;
+        p = comma + 1;
+        if (!*p) return acc_fail(err, ACC_EINVAL, "--proof ends with a comma");
+    }
+    return ACC_OK;
+}
+
 static int merkle_verify_cmd(int argc, char **argv) {
     const char *root_text = NULL, *addr_text = NULL, *amount_text = NULL, *proof_text = "";
+    acc_err err = {0};
     for (int i = 1; i < argc; i++) {
         const char **slot = NULL;
         if (strcmp(argv[i], "--root") == 0) slot = &root_text;
         else if (strcmp(argv[i], "--address") == 0) slot = &addr_text;
         else if (strcmp(argv[i], "--amount") == 0) slot = &amount_text;
         else if (strcmp(argv[i], "--proof") == 0) slot = &proof_text;
-        if (!slot) {
-            fprintf(stderr, "accrue merkle verify: unknown argument '%s'\n%s", argv[i], merkle_help);
-            return 2;
-        }
-        if (flag_value("merkle verify", argc, argv, &i, slot)) return 2;
+        if (!slot) return usage("merkle verify", merkle_help, "unknown argument '%s'", argv[i]);
+        if (flag_value(argc, argv, &i, slot, &err) != ACC_OK) return report("merkle verify", &err, 2);
     }
-    if (!root_text || !addr_text || !amount_text) {
-        fprintf(stderr, "accrue merkle verify: --root, --address and --amount are required\n%s", merkle_help);
-        return 2;
-    }
+    if (!root_text || !addr_text || !amount_text)
+        return usage("merkle verify", merkle_help, "--root, --address and --amount are required");
     uint8_t root[32], leaf[32];
     merkle_value v;
-    char err[256];
-    if (strncmp(root_text, "0x", 2) != 0 || hex_decode_exact(root_text, strlen(root_text), root, 32) != 0) {
-        fprintf(stderr, "accrue merkle verify: --root must be 0x and 64 hex digits\n");
-        return 2;
+    if (hex_flag("--root", root_text, root, 32, &err) != ACC_OK) return report("merkle verify", &err, 2);
+    if (eth_address_parse(addr_text, strlen(addr_text), v.address, &err) != ACC_OK) {
+        acc_err_prefix(&err, "--address");
+        return report("merkle verify", &err, 2);
     }
-    if (eth_address_parse(addr_text, strlen(addr_text), v.address, err, sizeof err) != 0) {
-        fprintf(stderr, "accrue merkle verify: --address: %s\n", err);
-        return 2;
+    if (uint256_from_decimal(amount_text, strlen(amount_text), v.amount, &err) != ACC_OK) {
+        acc_err_prefix(&err, "--amount (a whole number from 0 to 2^256-1)");
+        return report("merkle verify", &err, 2);
     }
-    if (uint256_from_decimal(amount_text, strlen(amount_text), v.amount) != 0) {
-        fprintf(stderr, "accrue merkle verify: --amount must be a decimal integer from 0 to 2^256-1\n");
-        return 2;
+    uint8_t(*proof)[32];
+    size_t n;
+    int rc = parse_proof(proof_text, &proof, &n, &err);
+    if (rc == ACC_OK) {
+        merkle_leaf_hash(&v, leaf);
+        rc = merkle_verify(root, leaf, (const uint8_t(*)[32])proof, n, &err);
+        printf(rc == ACC_OK ? "valid\n" : "invalid\n");
     }
-    /* The proof: comma-separated 32-byte hashes, possibly none. */
-    size_t cap = 1, n = 0, plen = strlen(proof_text);
-    for (size_t i = 0; i < plen; i++) cap += proof_text[i] == ',';
-    uint8_t(*proof)[32] = malloc(cap * sizeof *proof);
-    if (!proof) {
-        fprintf(stderr, "accrue merkle verify: out of memory\n");
-        return 2;
-    }
-    const char *p = proof_text;
-    while (plen > 0 && *p) {
-        const char *comma = strchr(p, ',');
-        size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len < 2 || strncmp(p, "0x", 2) != 0 || hex_decode_exact(p, len, proof[n], 32) != 0) {
-            fprintf(stderr, "accrue merkle verify: --proof: element %zu is not 0x and 64 hex digits\n", n);
-            free(proof);
-            return 2;
-        }
-        n++;
-        if (!comma) break;
-        p = comma + 1;
-        if (!*p) {
-            fprintf(stderr, "accrue merkle verify: --proof ends with a comma\n");
-            free(proof);
-            return 2;
-        }
-    }
-    merkle_leaf_hash(&v, leaf);
-    int rc = merkle_verify(root, leaf, (const uint8_t(*)[32])proof, n);
     free(proof);
-    if (rc != 0) {
-        printf("invalid\n");
-        fprintf(stderr, "accrue merkle verify: the proof does not lead to the root\n");
-        return 1;
-    }
-    printf("valid\n");
-    return 0;
+    if (rc == ACC_OK) return 0;
+    return report("merkle verify", &err, rc == ACC_EMISMATCH ? 1 : 2);
 }
 
 int cli_merkle(int argc, char **argv) {
-    if (argc < 2) {
-        fprintf(stderr, "%s", merkle_help);
-        return 2;
-    }
+    if (argc < 2) return usage("merkle", merkle_help, "which subcommand? (root, proof or verify)");
     for (int i = 1; i < argc; i++)
         if (is_help(argv[i])) {
             fputs(merkle_help, stdout);
@@ -561,6 +461,5 @@ int cli_merkle(int argc, char **argv) {
     if (strcmp(argv[1], "root") == 0) return merkle_root_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "proof") == 0) return merkle_proof_cmd(argc - 1, argv + 1);
     if (strcmp(argv[1], "verify") == 0) return merkle_verify_cmd(argc - 1, argv + 1);
-    fprintf(stderr, "accrue merkle: unknown subcommand '%s'\n%s", argv[1], merkle_help);
-    return 2;
+    return usage("merkle", merkle_help, "unknown subcommand '%s'", argv[1]);
 }

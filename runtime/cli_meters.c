@@ -119,9 +119,10 @@ static int resolve_account(const char *cmd, ledger_t *l, const char *db, const c
     int rc;
     if (what[0] == '0' && (what[1] == 'x' || what[1] == 'X')) {
         uint8_t a[20];
-        char e[128], text[ETH_ADDRESS_TEXT_SIZE];
-        if (eth_address_parse(what, strlen(what), a, e, sizeof e) != 0)
-            return cli_fail(cmd, 2, "%s: not an address: %s", what, e);
+        char text[ETH_ADDRESS_TEXT_SIZE];
+        acc_err e = {0};
+        if (eth_address_parse(what, strlen(what), a, &e) != ACC_OK)
+            return cli_fail(cmd, 2, "%s: not an address: %s", what, e.msg);
         eth_address_to_text(a, text);
         rc = ledger_account(l, LEDGER_ACCOUNT_ADDRESS, text, out, &err);
     } else if (what[0] == '@') {

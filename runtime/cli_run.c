@@ -17,9 +17,12 @@
 #include <jansson.h>
 
 #include "runtime/agents.h"
+#include "runtime/base/file.h"
 #include "runtime/cli.h"
 #include "runtime/provider.h"
 #include "sandbox/sandbox.h"
+
+#define SCRIPT_MAX ((size_t)256 << 20) /* the largest script read (its text also counts in --mem-limit) */
 
 static const char run_usage[] =
     "usage: accrue run SCRIPT.lua|AGENT[@VERSION] [--input TEXT] [--db PATH] [--user API_KEY]\n"
@@ -71,29 +74,6 @@ static int parse_u64(const char *flag, const char *s, uint64_t *out) {
 bad:
     fprintf(stderr, "accrue run: %s needs a whole number, got '%s'\n", flag, s ? s : "");
     return -1;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (size_t got; buf && (got = fread(buf + n, 1, cap - n, f)) > 0;) {
-        n += got;
-        if (n == cap) {
-            char *bigger = realloc(buf, cap *= 2);
-            if (!bigger) free(buf);
-            buf = bigger;
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        return NULL;
-    }
-    *len = n;
-    return buf;
 }
 
 /* With --json, streamed output is kept here for the JSON object instead of printed. */
@@ -356,9 +336,9 @@ int cli_run(int argc, char **argv) {
     char *src = NULL, *chunkname;
     registry_agent_t *agent = NULL;
     if (is_file(script)) {
-        src = read_file(script, &len);
-        if (!src) {
-            fprintf(stderr, "accrue run: cannot read %s: %s\n", script, strerror(errno));
+        acc_err err = {0};
+        if (acc_read_file(script, SCRIPT_MAX, &src, &len, &err) != ACC_OK) {
+            fprintf(stderr, "accrue run: cannot read %s\n", err.msg);
             return 2;
         }
         /* Chunk name "@path" makes errors read "path:LINE: message". */

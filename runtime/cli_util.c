@@ -97,20 +97,21 @@ int cli_open(const char *cmd, const char *db, unsigned flags, registry_t **reg) 
 }
 
 int cli_parse_address(const char *cmd, const char *flag, const char *text, uint8_t out[20]) {
-    char msg[200];
-    if (eth_address_parse(text, strlen(text), out, msg, sizeof msg) != 0) return cli_fail(cmd, 2, "%s: %s", flag, msg);
+    acc_err err = {0};
+    if (eth_address_parse(text, strlen(text), out, &err) != ACC_OK) return cli_fail(cmd, 2, "%s: %s", flag, err.msg);
     return 0;
 }
 
 int cli_signature(const char *cmd, const char *flag, const char *text, uint8_t out[65]) {
-    if (strncmp(text, "0x", 2) != 0 || hex_decode_exact(text, strlen(text), out, 65) != 0)
-        return cli_fail(cmd, 2, "%s: 0x and 130 hex digits (a 65-byte signature)", flag);
+    acc_err err = {0};
+    if (hex_parse0x(text, strlen(text), out, 65, &err) != ACC_OK)
+        return cli_fail(cmd, 2, "%s: %s (a 65-byte signature)", flag, err.msg);
     return 0;
 }
 
 int cli_key(const char *cmd, const char *flag, const char *path, eth_key **key) {
-    char msg[512];
-    if (eth_key_read_file(key, path, msg, sizeof msg) != 0) return cli_fail(cmd, 2, "%s: %s", flag, msg);
+    acc_err err = {0};
+    if (eth_key_read_file(key, path, &err) != ACC_OK) return cli_fail(cmd, 2, "%s: %s", flag, err.msg);
     return 0;
 }
 
@@ -121,12 +122,12 @@ int cli_sign_or_take(const char *cmd, const char *key_path, const char *sig_text
     eth_key *key;
     if (cli_key(cmd, "--key", key_path, &key)) return 2;
     uint8_t to_sign[32];
-    char msg[256];
+    acc_err err = {0};
     registry_signed_digest(digest, to_sign);
-    int rc = eth_key_sign_digest(key, to_sign, sig, msg, sizeof msg);
+    int rc = eth_key_sign_digest(key, to_sign, sig, &err);
     if (address) eth_key_address(key, address);
     eth_key_free(key);
-    return rc ? cli_fail(cmd, 1, "--key: %s", msg) : 0;
+    return rc ? cli_fail(cmd, 1, "--key: %s", err.msg) : 0;
 }
 
 int cli_read(const char *cmd, const char *path, size_t max, char **data, size_t *len) {

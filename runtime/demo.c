@@ -33,7 +33,7 @@ eth_key *rt_demo_key(const char *who) {
     snprintf(text, sizeof text, "accrue demo key: %s", who);
     keccak256(text, strlen(text), secret);
     eth_key *k = NULL;
-    if (eth_key_from_secret(&k, secret, NULL, 0) != 0) k = NULL;
+    if (eth_key_from_secret(&k, secret, NULL) != 0) k = NULL;
     memset(secret, 0, sizeof secret);
     return k;
 }
@@ -47,7 +47,7 @@ static const rt_embedded_t *demo_file(const char *name, acc_err *err) {
 static void sign_with(const eth_key *k, const uint8_t digest[32], uint8_t sig[65]) {
     uint8_t to_sign[32];
     registry_signed_digest(digest, to_sign);
-    eth_key_sign_digest(k, to_sign, sig, NULL, 0);
+    eth_key_sign_digest(k, to_sign, sig, NULL);
 }
 
 /* Every line of orchard.jsonl, signed by its contributor's demo key. */
@@ -69,7 +69,7 @@ static int seed_records(registry_t *reg, eth_key *const contributors[N_CONTRIBUT
         const char *who = json_string_value(json_object_get(line, "contributor"));
         uint8_t addr[20], digest[32], sig[65];
         int k = -1;
-        if (text && who && eth_address_parse(who, strlen(who), addr, NULL, 0) == 0)
+        if (text && who && eth_address_parse(who, strlen(who), addr, NULL) == ACC_OK)
             for (int i = 0; i < N_CONTRIBUTORS && k < 0; i++)
                 if (memcmp(addr, addrs[i], 20) == 0) k = i;
         if (k < 0) {

@@ -61,7 +61,7 @@ static inline eth_key *key_of(uint8_t seed, uint8_t address[20]) {
     secret[31] = seed;
     secret[0] = 0x42;
     eth_key *k = NULL;
-    eth_key_from_secret(&k, secret, NULL, 0);
+    eth_key_from_secret(&k, secret, NULL);
     if (address) eth_key_address(k, address);
     return k;
 }

@@ -21,11 +21,12 @@ static char *read_file(const char *path, size_t *len) {
 
 static void mail_example_from_the_eip(void) {
     size_t len;
-    char *json = read_file("tests/vectors/eip712_mail.json", &len), err[512];
+    char *json = read_file("tests/vectors/eip712_mail.json", &len);
+    acc_err err = {0};
     CHECK(json != NULL);
     if (!json) return;
     eip712_doc *d;
-    CHECK_MSG(eip712_parse(json, len, &d, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(eip712_parse(json, len, &d, &err) == 0, "%s", err.msg);
     uint8_t h[32], sig[65], cow[32];
     eip712_domain_separator(d, h);
     CHECK(test_hex_eq(h, 32, "0xf2cee375fa42b42143804025fc449deafd50cc031ca257e0b194a650a912090f"));
@@ -39,13 +40,13 @@ static void mail_example_from_the_eip(void) {
     /* the EIP signs with keccak256("cow"): v 28, r 0x4355c47d..., s 0x07299936... */
     keccak256("cow", 3, cow);
     eth_key *k;
-    CHECK(eth_key_from_secret(&k, cow, err, sizeof err) == 0);
-    CHECK(eth_key_sign_digest(k, h, sig, err, sizeof err) == 0);
+    CHECK(eth_key_from_secret(&k, cow, &err) == 0);
+    CHECK(eth_key_sign_digest(k, h, sig, &err) == 0);
     CHECK(test_hex_eq(sig, 65, "0x4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d07299936d304c153f6443d"
                                "fa05f40ff007d72911b6f72307f996231605b915621c"));
     uint8_t addr[20];
     char text[43];
-    CHECK(eth_recover(h, sig, addr, err, sizeof err) == 0);
+    CHECK(eth_recover(h, sig, addr, &err) == 0);
     eth_address_to_text(addr, text);
     CHECK_STREQ(text, "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
     eth_key_free(k);
@@ -55,11 +56,12 @@ static void mail_example_from_the_eip(void) {
 
 static void every_type_matches_eth_account(void) {
     size_t len;
-    char *json = read_file("tests/vectors/eip712_all_types.json", &len), err[512];
+    char *json = read_file("tests/vectors/eip712_all_types.json", &len);
+    acc_err err = {0};
     CHECK(json != NULL);
     if (!json) return;
     eip712_doc *d;
-    CHECK_MSG(eip712_parse(json, len, &d, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(eip712_parse(json, len, &d, &err) == 0, "%s", err.msg);
     if (!d) return;
     uint8_t h[32];
     eip712_domain_separator(d, h);
@@ -88,16 +90,16 @@ static void encode_type_orders_dependencies_by_name(void) {
         "{\"name\":\"amount\",\"type\":\"uint256\"}],\"Zed\":[{\"name\":\"a\",\"type\":\"Asset\"}]},"
         "\"primaryType\":\"Transaction\",\"domain\":{\"name\":\"x\"},\"message\":{}}";
     /* the message is empty on purpose: encodeType needs no values, the parse reports the first missing field */
-    char err[512];
+    acc_err err = {0};
     eip712_doc *d;
-    CHECK(eip712_parse(json, strlen(json), &d, err, sizeof err) == EIP712_EINVAL);
-    CHECK_MSG(strstr(err, "message.from") && strstr(err, "missing field"), "%s", err);
+    CHECK(eip712_parse(json, strlen(json), &d, &err) == ACC_EINVAL);
+    CHECK_MSG(strstr(err.msg, "message.from") && strstr(err.msg, "missing field"), "%s", err.msg);
     const char *typed =
         "{\"types\":{\"Transaction\":[{\"name\":\"tx\",\"type\":\"Asset\"},{\"name\":\"p\",\"type\":\"Person[]\"}],"
         "\"Person\":[{\"name\":\"wallet\",\"type\":\"address\"},{\"name\":\"z\",\"type\":\"Zed[]\"}],"
         "\"Asset\":[{\"name\":\"amount\",\"type\":\"uint256\"}],\"Zed\":[{\"name\":\"a\",\"type\":\"Asset\"}]},"
         "\"primaryType\":\"Transaction\",\"domain\":{\"name\":\"x\"},\"message\":{\"tx\":{\"amount\":1},\"p\":[]}}";
-    CHECK_MSG(eip712_parse(typed, strlen(typed), &d, err, sizeof err) == 0, "%s", err);
+    CHECK_MSG(eip712_parse(typed, strlen(typed), &d, &err) == 0, "%s", err.msg);
     char *enc = d ? eip712_encode_type(d, "Transaction") : NULL;
     CHECK_STREQ(enc, "Transaction(Asset tx,Person[] p)Asset(uint256 amount)Person(address wallet,Zed[] z)Zed(Asset a)");
     free(enc);
@@ -121,8 +123,8 @@ static void malformed_inputs_name_the_field(void) {
          "message.a: uint256 value is not an integer"},
         {"\"M\":[{\"name\":\"a\",\"type\":\"uint256\"}]", "{\"a\":1.5}", "message.a: uint256 value must be an integer"},
         {"\"M\":[{\"name\":\"a\",\"type\":\"uint256\"}]", "{\"a\":\"12x\"}", "message.a: uint256 value is not an integer"},
-        {"\"M\":[{\"name\":\"a\",\"type\":\"bytes4\"}]", "{\"a\":\"0x010203\"}", "message.a: wrong length"},
-        {"\"M\":[{\"name\":\"a\",\"type\":\"bytes\"}]", "{\"a\":\"0x123\"}", "message.a: bytes value must be 0x"},
+        {"\"M\":[{\"name\":\"a\",\"type\":\"bytes4\"}]", "{\"a\":\"0x010203\"}", "message.a: bytes4 value: expected 0x and 8 hex digits, got 6"},
+        {"\"M\":[{\"name\":\"a\",\"type\":\"bytes\"}]", "{\"a\":\"0x123\"}", "message.a: bytes value: expected 0x and an even number of hex digits, got 3"},
         {"\"M\":[{\"name\":\"a\",\"type\":\"uint8[2]\"}]", "{\"a\":[1,2,3]}", "message.a: wrong length"},
         {"\"M\":[{\"name\":\"a\",\"type\":\"uint8[]\"}]", "{\"a\":[1,\"x\"]}", "message.a[1]: uint8 value is not an integer"},
         {"\"M\":[{\"name\":\"a\",\"type\":\"address\"}]", "{\"a\":\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD\"}",
@@ -143,13 +145,14 @@ static void malformed_inputs_name_the_field(void) {
         {"\"uint8\":[]", "{}", "types.uint8: 'uint8' is an atomic type"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char json[1024], err[512] = "";
+        char json[1024];
+        acc_err err = {0};
         snprintf(json, sizeof json, "{\"types\":{%s},\"primaryType\":\"M\",\"domain\":{\"chainId\":1},\"message\":%s}",
                  cases[i].types, cases[i].message);
         uint8_t d[32];
-        int rc = eip712_digest_json(json, strlen(json), d, err, sizeof err);
-        CHECK_MSG(rc == EIP712_EINVAL && strstr(err, cases[i].want) != NULL, "case %zu: rc %d, error \"%s\", want \"%s\"",
-                  i, rc, err, cases[i].want);
+        int rc = eip712_digest_json(json, strlen(json), d, &err);
+        CHECK_MSG(rc == ACC_EINVAL && strstr(err.msg, cases[i].want) != NULL, "case %zu: rc %d, error \"%s\", want \"%s\"",
+                  i, rc, err.msg, cases[i].want);
     }
     /* document-level errors */
     static const struct { const char *json, *want; } docs[] = {
@@ -163,10 +166,10 @@ static void malformed_inputs_name_the_field(void) {
          "\"domain\":{},\"message\":{}}", "domain.chainId: missing field"},
     };
     for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
-        char err[512] = "";
+        acc_err err = {0};
         uint8_t d[32];
-        int rc = eip712_digest_json(docs[i].json, strlen(docs[i].json), d, err, sizeof err);
-        CHECK_MSG(rc == EIP712_EINVAL && strstr(err, docs[i].want) != NULL, "doc %zu: error \"%s\", want \"%s\"", i, err,
+        int rc = eip712_digest_json(docs[i].json, strlen(docs[i].json), d, &err);
+        CHECK_MSG(rc == ACC_EINVAL && strstr(err.msg, docs[i].want) != NULL, "doc %zu: error \"%s\", want \"%s\"", i, err.msg,
                   docs[i].want);
     }
 }
@@ -179,12 +182,13 @@ static void integer_edges_are_accepted(void) {
         {"uint256", "\"0xffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff\""},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-        char json[512], err[256] = "";
+        char json[512];
+        acc_err err = {0};
         snprintf(json, sizeof json,
                  "{\"types\":{\"M\":[{\"name\":\"a\",\"type\":\"%s\"}]},\"primaryType\":\"M\",\"domain\":{},\"message\":{\"a\":%s}}",
                  ok[i].type, ok[i].value);
         uint8_t d[32];
-        CHECK_MSG(eip712_digest_json(json, strlen(json), d, err, sizeof err) == 0, "%s %s: %s", ok[i].type, ok[i].value, err);
+        CHECK_MSG(eip712_digest_json(json, strlen(json), d, &err) == 0, "%s %s: %s", ok[i].type, ok[i].value, err.msg);
     }
     static const struct { const char *type, *value; } bad[] = {
         {"int256", "\"-57896044618658097711785492504343953926634992332820282019728792003956564819969\""},
@@ -192,12 +196,13 @@ static void integer_edges_are_accepted(void) {
         {"int16", "-32769"}, {"uint16", "65536"}, {"int8", "\"-0x81\""},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char json[512], err[256] = "";
+        char json[512];
+        acc_err err = {0};
         snprintf(json, sizeof json,
                  "{\"types\":{\"M\":[{\"name\":\"a\",\"type\":\"%s\"}]},\"primaryType\":\"M\",\"domain\":{},\"message\":{\"a\":%s}}",
                  bad[i].type, bad[i].value);
         uint8_t d[32];
-        CHECK_MSG(eip712_digest_json(json, strlen(json), d, err, sizeof err) == EIP712_EINVAL, "%s %s accepted", bad[i].type,
+        CHECK_MSG(eip712_digest_json(json, strlen(json), d, &err) == ACC_EINVAL, "%s %s accepted", bad[i].type,
                   bad[i].value);
     }
 }
@@ -205,13 +210,14 @@ static void integer_edges_are_accepted(void) {
 /* Changing any one value changes the digest. */
 static void tampering_with_a_value_changes_the_digest(void) {
     size_t len;
-    char *json = read_file("tests/vectors/eip712_mail.json", &len), err[256];
+    char *json = read_file("tests/vectors/eip712_mail.json", &len);
+    acc_err err = {0};
     if (!json) {
         CHECK(0);
         return;
     }
     uint8_t base[32], d[32];
-    CHECK(eip712_digest_json(json, len, base, err, sizeof err) == 0);
+    CHECK(eip712_digest_json(json, len, base, &err) == 0);
     static const char *edits[][2] = {{"Hello, Bob!", "Hello, Bob?"}, {"\"Cow\"", "\"Cox\""}, {"\"chainId\":1", "\"chainId\":2"},
                                      {"0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB", "0xbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbc"},
                                      {"Ether Mail", "Ether Mall"}};
@@ -223,7 +229,7 @@ static void tampering_with_a_value_changes_the_digest(void) {
             continue;
         }
         memcpy(at, edits[i][1], strlen(edits[i][1]));
-        CHECK_MSG(eip712_digest_json(copy, len, d, err, sizeof err) == 0, "%s", err);
+        CHECK_MSG(eip712_digest_json(copy, len, d, &err) == 0, "%s", err.msg);
         CHECK_MSG(memcmp(d, base, 32) != 0, "edit %zu did not change the digest", i);
         free(copy);
     }
@@ -236,8 +242,8 @@ static void strings_may_hold_nul(void) {
                        "\"primaryType\":\"M\",\"domain\":{\"name\":\"a\\u0000b\"},\"message\":{\"s\":\"x\\u0000y\","
                        "\"t\":[\"\\u0000\",\"\"]}}";
     uint8_t d[32];
-    char err[256];
-    CHECK_MSG(eip712_digest_json(json, strlen(json), d, err, sizeof err) == 0, "%s", err);
+    acc_err err = {0};
+    CHECK_MSG(eip712_digest_json(json, strlen(json), d, &err) == 0, "%s", err.msg);
     CHECK(test_hex_eq(d, 32, "0x9ce9b162691c5e7c7e1387dce3ded168b781d2a33cb3a820b8184a17c79aad04"));
 }
 

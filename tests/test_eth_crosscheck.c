@@ -249,7 +249,7 @@ static json_t *random_secret(uint8_t secret[32]) {
     eth_key *k = NULL;
     while (!k) {
         test_rand_bytes(secret, 32);
-        eth_key_from_secret(&k, secret, NULL, 0);
+        eth_key_from_secret(&k, secret, NULL);
     }
     eth_key_free(k);
     hex_encode0x(secret, 32, hex);
@@ -259,7 +259,7 @@ static json_t *random_secret(uint8_t secret[32]) {
 typedef struct ours {
     char digest[67], signature[133], signer[43];
     int error;
-    char errmsg[512];
+    acc_err err;
 } ours;
 
 static ours our_msgs[N_MESSAGES], our_typed[N_TYPED];
@@ -267,8 +267,8 @@ static ours our_msgs[N_MESSAGES], our_typed[N_TYPED];
 static void sign_ours(const uint8_t secret[32], const uint8_t digest[32], ours *o) {
     eth_key *k;
     uint8_t sig[65], addr[20];
-    eth_key_from_secret(&k, secret, NULL, 0);
-    eth_key_sign_digest(k, digest, sig, NULL, 0);
+    eth_key_from_secret(&k, secret, NULL);
+    eth_key_sign_digest(k, digest, sig, NULL);
     eth_key_address(k, addr);
     eth_key_free(k);
     hex_encode0x(digest, 32, o->digest);
@@ -301,7 +301,7 @@ static int build_cases(const char *path) {
         json_t *c = json_object(), *doc = random_typed_data();
         json_object_set_new(c, "secret", random_secret(secret));
         char *text = json_dumps(doc, JSON_COMPACT);
-        if (eip712_digest_json(text, strlen(text), d, our_typed[i].errmsg, sizeof our_typed[i].errmsg) != 0) {
+        if (eip712_digest_json(text, strlen(text), d, &our_typed[i].err) != ACC_OK) {
             our_typed[i].error = 1;
             memset(d, 0, 32);
         }
@@ -408,7 +408,7 @@ static void typed_data_matches_eth_account(void) {
         if (our_typed[i].error || err) {
             if (shown++ < 5) {
                 char *doc = json_dumps(json_object_get(json_array_get(json_object_get(cases, "typed"), (size_t)i), "data"), JSON_COMPACT);
-                CHECK_MSG(0, "typed %d: ours: %s; eth-account: %s; data %s", i, our_typed[i].error ? our_typed[i].errmsg : "ok",
+                CHECK_MSG(0, "typed %d: ours: %s; eth-account: %s; data %s", i, our_typed[i].error ? our_typed[i].err.msg : "ok",
                           err ? json_string_value(err) : "ok", doc);
                 free(doc);
             } else {
@@ -435,8 +435,9 @@ static void merkle_trees_match_openzeppelin(void) {
     for (int i = 0; i < N_MERKLE && i < (int)json_array_size(a); i++) {
         json_t *ans = json_array_get(a, i), *proofs = json_object_get(ans, "proofs");
         merkle_tree *t;
-        char err[200], hex[67];
-        CHECK(merkle_build(our_values[i], our_counts[i], &t, err, sizeof err) == 0);
+        acc_err err = {0};
+        char hex[67];
+        CHECK(merkle_build(our_values[i], our_counts[i], &t, &err) == 0);
         uint8_t root[32];
         merkle_root(t, root);
         hex_encode0x(root, 32, hex);
@@ -454,7 +455,7 @@ static void merkle_trees_match_openzeppelin(void) {
             }
             uint8_t leaf[32];
             merkle_leaf_hash(&our_values[i][k], leaf);
-            if (!ok || merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len) != 0) {
+            if (!ok || merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len, NULL) != 0) {
                 CHECK_MSG(0, "set %d value %zu: proof differs from OZ's or does not verify", i, k);
                 bad++;
             }

@@ -1,6 +1,6 @@
 /*
  * test_keccak.c: keccak-256 against published vectors and the streaming API against one-shot
- * hashing at every split around the 136-byte block boundary.
+ * hashing at every split around the 136-byte block boundary; the hex codec every eth module uses.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +128,44 @@ static void keccak_x4_equals_scalar_on_every_path(void) {
     keccak256_x4_limit(best);
 }
 
+/* The one 0x-hex parser: exact lengths, either case, and a message that says what is wrong without
+ * quoting the text (it may be a secret). */
+static void hex_round_trips_and_names_the_problem(void) {
+    uint8_t b[4] = {0xde, 0xad, 0xbe, 0xef}, got[4];
+    char text[11];
+    hex_encode0x(b, 4, text);
+    CHECK_STREQ(text, "0xdeadbeef");
+    CHECK_EQ(hex_parse0x(text, 10, got, 4, NULL), ACC_OK);
+    CHECK_MEMEQ(got, b, 4);
+    CHECK_EQ(hex_parse0x("0XDEADBEEF", 10, got, 4, NULL), ACC_OK);
+    CHECK_MEMEQ(got, b, 4);
+    static const struct { const char *text, *want; } bad[] = {
+        {"deadbeef", "expected 0x and 8 hex digits, got no 0x prefix"},
+        {"0xdeadbe", "expected 0x and 8 hex digits, got 6"},
+        {"0xdeadbeef00", "expected 0x and 8 hex digits, got 10"},
+        {"0xdeadbeeg", "expected 0x and 8 hex digits; character 10 is not a hex digit"},
+        {" 0xdeadbee", "got no 0x prefix"},
+        {"", "got no 0x prefix"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        acc_err err = {0};
+        CHECK_EQ(hex_parse0x(bad[i].text, strlen(bad[i].text), got, 4, &err), ACC_EINVAL);
+        CHECK_CONTAINS(err.msg, bad[i].want);
+    }
+    uint8_t *p;
+    size_t n;
+    acc_err err = {0};
+    CHECK_EQ(hex_parse0x_alloc("0x", 2, &p, &n, &err), ACC_OK);
+    CHECK(p == NULL && n == 0);
+    CHECK_EQ(hex_parse0x_alloc("0x0102ff", 8, &p, &n, &err), ACC_OK);
+    CHECK_EQ(n, 3);
+    CHECK_MEMEQ(p, "\x01\x02\xff", 3);
+    free(p);
+    CHECK_EQ(hex_parse0x_alloc("0x012", 5, &p, &n, &err), ACC_EINVAL);
+    CHECK_STREQ(err.msg, "expected 0x and an even number of hex digits, got 3");
+    CHECK(p == NULL);
+}
+
 int main(int argc, char **argv) {
     check_args(argc, argv);
     RUN(keccak_of_empty_is_ethereums_not_sha3);
@@ -136,5 +174,6 @@ int main(int argc, char **argv) {
     RUN(keccak_million_a);
     RUN(keccak_streaming_equals_one_shot_at_every_split);
     RUN(keccak_x4_equals_scalar_on_every_path);
+    RUN(hex_round_trips_and_names_the_problem);
     return check_finish("keccak");
 }

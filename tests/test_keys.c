@@ -19,8 +19,8 @@ static char tmpdir[64];
 static eth_key *key_from_hex(const char *hex) {
     uint8_t s[32];
     eth_key *k = NULL;
-    if (hex_decode_exact(hex, strlen(hex), s, 32) != 0) return NULL;
-    eth_key_from_secret(&k, s, NULL, 0);
+    if (hex_parse0x(hex, strlen(hex), s, 32, NULL) != ACC_OK) return NULL;
+    eth_key_from_secret(&k, s, NULL);
     return k;
 }
 
@@ -45,8 +45,9 @@ static void eip55_published_examples(void) {
     };
     for (size_t i = 0; i < sizeof mixed / sizeof mixed[0]; i++) {
         uint8_t a[20];
-        char err[200], t[ETH_ADDRESS_TEXT_SIZE];
-        CHECK_MSG(eth_address_parse(mixed[i], 42, a, err, sizeof err) == 0, "%s: %s", mixed[i], err);
+        acc_err err = {0};
+        char t[ETH_ADDRESS_TEXT_SIZE];
+        CHECK_MSG(eth_address_parse(mixed[i], 42, a, &err) == 0, "%s: %s", mixed[i], err.msg);
         eth_address_to_text(a, t);
         CHECK_STREQ(t, mixed[i]);
         /* all lower and all upper (after 0x) are accepted */
@@ -57,19 +58,19 @@ static void eip55_published_examples(void) {
             up[j] = (j >= 2 && c >= 'a' && c <= 'f') ? (char)(c - 'a' + 'A') : c;
         }
         uint8_t b[20];
-        CHECK(eth_address_parse(low, 42, b, err, sizeof err) == 0 && memcmp(a, b, 20) == 0);
-        CHECK(eth_address_parse(up, 42, b, err, sizeof err) == 0 && memcmp(a, b, 20) == 0);
+        CHECK(eth_address_parse(low, 42, b, &err) == 0 && memcmp(a, b, 20) == 0);
+        CHECK(eth_address_parse(up, 42, b, &err) == 0 && memcmp(a, b, 20) == 0);
     }
     /* a mixed-case address with one letter's case flipped fails its checksum */
     char bad[] = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed";
     bad[3] = 'A';
     uint8_t a[20];
-    char err[200];
-    CHECK(eth_address_parse(bad, 42, a, err, sizeof err) == ETH_EINVAL);
-    CHECK(strstr(err, "checksum") != NULL);
-    CHECK(eth_address_parse("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAe", 41, a, err, sizeof err) == ETH_EINVAL);
-    CHECK(eth_address_parse("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeg", 42, a, err, sizeof err) == ETH_EINVAL);
-    CHECK(eth_address_parse("005aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", 42, a, err, sizeof err) == ETH_EINVAL);
+    acc_err err = {0};
+    CHECK(eth_address_parse(bad, 42, a, &err) == ACC_EINVAL);
+    CHECK(strstr(err.msg, "checksum") != NULL);
+    CHECK(eth_address_parse("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAe", 41, a, &err) == ACC_EINVAL);
+    CHECK(eth_address_parse("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeg", 42, a, &err) == ACC_EINVAL);
+    CHECK(eth_address_parse("005aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", 42, a, &err) == ACC_EINVAL);
 }
 
 /* eth-account: Account.sign_message(encode_defunct(text="I♥SF"), key) for the published key. */
@@ -79,7 +80,7 @@ static void eip191_personal_message_vector(void) {
     uint8_t d[32], sig[65];
     eth_personal_digest(msg, strlen(msg), d);
     CHECK(test_hex_eq(d, 32, "0x1476abb745d423bf09273f1afd887d951181d25adc66c4834a70491911b7f750"));
-    CHECK(eth_key_sign_digest(k, d, sig, NULL, 0) == 0);
+    CHECK(eth_key_sign_digest(k, d, sig, NULL) == 0);
     CHECK(test_hex_eq(sig, 65, "0x87f6856afaa7684bc6ecccef96246c155da984e7889dbdda1ae59940bdab8e676cd3055bd38ac073cd5710e3"
                                "040f1ed08073ca026266caeb097213d52665c4c01b"));
     eth_key_free(k);
@@ -89,42 +90,42 @@ static void sign_and_recover_round_trips_and_tampering_fails(void) {
     int failures = 0;
     for (int round = 0; round < 200 && failures < 5; round++) {
         eth_key *k;
-        char err[200];
-        CHECK(eth_key_generate(&k, err, sizeof err) == 0);
+        acc_err err = {0};
+        CHECK(eth_key_generate(&k, &err) == 0);
         uint8_t addr[20], msg[300], d[32], sig[65], sig2[65], got[20];
         eth_key_address(k, addr);
         size_t len = test_rand() % sizeof msg;
         test_rand_bytes(msg, len);
         eth_personal_digest(msg, len, d);
-        CHECK(eth_key_sign_digest(k, d, sig, err, sizeof err) == 0);
-        CHECK(eth_key_sign_digest(k, d, sig2, err, sizeof err) == 0);
+        CHECK(eth_key_sign_digest(k, d, sig, &err) == 0);
+        CHECK(eth_key_sign_digest(k, d, sig2, &err) == 0);
         if (memcmp(sig, sig2, 65) != 0) { failures++; CHECK_MSG(0, "signing is not deterministic"); }
         if (sig[64] != 27 && sig[64] != 28) { failures++; CHECK_MSG(0, "v = %d", sig[64]); }
-        if (eth_recover(d, sig, got, err, sizeof err) != 0 || memcmp(got, addr, 20) != 0)
+        if (eth_recover(d, sig, got, &err) != 0 || memcmp(got, addr, 20) != 0)
             { failures++; CHECK_MSG(0, "round %d: recovered another address", round); }
-        if (eth_verify(d, sig, addr, err, sizeof err) != 0) { failures++; CHECK_MSG(0, "verify: %s", err); }
+        if (eth_verify(d, sig, addr, &err) != 0) { failures++; CHECK_MSG(0, "verify: %s", err.msg); }
         /* v as 0/1 is the same signature */
         memcpy(sig2, sig, 65);
         sig2[64] -= 27;
-        if (eth_verify(d, sig2, addr, err, sizeof err) != 0) { failures++; CHECK_MSG(0, "v=0/1 refused: %s", err); }
+        if (eth_verify(d, sig2, addr, &err) != 0) { failures++; CHECK_MSG(0, "v=0/1 refused: %s", err.msg); }
         /* every byte of the signature and of the digest, flipped, fails */
         for (int i = 0; i < 65; i++) {
             memcpy(sig2, sig, 65);
             sig2[i] ^= (uint8_t)(1 + test_rand() % 255);
             if (i == 64 && sig2[64] == sig[64] - 27) sig2[64] ^= 1; /* v 0/1 is an alias of 27/28: flip parity */
-            if (eth_verify(d, sig2, addr, err, sizeof err) == 0) { failures++; CHECK_MSG(0, "tampered sig byte %d passes", i); }
+            if (eth_verify(d, sig2, addr, &err) == 0) { failures++; CHECK_MSG(0, "tampered sig byte %d passes", i); }
         }
         for (int i = 0; i < 32; i++) {
             uint8_t d2[32];
             memcpy(d2, d, 32);
             d2[i] ^= (uint8_t)(1 << (test_rand() % 8));
-            if (eth_verify(d2, sig, addr, err, sizeof err) == 0) { failures++; CHECK_MSG(0, "tampered digest byte %d passes", i); }
+            if (eth_verify(d2, sig, addr, &err) == 0) { failures++; CHECK_MSG(0, "tampered digest byte %d passes", i); }
         }
         if (len > 0) {
             msg[test_rand() % len] ^= 1;
             uint8_t d3[32];
             eth_personal_digest(msg, len, d3);
-            if (eth_verify(d3, sig, addr, err, sizeof err) == 0) { failures++; CHECK_MSG(0, "tampered message passes"); }
+            if (eth_verify(d3, sig, addr, &err) == 0) { failures++; CHECK_MSG(0, "tampered message passes"); }
         }
         eth_key_free(k);
     }
@@ -137,9 +138,9 @@ static void high_s_and_bad_v_are_refused(void) {
                                       0xa0, 0x3b, 0xbf, 0xd2, 0x5e, 0x8c, 0xd0, 0x36, 0x41, 0x41};
     eth_key *k = key_from_hex(vector_secret);
     uint8_t d[32], sig[65], hi[65], got[20];
-    char err[200];
+    acc_err err = {0};
     keccak256("high s", 6, d);
-    eth_key_sign_digest(k, d, sig, NULL, 0);
+    eth_key_sign_digest(k, d, sig, NULL);
     memcpy(hi, sig, 65);
     int borrow = 0;
     for (int i = 31; i >= 0; i--) {
@@ -148,25 +149,26 @@ static void high_s_and_bad_v_are_refused(void) {
         hi[32 + i] = (uint8_t)(v + (borrow ? 256 : 0));
     }
     hi[64] = sig[64] == 27 ? 28 : 27;
-    CHECK(eth_recover(d, hi, got, err, sizeof err) == ETH_EINVAL);
-    CHECK(strstr(err, "high-s") != NULL);
+    CHECK(eth_recover(d, hi, got, &err) == ACC_EINVAL);
+    CHECK(strstr(err.msg, "high-s") != NULL);
     for (int v = 0; v < 256; v++) {
         if (v == 0 || v == 1 || v == 27 || v == 28) continue;
         memcpy(hi, sig, 65);
         hi[64] = (uint8_t)v;
-        if (eth_recover(d, hi, got, err, sizeof err) != ETH_EINVAL) CHECK_MSG(0, "v=%d accepted", v);
+        if (eth_recover(d, hi, got, &err) != ACC_EINVAL) CHECK_MSG(0, "v=%d accepted", v);
     }
     memset(hi, 0, 65);
     hi[64] = 27;
-    CHECK(eth_recover(d, hi, got, err, sizeof err) != 0); /* r = s = 0 */
+    CHECK(eth_recover(d, hi, got, &err) != 0); /* r = s = 0 */
     eth_key_free(k);
 }
 
 static void key_file_mode_and_refusals(void) {
-    char path[128], err[512];
+    char path[300];
+    acc_err err = {0};
     snprintf(path, sizeof path, "%s/k1", tmpdir);
     eth_key *k = key_from_hex(vector_secret), *r = NULL;
-    CHECK(eth_key_write_file(k, path, err, sizeof err) == 0);
+    CHECK(eth_key_write_file(k, path, &err) == 0);
     struct stat st;
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
     FILE *f = fopen(path, "r");
@@ -177,26 +179,26 @@ static void key_file_mode_and_refusals(void) {
         fclose(f);
     }
     CHECK(strlen(content) == 67 && content[66] == '\n' && strncmp(content, vector_secret, 66) == 0);
-    CHECK(eth_key_read_file(&r, path, err, sizeof err) == 0);
+    CHECK(eth_key_read_file(&r, path, &err) == 0);
     uint8_t a1[20], a2[20];
     eth_key_address(k, a1);
     if (r) eth_key_address(r, a2);
     CHECK(r && memcmp(a1, a2, 20) == 0);
     eth_key_free(r);
     /* never overwritten */
-    CHECK(eth_key_write_file(k, path, err, sizeof err) == ETH_EIO);
-    CHECK(strstr(err, "exists") != NULL);
+    CHECK_EQ(eth_key_write_file(k, path, &err), ACC_EEXIST);
+    CHECK_CONTAINS(err.msg, "it already exists");
     /* group- or world-readable: refused, and the message has no secret in it */
     static const mode_t modes[] = {0640, 0604, 0660, 0644, 0640 | 0004};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         chmod(path, modes[i]);
         r = NULL;
-        CHECK(eth_key_read_file(&r, path, err, sizeof err) == ETH_EPERM && r == NULL);
-        CHECK(strstr(err, "readable by group or others") != NULL);
-        CHECK(strstr(err, "4c0883a6") == NULL);
+        CHECK(eth_key_read_file(&r, path, &err) == ACC_EPERM && r == NULL);
+        CHECK(strstr(err.msg, "readable by group or others") != NULL);
+        CHECK(strstr(err.msg, "4c0883a6") == NULL);
     }
     chmod(path, 0620); /* not readable, but group access all the same: refused too */
-    CHECK(eth_key_read_file(&r, path, err, sizeof err) == ETH_EPERM && strstr(err, "writable or executable") != NULL);
+    CHECK(eth_key_read_file(&r, path, &err) == ACC_EPERM && strstr(err.msg, "writable or executable") != NULL);
     chmod(path, 0600);
     /* malformed contents: refused without echoing them */
     static const char *bad[] = {"4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318\n",
@@ -212,8 +214,8 @@ static void key_file_mode_and_refusals(void) {
             close(fd);
         }
         r = NULL;
-        CHECK_MSG(eth_key_read_file(&r, p2, err, sizeof err) == ETH_EINVAL, "bad key %zu accepted", i);
-        CHECK(strstr(err, "4c0883a6") == NULL && strstr(err, "ffffffff") == NULL);
+        CHECK_MSG(eth_key_read_file(&r, p2, &err) == ACC_EINVAL, "bad key %zu accepted", i);
+        CHECK(strstr(err.msg, "4c0883a6") == NULL && strstr(err.msg, "ffffffff") == NULL);
         eth_key_free(r);
     }
     eth_key_free(k);

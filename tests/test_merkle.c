@@ -43,8 +43,8 @@ static void openzeppelin_own_test_tree(void) {
     const char *names[6] = {"a", "b", "c", "d", "e", "f"};
     for (int i = 0; i < 6; i++) string_leaf(names[i], leaves[i]);
     merkle_tree *t;
-    char err[200];
-    CHECK(merkle_build_from_leaves((const uint8_t(*)[32])leaves, 6, &t, err, sizeof err) == 0);
+    acc_err err = {0};
+    CHECK(merkle_build_from_leaves((const uint8_t(*)[32])leaves, 6, &t, &err) == 0);
     if (!t) return;
     for (int i = 0; i < 11; i++) CHECK_MSG(test_hex_eq(merkle_node(t, (size_t)i), 32, want[i]), "node %d", i);
     for (int i = 0; i < 6; i++) CHECK_MSG(merkle_tree_index(t, (size_t)i) == want_index[i], "treeIndex of %s", names[i]);
@@ -52,7 +52,7 @@ static void openzeppelin_own_test_tree(void) {
     merkle_root(t, root);
     for (int i = 0; i < 6; i++) {
         size_t n = merkle_proof(t, (size_t)i, proof);
-        CHECK(merkle_verify(root, leaves[i], (const uint8_t(*)[32])proof, n) == 0);
+        CHECK(merkle_verify(root, leaves[i], (const uint8_t(*)[32])proof, n, NULL) == 0);
     }
     merkle_free(t);
 }
@@ -60,13 +60,13 @@ static void openzeppelin_own_test_tree(void) {
 /* The README's [address, uint256] example; the root is the one OZ's docs print. */
 static void readme_address_amount_example(void) {
     merkle_value v[2];
-    char err[200];
-    CHECK(eth_address_parse("0x1111111111111111111111111111111111111111", 42, v[0].address, err, sizeof err) == 0);
-    CHECK(eth_address_parse("0x2222222222222222222222222222222222222222", 42, v[1].address, err, sizeof err) == 0);
-    CHECK(uint256_from_decimal("5000000000000000000", 19, v[0].amount) == 0);
-    CHECK(uint256_from_decimal("2500000000000000000", 19, v[1].amount) == 0);
+    acc_err err = {0};
+    CHECK(eth_address_parse("0x1111111111111111111111111111111111111111", 42, v[0].address, &err) == 0);
+    CHECK(eth_address_parse("0x2222222222222222222222222222222222222222", 42, v[1].address, &err) == 0);
+    CHECK(uint256_from_decimal("5000000000000000000", 19, v[0].amount, NULL) == 0);
+    CHECK(uint256_from_decimal("2500000000000000000", 19, v[1].amount, NULL) == 0);
     merkle_tree *t;
-    CHECK(merkle_build(v, 2, &t, err, sizeof err) == 0);
+    CHECK(merkle_build(v, 2, &t, &err) == 0);
     uint8_t root[32], proof[4][32];
     merkle_root(t, root);
     CHECK(test_hex_eq(root, 32, "0xd4dee0beab2d53f2cc83e567171bd2820e49898130a22622b10ead383e90bd77"));
@@ -81,15 +81,15 @@ static void single_value_tree_is_its_leaf(void) {
     test_rand_bytes(v.amount, 32);
     merkle_tree *t;
     uint8_t root[32], leaf[32], proof[1][32];
-    CHECK(merkle_build(&v, 1, &t, NULL, 0) == 0);
+    CHECK(merkle_build(&v, 1, &t, NULL) == 0);
     merkle_root(t, root);
     merkle_leaf_hash(&v, leaf);
     CHECK(memcmp(root, leaf, 32) == 0);
     CHECK(merkle_proof(t, 0, proof) == 0);
-    CHECK(merkle_verify(root, leaf, (const uint8_t(*)[32])proof, 0) == 0);
+    CHECK(merkle_verify(root, leaf, (const uint8_t(*)[32])proof, 0, NULL) == 0);
     merkle_free(t);
-    char err[100];
-    CHECK(merkle_build(&v, 0, &t, err, sizeof err) == MERKLE_EINVAL);
+    acc_err err = {0};
+    CHECK(merkle_build(&v, 0, &t, &err) == ACC_EINVAL);
 }
 
 static void every_proof_verifies_and_tampering_fails(void) {
@@ -102,13 +102,13 @@ static void every_proof_verifies_and_tampering_fails(void) {
             test_rand_bytes(v[i].amount + 24, 8);
         }
         merkle_tree *t;
-        CHECK(merkle_build(v, n, &t, NULL, 0) == 0);
+        CHECK(merkle_build(v, n, &t, NULL) == 0);
         uint8_t root[32], leaf[32], proof[32][32];
         merkle_root(t, root);
         for (size_t i = 0; i < n && bad < 5; i++) {
             size_t len = merkle_proof(t, i, proof);
             merkle_leaf_hash(&v[i], leaf);
-            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len) != 0) {
+            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len, NULL) != 0) {
                 CHECK_MSG(0, "n=%zu value %zu: proof fails", n, i);
                 bad++;
             }
@@ -116,23 +116,23 @@ static void every_proof_verifies_and_tampering_fails(void) {
                 /* a flipped bit anywhere in the proof */
                 size_t j = test_rand() % len, b = test_rand() % 32;
                 proof[j][b] ^= (uint8_t)(1u << (test_rand() % 8));
-                if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len) == 0) { bad++; CHECK_MSG(0, "tampered proof passes"); }
+                if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len, NULL) == 0) { bad++; CHECK_MSG(0, "tampered proof passes"); }
                 len = merkle_proof(t, i, proof);
-                if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len - 1) == 0) { bad++; CHECK_MSG(0, "short proof passes"); }
+                if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len - 1, NULL) == 0) { bad++; CHECK_MSG(0, "short proof passes"); }
             }
             merkle_value w = v[i];
             w.amount[31] ^= 1;
             merkle_leaf_hash(&w, leaf);
-            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len) == 0) { bad++; CHECK_MSG(0, "other amount passes"); }
+            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len, NULL) == 0) { bad++; CHECK_MSG(0, "other amount passes"); }
             w = v[i];
             w.address[test_rand() % 20] ^= 0x10;
             merkle_leaf_hash(&w, leaf);
-            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len) == 0) { bad++; CHECK_MSG(0, "other address passes"); }
+            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, len, NULL) == 0) { bad++; CHECK_MSG(0, "other address passes"); }
             uint8_t root2[32];
             memcpy(root2, root, 32);
             root2[test_rand() % 32] ^= 4;
             merkle_leaf_hash(&v[i], leaf);
-            if (merkle_verify(root2, leaf, (const uint8_t(*)[32])proof, len) == 0) { bad++; CHECK_MSG(0, "other root passes"); }
+            if (merkle_verify(root2, leaf, (const uint8_t(*)[32])proof, len, NULL) == 0) { bad++; CHECK_MSG(0, "other root passes"); }
         }
         /* an inner node is not a leaf: the double hash keeps a 64-byte node from passing as a value */
         if (n >= 3) {
@@ -154,26 +154,34 @@ static void uint256_decimal_parser_is_exact(void) {
     uint8_t v[32];
     char back[80];
     const char *max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
-    CHECK(uint256_from_decimal(max, strlen(max), v) == 0);
+    CHECK(uint256_from_decimal(max, strlen(max), v, NULL) == 0);
     for (int i = 0; i < 32; i++) CHECK(v[i] == 0xff);
     uint256_to_decimal(v, back);
     CHECK_STREQ(back, max);
     const char *over = "115792089237316195423570985008687907853269984665640564039457584007913129639936";
-    CHECK(uint256_from_decimal(over, strlen(over), v) != 0);
-    CHECK(uint256_from_decimal("1157920892373161954235709850086879078532699846656405640394575840079131296399350", 79, v) != 0);
+    acc_err err = {0};
+    CHECK_EQ(uint256_from_decimal(over, strlen(over), v, &err), ACC_EINVAL);
+    CHECK_STREQ(err.msg, "larger than 2^256-1");
+    CHECK_EQ(uint256_from_decimal("12x4", 4, v, &err), ACC_EINVAL);
+    CHECK_STREQ(err.msg, "not a decimal number of digits only (character 3)");
+    CHECK_EQ(uint256_from_hex("0x", 2, v, &err), ACC_EINVAL);
+    CHECK_STREQ(err.msg, "expected 0x and 1 to 64 hex digits");
+    CHECK_EQ(uint256_from_hex("0x1ff", 5, v, &err), ACC_OK);
+    CHECK(v[30] == 1 && v[31] == 0xff && uint256_bit_length(v) == 9);
+    CHECK(uint256_from_decimal("1157920892373161954235709850086879078532699846656405640394575840079131296399350", 79, v, NULL) != 0);
     static const char *bad[] = {"", "-1", "+1", " 1", "1 ", "1a", "0x10", "1.0", "1e3"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECK_MSG(uint256_from_decimal(bad[i], strlen(bad[i]), v) != 0, "'%s'", bad[i]);
-    CHECK(uint256_from_decimal("0000", 4, v) == 0);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) CHECK_MSG(uint256_from_decimal(bad[i], strlen(bad[i]), v, NULL) != 0, "'%s'", bad[i]);
+    CHECK(uint256_from_decimal("0000", 4, v, NULL) == 0);
     uint256_to_decimal(v, back);
     CHECK_STREQ(back, "0");
-    CHECK(uint256_from_decimal("18446744073709551616", 20, v) == 0); /* 2^64 */
+    CHECK(uint256_from_decimal("18446744073709551616", 20, v, NULL) == 0); /* 2^64 */
     CHECK(v[23] == 1 && uint256_bit_length(v) == 65);
     for (int i = 0; i < 200; i++) {
         uint8_t r[32], r2[32];
         test_rand_bytes(r, 32);
         memset(r, 0, test_rand() % 32);
         uint256_to_decimal(r, back);
-        CHECK(uint256_from_decimal(back, strlen(back), r2) == 0 && memcmp(r, r2, 32) == 0);
+        CHECK(uint256_from_decimal(back, strlen(back), r2, NULL) == 0 && memcmp(r, r2, 32) == 0);
     }
 }
 
@@ -184,25 +192,25 @@ static void values_parser_names_the_entry(void) {
         {"[[\"0x1111111111111111111111111111111111111111\",\"1\"],[1,\"2\"]]", "values[1][0]: the address must be a string"},
         {"[[\"0x1111111111111111111111111111111111111111\"]]", "values[0]: expected an [address, amount] pair"},
         {"[[\"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD\",\"1\"]]", "values[0][0]: address"},
-        {"[[\"0x1111111111111111111111111111111111111111\",\"-1\"]]", "values[0][1]: the amount must be a decimal"},
+        {"[[\"0x1111111111111111111111111111111111111111\",\"-1\"]]", "values[0][1]: amount: not a decimal number of digits only (character 1)"},
         {"[[\"0x1111111111111111111111111111111111111111\",-1]]", "values[0][1]: the amount must be a non-negative"},
         {"[[\"0x1111111111111111111111111111111111111111\",1.5]]", "values[0][1]"},
         {"[[\"0x1111111111111111111111111111111111111111\",\"115792089237316195423570985008687907853269984665640564039457584007913129639936\"]]",
-         "values[0][1]"},
+         "values[0][1]: amount: larger than 2^256-1"},
         {"[[\"0x11\",\"1\"]", "invalid JSON"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         merkle_value *v = NULL;
         size_t n;
-        char err[300] = "";
-        int rc = merkle_values_parse_json(cases[i].json, strlen(cases[i].json), &v, &n, err, sizeof err);
-        CHECK_MSG(rc == MERKLE_EINVAL && v == NULL && strstr(err, cases[i].want), "case %zu: \"%s\"", i, err);
+        acc_err err = {0};
+        int rc = merkle_values_parse_json(cases[i].json, strlen(cases[i].json), &v, &n, &err);
+        CHECK_MSG(rc == ACC_EINVAL && v == NULL && strstr(err.msg, cases[i].want), "case %zu: \"%s\"", i, err.msg);
     }
     const char *ok = "[[\"0x1111111111111111111111111111111111111111\",\"5000000000000000000\"],"
                      "[\"0x2222222222222222222222222222222222222222\",2500000000000000000]]";
     merkle_value *v;
     size_t n;
-    CHECK(merkle_values_parse_json(ok, strlen(ok), &v, &n, NULL, 0) == 0 && n == 2);
+    CHECK(merkle_values_parse_json(ok, strlen(ok), &v, &n, NULL) == 0 && n == 2);
     free(v);
 }
 

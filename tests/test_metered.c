@@ -75,8 +75,8 @@ static int fake_start(void *ud, const registry_model_t *model, const char *json,
 }
 
 static void parse_addr(const char *text, uint8_t out[20]) {
-    char e[128];
-    CHECK_MSG(eth_address_parse(text, strlen(text), out, e, sizeof e) == 0, "%s: %s", text, e);
+    acc_err e = {0};
+    CHECK_MSG(eth_address_parse(text, strlen(text), out, &e) == ACC_OK, "%s: %s", text, e.msg);
 }
 
 static void setup(world_t *w, const char *name) {

@@ -28,7 +28,7 @@ static void path_in_dir(char *out, size_t n, const char *name) { snprintf(out, n
 static void sign(const eth_key *k, const uint8_t digest[32], uint8_t sig[65]) {
     uint8_t to_sign[32];
     registry_signed_digest(digest, to_sign);
-    eth_key_sign_digest(k, to_sign, sig, NULL, 0);
+    eth_key_sign_digest(k, to_sign, sig, NULL);
 }
 
 static void sign_contribution(const eth_key *k, const char *datanet, const char *text, uint8_t sig[65]) {

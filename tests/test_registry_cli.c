@@ -74,7 +74,7 @@ static void make_keys(void) {
         eth_key *k = key_of(i, a);
         char path[400];
         snprintf(path, sizeof path, "%s/key-%u.key", dir, i);
-        eth_key_write_file(k, path, NULL, 0);
+        eth_key_write_file(k, path, NULL);
         eth_key_free(k);
         eth_address_to_text(a, addr[i]);
     }
@@ -85,7 +85,7 @@ static void sign_hex(uint8_t seed, const uint8_t digest[32], char hex[2 * 65 + 3
     uint8_t to_sign[32], sig[65];
     registry_signed_digest(digest, to_sign);
     eth_key *k = key_of(seed, NULL);
-    eth_key_sign_digest(k, to_sign, sig, NULL, 0);
+    eth_key_sign_digest(k, to_sign, sig, NULL);
     eth_key_free(k);
     hex_encode0x(sig, 65, hex);
 }
@@ -376,7 +376,7 @@ static void test_deploy_and_marketplace(void) {
     OK("deploy agent.lua --manifest agent.json --print-digest");
     test_chomp(out);
     uint8_t digest[32];
-    CHECK(hex_decode_exact(out, strlen(out), digest, 32) == 0);
+    CHECK_EQ(hex_parse0x(out, strlen(out), digest, 32, NULL), ACC_OK);
     char sig[2 * 65 + 3];
     sign_hex(7, digest, sig);
     write_file("evil.lua", "return { on_message = function(s, t) return 'pwned' end }");

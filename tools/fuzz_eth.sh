@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 out=${TMPDIR:-/tmp}/accrue-fuzz-eth
 iters=${1:-400000}
 seed=${2:-0x5eed1234abcd}
-gcc -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+. tools/build_lists.sh # the eth module's sources and those of base, under it, from build.zig
+gcc -std=c11 -D_GNU_SOURCE -DACCRUE_DEBUG -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
     -fno-sanitize-recover=undefined -Wall -Wextra -Wno-unused-parameter -I. \
-    tests/fuzz/fuzz_eth.c meters/eth/keccak.c meters/eth/keccak_x4.c meters/eth/hex.c meters/eth/uint256.c meters/eth/keys.c meters/eth/eip712.c meters/eth/merkle.c \
+    tests/fuzz/fuzz_eth.c $(zig_list eth_sources) $(zig_list base_sources) \
     $(pkg-config --cflags --libs nettle libsecp256k1 jansson) -lpthread -o "$out"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -57,23 +57,39 @@ struct eip712_doc {
     uint8_t domain_sep[32];
     uint8_t message_hash[32];
     /* while parsing */
-    char *err;
-    size_t errlen;
+    acc_err *err;
     char path[512];
     size_t pathlen;
 };
 
-static int fail(eip712_doc *d, const char *fmt, ...) {
-    if (d->err && d->errlen) {
-        int n = 0;
-        if (d->pathlen) n = snprintf(d->err, d->errlen, "%s: ", d->path);
-        if (n < 0 || (size_t)n >= d->errlen) n = 0;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(d->err + n, d->errlen - (size_t)n, fmt, ap);
-        va_end(ap);
+/* Records the error with the current path in front: "message.to.wallet: address value must be...".
+ * A path too long for the message keeps its end, the part nearest the fault. */
+static int vfail_code(eip712_doc *d, int code, const char *fmt, va_list ap) {
+    if (!d->err) return code;
+    char msg[ACC_ERR_MSG_SIZE];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (!d->pathlen) return acc_fail(d->err, code, "%s", msg);
+    size_t room = sizeof msg - 1 - strlen(msg), plen = d->pathlen;
+    const char *path = d->path, *cut = "";
+    if (room > 16 && plen + 2 > room) { /* keep "...": and the tail of the path */
+        path += plen - (room - 5);
+        plen = room - 5;
+        cut = "...";
     }
-    return EIP712_EINVAL;
+    return acc_fail(d->err, code, "%s%.*s: %s", cut, (int)plen, path, msg);
+}
+
+static int fail(eip712_doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(eip712_doc *d, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vfail_code(d, ACC_EINVAL, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static int fail_nomem(eip712_doc *d) {
+    return acc_fail(d->err, ACC_ENOMEM, "out of memory");
 }
 
 /* Appends ".name" (or "name" at the start) or "[i]" to the path; returns the length to restore. */
@@ -176,7 +192,7 @@ static int resolve_type(eip712_doc *d, const char *text, ftype *t) {
 static int add_struct_fields(eip712_doc *d, stype *st, json_t *arr) {
     size_t n = json_array_size(arr);
     st->fields = calloc(n ? n : 1, sizeof *st->fields);
-    if (!st->fields) return fail(d, "out of memory");
+    if (!st->fields) return fail_nomem(d);
     for (size_t i = 0; i < n; i++) {
         json_t *f = json_array_get(arr, i);
         size_t old = path_push(d, NULL, (long)i);
@@ -301,7 +317,7 @@ static int type_hash(eip712_doc *d, size_t idx, uint8_t out[32]) {
     stype *st = &d->structs[idx];
     if (!st->have_hash) {
         char *enc = encode_type_idx(d, idx);
-        if (!enc) return fail(d, "out of memory");
+        if (!enc) return fail_nomem(d);
         keccak256(enc, strlen(enc), st->type_hash);
         free(enc);
         st->have_hash = 1;
@@ -345,9 +361,11 @@ static int encode_integer(eip712_doc *d, const ftype *t, json_t *v, uint8_t out[
             s++;
             len--;
         }
-        int rc = (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? uint256_from_hex(s, len, mag)
-                                                                          : uint256_from_decimal(s, len, mag);
-        if (rc != 0) return fail(d, "%s value is not an integer (decimal or 0x-hex, at most 256 bits)", tn);
+        acc_err why = {0};
+        int rc = (len >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) ? uint256_from_hex(s, len, mag, &why)
+                                                                          : uint256_from_decimal(s, len, mag, &why);
+        if (rc != ACC_OK)
+            return fail(d, "%s value is not an integer (decimal or 0x-hex, at most 256 bits): %s", tn, why.msg);
     } else {
         return fail(d, "%s value must be an integer or a string holding one", tn);
     }
@@ -400,11 +418,11 @@ static int encode_value(eip712_doc *d, const ftype *t, unsigned ndims, json_t *v
     case K_INT:
         return encode_integer(d, t, v, out);
     case K_ADDRESS: {
-        char aerr[160];
+        acc_err why = {0};
         memset(out, 0, 12);
         if (!json_is_string(v)) return fail(d, "address value must be a 0x-hex string");
-        if (eth_address_parse(json_string_value(v), json_string_length(v), out + 12, aerr, sizeof aerr) != 0)
-            return fail(d, "%s", aerr);
+        if (eth_address_parse(json_string_value(v), json_string_length(v), out + 12, &why) != ACC_OK)
+            return fail(d, "%s", why.msg);
         return 0;
     }
     case K_BOOL:
@@ -416,19 +434,19 @@ static int encode_value(eip712_doc *d, const ftype *t, unsigned ndims, json_t *v
         memset(out, 0, 32);
         if (!json_is_string(v)) return fail(d, "%s value must be a 0x-hex string", kind_name(t, tn, sizeof tn, d));
         {
-            const char *s = json_string_value(v);
-            size_t len = json_string_length(v);
-            if (len < 2 || s[0] != '0' || s[1] != 'x' || hex_decode_exact(s, len, out, t->size) != 0)
-                return fail(d, "wrong length or not hex: a %s value is 0x and %u hex digits",
-                            kind_name(t, tn, sizeof tn, d), 2 * t->size);
+            acc_err why = {0};
+            if (hex_parse0x(json_string_value(v), json_string_length(v), out, t->size, &why) != ACC_OK)
+                return fail(d, "%s value: %s", kind_name(t, tn, sizeof tn, d), why.msg);
         }
         return 0;
     case K_BYTES: {
         if (!json_is_string(v)) return fail(d, "bytes value must be a 0x-hex string");
         uint8_t *buf;
         size_t n;
-        if (hex_decode_alloc(json_string_value(v), json_string_length(v), &buf, &n) != 0)
-            return fail(d, "bytes value must be 0x and an even number of hex digits");
+        acc_err why = {0};
+        int rc = hex_parse0x_alloc(json_string_value(v), json_string_length(v), &buf, &n, &why);
+        if (rc == ACC_ENOMEM) return fail_nomem(d);
+        if (rc != ACC_OK) return fail(d, "bytes value: %s", why.msg);
         keccak256(buf, n, out);
         free(buf);
         return 0;
@@ -474,7 +492,7 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
     size_t n = json_object_size(types);
     int has_domain = json_object_get(types, "EIP712Domain") != NULL;
     d->structs = calloc(n + 1, sizeof *d->structs);
-    if (!d->structs) return fail(d, "out of memory");
+    if (!d->structs) return fail_nomem(d);
     d->cap_structs = n + 1;
     const char *name;
     json_t *def;
@@ -496,7 +514,7 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
         stype *st = &d->structs[d->nstructs];
         st->name = "EIP712Domain";
         st->fields = calloc(5, sizeof *st->fields);
-        if (!st->fields) return fail(d, "out of memory");
+        if (!st->fields) return fail_nomem(d);
         if (!json_is_object(domain)) return fail(d, "domain must be an object");
         const char *key;
         json_t *val;
@@ -517,7 +535,8 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
             field *f = &st->fields[st->nfields++];
             f->name = domain_fields[i][0];
             f->type_text = domain_fields[i][1];
-            if (resolve_type(d, f->type_text, &f->type) != 0) return EIP712_EINVAL;
+            int rc = resolve_type(d, f->type_text, &f->type);
+            if (rc != ACC_OK) return rc;
         }
         d->nstructs++;
         d->inferred_domain = 1;
@@ -533,19 +552,15 @@ static int build_types(eip712_doc *d, json_t *types, json_t *domain) {
     return check_finite(d);
 }
 
-int eip712_parse(const char *json, size_t len, eip712_doc **out, char *err, size_t errlen) {
+int eip712_parse(const char *json, size_t len, eip712_doc **out, acc_err *err) {
     *out = NULL;
     eip712_doc *d = calloc(1, sizeof *d);
-    if (!d) {
-        if (err && errlen) snprintf(err, errlen, "out of memory");
-        return EIP712_ENOMEM;
-    }
+    if (!d) return acc_fail(err, ACC_ENOMEM, "out of memory");
     d->err = err;
-    d->errlen = errlen;
     json_error_t jerr;
     /* Strings may hold U+0000 (wallets hash them); names are checked to hold none. */
     d->root = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-    int rc = EIP712_EINVAL;
+    int rc;
     if (!d->root) {
         rc = fail(d, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
         goto done;
@@ -576,16 +591,15 @@ int eip712_parse(const char *json, size_t len, eip712_doc **out, char *err, size
         if ((rc = hash_struct(d, (size_t)prim, message, d->message_hash)) != 0) goto done;
         path_pop(d, old);
     }
-    rc = 0;
+    rc = ACC_OK;
 done:
     d->err = NULL;
-    d->errlen = 0;
-    if (rc) {
+    if (rc != ACC_OK) {
         eip712_free(d);
         return rc;
     }
     *out = d;
-    return 0;
+    return ACC_OK;
 }
 
 void eip712_free(eip712_doc *doc) {
@@ -620,11 +634,11 @@ char *eip712_encode_type(const eip712_doc *doc, const char *type_name) {
     return encode_type_idx(doc, (size_t)idx);
 }
 
-int eip712_digest_json(const char *json, size_t len, uint8_t digest[32], char *err, size_t errlen) {
+int eip712_digest_json(const char *json, size_t len, uint8_t digest[32], acc_err *err) {
     eip712_doc *d;
-    int rc = eip712_parse(json, len, &d, err, errlen);
-    if (rc) return rc;
+    int rc = eip712_parse(json, len, &d, err);
+    if (rc != ACC_OK) return rc;
     eip712_digest(d, digest);
     eip712_free(d);
-    return 0;
+    return ACC_OK;
 }

@@ -18,7 +18,7 @@
  * no EIP712Domain it is inferred from the domain's keys in the canonical order (name, version,
  * chainId, verifyingContract, salt).
  *
- * Errors: functions return 0 or a negative EIP712_E* code and write a one-line message into err.
+ * Errors: runtime/base/status.h: ACC_EINVAL with a message naming the place, or ACC_ENOMEM.
  */
 #ifndef ACCRUE_METERS_ETH_EIP712_H
 #define ACCRUE_METERS_ETH_EIP712_H
@@ -26,13 +26,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EIP712_EINVAL -1
-#define EIP712_ENOMEM -5
+#include "runtime/base/status.h"
 
 typedef struct eip712_doc eip712_doc;
 
 /* Parses and checks the typed data (types and values both). *out is freed with eip712_free. */
-int eip712_parse(const char *json, size_t len, eip712_doc **out, char *err, size_t errlen);
+int eip712_parse(const char *json, size_t len, eip712_doc **out, acc_err *err);
 void eip712_free(eip712_doc *doc);
 
 /* keccak256("\x19\x01" || domainSeparator || hashStruct(primaryType, message)); for primaryType
@@ -45,6 +44,6 @@ void eip712_message_hash(const eip712_doc *doc, uint8_t out[32]);
 char *eip712_encode_type(const eip712_doc *doc, const char *type_name);
 
 /* Parse and digest in one call. */
-int eip712_digest_json(const char *json, size_t len, uint8_t digest[32], char *err, size_t errlen);
+int eip712_digest_json(const char *json, size_t len, uint8_t digest[32], acc_err *err);
 
 #endif

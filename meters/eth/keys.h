@@ -11,8 +11,11 @@
  *   eth-account's. Recovery accepts v = 27/28/0/1 and refuses a high s.
  * - EIP-191 personal messages: keccak256("\x19Ethereum Signed Message:\n" || len || message).
  *
- * Errors: functions return 0 or a negative ETH_E* code and write a one-line message into err
- * (errlen bytes, may be NULL/0).
+ * Errors: runtime/base/status.h (ACC_OK or a negative ACC_E* code, a message in err, which may be
+ * NULL). Codes: ACC_EINVAL for malformed input, ACC_EIO for a file (or the system's random source)
+ * that could not be read or written, ACC_EEXIST for a key file that is already there, ACC_EPERM for
+ * a key file that group or others can access, ACC_EBADSIG for a signature that recovers to no key
+ * or to another address, ACC_ENOMEM.
  */
 #ifndef ACCRUE_METERS_ETH_KEYS_H
 #define ACCRUE_METERS_ETH_KEYS_H
@@ -20,12 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ETH_EINVAL -1  /* malformed input */
-#define ETH_EIO -2     /* a file could not be read or written */
-#define ETH_EPERM -3   /* a key file that group or others can access */
-#define ETH_EBADSIG -4 /* a signature that does not recover, or recovers to another address */
-#define ETH_ENOMEM -5
-#define ETH_ERANDOM -6 /* getrandom failed */
+#include "runtime/base/status.h"
 
 #define ETH_ADDRESS_SIZE 20
 #define ETH_SIGNATURE_SIZE 65
@@ -34,34 +32,33 @@
 typedef struct eth_key eth_key;
 
 /* A fresh key from getrandom(). *out is freed with eth_key_free. */
-int eth_key_generate(eth_key **out, char *err, size_t errlen);
+int eth_key_generate(eth_key **out, acc_err *err);
 /* A key from a 32-byte secret (must be a valid secp256k1 secret). Freed with eth_key_free. */
-int eth_key_from_secret(eth_key **out, const uint8_t secret[32], char *err, size_t errlen);
+int eth_key_from_secret(eth_key **out, const uint8_t secret[32], acc_err *err);
 /* Creates path (it must not exist) with mode 0600 and writes the key into it. */
-int eth_key_write_file(const eth_key *key, const char *path, char *err, size_t errlen);
+int eth_key_write_file(const eth_key *key, const char *path, acc_err *err);
 /* Reads a key file; refuses one that group or others can read. Freed with eth_key_free. */
-int eth_key_read_file(eth_key **out, const char *path, char *err, size_t errlen);
+int eth_key_read_file(eth_key **out, const char *path, acc_err *err);
 /* Wipes and frees the key; NULL is fine. */
 void eth_key_free(eth_key *key);
 
 void eth_key_address(const eth_key *key, uint8_t address[ETH_ADDRESS_SIZE]);
 /* Signs a 32-byte digest as is (no prefix). */
-int eth_key_sign_digest(const eth_key *key, const uint8_t digest[32], uint8_t sig[ETH_SIGNATURE_SIZE],
-                        char *err, size_t errlen);
+int eth_key_sign_digest(const eth_key *key, const uint8_t digest[32], uint8_t sig[ETH_SIGNATURE_SIZE], acc_err *err);
 
-/* The address that signed digest. ETH_EINVAL for a malformed signature (v, high s, r or s out of
- * range), ETH_EBADSIG when no key recovers. */
+/* The address that signed digest. ACC_EINVAL for a malformed signature (v, high s, r or s out of
+ * range), ACC_EBADSIG when no key recovers. */
 int eth_recover(const uint8_t digest[32], const uint8_t sig[ETH_SIGNATURE_SIZE], uint8_t address[ETH_ADDRESS_SIZE],
-                char *err, size_t errlen);
-/* 0 when sig over digest recovers to address, else ETH_EBADSIG or ETH_EINVAL. */
+                acc_err *err);
+/* ACC_OK when sig over digest recovers to address, else ACC_EBADSIG (another signer) or ACC_EINVAL. */
 int eth_verify(const uint8_t digest[32], const uint8_t sig[ETH_SIGNATURE_SIZE],
-               const uint8_t address[ETH_ADDRESS_SIZE], char *err, size_t errlen);
+               const uint8_t address[ETH_ADDRESS_SIZE], acc_err *err);
 
 /* EIP-55 checksummed "0x..." text. */
 void eth_address_to_text(const uint8_t address[ETH_ADDRESS_SIZE], char out[ETH_ADDRESS_TEXT_SIZE]);
 /* Parses "0x" + 40 hex digits: all lower or all upper case, or mixed case with a correct EIP-55
  * checksum. */
-int eth_address_parse(const char *s, size_t len, uint8_t address[ETH_ADDRESS_SIZE], char *err, size_t errlen);
+int eth_address_parse(const char *s, size_t len, uint8_t address[ETH_ADDRESS_SIZE], acc_err *err);
 
 /* The EIP-191 (version 0x45, "personal_sign") digest of a message. */
 void eth_personal_digest(const void *message, size_t len, uint8_t digest[32]);

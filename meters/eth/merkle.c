@@ -6,12 +6,10 @@
  * at depth d has its children at depth d+1, so the inner nodes are computed one depth at a time,
  * deepest first, and the nodes of one depth are independent of each other (split across threads).
  */
-#include "meters/eth/err.h"
 #include "meters/eth/merkle.h"
 
 #include <jansson.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -212,7 +210,7 @@ static void key_leaves(void *p, size_t lo, size_t hi) {
 }
 
 /* Builds the tree over b->leaves (count hashes, in input order). Takes ownership of nothing. */
-static int build_tree(build_ctx *b, size_t count, int leaves_hashed, merkle_tree **out, char *err, size_t errlen) {
+static int build_tree(build_ctx *b, size_t count, int leaves_hashed, merkle_tree **out, acc_err *err) {
     merkle_tree *t = calloc(1, sizeof *t);
     if (t) {
         t->count = count;
@@ -244,49 +242,39 @@ static int build_tree(build_ctx *b, size_t count, int leaves_hashed, merkle_tree
         }
     }
     *out = t;
-    return 0;
+    return ACC_OK;
 
 nomem:
     free(b->items);
     b->items = NULL;
     merkle_free(t);
-    meters_set_err(err, errlen, "out of memory building a tree of %zu values", count);
-    return MERKLE_ENOMEM;
+    return acc_fail(err, ACC_ENOMEM, "out of memory building a tree of %zu values", count);
 }
 
-static int check_count(size_t count, char *err, size_t errlen) {
-    if (count == 0) {
-        meters_set_err(err, errlen, "a Merkle tree needs at least one value");
-        return MERKLE_EINVAL;
-    }
-    if (count > SIZE_MAX / 128) {
-        meters_set_err(err, errlen, "too many values");
-        return MERKLE_EINVAL;
-    }
-    return 0;
+static int check_count(size_t count, acc_err *err) {
+    if (count == 0) return acc_fail(err, ACC_EINVAL, "a Merkle tree needs at least one value");
+    if (count > SIZE_MAX / 128) return acc_fail(err, ACC_EINVAL, "too many values (%zu)", count);
+    return ACC_OK;
 }
 
-int merkle_build(const merkle_value *values, size_t count, merkle_tree **out, char *err, size_t errlen) {
+int merkle_build(const merkle_value *values, size_t count, merkle_tree **out, acc_err *err) {
     *out = NULL;
-    int rc = check_count(count, err, errlen);
-    if (rc) return rc;
+    int rc = check_count(count, err);
+    if (rc != ACC_OK) return rc;
     build_ctx b = {.values = values};
     b.leaves = malloc(count * sizeof *b.leaves);
-    if (!b.leaves) {
-        meters_set_err(err, errlen, "out of memory building a tree of %zu values", count);
-        return MERKLE_ENOMEM;
-    }
-    rc = build_tree(&b, count, 0, out, err, errlen);
+    if (!b.leaves) return acc_fail(err, ACC_ENOMEM, "out of memory building a tree of %zu values", count);
+    rc = build_tree(&b, count, 0, out, err);
     free(b.leaves);
     return rc;
 }
 
-int merkle_build_from_leaves(const uint8_t (*leaves)[32], size_t count, merkle_tree **out, char *err, size_t errlen) {
+int merkle_build_from_leaves(const uint8_t (*leaves)[32], size_t count, merkle_tree **out, acc_err *err) {
     *out = NULL;
-    int rc = check_count(count, err, errlen);
-    if (rc) return rc;
+    int rc = check_count(count, err);
+    if (rc != ACC_OK) return rc;
     build_ctx b = {.leaves = (uint8_t(*)[32])(uintptr_t)leaves}; /* read only when leaves_hashed */
-    return build_tree(&b, count, 1, out, err, errlen);
+    return build_tree(&b, count, 1, out, err);
 }
 
 void merkle_free(merkle_tree *tree) {
@@ -327,58 +315,57 @@ size_t merkle_proof(const merkle_tree *tree, size_t value_index, uint8_t (*proof
     return n;
 }
 
-int merkle_verify(const uint8_t root[32], const uint8_t leaf[32], const uint8_t (*proof)[32], size_t proof_len) {
+int merkle_verify(const uint8_t root[32], const uint8_t leaf[32], const uint8_t (*proof)[32], size_t proof_len,
+                  acc_err *err) {
     uint8_t h[32];
     memcpy(h, leaf, 32);
     for (size_t i = 0; i < proof_len; i++) merkle_hash_pair(h, proof[i], h);
-    return memcmp(h, root, 32) == 0 ? 0 : MERKLE_EMISMATCH;
+    if (memcmp(h, root, 32) != 0) return acc_fail(err, ACC_EMISMATCH, "the proof does not lead to the root");
+    return ACC_OK;
 }
 
-int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, size_t *count, char *err,
-                             size_t errlen) {
+int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, size_t *count, acc_err *err) {
     *out = NULL;
     *count = 0;
     json_error_t jerr;
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        meters_set_err(err, errlen, "values: invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-        return MERKLE_EINVAL;
-    }
-    int rc = MERKLE_EINVAL;
+    if (!root)
+        return acc_fail(err, ACC_EINVAL, "values: invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                        jerr.text);
+    int rc;
     merkle_value *vals = NULL;
     if (!json_is_array(root)) {
-        meters_set_err(err, errlen, "values: expected a JSON array of [address, amount] pairs");
+        rc = acc_fail(err, ACC_EINVAL, "values: expected a JSON array of [address, amount] pairs");
         goto done;
     }
     size_t n = json_array_size(root);
     if (n == 0) {
-        meters_set_err(err, errlen, "values: the array is empty (a Merkle tree needs at least one value)");
+        rc = acc_fail(err, ACC_EINVAL, "values: the array is empty (a Merkle tree needs at least one value)");
         goto done;
     }
     vals = malloc(n * sizeof *vals);
     if (!vals) {
-        meters_set_err(err, errlen, "values: out of memory");
-        rc = MERKLE_ENOMEM;
+        rc = acc_fail(err, ACC_ENOMEM, "values: out of memory for %zu values", n);
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         json_t *pair = json_array_get(root, i);
         if (!json_is_array(pair) || json_array_size(pair) != 2) {
-            meters_set_err(err, errlen, "values[%zu]: expected an [address, amount] pair", i);
+            rc = acc_fail(err, ACC_EINVAL, "values[%zu]: expected an [address, amount] pair", i);
             goto done;
         }
         json_t *a = json_array_get(pair, 0), *m = json_array_get(pair, 1);
-        char aerr[160];
-        if (!json_is_string(a) ||
-            eth_address_parse(json_string_value(a), json_string_length(a), vals[i].address, aerr, sizeof aerr) != 0) {
-            meters_set_err(err, errlen, "values[%zu][0]: %s", i,
-                    json_is_string(a) ? aerr : "the address must be a string");
+        if (!json_is_string(a)) {
+            rc = acc_fail(err, ACC_EINVAL, "values[%zu][0]: the address must be a string", i);
+            goto done;
+        }
+        if ((rc = eth_address_parse(json_string_value(a), json_string_length(a), vals[i].address, err)) != ACC_OK) {
+            acc_err_prefix(err, "values[%zu][0]", i);
             goto done;
         }
         if (json_is_string(m)) {
-            if (uint256_from_decimal(json_string_value(m), json_string_length(m), vals[i].amount) != 0) {
-                meters_set_err(err, errlen,
-                        "values[%zu][1]: the amount must be a decimal string of digits only, at most 2^256-1", i);
+            if ((rc = uint256_from_decimal(json_string_value(m), json_string_length(m), vals[i].amount, err)) != ACC_OK) {
+                acc_err_prefix(err, "values[%zu][1]: amount", i);
                 goto done;
             }
         } else if (json_is_integer(m) && json_integer_value(m) >= 0) {
@@ -386,14 +373,14 @@ int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, s
             memset(vals[i].amount, 0, 32);
             for (int b = 0; b < 8; b++) vals[i].amount[31 - b] = (uint8_t)(v >> (8 * b));
         } else {
-            meters_set_err(err, errlen, "values[%zu][1]: the amount must be a non-negative decimal string", i);
+            rc = acc_fail(err, ACC_EINVAL, "values[%zu][1]: the amount must be a non-negative decimal string", i);
             goto done;
         }
     }
     *out = vals;
     *count = n;
     vals = NULL;
-    rc = 0;
+    rc = ACC_OK;
 done:
     free(vals);
     json_decref(root);

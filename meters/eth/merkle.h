@@ -8,7 +8,9 @@
  * node i are 2i+1 and 2i+2, and sorted leaf k sits at index 2n-2-k. So the root equals
  * StandardMerkleTree.of(values, ["address","uint256"]).root and every proof equals its getProof().
  *
- * Errors: functions return 0 or a negative MERKLE_E* code with a message in err (errlen bytes).
+ * Errors: runtime/base/status.h (ACC_OK or a negative ACC_E* code, a message in err, which may be
+ * NULL): ACC_EINVAL for malformed input, ACC_ENOMEM, ACC_EMISMATCH for a proof that does not lead to
+ * the root.
  */
 #ifndef ACCRUE_METERS_ETH_MERKLE_H
 #define ACCRUE_METERS_ETH_MERKLE_H
@@ -16,9 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MERKLE_EINVAL -1   /* malformed input */
-#define MERKLE_ENOMEM -5
-#define MERKLE_EMISMATCH -7 /* a proof that does not lead to the root */
+#include "runtime/base/status.h"
 
 typedef struct merkle_value {
     uint8_t address[20];
@@ -30,8 +30,7 @@ typedef struct merkle_tree merkle_tree;
 /* Parses a JSON array of [address, amount] pairs, amounts as decimal strings (or non-negative JSON
  * integers). On success *out is a malloc'd array of *count values (caller frees with free()). The
  * error names the entry at fault, e.g. "values[3][1]: ...". */
-int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, size_t *count, char *err,
-                             size_t errlen);
+int merkle_values_parse_json(const char *json, size_t len, merkle_value **out, size_t *count, acc_err *err);
 
 /* The leaf hash of one value. */
 void merkle_leaf_hash(const merkle_value *value, uint8_t out[32]);
@@ -40,10 +39,10 @@ void merkle_hash_pair(const uint8_t a[32], const uint8_t b[32], uint8_t out[32])
 
 /* Builds the tree of count >= 1 values (uses the machine's cores for large trees). *out is freed
  * with merkle_free. */
-int merkle_build(const merkle_value *values, size_t count, merkle_tree **out, char *err, size_t errlen);
+int merkle_build(const merkle_value *values, size_t count, merkle_tree **out, acc_err *err);
 /* The same tree over leaf hashes computed elsewhere (any leaf encoding OZ's StandardMerkleTree
  * supports); leaves are only read. */
-int merkle_build_from_leaves(const uint8_t (*leaves)[32], size_t count, merkle_tree **out, char *err, size_t errlen);
+int merkle_build_from_leaves(const uint8_t (*leaves)[32], size_t count, merkle_tree **out, acc_err *err);
 void merkle_free(merkle_tree *tree);
 
 void merkle_root(const merkle_tree *tree, uint8_t root[32]);
@@ -59,7 +58,8 @@ const uint8_t *merkle_node(const merkle_tree *tree, size_t node_index);
  * least merkle_max_proof_len() entries; returns the number written. */
 size_t merkle_proof(const merkle_tree *tree, size_t value_index, uint8_t (*proof)[32]);
 
-/* 0 when proof leads from leaf to root (MerkleProof.verify), else MERKLE_EMISMATCH. */
-int merkle_verify(const uint8_t root[32], const uint8_t leaf[32], const uint8_t (*proof)[32], size_t proof_len);
+/* ACC_OK when proof leads from leaf to root (MerkleProof.verify), else ACC_EMISMATCH. */
+int merkle_verify(const uint8_t root[32], const uint8_t leaf[32], const uint8_t (*proof)[32], size_t proof_len,
+                  acc_err *err);
 
 #endif

@@ -7,11 +7,12 @@
 
 #include "meters/eth/hex.h"
 
-int uint256_from_decimal(const char *s, size_t len, uint8_t out[32]) {
+int uint256_from_decimal(const char *s, size_t len, uint8_t out[32], acc_err *err) {
     memset(out, 0, 32);
-    if (len == 0) return -1;
+    if (len == 0) return acc_fail(err, ACC_EINVAL, "empty, expected a decimal number");
     for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
+        if (s[i] < '0' || s[i] > '9')
+            return acc_fail(err, ACC_EINVAL, "not a decimal number of digits only (character %zu)", i + 1);
         /* out = out * 10 + digit; a carry out of the top byte is an overflow past 2^256-1. */
         unsigned carry = (unsigned)(s[i] - '0');
         for (int b = 31; b >= 0; b--) {
@@ -19,23 +20,23 @@ int uint256_from_decimal(const char *s, size_t len, uint8_t out[32]) {
             out[b] = (uint8_t)v;
             carry = v >> 8;
         }
-        if (carry) return -1;
+        if (carry) return acc_fail(err, ACC_EINVAL, "larger than 2^256-1");
     }
-    return 0;
+    return ACC_OK;
 }
 
-int uint256_from_hex(const char *s, size_t len, uint8_t out[32]) {
+int uint256_from_hex(const char *s, size_t len, uint8_t out[32], acc_err *err) {
     memset(out, 0, 32);
-    if (len < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X')) return -1;
+    if (len < 3 || s[0] != '0' || (s[1] != 'x' && s[1] != 'X') || len > 66)
+        return acc_fail(err, ACC_EINVAL, "expected 0x and 1 to 64 hex digits");
     s += 2;
     len -= 2;
-    if (len > 64) return -1;
     for (size_t i = 0; i < len; i++) {
         int d = hex_digit((unsigned char)s[len - 1 - i]);
-        if (d < 0) return -1;
+        if (d < 0) return acc_fail(err, ACC_EINVAL, "expected 0x and 1 to 64 hex digits; character %zu is not one", len - i + 2);
         out[31 - i / 2] |= (uint8_t)(d << (4 * (i & 1)));
     }
-    return 0;
+    return ACC_OK;
 }
 
 void uint256_to_decimal(const uint8_t v[32], char out[79]) {

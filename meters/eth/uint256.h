@@ -9,12 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Decimal digits only (no sign, no spaces, at least one digit, leading zeros allowed), value at most
- * 2^256-1. Returns 0, or -1 when s is not such a number (out is then unspecified). */
-int uint256_from_decimal(const char *s, size_t len, uint8_t out[32]);
+#include "runtime/base/status.h"
 
-/* "0x" followed by 1 to 64 hex digits. Returns 0, or -1. */
-int uint256_from_hex(const char *s, size_t len, uint8_t out[32]);
+/* Decimal digits only (no sign, no spaces, at least one digit, leading zeros allowed), value at most
+ * 2^256-1. ACC_OK, or ACC_EINVAL saying which of those it breaks (out is then unspecified). */
+int uint256_from_decimal(const char *s, size_t len, uint8_t out[32], acc_err *err);
+
+/* "0x" (or "0X") followed by 1 to 64 hex digits. ACC_OK, or ACC_EINVAL. */
+int uint256_from_hex(const char *s, size_t len, uint8_t out[32], acc_err *err);
 
 /* Writes the decimal form and a NUL into out (at least 79 bytes). */
 void uint256_to_decimal(const uint8_t v[32], char out[79]);

@@ -76,7 +76,7 @@ static double small_x4(void) {
 static double ours_sign(eth_key *k, uint8_t (*digests)[32]) {
     uint8_t sig[65];
     double t = now();
-    for (int i = 0; i < NSIG; i++) eth_key_sign_digest(k, digests[i], sig, NULL, 0);
+    for (int i = 0; i < NSIG; i++) eth_key_sign_digest(k, digests[i], sig, NULL);
     t = now() - t;
     sink ^= sig[0];
     return NSIG / t;
@@ -99,7 +99,7 @@ static double raw_sign(const secp256k1_context *c, const uint8_t *secret, uint8_
 static double ours_recover(uint8_t (*digests)[32], uint8_t (*sigs)[65]) {
     uint8_t a[20];
     double t = now();
-    for (int i = 0; i < NSIG; i++) eth_recover(digests[i], sigs[i], a, NULL, 0);
+    for (int i = 0; i < NSIG; i++) eth_recover(digests[i], sigs[i], a, NULL);
     t = now() - t;
     sink ^= a[0];
     return NSIG / t;
@@ -151,10 +151,10 @@ int main(void) {
     uint8_t secret[32], (*digests)[32] = malloc(NSIG * 32), (*sigs)[65] = malloc(NSIG * 65);
     eth_key *key = NULL;
     for (int i = 0; i < 32; i++) secret[i] = (uint8_t)(i + 1);
-    eth_key_from_secret(&key, secret, NULL, 0);
+    eth_key_from_secret(&key, secret, NULL);
     for (int i = 0; i < NSIG; i++) {
         keccak256(&i, sizeof i, digests[i]);
-        eth_key_sign_digest(key, digests[i], sigs[i], NULL, 0);
+        eth_key_sign_digest(key, digests[i], sigs[i], NULL);
     }
     secp256k1_context *c = secp256k1_context_create(SECP256K1_CONTEXT_NONE);
     uint8_t seed[32] = {9};
@@ -192,7 +192,7 @@ int main(void) {
     for (int r = 0; r < 3; r++) {
         double t0 = now();
         merkle_tree *t;
-        if (merkle_build(v, n, &t, NULL, 0) != 0) {
+        if (merkle_build(v, n, &t, NULL) != 0) {
             fprintf(stderr, "merkle_build failed\n");
             return 1;
         }

@@ -122,19 +122,19 @@ static size_t mutate(char *buf, size_t len, size_t cap) {
 static void check_values(const char *buf, size_t len) {
     merkle_value *v;
     size_t n;
-    char err[256];
-    if (merkle_values_parse_json(buf, len, &v, &n, err, sizeof err) != 0) {
-        if (strlen(err) == 0) abort(); /* every refusal has a message */
+    acc_err err = {0};
+    if (merkle_values_parse_json(buf, len, &v, &n, &err) != 0) {
+        if (strlen(err.msg) == 0 || err.code == ACC_OK) abort(); /* every refusal has a message */
         return;
     }
     merkle_tree *t;
-    if (merkle_build(v, n, &t, err, sizeof err) == 0) {
+    if (merkle_build(v, n, &t, &err) == 0) {
         uint8_t root[32], leaf[32], (*proof)[32] = malloc((merkle_max_proof_len(t) + 1) * 32);
         merkle_root(t, root);
         for (size_t i = 0; i < n; i++) {
             size_t plen = merkle_proof(t, i, proof);
             merkle_leaf_hash(&v[i], leaf);
-            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, plen) != 0) abort(); /* invariant */
+            if (merkle_verify(root, leaf, (const uint8_t(*)[32])proof, plen, NULL) != 0) abort(); /* invariant */
         }
         free(proof);
         merkle_free(t);
@@ -144,10 +144,9 @@ static void check_values(const char *buf, size_t len) {
 
 static void check_typed(const char *buf, size_t len) {
     eip712_doc *d;
-    char err[768];
-    err[0] = '\0';
-    if (eip712_parse(buf, len, &d, err, sizeof err) != 0) {
-        if (strlen(err) == 0) abort();
+    acc_err err = {0};
+    if (eip712_parse(buf, len, &d, &err) != 0) {
+        if (strlen(err.msg) == 0 || err.code == ACC_OK) abort();
         return;
     }
     uint8_t h[32];
@@ -160,12 +159,14 @@ static void check_typed(const char *buf, size_t len) {
 static void check_small_parsers(const char *buf, size_t len) {
     uint8_t out[32], *p;
     size_t n;
-    char err[200];
+    acc_err err = {0};
     size_t k = len < 100 ? len : 100;
-    (void)uint256_from_decimal(buf, k, out);
-    (void)uint256_from_hex(buf, k, out);
-    (void)eth_address_parse(buf, k < 42 ? k : 42, out, err, sizeof err);
-    if (hex_decode_alloc(buf, k, &p, &n) == 0) free(p);
+    (void)uint256_from_decimal(buf, k, out, &err);
+    (void)uint256_from_hex(buf, k, out, &err);
+    (void)eth_address_parse(buf, k < 42 ? k : 42, out, &err);
+    if (hex_parse0x_alloc(buf, k, &p, &n, &err) == ACC_OK) free(p);
+    uint8_t fixed[32];
+    (void)hex_parse0x(buf, k, fixed, k > 2 ? (k - 2) / 2 % 33 : 0, &err);
 }
 
 int main(int argc, char **argv) {
@@ -177,10 +178,10 @@ int main(int argc, char **argv) {
     size_t n_typed = sizeof seeds_typed / sizeof seeds_typed[0], n_vals = sizeof seeds_values / sizeof seeds_values[0];
     /* the seeds themselves must parse */
     for (size_t i = 0; i < n_typed; i++) {
-        char err[512];
+        acc_err err = {0};
         uint8_t h[32];
-        if (eip712_digest_json(seeds_typed[i], strlen(seeds_typed[i]), h, err, sizeof err) != 0) {
-            fprintf(stderr, "seed %zu does not parse: %s\n", i, err);
+        if (eip712_digest_json(seeds_typed[i], strlen(seeds_typed[i]), h, &err) != 0) {
+            fprintf(stderr, "seed %zu does not parse: %s\n", i, err.msg);
             return 1;
         }
     }
@@ -197,12 +198,12 @@ int main(int argc, char **argv) {
         if (typed) {
             check_typed(buf, len);
             eip712_doc *d;
-            if (eip712_parse(buf, len, &d, NULL, 0) == 0) typed_ok++, eip712_free(d);
+            if (eip712_parse(buf, len, &d, NULL) == 0) typed_ok++, eip712_free(d);
         } else {
             check_values(buf, len);
             merkle_value *v;
             size_t n;
-            if (merkle_values_parse_json(buf, len, &v, &n, NULL, 0) == 0) values_ok++, free(v);
+            if (merkle_values_parse_json(buf, len, &v, &n, NULL) == 0) values_ok++, free(v);
         }
         check_small_parsers(buf, len);
         /* not NUL-terminated input: an exact-size heap copy, so ASan sees any read past the end */
