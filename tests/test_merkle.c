@@ -4,6 +4,8 @@
  * verify for every value of random trees, tampering that fails, the values and uint256 parsers,
  * and `accrue merkle root|proof|verify`.
  */
+#include <pthread.h>
+
 #include "meters/eth/keccak.h"
 #include "meters/eth/keys.h"
 #include "meters/eth/merkle.h"
@@ -298,6 +300,74 @@ static void cli_root_proof_verify(void) {
     test_remove_dir(dir);
 }
 
+static int descending(const void *a, const void *b) {
+    return memcmp(b, a, 32);
+}
+
+/* Past 8192 nodes a level is hashed by the pool's threads: the tree must still be the plain
+ * layout, written here the slow, obvious way. */
+#define LARGE 17011
+static merkle_value large_values[LARGE];
+
+static void large_tree_equals_the_plain_layout(void) {
+    for (size_t i = 0; i < LARGE; i++) {
+        test_rand_bytes(large_values[i].address, 20);
+        memset(large_values[i].amount, 0, 32);
+        test_rand_bytes(large_values[i].amount + 20, 12);
+    }
+    large_values[7] = large_values[3]; /* a repeated entry is two leaves */
+    merkle_tree *t;
+    acc_err err = {0};
+    CHECK_EQ(merkle_build(large_values, LARGE, &t, &err), ACC_OK);
+    if (!t) return;
+    uint8_t(*nodes)[32] = malloc((2 * LARGE - 1) * sizeof *nodes), (*leaves)[32] = malloc(LARGE * sizeof *leaves);
+    for (size_t i = 0; i < LARGE; i++) merkle_leaf_hash(&large_values[i], leaves[i]);
+    memcpy(nodes + LARGE - 1, leaves, LARGE * sizeof *leaves);
+    qsort(nodes + LARGE - 1, LARGE, 32, descending);
+    for (size_t i = LARGE - 1; i-- > 0;) merkle_hash_pair(nodes[2 * i + 1], nodes[2 * i + 2], nodes[i]);
+    size_t differ = 0;
+    for (size_t i = 0; i < 2 * LARGE - 1; i++) differ += memcmp(merkle_node(t, i), nodes[i], 32) != 0;
+    CHECK_EQ(differ, 0);
+    CHECK_MEMEQ(merkle_node(t, 0), nodes[0], 32);
+    for (size_t i = 0; i < LARGE; i += 97) CHECK_MEMEQ(merkle_node(t, merkle_tree_index(t, i)), leaves[i], 32);
+    merkle_tree *t2;
+    CHECK_EQ(merkle_build_from_leaves((const uint8_t(*)[32])leaves, LARGE, &t2, &err), ACC_OK);
+    if (t2) CHECK_MEMEQ(merkle_node(t2, 0), nodes[0], 32);
+    merkle_free(t2);
+    merkle_free(t);
+    free(nodes);
+    free(leaves);
+}
+
+/* Settlement builds trees from a server's threads: builds at the same time share the pool (or run
+ * by themselves when it is busy) and all get the same tree. */
+static void *build_root(void *out) {
+    merkle_tree *t;
+    for (int i = 0; i < 2; i++) {
+        if (merkle_build(large_values, LARGE, &t, NULL) != ACC_OK) return NULL;
+        merkle_root(t, (uint8_t *)out + 32 * i);
+        merkle_free(t);
+    }
+    return out;
+}
+
+static void concurrent_builds_agree(void) {
+    merkle_tree *t;
+    CHECK_EQ(merkle_build(large_values, LARGE, &t, NULL), ACC_OK);
+    if (!t) return;
+    uint8_t want[32], got[2][2 * 32];
+    merkle_root(t, want);
+    merkle_free(t);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) CHECK_EQ(pthread_create(&th[i], NULL, build_root, got[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        void *r = NULL;
+        pthread_join(th[i], &r);
+        CHECK(r == got[i]);
+        for (int k = 0; k < 2; k++) CHECK_MEMEQ(got[i] + 32 * k, want, 32);
+    }
+}
+
 int main(int argc, char **argv) {
     check_args(argc, argv);
     RUN(openzeppelin_own_test_tree);
@@ -307,5 +377,7 @@ int main(int argc, char **argv) {
     RUN(uint256_decimal_parser_is_exact);
     RUN(values_parser_names_the_entry);
     RUN(cli_root_proof_verify);
+    RUN(large_tree_equals_the_plain_layout);
+    RUN(concurrent_builds_agree);
     return check_finish("merkle");
 }

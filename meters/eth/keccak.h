@@ -34,7 +34,8 @@ void keccak256_x4(const uint8_t *const in[4], size_t len, uint8_t *const out[4])
 /* 0 when keccak256_x4 runs scalar, 1 with AVX2, 2 with AVX-512VL rotates. */
 int keccak256_x4_vectorised(void);
 /* Caps the path keccak256_x4 takes (0 scalar, 1 AVX2, 2 AVX-512VL) at what the CPU has; returns the
- * level in force. For tests of each path; not thread-safe against concurrent hashing. */
+ * level in force. For tests of each path; safe while other threads hash (each call takes one path,
+ * and every path gives the same digests). */
 int keccak256_x4_limit(int level);
 
 #endif

@@ -7,6 +7,7 @@
  * instructions (vprolvq). The CPU is checked once with cpuid/xgetbv; the vector code is compiled
  * with target attributes (a clang/gcc extension: the rest of the build stays baseline x86-64).
  */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "meters/eth/keccak.h"
@@ -179,8 +180,10 @@ __attribute__((target("avx2,avx512f,avx512vl"))) static void permute_x4_avx512(u
     KECCAK_X4_BODY(ROL_AVX512)
 }
 
-/* 0 scalar, 1 AVX2, 2 AVX-512VL; decided once (a benign race: every thread computes the same). */
-static int vector_level = -1;
+/* 0 scalar, 1 AVX2, 2 AVX-512VL; -1 until the first call decides. Atomic: the Merkle pool's threads
+ * read it while another thread may be setting it (the first call, or keccak256_x4_limit); every
+ * level computes the same digests, so relaxed order is enough. */
+static _Atomic int vector_level = -1;
 
 static uint64_t xgetbv0(void) {
     uint32_t lo, hi;
@@ -203,8 +206,12 @@ static int detect(void) {
 
 int keccak256_x4_vectorised(void) {
 #ifdef KECCAK_X4_VECTOR
-    if (vector_level < 0) vector_level = detect();
-    return vector_level;
+    int level = atomic_load_explicit(&vector_level, memory_order_relaxed);
+    if (level < 0) {
+        level = detect();
+        atomic_store_explicit(&vector_level, level, memory_order_relaxed);
+    }
+    return level;
 #else
     return 0;
 #endif
@@ -213,8 +220,9 @@ int keccak256_x4_vectorised(void) {
 int keccak256_x4_limit(int level) {
 #ifdef KECCAK_X4_VECTOR
     int best = detect();
-    vector_level = level < best ? (level < 0 ? 0 : level) : best;
-    return vector_level;
+    level = level < best ? (level < 0 ? 0 : level) : best;
+    atomic_store_explicit(&vector_level, level, memory_order_relaxed);
+    return level;
 #else
     (void)level;
     return 0;

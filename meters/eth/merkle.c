@@ -4,12 +4,14 @@
  * Invariant of the flat array nodes[0 .. 2n-2]: node i (i < n-1) is hash_pair(node 2i+1, node 2i+2);
  * nodes n-1 .. 2n-2 are the leaves in descending sorted order (sorted leaf k at 2n-2-k). Every node
  * at depth d has its children at depth d+1, so the inner nodes are computed one depth at a time,
- * deepest first, and the nodes of one depth are independent of each other (split across threads).
+ * deepest first, and the nodes of one depth are independent of each other (split across the
+ * pool's threads). ACC_INVARIANT checks the layout after every build in Debug builds.
  */
 #include "meters/eth/merkle.h"
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "meters/eth/keccak.h"
 #include "meters/eth/keys.h"
 #include "meters/eth/uint256.h"
+#include "runtime/base/invariant.h"
 
 struct merkle_tree {
     size_t count;          /* n values */
@@ -47,54 +50,105 @@ void merkle_hash_pair(const uint8_t a[32], const uint8_t b[32], uint8_t out[32])
     keccak256(buf, 64, out);
 }
 
-/* ---- a two-level parallel for: [lo, hi) split into one contiguous chunk per thread ---- */
+/* ---- parallel for, on one pool of threads made once per process ----
+ *
+ * Settlement builds trees from inside a server, so a build must not start threads of its own: the
+ * pool's threads are made on first use (one fewer than the cores, at most 15) and live as long as
+ * the process, asleep on a condition variable between jobs. A job is a range [lo, hi) cut into
+ * chunks that the caller and the workers take in turn from an atomic counter; the caller returns
+ * when every worker has finished its part. One job at a time: a build that finds the pool busy
+ * (another thread's build) does its range itself rather than wait. */
 
 typedef void (*range_fn)(void *arg, size_t lo, size_t hi);
-typedef struct range_job {
+
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t owner;      /* held by the build that uses the pool */
+    pthread_mutex_t lock;       /* guards the job fields and the counts below */
+    pthread_cond_t wake, done;
+    unsigned threads;           /* workers started (0: everything runs in the caller) */
+    uint64_t generation;        /* bumped for every job */
+    unsigned unfinished;        /* workers still in the current job */
     range_fn fn;
     void *arg;
-    size_t lo, hi;
-} range_job;
+    size_t hi, chunk;
+    _Atomic size_t next;        /* the start of the next chunk to take */
+} pool = {.once = PTHREAD_ONCE_INIT,
+          .owner = PTHREAD_MUTEX_INITIALIZER,
+          .lock = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
 
-static void *range_thread(void *p) {
-    range_job *j = p;
-    j->fn(j->arg, j->lo, j->hi);
+/* Takes chunks of the current job until none is left. fn, arg, hi and chunk are read only between
+ * the job's start and its end, which the lock orders. */
+static void run_chunks(range_fn fn, void *arg, size_t hi, size_t chunk) {
+    for (;;) {
+        size_t lo = atomic_fetch_add_explicit(&pool.next, chunk, memory_order_relaxed);
+        if (lo >= hi) return;
+        fn(arg, lo, hi - lo < chunk ? hi : lo + chunk);
+    }
+}
+
+static void *pool_worker(void *unused) {
+    (void)unused;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool.lock);
+    for (;;) {
+        while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        range_fn fn = pool.fn;
+        void *arg = pool.arg;
+        size_t hi = pool.hi, chunk = pool.chunk;
+        pthread_mutex_unlock(&pool.lock);
+        run_chunks(fn, arg, hi, chunk);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.unfinished == 0) pthread_cond_signal(&pool.done);
+    }
     return NULL;
 }
 
-static unsigned worker_count(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
-    if (n > 16) n = 16;
-    return (unsigned)n;
+static void pool_start(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned want = cores < 2 ? 0 : cores > 16 ? 15 : (unsigned)cores - 1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    for (unsigned i = 0; i < want; i++) {
+        pthread_t t;
+        if (pthread_create(&t, &attr, pool_worker, NULL) != 0) break; /* fewer workers: still correct */
+        pool.threads++;
+    }
+    pthread_attr_destroy(&attr);
 }
 
-/* Small ranges run inline: starting a thread costs more than hashing a few thousand nodes. */
+/* Small ranges run inline: waking the workers costs more than hashing a few thousand nodes. */
 static void parallel_for(size_t lo, size_t hi, range_fn fn, void *arg) {
-    unsigned workers = worker_count();
-    size_t n = hi - lo;
-    if (workers < 2 || n < 8192) {
+    if (hi - lo < 8192) {
         fn(arg, lo, hi);
         return;
     }
-    range_job jobs[16];
-    pthread_t tids[16];
-    int started[16] = {0};
-    size_t step = (n + workers - 1) / workers;
-    for (unsigned w = 0; w < workers; w++) {
-        jobs[w].fn = fn;
-        jobs[w].arg = arg;
-        jobs[w].lo = lo + w * step < hi ? lo + w * step : hi;
-        jobs[w].hi = lo + (w + 1) * step < hi ? lo + (w + 1) * step : hi;
+    pthread_once(&pool.once, pool_start);
+    if (pool.threads == 0 || pthread_mutex_trylock(&pool.owner) != 0) {
+        fn(arg, lo, hi);
+        return;
     }
-    for (unsigned w = 1; w < workers; w++) started[w] = pthread_create(&tids[w], NULL, range_thread, &jobs[w]) == 0;
-    fn(arg, jobs[0].lo, jobs[0].hi);
-    for (unsigned w = 1; w < workers; w++) {
-        if (started[w])
-            pthread_join(tids[w], NULL);
-        else
-            fn(arg, jobs[w].lo, jobs[w].hi); /* no thread: do its share here */
-    }
+    /* About four chunks a thread, a multiple of 4 so that keccak256_x4 sees whole groups. */
+    size_t chunk = ((hi - lo) / (4 * (pool.threads + 1)) + 3) & ~(size_t)3;
+    pthread_mutex_lock(&pool.lock);
+    pool.fn = fn;
+    pool.arg = arg;
+    pool.hi = hi;
+    pool.chunk = chunk;
+    atomic_store_explicit(&pool.next, lo, memory_order_relaxed);
+    pool.unfinished = pool.threads;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    run_chunks(fn, arg, hi, chunk);
+    pthread_mutex_lock(&pool.lock);
+    while (pool.unfinished > 0) pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&pool.owner);
 }
 
 typedef struct sort_item {
@@ -209,6 +263,32 @@ static void key_leaves(void *p, size_t lo, size_t hi) {
     }
 }
 
+/* The layout invariant (this file's header), checked whole: the leaves in descending order, each
+ * input's tree_index at a leaf holding its hash and no leaf claimed twice, every inner node the
+ * sorted-pair hash of its children. As costly as the build: Debug builds only. */
+static void check_layout(const merkle_tree *t, const uint8_t (*leaves)[32]) {
+    size_t n = t->count, first_leaf = n - 1, last = 2 * n - 2;
+    for (size_t i = first_leaf; i < last; i++)
+        ACC_INVARIANT(memcmp(t->nodes[i], t->nodes[i + 1], 32) >= 0, "leaves out of order at node %zu of %zu", i,
+                      last + 1);
+    unsigned char *claimed = calloc(n, 1);
+    for (size_t v = 0; v < n; v++) {
+        size_t at = t->tree_index[v];
+        ACC_INVARIANT(at >= first_leaf && at <= last, "value %zu has tree index %zu, not a leaf", v, at);
+        ACC_INVARIANT(memcmp(t->nodes[at], leaves[v], 32) == 0, "value %zu's leaf holds another hash", v);
+        if (claimed) {
+            ACC_INVARIANT(!claimed[at - first_leaf], "leaf %zu claimed by two values", at);
+            claimed[at - first_leaf] = 1;
+        }
+    }
+    free(claimed);
+    for (size_t i = 0; i < first_leaf; i++) {
+        uint8_t h[32];
+        merkle_hash_pair(t->nodes[2 * i + 1], t->nodes[2 * i + 2], h);
+        ACC_INVARIANT(memcmp(h, t->nodes[i], 32) == 0, "node %zu is not the hash of its children", i);
+    }
+}
+
 /* Builds the tree over b->leaves (count hashes, in input order). Takes ownership of nothing. */
 static int build_tree(build_ctx *b, size_t count, int leaves_hashed, merkle_tree **out, acc_err *err) {
     merkle_tree *t = calloc(1, sizeof *t);
@@ -241,6 +321,7 @@ static int build_tree(build_ctx *b, size_t count, int leaves_hashed, merkle_tree
             parallel_for(lo, hi, hash_inner, b);
         }
     }
+    if (ACC_INVARIANTS_ON) check_layout(t, (const uint8_t(*)[32])b->leaves);
     *out = t;
     return ACC_OK;
 

@@ -11,7 +11,10 @@
 #ifndef ACCRUE_BASE_INVARIANT_H
 #define ACCRUE_BASE_INVARIANT_H
 
+/* ACC_INVARIANTS_ON is 1 when invariants execute: `if (ACC_INVARIANTS_ON) check_whole_tree(t);` for a
+ * check that needs a loop (the compiler drops it in release builds, and still type-checks it). */
 #ifdef ACCRUE_DEBUG
+#define ACC_INVARIANTS_ON 1
 #include <stdio.h>
 #include <stdlib.h>
 #define ACC_INVARIANT(cond, ...)                                                               \
@@ -24,6 +27,7 @@
         }                                                                                      \
     } while (0)
 #else
+#define ACC_INVARIANTS_ON 0
 #define ACC_INVARIANT(cond, ...) ((void)sizeof(cond))
 #endif
 
