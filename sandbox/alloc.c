@@ -13,7 +13,8 @@
  * turn ends, and the script itself never runs another instruction once it is open.
  *
  * Invariant: heap->used is the sum of the sizes of the blocks Lua holds; it never exceeds cap
- * while the reserve is closed, and never exceeds cap + SBX_HEAP_RESERVE.
+ * while the reserve is closed, and never exceeds cap + SBX_HEAP_RESERVE. (ACC_INVARIANT checks
+ * that no block given back is bigger than the count, and sandbox_close that the count ends at 0.)
  * Built with ACCRUE_SYSTEM_MALLOC (valgrind and ASan runs), it uses glibc malloc instead.
  */
 #include <string.h>
@@ -43,6 +44,8 @@ static inline bool fits(const sbx_heap_t *heap, size_t grow, size_t limit) {
 void *sbx_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     sbx_heap_t *heap = ud;
     if (ptr == NULL) osize = 0; /* then osize only says what kind of object Lua is making */
+    ACC_INVARIANT(osize <= heap->used, "sandbox heap: Lua gives back a %zu-byte block, only %zu bytes are counted",
+                  osize, heap->used);
 
     if (nsize == 0) {
         if (ptr) {

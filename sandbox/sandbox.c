@@ -20,6 +20,7 @@
 
 #include <lualib.h>
 
+#include "runtime/base/invariant.h"
 #include "sandbox/internal.h"
 #include "sandbox/json.h"
 
@@ -485,6 +486,7 @@ int sandbox_close(sandbox_t *sb) {
     if (refused_in_callback(sb, "sandbox_close")) return ACC_EMISUSE;
     sbx_unregister(sb); /* from here no sandbox_cancel can reach it */
     lua_close(sb->L);
+    ACC_INVARIANT(sb->heap.used == 0, "%zu bytes still counted after lua_close", sb->heap.used);
     pthread_mutex_destroy(&sb->call_lock);
     free(sb->call_text);
     free(sb->reply);

@@ -18,7 +18,8 @@
  * details go to stderr.
  *
  * Filter: ACCRUE_TEST_FILTER=a,b (or the arguments, when main passes them to check_args) runs only
- * the tests whose name contains one of the words; the others are neither run nor counted.
+ * the tests whose name contains one of the words, and -c leaves out those that contain c; the
+ * others are neither run nor counted.
  *
  * Suites whose cases are data rather than functions (the corpus) use check_begin / check_end (or
  * check_end_ms with a time of their own) around each case, and check_skip_case for one not run.
@@ -55,24 +56,31 @@ static inline void check_args(int argc, char **argv) {
     }
 }
 
-/* Is the test named name selected by the filter? */
+/* Is the test named name selected by the filter? Words are substrings of names; "-word" leaves out
+ * the tests it matches; with no plain word, every test not left out is selected. */
 static inline int check_selected(const char *name) {
     if (!check_filter_read) {
         check_filter = getenv("ACCRUE_TEST_FILTER");
         check_filter_read = 1;
     }
     if (!check_filter || !*check_filter) return 1;
+    int wanted = 0, any_plain = 0;
     for (const char *p = check_filter; *p;) {
         size_t len = strcspn(p, ",");
-        if (len) {
+        int exclude = len > 0 && p[0] == '-';
+        if (len > (size_t)exclude) {
             char word[256];
-            snprintf(word, sizeof word, "%.*s", (int)len, p);
-            if (strstr(name, word)) return 1;
+            snprintf(word, sizeof word, "%.*s", (int)(len - (size_t)exclude), p + exclude);
+            if (exclude && strstr(name, word)) return 0;
+            if (!exclude) {
+                any_plain = 1;
+                wanted |= strstr(name, word) != NULL;
+            }
         }
         p += len;
         if (*p == ',') p++;
     }
-    return 0;
+    return wanted || !any_plain;
 }
 
 /* The start of one check's failure report: "  FAIL test (file:line): " on stderr. */

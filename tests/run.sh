@@ -6,7 +6,7 @@
 #
 # Environment:
 #   ACCRUE_TESTS=base,sandbox   only the suites named (test_NAME), for a quicker loop while working
-#   ACCRUE_TEST_FILTER=a,b      only the tests whose name contains a or b (tests/check.h)
+#   ACCRUE_TEST_FILTER=a,b,-c   only the tests whose name contains a or b, not c (tests/check.h)
 #   ACCRUE_TEST_VERBOSE=1       every test's "ok NAME (ms)" line too, not only what is not ok
 #   ACCRUE_SUITE_TIMEOUT=S      a suite is stopped after S seconds (default 300), times the scale
 #   ACCRUE_TIME_SCALE=N         how much slower the tool in use runs (tools/sanitize.sh and
@@ -32,7 +32,12 @@ for t in "$@"; do
   fi
   start=$EPOCHREALTIME
   # Its own process group (timeout's default), killed whole; stdout and stderr in one file, in order.
-  timeout --kill-after=10 "$limit" ${ACCRUE_TEST_WRAPPER:-} "$t" >"$log" 2>&1 </dev/null; rc=$?
+  # Stopping run.sh stops the suite too (timeout passes the signal on).
+  timeout --kill-after=10 "$limit" ${ACCRUE_TEST_WRAPPER:-} "$t" >"$log" 2>&1 </dev/null &
+  suite=$!
+  trap 'kill -TERM $suite 2>/dev/null; exit 143' TERM INT HUP
+  wait $suite; rc=$?
+  trap - TERM INT HUP
   secs=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
   suite_times+="$secs $name"$'\n'
   line=""

@@ -445,12 +445,6 @@ static double stop_deadline_seconds(void) {
     return test_scaled_ms(500) / 1e3;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* Scripts that would hold the CPU inside one C call for seconds or minutes. */
 static const char *const runaway_scripts[] = {
     "local s = ('a'):rep(200) return s:find('.-.-.-.-.-b')",
@@ -481,10 +475,10 @@ static void test_runaway_scripts_stop(void) {
         stub_reset();
         lua_pushinteger(L, 1000000);
         lua_setfield(L, LUA_REGISTRYINDEX, "bounded.budget");
-        double t0 = now_seconds();
+        double t0 = test_now_s();
         int rc = luaL_loadstring(L, runaway_scripts[i]);
         if (rc == LUA_OK) rc = lua_pcall(L, 0, 0, 0);
-        double dt = now_seconds() - t0;
+        double dt = test_now_s() - t0;
         CHECK_MSG(rc != LUA_OK && strstr(lua_tostring(L, -1), "instruction limit"),
                   "script %zu: %s", i, rc == LUA_OK ? "finished" : lua_tostring(L, -1));
         CHECK_MSG(dt < stop_deadline_seconds(), "script %zu took %.3f s", i, dt);
@@ -502,11 +496,11 @@ static void test_runaway_scripts_stop(void) {
         sandbox_t *sb = sandbox_open(&limits, NULL, NULL);
         CHECK(sb != NULL);
         if (!sb) return;
-        double t0 = now_seconds();
+        double t0 = test_now_s();
         int rc = sandbox_start_load(sb, "runaway", runaway_scripts[i], strlen(runaway_scripts[i]), NULL);
         CHECK_MSG(rc == ACC_OK, "script %zu: %s", i, sandbox_errmsg(sb));
         sandbox_status_t st = rc == ACC_OK ? sandbox_run_to_end(sb) : SANDBOX_FAILED;
-        double dt = now_seconds() - t0;
+        double dt = test_now_s() - t0;
         CHECK_MSG(st == SANDBOX_FAILED && sandbox_limit_hit(sb) == SANDBOX_LIMIT_INSTRUCTIONS,
                   "script %zu: status %d, limit %d, %s", i, (int)st, (int)sandbox_limit_hit(sb),
                   sandbox_errmsg(sb));

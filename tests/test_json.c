@@ -493,16 +493,6 @@ static void weak_tables_are_safe_to_encode(void) {
 
 /* ---- fuzz -------------------------------------------------------------------------------- */
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15u;
-
-static uint64_t rng(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return rng_state = x;
-}
-
 /* Decoding a mutated document may fail but must not crash; when it decodes, encoding the value
  * must work, and the encoding must be a fixed point of decode-then-encode. */
 static void fuzz_never_crashes(void) {
@@ -523,48 +513,10 @@ static void fuzz_never_crashes(void) {
     char buf[512];
     long decoded = 0, crashed_invariant = 0;
     for (long it = 0; it < iters; it++) {
-        const char *seed = seeds[rng() % (sizeof seeds / sizeof seeds[0])];
+        const char *seed = seeds[test_rand() % (sizeof seeds / sizeof seeds[0])];
         size_t n = strlen(seed);
         memcpy(buf, seed, n);
-        int muts = 1 + (int)(rng() % 4);
-        for (int m = 0; m < muts; m++) {
-            size_t at = n ? rng() % (n + 1) : 0;
-            switch (rng() % 6) {
-            case 0: /* flip bits */
-                if (at < n) buf[at] ^= (char)(1u << (rng() % 8));
-                break;
-            case 1: /* a random byte */
-                if (at < n) buf[at] = (char)rng();
-                break;
-            case 2: { /* delete a range */
-                size_t k = 1 + rng() % 8;
-                if (at + k > n) k = n - at;
-                memmove(buf + at, buf + at + k, n - at - k);
-                n -= k;
-                break;
-            }
-            case 3: { /* insert a token */
-                const char *t = tokens[rng() % (sizeof tokens / sizeof tokens[0])];
-                size_t k = t[0] ? strlen(t) : 1;
-                if (n + k > sizeof buf) break;
-                memmove(buf + at + k, buf + at, n - at);
-                memcpy(buf + at, t, k);
-                n += k;
-                break;
-            }
-            case 4: { /* duplicate a range */
-                size_t k = 1 + rng() % 32;
-                if (at + k > n) k = n - at;
-                if (n + k > sizeof buf) break;
-                memmove(buf + at + k, buf + at, n - at);
-                n += k;
-                break;
-            }
-            case 5: /* truncate */
-                n = at;
-                break;
-            }
-        }
+        n = test_mutate(buf, n, sizeof buf, tokens, sizeof tokens / sizeof tokens[0], 4);
         int top = lua_gettop(L);
         if (decode_exact(buf, n)) {
             decoded++;
@@ -595,12 +547,6 @@ static void fuzz_never_crashes(void) {
 
 /* ---- benchmark --------------------------------------------------------------------------- */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void benchmark_throughput(void) {
     CHECK_LUA("local items = {}\n"
               "for i = 1, 4000 do\n"
@@ -612,18 +558,18 @@ static void benchmark_throughput(void) {
     size_t n;
     const char *doc = lua_tolstring(L, -1, &n);
     int rounds = 20;
-    double t0 = now_s();
+    double t0 = test_now_s();
     for (int i = 0; i < rounds; i++) {
         CHECK(decode_exact(doc, n));
         if (i + 1 < rounds) lua_pop(L, 1);
     }
-    double t1 = now_s();
+    double t1 = test_now_s();
     for (int i = 0; i < rounds; i++) {
         lua_pushvalue(L, -1);
         CHECK(encode_pop());
         lua_pop(L, 1);
     }
-    double t2 = now_s();
+    double t2 = test_now_s();
     double mb = (double)n * rounds / 1e6;
     printf("# json bench: %.2f MB document, decode %.0f MB/s, encode %.0f MB/s\n", (double)n / 1e6,
            mb / (t1 - t0), mb / (t2 - t1));

@@ -24,11 +24,14 @@
 
 /* ---- clock ---- */
 
-/* Milliseconds on the monotonic clock (for differences only). */
-static inline double test_now_ms(void) {
+/* Seconds, and milliseconds, on the monotonic clock (for differences only). */
+static inline double test_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+static inline double test_now_ms(void) {
+    return test_now_s() * 1e3;
 }
 
 /* ---- time scale ---- */
@@ -57,6 +60,23 @@ static inline double test_scaled_ms(double ms) {
 /* Under valgrind or a sanitizer: timings and peak memory say nothing about the code. */
 static inline int test_slow_tool(void) {
     return test_time_scale() > 1;
+}
+
+/* 1 in a ThreadSanitizer build. TSan delivers a signal to a thread only when that thread calls into
+ * its runtime (a lock, an atomic, an intercepted libc call): a signal meant to interrupt a busy loop
+ * in uninstrumented code, such as the sandbox watchdog's into Lua's VM, never arrives. */
+static inline int test_tsan(void) {
+#if defined(__SANITIZE_THREAD__)
+    return 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+    return 1;
+#else
+    return 0;
+#endif
+#else
+    return 0;
+#endif
 }
 
 /* ---- random numbers ---- */
@@ -99,6 +119,60 @@ static inline uint64_t test_seed(const char *env, uint64_t fixed) {
     printf("# seed %llu (%s=%llu repeats it; %s=random draws a new one)\n", (unsigned long long)seed, env,
            (unsigned long long)seed, env);
     return seed;
+}
+
+/* Mutates buf (len bytes, room for cap) in place with 1 to max_edits random edits from test_rand:
+ * flip a bit, overwrite a byte, delete a run, insert one of tokens (an empty token is one NUL
+ * byte), duplicate a run (deeper nesting, longer arrays), change a hex digit, truncate. Returns
+ * the new length. The fuzzers' one mutator. */
+static inline size_t test_mutate(char *buf, size_t len, size_t cap, const char *const *tokens, size_t ntokens,
+                                 int max_edits) {
+    int edits = 1 + (int)(test_rand() % (uint64_t)max_edits);
+    for (int e = 0; e < edits; e++) {
+        size_t at = len ? test_rand() % len : 0, pos = test_rand() % (len + 1);
+        switch (test_rand() % 7) {
+        case 0: /* flip a bit */
+            if (len) buf[at] ^= (char)(1u << (test_rand() % 8));
+            break;
+        case 1: /* overwrite with a random byte */
+            if (len) buf[at] = (char)test_rand();
+            break;
+        case 2: { /* delete a run */
+            size_t k = 1 + test_rand() % 16;
+            if (at + k > len) k = len - at;
+            memmove(buf + at, buf + at + k, len - at - k);
+            len -= k;
+            break;
+        }
+        case 3: { /* insert a token */
+            const char *t = tokens[test_rand() % ntokens];
+            size_t k = t[0] ? strlen(t) : 1;
+            if (len + k > cap) break;
+            memmove(buf + pos + k, buf + pos, len - pos);
+            memcpy(buf + pos, t, k);
+            len += k;
+            break;
+        }
+        case 4: { /* duplicate a run somewhere else */
+            size_t k = 1 + test_rand() % 64;
+            char run[64];
+            if (at + k > len) k = len - at;
+            if (len + k > cap || k == 0) break;
+            memcpy(run, buf + at, k);
+            memmove(buf + pos + k, buf + pos, len - pos);
+            memcpy(buf + pos, run, k);
+            len += k;
+            break;
+        }
+        case 5: /* replace a (hex) digit with another */
+            if (len && ((buf[at] >= '0' && buf[at] <= '9') || (buf[at] >= 'a' && buf[at] <= 'f')))
+                buf[at] = "0123456789abcdefABCDEF"[test_rand() % 22];
+            break;
+        default: /* truncate */
+            len = at;
+        }
+    }
+    return len;
 }
 
 /* ---- scratch directories ---- */

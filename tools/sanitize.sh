@@ -11,12 +11,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/build_lists.sh
 kind=${1:?usage: tools/sanitize.sh asan|tsan}
+extra=() # linked into every binary
 case "$kind" in
   asan) san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
         export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:allocator_may_return_null=1}
         export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} ;;
   tsan) san=(-fsanitize=thread)
-        export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1} ;;
+        export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:allocator_may_return_null=1}
+        extra=(tools/tsan_longjmp.c -Wl,--export-dynamic-symbol=__longjmp_chk) ;; # see that file
   *) echo "sanitize.sh: unknown sanitizer '$kind' (asan or tsan)" >&2; exit 2 ;;
 esac
 out=${ACCRUE_SANITIZE_DIR:-/tmp/accrue-$kind}
@@ -37,10 +39,10 @@ for f in $(zig_list demo_files); do embedded+=("$f=$f"); done
 "$out/embed" "$out/demo_files.c" rt_demo_files "${embedded[@]}"
 gcc "${flags[@]}" -c "$out/demo_files.c" -o "$out/obj/demo_files.o"
 objs+=("$out/obj/demo_files.o")
-gcc "${flags[@]}" runtime/main.c "${objs[@]}" $libs -lpthread -lm -o "$out/accrue"
+gcc "${flags[@]}" runtime/main.c "${objs[@]}" "${extra[@]}" $libs -lpthread -lm -o "$out/accrue"
 tests=()
 for t in $(zig_tests unit_tests); do
-  gcc "${flags[@]}" "tests/test_$t.c" "${objs[@]}" $libs -lpthread -lm -o "$out/test_$t"
+  gcc "${flags[@]}" "tests/test_$t.c" "${objs[@]}" "${extra[@]}" $libs -lpthread -lm -o "$out/test_$t"
   tests+=("$out/test_$t")
 done
 # Slower under a sanitizer: tests that bound wall time stretch them by this (tests/util.h).

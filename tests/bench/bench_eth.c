@@ -15,12 +15,7 @@
 #include "meters/eth/keccak.h"
 #include "meters/eth/keys.h"
 #include "meters/eth/merkle.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "tests/util.h"
 
 static volatile uint8_t sink;
 
@@ -29,9 +24,9 @@ static volatile uint8_t sink;
 
 static double keccak_mbs(const uint8_t *buf, int reps) {
     uint8_t d[32];
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < reps; i++) keccak256(buf, BUF, d);
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= d[0];
     return (double)BUF * reps / t / 1e6;
 }
@@ -39,13 +34,13 @@ static double keccak_mbs(const uint8_t *buf, int reps) {
 static double sha3_mbs(const uint8_t *buf, int reps) {
     uint8_t d[32];
     struct sha3_256_ctx c;
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < reps; i++) {
         sha3_256_init(&c);
         sha3_256_update(&c, BUF, buf);
         sha3_256_digest(&c, 32, d);
     }
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= d[0];
     return (double)BUF * reps / t / 1e6;
 }
@@ -53,9 +48,9 @@ static double sha3_mbs(const uint8_t *buf, int reps) {
 /* Millions of 64-byte hashes per second (the Merkle tree's inner nodes), one at a time and four-way. */
 static double small_scalar(void) {
     uint8_t b[64] = {1};
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < 400000; i++) keccak256(b, 64, b);
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= b[0];
     return 0.4 / t;
 }
@@ -64,9 +59,9 @@ static double small_x4(void) {
     uint8_t b[4][64] = {{1}, {2}, {3}, {4}};
     const uint8_t *in[4] = {b[0], b[1], b[2], b[3]};
     uint8_t *out[4] = {b[0], b[1], b[2], b[3]};
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < 100000; i++) keccak256_x4(in, 64, out);
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= b[0][0];
     return 0.4 / t;
 }
@@ -75,9 +70,9 @@ static double small_x4(void) {
 
 static double ours_sign(eth_key *k, uint8_t (*digests)[32]) {
     uint8_t sig[65];
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < NSIG; i++) eth_key_sign_digest(k, digests[i], sig, NULL);
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= sig[0];
     return NSIG / t;
 }
@@ -86,21 +81,21 @@ static double raw_sign(const secp256k1_context *c, const uint8_t *secret, uint8_
     secp256k1_ecdsa_recoverable_signature rs;
     uint8_t sig[64];
     int recid;
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < NSIG; i++) {
         if (!secp256k1_ecdsa_sign_recoverable(c, &rs, digests[i], secret, NULL, NULL)) sink++;
         secp256k1_ecdsa_recoverable_signature_serialize_compact(c, sig, &recid, &rs);
     }
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= sig[0];
     return NSIG / t;
 }
 
 static double ours_recover(uint8_t (*digests)[32], uint8_t (*sigs)[65]) {
     uint8_t a[20];
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < NSIG; i++) eth_recover(digests[i], sigs[i], a, NULL);
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= a[0];
     return NSIG / t;
 }
@@ -110,13 +105,13 @@ static double raw_recover(const secp256k1_context *c, uint8_t (*digests)[32], ui
     secp256k1_pubkey pk;
     uint8_t ser[65];
     size_t n = 65;
-    double t = now();
+    double t = test_now_s();
     for (int i = 0; i < NSIG; i++) {
         if (!secp256k1_ecdsa_recoverable_signature_parse_compact(c, &rs, sigs[i], sigs[i][64] - 27)) sink++;
         if (!secp256k1_ecdsa_recover(c, &pk, &rs, digests[i])) sink++;
         secp256k1_ec_pubkey_serialize(c, ser, &n, &pk, SECP256K1_EC_UNCOMPRESSED);
     }
-    t = now() - t;
+    t = test_now_s() - t;
     sink ^= ser[1];
     return NSIG / t;
 }
@@ -190,13 +185,13 @@ int main(void) {
     }
     double best_build = 1e9, best_total = 1e9;
     for (int r = 0; r < 3; r++) {
-        double t0 = now();
+        double t0 = test_now_s();
         merkle_tree *t;
         if (merkle_build(v, n, &t, NULL) != 0) {
             fprintf(stderr, "merkle_build failed\n");
             return 1;
         }
-        double t1 = now();
+        double t1 = test_now_s();
         uint8_t(*proof)[32] = malloc((merkle_max_proof_len(t) + 1) * 32);
         size_t hashes = 0;
         for (size_t i = 0; i < n; i++) {
@@ -204,7 +199,7 @@ int main(void) {
             hashes += len;
             sink ^= proof[0][0];
         }
-        double t2 = now();
+        double t2 = test_now_s();
         if (t1 - t0 < best_build) best_build = t1 - t0;
         if (t2 - t0 < best_total) best_total = t2 - t0;
         if (r == 0) printf("%-44s %10zu hashes in all proofs\n", "merkle: 1M values", hashes);
@@ -217,10 +212,10 @@ int main(void) {
      * to the pool's threads, made once per process, not once per level. */
     double best_small = 1e9;
     for (int r = 0; r < 200; r++) {
-        double t0 = now();
+        double t0 = test_now_s();
         merkle_tree *t;
         if (merkle_build(v, 20000, &t, NULL) != 0) return 1;
-        double dt = now() - t0;
+        double dt = test_now_s() - t0;
         if (dt < best_small) best_small = dt;
         merkle_free(t);
     }

@@ -17,12 +17,7 @@
 #include <lualib.h>
 
 #include "sandbox/sandbox.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
+#include "tests/util.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -40,18 +35,18 @@ static void bench_create(void) {
     static double t[ROUNDS];
     sandbox_limits_t l = sandbox_default_limits();
     for (int i = 0; i < ROUNDS; i++) {
-        double t0 = now_s();
+        double t0 = test_now_s();
         sandbox_t *sb = sandbox_open(&l, NULL, NULL);
         sandbox_close(sb);
-        t[i] = now_s() - t0;
+        t[i] = test_now_s() - t0;
     }
     double sandbox_us = median(t, ROUNDS) * 1e6;
     for (int i = 0; i < ROUNDS; i++) {
-        double t0 = now_s();
+        double t0 = test_now_s();
         lua_State *L = luaL_newstate();
         luaL_openlibs(L);
         lua_close(L);
-        t[i] = now_s() - t0;
+        t[i] = test_now_s() - t0;
     }
     double bare_us = median(t, ROUNDS) * 1e6;
     printf("| create + close, median of %d | %.1f µs | %.1f µs | %.2fx |\n", ROUNDS, sandbox_us, bare_us,
@@ -79,12 +74,12 @@ static int answer_now(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
 static double run_script(const sandbox_limits_t *l, const char *src) {
     sandbox_provider_t p = {.start_call = answer_now};
     sandbox_t *sb = sandbox_open(l, &p, NULL);
-    double t0 = now_s();
+    double t0 = test_now_s();
     if (sandbox_start_load(sb, "=bench", src, strlen(src), NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
         fprintf(stderr, "bench script failed: %s\n", sandbox_errmsg(sb));
         exit(1);
     }
-    double t = now_s() - t0;
+    double t = test_now_s() - t0;
     sandbox_close(sb);
     return t;
 }
@@ -92,12 +87,12 @@ static double run_script(const sandbox_limits_t *l, const char *src) {
 static double run_bare(const char *src) {
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
-    double t0 = now_s();
+    double t0 = test_now_s();
     if (luaL_loadstring(L, src) != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK) {
         fprintf(stderr, "bare script failed: %s\n", lua_tostring(L, -1));
         exit(1);
     }
-    double t = now_s() - t0;
+    double t = test_now_s() - t0;
     lua_close(L);
     return t;
 }
@@ -123,9 +118,9 @@ static void bench_host_call(void) {
     luaL_openlibs(L);
     lua_register(L, "cfn", bare_c_function);
     snprintf(src, sizeof src, "local n = 0 for i = 1, %d do n = cfn(n) end", CALLS);
-    double t0 = now_s();
+    double t0 = test_now_s();
     luaL_dostring(L, src);
-    double bare = now_s() - t0;
+    double bare = test_now_s() - t0;
     lua_close(L);
     printf("| host call from Lua (models.call, JSON both ways, yield + resume) | %.2f µs | %.3f µs (Lua -> C call) | %.0fx |\n",
            t / CALLS * 1e6, bare / CALLS * 1e6, t / bare);

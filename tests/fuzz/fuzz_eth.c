@@ -17,14 +17,7 @@
 #include "meters/eth/keys.h"
 #include "meters/eth/merkle.h"
 #include "meters/eth/uint256.h"
-
-static uint64_t rng;
-static uint64_t next(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
+#include "tests/util.h"
 
 static const char *seeds_typed[] = {
     "{\"types\":{\"EIP712Domain\":[{\"name\":\"name\",\"type\":\"string\"},{\"name\":\"version\",\"type\":\"string\"},"
@@ -62,62 +55,6 @@ static const char *tokens[] = {
     "\\u0000", "\\ud800", "\xff", "\xc3\xa9", "[[[[[[[[[[[[[[[[", "]]]]]]]]]]]]]]]]", "Mail[]", "Person[3][]",
     "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826", "9223372036854775807", "-9223372036854775808", "18446744073709551616",
 };
-
-static size_t mutate(char *buf, size_t len, size_t cap) {
-    int n = 1 + (int)(next() % 6);
-    for (int m = 0; m < n; m++) {
-        size_t pos = len ? next() % (len + 1) : 0;
-        switch (next() % 7) {
-        case 0: /* flip a bit */
-            if (len) buf[next() % len] ^= (char)(1 << (next() % 8));
-            break;
-        case 1: /* delete a run */
-            if (len) {
-                size_t at = next() % len, k = 1 + next() % 16;
-                if (at + k > len) k = len - at;
-                memmove(buf + at, buf + at + k, len - at - k);
-                len -= k;
-            }
-            break;
-        case 2: { /* insert a token */
-            const char *t = tokens[next() % (sizeof tokens / sizeof tokens[0])];
-            size_t k = strlen(t);
-            if (len + k < cap) {
-                memmove(buf + pos + k, buf + pos, len - pos);
-                memcpy(buf + pos, t, k);
-                len += k;
-            }
-            break;
-        }
-        case 3: /* duplicate a chunk (grows nesting and arrays) */
-            if (len) {
-                size_t at = next() % len, k = 1 + next() % 64;
-                if (at + k > len) k = len - at;
-                if (len + k < cap) {
-                    char tmp[64];
-                    memcpy(tmp, buf + at, k);
-                    memmove(buf + pos + k, buf + pos, len - pos);
-                    memcpy(buf + pos, tmp, k);
-                    len += k;
-                }
-            }
-            break;
-        case 4: /* overwrite with a random byte */
-            if (len) buf[next() % len] = (char)next();
-            break;
-        case 5: /* replace a digit or hex digit with another */
-            if (len) {
-                size_t at = next() % len;
-                if ((buf[at] >= '0' && buf[at] <= '9') || (buf[at] >= 'a' && buf[at] <= 'f'))
-                    buf[at] = "0123456789abcdefABCDEF"[next() % 22];
-            }
-            break;
-        default: /* truncate */
-            if (len) len = next() % len;
-        }
-    }
-    return len;
-}
 
 static void check_values(const char *buf, size_t len) {
     merkle_value *v;
@@ -171,8 +108,8 @@ static void check_small_parsers(const char *buf, size_t len) {
 
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 200000;
-    rng = argc > 2 ? strtoull(argv[2], NULL, 0) : 0x5eed1234abcdull;
-    if (rng == 0) rng = 1;
+    test_rng_state = argc > 2 ? strtoull(argv[2], NULL, 0) : 0x5eed1234abcdull;
+    if (test_rng_state == 0) test_rng_state = 1;
     size_t cap = 1 << 16;
     char *buf = malloc(cap);
     size_t n_typed = sizeof seeds_typed / sizeof seeds_typed[0], n_vals = sizeof seeds_values / sizeof seeds_values[0];
@@ -187,13 +124,13 @@ int main(int argc, char **argv) {
     }
     long typed_ok = 0, values_ok = 0;
     for (long it = 0; it < iters; it++) {
-        int typed = (next() % 3) != 0;
-        const char *seed = typed ? seeds_typed[next() % n_typed] : seeds_values[next() % n_vals];
+        int typed = (test_rand() % 3) != 0;
+        const char *seed = typed ? seeds_typed[test_rand() % n_typed] : seeds_values[test_rand() % n_vals];
         size_t len = strlen(seed);
         memcpy(buf, seed, len);
         /* stack a few rounds of mutation so deeper changes are reached */
-        int rounds = 1 + (int)(next() % 3);
-        for (int r = 0; r < rounds; r++) len = mutate(buf, len, cap - 1);
+        int rounds = 1 + (int)(test_rand() % 3);
+        for (int r = 0; r < rounds; r++) len = test_mutate(buf, len, cap - 1, tokens, sizeof tokens / sizeof *tokens, 6);
         buf[len] = '\0';
         if (typed) {
             check_typed(buf, len);
