@@ -107,6 +107,7 @@ const runtime_sources = [_][]const u8{
     "runtime/test_provider.c",
     "runtime/cli_eth.c",
     "runtime/cli_serve.c",
+    "runtime/cli_chat.c",
     "runtime/server/server.c",
     "runtime/server/pool.c",
     "runtime/server/map.c",

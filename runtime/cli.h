@@ -9,6 +9,7 @@
 
 int cli_run(int argc, char **argv);
 int cli_serve(int argc, char **argv); /* runtime/cli_serve.c */
+int cli_chat(int argc, char **argv);  /* runtime/cli_chat.c */
 /* runtime/cli_eth.c: keys, signatures and Merkle trees */
 int cli_keygen(int argc, char **argv);
 int cli_address(int argc, char **argv);

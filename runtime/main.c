@@ -14,6 +14,7 @@ typedef struct command {
 
 static const command_t commands[] = {
     {"run", cli_run, "run an agent script once in a fresh sandbox"},
+    {"chat", cli_chat, "talk to an agent of a running accrue serve"},
     {"serve", cli_serve, "serve the HTTP API, WebSocket sessions and the OpenAI-compatible endpoint"},
     {"keygen", cli_keygen, "create a secp256k1 key file and print its address"},
     {"address", cli_address, "print the address of a key file"},

@@ -15,6 +15,7 @@
 static const char *const suites[] = {
     "test_sessions.py",
     "test_openai.py",
+    "test_protocol.py",
 };
 
 int main(void) {

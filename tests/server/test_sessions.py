@@ -464,6 +464,30 @@ def test_sigterm_cancels_running_turns_and_exits_0():
         srv.close()
 
 
+def test_chat_command():
+    import subprocess
+    from harness import BIN
+    with server() as srv:
+        url = f"ws://127.0.0.1:{srv.port}"
+        r = subprocess.run([BIN, "chat", "--url", url, "--key", srv.key, "stream", "one two", "three"],
+                           capture_output=True, text=True, timeout=30 * SCALE)
+        eq(r.returncode, 0, r.stderr)
+        eq(r.stdout, "one two ONE TWO\nthree THREE\n", "replies, streamed parts once")
+        check("[r1: 1 call, cost 0]" in r.stderr and "[r2:" in r.stderr, r.stderr)
+        r = subprocess.run([BIN, "chat", "--url", url, "--key", srv.key, "echo"], input="a b\n\nc\n",
+                           capture_output=True, text=True, timeout=30 * SCALE)
+        eq((r.returncode, r.stdout), (0, "a b\n\nc\n"), "lines of stdin")
+        r = subprocess.run([BIN, "chat", "--url", url, "--key", "acc_bad", "echo", "x"], capture_output=True,
+                           text=True, timeout=30 * SCALE)
+        eq(r.returncode, 1, "bad key")
+        r = subprocess.run([BIN, "chat", "--url", url, "--key", srv.key, "broken", "x"], capture_output=True,
+                           text=True, timeout=30 * SCALE)
+        eq(r.returncode, 1, "failed run")
+        check("agent_error" in r.stderr, r.stderr)
+        r = subprocess.run([BIN, "chat", "--key", srv.key], capture_output=True, text=True, timeout=30 * SCALE)
+        eq(r.returncode, 2, "usage error")
+
+
 if __name__ == "__main__":
     sys.exit(run("server_sessions", [
         test_full_session,
@@ -484,4 +508,5 @@ if __name__ == "__main__":
         test_many_concurrent_sessions,
         test_slow_agent_does_not_stall_others,
         test_sigterm_cancels_running_turns_and_exits_0,
+        test_chat_command,
     ]))
