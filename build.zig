@@ -229,6 +229,7 @@ const unit_tests = [_]Test{
     .{ .name = "spans", .module = "registry" },
 };
 const benches = [_]Test{
+    .{ .name = "server", .module = "runtime" },
     .{ .name = "sandbox", .module = "sandbox" },
     .{ .name = "eth", .module = "eth" },
     .{ .name = "span", .module = "span" },
@@ -335,6 +336,8 @@ pub fn build(b: *std.Build) void {
         run.setCwd(b.path("."));
         run.addArtifactArg(exe);
         bench_step.dependOn(&run.step);
+        // `zig build bench-NAME` runs one of them.
+        b.step(b.fmt("bench-{s}", .{t.name}), b.fmt("Run tests/bench/bench_{s}.c only", .{t.name})).dependOn(&run.step);
     }
 }
 
