@@ -375,6 +375,10 @@ void rt_session_set_request_id(rt_session_t *s, const char *request_id) {
 
 size_t rt_session_in_flight(const rt_session_t *s) { return s->in_flight; }
 sandbox_t *rt_session_sandbox(const rt_session_t *s) { return s->sb; }
+
+void rt_session_set_registry(rt_session_t *s, registry_t *reg) { s->reg = reg; }
+
+int rt_session_call(rt_session_t *s, const sandbox_call_t *call) { return start_call(s, NULL, call); }
 const rt_receipt_t *rt_session_receipts(const rt_session_t *s) { return s->receipts; }
 
 static void add_receipt(rt_session_t *s, rt_receipt_t *r) {
@@ -435,8 +439,21 @@ struct rt_http_call {
 };
 
 static void answer_now(rt_session_t *s, sandbox_t *sb, uint64_t id, const char *msg) {
-    sandbox_call_done(sb, id, 0, msg, strlen(msg));
-    (void)s;
+    if (sb) {
+        sandbox_call_done(sb, id, 0, msg, strlen(msg));
+        return;
+    }
+    /* A call made for no sandbox (rt_session_call): its refusal goes the way every answer goes. */
+    rt_answer_t *a = calloc(1, sizeof *a);
+    if (!a || !(a->text = strdup(msg))) {
+        free(a);
+        return;
+    }
+    a->session = s;
+    a->call_id = id;
+    a->len = strlen(msg);
+    s->in_flight++;
+    s->poster.post(s->poster.ud, a);
 }
 
 /* The writer thread: the posting is durable (or failed). Hands the answer to the host. */
@@ -660,7 +677,7 @@ static void fail_pending(pending_t *p, sandbox_t *sb, int code, const char *msg)
         meter_fail(p->mc, code, msg);
         add_receipt(p->s, failed_receipt(p->resource, p->name, code, msg));
     }
-    if (sb) answer_now(p->s, sb, p->call_id, msg);
+    answer_now(p->s, sb, p->call_id, msg); /* with no sandbox (rt_session_call), posted as an answer */
     acc_buf_free(&p->answer);
     free(p);
 }
@@ -907,8 +924,7 @@ static int start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     pending_t *p = calloc(1, sizeof *p);
     if (!p || call->name_len > METER_NAME_MAX || memchr(call->name, 0, call->name_len)) {
         free(p);
-        const char *msg = p ? "not_found: no such name" : "out of memory";
-        sandbox_call_done(sb, call->id, 0, msg, strlen(msg));
+        answer_now(s, sb, call->id, p ? "not_found: no such name" : "out of memory");
         return -1;
     }
     p->s = s;

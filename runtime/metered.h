@@ -138,6 +138,14 @@ sandbox_provider_t rt_session_provider(rt_session_t *s);
 void rt_session_set_request_id(rt_session_t *s, const char *request_id);
 /* The sandbox this session's provider serves (known from its first call; NULL before). */
 sandbox_t *rt_session_sandbox(const rt_session_t *s);
+/* The registry handle the session uses from now on: the handle of the thread that runs it next
+ * (a server's sessions move between worker threads, one thread at a time). */
+void rt_session_set_registry(rt_session_t *s, registry_t *reg);
+/* A call made for no sandbox (the server's OpenAI endpoint, its dataset queries): the same
+ * metering as a sandbox's host call, but every outcome, a refusal included, arrives through the
+ * poster as an answer with call->id (rt_answer_deliver then only frees it and adds its receipt).
+ * On the thread that owns the session, with its registry set. */
+int rt_session_call(rt_session_t *s, const sandbox_call_t *call);
 /* Calls started and not yet delivered. */
 size_t rt_session_in_flight(const rt_session_t *s);
 /* The receipts of the calls delivered so far, oldest first (owned by the session). */

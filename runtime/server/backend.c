@@ -1,85 +1,103 @@
 /*
- * backend.c: API keys and agents as the server sees them.
+ * backend.c: the registry and the ledger as the server's threads reach them.
  *
- * Interim, until the registry (issue 11) lands: the server accepts the one key it makes at start
- * (printed in its banner) and finds agent NAME in the folder given with --agent-dir as NAME.lua,
- * version "0.0.0", free. The registry replaces both behind these three functions.
+ * Every worker thread has a registry handle of its own (a registry_t belongs to one thread; WAL
+ * lets readers run beside the one writer), opened the first time the thread needs it. The loop has
+ * one too, for API keys only: checking a key is one indexed read, and its answer is cached for a
+ * few seconds so a busy client costs the loop no read at all (a revoked key stops working within
+ * AUTH_TTL_MS). Everything else that touches SQLite runs on a worker.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
-#include "runtime/base/file.h"
+#include "meters/eth/keccak.h"
 #include "runtime/server/internal.h"
 
-int rt_backend_auth(rt_server *srv, const char *key, size_t len, rt_principal *who, acc_err *err) {
-    size_t dlen = strlen(srv->demo_key);
-    if (len != dlen || memcmp(key, srv->demo_key, len) != 0) return acc_fail(err, ACC_EPERM, "unknown API key");
-    memset(who, 0, sizeof *who);
-    snprintf(who->account, sizeof who->account, "demo");
-    snprintf(who->key_id, sizeof who->key_id, "demo-key");
-    who->admin = true;
-    return ACC_OK;
-}
+#define AUTH_TTL_MS 5000
+#define AUTH_CACHE_MAX 4096
 
-int rt_backend_agent(rt_server *srv, const char *ref, rt_agent *out, acc_err *err) {
-    memset(out, 0, sizeof *out);
-    const char *at = strchr(ref, '@');
-    size_t nlen = at ? (size_t)(at - ref) : strlen(ref);
-    if (nlen == 0 || nlen >= sizeof out->name) return acc_fail(err, ACC_EINVAL, "bad agent name");
-    for (size_t i = 0; i < nlen; i++) {
-        char c = ref[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
-            return acc_fail(err, ACC_ENOTFOUND, "no agent named '%.*s'", (int)(nlen > 100 ? 100 : nlen), ref);
+static _Thread_local registry_t *tl_reg;
+
+registry_t *rt_worker_registry(rt_server *srv, acc_err *err) {
+    if (tl_reg) return tl_reg;
+    if (registry_open(srv->cfg.db_path, REGISTRY_OPEN_EXISTING, &tl_reg, err) != ACC_OK) {
+        tl_reg = NULL;
+        return NULL;
     }
-    if (at && strcmp(at + 1, "0.0.0") != 0)
-        return acc_fail(err, ACC_ENOTFOUND, "no version %.30s of agent '%.*s'", at + 1, (int)nlen, ref);
-    if (!srv->agent_dir) return acc_fail(err, ACC_ENOTFOUND, "no agent named '%.*s'", (int)nlen, ref);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%.*s.lua", srv->agent_dir, (int)nlen, ref);
-    char *src;
-    size_t len;
-    if (acc_read_file(path, 1 << 20, &src, &len, NULL) != ACC_OK)
-        return acc_fail(err, ACC_ENOTFOUND, "no agent named '%.*s'", (int)nlen, ref);
-    memcpy(out->name, ref, nlen);
-    snprintf(out->version, sizeof out->version, "0.0.0");
-    out->script = src;
-    out->script_len = len;
-    return ACC_OK;
+    return tl_reg;
 }
 
-/* Interim: http models listed in $ACCRUE_AGENT_DIR/models.json as
- * {"NAME": {"url": "...", "upstream": "...", "api_key_env": "..."}}. */
-int rt_backend_model(rt_server *srv, const char *name, size_t len, rt_model *out, acc_err *err) {
-    memset(out, 0, sizeof *out);
-    if (len >= sizeof out->name || memchr(name, 0, len)) return acc_fail(err, ACC_ENOTFOUND, "no such model");
-    memcpy(out->name, name, len);
-    if (len > 5 && memcmp(name, "test/", 5) == 0) {
-        out->kind = RT_MODEL_TEST;
+void rt_worker_exit(void) {
+    registry_close(tl_reg);
+    tl_reg = NULL;
+}
+
+typedef struct auth_entry {
+    rt_principal who;
+    uint64_t expires_ms;
+} auth_entry;
+
+int rt_auth_key(rt_server *srv, const char *key, size_t len, rt_principal *who, acc_err *err) {
+    if (len == 0 || len > 200 || memchr(key, 0, len)) return acc_fail(err, ACC_EPERM, "unknown or revoked API key");
+    char k[201];
+    memcpy(k, key, len);
+    k[len] = 0;
+    uint64_t now = rt_now_ns() / 1000000;
+    auth_entry *e = rt_map_get(&srv->auth_cache, k);
+    if (e && e->expires_ms > now) {
+        *who = e->who;
         return ACC_OK;
     }
-    int rc = acc_fail(err, ACC_ENOTFOUND, "no model named '%s'", out->name);
-    if (!srv->agent_dir) return rc;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/models.json", srv->agent_dir);
-    json_t *all = json_load_file(path, 0, NULL);
-    json_t *m = json_object_get(all, out->name);
-    if (json_is_object(m) && json_is_string(json_object_get(m, "url"))) {
-        out->kind = RT_MODEL_HTTP;
-        snprintf(out->url, sizeof out->url, "%s", json_string_value(json_object_get(m, "url")));
-        const char *up = json_string_value(json_object_get(m, "upstream"));
-        snprintf(out->upstream, sizeof out->upstream, "%s", up ? up : out->name);
-        const char *env = json_string_value(json_object_get(m, "api_key_env"));
-        snprintf(out->api_key_env, sizeof out->api_key_env, "%s", env ? env : "");
-        rc = ACC_OK;
+    registry_account_t a;
+    int rc = registry_account_by_key(srv->reg, k, len, &a, err);
+    if (rc != ACC_OK) {
+        if (e) free(rt_map_del(&srv->auth_cache, k));
+        return rc == ACC_EPERM ? rc : acc_fail(err, ACC_EPERM, "the API key could not be checked: %s", err ? err->msg : "");
     }
-    json_decref(all);
-    return rc;
+    memset(who, 0, sizeof *who);
+    snprintf(who->account, sizeof who->account, "%s", a.name);
+    who->account_id = a.id;
+    who->admin = a.admin;
+    /* A key's id for per-key limits: its hash, never the key. */
+    uint8_t h[32];
+    keccak256(k, len, h);
+    for (int i = 0; i < 8; i++) snprintf(who->key_id + 2 * i, 3, "%02x", h[i]);
+    if (!e) {
+        if (srv->auth_cache.count >= AUTH_CACHE_MAX) { /* crude bound: start over */
+            rt_map_entry *x;
+            for (size_t i = 0; rt_map_next(&srv->auth_cache, &i, &x);) free(x->value);
+            rt_map_free(&srv->auth_cache);
+        }
+        e = malloc(sizeof *e);
+        if (e && rt_map_put(&srv->auth_cache, k, e) != ACC_OK) {
+            free(e);
+            e = NULL;
+        }
+    }
+    if (e) {
+        e->who = *who;
+        e->expires_ms = now + AUTH_TTL_MS;
+    }
+    return ACC_OK;
 }
 
-void rt_agent_clear(rt_agent *a) {
-    free(a->script);
-    memset(a, 0, sizeof *a);
+void rt_auth_forget(rt_server *srv) {
+    rt_map_entry *x;
+    for (size_t i = 0; rt_map_next(&srv->auth_cache, &i, &x);) free(x->value);
+    rt_map_free(&srv->auth_cache);
+}
+
+int rt_topup(ledger_t *l, const char *account, uint64_t amount, ledger_result_t *res, acc_err *err) {
+    ledger_account_t *to;
+    int rc = ledger_account(l, LEDGER_ACCOUNT_USER, account, &to, err);
+    if (rc) return rc;
+    ledger_transfer_t t = {.debit = ledger_system(l, LEDGER_SYSTEM_EXTERNAL), .credit = to, .amount = amount,
+                           .code = LEDGER_CODE_TOPUP};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t r;
+    rc = ledger_submit_wait(l, &p, res ? res : &r, err);
+    return rc;
 }

@@ -348,25 +348,36 @@ static int serve_file(rt_req *r) {
 
 /* ---- routing ------------------------------------------------------------------------------------- */
 
-/* Matches path against pattern ("{}" = one segment), filling r->params. */
+/* Matches path against pattern, filling r->params: "{}" is one path segment (up to '/' or ':'),
+ * "{+}" one or more (a registry name may hold '/') and must end the pattern or be followed by a
+ * ":verb" suffix; names never hold ':', so "/v1/datanets/{+}:query" and "/v1/datanets/{+}" cannot
+ * both match one path. */
 static bool match(rt_req *r, const char *pattern, const char *path) {
     int np = 0;
-    while (*pattern && *path) {
+    while (*pattern) {
         if (pattern[0] == '{' && pattern[1] == '}') {
-            const char *slash = strchr(path, '/');
-            size_t n = slash ? (size_t)(slash - path) : strlen(path);
+            size_t n = strcspn(path, "/:");
             if (n == 0 || n >= sizeof r->params[0] || np >= RT_MAX_PARAMS) return false;
             memcpy(r->params[np], path, n);
-            r->params[np][n] = 0;
-            np++;
+            r->params[np++][n] = 0;
             path += n;
             pattern += 2;
             continue;
         }
+        if (pattern[0] == '{' && pattern[1] == '+' && pattern[2] == '}') {
+            const char *rest = pattern + 3;
+            size_t rl = strlen(rest), pl = strlen(path);
+            if (pl <= rl || strcmp(path + pl - rl, rest) != 0) return false;
+            size_t n = pl - rl;
+            if (n >= sizeof r->params[0] || memchr(path, ':', n) || np >= RT_MAX_PARAMS) return false;
+            memcpy(r->params[np], path, n);
+            r->params[np++][n] = 0;
+            return true;
+        }
         if (*pattern != *path) return false;
         pattern++, path++;
     }
-    return !*pattern && !*path;
+    return !*path;
 }
 
 static const char *method_names(int methods, char *out, size_t n) {
@@ -412,7 +423,7 @@ int rt_req_auth(rt_req *r, rt_principal *who, bool admin_only) {
         return ACC_EPERM;
     }
     acc_err err = {0};
-    if (rt_backend_auth(r->srv, r->auth, strlen(r->auth), who, &err) != ACC_OK) {
+    if (rt_auth_key(r->srv, r->auth, strlen(r->auth), who, &err) != ACC_OK) {
         rt_respond_error(r, 401, "unauthorized", "%s", err.msg);
         return ACC_EPERM;
     }

@@ -23,11 +23,16 @@
 
 #include "runtime/base/buf.h"
 #include "runtime/base/status.h"
+#include "meters/eth/keys.h"
+#include "meters/ledger/ledger.h"
+#include "meters/meters.h"
+#include "registry/registry.h"
+#include "runtime/metered.h"
 #include "runtime/server/server.h"
 #include "sandbox/sandbox.h"
 
 typedef struct rt_server rt_server;
-typedef struct rt_session rt_session;
+typedef struct rt_sess rt_sess;
 typedef struct rt_ws rt_ws;
 typedef struct rt_req rt_req;
 
@@ -106,37 +111,45 @@ typedef struct rt_metrics {
 /* The Prometheus text exposition of the server's counters. */
 void rt_metrics_render(rt_server *srv, acc_buf *out);
 
-/* ---- who is calling --------------------------------------------------------------------- */
+/* ---- who is calling, and the stores (backend.c) ----------------------------------------- */
 
 typedef struct rt_principal {
-    char account[64]; /* the account's name */
-    char key_id[40];  /* stable id of the API key (never the key itself) */
+    char account[REGISTRY_NAME_MAX + 1]; /* the account's name: the ledger's payer */
+    int64_t account_id;
+    char key_id[17]; /* a hash of the API key (never the key itself), for per-key limits */
     bool admin;
 } rt_principal;
 
-/* backend.c: the registry and the meters as the server sees them. */
-typedef struct rt_agent {
-    char name[128], version[32];
-    char *script; /* malloc'd source */
-    size_t script_len;
-    uint64_t price_per_message, price_per_session;
-} rt_agent;
-typedef enum rt_model_kind { RT_MODEL_TEST, RT_MODEL_HTTP } rt_model_kind;
-typedef struct rt_model {
-    char name[128];
-    rt_model_kind kind;
-    char url[512];         /* http: the endpoint's base URL ("http://host:port/v1") */
-    char upstream[128];    /* http: the model's name there */
-    char api_key_env[128]; /* http: environment variable holding its API key, or "" */
-} rt_model;
-/* Finds a model by name. ACC_OK and *out, or ACC_ENOTFOUND. Any thread. */
-int rt_backend_model(rt_server *srv, const char *name, size_t len, rt_model *out, acc_err *err);
+/* Checks an API key (the loop's registry handle, answers cached a few seconds). ACC_OK and *who, or
+ * ACC_EPERM for a key that is malformed, unknown or revoked. Loop thread. */
+int rt_auth_key(rt_server *srv, const char *key, size_t len, rt_principal *who, acc_err *err);
+void rt_auth_forget(rt_server *srv); /* drops the cache (a key was revoked here) */
+/* The calling worker's own registry handle, opened on first use; NULL with err set. */
+registry_t *rt_worker_registry(rt_server *srv, acc_err *err);
+void rt_worker_exit(void); /* closes it (pool.c, as a worker ends) */
+/* Credits account with amount from "external" (a top-up), durably: waits for the commit. */
+int rt_topup(ledger_t *l, const char *account, uint64_t amount, ledger_result_t *res, acc_err *err);
 
-/* Checks an API key. ACC_OK and *who, or ACC_EPERM (unknown or revoked key). */
-int rt_backend_auth(rt_server *srv, const char *key, size_t len, rt_principal *who, acc_err *err);
-/* Finds agent NAME[@VERSION]. ACC_OK and *out (free with rt_agent_clear), or ACC_ENOTFOUND. */
-int rt_backend_agent(rt_server *srv, const char *ref, rt_agent *out, acc_err *err);
-void rt_agent_clear(rt_agent *a);
+/* ---- upstream.c: HTTP models for the meters --------------------------------------------- */
+
+typedef struct rt_upcall rt_upcall;
+/* Who a call to an HTTP model is for: set by the worker (rt_tl_owner) around the metered call
+ * that may start it. The callbacks run on the loop. */
+typedef struct rt_call_owner {
+    void *ud;
+    bool stream;          /* ask the upstream to stream; on_chunk gets the text as it comes */
+    uint64_t deadline_ms; /* the call ends by then (rt_now_ns clock, ms); 0: the server's timeout */
+    void (*on_start)(void *ud, rt_upcall *u);                  /* may be NULL */
+    void (*on_chunk)(void *ud, const char *text, size_t len);  /* may be NULL */
+    /* The upstream is done: hand u to a worker that calls rt_upcall_finish(u) there. */
+    void (*on_done)(void *ud, rt_upcall *u);
+} rt_call_owner;
+extern _Thread_local rt_call_owner *rt_tl_owner;
+rt_http_t rt_upstream_hook(rt_server *srv);
+void rt_upcall_cancel(rt_upcall *u); /* loop; on_done follows */
+void rt_upcall_finish(rt_upcall *u); /* a worker with its registry set on the call's session */
+const char *rt_upcall_model(const rt_upcall *u);
+rt_upcall **rt_upcall_link(rt_upcall *u); /* a list link its owner may use once on_done ran */
 
 /* ---- http.c: requests, routes, responses ------------------------------------------------ */
 
@@ -199,6 +212,31 @@ struct rt_route {
     rt_handler handler;
 };
 
+/* api.c: handlers whose work touches the stores run on a worker (rt_api_async): the request's
+ * parts are copied into the job, fn fills status and out there, and the loop sends the response. */
+typedef struct rt_api_job rt_api_job;
+typedef void (*rt_api_fn)(rt_api_job *j, registry_t *reg);
+struct rt_api_job {
+    rt_job job;
+    rt_event ev;
+    rt_server *srv;
+    rt_req *r; /* NULL once the client has gone */
+    rt_principal who;
+    rt_api_fn fn;
+    char params[RT_MAX_PARAMS][256];
+    char *query; /* as rt_req's */
+    size_t query_len;
+    char *body;
+    size_t body_len;
+    char request_id[72];
+    unsigned status; /* 200 unless fn says otherwise */
+    acc_buf out;     /* the JSON body */
+};
+void rt_api_async(rt_req *r, const rt_principal *who, rt_api_fn fn);
+/* The job's response becomes an error: the status and name belonging to code, and the message. */
+void rt_api_error(rt_api_job *j, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool rt_api_query(const rt_api_job *j, const char *name, char *out, size_t outlen);
+
 /* openai.c */
 void rt_openai_chat(rt_req *r);
 void rt_openai_models(rt_req *r);
@@ -244,14 +282,19 @@ struct rt_server {
     uint64_t started_ms;
     rt_metrics m;
 
-    rt_map sessions;      /* session id -> rt_session */
+    rt_map sessions;      /* session id -> rt_sess */
     unsigned sessions_alive; /* allocated and not yet freed (closing ones too) */
     rt_map key_sessions;  /* key id -> (uintptr_t) live session count */
     lws_sorted_usec_list_t tick;
 
-    /* Until the registry: the one key this process accepts, made at start. */
-    char demo_key[80];
-    const char *agent_dir; /* interim agent source (see backend.c) */
+    /* The stores. */
+    registry_t *reg;        /* the loop's handle: API keys only */
+    ledger_t *ledger;
+    meter_t *meter;
+    rt_metered_t *metered;
+    rt_map auth_cache;      /* API key -> cached principal */
+    eth_key *host_key;      /* signs settlement batches */
+    char host_address[ETH_ADDRESS_TEXT_SIZE];
 };
 
 extern volatile sig_atomic_t rt_stop_signal;

@@ -45,6 +45,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&p->mu);
     }
     pthread_mutex_unlock(&p->mu);
+    rt_worker_exit(); /* its registry handle */
     return NULL;
 }
 

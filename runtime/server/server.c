@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "runtime/server/internal.h"
+#include "registry/factory/factory.h"
+#include "runtime/demo.h"
 #include "runtime/server/outbound.h"
 
 volatile sig_atomic_t rt_stop_signal;
@@ -148,6 +150,68 @@ static const char *find_web_dir(const char *given, char *buf, size_t n) {
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
+/* The host key: --key FILE, else NAME.host.key beside the database (made, mode 0600, on first
+ * start). *made says whether it was made now. */
+static int host_key(rt_server *srv, char *path, size_t n, bool *made, acc_err *err) {
+    *made = false;
+    if (srv->cfg.key_path) snprintf(path, n, "%s", srv->cfg.key_path);
+    else {
+        const char *db = srv->cfg.db_path;
+        size_t len = strlen(db);
+        if (len > 3 && strcmp(db + len - 3, ".db") == 0) len -= 3;
+        snprintf(path, n, "%.*s.host.key", (int)len, db);
+    }
+    char e[256] = "";
+    if (access(path, F_OK) != 0) {
+        if (srv->cfg.key_path) return acc_fail(err, ACC_EIO, "--key %s: no such file", path);
+        eth_key *k = NULL;
+        if (eth_key_generate(&k, e, sizeof e) != 0 || eth_key_write_file(k, path, e, sizeof e) != 0) {
+            eth_key_free(k);
+            return acc_fail(err, ACC_EIO, "cannot make the host key %s: %s", path, e);
+        }
+        eth_key_free(k);
+        *made = true;
+    }
+    if (eth_key_read_file(&srv->host_key, path, e, sizeof e) != 0)
+        return acc_fail(err, ACC_EPERM, "host key %s: %s", path, e);
+    uint8_t a[ETH_ADDRESS_SIZE];
+    eth_key_address(srv->host_key, a);
+    eth_address_to_text(a, srv->host_address);
+    return ACC_OK;
+}
+
+#define DEMO_CREDIT (100 * LEDGER_UNITS_PER_CREDIT) /* what the demo account starts with */
+#define OPERATOR_ACCOUNT "operator"
+
+/* The registry (seeded with the demo registry when it holds nothing), the ledger, the meters. New
+ * keys go into demo_key and admin_key ("" when none was made now). */
+static int open_stores(rt_server *srv, char demo_key[REGISTRY_API_KEY_TEXT_SIZE],
+                       char admin_key[REGISTRY_API_KEY_TEXT_SIZE], bool *seeded, acc_err *err) {
+    demo_key[0] = admin_key[0] = 0;
+    int rc = registry_open(srv->cfg.db_path, REGISTRY_OPEN_CREATE, &srv->reg, err);
+    if (rc) return rc;
+    if ((rc = rt_demo_seed(srv->reg, seeded, demo_key, err))) return acc_err_prefix(err, "seeding the demo registry");
+    if (registry_account_get(srv->reg, OPERATOR_ACCOUNT, NULL, NULL) == ACC_ENOTFOUND &&
+        (rc = registry_account_create(srv->reg, OPERATOR_ACCOUNT, true, admin_key, NULL, err)))
+        return rc;
+    if ((rc = ledger_open(srv->cfg.db_path, NULL, &srv->ledger, err))) return rc;
+    meter_config_t mc = meter_config_default();
+    if ((rc = meter_open(srv->ledger, &mc, &srv->meter, err))) return rc;
+    if (demo_key[0] && (rc = rt_topup(srv->ledger, RT_DEMO_ACCOUNT, DEMO_CREDIT, NULL, err)))
+        return acc_err_prefix(err, "crediting the demo account");
+    rt_metered_config_t rc_cfg = {.meter = srv->meter, .http = rt_upstream_hook(srv)};
+    return rt_metered_open(&rc_cfg, &srv->metered, err);
+}
+
+static void close_stores(rt_server *srv) {
+    rt_metered_close(srv->metered);
+    if (srv->meter) meter_close(srv->meter);
+    if (srv->ledger) ledger_close(srv->ledger); /* commits what is queued: the ledger is flushed */
+    registry_close(srv->reg);
+    eth_key_free(srv->host_key);
+    factory_cache_clear();
+}
+
 int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     rt_server *srv = calloc(1, sizeof *srv);
     if (!srv) return acc_fail(err, ACC_ENOMEM, "out of memory");
@@ -160,12 +224,14 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     }
     srv->started_ms = rt_wall_ms();
     srv->loop_thread = pthread_self();
-    srv->agent_dir = getenv("ACCRUE_AGENT_DIR");
     pthread_mutex_init(&srv->inbox_mu, NULL);
-    rt_random_hex(srv->demo_key, 24);
-    memcpy(srv->demo_key, "acc_", 4);
 
     int rc = ACC_OK;
+    char demo_key[REGISTRY_API_KEY_TEXT_SIZE], admin_key[REGISTRY_API_KEY_TEXT_SIZE], key_path[4096];
+    bool seeded = false, key_made = false;
+    if ((rc = host_key(srv, key_path, sizeof key_path, &key_made, err)) ||
+        (rc = open_stores(srv, demo_key, admin_key, &seeded, err)))
+        goto out;
     srv->pool = rt_pool_start(srv->cfg.workers, err);
     if (!srv->pool || rt_out_init(srv, err) != ACC_OK) {
         rc = err ? err->code : ACC_ENOMEM;
@@ -202,13 +268,26 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     signal(SIGPIPE, SIG_IGN);
 
     if (!srv->cfg.quiet) {
-        printf("accrue serve: listening on http://%s:%d\n", srv->cfg.host, port);
-        printf("demo API key: %s\n", srv->demo_key);
-        printf("try a session: accrue chat --url ws://%s:%d --key %s demo \"what grows on vines\"\n", srv->cfg.host,
-               port, srv->demo_key);
-        if (!srv->cfg.web_dir) printf("(no web page folder found; --web DIR serves one)\n");
+        printf("accrue serve: listening on http://%s:%d (the web page, /v1/... and ws://%s:%d/v1/sessions)\n",
+               srv->cfg.host, port, srv->cfg.host, port);
+        printf("accrue serve: host key %s%s, signer %s\n", key_path, key_made ? " (made now, mode 0600)" : "",
+               srv->host_address);
+        if (seeded)
+            printf("accrue serve: made the demo registry in %s: datanet %s, agents orchard-guide and "
+                   "orchard-sources, account %s with %" PRIu64 " credits\n",
+                   srv->cfg.db_path, RT_DEMO_DATANET, RT_DEMO_ACCOUNT, (uint64_t)(DEMO_CREDIT / LEDGER_UNITS_PER_CREDIT));
+        if (demo_key[0]) printf("demo API key: %s (shown once)\n", demo_key);
+        if (admin_key[0]) printf("admin API key: %s (shown once; admin calls need it)\n", admin_key);
+        if (demo_key[0])
+            printf("try a session: accrue chat --url ws://%s:%d --key %s orchard-guide \"what grows on vines\"\n",
+                   srv->cfg.host, port, demo_key);
+        else
+            printf("accrue serve: API keys are shown once, when made (accrue account create NAME makes one)\n");
+        if (!srv->cfg.web_dir) printf("accrue serve: no web page folder found (--web DIR serves one)\n");
         fflush(stdout);
     }
+    memset(demo_key, 0, sizeof demo_key);
+    memset(admin_key, 0, sizeof admin_key);
 
     lws_sul_schedule(srv->ctx, 0, &srv->tick, on_tick, TICK_US);
     uint64_t drain_start = 0, close_start = 0;
@@ -245,6 +324,8 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
 out:
     rt_out_shutdown();
     rt_pool_stop(srv->pool);
+    close_stores(srv);
+    rt_auth_forget(srv);
     rt_map_free(&srv->sessions);
     rt_map_free(&srv->key_sessions);
     pthread_mutex_destroy(&srv->inbox_mu);

@@ -51,32 +51,53 @@ class Skip(Exception):
 class Server:
     """One `accrue serve` process on a scratch database."""
 
-    def __init__(self, args=(), agents=None, env=None, workdir=None):
+    def __init__(self, args=(), agents=None, env=None, workdir=None, db=None):
         self.dir = workdir or tempfile.mkdtemp(prefix="accrue-serve-")
         self.own_dir = workdir is None
-        self.agent_dir = os.path.join(self.dir, "agents")
-        os.makedirs(self.agent_dir, exist_ok=True)
-        for name, src in (agents or {}).items():
-            self.add_agent(name, src)
+        self.db = db or os.path.join(self.dir, "accrue.db")
+        self.agents = dict(agents or {})
         self.args = list(args)
         self.env = dict(os.environ)
-        self.env["ACCRUE_AGENT_DIR"] = self.agent_dir
         self.env.update(env or {})
         self.proc = None
         self.log = os.path.join(self.dir, "serve.log")
+        self.author_key = None
 
-    def add_agent(self, name, src):
-        with open(os.path.join(self.agent_dir, name + ".lua"), "w") as f:
+    def accrue(self, *args, check=True, input=None):
+        """Runs the accrue binary (a CLI command) against this server's database."""
+        r = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=60 * SCALE, cwd=self.dir,
+                           input=input, env=self.env)
+        if check and r.returncode != 0:
+            raise Fail(f"accrue {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+        return r
+
+    def deploy(self, name, src, models=("test/echo", "test/upper"), datanets=(), version="1.0.0", limits=None,
+               price_per_message=0, price_per_session=0):
+        """Deploys an agent with `accrue deploy`, signed by this server's test author key."""
+        if not self.author_key:
+            self.author_key = os.path.join(self.dir, "author.key")
+            self.author = self.accrue("keygen", "--out", self.author_key).stdout.split()[-1]
+        script = os.path.join(self.dir, f"{name.replace('/', '_')}-{version}.lua")
+        manifest = script[:-4] + ".json"
+        with open(script, "w") as f:
             f.write(src)
+        m = {"name": name, "version": version, "author": self.author, "models": list(models),
+             "datanets": list(datanets), "price_per_message": price_per_message,
+             "price_per_session": price_per_session, "description": f"test agent {name}"}
+        if limits:
+            m["limits"] = limits
+        with open(manifest, "w") as f:
+            json.dump(m, f)
+        self.accrue("deploy", script, "--manifest", manifest, "--key", self.author_key, "--db", self.db)
 
     def start(self, timeout=10):
         self.logf = open(self.log, "ab")
-        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--db", os.path.join(self.dir, "accrue.db")] + self.args
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db] + self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=self.env, cwd=self.dir)
         self.banner = []
         deadline = time.time() + timeout * SCALE
-        self.port = self.key = None
-        while time.time() < deadline and (self.port is None or self.key is None):
+        self.port = self.key = self.admin_key = None
+        while time.time() < deadline and (self.port is None or self.key is None or self.admin_key is None):
             line = self.proc.stdout.readline().decode()
             if not line:
                 break
@@ -87,14 +108,30 @@ class Server:
             m = re.search(r"demo API key: (\S+)", line)
             if m:
                 self.key = m.group(1)
+            m = re.search(r"admin API key: (\S+)", line)
+            if m:
+                self.admin_key = m.group(1)
+            if "API keys are shown once" in line:  # an old database: no new keys
+                self.key = self.key or ""
+                self.admin_key = self.admin_key or ""
         if self.port is None or self.key is None:
             self.stop()
             raise Fail("server did not start: " + "".join(self.banner) + self.read_log())
+        self.banner_text = "".join(self.banner)
         # The rest of stdout is drained by a thread-free trick: hand it to a file.
         self._drain = subprocess.Popen(["cat"], stdin=self.proc.stdout, stdout=self.logf)
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/v1/sessions"
+        for name, src in self.agents.items():
+            self.deploy(name, src)
         return self
+
+    def account(self, name, credit=0):
+        """A new account (through the admin API) and its key."""
+        r = self.post("/v1/accounts", {"name": name, "credit": credit}, key=self.admin_key)
+        if r.status_code != 201:
+            raise Fail(f"account {name}: {r.status_code} {r.text}")
+        return r.json()["api_key"]
 
     def read_log(self):
         try:

@@ -133,30 +133,46 @@ def test_http_api_errors():
 
 # ---- outbound: a second accrue serve as the upstream -------------------------------------------
 
-def models_json(srv, models):
-    with open(os.path.join(srv.agent_dir, "models.json"), "w") as f:
-        json.dump(models, f)
+OWNER = "0x" + "ab" * 20
+
+
+def register(srv, name, url, upstream="bench", env=None, **prices):
+    body = {"name": name, "kind": "http", "url": url, "upstream": upstream, "owner": OWNER, **prices}
+    if env:
+        body["api_key_env"] = env
+    r = srv.post("/v1/models", body, key=srv.admin_key)
+    eq(r.status_code, 201, f"register {name}: {r.text}")
 
 
 def test_outbound_http_model():
     with Server() as up:
-        down = Server(env={"UPSTREAM_KEY": up.key}, agents={
-            "relay": '''return { on_message = function(session, text)
-                local a = models.call("remote/upper", {prompt = text, stream = true})
-                return " (" .. a.usage.output_tokens .. " tokens)"
-            end }''',
-            "plain": '''return { on_message = function(session, text)
-                return models.call("remote/upper", text).text
-            end }'''})
-        models_json(down, {"remote/upper": {"url": up.url + "/v1", "upstream": "test/upper", "api_key_env": "UPSTREAM_KEY"},
-                           "remote/named": {"url": f"http://localhost:{up.port}/v1", "upstream": "test/echo",
-                                            "api_key_env": "UPSTREAM_KEY"},
-                           "remote/nokey": {"url": up.url + "/v1", "upstream": "test/echo"}})
+        down = Server(env={"UPSTREAM_KEY": up.key})
         with down:
+            register(down, "remote/upper", up.url + "/v1", "test/upper", "UPSTREAM_KEY", price_per_call=10,
+                     price_per_1k_in=1000, price_per_1k_out=1000)
+            register(down, "remote/named", f"http://localhost:{up.port}/v1", "test/echo", "UPSTREAM_KEY")
+            register(down, "remote/nokey", up.url + "/v1", "test/echo")
+            down.deploy("relay", '''return { on_message = function(session, text)
+                local a = models.call("remote/upper", {prompt = text, stream = true})
+                return " (" .. a.usage.completion_tokens .. " tokens)"
+            end }''', models=["remote/upper"])
+            down.deploy("plain", '''return { on_message = function(session, text)
+                return models.call("remote/upper", text).text
+            end }''', models=["remote/upper"])
             c = client(down)
-            r = c.chat.completions.create(model="remote/upper", messages=[{"role": "user", "content": "over there"}])
+            before = down.get("/v1/balance").json()["available"]
+            raw = c.chat.completions.with_raw_response.create(
+                model="remote/upper", messages=[{"role": "user", "content": "over there"}],
+                extra_headers={"X-Request-Id": "relay-check-1"})
+            r = raw.parse()
             eq(r.choices[0].message.content, "OVER THERE", "relayed")
             eq((r.usage.prompt_tokens, r.usage.completion_tokens), (2, 2), "usage from the upstream")
+            eq(r.usage.model_extra["cost"], 14, "priced: 10 + 2 + 2")
+            eq(raw.headers["x-request-id"], "relay-check-1", "request id kept")
+            eq(down.get("/v1/balance").json()["available"], before - 14, "the account paid")
+            ev = down.get("/v1/usage/" + r.usage.model_extra["call"]).json()
+            eq((ev["request_id"], ev["cost"], ev["state"]), ("relay-check-1", 14, "posted"), "usage event")
+            check(sum(l["amount"] for l in ev["lines"]) == 14, f"lines add up: {ev['lines']}")
             chunks = list(c.chat.completions.create(model="remote/upper", stream=True,
                                                      stream_options={"include_usage": True},
                                                      messages=[{"role": "user", "content": "a b c"}]))
@@ -165,13 +181,15 @@ def test_outbound_http_model():
             # A host name, resolved off the loop.
             r = c.chat.completions.create(model="remote/named", messages=[{"role": "user", "content": "by name"}])
             eq(r.choices[0].message.content, "by name", "by name")
-            # The upstream refuses a call without its key: the error says so.
+            # The upstream refuses a call without its key: the error says so, nothing is charged.
+            b0 = down.get("/v1/balance").json()["available"]
             try:
                 c.chat.completions.create(model="remote/nokey", messages=[{"role": "user", "content": "x"}])
                 raise Fail("upstream without key")
             except openai.APIStatusError as e:
                 eq(e.status_code, 502, "bad gateway")
                 check("401" in e.message, e.message)
+            eq(down.get("/v1/balance").json()["available"], b0, "a failed call costs nothing")
 
             async def sessions():
                 async with down.connect() as ws:
@@ -180,7 +198,8 @@ def test_outbound_http_model():
                     deltas = "".join(f["text"] for f in frames if f["type"] == "delta")
                     eq(deltas, "STREAMED WORDS", "model output streamed as deltas")
                     eq(frames[-3]["content"], "STREAMED WORDS (2 tokens)", "answer")
-                    eq(frames[-2]["calls"][0]["resource"], "model:remote/upper", "usage")
+                    usage = frames[-2]
+                    eq((usage["calls"][0]["name"], usage["calls"][0]["cost"]), ("remote/upper", 14), "usage")
                 async with down.connect() as ws:
                     await start_session(ws, "plain")
                     frames = await ask(ws, "quiet")
@@ -245,10 +264,10 @@ def test_outbound_timeouts_and_failures():
     dead.close()  # nothing listens there
     try:
         srv = Server(["--upstream-connect-timeout", "700", "--upstream-timeout", "1500"])
-        models_json(srv, {"slow/model": {"url": f"http://127.0.0.1:{slow.server_address[1]}/v1"},
-                          "dead/model": {"url": f"http://127.0.0.1:{dead_port}/v1"},
-                          "nowhere/model": {"url": "http://nonexistent.invalid/v1"}})
         with srv:
+            register(srv, "slow/model", f"http://127.0.0.1:{slow.server_address[1]}/v1")
+            register(srv, "dead/model", f"http://127.0.0.1:{dead_port}/v1")
+            register(srv, "nowhere/model", "http://nonexistent.invalid/v1")
             c = client(srv)
             t0 = time.monotonic()
             try:
@@ -292,9 +311,9 @@ def test_outbound_tls_with_a_name():
     try:
         port = tls.server_address[1]
         srv = Server(env={"SSL_CERT_FILE": cert})
-        models_json(srv, {"tls/model": {"url": f"https://localhost:{port}/v1"},
-                          "tls/byip": {"url": f"https://127.0.0.1:{port}/v1"}})
         with srv:
+            register(srv, "tls/model", f"https://localhost:{port}/v1")
+            register(srv, "tls/byip", f"https://127.0.0.1:{port}/v1")
             c = client(srv)
             r = c.chat.completions.create(model="tls/model", messages=[{"role": "user", "content": "x"}])
             eq(r.choices[0].message.content, "late", "answer over TLS")
@@ -306,8 +325,8 @@ def test_outbound_tls_with_a_name():
                 eq(e.status_code, 502, "refused")
         # Without the CA the same call fails: the certificate is really checked.
         srv = Server()
-        models_json(srv, {"tls/model": {"url": f"https://localhost:{port}/v1"}})
         with srv:
+            register(srv, "tls/model", f"https://localhost:{port}/v1")
             try:
                 client(srv).chat.completions.create(model="tls/model", messages=[{"role": "user", "content": "x"}])
                 raise Fail("untrusted certificate accepted")

@@ -1,0 +1,230 @@
+/*
+ * upstream.c: how the meters' calls to `http` models reach their endpoints from the server.
+ *
+ * runtime/metered.c prices, reserves, attributes and books a call to an HTTP model; it leaves the
+ * network to the host (rt_http_t). Here, start runs on the worker that runs the call, takes the
+ * OpenAI request metered.c made, and hands it to the loop, which sends it with the outbound client
+ * (outbound.c). When the caller wants the answer as it is made (an agent's models.call with
+ * stream = true, a streamed chat completion), the upstream is asked to stream, each content delta
+ * goes to the caller on the loop as it arrives, and the whole answer is put back together (text,
+ * finish reason, usage) for metered.c, which wants one chat-completions response. The end goes
+ * back to a worker (the owner decides which, through on_done), where rt_upcall_finish gives it to
+ * rt_http_done: attribution reads the registry, and the worker's handle is the one to use.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/server/internal.h"
+#include "runtime/server/outbound.h"
+
+_Thread_local rt_call_owner *rt_tl_owner;
+
+struct rt_upcall {
+    rt_event ev; /* first: the start, posted to the loop */
+    rt_upcall *link;
+    rt_server *srv;
+    rt_http_call_t *hc;
+    rt_call_owner owner;
+    char url[700];
+    char model[REGISTRY_NAME_MAX + 1];
+    char *body;
+    char bearer[256];
+    uint32_t total_ms;
+    rt_out *out;
+    int status;
+    bool cancelled;
+    acc_buf raw;  /* the response (not streaming), or SSE bytes not parsed yet */
+    acc_buf text; /* streaming: the content so far */
+    char finish[24];
+    json_t *usage;
+    /* the end, for rt_upcall_finish */
+    bool ok;
+    acc_buf response;
+};
+
+static void up_start(rt_server *srv, rt_event *ev);
+
+static int http_start(void *ud, const registry_model_t *model, const char *request_json, size_t len,
+                      rt_http_call_t *hc) {
+    rt_server *srv = ud;
+    rt_call_owner *owner = rt_tl_owner;
+    if (!owner) return -1; /* a call outside the server's own paths: refuse */
+    rt_upcall *u = calloc(1, sizeof *u);
+    if (!u) return -1;
+    u->ev.fn = up_start;
+    u->srv = srv;
+    u->hc = hc;
+    u->owner = *owner;
+    snprintf(u->model, sizeof u->model, "%s", model->name);
+    size_t ul = strlen(model->url);
+    while (ul && model->url[ul - 1] == '/') ul--;
+    snprintf(u->url, sizeof u->url, "%.*s/chat/completions", (int)ul, model->url);
+    const char *key = model->api_key_env[0] ? getenv(model->api_key_env) : NULL;
+    if (key) snprintf(u->bearer, sizeof u->bearer, "%s", key);
+    json_t *req = json_loadb(request_json, len, 0, NULL);
+    if (!json_is_object(req)) {
+        json_decref(req);
+        free(u);
+        return -1;
+    }
+    if (owner->stream) {
+        json_object_set_new(req, "stream", json_true());
+        json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    }
+    u->body = json_dumps(req, JSON_COMPACT);
+    json_decref(req);
+    if (!u->body) {
+        free(u);
+        return -1;
+    }
+    u->total_ms = srv->cfg.upstream_total_ms;
+    if (owner->deadline_ms) { /* never past the turn's own time limit */
+        uint64_t now = rt_now_ns() / 1000000;
+        uint64_t left = owner->deadline_ms > now ? owner->deadline_ms - now : 1;
+        if (left < u->total_ms) u->total_ms = (uint32_t)left;
+    }
+    rt_post(srv, &u->ev);
+    return 0;
+}
+
+rt_http_t rt_upstream_hook(rt_server *srv) { return (rt_http_t){.ud = srv, .start = http_start}; }
+
+/* ---- the loop's side ----------------------------------------------------------------------------- */
+
+static void take_usage(rt_upcall *u, json_t *usage) {
+    if (!json_is_object(usage)) return;
+    json_decref(u->usage);
+    u->usage = json_incref(usage);
+}
+
+/* Parses complete SSE events: each content delta goes to the owner at once. */
+static void parse_sse(rt_upcall *u) {
+    size_t used = 0;
+    for (;;) {
+        char *start = u->raw.data + used;
+        size_t left = u->raw.len - used;
+        char *nl = memchr(start, '\n', left);
+        if (!nl) break;
+        size_t linelen = (size_t)(nl - start);
+        used += linelen + 1;
+        if (linelen && start[linelen - 1] == '\r') linelen--;
+        if (linelen < 5 || memcmp(start, "data:", 5) != 0) continue;
+        const char *d = start + 5;
+        size_t dlen = linelen - 5;
+        while (dlen && *d == ' ') d++, dlen--;
+        if (dlen == 6 && memcmp(d, "[DONE]", 6) == 0) continue;
+        json_t *chunk = json_loadb(d, dlen, 0, NULL);
+        if (!chunk) continue;
+        take_usage(u, json_object_get(chunk, "usage"));
+        json_t *choice = json_array_get(json_object_get(chunk, "choices"), 0);
+        const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
+        if (fr) snprintf(u->finish, sizeof u->finish, "%s", fr);
+        json_t *c = json_object_get(json_object_get(choice, "delta"), "content");
+        if (json_is_string(c) && json_string_length(c)) {
+            acc_buf_append(&u->text, json_string_value(c), json_string_length(c));
+            if (u->owner.on_chunk && !u->cancelled)
+                u->owner.on_chunk(u->owner.ud, json_string_value(c), json_string_length(c));
+        }
+        json_decref(chunk);
+    }
+    if (used) {
+        memmove(u->raw.data, u->raw.data + used, u->raw.len - used);
+        u->raw.len -= used;
+    }
+}
+
+static void out_status(void *ud, int status) {
+    rt_upcall *u = ud;
+    u->status = status;
+}
+
+static void out_data(void *ud, const char *data, size_t len) {
+    rt_upcall *u = ud;
+    acc_buf_append(&u->raw, data, len);
+    if (u->owner.stream && u->status == 200) parse_sse(u);
+}
+
+static void out_done(void *ud, int result, int status, const char *msg) {
+    rt_upcall *u = ud;
+    u->out = NULL;
+    acc_buf *r = &u->response;
+    if (u->cancelled || result == ACC_ECANCELLED) {
+        acc_buf_puts(r, "the call was cancelled");
+    } else if (result != ACC_OK) {
+        acc_buf_printf(r, "%s%s", result == ACC_ETIMEOUT ? "timeout: " : "", msg);
+    } else if (status != 200) {
+        json_t *e = json_loadb(u->raw.data ? u->raw.data : "", u->raw.len, 0, NULL);
+        const char *em = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
+        acc_buf_printf(r, "its endpoint answered %d%s%.200s", status, em ? ": " : "", em ? em : "");
+        json_decref(e);
+    } else if (u->owner.stream) {
+        if (u->raw.len) { /* a last event without its blank line */
+            acc_buf_putc(&u->raw, '\n');
+            parse_sse(u);
+        }
+        /* One chat-completions response, as metered.c reads it. */
+        acc_buf_puts(r, "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        acc_buf_json_string(r, u->text.data ? u->text.data : "", u->text.len);
+        acc_buf_printf(r, "},\"finish_reason\":\"%s\"}]", u->finish[0] ? u->finish : "stop");
+        if (u->usage) {
+            char *us = json_dumps(u->usage, JSON_COMPACT);
+            if (us) acc_buf_printf(r, ",\"usage\":%s", us);
+            free(us);
+        }
+        acc_buf_putc(r, '}');
+        u->ok = true;
+    } else {
+        acc_buf_append(r, u->raw.data ? u->raw.data : "", u->raw.len);
+        u->ok = true;
+    }
+    if (acc_buf_failed(r)) {
+        acc_buf_reset(r);
+        acc_buf_puts(r, "out of memory");
+        u->ok = false;
+    }
+    acc_buf_free(&u->raw);
+    u->owner.on_done(u->owner.ud, u);
+}
+
+static void up_start(rt_server *srv, rt_event *ev) {
+    rt_upcall *u = (rt_upcall *)ev;
+    if (u->owner.on_start) u->owner.on_start(u->owner.ud, u);
+    if (u->cancelled) {
+        out_done(u, ACC_ECANCELLED, 0, "cancelled");
+        return;
+    }
+    acc_err err = {0};
+    rt_out_req req = {.url = u->url,
+                      .method = "POST",
+                      .body = u->body,
+                      .body_len = strlen(u->body),
+                      .bearer = u->bearer[0] ? u->bearer : NULL,
+                      .connect_timeout_ms = srv->cfg.upstream_connect_ms,
+                      .total_timeout_ms = u->total_ms};
+    rt_out_cb cb = {.ud = u, .on_status = out_status, .on_data = out_data, .on_done = out_done};
+    u->out = rt_out_start(srv, &req, &cb, &err); /* copies the body */
+    free(u->body);
+    u->body = NULL;
+    if (!u->out) out_done(u, ACC_EUPSTREAM, 0, err.msg);
+}
+
+const char *rt_upcall_model(const rt_upcall *u) { return u->model; }
+rt_upcall **rt_upcall_link(rt_upcall *u) { return &u->link; }
+
+void rt_upcall_cancel(rt_upcall *u) {
+    if (!u || u->cancelled) return;
+    u->cancelled = true;
+    if (u->out) rt_out_cancel(u->out);
+}
+
+void rt_upcall_finish(rt_upcall *u) {
+    rt_http_done(u->hc, u->ok, u->response.data ? u->response.data : "", u->response.len);
+    acc_buf_free(&u->response);
+    acc_buf_free(&u->text);
+    json_decref(u->usage);
+    free(u->body);
+    free(u);
+}

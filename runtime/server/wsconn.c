@@ -1,0 +1,475 @@
+/*
+ * wsconn.c: the WebSocket connections at /v1/sessions: the upgrade (an API key, or a refusal with
+ * its HTTP status), client frames (size, rate, JSON, the four types), and writing host frames.
+ *
+ * Client -> host: session.start {agent, budget?}, message {content}, cancel {run?},
+ * session.resume {session, last_seq}; each may carry an "id" (a string or an integer) that the
+ * host's answers and errors name. Host -> client: see session.c; frames before any session (errors)
+ * and session.resumed carry seq 0.
+ *
+ * Writing: the waiting frames of a connection are framed here and handed to lws in one write, so a
+ * run's frames leave in one send() and, on loopback, one TCP segment (each segment costs the
+ * kernel's whole TCP path on both ends). lws passes LWS_WRITE_HTTP through unframed on a WebSocket
+ * connection, and no extension is ever negotiated here (none is offered).
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/server/session.h"
+
+#define MAX_QUEUED 32   /* messages waiting behind a session's running one */
+#define FLOOD_CLOSE 200 /* rate-limited frames in a row before the connection is closed */
+#define WRITE_BATCH_BYTES (256u << 10)
+
+void rt_ws_request_write(rt_ws *c) {
+    if (c->wsi) lws_callback_on_writable(c->wsi);
+}
+
+void rt_ws_loose(rt_ws *c, const char *json, size_t len) {
+    uint32_t n = (uint32_t)len;
+    acc_buf_append(&c->loose, &n, sizeof n);
+    acc_buf_append(&c->loose, json, len);
+}
+
+void rt_ws_close(rt_ws *c, int code, const char *reason) {
+    if (c->closing) return;
+    c->closing = true;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s", reason);
+    rt_ws_request_write(c);
+}
+
+/* An error for the connection: in its session's log when it has one, else loose with seq 0. */
+void rt_ws_error(rt_ws *c, const char *reply_to, const char *code, const char *msg) {
+    if (c->s) {
+        rt_emit_error(c->s, reply_to, code, msg, NULL);
+        return;
+    }
+    if (c->loose.len > 64 * 1024) return; /* a client ignoring its errors gets no more */
+    acc_buf b = ACC_BUF_INIT;
+    acc_buf_puts(&b, "{\"type\":\"error\",\"seq\":0,\"code\":");
+    rt_json_cstr(&b, code);
+    acc_buf_puts(&b, ",\"message\":");
+    rt_json_cstr(&b, msg);
+    if (reply_to) {
+        acc_buf_puts(&b, ",\"id\":");
+        acc_buf_puts(&b, reply_to);
+    }
+    acc_buf_putc(&b, '}');
+    if (!acc_buf_failed(&b)) rt_ws_loose(c, b.data, b.len);
+    acc_buf_free(&b);
+    rt_ws_request_write(c);
+}
+
+/* The client's id as JSON text (a string or a number), or NULL. */
+static char *id_text(json_t *msg) {
+    json_t *id = json_object_get(msg, "id");
+    if (!id || !(json_is_string(id) || json_is_integer(id))) return NULL;
+    if (json_is_string(id) && json_string_length(id) > 200) return NULL;
+    return json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+}
+
+static void handle_start(rt_ws *c, json_t *msg, char *reply_to) {
+    rt_server *srv = c->srv;
+    if (c->s) {
+        rt_ws_error(c, reply_to, "bad_request", "this connection already carries a session");
+        return;
+    }
+    json_t *agent = json_object_get(msg, "agent");
+    if (!json_is_string(agent) || !json_string_length(agent) ||
+        json_string_length(agent) > REGISTRY_NAME_MAX + REGISTRY_VERSION_MAX + 1) {
+        rt_ws_error(c, reply_to, "bad_request", "session.start needs \"agent\": \"NAME[@VERSION]\"");
+        return;
+    }
+    json_t *jb = json_object_get(msg, "budget");
+    uint64_t budget = 0;
+    if (jb && !json_is_null(jb)) {
+        if (!json_is_integer(jb) || json_integer_value(jb) < 0) {
+            rt_ws_error(c, reply_to, "bad_request", "\"budget\" must be a whole number of base units");
+            return;
+        }
+        budget = (uint64_t)json_integer_value(jb);
+    }
+    uintptr_t live = (uintptr_t)rt_map_get(&srv->key_sessions, c->who.key_id);
+    if (srv->cfg.sessions_per_key && live >= srv->cfg.sessions_per_key) {
+        char m[160];
+        snprintf(m, sizeof m, "this API key has %u sessions open, its limit", srv->cfg.sessions_per_key);
+        rt_ws_error(c, reply_to, "limit_exceeded", m);
+        return;
+    }
+    acc_err err = {0};
+    if (!rt_sess_new(c, json_string_value(agent), budget, reply_to, &err)) rt_ws_error(c, reply_to, "internal", err.msg);
+}
+
+static void handle_message(rt_ws *c, json_t *msg, char *reply_to) {
+    rt_sess *s = c->s;
+    if (!s) {
+        rt_ws_error(c, reply_to, "bad_request", "no session: send session.start or session.resume first");
+        return;
+    }
+    json_t *content = json_object_get(msg, "content");
+    if (!json_is_string(content)) {
+        rt_emit_error(s, reply_to, "bad_request", "a message needs \"content\": a string", NULL);
+        return;
+    }
+    if (s->q_len >= MAX_QUEUED) {
+        rt_emit_error(s, reply_to, "limit_exceeded", "too many messages wait for this session's running turn", NULL);
+        return;
+    }
+    rt_queued *m = calloc(1, sizeof *m);
+    size_t len = json_string_length(content);
+    if (!m || !(m->text = malloc(len + 1))) {
+        free(m);
+        rt_emit_error(s, reply_to, "internal", "out of memory", NULL);
+        return;
+    }
+    memcpy(m->text, json_string_value(content), len + 1);
+    m->len = len;
+    m->reply_to = reply_to ? strdup(reply_to) : NULL;
+    rt_sess_message(s, m);
+}
+
+static void handle_cancel(rt_ws *c, json_t *msg, char *reply_to) {
+    rt_sess *s = c->s;
+    if (!s) {
+        rt_ws_error(c, reply_to, "bad_request", "no session to cancel in");
+        return;
+    }
+    json_t *run = json_object_get(msg, "run");
+    if (run && !json_is_string(run)) {
+        rt_emit_error(s, reply_to, "bad_request", "\"run\" must be a run id such as \"r3\"", NULL);
+        return;
+    }
+    if (!rt_sess_cancel(s, run ? json_string_value(run) : NULL)) {
+        char m[120];
+        snprintf(m, sizeof m, "no run %.40s is under way", run ? json_string_value(run) : "");
+        rt_emit_error(s, reply_to, "not_found", m, NULL);
+    }
+}
+
+static void handle_resume(rt_ws *c, json_t *msg, char *reply_to) {
+    rt_server *srv = c->srv;
+    if (c->s) {
+        rt_ws_error(c, reply_to, "bad_request", "this connection already carries a session");
+        return;
+    }
+    json_t *sid = json_object_get(msg, "session"), *last = json_object_get(msg, "last_seq");
+    if (!json_is_string(sid) || (last && !json_is_integer(last)) || (last && json_integer_value(last) < 0)) {
+        rt_ws_error(c, reply_to, "bad_request",
+                    "session.resume needs \"session\": ID and \"last_seq\": the last seq received");
+        return;
+    }
+    rt_sess *s = rt_map_get(&srv->sessions, json_string_value(sid));
+    if (!s || s->closing || strcmp(s->who.account, c->who.account) != 0) {
+        rt_ws_error(c, reply_to, "not_found", "no such session (it may have expired)");
+        return;
+    }
+    uint64_t want = last ? (uint64_t)json_integer_value(last) + 1 : 1;
+    uint64_t oldest = s->log_head ? s->log_head->seq : s->seq + 1;
+    if (want > s->seq + 1) {
+        rt_ws_error(c, reply_to, "bad_request", "last_seq is ahead of the session");
+        return;
+    }
+    if (want < oldest) {
+        char m[200];
+        snprintf(m, sizeof m,
+                 "frames %" PRIu64 " to %" PRIu64 " are no longer kept; resume with last_seq %" PRIu64
+                 " to accept the gap",
+                 want, oldest - 1, oldest - 1);
+        rt_ws_error(c, reply_to, "resume_gap", m);
+        return;
+    }
+    if (s->conn) { /* taken over: the old connection goes; the new one gets the frames */
+        rt_ws *old = s->conn;
+        old->s = NULL;
+        s->conn = NULL;
+        rt_ws_close(old, LWS_CLOSE_STATUS_NORMAL, "session resumed elsewhere");
+    }
+    /* Everything after last_seq is written again, from the log. */
+    rt_frame *f = s->log_head;
+    while (f && f->seq < want) f = f->next;
+    size_t frames = 0, bytes = 0;
+    for (rt_frame *g = f; g; g = g->next) frames++, bytes += g->b.len;
+    s->unsent = f;
+    s->unsent_frames = frames;
+    s->unsent_bytes = bytes;
+    /* session.resumed goes first, outside the log (seq 0), then the frames replayed. */
+    acc_buf b = ACC_BUF_INIT;
+    acc_buf_puts(&b, "{\"type\":\"session.resumed\",\"seq\":0,\"session\":");
+    rt_json_cstr(&b, s->id);
+    acc_buf_printf(&b, ",\"replayed\":%zu,\"last_seq\":%" PRIu64, frames, s->seq);
+    rt_put_reply_to(&b, reply_to);
+    acc_buf_putc(&b, '}');
+    if (!acc_buf_failed(&b)) rt_ws_loose(c, b.data, b.len);
+    acc_buf_free(&b);
+    rt_sess_attach(s, c);
+    rt_ws_request_write(c);
+}
+
+/* One complete client message. */
+static void handle_frame(rt_ws *c, const char *data, size_t len) {
+    rt_server *srv = c->srv;
+    atomic_fetch_add(&srv->m.ws_frames_in, 1);
+    if (srv->cfg.messages_per_sec) { /* GCRA: a rate with a burst of twice the rate */
+        uint64_t now = rt_now_ns(), interval = 1000000000ull / srv->cfg.messages_per_sec;
+        uint64_t burst = 2 * interval * srv->cfg.messages_per_sec;
+        if (burst > 2000000000ull) burst = 2000000000ull;
+        if (c->tat_ns < now) c->tat_ns = now;
+        if (c->tat_ns - now > burst) {
+            if (++c->flood >= FLOOD_CLOSE) {
+                rt_ws_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "message rate limit exceeded repeatedly");
+                return;
+            }
+            char m[120];
+            snprintf(m, sizeof m, "more than %u messages per second on this connection; the frame was dropped",
+                     srv->cfg.messages_per_sec);
+            rt_ws_error(c, NULL, "limit_exceeded", m);
+            return;
+        }
+        c->tat_ns += interval;
+        c->flood = 0;
+    }
+    json_error_t jerr;
+    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!msg || !json_is_object(msg)) {
+        char m[300];
+        if (!msg) snprintf(m, sizeof m, "the frame is not JSON: %s (at byte %d)", jerr.text, jerr.position);
+        else snprintf(m, sizeof m, "a frame must be a JSON object with a \"type\"");
+        rt_ws_error(c, NULL, "bad_request", m);
+        json_decref(msg);
+        return;
+    }
+    char *reply_to = id_text(msg);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (json_object_get(msg, "id") && !reply_to) {
+        rt_ws_error(c, NULL, "bad_request", "\"id\" must be a string (at most 200 bytes) or an integer");
+    } else if (!type) {
+        rt_ws_error(c, reply_to, "bad_request", "the frame has no \"type\" string");
+    } else if (srv->draining) {
+        rt_ws_error(c, reply_to, "unavailable", "the server is shutting down");
+    } else if (strcmp(type, "session.start") == 0) {
+        handle_start(c, msg, reply_to);
+    } else if (strcmp(type, "message") == 0) {
+        handle_message(c, msg, reply_to);
+    } else if (strcmp(type, "cancel") == 0) {
+        handle_cancel(c, msg, reply_to);
+    } else if (strcmp(type, "session.resume") == 0) {
+        handle_resume(c, msg, reply_to);
+    } else {
+        char m[200];
+        snprintf(m, sizeof m, "unknown frame type \"%.60s\" (session.start, message, cancel, session.resume)", type);
+        rt_ws_error(c, reply_to, "bad_request", m);
+    }
+    free(reply_to);
+    json_decref(msg);
+}
+
+/* ---- writing ------------------------------------------------------------------------------------- */
+
+/* A server frame's header (FIN, text, unmasked) for a payload of n bytes: 2, 4 or 10 bytes. */
+static size_t ws_header(unsigned char *h, size_t n) {
+    h[0] = 0x81;
+    if (n < 126) {
+        h[1] = (unsigned char)n;
+        return 2;
+    }
+    if (n < 65536) {
+        h[1] = 126;
+        h[2] = (unsigned char)(n >> 8);
+        h[3] = (unsigned char)n;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++) h[2 + i] = (unsigned char)((uint64_t)n >> (56 - 8 * i));
+    return 10;
+}
+
+static void batch_frame(acc_buf *out, const char *json, size_t n) {
+    unsigned char h[10];
+    acc_buf_append(out, h, ws_header(h, n));
+    acc_buf_append(out, json, n);
+}
+
+static int ws_writable(rt_ws *c) {
+    struct lws *wsi = c->wsi;
+    if (lws_partial_buffered(wsi)) { /* lws is still sending the last batch */
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    acc_buf *out = &c->wbuf;
+    acc_buf_reset(out);
+    char *pre = acc_buf_reserve(out, LWS_PRE);
+    if (!pre) return -1;
+    acc_buf_commit(out, LWS_PRE);
+    while (c->loose_sent < c->loose.len && out->len < WRITE_BATCH_BYTES) {
+        uint32_t n;
+        memcpy(&n, c->loose.data + c->loose_sent, sizeof n);
+        batch_frame(out, c->loose.data + c->loose_sent + sizeof n, n);
+        c->loose_sent += sizeof n + n;
+    }
+    if (c->loose_sent == c->loose.len) {
+        acc_buf_free(&c->loose);
+        c->loose_sent = 0;
+    }
+    rt_sess *s = c->s;
+    while (s && s->unsent && out->len < WRITE_BATCH_BYTES) {
+        rt_frame *f = s->unsent;
+        batch_frame(out, f->b.data + LWS_PRE, f->b.len - LWS_PRE);
+        s->unsent = f->next;
+        s->unsent_frames--;
+        s->unsent_bytes -= f->b.len;
+        f->is_delta = false; /* handed over: no more merging into it */
+    }
+    if (acc_buf_failed(out)) return -1;
+    size_t n = out->len - LWS_PRE;
+    int w = n ? lws_write(wsi, (unsigned char *)out->data + LWS_PRE, n, LWS_WRITE_HTTP) : 0;
+    acc_buf_free(out); /* idle connections keep no write buffer */
+    if (w < (int)n) return -1;
+    if (s) rt_log_trim(s);
+    if (c->closing && c->loose_sent == c->loose.len && (!s || !s->unsent)) {
+        lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
+                         strlen(c->close_reason));
+        return -1;
+    }
+    if ((s && s->unsent) || c->loose_sent < c->loose.len) lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static void ws_closed(rt_ws *c) {
+    rt_server *srv = c->srv;
+    if (c->s) {
+        rt_sess *s = c->s;
+        s->conn = NULL;
+        s->detached_ns = rt_now_ns();
+        c->s = NULL; /* frames not written stay unwritten: a resume sends them */
+    }
+    atomic_fetch_sub(&srv->m.connections_ws, 1);
+    acc_buf_free(&c->rx);
+    acc_buf_free(&c->loose);
+    acc_buf_free(&c->wbuf);
+    free(c);
+}
+
+/* ---- the upgrade ------------------------------------------------------------------------------- */
+
+/* A refused upgrade: an HTTP status with a JSON error body, written in one piece. The status line is
+ * ours: lws would write "HTTP/1.0" here (the request's version is not parsed yet on the upgrade
+ * path), which WebSocket clients refuse to read. */
+static int refuse_upgrade(struct lws *wsi, unsigned status, const char *code, const char *msg) {
+    const char *reason = status == 401 ? "Unauthorized" : status == 404 ? "Not Found" : "Service Unavailable";
+    acc_buf body = ACC_BUF_INIT;
+    rt_error_json(&body, code, msg);
+    acc_buf out = ACC_BUF_INIT;
+    char *pre = acc_buf_reserve(&out, LWS_PRE);
+    if (pre) {
+        memset(pre, 0, LWS_PRE);
+        acc_buf_commit(&out, LWS_PRE);
+    }
+    acc_buf_printf(&out,
+                   "HTTP/1.1 %u %s\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n"
+                   "connection: close\r\n\r\n",
+                   status, reason, body.len);
+    acc_buf_append(&out, body.data, body.len);
+    if (!acc_buf_failed(&out) && !acc_buf_failed(&body))
+        lws_write(wsi, (unsigned char *)out.data + LWS_PRE, out.len - LWS_PRE, LWS_WRITE_HTTP_FINAL);
+    acc_buf_free(&out);
+    acc_buf_free(&body);
+    return 1;
+}
+
+/* The API key of an upgrade: "Authorization: Bearer KEY", or "bearer.KEY" among the offered
+ * subprotocols (browsers cannot set headers on a WebSocket; they offer "accrue.v1, bearer.KEY"
+ * and the host picks accrue.v1). */
+static bool upgrade_key(struct lws *wsi, char *key, size_t keylen) {
+    char buf[512];
+    int n = lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n > 7 && strncasecmp(buf, "Bearer ", 7) == 0) {
+        snprintf(key, keylen, "%s", buf + 7);
+        return true;
+    }
+    n = lws_hdr_copy(wsi, buf, sizeof buf, WSI_TOKEN_PROTOCOL);
+    if (n > 0) {
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+            if (strncmp(tok, "bearer.", 7) == 0) {
+                snprintf(key, keylen, "%s", tok + 7);
+                return true;
+            }
+    }
+    return false;
+}
+
+int rt_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    rt_conn *conn = user;
+    rt_server *srv = lws_context_user(lws_get_context(wsi));
+    rt_ws *c = conn ? conn->ws : NULL;
+    switch (reason) {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
+        char uri[256];
+        if (lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/v1/sessions") != 0)
+            return refuse_upgrade(wsi, 404, "not_found", "WebSocket sessions are at /v1/sessions");
+        if (srv->draining) return refuse_upgrade(wsi, 503, "unavailable", "the server is shutting down");
+        char key[256];
+        if (!upgrade_key(wsi, key, sizeof key))
+            return refuse_upgrade(wsi, 401, "unauthorized",
+                                  "no API key: send \"Authorization: Bearer KEY\" or offer the subprotocols "
+                                  "\"accrue.v1, bearer.KEY\"");
+        rt_principal who;
+        acc_err err = {0};
+        if (rt_auth_key(srv, key, strlen(key), &who, &err) != ACC_OK)
+            return refuse_upgrade(wsi, 401, "unauthorized", err.msg);
+        c = calloc(1, sizeof *c);
+        if (!c) return refuse_upgrade(wsi, 503, "unavailable", "out of memory");
+        c->wsi = wsi;
+        c->srv = srv;
+        c->who = who;
+        conn->ws = c;
+        atomic_fetch_add(&srv->m.connections_ws, 1);
+        return 0;
+    }
+    case LWS_CALLBACK_ESTABLISHED:
+        return 0;
+    case LWS_CALLBACK_RECEIVE: {
+        if (!c) return -1;
+        if (lws_frame_is_binary(wsi)) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
+            return -1;
+        }
+        uint64_t limit = srv->cfg.max_frame;
+        if (limit && (c->rx.len + len > limit || lws_remaining_packet_payload(wsi) > limit - c->rx.len - len)) {
+            char m[80];
+            int ml = snprintf(m, sizeof m, "message over %" PRIu64 " bytes", limit);
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)m, (size_t)ml);
+            return -1;
+        }
+        acc_buf_append(&c->rx, in, len);
+        if (acc_buf_failed(&c->rx)) return -1;
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+            handle_frame(c, c->rx.data ? c->rx.data : "", c->rx.len);
+            acc_buf_free(&c->rx); /* idle connections keep no read buffer either */
+        }
+        return 0;
+    }
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        /* A close payload of one byte is malformed (RFC 6455 5.5.1); lws would echo it. */
+        if (len == 1) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"bad close payload", 17);
+            return -1;
+        }
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (!c) return -1;
+        return ws_writable(c);
+    case LWS_CALLBACK_CLOSED:
+        if (c) {
+            ws_closed(c);
+            conn->ws = NULL;
+        }
+        return 0;
+    default:
+        return 0;
+    }
+}
