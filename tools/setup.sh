@@ -46,9 +46,9 @@ sys.exit(m.version('vyper') != '$VYPER_VERSION' or m.version('titanoboa') != '$T
   "$VENV/bin/pip" install -q "vyper==$VYPER_VERSION" "titanoboa==$TITANOBOA_VERSION"
 fi
 
-if [ "${ACCRUE_SETUP_TESTS:-0}" = 1 ] && ! "$VENV/bin/python3" -c 'import websockets, openai, requests' 2>/dev/null; then
-  echo "setup: installing websockets, openai and requests for the server's integration tests" >&2
-  "$VENV/bin/pip" install -q websockets openai requests
+if [ "${ACCRUE_SETUP_TESTS:-0}" = 1 ] && ! "$VENV/bin/python3" -c 'import websockets, openai, requests, eth_hash.auto' 2>/dev/null; then
+  echo "setup: installing websockets, openai, requests and eth-hash for the server's integration tests" >&2
+  "$VENV/bin/pip" install -q websockets openai requests "eth-hash[pycryptodome]"
 fi
 
 # A `zig` on PATH for everything after this.

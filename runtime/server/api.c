@@ -724,13 +724,14 @@ typedef struct usage_scan {
     rt_api_job *j;
     json_t *items;
     uint64_t limit, since_ms;
+    bool forward;
     const char *payer, *agent, *session, *payee;
 } usage_scan;
 
 static int usage_item(void *ud, const ledger_entry_t *e) {
     usage_scan *u = ud;
     if (!e->event || !e->event_len || e->code == LEDGER_CODE_TOPUP || e->code == LEDGER_CODE_SETTLEMENT) return 0;
-    if (u->since_ms && e->time_ms < u->since_ms) return 1; /* newest first: older ones follow */
+    if (u->since_ms && e->time_ms < u->since_ms) return u->forward ? 0 : 1; /* newest first: older follow */
     meter_event_t ev;
     if (meter_event_decode(e->event, e->event_len, &ev, NULL) != ACC_OK) return 0;
     bool keep = (!u->payer || !strcmp(ev.payer, u->payer)) && (!u->agent || !strcmp(ev.agent, u->agent)) &&
@@ -751,20 +752,23 @@ static int usage_item(void *ud, const ledger_entry_t *e) {
     return json_array_size(u->items) >= u->limit ? 1 : 0;
 }
 
-/* GET /v1/usage?agent=&session=&payee=&since=MS&limit=N: the caller's calls, newest first (the
- * admin's: everyone's), each with its attribution lines. */
+/* GET /v1/usage?agent=&session=&payee=&since=MS&limit=N[&from_seq=N]: the caller's calls (the
+ * admin's: everyone's), each with its attribution lines; newest first, or, with from_seq, in
+ * ledger order from that seq on (to page through everything). */
 static void usage_list(rt_api_job *j, registry_t *reg) {
     (void)reg;
     char agent[200], session[80], payee[64];
-    uint64_t limit, since;
-    if (!query_num(j, "limit", 1, 1000, 100, &limit) || !query_num(j, "since", 0, INT64_MAX, 0, &since)) return;
-    usage_scan u = {.j = j, .items = json_array(), .limit = limit, .since_ms = since};
+    uint64_t limit, since, from;
+    if (!query_num(j, "limit", 1, 1000, 100, &limit) || !query_num(j, "since", 0, INT64_MAX, 0, &since) ||
+        !query_num(j, "from_seq", 0, INT64_MAX, 0, &from))
+        return;
+    usage_scan u = {.j = j, .items = json_array(), .limit = limit, .since_ms = since, .forward = from > 0};
     if (!j->who.admin) u.payer = j->who.account;
     if (rt_api_query(j, "agent", agent, sizeof agent)) u.agent = agent;
     if (rt_api_query(j, "session", session, sizeof session)) u.session = session;
     if (rt_api_query(j, "payee", payee, sizeof payee)) u.payee = payee;
     acc_err err = {0};
-    int rc = ledger_scan(j->srv->ledger, 1, 0, true, usage_item, &u, &err);
+    int rc = ledger_scan(j->srv->ledger, u.forward ? from : 1, 0, !u.forward, usage_item, &u, &err);
     if (rc != ACC_OK && rc != 1) {
         json_decref(u.items);
         rt_api_error(j, rc, "%s", err.msg);

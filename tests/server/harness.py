@@ -96,6 +96,7 @@ class Server:
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=self.env, cwd=self.dir)
         self.banner = []
         deadline = time.time() + timeout * SCALE
+        old = (self.__dict__.get("key"), self.__dict__.get("admin_key"))
         self.port = self.key = self.admin_key = None
         while time.time() < deadline and (self.port is None or self.key is None or self.admin_key is None):
             line = self.proc.stdout.readline().decode()
@@ -111,9 +112,9 @@ class Server:
             m = re.search(r"admin API key: (\S+)", line)
             if m:
                 self.admin_key = m.group(1)
-            if "API keys are shown once" in line:  # an old database: no new keys
-                self.key = self.key or ""
-                self.admin_key = self.admin_key or ""
+            if "API keys are shown once" in line:  # an old database: the keys from before
+                self.key = self.key or old[0] or ""
+                self.admin_key = self.admin_key or old[1] or ""
         if self.port is None or self.key is None:
             self.stop()
             raise Fail("server did not start: " + "".join(self.banner) + self.read_log())

@@ -1,0 +1,198 @@
+"""test_api.py: the HTTP API through the real binary: the marketplace (list, search, tag, sort,
+pages, one agent), deploying over HTTP with a signature made by `accrue sign`, models, datanets
+(create, contribute a signed record, review, records, a metered query), accounts (create, top up,
+revoke), balances, usage, who may call what, and the errors for bad requests.
+"""
+import json
+import os
+import sys
+
+from eth_hash.auto import keccak
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import Fail, Server, check, eq, run  # noqa: E402
+
+import requests  # noqa: E402
+
+
+def sign_digest(srv, key, digest):
+    """An EIP-191 personal-message signature over a 32-byte digest, by `accrue sign`."""
+    path = os.path.join(srv.dir, "digest.bin")
+    with open(path, "wb") as f:
+        f.write(digest)
+    return srv.accrue("sign", "--key", key, "--message-file", path).stdout.strip().split()[-1]
+
+
+def test_marketplace():
+    with Server() as srv:
+        srv.deploy("weather/bot", "return { on_message = function(s, t) return 'sunny' end }", models=[])
+        r = srv.get("/v1/agents", key="")
+        eq(r.status_code, 200, r.text)
+        names = [a["name"] for a in r.json()["agents"]]
+        check({"orchard-guide", "orchard-sources", "weather/bot"} <= set(names), names)
+        guide = [a for a in r.json()["agents"] if a["name"] == "orchard-guide"][0]
+        eq(guide["price"]["per_message"], 1000, "price")
+        check("usage" in guide and "sessions_30d" in guide["usage"], guide)
+        eq([a["name"] for a in srv.get("/v1/agents?search=WEATHER", key="").json()["agents"]], ["weather/bot"], "search")
+        eq({a["name"] for a in srv.get("/v1/agents?tag=fruit", key="").json()["agents"]},
+           {"orchard-guide", "orchard-sources"}, "tag")
+        eq(len(srv.get("/v1/agents?limit=1", key="").json()["agents"]), 1, "limit")
+        p1 = srv.get("/v1/agents?sort=new&limit=2", key="").json()["agents"]
+        p2 = srv.get("/v1/agents?sort=new&limit=2&offset=2", key="").json()["agents"]
+        eq(len({a["name"] for a in p1 + p2}), 3, "pages do not overlap")
+        a = srv.get("/v1/agents/weather/bot", key="").json()
+        eq((a["name"], a["version"], a["author"]), ("weather/bot", "1.0.0", srv.author), "one agent")
+        eq([v["version"] for v in a["versions"]], ["1.0.0"], "versions")
+        eq(srv.get("/v1/agents/weather/bot@1.0.0", key="").status_code, 200, "by version")
+        eq(srv.get("/v1/agents/weather/bot@9.9.9", key="").status_code, 404, "no such version")
+        eq(srv.get("/v1/agents/nobody", key="").status_code, 404, "no such agent")
+        eq(srv.get("/v1/agents?sort=weird", key="").status_code, 400, "bad sort")
+        eq(srv.get("/v1/agents?limit=0", key="").status_code, 400, "bad limit")
+        eq(srv.get("/v1/agents", key="acc_bogus").status_code, 401, "a bad key is refused even where none is needed")
+
+
+def test_deploy_over_http():
+    with Server() as srv:
+        key = os.path.join(srv.dir, "http-author.key")
+        author = srv.accrue("keygen", "--out", key).stdout.split()[-1]
+        script = os.path.join(srv.dir, "hello.lua")
+        with open(script, "w") as f:
+            f.write("return { on_message = function(s, t) return 'hello ' .. t end }")
+        manifest = {"name": "hello", "version": "0.1.0", "author": author, "description": "says hello",
+                    "tags": ["greeting"], "price_per_message": 7}
+        mpath = os.path.join(srv.dir, "hello.json")
+        with open(mpath, "w") as f:
+            json.dump(manifest, f)
+        digest = srv.accrue("deploy", script, "--manifest", mpath, "--print-digest").stdout.strip().split()[-1]
+        sig = sign_digest(srv, key, bytes.fromhex(digest[2:]))
+        body = {"manifest": manifest, "script": open(script).read(), "signature": sig}
+        r = srv.post("/v1/agents", body)
+        eq(r.status_code, 201, r.text)
+        eq((r.json()["name"], r.json()["price"]["per_message"]), ("hello", 7), "deployed")
+        r = srv.post("/v1/agents", body)
+        eq(r.status_code, 409, "a version never changes")
+        tampered = dict(body, script=body["script"].replace("hello", "HELLO"))
+        r = srv.post("/v1/agents", dict(tampered, manifest=dict(manifest, version="0.2.0")))
+        eq(r.status_code, 400, "a signature over something else")
+        eq(r.json()["error"]["code"], "bad_signature", r.text)
+        eq(srv.post("/v1/agents", {"manifest": 3, "script": "x", "signature": sig}).status_code, 400, "bad manifest")
+        eq(srv.post("/v1/agents", body, key="").status_code, 401, "a key is needed")
+
+
+def test_datanets_and_queries():
+    with Server() as srv:
+        owner_key = os.path.join(srv.dir, "owner.key")
+        owner = srv.accrue("keygen", "--out", owner_key).stdout.split()[-1]
+        contrib_key = os.path.join(srv.dir, "contrib.key")
+        contributor = srv.accrue("keygen", "--out", contrib_key).stdout.split()[-1]
+        spec = {"name": "test/cities", "owner": owner, "description": "cities", "price_per_query": 30,
+                "price_per_record": 5, "curation": "review"}
+        eq(srv.post("/v1/datanets", spec).status_code, 403, "creating a datanet is an admin call")
+        eq(srv.post("/v1/datanets", dict(spec, name="cities"), key=srv.admin_key).status_code, 201, "created")
+        eq(srv.post("/v1/datanets", dict(spec, name="cities"), key=srv.admin_key).status_code, 409, "taken")
+        eq(srv.post("/v1/datanets", dict(spec, name="x", owner="0xnope"), key=srv.admin_key).status_code, 400, "bad owner")
+        text = "Lisbon is built on seven hills above the Tagus river."
+        # What a contributor signs (registry.h): keccak256(datanet || 0x00 || text), EIP-191.
+        sig = sign_digest(srv, contrib_key, keccak(b"cities\x00" + text.encode()))
+        r = srv.post("/v1/datanets/cities:contribute", {"text": text, "contributor": contributor, "signature": sig})
+        eq(r.status_code, 201, r.text)
+        rec = r.json()
+        eq(rec["status"], "pending", "review curation holds it")
+        r = srv.post("/v1/datanets/cities:contribute", {"text": text + "!", "contributor": contributor, "signature": sig})
+        eq(r.json()["error"]["code"], "bad_signature", "a signature over other text")
+        pending = srv.get("/v1/datanets/cities:records?status=pending", key="").json()["records"]
+        eq([p["id"] for p in pending], [rec["id"]], "pending records")
+        eq(srv.get("/v1/datanets/cities:records?status=maybe", key="").status_code, 400, "bad status")
+        d = srv.get("/v1/datanets/cities", key="").json()
+        eq((d["pending"], d["version"], d["curation"]), (1, 0, "review"), "datanet")
+        eq(srv.get("/v1/datanets/demo/orchard", key="").json()["version"], 300, "the demo datanet")
+        names = [x["name"] for x in srv.get("/v1/datanets", key="").json()["datanets"]]
+        check("demo/orchard" in names and "cities" in names, names)
+        # A metered query: the caller pays, the answer says what it cost.
+        b0 = srv.get("/v1/balance").json()["available"]
+        r = srv.post("/v1/datanets/demo/orchard:query", {"text": "grapes vines", "limit": 2})
+        eq(r.status_code, 200, r.text)
+        q = r.json()
+        eq(len(q["rows"]), 2, "rows")
+        eq(q["usage"]["cost"], 100 + 2 * 20, "cost")
+        eq(srv.get("/v1/balance").json()["available"], b0 - q["usage"]["cost"], "paid")
+        ev = srv.get("/v1/usage/" + q["usage"]["call"]).json()
+        eq((ev["resource"], ev["cost"]), ("dataset", q["usage"]["cost"]), "its usage event")
+        eq(srv.post("/v1/datanets/demo/orchard:query", {"text": 5}).status_code, 400, "bad query")
+        eq(srv.post("/v1/datanets/nope:query", {"text": "x"}).status_code, 404, "no such datanet")
+        eq(srv.post("/v1/datanets/demo/orchard:query", {"text": "x"}, key="").status_code, 401, "a query is paid")
+
+
+def test_accounts_balances_usage():
+    with Server() as srv:
+        eq(srv.get("/v1/accounts").status_code, 403, "admin only")
+        names = [a["name"] for a in srv.get("/v1/accounts", key=srv.admin_key).json()["accounts"]]
+        check("demo" in names and "operator" in names, names)
+        r = srv.post("/v1/accounts", {"name": "alice", "credit": 5000}, key=srv.admin_key)
+        eq(r.status_code, 201, r.text)
+        alice = r.json()["api_key"]
+        eq(srv.get("/v1/balance", key=alice).json()["available"], 5000, "credited")
+        eq(srv.post("/v1/accounts/alice:topup", {"amount": 250}, key=srv.admin_key).status_code, 200, "topup")
+        eq(srv.get("/v1/balance", key=alice).json()["available"], 5250, "topped up")
+        eq(srv.post("/v1/accounts/alice:topup", {"amount": 0}, key=srv.admin_key).status_code, 400, "zero")
+        eq(srv.post("/v1/accounts/alice:topup", {"amount": "lots"}, key=srv.admin_key).status_code, 400, "type")
+        eq(srv.post("/v1/accounts/nobody:topup", {"amount": 1}, key=srv.admin_key).status_code, 404, "no account")
+        eq(srv.post("/v1/accounts/alice:topup", {"amount": 1}, key=alice).status_code, 403, "not admin")
+        eq(srv.get("/v1/balance/alice", key=alice).status_code, 200, "own balance by name")
+        eq(srv.get("/v1/balance/demo", key=alice).status_code, 403, "not another's")
+        eq(srv.get("/v1/balance/0xzz", key="").status_code, 400, "bad address")
+        eq(srv.get("/v1/usage", key=alice).json()["usage"], [], "no calls yet")
+        r = srv.post("/v1/accounts/alice:keys", {}, key=srv.admin_key)
+        eq(r.status_code, 201, r.text)
+        second = r.json()["api_key"]
+        eq(srv.get("/v1/balance", key=second).status_code, 200, "a second key")
+        eq(srv.post("/v1/accounts/alice:revoke", {}, key=srv.admin_key).json()["revoked"], 2, "revoked")
+        eq(srv.get("/v1/balance", key=alice).status_code, 401, "revoked keys stop")
+        eq(srv.post("/v1/accounts", {"name": "alice"}, key=srv.admin_key).status_code, 409, "taken")
+        eq(srv.post("/v1/accounts", {"name": "Bad Name!"}, key=srv.admin_key).status_code, 400, "bad name")
+
+
+def test_models_api():
+    with Server() as srv:
+        r = srv.get("/v1/models/demo/orchard-chat", key="")
+        eq(r.status_code, 200, r.text)
+        eq((r.json()["kind"], r.json()["lineage"]), ("http", ["demo/orchard"]), "model")
+        eq(srv.get("/v1/models/none", key="").status_code, 404, "no such model")
+        body = {"name": "ext/gpt", "url": "https://api.example.invalid/v1", "upstream": "gpt", "owner": "0x" + "1" * 40,
+                "price_per_call": 5, "lineage": ["demo/orchard"]}
+        eq(srv.post("/v1/models", body).status_code, 403, "admin only")
+        r = srv.post("/v1/models", body, key=srv.admin_key)
+        eq(r.status_code, 201, r.text)
+        eq(r.json()["price"]["per_call"], 5, "registered")
+        eq(srv.post("/v1/models", dict(body, lineage=["nope"], name="ext/x"), key=srv.admin_key).status_code, 404,
+           "unknown lineage")
+        eq(srv.post("/v1/models", dict(body, kind="lua", name="ext/y"), key=srv.admin_key).status_code, 400, "kind")
+        ids = [m["id"] for m in srv.get("/v1/models").json()["data"]]
+        check("ext/gpt" in ids and "demo/orchard-chat" in ids and "test/echo" in ids, ids)
+
+
+def test_bad_requests_never_hurt():
+    with Server(["--max-body", "2000"]) as srv:
+        bad = [("POST", "/v1/accounts", b"{", 400), ("POST", "/v1/accounts", b"[]", 400),
+               ("POST", "/v1/accounts", b'{"name": 5}', 400), ("POST", "/v1/accounts", b"x" * 3000, 413),
+               ("PUT", "/v1/accounts", b"{}", 405), ("DELETE", "/v1/agents", b"", 405),
+               ("GET", "/v1/unknown/route", b"", 404), ("POST", "/v1/datanets/a:explode", b"{}", 404),
+               ("POST", "/v1/chat/completions", b'{"model": "test/echo", "messages": "hi"}', 400)]
+        for method, path, body, want in bad:
+            r = requests.request(method, srv.url + path, data=body, timeout=10,
+                                 headers={"Authorization": "Bearer " + srv.admin_key})
+            eq(r.status_code, want, f"{method} {path}: {r.text}")
+            err = r.json()["error"]
+            check(err["message"] and (err.get("code") or err.get("type")), r.text)
+        eq(srv.get("/healthz").json()["status"], "ok", "still up")
+
+
+if __name__ == "__main__":
+    sys.exit(run("server_api", [
+        test_marketplace,
+        test_deploy_over_http,
+        test_datanets_and_queries,
+        test_accounts_balances_usage,
+        test_models_api,
+        test_bad_requests_never_hurt,
+    ]))
