@@ -168,7 +168,7 @@ static bool field_amount(rt_api_job *j, json_t *b, const char *name, uint64_t *o
 static bool field_signature(rt_api_job *j, json_t *b, uint8_t sig[65]) {
     const char *s;
     if (!field_string(j, b, "signature", true, &s)) return false;
-    if (hex_decode_exact(s, strlen(s), sig, 65) != 0) {
+    if (hex_parse0x(s, strlen(s), sig, 65, NULL) != ACC_OK) {
         rt_api_error(j, ACC_EINVAL, "\"signature\" must be 65 bytes as 0x and 130 hex digits");
         return false;
     }
@@ -178,9 +178,9 @@ static bool field_signature(rt_api_job *j, json_t *b, uint8_t sig[65]) {
 static bool field_address(rt_api_job *j, json_t *b, const char *name, uint8_t out[20]) {
     const char *s;
     if (!field_string(j, b, name, true, &s)) return false;
-    char e[200];
-    if (eth_address_parse(s, strlen(s), out, e, sizeof e) != 0) {
-        rt_api_error(j, ACC_EINVAL, "\"%s\": %s", name, e);
+    acc_err e = {0};
+    if (eth_address_parse(s, strlen(s), out, &e) != ACC_OK) {
+        rt_api_error(j, ACC_EINVAL, "\"%s\": %s", name, e.msg);
         return false;
     }
     return true;
@@ -701,9 +701,9 @@ static void balance_named(rt_api_job *j, registry_t *reg) {
     const char *who = j->params[0];
     uint8_t a[20];
     if (strncmp(who, "0x", 2) == 0 || strncmp(who, "0X", 2) == 0) {
-        char e[200];
-        if (eth_address_parse(who, strlen(who), a, e, sizeof e) != 0) {
-            rt_api_error(j, ACC_EINVAL, "%s", e);
+        acc_err e = {0};
+        if (eth_address_parse(who, strlen(who), a, &e) != ACC_OK) {
+            rt_api_error(j, ACC_EINVAL, "%s", e.msg);
             return;
         }
         char t[ETH_ADDRESS_TEXT_SIZE];

@@ -161,19 +161,19 @@ static int host_key(rt_server *srv, char *path, size_t n, bool *made, acc_err *e
         if (len > 3 && strcmp(db + len - 3, ".db") == 0) len -= 3;
         snprintf(path, n, "%.*s.host.key", (int)len, db);
     }
-    char e[256] = "";
+    acc_err e = {0};
     if (access(path, F_OK) != 0) {
         if (srv->cfg.key_path) return acc_fail(err, ACC_EIO, "--key %s: no such file", path);
         eth_key *k = NULL;
-        if (eth_key_generate(&k, e, sizeof e) != 0 || eth_key_write_file(k, path, e, sizeof e) != 0) {
+        if (eth_key_generate(&k, &e) != ACC_OK || eth_key_write_file(k, path, &e) != ACC_OK) {
             eth_key_free(k);
-            return acc_fail(err, ACC_EIO, "cannot make the host key %s: %s", path, e);
+            return acc_fail(err, ACC_EIO, "cannot make the host key %s: %s", path, e.msg);
         }
         eth_key_free(k);
         *made = true;
     }
-    if (eth_key_read_file(&srv->host_key, path, e, sizeof e) != 0)
-        return acc_fail(err, ACC_EPERM, "host key %s: %s", path, e);
+    if (eth_key_read_file(&srv->host_key, path, &e) != ACC_OK)
+        return acc_fail(err, ACC_EPERM, "host key %s: %s", path, e.msg);
     uint8_t a[ETH_ADDRESS_SIZE];
     eth_key_address(srv->host_key, a);
     eth_address_to_text(a, srv->host_address);
