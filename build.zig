@@ -100,6 +100,11 @@ const demo_files = [_][]const u8{
     "scripts/demo/orchard-sources.lua",
     "scripts/demo/orchard-sources.json",
 };
+const settle_sources = [_][]const u8{
+    "meters/settle/batch.c",
+    "meters/settle/verify.c",
+    "meters/settle/cut.c",
+};
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/metered.c",
@@ -128,6 +133,7 @@ const runtime_sources = [_][]const u8{
     "runtime/agents.c",
     "runtime/demo.c",
     "runtime/provider.c",
+    "runtime/cli_settle.c",
 };
 
 const modules = [_]Module{
@@ -193,11 +199,19 @@ const modules = [_]Module{
         .system_libs = &.{ "jansson", "pthread", "m" },
     },
     .{
+        .name = "settle",
+        .sources = &settle_sources,
+        .public = &.{"meters/settle/settle.h"},
+        .private = &.{"meters/settle/internal.h"},
+        .deps = &.{ "base", "eth", "ledger" },
+        .system_libs = &.{"jansson"},
+    },
+    .{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
         .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/session.h", "runtime/server/outbound.h", "runtime/metered.h", "runtime/cli_util.h", "runtime/agents.h", "runtime/demo.h", "runtime/embedded.h", "runtime/provider.h" },
-        .deps = &.{ "base", "eth", "sandbox", "registry", "ledger", "meters", "span", "factory" },
+        .deps = &.{ "base", "eth", "sandbox", "registry", "ledger", "meters", "span", "factory", "settle" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },
 };
@@ -221,13 +235,14 @@ const unit_tests = [_]Test{
     .{ .name = "span", .module = "span" },
     .{ .name = "registry", .module = "registry" },
     .{ .name = "registry_cli", .module = "registry" },
-    .{ .name = "settle_chain", .module = "eth" },
+    .{ .name = "settle_chain", .module = "settle" },
     .{ .name = "meters", .module = "meters" },
     .{ .name = "crash", .module = "meters" },
     .{ .name = "metered", .module = "runtime" },
     .{ .name = "meters_cli", .module = "runtime" },
     .{ .name = "factory", .module = "factory" },
     .{ .name = "spans", .module = "registry" },
+    .{ .name = "settle", .module = "settle" },
 };
 const benches = [_]Test{
     .{ .name = "server", .module = "runtime" },
@@ -236,6 +251,7 @@ const benches = [_]Test{
     .{ .name = "span", .module = "span" },
     .{ .name = "factory", .module = "factory" },
     .{ .name = "meters", .module = "runtime" },
+    .{ .name = "settle", .module = "settle" },
 };
 const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h", "tests/registry_test_util.h", "tests/bench/synth_text.h" };
 

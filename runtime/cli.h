@@ -29,5 +29,11 @@ int cli_ledger(int argc, char **argv);
 int cli_balance(int argc, char **argv);
 int cli_usage(int argc, char **argv);
 int cli_account_topup(int argc, char **argv); /* accrue account topup (cli_account dispatches it) */
+/* runtime/cli_settle.c: settlement batches */
+int cli_settle(int argc, char **argv);
+int cli_batches(int argc, char **argv);
+int cli_batch(int argc, char **argv);
+int cli_proof(int argc, char **argv);
+int cli_verify(int argc, char **argv);
 
 #endif

@@ -30,6 +30,11 @@ static const command_t commands[] = {
     {"usage", cli_usage, "metered calls and who was paid what for each, and why"},
     {"balance", cli_balance, "an address's or an account's balance: available, pending, accrued, settled"},
     {"ledger", cli_ledger, "the ledger: check its invariants"},
+    {"settle", cli_settle, "cut, sign and book the next settlement batch"},
+    {"batches", cli_batches, "list the settlement batches"},
+    {"batch", cli_batch, "show one settlement batch (--json: the signed batch for Ethereum tools)"},
+    {"proof", cli_proof, "the Merkle proof of a payee's entry in a batch"},
+    {"verify", cli_verify, "check a batch file: entries, root, digest, signature, link, ledger"},
 };
 
 static void usage(FILE *out) {

@@ -10,9 +10,12 @@ OpenZeppelin's StandardMerkleTree algorithm as tests/eth_crosscheck.py writes it
         once and in full, every refusal with its reason, rotation, ownership, the surplus.
     settle_chain.py gas OUT.json
         the gas titanoboa reports per batch post and per claim (the benchmark's figures).
-    settle_chain.py batches PLAN.json
-        accrue's own batches (`accrue batch SEQ --json`, `accrue proof SEQ ADDR --json`) on the
-        chain: see run_plan().
+    settle_chain.py check BATCH.json [PROOF.json ...] ...
+        accrue's batches and proofs checked with eth-account and OpenZeppelin's algorithm alone:
+        the typed data's digest, the digest of the fields through typed data built here, the
+        signer recovered, the root, every proof (processProof, and equal to OZ's getProof).
+    settle_chain.py e2e PLAN.json
+        the whole path through the accrue binary onto the chain: see run_plan().
 
 Prints "ok NAME" or "FAIL NAME: why" per check and closes with "# settle_chain: N passed, N failed";
 exit status 0 only when nothing failed, 3 when titanoboa, vyper or eth-account is missing.
@@ -378,14 +381,16 @@ def gas_figures(out_path):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("contract", "batches", "gas"):
-        sys.stderr.write("usage: settle_chain.py contract | gas OUT.json | batches PLAN.json\n")
+    if len(sys.argv) < 2 or sys.argv[1] not in ("contract", "e2e", "gas", "check"):
+        sys.stderr.write("usage: settle_chain.py contract | e2e PLAN.json | check FILE... | gas OUT.json\n")
         return 2
     try:
         if sys.argv[1] == "contract":
             contract_tests()
         elif sys.argv[1] == "gas":
             gas_figures(sys.argv[2])
+        elif sys.argv[1] == "check":
+            run_check(sys.argv[2:])
         else:
             run_plan(json.load(open(sys.argv[2])))
     except Exception as e:
@@ -396,8 +401,153 @@ def main():
     return 1 if failed else 0
 
 
+# ---------------------------------------------------------------- accrue's own batches
+
+def accrue(plan, *args, ok=True):
+    """Runs the accrue binary; returns (exit status, stdout)."""
+    import subprocess
+    r = subprocess.run([plan["accrue"]] + [str(a) for a in args], capture_output=True, text=True)
+    if ok and r.returncode != 0:
+        raise RuntimeError("accrue %s: exit %d: %s" % (" ".join(map(str, args)), r.returncode, r.stderr.strip()))
+    return r.returncode, r.stdout
+
+
+def own_digest(batch):
+    """The digest from the batch's top-level fields, through typed data built here (not the batch's
+    own typed_data): the struct's definition is this file's, checked against the contract's."""
+    fields = {
+        "sequence": batch["sequence"], "prevHash": b32(batch["prev_hash"]),
+        "firstTransfer": batch["first_transfer"], "lastTransfer": batch["last_transfer"],
+        "entryCount": batch["entry_count"], "total": int(batch["total"]), "root": b32(batch["root"]),
+        "cutTime": batch["cut_time"],
+    }
+    td = typed_data(fields, batch["chain_id"], batch["verifying_contract"])
+    return bytes(Account.sign_message(encode_typed_data(full_message=td), b"\1" * 32).message_hash)
+
+
+def check_batch(name, batch, proofs, signer=None):
+    """A batch and its proofs checked with eth-account and OpenZeppelin's algorithm alone."""
+    signable = encode_typed_data(full_message=batch["typed_data"])
+    recovered = Account.recover_message(signable, signature=b32(batch["signature"]))
+    digest = bytes(Account.sign_message(signable, b"\1" * 32).message_hash)
+    check("%s: eth-account's digest of typed_data is the batch's" % name, hx(digest) == batch["digest"],
+          "%s != %s" % (hx(digest), batch["digest"]))
+    check("%s: the top-level fields give the same digest" % name, own_digest(batch) == digest)
+    check("%s: eth-account recovers the signer" % name, recovered == batch["signer"] and
+          (signer is None or recovered == signer), "%s, batch says %s" % (recovered, batch["signer"]))
+    entries = [(a, int(m)) for a, m in batch["entries"]]
+    tree = oz_tree(entries)
+    check("%s: OpenZeppelin's root of the entries" % name, tree["root"] == batch["root"],
+          "%s != %s" % (tree["root"], batch["root"]))
+    check("%s: entries sorted by address, distinct, count and total" % name,
+          [int(a, 16) for a, _ in entries] == sorted(set(int(a, 16) for a, _ in entries)) and
+          len(entries) == batch["entry_count"] and sum(m for _, m in entries) == int(batch["total"]))
+    bad = []
+    for i, (a, m) in enumerate(entries):
+        p = proofs.get(a.lower())
+        if p is None:
+            continue
+        h = oz_leaf(a, m)
+        ok = p["leaf"] == hx(h) and int(p["amount"]) == m and p["root"] == batch["root"]
+        for sib in p["proof"]:
+            h = keccak(b"".join(sorted([h, b32(sib)])))  # MerkleProof.processProof
+        if not ok or hx(h) != batch["root"] or p["proof"] != tree["proofs"][i]:
+            bad.append(a)
+    check("%s: %d proofs lead to the root (processProof) and equal OZ's getProof" % (name, len(proofs)), not bad,
+          "bad: %s" % bad[:3])
+
+
+def run_check(files):
+    """check BATCH.json [PROOF.json ...] ...: each batch with the proofs that follow it."""
+    batch, proofs, name = None, {}, None
+    for f in files + [None]:
+        doc = json.load(open(f)) if f else None
+        if f is None or "typed_data" in doc:
+            if batch is not None:
+                check_batch(name, batch, proofs)
+            batch, proofs, name = doc, {}, os.path.basename(f) if f else None
+        else:
+            proofs[doc["address"].lower()] = doc
+
+
 def run_plan(plan):
-    raise NotImplementedError("batches mode arrives with meters/settle")
+    """The whole path: metered activity booked into the ledger, `accrue settle`, `accrue batch --json`,
+    the contract accepting that batch, every payee claiming with `accrue proof` output, the chain's
+    balances matching the batches, and each refusal."""
+    chain_id = fresh_env(plan.get("chain_id", 31337))
+    wei = 10**12  # a base unit (10^-6 of the display currency) as 10^-6 ETH
+    _, out = accrue(plan, "address", "--key", plan["key"])
+    signer = out.strip()
+    owner = boa.env.eoa
+    boa.env.set_balance(owner, 10**30)
+    c = deploy(signer, wei_per_unit=wei)
+    paid = {}
+    work = plan["workdir"]
+    for r in range(1, plan["rounds"] + 1):
+        _run(plan["book"] + [str(r)])  # metered activity for this round
+        args = ["settle", "--key", plan["key"], "--db", plan["db"], "--json"]
+        if r == 1:
+            args += ["--chain-id", chain_id, "--contract", c.address]
+        _, out = accrue(plan, *args)
+        head = json.loads(out)["batch"] if out.startswith('{"batch"') else json.loads(out)
+        check("round %d: accrue settle cut batch %d" % (r, r), head and head["sequence"] == r, out[:200])
+        _, text = accrue(plan, "batch", r, "--db", plan["db"], "--json")
+        path = os.path.join(work, "batch%d.json" % r)
+        open(path, "w").write(text)
+        batch = json.loads(text)
+        entries = [(a, int(m)) for a, m in batch["entries"]]
+        proofs = {}
+        for a, _ in entries:
+            _, ptext = accrue(plan, "proof", r, a, "--db", plan["db"], "--json")
+            proofs[a.lower()] = json.loads(ptext)
+        check_batch("batch %d" % r, batch, proofs, signer)
+        st, vout = accrue(plan, "verify", path, "--db", plan["db"], ok=False)
+        check("batch %d: accrue verify --db holds" % r, st == 0 and "verified" in vout, vout[-300:])
+
+        fields = [batch["sequence"], b32(batch["prev_hash"]), batch["first_transfer"], batch["last_transfer"],
+                  batch["entry_count"], int(batch["total"]), b32(batch["root"]), batch["cut_time"]]
+        sig = b32(batch["signature"])
+        check("batch %d: the contract's digest is the batch's" % r, hx(c.batch_digest(*fields)) == batch["digest"])
+        a0, m0 = entries[0]
+        p0 = [b32(x) for x in proofs[a0.lower()]["proof"]]
+        refused("batch %d: claim before it is posted" % r, "accrue: no such batch", lambda: c.claim(r, a0, m0, p0))
+        tampered = list(fields)
+        tampered[5] += 1
+        refused("batch %d: posted with a tampered total" % r, "accrue: not signed by the host signer",
+                lambda: c.post_batch(*tampered, sig))
+        if r > 1:
+            skip = list(fields)
+            skip[0] += 1
+            refused("batch %d: posted as the wrong sequence" % r, "accrue: sequence is not the next one",
+                    lambda: c.post_batch(*skip, sig))
+        digest = c.post_batch(*fields, sig)
+        check("batch %d: the contract accepts accrue's batch" % r, hx(digest) == batch["digest"] and
+              c.last_sequence() == r)
+        c.deposit(value=int(batch["total"]) * wei)
+        if len(entries) > 1:
+            a1, m1 = entries[1]
+            p1 = [b32(x) for x in proofs[a1.lower()]["proof"]]
+            refused("batch %d: a wrong amount" % r, "accrue: invalid proof", lambda: c.claim(r, a0, m0 + 1, p0))
+            refused("batch %d: another entry's proof" % r, "accrue: invalid proof", lambda: c.claim(r, a0, m0, p1))
+        all_paid = True
+        for a, m in entries:
+            pr = proofs[a.lower()]
+            before = boa.env.get_balance(a)
+            got = c.claim(r, pr["address"], int(pr["amount"]), [b32(x) for x in pr["proof"]])
+            all_paid = all_paid and got == m * wei and boa.env.get_balance(a) - before == m * wei
+            paid[a] = paid.get(a, 0) + m
+        check("batch %d: every payee claimed with accrue proof's output and was paid" % r, all_paid)
+        refused("batch %d: a second claim" % r, "accrue: already claimed", lambda: c.claim(r, a0, m0, p0))
+        check("batch %d: nothing left owed on chain" % r, c.outstanding() == 0 and c.unclaimed(r) == 0)
+    check("the chain's balances are the batches' sums for each of %d payees" % len(paid),
+          all(boa.env.get_balance(a) == m * wei for a, m in paid.items()))
+
+
+def _run(argv):
+    import subprocess
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), r.returncode, (r.stderr + r.stdout).strip()[-500:]))
 
 
 if __name__ == "__main__":

@@ -963,16 +963,26 @@ typedef struct accounts_walk {
 
 static int accounts_one(void *ud, const store_account_t *row) {
     accounts_walk_t *w = ud;
-    ledger_account_t *a;
-    int rc = ledger_account(w->l, (ledger_account_kind_t)row->kind, row->name, &a, w->err);
-    if (rc) return rc;
+    ledger_t *l = w->l;
+    /* The row is in hand: an account not cached yet is cached from it (as ledger_account would,
+     * without reading it again: one query for the whole walk, not one per account). */
+    uint32_t h = name_hash(row->kind, row->name);
     ledger_balance_t b;
-    pthread_mutex_lock(&w->l->mu);
-    set_id(w->l, a, row->id);
+    pthread_mutex_lock(&l->mu);
+    ledger_account_t *a = find_name(l, row->kind, row->name, h);
+    if (!a && !(a = add_account(l, row->kind, row->name, h))) {
+        pthread_mutex_unlock(&l->mu);
+        return acc_fail(w->err, ACC_ENOMEM, "ledger: out of memory");
+    }
+    if (!a->loaded) {
+        take_row(a, row);
+        a->loaded = true;
+    }
+    set_id(l, a, row->id);
     ledger_account_t tmp = *a;
     take_row(&tmp, row);
     fill_balance(&tmp, &b);
-    pthread_mutex_unlock(&w->l->mu);
+    pthread_mutex_unlock(&l->mu);
     return w->fn(w->ud, a, &b);
 }
 

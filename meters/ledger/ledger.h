@@ -245,7 +245,7 @@ typedef struct ledger_posting {
     uint64_t after_settlement;
 } ledger_posting_t;
 
-#define LEDGER_MAX_TRANSFERS 65535
+#define LEDGER_MAX_TRANSFERS (1 << 20) /* a settlement batch is one posting: a transfer per payee */
 #define LEDGER_MAX_EVENT (1u << 20)
 
 typedef struct ledger_result {
