@@ -16,34 +16,18 @@
 #include "meters/ledger/ledger.h"
 #include "meters/settle/settle.h"
 #include "runtime/base/buf.h"
-#include "runtime/base/file.h"
 #include "runtime/cli.h"
+#include "runtime/cli_util.h"
 
-#define DEFAULT_DB "./accrue.db" /* the registry's default too (REGISTRY_DEFAULT_PATH) */
 #define BATCH_FILE_MAX (256u << 20)
 
-static int is_help(const char *a) {
-    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-}
-
-static int need_value(const char *cmd, int argc, char **argv, int *i, const char **val) {
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "accrue %s: %s needs a value\n", cmd, argv[*i]);
-        return -1;
-    }
-    *val = argv[++*i];
-    return 0;
-}
-
-/* A whole number from 1 to 2^64-1 (0 allowed when zero_ok). */
-static int parse_u64(const char *cmd, const char *what, const char *s, int zero_ok, uint64_t *out) {
+/* A batch's sequence number as typed: a whole number from 1. */
+static int parse_seq(const char *cmd, const char *s, uint64_t *out) {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);
-    if (!*s || *end || errno || *s == '-' || *s == '+' || (!zero_ok && v == 0)) {
-        fprintf(stderr, "accrue %s: %s: want a whole number%s, got '%s'\n", cmd, what, zero_ok ? "" : " from 1", s);
-        return -1;
-    }
+    if (!*s || *end || errno || *s == '-' || *s == '+' || v == 0)
+        return cli_fail(cmd, 2, "SEQ: want a batch number from 1, got '%s'", s);
     *out = v;
     return 0;
 }
@@ -51,20 +35,13 @@ static int parse_u64(const char *cmd, const char *what, const char *s, int zero_
 static int open_ledger(const char *cmd, const char *db, bool readonly, ledger_t **out) {
     acc_err err = {0};
     ledger_opts_t o = {.readonly = readonly};
-    if (ledger_open(db, &o, out, &err) != ACC_OK) {
-        fprintf(stderr, "accrue %s: %s: %s\n", cmd, db, err.msg);
-        return -1;
-    }
+    if (!db) db = REGISTRY_DEFAULT_PATH;
+    if (ledger_open(db, &o, out, &err) != ACC_OK) return cli_fail(cmd, 1, "%s: %s", db, err.msg);
     return 0;
 }
 
 static void print_time(uint64_t t, char out[32]) {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm))
-        strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    else
-        snprintf(out, 32, "%llu", (unsigned long long)t);
+    snprintf(out, 32, "%.19sZ", cli_time((int64_t)t * 1000)); /* to the second */
 }
 
 static void print_summary(const settle_batch_t *b) {
@@ -99,50 +76,24 @@ static const char settle_help[] =
     "(the claim contract's address, the EIP-712 verifyingContract); later ones reuse the last\n"
     "batch's unless given. --max-entries cuts earlier when more payees would be in the batch.\n"
     "Prints the batch (with --json: its header as JSON, or {\"batch\":null} when nothing is owed).\n"
-    "--db defaults to " DEFAULT_DB ".\n";
+    "--db defaults to " REGISTRY_DEFAULT_PATH ".\n";
 
 int cli_settle(int argc, char **argv) {
-    const char *db = DEFAULT_DB, *key_path = NULL, *contract_text = NULL;
+    const char *db = NULL, *key_path = NULL, *contract_text = NULL;
     uint64_t chain_id = 0, max_entries = 0;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (is_help(argv[i])) {
-            fputs(settle_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--db") == 0) {
-            if (need_value("settle", argc, argv, &i, &db)) return 2;
-        } else if (strcmp(argv[i], "--key") == 0) {
-            if (need_value("settle", argc, argv, &i, &key_path)) return 2;
-        } else if (strcmp(argv[i], "--contract") == 0) {
-            if (need_value("settle", argc, argv, &i, &contract_text)) return 2;
-        } else if (strcmp(argv[i], "--chain-id") == 0) {
-            if (need_value("settle", argc, argv, &i, &v) || parse_u64("settle", "--chain-id", v, 0, &chain_id)) return 2;
-        } else if (strcmp(argv[i], "--max-entries") == 0) {
-            if (need_value("settle", argc, argv, &i, &v) || parse_u64("settle", "--max-entries", v, 0, &max_entries))
-                return 2;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else {
-            fprintf(stderr, "accrue settle: unknown argument '%s'\n%s", argv[i], settle_help);
-            return 2;
-        }
-    }
-    if (!key_path) {
-        fprintf(stderr, "accrue settle: --key FILE is required (the host's signing key; accrue keygen makes one)\n");
-        return 2;
-    }
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--key", CLI_STRING, &key_path),
+                          CLI_FLAG("--contract", CLI_STRING, &contract_text),
+                          CLI_FLAG("--chain-id", CLI_AMOUNT, &chain_id),
+                          CLI_FLAG("--max-entries", CLI_AMOUNT, &max_entries), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("settle", argc, argv, flags, sizeof flags / sizeof flags[0], NULL, 0, 0, settle_help);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!key_path)
+        return cli_fail("settle", 2, "--key FILE is required (the host's signing key; accrue keygen makes one)");
     uint8_t contract[ETH_ADDRESS_SIZE];
-    acc_err kerr = {0};
-    if (contract_text && eth_address_parse(contract_text, strlen(contract_text), contract, &kerr) != ACC_OK) {
-        fprintf(stderr, "accrue settle: --contract: %s\n", kerr.msg);
-        return 2;
-    }
+    if (contract_text && cli_parse_address("settle", "--contract", contract_text, contract)) return 2;
     eth_key *key;
-    if (eth_key_read_file(&key, key_path, &kerr) != ACC_OK) {
-        fprintf(stderr, "accrue settle: --key: %s\n", kerr.msg);
-        return 2;
-    }
+    if (cli_key("settle", "--key", key_path, &key)) return 2;
     ledger_t *l;
     if (open_ledger("settle", db, false, &l)) {
         eth_key_free(key);
@@ -152,7 +103,7 @@ int cli_settle(int argc, char **argv) {
                            .max_entries = max_entries};
     settle_batch_t *b = NULL;
     acc_err err = {0};
-    int rc = settle_cut(l, &o, &b, &err);
+    rc = settle_cut(l, &o, &b, &err);
     eth_key_free(key);
     int status = 0;
     if (rc != ACC_OK) {
@@ -213,27 +164,19 @@ static int list_one(void *ud, const settle_batch_t *b) {
 }
 
 int cli_batches(int argc, char **argv) {
-    const char *db = DEFAULT_DB;
+    const char *db = NULL;
     list_ctx c = {0};
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(batches_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--db") == 0) {
-            if (need_value("batches", argc, argv, &i, &db)) return 2;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            c.json = 1;
-        } else {
-            fprintf(stderr, "accrue batches: unknown argument '%s'\n%s", argv[i], batches_help);
-            return 2;
-        }
-    }
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("batches", argc, argv, flags, 2, NULL, 0, 0, batches_help);
+    if (rc) return rc < 0 ? 0 : rc;
+    c.json = json;
     ledger_t *l;
     if (open_ledger("batches", db, true, &l)) return 1;
     if (!c.json)
         acc_buf_printf(&c.out, "%8s  %22s %8s %16s  %-20s  %s\n", "batch", "transfers", "entries", "total", "cut",
                        "digest");
-    int rc = settle_batches(l, list_one, &c, &c.err);
+    rc = settle_batches(l, list_one, &c, &c.err);
     ledger_close(l);
     if (rc != ACC_OK) {
         fprintf(stderr, "accrue batches: %s\n", c.err.msg);
@@ -266,29 +209,13 @@ static int load_batch(const char *cmd, const char *db, uint64_t seq, settle_batc
 }
 
 int cli_batch(int argc, char **argv) {
-    const char *db = DEFAULT_DB, *seq_text = NULL;
-    int json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(batch_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--db") == 0) {
-            if (need_value("batch", argc, argv, &i, &db)) return 2;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else if (!seq_text && argv[i][0] != '-') {
-            seq_text = argv[i];
-        } else {
-            fprintf(stderr, "accrue batch: unknown argument '%s'\n%s", argv[i], batch_help);
-            return 2;
-        }
-    }
+    const char *db = NULL, *seq_text = NULL;
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("batch", argc, argv, flags, 2, &seq_text, 1, 1, batch_help);
+    if (rc) return rc < 0 ? 0 : rc;
     uint64_t seq;
-    if (!seq_text) {
-        fprintf(stderr, "accrue batch: which batch? (SEQ)\n%s", batch_help);
-        return 2;
-    }
-    if (parse_u64("batch", "SEQ", seq_text, 0, &seq)) return 2;
+    if (parse_seq("batch", seq_text, &seq)) return 2;
     settle_batch_t *b;
     if (load_batch("batch", db, seq, &b)) return 1;
     acc_buf out = ACC_BUF_INIT;
@@ -328,41 +255,20 @@ static const char proof_help[] =
     "claim(sequence, account, amount, proof) takes).\n";
 
 int cli_proof(int argc, char **argv) {
-    const char *db = DEFAULT_DB, *pos[2] = {NULL, NULL};
-    int json = 0, npos = 0;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(proof_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--db") == 0) {
-            if (need_value("proof", argc, argv, &i, &db)) return 2;
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else if (npos < 2 && argv[i][0] != '-') {
-            pos[npos++] = argv[i];
-        } else {
-            fprintf(stderr, "accrue proof: unknown argument '%s'\n%s", argv[i], proof_help);
-            return 2;
-        }
-    }
-    if (npos < 2) {
-        fprintf(stderr, "accrue proof: want SEQ and ADDRESS\n%s", proof_help);
-        return 2;
-    }
+    const char *db = NULL, *pos[2];
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("proof", argc, argv, flags, 2, pos, 2, 2, proof_help);
+    if (rc) return rc < 0 ? 0 : rc;
     uint64_t seq;
     uint8_t address[ETH_ADDRESS_SIZE];
-    acc_err kerr = {0};
-    if (parse_u64("proof", "SEQ", pos[0], 0, &seq)) return 2;
-    if (eth_address_parse(pos[1], strlen(pos[1]), address, &kerr) != ACC_OK) {
-        fprintf(stderr, "accrue proof: ADDRESS: %s\n", kerr.msg);
-        return 2;
-    }
+    if (parse_seq("proof", pos[0], &seq) || cli_parse_address("proof", "ADDRESS", pos[1], address)) return 2;
     settle_batch_t *b;
     if (load_batch("proof", db, seq, &b)) return 1;
     merkle_tree *tree = NULL;
     acc_buf out = ACC_BUF_INIT;
     acc_err err = {0};
-    int rc = settle_batch_tree(b, &tree, &err);
+    rc = settle_batch_tree(b, &tree, &err);
     if (rc == ACC_OK) rc = settle_proof_json(b, tree, address, &out, &err);
     merkle_free(tree);
     settle_batch_free(b);
@@ -403,42 +309,25 @@ static void print_line(void *ud, const char *line) {
 
 int cli_verify(int argc, char **argv) {
     const char *db = NULL, *path = NULL, *prev_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(verify_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--db") == 0) {
-            if (need_value("verify", argc, argv, &i, &db)) return 2;
-        } else if (strcmp(argv[i], "--prev") == 0) {
-            if (need_value("verify", argc, argv, &i, &prev_path)) return 2;
-        } else if (!path && (argv[i][0] != '-' || strcmp(argv[i], "-") == 0)) {
-            path = argv[i];
-        } else {
-            fprintf(stderr, "accrue verify: unknown argument '%s'\n%s", argv[i], verify_help);
-            return 2;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "accrue verify: which batch file? (BATCH.json, or - for standard input)\n%s", verify_help);
-        return 2;
-    }
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--prev", CLI_STRING, &prev_path)};
+    int rc = cli_parse("verify", argc, argv, flags, 2, &path, 1, 1, verify_help);
+    if (rc) return rc < 0 ? 0 : rc;
     char *text = NULL, *prev_text = NULL;
     size_t len, prev_len;
     acc_err err = {0};
-    if (acc_read_file(path, BATCH_FILE_MAX, &text, &len, &err) != ACC_OK) {
-        fprintf(stderr, "accrue verify: %s\n", err.msg);
-        return 2;
-    }
+    if (cli_read("verify", path, BATCH_FILE_MAX, &text, &len)) return 2;
     settle_batch_t *prev = NULL;
     if (prev_path) {
-        if (acc_read_file(prev_path, BATCH_FILE_MAX, &prev_text, &prev_len, &err) != ACC_OK ||
-            settle_batch_parse(prev_text, prev_len, &prev, &err) != ACC_OK) {
-            fprintf(stderr, "accrue verify: --prev %s: %s\n", prev_path, err.msg);
+        if (cli_read("verify", prev_path, BATCH_FILE_MAX, &prev_text, &prev_len)) {
             free(text);
-            free(prev_text);
             return 2;
         }
+        rc = settle_batch_parse(prev_text, prev_len, &prev, &err);
         free(prev_text);
+        if (rc != ACC_OK) {
+            free(text);
+            return cli_fail("verify", 2, "--prev %s: %s", prev_path, err.msg);
+        }
     }
     ledger_t *l = NULL;
     if (db && open_ledger("verify", db, true, &l)) {
@@ -448,7 +337,7 @@ int cli_verify(int argc, char **argv) {
     }
     settle_verify_opts_t o = {.prev = prev, .ledger = l, .report = print_line};
     bool linked;
-    int rc = settle_verify(text, len, &o, &linked, &err);
+    rc = settle_verify(text, len, &o, &linked, &err);
     free(text);
     settle_batch_free(prev);
     if (l) ledger_close(l);

@@ -471,9 +471,10 @@ def run_check(files):
 
 
 def run_plan(plan):
-    """The whole path: metered activity booked into the ledger, `accrue settle`, `accrue batch --json`,
-    the contract accepting that batch, every payee claiming with `accrue proof` output, the chain's
-    balances matching the batches, and each refusal."""
+    """The whole path: real metered activity (`accrue run` of the demo agents, whose calls pay the
+    demo datanet's contributors, the agents' author and the operator), `accrue settle`, `accrue batch
+    --json`, the contract accepting that batch, every payee claiming with `accrue proof` output, the
+    chain's balances matching the batches and the ledger's settled balances, and each refusal."""
     chain_id = fresh_env(plan.get("chain_id", 31337))
     wei = 10**12  # a base unit (10^-6 of the display currency) as 10^-6 ETH
     _, out = accrue(plan, "address", "--key", plan["key"])
@@ -484,7 +485,9 @@ def run_plan(plan):
     paid = {}
     work = plan["workdir"]
     for r in range(1, plan["rounds"] + 1):
-        _run(plan["book"] + [str(r)])  # metered activity for this round
+        for agent, text in plan["calls"][r - 1]:  # metered activity for this round
+            accrue(plan, "run", agent, "--input", text, "--db", plan["db"], "--json")
+        accrue(plan, "ledger", "check", "--db", plan["db"])
         args = ["settle", "--key", plan["key"], "--db", plan["db"], "--json"]
         if r == 1:
             args += ["--chain-id", chain_id, "--contract", c.address]
@@ -541,13 +544,10 @@ def run_plan(plan):
         check("batch %d: nothing left owed on chain" % r, c.outstanding() == 0 and c.unclaimed(r) == 0)
     check("the chain's balances are the batches' sums for each of %d payees" % len(paid),
           all(boa.env.get_balance(a) == m * wei for a, m in paid.items()))
-
-
-def _run(argv):
-    import subprocess
-    r = subprocess.run(argv, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError("%s: exit %d: %s" % (" ".join(argv), r.returncode, (r.stderr + r.stdout).strip()[-500:]))
+    settled = {a: json.loads(accrue(plan, "balance", a, "--db", plan["db"], "--json")[1])["settled"] for a in paid}
+    check("the ledger's settled balances are what the chain paid", settled == paid, "%s != %s" % (settled, paid))
+    _, out = accrue(plan, "ledger", "check", "--db", plan["db"])
+    check("accrue ledger check holds after the batches", "contiguous_sequence" in out)
 
 
 if __name__ == "__main__":

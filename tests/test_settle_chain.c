@@ -12,15 +12,17 @@
  * - check: batches cut by `accrue settle` and printed by `accrue batch --json` and `accrue proof
  *   --json`: eth-account's digest of their typed data and of their fields, the signer it recovers,
  *   OZ's root and every proof.
- * - e2e: metered activity booked round after round, `accrue settle`, `accrue batch --json`, the
- *   contract accepting each batch, every payee claiming with `accrue proof` output, the chain's
- *   balances matching the batches, `accrue verify --db`, and each refusal.
+ * - e2e: real metered activity round after round (`accrue run` of the demo agents: the demo
+ *   datanet's contributors, the agents' author and the operator are paid), `accrue settle`,
+ *   `accrue batch --json`, the contract accepting each batch, every payee claiming with `accrue
+ *   proof` output, the chain's balances matching the batches and the ledger's settled balances,
+ *   `accrue verify --db`, `accrue ledger check`, and each refusal.
  * Each check the script prints is one check here. The CLI's own behaviour (verify's failures, usage
  * errors, listings) is checked here directly.
  *
- * The metered activity comes from this binary run as `test_settle_chain --book DB ROUND`: calls
- * booked into the ledger as the meters book them (a payer, several payees under charge codes, the
- * operator's fee), so the test does not wait on a model.
+ * The cross-check and the CLI tests want more payees than the demo has: their activity comes from
+ * this binary run as `test_settle_chain --book DB ROUND`, calls booked into the ledger as the
+ * meters book them (a payer, several payees under charge codes, the operator's fee).
  *
  * Missing titanoboa, vyper or eth-account is a failure, not a skip: run
  * ACCRUE_SETUP_ETH=1 bash tools/setup.sh (or set ACCRUE_PYTHON to a python that has them).
@@ -192,13 +194,19 @@ static void test_end_to_end_on_chain(void) {
     }
     char bin[PATH_MAX];
     if (!realpath(test_accrue_bin(), bin)) snprintf(bin, sizeof bin, "%s", test_accrue_bin());
+    /* Three rounds of real metered calls: the demo agents query the demo datanet (paying the
+     * contributors of the records they return) and pay their author; the operator takes a fee. */
     fprintf(f, "{\"accrue\": \"%s\", \"db\": \"%s\", \"key\": \"%s\", \"workdir\": \"%s\", \"rounds\": 3,\n"
-               " \"book\": [\"%s\", \"--book\", \"%s\"]}\n",
-            bin, db, key, work, self, db);
+               " \"calls\": [[[\"orchard-sources\", \"what grows on vines\"], [\"orchard-guide\", \"how do I prune apple trees\"],\n"
+               "             [\"orchard-sources\", \"citrus and frost\"]],\n"
+               "            [[\"orchard-guide\", \"when to pick pears\"], [\"orchard-sources\", \"berries in acid soil\"]],\n"
+               "            [[\"orchard-sources\", \"kiwi pollination\"], [\"orchard-guide\", \"watering young trees\"],\n"
+               "             [\"orchard-sources\", \"apples\"], [\"orchard-guide\", \"plums\"]]]}\n",
+            bin, db, key, work);
     fclose(f);
     char args[512];
     snprintf(args, sizeof args, "e2e %s", plan);
-    script(args, 3 * 17);
+    script(args, 3 * 15 + 3);
 }
 
 /* The commands themselves: what they print, how they fail. */
