@@ -252,6 +252,7 @@ const benches = [_]Test{
     .{ .name = "factory", .module = "factory" },
     .{ .name = "meters", .module = "runtime" },
     .{ .name = "settle", .module = "settle" },
+    .{ .name = "registry", .module = "registry" },
 };
 const test_headers = [_][]const u8{ "tests/check.h", "tests/util.h", "tests/eth_test_util.h", "tests/registry_test_util.h", "tests/bench/synth_text.h" };
 

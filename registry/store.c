@@ -258,7 +258,10 @@ int store_open_at(const char *path, unsigned flags, int target, registry_t **out
             goto fail;
         }
     }
-    rc = exec_script(reg, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL", err, "open");
+    /* 16 MiB of page cache (SQLite's default is 2 MiB): an import's indexes on content hashes
+     * are written at random places, and the full-text index's pending terms, fit in it. */
+    rc = exec_script(reg, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -16384", err,
+                     "open");
     if (rc == ACC_OK && version < target) rc = migrate(reg, path, target, err);
     if (rc != ACC_OK) goto fail;
     *out = reg;
