@@ -1,9 +1,9 @@
 /*
  * bench_registry.c: the registry's import, full-text queries and API key lookups.
  *
- * The datanet is synthetic English-like text: words drawn from a Zipf(1) distribution over a
- * 50k-word vocabulary (a few words everywhere, most rare, as in real text), 8..30 words a record,
- * 100 contributors. Measured:
+ * The datanet is synthetic English-like text (tests/bench/synth_text.h: Zipf(1) words over a
+ * 200k-word vocabulary, so a few words are everywhere and most are rare, as in real text), 8..30
+ * words a record, 100 contributors. Measured:
  *   - import: registry_import_jsonl of 100,000 JSON Lines records into a fresh file, one
  *     transaction (parse each line, check the text and the address, hash it, insert it, index it
  *     in FTS5); beside it, the physical limit: a bare SQLite loop inserting the same rows (already
@@ -27,6 +27,7 @@
 #include "meters/eth/keys.h"
 #include "registry/registry.h"
 #include "runtime/base/buf.h"
+#include "tests/bench/synth_text.h"
 
 /* The machine is shared: times are this thread's CPU time (the work done, whatever else runs), with
  * REGISTRY_BENCH_WALL=1 wall-clock time instead (commits' fsync included). */
@@ -34,47 +35,6 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(getenv("REGISTRY_BENCH_WALL") ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint64_t rng = 0x243F6A8885A308D3u;
-static uint64_t rnd(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
-}
-
-#define VOCAB 50000
-static double *zipf_cdf;
-static char (*word_text)[12];
-
-static void make_vocab(void) {
-    zipf_cdf = malloc(VOCAB * sizeof *zipf_cdf);
-    word_text = malloc(VOCAB * sizeof *word_text);
-    double sum = 0, acc = 0;
-    for (int r = 0; r < VOCAB; r++) sum += 1.0 / (r + 1);
-    for (int r = 0; r < VOCAB; r++) {
-        acc += 1.0 / (r + 1) / sum;
-        zipf_cdf[r] = acc;
-        uint64_t h = (uint64_t)r * 0x9E3779B97F4A7C15u + 12345;
-        int len = 3 + (int)(h % 7) + (r > 1000);
-        for (int i = 0; i < len && i < 11; i++) {
-            h = h * 6364136223846793005u + 1442695040888963407u;
-            word_text[r][i] = (char)('a' + (h >> 33) % 26);
-        }
-        word_text[r][len < 11 ? len : 11] = 0;
-    }
-}
-
-static int zipf(void) {
-    double u = (double)(rnd() >> 11) / 9007199254740992.0;
-    int lo = 0, hi = VOCAB - 1;
-    while (lo < hi) {
-        int mid = (lo + hi) / 2;
-        if (zipf_cdf[mid] < u) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo;
 }
 
 typedef struct row {
@@ -179,14 +139,11 @@ int main(void) {
     acc_buf jsonl = ACC_BUF_INIT;
     size_t text_bytes = 0;
     for (size_t i = 0; i < n; i++) {
-        acc_buf t = ACC_BUF_INIT;
-        int words = 8 + (int)(rnd() % 23);
-        acc_buf_printf(&t, "r%zu", i); /* every record unique */
-        for (int w = 0; w < words; w++) acc_buf_printf(&t, " %s", word_text[zipf()]);
-        acc_buf_putc(&t, '.');
-        int c = (int)(rnd() % 100);
+        char text[32 * 16];
+        int c = (int)(rnd() % 100), prefix = snprintf(text, sizeof text, "r%zu ", i); /* every record unique */
+        rows[i].len = (size_t)prefix + make_text(text + prefix, 8 + (int)(rnd() % 23));
+        rows[i].text = strdup(text);
         memcpy(rows[i].contributor, contributors[c], 20);
-        rows[i].text = acc_buf_take(&t, &rows[i].len);
         keccak256(rows[i].text, rows[i].len, rows[i].hash);
         text_bytes += rows[i].len;
         acc_buf_printf(&jsonl, "{\"text\": \"%s\", \"contributor\": \"%s\"}\n", rows[i].text, contributor_text[c]);
