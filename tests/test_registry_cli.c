@@ -21,23 +21,30 @@
 static char dir[256], db[320], bin[4096];
 static char out[1 << 16], err_text[1 << 14];
 
-/* Runs accrue with the arguments (a shell fragment) in the scratch directory; stdout into out,
- * stderr into err_text. Returns the exit status. */
-static int accrue(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int accrue(const char *fmt, ...) {
-    char args[4096], cmd[8192], errfile[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
+/* Runs a shell command line in the scratch directory; stdout into out, stderr into err_text.
+ * Returns the exit status. */
+static int shell(const char *line) {
+    char cmd[8192], errfile[300];
     snprintf(errfile, sizeof errfile, "%s/stderr.txt", dir);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>'%s'", dir, bin, args, errfile);
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s 2>'%s'", dir, line, errfile);
     int rc = test_run(cmd, out, sizeof out);
     FILE *f = fopen(errfile, "r");
     size_t n = f ? fread(err_text, 1, sizeof err_text - 1, f) : 0;
     err_text[n] = '\0';
     if (f) fclose(f);
     return rc;
+}
+
+/* Runs accrue with the arguments (a shell fragment) in the scratch directory. */
+static int accrue(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int accrue(const char *fmt, ...) {
+    char args[4096], line[4400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(line, sizeof line, "'%s' %s", bin, args);
+    return shell(line);
 }
 
 static int lines(const char *s) {
@@ -270,8 +277,16 @@ static void test_dataset_commands(void) {
     v = out_json();
     CHECK(json_integer_value(json_object_get(v, "records")) == 3 && json_integer_value(json_object_get(v, "version")) == 5);
     json_decref(v);
-    /* No progress bar when stderr is not a terminal. */
+    /* No progress bar when stderr is not a terminal... */
     CHECK(err_text[0] == '\0');
+    /* ...and one on a terminal (script(1), from Debian's essential bsdutils, gives the command a pty). */
+    snprintf(good, sizeof good, "{\"text\": \"Quinces smell of honey.\", \"contributor\": \"%s\"}\n", addr[4]);
+    write_file("tty.jsonl", good);
+    char line[2048];
+    snprintf(line, sizeof line, "script -qec \"'%s' dataset import fruit tty.jsonl --db '%s'\" /dev/null", bin, db);
+    CHECK_EQ(shell(line), 0);
+    CHECK_CONTAINS(out, "\r[########################################] 100%");
+    CHECK_CONTAINS(out, "imported 1 records");
 
     /* Query. */
     OK("dataset query fruit 'what grows on vines?' --json --db '%s'", db);
@@ -291,7 +306,7 @@ static void test_dataset_commands(void) {
     OK("dataset list --json --db '%s'", db);
     v = out_json();
     CHECK(json_array_size(v) == 2);
-    CHECK(json_integer_value(json_object_get(json_array_get(v, 1), "version")) == 5);
+    CHECK(json_integer_value(json_object_get(json_array_get(v, 1), "version")) == 6);
     json_decref(v);
 }
 
