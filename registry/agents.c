@@ -417,26 +417,11 @@ int registry_agents_list(registry_t *reg, const registry_agent_query_t *q,
                          int (*fn)(void *ud, const registry_agent_t *a, const registry_agent_usage_t *u), void *ud,
                          acc_err *err) {
     registry_usage_fn usage = q->usage ? q->usage : registry_usage_none;
-    sqlite3_stmt *st;
-    int rc = store_stmt(reg, sql_listed_agents, &st, err), src;
-    if (rc) return rc;
     /* Names first: registry_agent_get uses statements of its own. */
-    size_t n = 0, cap = 0;
-    char (*names)[REGISTRY_NAME_MAX + 1] = NULL;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            void *bigger = realloc(names, cap * sizeof *names);
-            if (!bigger) {
-                rc = acc_fail(err, ACC_ENOMEM, "agents: out of memory");
-                break;
-            }
-            names = bigger;
-        }
-        store_column_text(st, 0, names[n++], sizeof names[0]);
-    }
-    sqlite3_reset(st);
-    if (rc == ACC_OK && src != SQLITE_DONE) rc = store_fail(reg, src, err, "agents");
+    store_name_t *names;
+    size_t n;
+    int rc = store_names(reg, sql_listed_agents, &names, &n, err);
+    if (rc) return rc;
     market_entry_t *entries = rc == ACC_OK ? calloc(n ? n : 1, sizeof *entries) : NULL;
     if (rc == ACC_OK && !entries) rc = acc_fail(err, ACC_ENOMEM, "agents: out of memory");
     size_t kept = 0;

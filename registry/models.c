@@ -267,25 +267,10 @@ int registry_model_get(registry_t *reg, const char *name, registry_model_t *out,
 
 int registry_models_list(registry_t *reg, int (*fn)(void *ud, const registry_model_t *m), void *ud, acc_err *err) {
     /* Names first, then each model: read_lists reuses statements a nested loop would clash with. */
-    sqlite3_stmt *st;
-    int rc = store_stmt(reg, sql_model_list, &st, err), src;
+    store_name_t *names;
+    size_t n;
+    int rc = store_names(reg, sql_model_list, &names, &n, err);
     if (rc) return rc;
-    size_t n = 0, cap = 0;
-    char (*names)[REGISTRY_NAME_MAX + 1] = NULL;
-    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            void *bigger = realloc(names, cap * sizeof *names);
-            if (!bigger) {
-                rc = acc_fail(err, ACC_ENOMEM, "models: out of memory");
-                break;
-            }
-            names = bigger;
-        }
-        store_column_text(st, 0, names[n++], sizeof names[0]);
-    }
-    sqlite3_reset(st);
-    if (rc == ACC_OK && src != SQLITE_DONE) rc = store_fail(reg, src, err, "models");
     registry_model_t *m = rc == ACC_OK ? malloc(sizeof *m) : NULL;
     if (rc == ACC_OK && !m) rc = acc_fail(err, ACC_ENOMEM, "models: out of memory");
     for (size_t i = 0; rc == ACC_OK && i < n; i++)

@@ -100,6 +100,35 @@ void store_column_text(sqlite3_stmt *st, int i, char *out, size_t size) {
     out[n] = '\0';
 }
 
+int store_names(registry_t *reg, const char *sql, store_name_t **names, size_t *n, acc_err *err) {
+    *names = NULL;
+    *n = 0;
+    sqlite3_stmt *st;
+    int rc = store_stmt(reg, sql, &st, err), src;
+    if (rc) return rc;
+    size_t cap = 0;
+    while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            store_name_t *bigger = realloc(*names, cap * sizeof **names);
+            if (!bigger) {
+                rc = acc_fail(err, ACC_ENOMEM, "out of memory");
+                break;
+            }
+            *names = bigger;
+        }
+        store_column_text(st, 0, (*names)[(*n)++], sizeof **names);
+    }
+    sqlite3_reset(st);
+    if (rc == ACC_OK && src != SQLITE_DONE) rc = store_fail(reg, src, err, "list");
+    if (rc) {
+        free(*names);
+        *names = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 /* Runs a fixed SQL script (no user input in it). */
 static int exec_script(registry_t *reg, const char *sql, acc_err *err, const char *what) {
     int rc = sqlite3_exec(reg->db, sql, NULL, NULL, NULL);

@@ -71,6 +71,11 @@ int64_t store_now(registry_t *reg);
 /* Announces an accepted record to the hooks (inside the accepting transaction). */
 int store_announce_accepted(registry_t *reg, const registry_record_t *r, acc_err *err);
 
+/* Every row's first column (a name) of sql (a statement without parameters), into a malloc'd
+ * array the caller frees: for lists that then read each item with statements of their own. */
+typedef char store_name_t[REGISTRY_NAME_MAX + 1];
+int store_names(registry_t *reg, const char *sql, store_name_t **names, size_t *n, acc_err *err);
+
 /* Binding helpers: text of len bytes (copied by SQLite only when it must outlive the call: we bind
  * static), a 20-byte address, a uint64 amount (<= INT64_MAX, checked by the callers' parsers). */
 static inline int store_bind_text(sqlite3_stmt *st, int i, const char *s, size_t len) {

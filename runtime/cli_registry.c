@@ -38,6 +38,30 @@ static int dispatch(const char *cmd, const subcommand_t *subs, size_t n, int arg
     return 2;
 }
 
+/* The listing commands (account list, dataset list, model list): --db and --json only; list
+ * prints its rows, or gathers them into arr (not NULL with --json). */
+typedef int (*lister_fn)(registry_t *reg, json_t *arr, acc_err *err);
+
+static int list_command(const char *cmd, int argc, char **argv, const char *usage, lister_fn list) {
+    const char *db = NULL;
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse(cmd, argc, argv, flags, 2, NULL, 0, 0, usage);
+    if (rc) return rc < 0 ? 0 : rc;
+    registry_t *reg;
+    if ((rc = cli_open(cmd, db, REGISTRY_OPEN_EXISTING, &reg))) return rc;
+    json_t *arr = json ? json_array() : NULL;
+    acc_err err = {0};
+    rc = list(reg, arr, &err);
+    registry_close(reg);
+    if (rc) {
+        json_decref(arr);
+        return cli_fail_status(cmd, rc, &err);
+    }
+    if (arr) cli_print_json(arr);
+    return 0;
+}
+
 /* ----------------------------------------------------------------------------------- account */
 
 static const char account_usage[] =
@@ -128,24 +152,13 @@ static int account_row(void *ud, const registry_account_t *a) {
     return rc;
 }
 
+static int list_accounts(registry_t *reg, json_t *arr, acc_err *err) {
+    account_list_t l = {.reg = reg, .out = arr};
+    return registry_accounts_list(reg, account_row, &l, err);
+}
+
 static int account_list(int argc, char **argv) {
-    const char *db = NULL;
-    bool json = false;
-    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
-    int rc = cli_parse("account list", argc, argv, flags, 2, NULL, 0, 0, account_usage);
-    if (rc) return rc < 0 ? 0 : rc;
-    registry_t *reg;
-    if ((rc = cli_open("account list", db, REGISTRY_OPEN_EXISTING, &reg))) return rc;
-    account_list_t l = {.reg = reg, .out = json ? json_array() : NULL};
-    acc_err err = {0};
-    rc = registry_accounts_list(reg, account_row, &l, &err);
-    registry_close(reg);
-    if (rc) {
-        json_decref(l.out);
-        return cli_fail_status("account list", rc, &err);
-    }
-    if (json) cli_print_json(l.out);
-    return 0;
+    return list_command("account list", argc, argv, account_usage, list_accounts);
 }
 
 static int account_revoke(int argc, char **argv) {
@@ -430,24 +443,12 @@ static int datanet_row(void *ud, const registry_datanet_t *d) {
     return 0;
 }
 
+static int list_datanets(registry_t *reg, json_t *arr, acc_err *err) {
+    return registry_datanets_list(reg, datanet_row, arr, err);
+}
+
 static int dataset_list(int argc, char **argv) {
-    const char *db = NULL;
-    bool json = false;
-    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
-    int rc = cli_parse("dataset list", argc, argv, flags, 2, NULL, 0, 0, dataset_usage);
-    if (rc) return rc < 0 ? 0 : rc;
-    registry_t *reg;
-    if ((rc = cli_open("dataset list", db, REGISTRY_OPEN_EXISTING, &reg))) return rc;
-    json_t *arr = json ? json_array() : NULL;
-    acc_err err = {0};
-    rc = registry_datanets_list(reg, datanet_row, arr, &err);
-    registry_close(reg);
-    if (rc) {
-        json_decref(arr);
-        return cli_fail_status("dataset list", rc, &err);
-    }
-    if (arr) cli_print_json(arr);
-    return 0;
+    return list_command("dataset list", argc, argv, dataset_usage, list_datanets);
 }
 
 static int dataset_records(int argc, char **argv) {
@@ -734,25 +735,11 @@ static int model_row(void *ud, const registry_model_t *m) {
     return 0;
 }
 
-static int model_list(int argc, char **argv) {
-    const char *db = NULL;
-    bool json = false;
-    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
-    int rc = cli_parse("model list", argc, argv, flags, 2, NULL, 0, 0, model_usage);
-    if (rc) return rc < 0 ? 0 : rc;
-    registry_t *reg;
-    if ((rc = cli_open("model list", db, REGISTRY_OPEN_EXISTING, &reg))) return rc;
-    json_t *arr = json ? json_array() : NULL;
-    acc_err err = {0};
-    rc = registry_models_list(reg, model_row, arr, &err);
-    registry_close(reg);
-    if (rc) {
-        json_decref(arr);
-        return cli_fail_status("model list", rc, &err);
-    }
-    if (arr) cli_print_json(arr);
-    return 0;
+static int list_models(registry_t *reg, json_t *arr, acc_err *err) {
+    return registry_models_list(reg, model_row, arr, err);
 }
+
+static int model_list(int argc, char **argv) { return list_command("model list", argc, argv, model_usage, list_models); }
 
 int cli_model(int argc, char **argv) {
     static const subcommand_t subs[] = {{"register", model_register}, {"build", model_build}, {"list", model_list}};
