@@ -142,12 +142,7 @@ int cli_agents(int argc, char **argv) {
     acc_err err = {0};
     rc = registry_agents_list(reg, &q, agent_line, arr, &err);
     registry_close(reg);
-    if (rc) {
-        json_decref(arr);
-        return cli_fail_status(cmd, rc, &err);
-    }
-    if (arr) cli_print_json(arr);
-    return 0;
+    return cli_end_list(cmd, rc, arr, &err);
 }
 
 /* ---------------------------------------------------------------------------------- agent */

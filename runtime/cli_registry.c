@@ -54,12 +54,7 @@ static int list_command(const char *cmd, int argc, char **argv, const char *usag
     acc_err err = {0};
     rc = list(reg, arr, &err);
     registry_close(reg);
-    if (rc) {
-        json_decref(arr);
-        return cli_fail_status(cmd, rc, &err);
-    }
-    if (arr) cli_print_json(arr);
-    return 0;
+    return cli_end_list(cmd, rc, arr, &err);
 }
 
 /* ----------------------------------------------------------------------------------- account */
@@ -474,12 +469,7 @@ static int dataset_records(int argc, char **argv) {
     acc_err err = {0};
     rc = registry_records_list(reg, pos[0], st, (int64_t)after, (size_t)limit, print_record, arr, &err);
     registry_close(reg);
-    if (rc) {
-        json_decref(arr);
-        return cli_fail_status(cmd, rc, &err);
-    }
-    if (arr) cli_print_json(arr);
-    return 0;
+    return cli_end_list(cmd, rc, arr, &err);
 }
 
 int cli_dataset(int argc, char **argv) {

@@ -169,6 +169,15 @@ void cli_print_json(json_t *v) {
     free(s);
 }
 
+int cli_end_list(const char *cmd, int rc, json_t *arr, const acc_err *err) {
+    if (rc) {
+        json_decref(arr);
+        return cli_fail_status(cmd, rc, err);
+    }
+    if (arr) cli_print_json(arr);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------------ objects */
 
 static json_t *hex_json(const uint8_t *p, size_t n) {

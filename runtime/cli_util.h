@@ -74,6 +74,10 @@ const char *cli_time(int64_t ms);
 /* 0x-hex of n bytes; malloc'd. */
 char *cli_hex(const uint8_t *p, size_t n);
 
+/* The end of a listing: on failure drops arr and prints err (returns the exit code), else prints
+ * arr when it is not NULL (--json) and returns 0. */
+int cli_end_list(const char *cmd, int rc, json_t *arr, const acc_err *err);
+
 /* Prints v as one line of compact JSON on stdout and drops the reference. */
 void cli_print_json(json_t *v);
 
