@@ -1,6 +1,6 @@
 // market.js: the marketplace (GET /v1/agents: search, tag, sort, pages) and an agent's page
 // (GET /v1/agents/NAME[@VERSION], its models and datanets, GET /v1/agents/NAME:usage for the chart).
-import {h, svg, api, errorBox, amount, credits, address, date, pathOf, copyButton, field, loading, clear} from './util.js';
+import {h, svg, api, append, errorBox, amount, credits, address, date, pathOf, copyButton, field, loading, clear} from './util.js';
 
 const PAGE = 12;
 
@@ -193,10 +193,10 @@ export async function agentView(main, ref) {
   // Each model's kind, prices and lineage (what its outputs are attributed against).
   for (const li of models.querySelectorAll('li')) {
     api('/v1/models/' + pathOf(li.dataset.model)).then(m => {
-      li.append(' ', h('span', {class: 'muted'}, `${m.kind}, owner `), address(m.owned_by),
+      append(li, [' ', h('span', {class: 'muted'}, `${m.kind}, owner `), address(m.owned_by),
                 h('span', {class: 'muted'}, `, per call ${credits(m.price.per_call)}, per 1k in ${credits(m.price.per_1k_in)}, ` +
                   `per 1k out ${credits(m.price.per_1k_out)}` + (m.lineage && m.lineage.length ? ', trained on ' : '')),
-                (m.lineage || []).map(d => h('a', {href: '#/datanet/' + pathOf(d)}, d)));
+                (m.lineage || []).map((d, i) => [i ? ', ' : '', h('a', {href: '#/datanet/' + pathOf(d)}, d)])]);
     }, e => li.append(' ', h('span', {class: 'muted'}, `(${e.code}: ${e.message})`)));
   }
   try {
