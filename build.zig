@@ -119,6 +119,7 @@ const runtime_sources = [_][]const u8{
     "runtime/server/text.c",
     "runtime/server/http.c",
     "runtime/server/api.c",
+    "runtime/server/reports.c",
     "runtime/server/openapi.c",
     "runtime/server/openai.c",
     "runtime/server/session.c",

@@ -393,6 +393,33 @@ int registry_records_list(registry_t *reg, const char *datanet, registry_record_
     return each_record(reg, st, fn, ud, NULL, err);
 }
 
+static const char sql_contributors[] =
+    "SELECT contributor, sum(status = 'accepted'), sum(status = 'pending'), sum(status = 'rejected') FROM records "
+    "WHERE datanet_id = ?1 GROUP BY contributor ORDER BY 2 DESC, contributor LIMIT ?2";
+
+int registry_datanet_contributors(registry_t *reg, const char *datanet, size_t limit,
+                                  int (*fn)(void *ud, const registry_contributor_t *c), void *ud, acc_err *err) {
+    registry_datanet_t d;
+    int rc = registry_datanet_get(reg, datanet, &d, err), src = SQLITE_DONE;
+    if (rc) return rc;
+    sqlite3_stmt *st;
+    if ((rc = store_stmt(reg, sql_contributors, &st, err))) return rc;
+    sqlite3_bind_int64(st, 1, d.id);
+    sqlite3_bind_int64(st, 2, limit == 0 || limit > INT64_MAX_U ? -1 : (int64_t)limit);
+    while (rc == ACC_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        registry_contributor_t c = {.accepted = (uint64_t)sqlite3_column_int64(st, 1),
+                                    .pending = (uint64_t)sqlite3_column_int64(st, 2),
+                                    .rejected = (uint64_t)sqlite3_column_int64(st, 3)};
+        const void *a = sqlite3_column_blob(st, 0);
+        ACC_INVARIANT(a && sqlite3_column_bytes(st, 0) == 20, "records.contributor is 20 bytes (the schema checks it)");
+        memcpy(c.address, a, 20);
+        rc = fn(ud, &c);
+    }
+    if (rc == ACC_OK && src != SQLITE_DONE) rc = store_fail(reg, src, err, "contributors");
+    sqlite3_reset(st);
+    return rc;
+}
+
 /* --------------------------------------------------------------------------------- import */
 
 /* Parses one line into r's text and contributor; the text points into *json (the caller frees it). */

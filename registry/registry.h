@@ -268,6 +268,15 @@ int registry_records_accepted(registry_t *reg, int64_t datanet_id, uint64_t afte
 /* A datanet's records with the given status and id > after_id, in id order, at most limit (0: all). */
 int registry_records_list(registry_t *reg, const char *datanet, registry_record_status_t status, int64_t after_id,
                           size_t limit, int (*fn)(void *ud, const registry_record_t *r), void *ud, acc_err *err);
+/* A datanet's contributors: each address with a record in it, with its records counted by status,
+ * most accepted records first (then by address), at most limit (0: all). fn returning non-zero
+ * stops and is returned. ACC_ENOTFOUND for no such datanet. */
+typedef struct registry_contributor {
+    uint8_t address[20];
+    uint64_t accepted, pending, rejected;
+} registry_contributor_t;
+int registry_datanet_contributors(registry_t *reg, const char *datanet, size_t limit,
+                                  int (*fn)(void *ud, const registry_contributor_t *c), void *ud, acc_err *err);
 /* One record by id (any datanet, any status). ACC_ENOTFOUND when there is none. */
 int registry_record_get(registry_t *reg, int64_t id, int (*fn)(void *ud, const registry_record_t *r), void *ud,
                         acc_err *err);

@@ -2,8 +2,9 @@
  * test_server.c: runs the server's integration suites (tests/server/test_*.py) against the real
  * binary ($ACCRUE_BIN), with /opt/accrue-venv/bin/python3 or $ACCRUE_PYTHON. Each suite starts
  * `accrue serve` processes of its own on loopback ports the kernel picks, and speaks real HTTP and
- * WebSocket to them (PyPI's requests, websockets, openai and eth-hash: `ACCRUE_SETUP_TESTS=1 bash
- * tools/setup.sh` installs them). The suites print tests/check.h's lines; this program passes them
+ * WebSocket to them (PyPI's requests, websockets, openai and eth-hash; test_page.py drives the web
+ * page in Debian's chromium with PyPI's selenium: `ACCRUE_SETUP_TESTS=1 bash tools/setup.sh`
+ * installs them all). The suites print tests/check.h's lines; this program passes them
  * on and adds their counts into one summary.
  *
  * Missing Python packages are a failure, not a skip.
@@ -18,6 +19,7 @@ static const char *const suites[] = {
     "test_protocol.py",
     "test_money.py",
     "test_api.py",
+    "test_page.py",
 };
 
 int main(void) {
@@ -25,10 +27,10 @@ int main(void) {
     if (!py || !*py) py = "/opt/accrue-venv/bin/python3";
     int passed = 0, failed = 0, skipped = 0;
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "%s -c 'import websockets, openai, requests, eth_hash.auto' 2>&1", py);
+    snprintf(cmd, sizeof cmd, "%s -c 'import websockets, openai, requests, eth_hash.auto, selenium' 2>&1", py);
     if (system(cmd) != 0) {
         fprintf(stderr,
-                "  FAIL: %s lacks websockets, openai, requests or eth-hash: run ACCRUE_SETUP_TESTS=1 bash tools/setup.sh\n",
+                "  FAIL: %s lacks websockets, openai, requests, eth-hash or selenium: run ACCRUE_SETUP_TESTS=1 bash tools/setup.sh\n",
                 py);
         printf("not ok python_packages (0.0 ms)\n# server: 0 passed, 1 failed, 0 skipped\n");
         return 1;

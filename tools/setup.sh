@@ -12,6 +12,9 @@ VENV=${ACCRUE_VENV:-/opt/accrue-venv}
 debs=(build-essential pkg-config python3 python3-venv
       liblua5.4-dev libwebsockets-dev libjemalloc-dev libsqlite3-dev
       libsecp256k1-dev libjansson-dev nettle-dev valgrind lua5.4 ca-certificates)
+# The web page's test drives a real browser (tests/server/test_page.py): Debian's chromium and its
+# driver, with selenium below (given the driver's path, it never fetches one of its own).
+if [ "${ACCRUE_SETUP_TESTS:-0}" = 1 ]; then debs+=(chromium chromium-driver); fi
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -49,6 +52,11 @@ fi
 if [ "${ACCRUE_SETUP_TESTS:-0}" = 1 ] && ! "$VENV/bin/python3" -c 'import websockets, openai, requests, eth_hash.auto' 2>/dev/null; then
   echo "setup: installing websockets, openai, requests and eth-hash for the server's integration tests" >&2
   "$VENV/bin/pip" install -q websockets openai requests "eth-hash[pycryptodome]"
+fi
+
+if [ "${ACCRUE_SETUP_TESTS:-0}" = 1 ] && ! "$VENV/bin/python3" -c 'import selenium' 2>/dev/null; then
+  echo "setup: installing selenium for the web page's browser test" >&2
+  "$VENV/bin/pip" install -q selenium
 fi
 
 # A `zig` on PATH for everything after this.

@@ -551,7 +551,7 @@ static void datanet_review(rt_api_job *j, registry_t *reg) {
     json_decref(b);
 }
 
-static int record_item(void *ud, const registry_record_t *r) {
+json_t *rt_record_json(const registry_record_t *r) {
     char hash[67];
     hex_encode0x(r->content_hash, 32, hash);
     json_t *o = json_pack("{s:I,s:o,s:s%,s:s,s:I,s:s,s:b,s:I}", "id", (json_int_t)r->id, "contributor",
@@ -560,7 +560,11 @@ static int record_item(void *ud, const registry_record_t *r) {
                           "signed", r->is_signed, "created_ms", (json_int_t)r->created_ms);
     json_t *prov = r->provenance ? json_loads(r->provenance, 0, NULL) : NULL;
     if (prov) json_object_set_new(o, "provenance", prov);
-    json_array_append_new(ud, o);
+    return o;
+}
+
+static int record_item(void *ud, const registry_record_t *r) {
+    json_array_append_new(ud, rt_record_json(r));
     return 0;
 }
 
@@ -814,6 +818,17 @@ static void usage_get(rt_api_job *j, registry_t *reg) {
     json_decref(u.items);
 }
 
+/* ---- for the API's other files (internal.h) ------------------------------------------------------ */
+
+void rt_api_route(rt_req *r, rt_access a, rt_api_fn fn) {
+    async(r, a == RT_ADMIN ? ADMIN : a == RT_KEY ? KEY : PUBLIC, fn);
+}
+void rt_api_json(rt_api_job *j, json_t *v) { json_out(j, v); }
+bool rt_api_query_num(rt_api_job *j, const char *name, uint64_t lo, uint64_t hi, uint64_t dflt, uint64_t *out) {
+    return query_num(j, name, lo, hi, dflt, out);
+}
+json_t *rt_address_json(const uint8_t a[20]) { return address_json(a); }
+
 /* ---- routes ------------------------------------------------------------------------------------ */
 
 static void r_agents(rt_req *r) { async(r, PUBLIC, agents_list); }
@@ -855,6 +870,7 @@ const rt_route rt_routes[] = {
     {RT_GET, "/v1/agents", r_agents},
     {RT_POST, "/v1/agents", r_deploy},
     {RT_GET, "/v1/agents/{+}", r_agent},
+    {RT_GET, "/v1/agents/{+}:usage", rt_r_agent_usage},
     {RT_GET, "/v1/datanets", r_datanets},
     {RT_POST, "/v1/datanets", r_datanet_create},
     {RT_GET, "/v1/datanets/{+}", r_datanet},
@@ -862,6 +878,9 @@ const rt_route rt_routes[] = {
     {RT_POST, "/v1/datanets/{+}:review", r_review},
     {RT_POST, "/v1/datanets/{+}:query", rt_datanet_query},
     {RT_GET, "/v1/datanets/{+}:records", r_records},
+    {RT_GET, "/v1/datanets/{+}:contributors", rt_r_datanet_contributors},
+    {RT_GET, "/v1/records/{}", rt_r_record},
+    {RT_GET, "/v1/earnings/{}", rt_r_earnings},
     {RT_GET, "/v1/accounts", r_accounts},
     {RT_POST, "/v1/accounts", r_account_create},
     {RT_POST, "/v1/accounts/{}:topup", r_topup},

@@ -5,7 +5,7 @@ import {h, clear, errorBox} from './util.js';
 import {marketView, agentView} from './market.js';
 import {chatView, leaveChat} from './chat.js';
 import {contributorView} from './contributors.js';
-import {datanetsView, datanetView} from './datanets.js';
+import {datanetsView, datanetView, recordView} from './datanets.js';
 
 const main = document.getElementById('main');
 let firstRender = true;
@@ -27,7 +27,7 @@ async function render() {
   clear(main);
   main.dataset.view = view;
   for (const a of document.querySelectorAll('header nav a')) {
-    const on = a.dataset.view === view || (a.dataset.view === 'datanets' && view === 'datanet') ||
+    const on = a.dataset.view === view || (a.dataset.view === 'datanets' && (view === 'datanet' || view === 'record')) ||
                (a.dataset.view === 'market' && view === 'agent');
     if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
@@ -38,6 +38,7 @@ async function render() {
     contributor: () => contributorView(main, rest),
     datanets: () => datanetsView(main),
     datanet: () => datanetView(main, rest, params),
+    record: () => recordView(main, rest),
   };
   const fn = views[view];
   const done = fn ? fn() : Promise.resolve(main.append(h('h1', {tabindex: '-1'}, 'Not found'),

@@ -232,9 +232,7 @@ class Chat {
     const ev = await api('/v1/usage/' + encodeURIComponent(c.call), {key: this.key});
     const spans = (ev.evidence && ev.evidence.spans) || [];
     const rows = (ev.evidence && ev.evidence.rows) || [];
-    const datanet = c.resource === 'dataset' ? c.name : null;
-    const rec = (id) => datanet ? h('a', {href: '#/datanet/' + pathOf(datanet) + '?record=' + id, class: 'record'}, '#' + id)
-                                : h('span', {class: 'record'}, '#' + id);
+    const rec = (id) => h('a', {href: '#/record/' + id, class: 'record', dataset: {record: id}}, '#' + id);
     for (const line of ev.lines || []) {
       const records = (line.evidence && line.evidence.records) || [];
       if (!records.length) continue;

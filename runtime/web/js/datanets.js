@@ -97,25 +97,19 @@ export async function datanetView(main, name, params) {
 
 // One record, named by the address (#/datanet/NAME?record=ID): from the meter's evidence links.
 async function showRecord(main, name, id, before) {
-  for (const st of ['accepted', 'pending', 'rejected']) {
-    try {
-      const r = await api(`/v1/datanets/${pathOf(name)}:records?status=${st}&after=${id - 1}&limit=1`);
-      const rec = (r.records || [])[0];
-      if (rec && rec.id === id) {
-        const box = h('section', {class: 'card highlight', id: 'record', 'aria-labelledby': 'h-record', tabindex: '-1'},
-          h('h2', {id: 'h-record'}, `Record #${id}`), h('blockquote', {}, rec.text),
-          h('p', {}, 'Contributed by ', address(rec.contributor), ', ', rec.status, ', ', date(rec.created_ms)),
-          h('p', {}, 'Content hash ', h('code', {class: 'hash'}, rec.content_hash)));
-        main.insertBefore(box, before);
-        box.focus();
-        return;
-      }
-    } catch (e) {
-      main.insertBefore(errorBox(e, `Record #${id}`), before);
-      return;
-    }
+  try {
+    const rec = await api('/v1/records/' + id);
+    if (rec.datanet !== name) throw {code: 'not_found', message: `record #${id} is in ${rec.datanet}, not ${name}`};
+    const box = h('section', {class: 'card highlight', id: 'record', 'aria-labelledby': 'h-record', tabindex: '-1'},
+      h('h2', {id: 'h-record'}, `Record #${id}`), h('blockquote', {}, rec.text),
+      h('p', {}, 'Contributed by ', address(rec.contributor), ', ', rec.status, ', ', date(rec.created_ms),
+        rec.signed ? ', signed by its contributor' : ', imported by the owner'),
+      h('p', {}, 'Content hash ', h('code', {class: 'hash'}, rec.content_hash)));
+    main.insertBefore(box, before);
+    box.focus();
+  } catch (e) {
+    main.insertBefore(errorBox(e, `Record #${id}`), before);
   }
-  main.insertBefore(errorBox({code: 'not_found', message: `no record #${id} in ${name}`}, 'Record'), before);
 }
 
 function contributeForm(d) {
@@ -174,4 +168,23 @@ function contributeForm(d) {
     h('div', {class: 'buttons'}, h('button', {type: 'submit'}, 'Add record'), wallet), result);
   form.setAttribute('aria-labelledby', 'h-add');
   return form;
+}
+
+// #/record/ID: one record wherever it is (what the meter's evidence and earnings cite).
+export async function recordView(main, id) {
+  main.append(h('h1', {tabindex: '-1'}, `Record #${id}`), loading('the record'));
+  try {
+    const rec = await api('/v1/records/' + encodeURIComponent(id));
+    main.lastChild.replaceWith(h('div', {id: 'record', dataset: {record: rec.id}},
+      h('blockquote', {class: 'record-text'}, rec.text),
+      h('dl', {class: 'price'},
+        h('dt', {}, 'Datanet'), h('dd', {}, h('a', {href: '#/datanet/' + pathOf(rec.datanet)}, rec.datanet)),
+        h('dt', {}, 'Contributor'), h('dd', {}, address(rec.contributor)),
+        h('dt', {}, 'Status'), h('dd', {}, rec.status),
+        h('dt', {}, 'Added'), h('dd', {}, date(rec.created_ms)),
+        h('dt', {}, 'Provenance'), h('dd', {}, rec.signed ? 'signed by its contributor' : 'imported by the datanet\'s owner'),
+        h('dt', {}, 'Content hash'), h('dd', {}, h('code', {class: 'hash'}, rec.content_hash)))));
+  } catch (e) {
+    main.lastChild.replaceWith(errorBox(e, 'No record to show'));
+  }
 }

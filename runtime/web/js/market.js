@@ -197,7 +197,8 @@ export async function agentView(main, ref) {
                 h('span', {class: 'muted'}, `, per call ${credits(m.price.per_call)}, per 1k in ${credits(m.price.per_1k_in)}, ` +
                   `per 1k out ${credits(m.price.per_1k_out)}` + (m.lineage && m.lineage.length ? ', trained on ' : '')),
                 (m.lineage || []).map((d, i) => [i ? ', ' : '', h('a', {href: '#/datanet/' + pathOf(d)}, d)])]);
-    }, e => li.append(' ', h('span', {class: 'muted'}, `(${e.code}: ${e.message})`)));
+    }, e => li.append(' ', h('span', {class: 'muted'}, e.status === 404 && li.dataset.model.startsWith('test/')
+        ? "(the server's built-in test provider: not metered)" : `(${e.code}: ${e.message})`)));
   }
   try {
     const u = await api('/v1/agents/' + pathOf(a.name) + ':usage?days=30');
