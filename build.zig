@@ -120,6 +120,7 @@ const runtime_sources = [_][]const u8{
     "runtime/server/http.c",
     "runtime/server/api.c",
     "runtime/server/reports.c",
+    "runtime/server/batches.c",
     "runtime/server/openapi.c",
     "runtime/server/openai.c",
     "runtime/server/session.c",

@@ -255,6 +255,10 @@ void rt_r_agent_usage(rt_req *r);          /* GET /v1/agents/NAME:usage?days=N *
 void rt_r_datanet_contributors(rt_req *r); /* GET /v1/datanets/NAME:contributors */
 void rt_r_record(rt_req *r);               /* GET /v1/records/ID */
 void rt_r_earnings(rt_req *r);             /* GET /v1/earnings/ADDRESS */
+/* batches.c: settlement batches and proofs, as the command line prints them. */
+void rt_r_batches(rt_req *r);     /* GET /v1/batches?address=&limit= */
+void rt_r_batch(rt_req *r);       /* GET /v1/batches/SEQ */
+void rt_r_batch_proof(rt_req *r); /* GET /v1/batches/SEQ/proofs/ADDRESS */
 
 /* openai.c */
 void rt_openai_chat(rt_req *r);
