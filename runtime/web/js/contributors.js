@@ -54,7 +54,7 @@ export async function contributorView(main, addr) {
       parts.push(h('h3', {}, 'Records of this address that earned'),
         h('ul', {class: 'plain records'}, recs.map(r => h('li', {dataset: {record: r.id}},
           h('a', {href: '#/record/' + r.id}, `${r.datanet} #${r.id}`),
-X
+          ` in ${r.calls} call${r.calls === 1 ? '' : 's'}`, r.text ? [': ', h('q', {}, r.text)] : ''))));
     if (d.records_total > recs.length) parts.push(h('p', {class: 'muted'}, `The ${recs.length} most used of ${d.records_total} records.`));
     if (d.truncated) parts.push(h('p', {class: 'muted'}, `Only the newest ${d.scanned} ledger postings were read.`));
     earn.lastChild.replaceWith(h('div', {}, parts));
