@@ -84,6 +84,7 @@ const meters_sources = [_][]const u8{
     "meters/split.c",
     "meters/event.c",
     "meters/meter.c",
+    "meters/usage.c",
 };
 const factory_sources = [_][]const u8{
     "registry/factory/model.c",

@@ -305,6 +305,20 @@ void meter_fail(meter_call_t *call, int code, const char *why);
  * and each (payee, code) of its lines adds up to the transfers to that account under that code. */
 int meter_check_event(void *ud, const ledger_entry_t *e, acc_err *err);
 
+/* --- Usage per agent (the marketplace's figures) ------------------------------------------- */
+
+typedef struct meter_agent_usage {
+    char agent[METER_NAME_MAX + 1];
+    uint64_t sessions_7d, sessions_30d; /* distinct sessions with a call */
+    uint64_t messages_7d, messages_30d; /* distinct messages (request ids) with a call */
+    ledger_amount_t revenue_7d, revenue_30d; /* what its users paid through it: every charge */
+} meter_agent_usage_t;
+
+/* One pass over the usage events of the 30 days before now_ms (Unix ms): each agent's figures,
+ * sorted by agent name. *out is malloc'd (the caller frees); meter_agent_usage_find looks one up. */
+int meter_usage_by_agent(ledger_t *l, uint64_t now_ms, meter_agent_usage_t **out, size_t *n, acc_err *err);
+const meter_agent_usage_t *meter_agent_usage_find(const meter_agent_usage_t *v, size_t n, const char *agent);
+
 /* --- Counters ------------------------------------------------------------------------------ */
 
 typedef struct meter_stats {

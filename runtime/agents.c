@@ -2,8 +2,13 @@
  * agents.c: the script check of a deploy, the marketplace's usage figures, and agent references
  * (agents.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include "meters/ledger/ledger.h"
+#include "meters/meters.h"
 #include "runtime/agents.h"
 #include "sandbox/sandbox.h"
 
@@ -33,9 +38,45 @@ int rt_script_check(void *ud, const char *name, const char *script, size_t len, 
     return rc;
 }
 
+struct rt_usage {
+    meter_agent_usage_t *v;
+    size_t n;
+};
+
+int rt_usage_load(const char *db, rt_usage_t **out, acc_err *err) {
+    rt_usage_t *u = calloc(1, sizeof *u);
+    if (!u) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    ledger_t *l;
+    ledger_opts_t o = {.readonly = true};
+    int rc = ledger_open(db ? db : REGISTRY_DEFAULT_PATH, &o, &l, err);
+    if (!rc) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        rc = meter_usage_by_agent(l, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000, &u->v, &u->n, err);
+        ledger_close(l);
+    }
+    if (rc) {
+        free(u);
+        return rc;
+    }
+    *out = u;
+    return ACC_OK;
+}
+
+void rt_usage_free(rt_usage_t *u) {
+    if (!u) return;
+    free(u->v);
+    free(u);
+}
+
 int rt_agent_usage(void *ud, const char *agent, registry_agent_usage_t *out, acc_err *err) {
-    /* meters: read the agent's usage events from the ledger here (issue 12). */
-    return registry_usage_none(ud, agent, out, err);
+    rt_usage_t *u = ud;
+    const meter_agent_usage_t *a = u ? meter_agent_usage_find(u->v, u->n, agent) : NULL;
+    if (!a) return registry_usage_none(ud, agent, out, err);
+    *out = (registry_agent_usage_t){.sessions_7d = a->sessions_7d, .sessions_30d = a->sessions_30d,
+                                    .messages_7d = a->messages_7d, .messages_30d = a->messages_30d,
+                                    .revenue_7d = a->revenue_7d, .revenue_30d = a->revenue_30d};
+    return ACC_OK;
 }
 
 int rt_agent_ref(const char *ref, char name[REGISTRY_NAME_MAX + 1], char version[REGISTRY_VERSION_MAX + 1],

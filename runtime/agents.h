@@ -13,9 +13,15 @@
  * ACC_ESCRIPT with the script's error (chunk name "=NAME", so errors read "NAME:LINE: ..."). */
 int rt_script_check(void *ud, const char *name, const char *script, size_t len, acc_err *err);
 
-/* A registry_usage_fn: an agent's sessions, messages and revenue over 7 and 30 days. The ledger
- * holds them; until the meters read them from it, every figure is 0. ud: unused for now (the
- * meters will pass the ledger). */
+/* The usage figures of every agent, read from the ledger beside the registry at db (NULL:
+ * ./accrue.db) in one pass over its last 30 days (meter_usage_by_agent). A file with no ledger yet
+ * gives none. Freed with rt_usage_free. */
+typedef struct rt_usage rt_usage_t;
+int rt_usage_load(const char *db, rt_usage_t **out, acc_err *err);
+void rt_usage_free(rt_usage_t *u);
+
+/* A registry_usage_fn: an agent's sessions, messages and revenue over 7 and 30 days, from ud (an
+ * rt_usage_t; NULL: every figure 0). */
 int rt_agent_usage(void *ud, const char *agent, registry_agent_usage_t *out, acc_err *err);
 
 /* Splits "NAME" or "NAME@VERSION" into name and version ("" when none), checking both. */

@@ -140,7 +140,10 @@ int cli_agents(int argc, char **argv) {
     if ((rc = cli_open(cmd, db, REGISTRY_OPEN_EXISTING, &reg))) return rc;
     json_t *arr = json ? json_array() : NULL;
     acc_err err = {0};
+    rt_usage_t *usage = NULL;
+    if (rt_usage_load(db, &usage, &err) == ACC_OK) q.usage_ud = usage; /* no ledger yet: no usage */
     rc = registry_agents_list(reg, &q, agent_line, arr, &err);
+    rt_usage_free(usage);
     registry_close(reg);
     return cli_end_list(cmd, rc, arr, &err);
 }
@@ -224,7 +227,10 @@ int cli_agent(int argc, char **argv) {
     json_t *versions = json_array();
     rc = a ? registry_agent_get(reg, name, version, a, &err) : acc_fail(&err, ACC_ENOMEM, "out of memory");
     if (rc == ACC_OK) rc = registry_agent_versions(reg, name, version_json, versions, &err);
-    if (rc == ACC_OK) rc = rt_agent_usage(NULL, name, &u, &err);
+    rt_usage_t *usage = NULL;
+    if (rc == ACC_OK && rt_usage_load(db, &usage, NULL) != ACC_OK) usage = NULL; /* no ledger yet: no usage */
+    if (rc == ACC_OK) rc = rt_agent_usage(usage, name, &u, &err);
+    rt_usage_free(usage);
     registry_close(reg);
     if (rc) {
         rc = cli_fail_status(cmd, rc, &err);

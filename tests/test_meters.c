@@ -531,6 +531,56 @@ static void test_check_catches_an_event_that_does_not_match_its_transfers(void) 
     ledger_close(l);
 }
 
+static ledger_amount_t charge(world_t *w, const meter_agent_t *agent, const char *session, const char *request) {
+    meter_model_t model = test_model();
+    meter_ctx_t ctx = {.payer = "demo", .agent = agent, .session = session, .request_id = request};
+    meter_call_t *call;
+    CHECK(meter_begin_model(w->m, &ctx, &model, 5, 5, &call, NULL) == ACC_OK);
+    meter_model_outcome_t o = {.in_tokens = 5, .out_tokens = 5, .output = "x", .output_len = 1};
+    waiter_t wt = WAITER_INIT;
+    CHECK(meter_finish_model(call, &o, on_done, &wt, NULL) == ACC_OK);
+    wait_done(&wt);
+    return wt.cost;
+}
+
+static void test_usage_by_agent(void) {
+    world_t w = open_world(0);
+    topup(&w, "demo", 10000000);
+    meter_agent_t a = {.name = "alpha", .version = "1.0.0", .author = AUTHOR}, b = {.name = "beta", .version = "2.0.0",
+                                                                                  .author = AUTHOR};
+    ledger_amount_t ra = 0, rb = 0;
+    ra += charge(&w, &a, "s1", "r1");
+    ra += charge(&w, &a, "s1", "r1"); /* two calls of one message */
+    ra += charge(&w, &a, "s1", "r2");
+    ra += charge(&w, &a, "s2", "r3");
+    rb += charge(&w, &b, "s9", "r9");
+    charge(&w, NULL, "s0", "r0"); /* no agent: counted nowhere */
+    ledger_id_t id;
+    ledger_id_new(&id);
+    uint64_t now = ledger_id_time_ms(&id) + 1000;
+    meter_agent_usage_t *v;
+    size_t n;
+    acc_err err = {0};
+    CHECK_MSG(meter_usage_by_agent(w.l, now, &v, &n, &err) == ACC_OK, "%s", err.msg);
+    CHECK_EQ(n, 2);
+    const meter_agent_usage_t *ua = meter_agent_usage_find(v, n, "alpha"), *ub = meter_agent_usage_find(v, n, "beta");
+    CHECK(ua && ua->sessions_30d == 2 && ua->sessions_7d == 2 && ua->messages_30d == 3 && ua->messages_7d == 3);
+    CHECK(ua && ua->revenue_30d == ra && ua->revenue_7d == ra);
+    CHECK(ub && ub->sessions_30d == 1 && ub->messages_30d == 1 && ub->revenue_30d == rb);
+    CHECK(meter_agent_usage_find(v, n, "gamma") == NULL);
+    free(v);
+    /* eight days on: in the 30 days, not the 7 */
+    CHECK(meter_usage_by_agent(w.l, now + 8 * UINT64_C(86400000), &v, &n, &err) == ACC_OK);
+    ua = meter_agent_usage_find(v, n, "alpha");
+    CHECK(ua && ua->sessions_7d == 0 && ua->revenue_7d == 0 && ua->sessions_30d == 2 && ua->revenue_30d == ra);
+    free(v);
+    /* thirty-one days on: nothing */
+    CHECK(meter_usage_by_agent(w.l, now + 31 * UINT64_C(86400000), &v, &n, &err) == ACC_OK);
+    CHECK_EQ(n, 0);
+    free(v);
+    close_world(&w);
+}
+
 int main(int argc, char **argv) {
     check_args(argc, argv);
     if (test_scratch_dir(dir, sizeof dir, "meters") != 0) return 1;
@@ -546,6 +596,7 @@ int main(int argc, char **argv) {
     RUN(test_message_price_and_session_price);
     RUN(test_event_round_trips_and_rejects_garbage);
     RUN(test_check_catches_an_event_that_does_not_match_its_transfers);
+    RUN(test_usage_by_agent);
     test_remove_dir(dir);
     return check_finish("meters");
 }

@@ -69,6 +69,14 @@ static void test_run_is_metered_with_a_receipt(void) {
     CHECK(strstr(json_string_value(json_object_get(v, "output")), "Found"));
     json_decref(v);
     ledger_holds();
+    /* the marketplace's figures come from the ledger */
+    OK("agent orchard-guide --json --db '%s'", db);
+    v = out_json();
+    json_t *u = json_object_get(v, "usage");
+    CHECK_EQ(json_integer_value(json_object_get(u, "sessions_30d")), 1);
+    CHECK_EQ(json_integer_value(json_object_get(u, "messages_7d")), 1);
+    CHECK_EQ(json_integer_value(json_object_get(u, "revenue_30d")), cost);
+    json_decref(v);
 }
 
 static void test_balance(void) {
