@@ -199,6 +199,7 @@ static void test_kill_9_under_metered_load(void) {
         for (int i = 0; i < 8 && unknown.n; i++) retries[nr++] = unknown.v[test_rand() % unknown.n];
         bool early = round % 4 == 0;
         useconds_t delay = early ? (useconds_t)(test_rand() % 3000) : (useconds_t)(5000 + test_rand() % 150000);
+        delay = (useconds_t)(delay * test_time_scale()); /* under valgrind the child starts slowly */
         pid_t pid = fork();
         if (pid == 0) child_main(retries, nr);
         usleep(delay);
