@@ -22,6 +22,7 @@
 #include "meters/eth/keys.h"
 #include "registry/factory/factory.h"
 #include "registry/span/span.h"
+#include "registry/spans.h"
 #include "runtime/metered.h"
 
 #define INDEX_CHECK_MS 1000
@@ -41,32 +42,13 @@ typedef struct dataset_entry {
     meter_dataset_t md;
 } dataset_entry_t;
 
-typedef struct index_entry {
-    struct index_entry *next;
-    int64_t datanet_id;
-    char datanet[REGISTRY_NAME_MAX + 1];
-    pthread_rwlock_t lock; /* readers attribute; a catch-up adds records */
-    span_index *x;
-    uint64_t seq;          /* the datanet version it holds */
-    uint64_t checked_ms;
-} index_entry_t;
-
-/* record id -> contributor (EIP-55), open addressing */
-typedef struct contrib {
-    int64_t record; /* 0: empty */
-    char address[METER_ADDRESS_SIZE];
-} contrib_t;
-
 struct rt_metered {
     meter_t *meter;
     rt_http_t http;
     uint32_t http_max_tokens;
-    pthread_mutex_t mu; /* the lists and the contributor table */
+    pthread_mutex_t mu; /* the lists */
     model_entry_t *models;
     dataset_entry_t *datasets;
-    index_entry_t *indexes;
-    contrib_t *contrib;
-    size_t ncontrib, contrib_cap;
 };
 
 struct rt_session {
@@ -84,12 +66,6 @@ struct rt_session {
     rt_receipt_t *receipts, *receipts_tail;
 };
 
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err *err) {
     rt_metered_t *m = calloc(1, sizeof *m);
     if (!m) return acc_fail(err, ACC_ENOMEM, "out of memory");
@@ -105,77 +81,11 @@ void rt_metered_close(rt_metered_t *m) {
     if (!m) return;
     for (model_entry_t *e = m->models, *n; e; e = n) n = e->next, free(e);
     for (dataset_entry_t *e = m->datasets, *n; e; e = n) n = e->next, free(e);
-    for (index_entry_t *e = m->indexes, *n; e; e = n) {
-        n = e->next;
-        span_index_free(e->x);
-        pthread_rwlock_destroy(&e->lock);
-        free(e);
-    }
-    free(m->contrib);
     pthread_mutex_destroy(&m->mu);
     free(m);
 }
 
 static void address_text(const uint8_t a[20], char out[METER_ADDRESS_SIZE]) { eth_address_to_text(a, out); }
-
-/* Under mu. */
-static void contrib_put(rt_metered_t *m, int64_t record, const uint8_t address[20]) {
-    if (record == 0) return;
-    if ((m->ncontrib + 1) * 2 > m->contrib_cap) {
-        size_t cap = m->contrib_cap ? m->contrib_cap * 2 : 1024;
-        contrib_t *t = calloc(cap, sizeof *t);
-        if (!t) return; /* a cache: a miss later reads the registry */
-        for (size_t i = 0; i < m->contrib_cap; i++)
-            if (m->contrib[i].record) {
-                size_t j = (uint64_t)m->contrib[i].record * UINT64_C(0x9e3779b97f4a7c15) >> 20 & (cap - 1);
-                while (t[j].record) j = (j + 1) & (cap - 1);
-                t[j] = m->contrib[i];
-            }
-        free(m->contrib);
-        m->contrib = t;
-        m->contrib_cap = cap;
-    }
-    size_t j = (uint64_t)record * UINT64_C(0x9e3779b97f4a7c15) >> 20 & (m->contrib_cap - 1);
-    while (m->contrib[j].record && m->contrib[j].record != record) j = (j + 1) & (m->contrib_cap - 1);
-    if (!m->contrib[j].record) m->ncontrib++;
-    m->contrib[j].record = record;
-    address_text(address, m->contrib[j].address);
-}
-
-/* Under mu. */
-static bool contrib_get(rt_metered_t *m, int64_t record, char out[METER_ADDRESS_SIZE]) {
-    if (!m->contrib_cap) return false;
-    size_t j = (uint64_t)record * UINT64_C(0x9e3779b97f4a7c15) >> 20 & (m->contrib_cap - 1);
-    while (m->contrib[j].record) {
-        if (m->contrib[j].record == record) {
-            memcpy(out, m->contrib[j].address, METER_ADDRESS_SIZE);
-            return true;
-        }
-        j = (j + 1) & (m->contrib_cap - 1);
-    }
-    return false;
-}
-
-static int remember_contributor(void *ud, const registry_record_t *r) {
-    rt_metered_t *m = ud;
-    pthread_mutex_lock(&m->mu);
-    contrib_put(m, r->id, r->contributor);
-    pthread_mutex_unlock(&m->mu);
-    return 0;
-}
-
-static int contributor_of(rt_metered_t *m, registry_t *reg, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
-    pthread_mutex_lock(&m->mu);
-    bool hit = contrib_get(m, record, out);
-    pthread_mutex_unlock(&m->mu);
-    if (hit) return ACC_OK;
-    int rc = registry_record_get(reg, record, remember_contributor, m, err);
-    if (rc) return rc;
-    pthread_mutex_lock(&m->mu);
-    hit = contrib_get(m, record, out);
-    pthread_mutex_unlock(&m->mu);
-    return hit ? ACC_OK : acc_fail(err, ACC_ENOMEM, "out of memory");
-}
 
 static void to_meter_model(const registry_model_t *r, meter_model_t *mm) {
     memset(mm, 0, sizeof *mm);
@@ -242,67 +152,6 @@ static int dataset_lookup(rt_metered_t *m, registry_t *reg, const char *name, co
     e->next = m->datasets;
     m->datasets = e;
     pthread_mutex_unlock(&m->mu);
-    *out = e;
-    return ACC_OK;
-}
-
-typedef struct catch_up {
-    rt_metered_t *m;
-    index_entry_t *e;
-    acc_err *err;
-} catch_up_t;
-
-static int index_record(void *ud, const registry_record_t *r) {
-    catch_up_t *c = ud;
-    int rc = span_index_add(c->e->x, r->id, r->text, r->text_len, c->err);
-    if (rc) return rc;
-    pthread_mutex_lock(&c->m->mu);
-    contrib_put(c->m, r->id, r->contributor);
-    pthread_mutex_unlock(&c->m->mu);
-    c->e->seq = r->seq;
-    return 0;
-}
-
-/* The span index of a lineage datanet, current with its accepted records (caught up when its
- * version grew; looked at most once a second). Returned read-locked: unlock it after use. */
-static int index_lookup(rt_metered_t *m, registry_t *reg, int64_t id, const char *name, index_entry_t **out,
-                        acc_err *err) {
-    pthread_mutex_lock(&m->mu);
-    index_entry_t *e = m->indexes;
-    while (e && e->datanet_id != id) e = e->next;
-    if (!e && (e = calloc(1, sizeof *e)) && (e->x = span_index_new())) {
-        e->datanet_id = id;
-        snprintf(e->datanet, sizeof e->datanet, "%s", name);
-        pthread_rwlock_init(&e->lock, NULL);
-        e->next = m->indexes;
-        m->indexes = e;
-    } else if (e && !e->x) {
-        free(e);
-        e = NULL;
-    }
-    pthread_mutex_unlock(&m->mu);
-    if (!e) return acc_fail(err, ACC_ENOMEM, "out of memory");
-    uint64_t now = mono_ms();
-    pthread_rwlock_rdlock(&e->lock);
-    bool stale = e->checked_ms == 0 || now - e->checked_ms >= INDEX_CHECK_MS;
-    if (stale) {
-        pthread_rwlock_unlock(&e->lock);
-        pthread_rwlock_wrlock(&e->lock);
-        int rc = ACC_OK;
-        if (e->checked_ms == 0 || now - e->checked_ms >= INDEX_CHECK_MS) {
-            registry_datanet_t d;
-            rc = registry_datanet_get(reg, e->datanet, &d, err);
-            if (!rc && d.version > e->seq) {
-                catch_up_t c = {m, e, err};
-                rc = registry_records_accepted(reg, id, e->seq, 0, index_record, &c, err);
-                if (!rc) rc = span_index_commit(e->x, err);
-            }
-            if (!rc) e->checked_ms = now;
-        }
-        pthread_rwlock_unlock(&e->lock);
-        if (rc) return rc;
-        pthread_rwlock_rdlock(&e->lock);
-    }
     *out = e;
     return ACC_OK;
 }
@@ -573,45 +422,40 @@ void rt_attribution_free(rt_attribution_t *a) {
     if (a->spans != a->span_stack) free(a->spans);
     if (a->credits != a->credit_stack) free(a->credits);
     free(a->records);
-    span_attribution_free(&a->at);
     memset(a, 0, sizeof *a);
 }
 
-int rt_attribute(const span_index *const *xs, size_t nx, uint32_t k, const char *text, size_t len,
-                 rt_contributor_fn contributor, void *ud, rt_attribution_t *a, acc_err *err) {
+int rt_attribution_view(const span_attribution *at, const char *text, size_t len, rt_contributor_fn contributor,
+                        void *ud, rt_attribution_t *a, acc_err *err) {
     memset(a, 0, sizeof *a);
-    span_attr_options opts = {.min_tokens = k ? k : REGISTRY_SPAN_K_DEFAULT};
-    int rc = nx ? span_attribute(xs, nx, text, len, &opts, &a->at, err) : ACC_OK;
-    a->norm_tokens = nx ? a->at.ntokens : count_tokens(text, len);
-    if (rc || !a->at.nspans) return rc;
-    a->spans = a->at.nspans <= RT_ATTR_STACK ? a->span_stack : malloc(a->at.nspans * sizeof *a->spans);
-    a->credits = a->at.ncredits <= RT_ATTR_STACK ? a->credit_stack : malloc(a->at.ncredits * sizeof *a->credits);
+    a->norm_tokens = at->ntokens || !len ? at->ntokens : count_tokens(text, len);
+    a->covered = at->covered_tokens;
+    if (!at->nspans) return ACC_OK;
+    a->spans = at->nspans <= RT_ATTR_STACK ? a->span_stack : malloc(at->nspans * sizeof *a->spans);
+    a->credits = at->ncredits <= RT_ATTR_STACK ? a->credit_stack : malloc(at->ncredits * sizeof *a->credits);
     size_t nrecs = 0;
-    for (size_t i = 0; i < a->at.nspans; i++) nrecs += a->at.spans[i].nsources;
+    for (size_t i = 0; i < at->nspans; i++) nrecs += at->spans[i].nsources;
     a->records = malloc((nrecs ? nrecs : 1) * sizeof *a->records);
     if (!a->spans || !a->credits || !a->records) {
         rt_attribution_free(a);
         return acc_fail(err, ACC_ENOMEM, "out of memory");
     }
-    /* covered: the union of the spans' token ranges (they may overlap) */
-    uint64_t reach = 0;
-    for (size_t i = 0, j = 0; i < a->at.nspans; i++) {
-        const span_match *sm = &a->at.spans[i];
-        uint64_t from = sm->token, to = (uint64_t)sm->token + sm->ntokens;
-        if (from < reach) from = reach;
-        if (to > from) a->covered += to - from;
-        if (to > reach) reach = to;
+    for (size_t i = 0, j = 0; i < at->nspans; i++) {
+        const span_match *sm = &at->spans[i];
         a->spans[i] = (meter_span_t){sm->byte_start, sm->byte_end, sm->ntokens, sm->nsources, a->records + j};
         for (size_t r = 0; r < sm->nsources; r++) a->records[j++] = sm->sources[r].record_id;
     }
-    for (size_t i = 0; i < a->at.ncredits; i++) {
-        a->credits[i].record = a->at.credits[i].source.record_id;
-        a->credits[i].weight = a->at.credits[i].weight;
-        if ((rc = contributor(ud, a->credits[i].record, a->credits[i].contributor, err))) {
+    for (size_t i = 0; i < at->ncredits; i++) {
+        a->credits[i].record = at->credits[i].source.record_id;
+        a->credits[i].weight = at->credits[i].weight;
+        int rc = contributor(ud, i, a->credits[i].record, a->credits[i].contributor, err);
+        if (rc) {
             rt_attribution_free(a);
             return rc;
         }
     }
+    a->ncredits = at->ncredits;
+    a->nspans = at->nspans;
     return ACC_OK;
 }
 
@@ -620,53 +464,41 @@ void rt_attribution_outcome(const rt_attribution_t *a, const char *text, size_t 
     o->output_len = len;
     o->output_norm_tokens = a->norm_tokens;
     o->covered_tokens = a->covered;
-    o->nspans = a->at.nspans;
+    o->nspans = a->nspans;
     o->spans = a->spans;
-    o->ncredits = a->at.ncredits;
+    o->ncredits = a->ncredits;
     o->credits = a->credits;
 }
 
-typedef struct contributor_ctx {
-    rt_metered_t *m;
-    registry_t *reg;
-} contributor_ctx_t;
-
-static int registry_contributor(void *ud, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
-    contributor_ctx_t *c = ud;
-    return contributor_of(c->m, c->reg, record, out, err);
+/* The registry's attribution names each credited record's contributor. */
+static int registry_contributor(void *ud, size_t i, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
+    const registry_attribution_t *ra = ud;
+    (void)record, (void)err;
+    address_text(ra->credits[i].contributor, out);
+    return ACC_OK;
 }
 
-/* Attributes a model's output over its lineage's span indexes and finishes the metered call. On
+/* Attributes a model's output over its lineage's span indexes (registry_attribute: kept current
+ * with the datanets' accepted records, whoever accepted them) and finishes the metered call. On
  * failure the call is failed (voided) and the message is in err. Consumes p (answered through
  * on_booked, or freed). */
 static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_tokens, uint64_t out_tokens,
                         bool counted_out, acc_err *err) {
     rt_session_t *s = p->s;
-    rt_metered_t *m = s->m;
-    const registry_model_t *rm = &p->model->rm;
-    index_entry_t *ix[REGISTRY_LIST_MAX];
-    const span_index *xs[REGISTRY_LIST_MAX];
-    size_t nx = 0;
-    int rc = ACC_OK;
-    for (size_t i = 0; !rc && i < rm->n_lineage; i++) {
-        rc = index_lookup(m, s->reg, rm->lineage_id[i], rm->lineage[i], &ix[nx], err);
-        if (!rc) xs[nx] = ix[nx]->x, nx++;
-    }
+    registry_attribution_t ra;
     rt_attribution_t a;
     memset(&a, 0, sizeof a);
-    contributor_ctx_t cc = {m, s->reg};
-    if (!rc) rc = rt_attribute(xs, nx, rm->span_k, text, len, registry_contributor, &cc, &a, err);
-    for (size_t i = 0; i < nx; i++) pthread_rwlock_unlock(&ix[i]->lock);
-    if (rc) {
-        rt_attribution_free(&a);
-        return rc;
+    int rc = registry_attribute(s->reg, &p->model->rm, text, len, &ra, err);
+    if (!rc) rc = rt_attribution_view(&ra.spans, text, len, registry_contributor, &ra, &a, err);
+    if (!rc) {
+        meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? a.norm_tokens : out_tokens};
+        rt_attribution_outcome(&a, text, len, &o);
+        meter_call_t *mc = p->mc;
+        p->mc = NULL;
+        rc = meter_finish_model(mc, &o, on_booked, p, err); /* consumes mc; on ACC_OK, p too */
     }
-    meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? a.norm_tokens : out_tokens};
-    rt_attribution_outcome(&a, text, len, &o);
-    meter_call_t *mc = p->mc;
-    p->mc = NULL;
-    rc = meter_finish_model(mc, &o, on_booked, p, err); /* consumes mc; on ACC_OK, p too */
     rt_attribution_free(&a);
+    registry_attribution_free(&ra);
     return rc;
 }
 
@@ -898,9 +730,6 @@ static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *ca
                        i ? "," : "", h->id, rows[i].contributor, h->score);
         acc_buf_json_string(&p->answer, h->text, h->text_len);
         acc_buf_putc(&p->answer, '}');
-        pthread_mutex_lock(&m->mu);
-        contrib_put(m, h->id, h->contributor);
-        pthread_mutex_unlock(&m->mu);
     }
     acc_buf_putc(&p->answer, ']');
     meter_dataset_outcome_t o = {.nrows = hits->n, .rows = rows};

@@ -161,13 +161,13 @@ int rt_session_begin_message(rt_session_t *s, acc_err *err);
  * answer in the sandbox) whose delivery adds its receipt. !ok: void it. */
 int rt_session_end_message(rt_session_t *s, bool ok, acc_err *err);
 
-/* --- Attribution of a model's output (what a metered call does after the model answers) --- */
+/* --- Attribution of a model's output, as the meter takes it --- */
 
 #define RT_ATTR_STACK 16
 typedef struct rt_attribution {
-    span_attribution at;   /* the span index's answer */
     uint64_t norm_tokens;  /* the output's normalised tokens */
     uint64_t covered;      /* of those, inside at least one span (spans may overlap) */
+    size_t nspans, ncredits;
     meter_span_t *spans;
     meter_credit_t *credits;
     int64_t *records;
@@ -175,14 +175,15 @@ typedef struct rt_attribution {
     meter_credit_t credit_stack[RT_ATTR_STACK];
 } rt_attribution_t;
 
-/* The contributor of a record, EIP-55. */
-typedef int (*rt_contributor_fn)(void *ud, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err);
+/* The contributor of the i-th credit (its record), EIP-55. */
+typedef int (*rt_contributor_fn)(void *ud, size_t i, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err);
 
-/* Finds the spans of text (at least k tokens; 0 = the default) in the indexes and resolves the
- * credited records' contributors. No index: no span (the data share goes to the model's owner).
- * *a is freed with rt_attribution_free (also after a failure). */
-int rt_attribute(const span_index *const *xs, size_t nx, uint32_t k, const char *text, size_t len,
-                 rt_contributor_fn contributor, void *ud, rt_attribution_t *a, acc_err *err);
+/* The meter's view of a span attribution (registry_attribute's, or span_attribute's over indexes
+ * of one's own): the spans as evidence, the credited records with their contributors. at must
+ * outlive nothing: a copies what it keeps but the records. *a is freed with rt_attribution_free
+ * (also after a failure). */
+int rt_attribution_view(const span_attribution *at, const char *text, size_t len, rt_contributor_fn contributor,
+                        void *ud, rt_attribution_t *a, acc_err *err);
 /* Fills o's output, token and span fields from a (o's units are the caller's). */
 void rt_attribution_outcome(const rt_attribution_t *a, const char *text, size_t len, meter_model_outcome_t *o);
 void rt_attribution_free(rt_attribution_t *a);

@@ -22,6 +22,7 @@
 #include "meters/meters.h"
 #include "registry/factory/factory.h"
 #include "registry/registry.h"
+#include "registry/spans.h"
 #include "runtime/metered.h"
 #include "tests/check.h"
 
@@ -359,6 +360,7 @@ int main(int argc, char **argv) {
     RUN(test_insufficient_funds_is_an_error_the_agent_catches);
     RUN(test_agent_manifest_and_message_fee);
     factory_cache_clear();
+    registry_spans_clear();
     test_remove_dir(dir);
     return check_finish("metered");
 }

@@ -15,7 +15,8 @@
  *    account per transaction), read back and written again by a bare SQLite loop in transactions
  *    of the same size, with the same schema, statements and synchronous=FULL.
  * 3. Attribution of a 200-token output against a 10M-token datanet (the synthetic text of
- *    tests/bench/synth_text.h): rt_attribute (span matching, weights, contributors) and the
+ *    tests/bench/synth_text.h): span matching, weights and contributors (span_attribute and
+ *    rt_attribution_view, what registry_attribute and runtime/metered.c do per call) and the
  *    meter's part (split, lines, event, queued posting), per output.
  *
  * Run with `zig build bench -Doptimize=ReleaseFast`. BENCH_METERS_CALLS sets the calls per sandbox
@@ -376,8 +377,8 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
 
 /* --- 3. attribution at 10M tokens --- */
 
-static int synth_contributor(void *ud, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
-    (void)ud, (void)err;
+static int synth_contributor(void *ud, size_t i, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
+    (void)ud, (void)i, (void)err;
     uint8_t a[20];
     contributor_address((int)(record % 1000), a);
     eth_address_to_text(a, out);
@@ -449,8 +450,12 @@ static void attribution_at_scale(size_t target) {
     for (int round = 0; round < 2; round++)
         for (int qi = 0; qi < NQ; qi++) {
             rt_attribution_t a;
+            span_attribution at;
+            span_attr_options opts = {.min_tokens = 8};
             double a0 = now_s();
-            if (rt_attribute(xs, 1, 8, outs[qi], outlen[qi], synth_contributor, NULL, &a, &err)) die("attribute", &err);
+            if (span_attribute(xs, 1, outs[qi], outlen[qi], &opts, &at, &err) ||
+                rt_attribution_view(&at, outs[qi], outlen[qi], synth_contributor, NULL, &a, &err))
+                die("attribute", &err);
             double a1 = now_s();
             meter_ctx_t ctx = {.payer = "bench"};
             meter_call_t *c;
@@ -461,13 +466,14 @@ static void attribution_at_scale(size_t target) {
             double a2 = now_s();
             span_t[qi] = a1 - a0;
             meter_t_[qi] = a2 - a1;
-            if (round) spans += (double)a.at.nspans, credits += (double)a.at.ncredits;
+            if (round) spans += (double)a.nspans, credits += (double)a.ncredits;
             rt_attribution_free(&a);
+            span_attribution_free(&at);
         }
     qsort(span_t, NQ, sizeof *span_t, cmp_double);
     qsort(meter_t_, NQ, sizeof *meter_t_, cmp_double);
     printf("attribution of a 200-token output on %.0fM tokens (%.1f spans, %.1f records credited per output):\n"
-           "  rt_attribute (spans, weights, contributors): median %.1f us, p99 %.1f us\n"
+           "  span matching, weights and contributors: median %.1f us, p99 %.1f us\n"
            "  meter (price, split, lines, event, posting queued): median %.1f us, p99 %.1f us\n",
            (double)span_index_tokens(x) / 1e6, spans / NQ, credits / NQ, span_t[NQ / 2] * 1e6, span_t[NQ * 99 / 100] * 1e6,
            meter_t_[NQ / 2] * 1e6, meter_t_[NQ * 99 / 100] * 1e6);
