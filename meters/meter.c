@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,22 +38,31 @@ struct meter_call {
     uint64_t start_ms, start_ns;
     uint64_t in_max, out_max;
     bool has_agent, first_in_session;
-    meter_model_t model;     /* METER_MODEL */
-    meter_dataset_t dataset; /* METER_DATASET */
-    meter_agent_t agent;
-    char payer_name[METER_NAME_MAX + 1], request_id[METER_NAME_MAX + 1], session[METER_NAME_MAX + 1];
     /* built by finish */
     meter_event_t ev;
     meter_line_t *lines;
     size_t *line_ev; /* each line's evidence: offset into text, or SIZE_MAX */
     size_t nlines, cap;
-    meter_line_t inline_lines[INLINE_LINES];
-    size_t inline_ev[INLINE_LINES];
     acc_buf text;  /* evidence strings: the event's, then the lines' */
     acc_buf bytes; /* the encoded event */
     meter_done_fn done;
     void *ud;
+    /* From here on, filled as needed rather than zeroed (new_call): a call is allocated per
+     * metered call, and these are most of its bytes. */
+    meter_model_t model;     /* METER_MODEL */
+    meter_dataset_t dataset; /* METER_DATASET */
+    meter_agent_t agent;     /* when has_agent */
+    char payer_name[METER_NAME_MAX + 1], request_id[METER_NAME_MAX + 1], session[METER_NAME_MAX + 1];
+    meter_line_t inline_lines[INLINE_LINES];
+    size_t inline_ev[INLINE_LINES];
 };
+
+/* A call with its header zeroed (the rest is filled before use). */
+static meter_call_t *new_call(void) {
+    meter_call_t *c = malloc(sizeof *c);
+    if (c) memset(c, 0, offsetof(meter_call_t, model));
+    return c;
+}
 
 meter_config_t meter_config_default(void) {
     return (meter_config_t){.operator_fee_bps = 0, .deadline_ms = 0, .record_failures = true};
@@ -165,7 +175,7 @@ int meter_begin_model(meter_t *m, const meter_ctx_t *ctx, const meter_model_t *m
     ledger_amount_t most;
     if (meter_price_model(model, prompt_tokens_max, max_tokens, &most))
         return acc_fail(err, ACC_ELIMIT, "model %s: the most this call could cost overflows", model->name);
-    meter_call_t *c = calloc(1, sizeof *c);
+    meter_call_t *c = new_call();
     if (!c) return acc_fail(err, ACC_ENOMEM, "meter: out of memory");
     c->model = *model;
     c->in_max = prompt_tokens_max;
@@ -178,7 +188,7 @@ int meter_begin_dataset(meter_t *m, const meter_ctx_t *ctx, const meter_dataset_
     ledger_amount_t most;
     if (meter_price_dataset(dataset, limit, &most))
         return acc_fail(err, ACC_ELIMIT, "dataset %s: the most this query could cost overflows", dataset->name);
-    meter_call_t *c = calloc(1, sizeof *c);
+    meter_call_t *c = new_call();
     if (!c) return acc_fail(err, ACC_ENOMEM, "meter: out of memory");
     c->dataset = *dataset;
     c->out_max = limit;
@@ -190,7 +200,7 @@ int meter_begin_message(meter_t *m, const meter_ctx_t *ctx, bool first_in_sessio
     ledger_amount_t cost = ctx->agent->price_per_message;
     if (first_in_session && __builtin_add_overflow(cost, ctx->agent->price_per_session, &cost))
         return acc_fail(err, ACC_ELIMIT, "agent %s: price overflows", ctx->agent->name);
-    meter_call_t *c = calloc(1, sizeof *c);
+    meter_call_t *c = new_call();
     if (!c) return acc_fail(err, ACC_ENOMEM, "meter: out of memory");
     c->first_in_session = first_in_session;
     return begin(m, ctx, METER_MESSAGE, c, false, cost, call, err);
@@ -223,7 +233,9 @@ static meter_line_t *add_line(meter_call_t *c, meter_role_t role, ledger_account
     memset(l, 0, sizeof *l);
     l->role = role;
     l->payee_kind = kind;
-    snprintf(l->payee, sizeof l->payee, "%s", payee);
+    size_t plen = strnlen(payee, sizeof l->payee - 1);
+    memcpy(l->payee, payee, plen);
+    l->payee[plen] = '\0';
     l->weight = weight;
     l->amount = amount;
     c->line_ev[c->nlines++] = SIZE_MAX;
@@ -282,8 +294,10 @@ static int contributor_lines(meter_call_t *c, meter_role_t role, credit_ref_t *r
         acc_buf_puts(&c->text, "{\"records\":[");
         size_t j = i;
         for (; j < n && strcmp(refs[j].address, refs[i].address) == 0; j++)
-            if (j == i || refs[j].record != refs[j - 1].record)
-                acc_buf_printf(&c->text, "%s%" PRId64, j == i ? "" : ",", refs[j].record);
+            if (j == i || refs[j].record != refs[j - 1].record) {
+                if (j != i) acc_buf_putc(&c->text, ',');
+                acc_buf_put_i64(&c->text, refs[j].record);
+            }
         acc_buf_puts(&c->text, "]}");
         line_evidence_end(c);
         i = j;
@@ -458,12 +472,19 @@ int meter_finish_model(meter_call_t *c, const meter_model_outcome_t *o, meter_do
             const meter_span_t *s = &o->spans[i];
             uint32_t b0 = s->byte_start <= o->output_len ? s->byte_start : (uint32_t)o->output_len;
             uint32_t b1 = s->byte_end <= o->output_len && s->byte_end >= b0 ? s->byte_end : b0;
-            acc_buf_printf(&c->text, "%s{\"start\":%u,\"end\":%u,\"tokens\":%u,\"text\":", i ? "," : "", b0, b1,
-                           s->ntokens);
+            acc_buf_puts(&c->text, i ? ",{\"start\":" : "{\"start\":");
+            acc_buf_put_u64(&c->text, b0);
+            acc_buf_puts(&c->text, ",\"end\":");
+            acc_buf_put_u64(&c->text, b1);
+            acc_buf_puts(&c->text, ",\"tokens\":");
+            acc_buf_put_u64(&c->text, s->ntokens);
+            acc_buf_puts(&c->text, ",\"text\":");
             acc_buf_json_string(&c->text, o->output + b0, b1 - b0);
             acc_buf_puts(&c->text, ",\"records\":[");
-            for (size_t j = 0; j < s->nrecords; j++)
-                acc_buf_printf(&c->text, "%s%" PRId64, j ? "," : "", s->records[j]);
+            for (size_t j = 0; j < s->nrecords; j++) {
+                if (j) acc_buf_putc(&c->text, ',');
+                acc_buf_put_i64(&c->text, s->records[j]);
+            }
             acc_buf_puts(&c->text, "]}");
         }
         acc_buf_puts(&c->text, "]}");

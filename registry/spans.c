@@ -34,8 +34,19 @@ typedef struct entry {
     uint8_t last_hash[32];
     uint64_t saved_seq;  /* what the stored snapshot covers, as far as this process knows */
     uint64_t saved_tokens;
+    /* The contributors of the records credited so far, or indexed: a record never changes, so an
+     * address found once is good for ever, and an attribution pays without a query per record
+     * (under contrib_lock: attributions read it after releasing the index). */
+    pthread_mutex_t contrib_lock;
+    struct known *known; /* open addressing on the record id; id 0 = empty */
+    size_t nknown, known_cap;
     struct entry *next;
 } entry;
+
+typedef struct known {
+    int64_t id;
+    uint8_t contributor[20];
+} known;
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static entry *cache;
@@ -47,10 +58,58 @@ void registry_spans_clear(void) {
         cache = e->next;
         span_index_free(e->x);
         pthread_rwlock_destroy(&e->lock);
+        pthread_mutex_destroy(&e->contrib_lock);
+        free(e->known);
         free(e->db);
         free(e);
     }
     pthread_mutex_unlock(&cache_lock);
+}
+
+static size_t known_slot(int64_t id, size_t cap) { return (size_t)((uint64_t)id * UINT64_C(0x9e3779b97f4a7c15) >> 17) & (cap - 1); }
+
+/* Remembers a record's contributor (a cache: out of memory, it is simply not kept). */
+static void known_put(entry *e, int64_t id, const uint8_t contributor[20]) {
+    if (id == 0) return;
+    pthread_mutex_lock(&e->contrib_lock);
+    if ((e->nknown + 1) * 2 > e->known_cap) {
+        size_t cap = e->known_cap ? e->known_cap * 2 : 256;
+        known *t = calloc(cap, sizeof *t);
+        if (t) {
+            for (size_t i = 0; i < e->known_cap; i++)
+                if (e->known[i].id) {
+                    size_t j = known_slot(e->known[i].id, cap);
+                    while (t[j].id) j = (j + 1) & (cap - 1);
+                    t[j] = e->known[i];
+                }
+            free(e->known);
+            e->known = t;
+            e->known_cap = cap;
+        }
+    }
+    if ((e->nknown + 1) * 2 <= e->known_cap) {
+        size_t j = known_slot(id, e->known_cap);
+        while (e->known[j].id && e->known[j].id != id) j = (j + 1) & (e->known_cap - 1);
+        if (!e->known[j].id) e->nknown++;
+        e->known[j].id = id;
+        memcpy(e->known[j].contributor, contributor, 20);
+    }
+    pthread_mutex_unlock(&e->contrib_lock);
+}
+
+static bool known_get(entry *e, int64_t id, uint8_t contributor[20]) {
+    bool hit = false;
+    pthread_mutex_lock(&e->contrib_lock);
+    if (e->known_cap) {
+        for (size_t j = known_slot(id, e->known_cap); e->known[j].id; j = (j + 1) & (e->known_cap - 1))
+            if (e->known[j].id == id) {
+                memcpy(contributor, e->known[j].contributor, 20);
+                hit = true;
+                break;
+            }
+    }
+    pthread_mutex_unlock(&e->contrib_lock);
+    return hit;
 }
 
 static int entry_of(registry_t *reg, int64_t datanet_id, entry **out, acc_err *err) {
@@ -66,6 +125,7 @@ static int entry_of(registry_t *reg, int64_t datanet_id, entry **out, acc_err *e
     if (!e && (e = calloc(1, sizeof *e)) != NULL) {
         e->db = strdup(db);
         e->datanet_id = datanet_id;
+        pthread_mutex_init(&e->contrib_lock, NULL);
         if (!e->db || pthread_rwlock_init(&e->lock, NULL) != 0) {
             free(e->db);
             free(e);
@@ -239,6 +299,7 @@ static int add_record(void *ud, const registry_record_t *r) {
     catchup *c = ud;
     int rc = span_index_add(c->e->x, r->id, r->text, r->text_len, c->err);
     if (rc) return rc;
+    known_put(c->e, r->id, r->contributor);
     c->e->seq = r->seq;
     c->e->last_id = r->id;
     memcpy(c->e->last_hash, r->content_hash, 32);
@@ -250,6 +311,11 @@ static void drop_index(entry *e) {
     span_index_free(e->x);
     e->x = NULL;
     e->seq = e->saved_seq = e->saved_tokens = 0;
+    pthread_mutex_lock(&e->contrib_lock); /* another database under the same path: other records */
+    free(e->known);
+    e->known = NULL;
+    e->nknown = e->known_cap = 0;
+    pthread_mutex_unlock(&e->contrib_lock);
 }
 
 /* Brings e (write-locked) to the datanet's records 1..version at least. */
@@ -419,8 +485,13 @@ int registry_attribute(registry_t *reg, const registry_model_t *model, const cha
         for (size_t c = 0; !rc && c < out->spans.ncredits; c++) {
             const span_credit *sc = &out->spans.credits[c];
             registry_span_credit_t *rcd = &out->credits[c];
-            int64_t in_datanet = 0;
-            rc = contributor_of(reg, sc->source.record_id, rcd->contributor, &in_datanet, err);
+            int64_t in_datanet = model->lineage_id[sc->source.index];
+            entry *owner = e[sc->source.index];
+            if (!known_get(owner, sc->source.record_id, rcd->contributor)) {
+                rc = contributor_of(reg, sc->source.record_id, rcd->contributor, &in_datanet, err);
+                if (!rc && in_datanet == model->lineage_id[sc->source.index])
+                    known_put(owner, sc->source.record_id, rcd->contributor);
+            }
             rcd->record_id = sc->source.record_id;
             rcd->datanet_id = model->lineage_id[sc->source.index];
             rcd->weight = sc->weight;

@@ -34,6 +34,8 @@ typedef struct model_entry {
     struct model_entry *next;
     registry_model_t rm;
     meter_model_t mm;
+    _Atomic(factory_model *) fm; /* a builtin model, loaded (the factory's cache keeps it until
+                                    factory_cache_clear, which must not run while this is open) */
 } model_entry_t;
 
 typedef struct dataset_entry {
@@ -42,6 +44,15 @@ typedef struct dataset_entry {
     meter_dataset_t md;
 } dataset_entry_t;
 
+/* address -> EIP-55 text: the checksum is a keccak-256 per address, and the same few contributors
+ * are paid call after call. */
+typedef struct addr_text {
+    uint8_t a[20];
+    bool used;
+    char text[METER_ADDRESS_SIZE];
+} addr_text_t;
+#define ADDR_CACHE 1024 /* a cache: a full one is simply bypassed */
+
 struct rt_metered {
     meter_t *meter;
     rt_http_t http;
@@ -49,6 +60,8 @@ struct rt_metered {
     pthread_mutex_t mu; /* the lists */
     model_entry_t *models;
     dataset_entry_t *datasets;
+    addr_text_t addrs[ADDR_CACHE];
+    size_t naddrs;
 };
 
 struct rt_session {
@@ -86,6 +99,30 @@ void rt_metered_close(rt_metered_t *m) {
 }
 
 static void address_text(const uint8_t a[20], char out[METER_ADDRESS_SIZE]) { eth_address_to_text(a, out); }
+
+/* address_text through m's cache. */
+static void address_text_cached(rt_metered_t *m, const uint8_t a[20], char out[METER_ADDRESS_SIZE]) {
+    uint64_t h;
+    memcpy(&h, a, 8);
+    size_t j = (size_t)(h * UINT64_C(0x9e3779b97f4a7c15) >> 40) & (ADDR_CACHE - 1);
+    pthread_mutex_lock(&m->mu);
+    for (size_t k = 0; k < ADDR_CACHE && m->addrs[j].used; k++, j = (j + 1) & (ADDR_CACHE - 1))
+        if (memcmp(m->addrs[j].a, a, 20) == 0) {
+            memcpy(out, m->addrs[j].text, METER_ADDRESS_SIZE);
+            pthread_mutex_unlock(&m->mu);
+            return;
+        }
+    pthread_mutex_unlock(&m->mu);
+    address_text(a, out);
+    pthread_mutex_lock(&m->mu);
+    if (m->naddrs < ADDR_CACHE / 2 && !m->addrs[j].used) {
+        memcpy(m->addrs[j].a, a, 20);
+        memcpy(m->addrs[j].text, out, METER_ADDRESS_SIZE);
+        m->addrs[j].used = true;
+        m->naddrs++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
 
 static void to_meter_model(const registry_model_t *r, meter_model_t *mm) {
     memset(mm, 0, sizeof *mm);
@@ -318,14 +355,20 @@ static void on_booked(void *ud, const meter_receipt_t *mr) {
         char hex[33];
         ledger_id_hex(&mr->event->id, hex);
         if (p->call_id) {
-            if (p->resource == METER_MODEL)
-                acc_buf_printf(&p->answer,
-                               ",\"usage\":{\"prompt_tokens\":%" PRIu64 ",\"completion_tokens\":%" PRIu64
-                               ",\"cost\":%" PRIu64 ",\"call\":\"%s\"}}",
-                               mr->event->units_in, mr->event->units_out, mr->event->cost, hex);
-            else
-                acc_buf_printf(&p->answer, ",\"usage\":{\"records\":%" PRIu64 ",\"cost\":%" PRIu64 ",\"call\":\"%s\"}}",
-                               mr->event->units_out, mr->event->cost, hex);
+            acc_buf *b = &p->answer;
+            if (p->resource == METER_MODEL) {
+                acc_buf_puts(b, ",\"usage\":{\"prompt_tokens\":");
+                acc_buf_put_u64(b, mr->event->units_in);
+                acc_buf_puts(b, ",\"completion_tokens\":");
+            } else {
+                acc_buf_puts(b, ",\"usage\":{\"records\":");
+            }
+            acc_buf_put_u64(b, mr->event->units_out);
+            acc_buf_puts(b, ",\"cost\":");
+            acc_buf_put_u64(b, mr->event->cost);
+            acc_buf_puts(b, ",\"call\":\"");
+            acc_buf_append(b, hex, 32);
+            acc_buf_puts(b, "\"}}");
         }
         a->text = acc_buf_take(&p->answer, &a->len);
     } else {
@@ -471,10 +514,15 @@ void rt_attribution_outcome(const rt_attribution_t *a, const char *text, size_t 
 }
 
 /* The registry's attribution names each credited record's contributor. */
+typedef struct contributor_ctx {
+    rt_metered_t *m;
+    const registry_attribution_t *ra;
+} contributor_ctx_t;
+
 static int registry_contributor(void *ud, size_t i, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
-    const registry_attribution_t *ra = ud;
+    const contributor_ctx_t *c = ud;
     (void)record, (void)err;
-    address_text(ra->credits[i].contributor, out);
+    address_text_cached(c->m, c->ra->credits[i].contributor, out);
     return ACC_OK;
 }
 
@@ -489,7 +537,8 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
     rt_attribution_t a;
     memset(&a, 0, sizeof a);
     int rc = registry_attribute(s->reg, &p->model->rm, text, len, &ra, err);
-    if (!rc) rc = rt_attribution_view(&ra.spans, text, len, registry_contributor, &ra, &a, err);
+    contributor_ctx_t cc = {s->m, &ra};
+    if (!rc) rc = rt_attribution_view(&ra.spans, text, len, registry_contributor, &cc, &a, err);
     if (!rc) {
         meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? a.norm_tokens : out_tokens};
         rt_attribution_outcome(&a, text, len, &o);
@@ -542,8 +591,11 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
             /* the factory's own parse: its checks, and its exact count of the prompt's tokens */
             rc = factory_request_parse(call->json, call->json_len, &fr, &err);
             if (rc) snprintf(msg, sizeof msg, "models.call: %s", err.msg);
-            else if ((rc = factory_model_of(s->reg, &e->rm, &fm, &err)))
-                snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+            else if (!(fm = atomic_load(&((model_entry_t *)e)->fm))) {
+                if ((rc = factory_model_of(s->reg, &e->rm, &fm, &err)))
+                    snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+                else atomic_store(&((model_entry_t *)e)->fm, fm);
+            }
             max_tokens = fr.max_tokens;
             prompt_bound = fr.prompt_tokens;
         } else if (e->rm.kind == REGISTRY_MODEL_HTTP) {
@@ -724,7 +776,7 @@ static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *ca
     for (size_t i = 0; i < hits->n; i++) {
         const registry_hit_t *h = &hits->hit[i];
         rows[i].record = h->id;
-        address_text(h->contributor, rows[i].contributor);
+        address_text_cached(m, h->contributor, rows[i].contributor);
         rows[i].score = h->score;
         acc_buf_printf(&p->answer, "%s{\"id\":%" PRId64 ",\"contributor\":\"%s\",\"score\":%.6g,\"text\":",
                        i ? "," : "", h->id, rows[i].contributor, h->score);

@@ -92,6 +92,7 @@ typedef struct rt_metered_config {
 } rt_metered_config_t;
 
 int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err *err);
+/* Before factory_cache_clear and registry_spans_clear: this holds the loaded models it used. */
 void rt_metered_close(rt_metered_t *m);
 
 /* One receipt line per call (what `accrue run` prints after the reply, the server's usage frame). */

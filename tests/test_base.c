@@ -51,6 +51,19 @@ static void test_json_string_escapes_and_repairs(void) {
     acc_buf_free(&b);
 }
 
+static void test_numbers(void) {
+    acc_buf b = ACC_BUF_INIT;
+    acc_buf_put_u64(&b, 0);
+    acc_buf_putc(&b, ' ');
+    acc_buf_put_u64(&b, 18446744073709551615ULL);
+    acc_buf_putc(&b, ' ');
+    acc_buf_put_i64(&b, -9223372036854775807LL - 1);
+    acc_buf_putc(&b, ' ');
+    acc_buf_put_i64(&b, 42);
+    CHECK_STREQ(b.data, "0 18446744073709551615 -9223372036854775808 42");
+    acc_buf_free(&b);
+}
+
 static void test_status_names_are_distinct(void) {
     const int codes[] = {ACC_OK, ACC_EINVAL, ACC_ENOMEM, ACC_EIO, ACC_EPERM, ACC_EBADSIG, ACC_EMISMATCH,
                          ACC_ENOTFOUND, ACC_EEXIST, ACC_EMISUSE, ACC_ELIMIT, ACC_EFUNDS, ACC_ECORRUPT,
@@ -118,6 +131,7 @@ int main(int argc, char **argv) {
     RUN(test_long_message_is_truncated_not_overrun);
     RUN(test_status_names_are_distinct);
     RUN(test_json_string_escapes_and_repairs);
+    RUN(test_numbers);
     RUN(test_buf_grows_and_stays_terminated);
     RUN(test_buf_failure_is_sticky);
     RUN(test_read_file);

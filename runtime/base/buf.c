@@ -127,6 +127,23 @@ void acc_buf_json_string(acc_buf *b, const char *s, size_t len) {
     acc_buf_putc(b, '"');
 }
 
+void acc_buf_put_u64(acc_buf *b, unsigned long long v) {
+    char tmp[20];
+    size_t n = 0;
+    do tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    acc_buf_append(b, tmp + sizeof tmp - n, n);
+}
+
+void acc_buf_put_i64(acc_buf *b, long long v) {
+    if (v < 0) {
+        acc_buf_putc(b, '-');
+        acc_buf_put_u64(b, 0ULL - (unsigned long long)v);
+    } else {
+        acc_buf_put_u64(b, (unsigned long long)v);
+    }
+}
+
 void acc_buf_reset(acc_buf *b) {
     b->len = 0;
     b->failed = false;

@@ -33,6 +33,9 @@ static inline bool acc_buf_failed(const acc_buf *b) { return b->failed; }
  * \n, \t, ... or \u00XX, UTF-8 passed through, and each byte that is not part of valid UTF-8 (a
  * model's output, a client's text) replaced by U+FFFD, so the result is always valid JSON. */
 void acc_buf_json_string(acc_buf *b, const char *s, size_t len);
+/* Appends a number in decimal (no printf: these are on hot paths). */
+void acc_buf_put_u64(acc_buf *b, unsigned long long v);
+void acc_buf_put_i64(acc_buf *b, long long v);
 void acc_buf_reset(acc_buf *b); /* len = 0, keeps the memory, clears failed */
 void acc_buf_free(acc_buf *b);
 /* The data, NUL-terminated (never NULL unless failed), now the caller's to free(); the buffer is
