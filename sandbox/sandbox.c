@@ -342,15 +342,51 @@ int sandbox_call_done(sandbox_t *sb, uint64_t call_id, int ok, const char *text,
 /* Lua's code generator is quadratic on long `or` chains and elseif ladders, inside one C call
  * where no hook runs (stock lua5.4 compiles an 80,000-term chain in 9 s). So chunks reach the
  * parser in pieces of at most PIECE bytes, and between pieces the reader pays for them and checks
- * the limits, the clock included: parsing stops within one piece's work of a deadline. */
-#define PIECE 1024
+ * the limits, the clock included: parsing stops within one piece's work of a deadline.
+ *
+ * That bounds the time only if no few bytes can cost seconds, and gotos could: every `end` walks
+ * all pending gotos, each through every compile-time constant in scope (lparser.c movegotosout and
+ * reglevel), and a label removes each goto it resolves by shifting the rest (solvegoto). 30,000
+ * gotos inside 190 blocks under 190 constants made the 760 bytes of `end`s cost 13 s. So a chunk
+ * may hold at most SBX_MAX_GOTOS gotos, counted as the reader hands the text over: the word
+ * `goto` anywhere (in strings and comments too: a conservative count). The worst case measured
+ * with that bound is in BENCHMARKS.md. */
+#define PIECE 64
+#define SBX_MAX_GOTOS 256
 
 typedef struct chunk_reader {
     const char *s;
     size_t left;
     int fn;   /* stack index of a reader function, or 0 for a string chunk */
     int slot; /* stack index keeping the reader function's current string alive */
+    /* The goto count, carried across pieces: how far the identifier being read matches "goto"
+     * (-1: it does not, or no identifier). */
+    int gotos, match;
 } chunk_reader_t;
+
+static bool ident_char(unsigned char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c >= 0x80;
+}
+
+/* Counts the words "goto" in s[0..n) (the end of the chunk when s is NULL). */
+static void count_gotos(chunk_reader_t *r, const char *s, size_t n) {
+    if (!s) {
+        if (r->match == 4) r->gotos++;
+        r->match = -1;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (ident_char(c)) {
+            if (r->match == -2) r->match = c == 'g' ? 1 : -1; /* an identifier starts */
+            else if (r->match >= 0 && r->match < 4 && c == (unsigned char)"goto"[r->match]) r->match++;
+            else r->match = -1;
+        } else {
+            if (r->match == 4) r->gotos++;
+            r->match = -2; /* between identifiers */
+        }
+    }
+}
 
 static const char *read_piece(lua_State *L, void *ud, size_t *size) {
     chunk_reader_t *r = ud;
@@ -360,6 +396,7 @@ static const char *read_piece(lua_State *L, void *ud, size_t *size) {
         lua_call(L, 0, 1);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
+            count_gotos(r, NULL, 0);
             *size = 0;
             return NULL;
         }
@@ -368,11 +405,15 @@ static const char *read_piece(lua_State *L, void *ud, size_t *size) {
         r->s = lua_tolstring(L, r->slot, &r->left);
     }
     if (r->left == 0) {
+        count_gotos(r, NULL, 0);
+        if (r->gotos > SBX_MAX_GOTOS) luaL_error(L, "too many gotos in one chunk (at most %d)", SBX_MAX_GOTOS);
         *size = 0;
         return NULL;
     }
     size_t n = r->left < PIECE ? r->left : PIECE;
     sbx_charge(L, n / 16 + 1);
+    count_gotos(r, r->s, n);
+    if (r->gotos > SBX_MAX_GOTOS) luaL_error(L, "too many gotos in one chunk (at most %d)", SBX_MAX_GOTOS);
     const char *piece = r->s;
     r->s += n;
     r->left -= n;
@@ -381,7 +422,7 @@ static const char *read_piece(lua_State *L, void *ud, size_t *size) {
 }
 
 int sbx_load_chunk(lua_State *L, const char *s, size_t len, int fn, const char *chunkname) {
-    chunk_reader_t r = {s, len, fn, 0};
+    chunk_reader_t r = {s, len, fn, 0, 0, -2};
     if (fn) {
         lua_pushnil(L);
         r.slot = lua_gettop(L);
