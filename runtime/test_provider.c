@@ -27,6 +27,8 @@ typedef struct answer {
     int ok;
 } answer_t;
 
+enum { MAX_WORD = 64 }; /* longer than any record */
+
 static void answer_error(answer_t *a, const char *msg) {
     acc_buf_reset(a->out);
     acc_buf_puts(a->out, msg);
@@ -92,7 +94,9 @@ static int contains_ci(const char *hay, const char *needle, size_t n) {
     return 0;
 }
 
-/* Rows ranked by how many of the query's words (case-insensitive substrings) each record has. */
+/* Rows ranked by how many of the query's words (case-insensitive substrings) each record has.
+ * The work is bounded whatever the agent sends (sandbox.h's rule for providers): the first
+ * SANDBOX_QUERY_MAX_TERMS words count, and a word longer than every record cannot match. */
 static void dataset_query(answer_t *a, json_t *req) {
     const char *text = json_string_value(json_object_get(req, "text"));
     json_int_t limit = 3;
@@ -108,9 +112,10 @@ static void dataset_query(answer_t *a, json_t *req) {
         while (*p && isspace((unsigned char)*p)) p++;
         size_t n = 0;
         while (p[n] && !isspace((unsigned char)p[n])) n++;
-        if (n) {
+        if (n && nwords < SANDBOX_QUERY_MAX_TERMS) {
             nwords++;
-            for (int i = 0; i < NRECORDS; i++) hits[i] += contains_ci(words[i], p, n);
+            if (n <= MAX_WORD)
+                for (int i = 0; i < NRECORDS; i++) hits[i] += contains_ci(words[i], p, n);
         }
         p += n;
     }

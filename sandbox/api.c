@@ -32,7 +32,11 @@ static int models_call(lua_State *L) {
 static int datasets_query(lua_State *L) {
     size_t name_len;
     const char *name = luaL_checklstring(L, 1, &name_len);
-    luaL_checkstring(L, 2);
+    size_t text_len;
+    luaL_checklstring(L, 2, &text_len);
+    if (text_len > SANDBOX_QUERY_MAX_BYTES)
+        return luaL_error(L, "datasets.query: the query text is too long (%I bytes, at most %I)",
+                          (lua_Integer)text_len, (lua_Integer)SANDBOX_QUERY_MAX_BYTES);
     if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
     lua_createtable(L, 0, 2);

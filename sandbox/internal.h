@@ -193,6 +193,17 @@ static inline void sbx_meter_add(sbx_meter_t *m, uint64_t units) {
     if (m->pending >= SBX_CHARGE_EVERY) sbx_meter_flush(m);
 }
 
+/* Bounds on a JSON text the sandbox makes for the host (json.c): encoding stops with an error
+ * naming `who` as soon as the text would pass one, before it is any bigger. */
+typedef struct sbx_json_bounds {
+    const char *who; /* "models.call" */
+    size_t max_bytes;
+    int max_depth;
+    size_t max_values;
+} sbx_json_bounds_t;
+/* sbx_json_encode (json.h) within bounds (NULL: json.encode's own, depth only). */
+void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds);
+
 /* Replaces the fields of the `string` table at the top of the stack with bounded versions: find,
  * match, gmatch, gsub (our own matcher, steps charged), rep, format. bounded_string.c. */
 void sbx_open_bounded_string(lua_State *L);

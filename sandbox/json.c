@@ -456,6 +456,8 @@ typedef struct encoder {
     size_t charged_len; /* output before this length has been charged */
     uint64_t pending;   /* value and key units not yet charged */
     locale_t numeric;   /* the "C" locale numbers are written in */
+    const sbx_json_bounds_t *bounds; /* what the text may be, or NULL for json.encode's own */
+    size_t values;
 } encoder_t;
 
 static void encode_value(encoder_t *e, int idx);
@@ -469,7 +471,16 @@ static void encode_charge(encoder_t *e) {
     }
 }
 
+/* A request to the host past its bounds stops here, before the text is any bigger. */
+static void check_size(encoder_t *e, size_t need) {
+    const sbx_json_bounds_t *b = e->bounds;
+    if (b && need > b->max_bytes - e->len)
+        json_error(e->L, "%s: the request is too large (more than %I bytes of JSON)", b->who,
+                   (lua_Integer)b->max_bytes);
+}
+
 static void out_grow(encoder_t *e, size_t need) {
+    check_size(e, need);
     size_t cap = e->cap;
     while (cap - e->len < need) {
         if (cap > SIZE_MAX / 2) json_error(e->L, "json.encode: output too large");
@@ -507,6 +518,7 @@ static void encode_string(encoder_t *e, const char *str, size_t n) {
         /* A chunk's worst case is 6 output bytes per input byte (\u00XX), plus the tail of a
          * UTF-8 sequence that starts inside it. */
         size_t end = n - i > CHUNK ? i + CHUNK : n;
+        check_size(e, end - i);
         out_reserve(e, (end - i) * 6 + 4);
         char *o = e->buf + e->len;
         while (i < end) {
@@ -652,6 +664,9 @@ static void encode_object(encoder_t *e, int idx, size_t count) {
 
 static void encode_table(encoder_t *e, int idx) {
     lua_State *L = e->L;
+    if (e->bounds && e->depth + 1 > e->bounds->max_depth)
+        json_error(L, "%s: the request nests too deeply (more than %d levels, or a cycle)", e->bounds->who,
+                   e->bounds->max_depth);
     if (++e->depth > SBX_JSON_MAX_DEPTH) json_error(L, "json.encode: too deeply nested (or a cycle)");
     /* the keys table, the key array, a key, a value, a new buffer */
     luaL_checkstack(L, 6, "json.encode: nesting");
@@ -709,6 +724,9 @@ static void encode_table(encoder_t *e, int idx) {
 static void encode_value(encoder_t *e, int idx) {
     lua_State *L = e->L;
     e->pending++;
+    if (e->bounds && ++e->values > e->bounds->max_values)
+        json_error(L, "%s: the request holds too many values (more than %I)", e->bounds->who,
+                   (lua_Integer)e->bounds->max_values);
     encode_charge(e);
     int t = lua_type(L, idx);
     switch (t) {
@@ -735,10 +753,12 @@ static void encode_value(encoder_t *e, int idx) {
     }
 }
 
-void sbx_json_encode(lua_State *L, int idx) {
+void sbx_json_encode(lua_State *L, int idx) { sbx_json_encode_bounded(L, idx, NULL); }
+
+void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds) {
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 8, "json.encode");
-    encoder_t e = {.L = L, .cap = 256, .numeric = json_c_locale(L)};
+    encoder_t e = {.L = L, .cap = 256, .numeric = json_c_locale(L), .bounds = bounds};
     push_array_mt(L);
     e.array_mt = lua_gettop(L);
     e.buf = lua_newuserdatauv(L, e.cap, 0);

@@ -282,9 +282,13 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
         return luaL_error(L, "%s cannot wait here (inside a metamethod, a sort comparator, a gsub "
                              "callback or another C function)", what);
     if (!sb->provider.start_call) return luaL_error(L, "%s: no provider", what);
-    sbx_json_encode(L, req_idx);
+    sbx_json_bounds_t bounds = {what, SANDBOX_CALL_MAX_BYTES, SANDBOX_CALL_MAX_DEPTH, SANDBOX_CALL_MAX_VALUES};
+    sbx_json_encode_bounded(L, req_idx, &bounds);
     size_t json_len;
     const char *json = lua_tolstring(L, -1, &json_len);
+    /* The provider parses this text on the agent's behalf: paid for before it does, about as much
+     * again as encoding it. */
+    sbx_charge(L, json_len / 16 + 1);
     pthread_mutex_lock(&sb->call_lock);
     sandbox_call_t call = {++sb->last_call_id, kind, name, name_len, json, json_len};
     free(sb->call_text);

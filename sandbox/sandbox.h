@@ -138,6 +138,21 @@ typedef enum sandbox_call_kind {
     SANDBOX_CALL_DATASET, /* datasets.query(name, text, opts): json is {"text":..,"opts":{..}} */
 } sandbox_call_kind_t;
 
+/* What an agent hands the host in one call is bounded before any provider sees it, and the agent
+ * pays for it (encoding, and the provider's parse, as instructions): the request's JSON text is at
+ * most SANDBOX_CALL_MAX_BYTES, nests at most SANDBOX_CALL_MAX_DEPTH deep and holds at most
+ * SANDBOX_CALL_MAX_VALUES values (so a few KiB of Lua tables shared a million times over cannot
+ * become a million objects in the host); a dataset query's text is at most SANDBOX_QUERY_MAX_BYTES.
+ * The rule for providers (the test provider, the registry's FTS query): the work done for one
+ * call is at most linear in these bounds, and a query is ranked on at most SANDBOX_QUERY_MAX_TERMS
+ * of its words. A synchronous start_call runs inside the turn, whose time limit is checked when it
+ * returns, not during it: a provider's own work must stay within milliseconds. */
+#define SANDBOX_CALL_MAX_BYTES ((size_t)1 << 20)
+#define SANDBOX_CALL_MAX_DEPTH 16
+#define SANDBOX_CALL_MAX_VALUES 10000
+#define SANDBOX_QUERY_MAX_BYTES 4096
+#define SANDBOX_QUERY_MAX_TERMS 32
+
 typedef struct sandbox_call {
     uint64_t id; /* names this call in sandbox_call_done; never reused within a sandbox */
     sandbox_call_kind_t kind;
