@@ -108,11 +108,11 @@ static void dataset_query(answer_t *a, json_t *req) {
     }
     enum { NRECORDS = sizeof words / sizeof words[0] };
     int hits[NRECORDS] = {0}, nwords = 0;
-    for (const char *p = text; *p;) {
+    for (const char *p = text; *p && nwords < SANDBOX_QUERY_MAX_TERMS;) {
         while (*p && isspace((unsigned char)*p)) p++;
         size_t n = 0;
         while (p[n] && !isspace((unsigned char)p[n])) n++;
-        if (n && nwords < SANDBOX_QUERY_MAX_TERMS) {
+        if (n) {
             nwords++;
             if (n <= MAX_WORD)
                 for (int i = 0; i < NRECORDS; i++) hits[i] += contains_ci(words[i], p, n);

@@ -38,15 +38,35 @@
 #include <stdbool.h>
 #include <pthread.h>
 
+/* A capped sandbox's jemalloc arena takes its pages from this region only (alloc.c): the bound on
+ * its resident memory is SBX_PAGES_PER_CAP times the cap, plus room for the arena's own data. */
+#define SBX_PAGES_PER_CAP 3
+#define SBX_REGION_SLACK ((size_t)4 << 20)
+/* The end of a turn returns free pages once this much was freed since it last did. */
+#define SBX_TRIM_BYTES ((size_t)1 << 20)
+typedef struct sbx_arena sbx_arena_t; /* alloc.c */
+
 /* The Lua heap of one sandbox: every byte Lua asks for is counted against cap (requested sizes,
  * exact). alloc.c. */
 typedef struct sbx_heap {
+    sbx_arena_t *arena; /* its jemalloc arena, thread cache and region (NULL with glibc malloc) */
+    int flags;          /* mallocx flags: that arena and cache */
+    size_t freed;       /* bytes freed since the arena was last trimmed */
     size_t used, peak, cap; /* cap 0 = none */
     uint64_t refusals;      /* allocations refused for the cap, whole life */
     bool unsized;           /* a shrink could not be done in place: free without sizes from now on */
     bool refused_last;      /* the last request to grow was refused (Lua collects and asks again) */
     bool over;              /* the cap was hit for good this turn: the reserve is open */
 } sbx_heap_t;
+
+/* Creates the heap's arena (and region, for a capped heap): 0, or -1 when jemalloc has no arena
+ * left to give (about 4,000 at once) or no address space. Close with sbx_heap_close. */
+int sbx_heap_open(sbx_heap_t *heap);
+void sbx_heap_close(sbx_heap_t *heap);
+/* Returns the heap's free pages to the system and empties its cache (the end of a turn). */
+void sbx_heap_trim(sbx_heap_t *heap);
+/* Bytes of the region handed to the arena so far: the most its resident pages can be. */
+size_t sbx_heap_region_used(const sbx_heap_t *heap);
 
 /* Called by the allocator when a request still does not fit after Lua's emergency collection:
  * records the memory limit and arms the stop in the running coroutine (sandbox.c). */

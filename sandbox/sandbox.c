@@ -515,8 +515,16 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
         free(sb);
         return NULL;
     }
+    if (sbx_heap_open(&sb->heap) != 0) {
+        sbx_unregister(sb);
+        pthread_mutex_destroy(&sb->call_lock);
+        free(sb);
+        acc_fail(err, ACC_ENOMEM, "sandbox: no jemalloc arena or address space left for its heap");
+        return NULL;
+    }
     sb->L = new_state(&sb->heap);
     if (!sb->L) {
+        sbx_heap_close(&sb->heap);
         sbx_unregister(sb);
         pthread_mutex_destroy(&sb->call_lock);
         free(sb);
@@ -532,6 +540,7 @@ int sandbox_close(sandbox_t *sb) {
     sbx_unregister(sb); /* from here no sandbox_cancel can reach it */
     lua_close(sb->L);
     ACC_INVARIANT(sb->heap.used == 0, "%zu bytes still counted after lua_close", sb->heap.used);
+    sbx_heap_close(&sb->heap);
     pthread_mutex_destroy(&sb->call_lock);
     free(sb->call_text);
     free(sb->reply);
@@ -728,6 +737,7 @@ static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
     sb->turn = SBX_TURN_NONE;
     free(sb->input);
     sb->input = NULL;
+    sbx_heap_trim(&sb->heap); /* an idle sandbox holds no free pages */
     return status;
 }
 

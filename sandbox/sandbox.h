@@ -61,6 +61,9 @@
  * - A thread that runs turns needs stack: a turn may use 1 MiB of C stack below sandbox_run's frame
  *   (measured; past it the script gets "C stack overflow"), and the provider's callbacks run below
  *   that. Threads with the default 8 MiB are fine; give a pool's threads at least 2 MiB.
+ * - Resident memory: a sandbox's heap has a jemalloc arena of its own whose pages come from address
+ *   space reserved at 3x its memory cap plus 4 MiB, so no allocation pattern holds more resident;
+ *   a turn that freed a MiB or more returns its free pages when it ends.
  *
  * CALLBACKS (the provider's start_call and output run inside sandbox_run, on its thread)
  * - They may call sandbox_call_done, sandbox_cancel, sandbox_id, sandbox_userdata, sandbox_stats,
@@ -207,7 +210,7 @@ typedef enum sandbox_status {
 
 /* Creates a sandbox with the vetted standard library and the agent API; the provider struct is
  * copied. Returns NULL on failure with err set: ACC_EINVAL (limits->turn.time_ms is 0), ACC_ENOMEM
- * (host memory), ACC_ELIMIT (the memory cap is too small to hold the standard library), or
+ * (host memory, or no jemalloc arena left: each sandbox has its own, about 4,000 at once), ACC_ELIMIT (the memory cap is too small to hold the standard library), or
  * sandbox_setup's code. Close with sandbox_close. */
 sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider, acc_err *err);
 

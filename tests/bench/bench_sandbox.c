@@ -5,7 +5,10 @@
  *  2. memory of an idle sandbox, vs the bare state;
  *  3. a host call from Lua (models.call answered at once, JSON both ways), vs a bare Lua -> C call;
  *  4. a CPU-bound script: bare Lua, sandbox timed by the watchdog only (--instr-limit 0), and
- *     sandbox counting instructions (the default), on a tight loop and on a mixed workload.
+ *     sandbox counting instructions (the default), on a tight loop and on a mixed workload;
+ *  5. resident memory (RSS) per sandbox: idle after loading an agent, and after a script that
+ *     pins one object per page in size class after size class (the fragmentation attack of issue
+ *     15), against the bound of 3x the cap plus 4 MiB.
  * Run: zig build bench -Doptimize=ReleaseFast
  */
 #include <stdio.h>
@@ -147,6 +150,56 @@ static void bench_hook(const char *name, const char *body) {
            name, (best_counted / best_timed - 1) * 100, best_counted, best_bare, (best_counted / best_bare - 1) * 100);
 }
 
+/* Resident bytes of this process. */
+static size_t rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f) {
+        if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return (size_t)resident * 4096;
+}
+
+static const char fragmenting[] =
+    "local keep = {}\n"
+    "for size = 8, 4000, 40 do\n"
+    "  local tmp, base = {}, ('q'):rep(size - 7)\n"
+    "  for i = 1, (10 << 20) // (size + 40) do tmp[i] = base .. (1000000 + i) end\n"
+    "  for i = 1, #tmp, math.max(1, 4096 // (size + 25)) do keep[#keep + 1] = tmp[i] end\n"
+    "  tmp = nil collectgarbage()\n"
+    "  if collectgarbage('count') > 8 * 1024 then break end\n"
+    "end\n"
+    "return {on_message = function() end}";
+
+/* Opens n sandboxes with a 16 MiB cap and runs src's load turn in each (its outcome does not
+ * matter: a limit is fine), keeping them all open; prints the RSS they add, per sandbox. */
+static void bench_rss(const char *what, const char *src, int n) {
+    sandbox_limits_t l = sandbox_default_limits();
+    l.memory_bytes = 16u << 20;
+    l.instructions = 0;
+    l.time_ms = 60000;
+    sandbox_t **sbs = calloc((size_t)n, sizeof *sbs);
+    size_t before = rss_bytes(), live = 0;
+    for (int i = 0; i < n; i++) {
+        sbs[i] = sandbox_open(&l, NULL);
+        if (!sbs[i]) {
+            fprintf(stderr, "bench: sandbox_open failed\n");
+            exit(1);
+        }
+        if (sandbox_start_load(sbs[i], "=bench", src, strlen(src)) == 0) sandbox_run_to_end(sbs[i]);
+        sandbox_stats_t st;
+        sandbox_stats(sbs[i], &st);
+        live += st.memory_bytes;
+    }
+    size_t after = rss_bytes();
+    printf("| RSS per sandbox, %s (%d sandboxes, 16 MiB caps) | %.2f MiB resident, %.2f MiB Lua heap | "
+           "bound %.0f MiB | |\n",
+           what, n, (double)(after - before) / n / (1 << 20), (double)live / n / (1 << 20), 16.0 * 3 + 4);
+    for (int i = 0; i < n; i++) sandbox_close(sbs[i]);
+    free(sbs);
+}
+
 int main(void) {
     printf("| what | sandbox | bare Lua 5.4 | ratio |\n|---|---|---|---|\n");
     bench_create();
@@ -158,5 +211,7 @@ int main(void) {
                "table.sort(t) local s = table.concat(t, ',', 1, 1000) "
                "local m = {} for i = 1, 3e5 do m[i % 1000] = (m[i % 1000] or 0) + i end");
     bench_hook("function calls (fib 30)", "local function fib(n) if n < 2 then return n end return fib(n-1) + fib(n-2) end fib(30)");
+    bench_rss("idle after loading an agent", "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}", 1000);
+    bench_rss("after the fragmenting script", fragmenting, 8);
     return 0;
 }

@@ -1,5 +1,5 @@
 -- expect: exit=1 stderr~instruction limit exceeded
--- args: --instr-limit 3000000 --time-limit 60000
+-- args: --instr-limit 1000000 --time-limit 60000
 -- max-ms: 4000
 -- note: issue 15 class 8: a datasets.query with millions of one-letter words kept the provider
 -- note: busy 8-10 s with nothing to stop it. A query's text is at most 4 KiB, the provider ranks
