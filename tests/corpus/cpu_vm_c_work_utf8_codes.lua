@@ -1,0 +1,9 @@
+-- expect: exit=1 stderr~time limit exceeded|instruction limit exceeded
+-- args: --instr-limit 1000000000 --time-limit 1000
+-- max-ms: 2500
+-- note: issue 15 class 10: utf8.codes over a huge string of continuation bytes
+-- note: is C work inside one VM instruction or one call of Lua's own, which the instruction
+-- note: count does not see (with --time-limit 0 such loops ran past 10 s). Every turn has a time
+-- note: limit now (--time-limit 0 is refused), and the clock stops this loop.
+local s = ("\128"):rep(1 << 22)
+while true do pcall(function() for p, c in utf8.codes(s) do end end) end
