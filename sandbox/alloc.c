@@ -249,6 +249,9 @@ void *sbx_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
             else heap_free(ptr, osize);
             heap->used -= osize;
             heap->freed += osize;
+            /* Dirty pages are held for jemalloc's decay (seconds): a script churning big blocks
+             * would keep up to the whole region resident. Once a cap's worth was freed, purge. */
+            if (heap->freed >= (heap->cap > SBX_TRIM_BYTES * 4 ? heap->cap : SBX_TRIM_BYTES * 4)) sbx_heap_trim(heap);
         }
         return NULL;
     }
