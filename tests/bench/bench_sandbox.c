@@ -202,6 +202,11 @@ static void bench_rss(const char *what, const char *src, int n) {
 
 int main(void) {
     printf("| what | sandbox | bare Lua 5.4 | ratio |\n|---|---|---|---|\n");
+    if (getenv("BENCH_RSS_ONLY")) { /* the memory rows alone, quickly */
+        bench_rss("idle after loading an agent", "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}", 1000);
+        bench_rss("after the fragmenting script", fragmenting, 8);
+        return 0;
+    }
     bench_create();
     bench_host_call();
     bench_hook("tight loop `s = s + i`, 5e7", "local s = 0 for i = 1, 5e7 do s = s + i end");
