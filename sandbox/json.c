@@ -358,6 +358,7 @@ static void decode_value(decoder_t *d);
 
 static void enter(decoder_t *d) {
     if (++d->depth > SBX_JSON_MAX_DEPTH) decode_fail(d, d->pos, "too deeply nested");
+    sbx_check_cstack(d->L); /* the codec may be called deep in a turn's C stack */
     /* container, key, value, and the string buffer's two slots */
     luaL_checkstack(d->L, 6, "json.decode: nesting");
 }
@@ -668,6 +669,7 @@ static void encode_table(encoder_t *e, int idx) {
         json_error(L, "%s: the request nests too deeply (more than %d levels, or a cycle)", e->bounds->who,
                    e->bounds->max_depth);
     if (++e->depth > SBX_JSON_MAX_DEPTH) json_error(L, "json.encode: too deeply nested (or a cycle)");
+    sbx_check_cstack(L);
     /* the keys table, the key array, a key, a value, a new buffer */
     luaL_checkstack(L, 6, "json.encode: nesting");
 
