@@ -177,17 +177,17 @@ static const char fragmenting[] =
 static void bench_rss(const char *what, const char *src, int n) {
     sandbox_limits_t l = sandbox_default_limits();
     l.memory_bytes = 16u << 20;
-    l.instructions = 0;
-    l.time_ms = 60000;
+    l.turn.instructions = 0;
+    l.turn.time_ms = 60000;
     sandbox_t **sbs = calloc((size_t)n, sizeof *sbs);
     size_t before = rss_bytes(), live = 0;
     for (int i = 0; i < n; i++) {
-        sbs[i] = sandbox_open(&l, NULL);
+        sbs[i] = sandbox_open(&l, NULL, NULL);
         if (!sbs[i]) {
             fprintf(stderr, "bench: sandbox_open failed\n");
             exit(1);
         }
-        if (sandbox_start_load(sbs[i], "=bench", src, strlen(src)) == 0) sandbox_run_to_end(sbs[i]);
+        if (sandbox_start_load(sbs[i], "=bench", src, strlen(src), NULL) == ACC_OK) sandbox_run_to_end(sbs[i]);
         sandbox_stats_t st;
         sandbox_stats(sbs[i], &st);
         live += st.memory_bytes;
