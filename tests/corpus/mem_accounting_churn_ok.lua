@@ -1,7 +1,7 @@
 -- expect: exit=0
 -- stdout: ok
--- args: --instr-limit 200000000 --time-limit 4000
--- max-ms: 6000
+-- args: --instr-limit 200000000 --time-limit 10000
+-- max-ms: 15000
 -- note: the allocator's accounting must not drift: 60 rounds of tables that grow and shrink
 -- note: (realloc), strings of many sizes, closures, coroutines and buffers, all dropped each round,
 -- note: under a 16 MB cap that the live data never comes near.
