@@ -827,7 +827,6 @@ void rt_api_json(rt_api_job *j, json_t *v) { json_out(j, v); }
 bool rt_api_query_num(rt_api_job *j, const char *name, uint64_t lo, uint64_t hi, uint64_t dflt, uint64_t *out) {
     return query_num(j, name, lo, hi, dflt, out);
 }
-json_t *rt_address_json(const uint8_t a[20]) { return address_json(a); }
 
 /* ---- routes ------------------------------------------------------------------------------------ */
 

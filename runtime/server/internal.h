@@ -237,16 +237,15 @@ void rt_api_async(rt_req *r, const rt_principal *who, rt_api_fn fn);
 void rt_api_error(rt_api_job *j, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 bool rt_api_query(const rt_api_job *j, const char *name, char *out, size_t outlen);
 
-/* api.c, for the API's other files (reports.c): run fn on a worker after the access check
- * (RT_PUBLIC: no key needed, but a key given is checked; RT_KEY: any account's; RT_ADMIN), set the
- * response to a JSON value (taken), read a whole-number query parameter in [lo, hi] (dflt when
- * absent; false after an error response), and an address as its EIP-55 JSON string. */
+/* api.c, for the API's other files (reports.c, batches.c): run fn on a worker after the access
+ * check (RT_PUBLIC: no key needed, but a key given is checked; RT_KEY: any account's; RT_ADMIN),
+ * set the response to a JSON value (taken), read a whole-number query parameter in [lo, hi] (dflt
+ * when absent; false after an error response). */
 typedef enum rt_access { RT_PUBLIC, RT_KEY, RT_ADMIN } rt_access;
 void rt_api_route(rt_req *r, rt_access a, rt_api_fn fn);
 struct json_t;
 void rt_api_json(rt_api_job *j, struct json_t *v);
 bool rt_api_query_num(rt_api_job *j, const char *name, uint64_t lo, uint64_t hi, uint64_t dflt, uint64_t *out);
-struct json_t *rt_address_json(const uint8_t a[20]);
 /* A record as the API shows it (id, contributor, text, status, seq, content_hash, signed, ...). */
 struct json_t *rt_record_json(const registry_record_t *r);
 

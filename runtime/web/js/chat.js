@@ -5,7 +5,7 @@
 //
 // The API key stays in this tab's sessionStorage. A browser cannot set headers on a WebSocket, so
 // the key travels as the subprotocol "bearer.KEY" beside "accrue.v1", which the host picks.
-import {h, api, errorBox, explain, amount, credits, address, pathOf, getKey, setKey, field, clear} from './util.js';
+import {h, api, errorBox, explain, amount, credits, address, pathOf, getKey, setKey, field, clear, priceOf} from './util.js';
 
 const ROLES = {
   retrieval: 'contributor of records the query returned',
@@ -93,8 +93,8 @@ class Chat {
     case 'session.ready':
       this.session = f.session;
       this.status(h('span', {}, 'Session with ', h('strong', {}, `${f.agent}@${f.version}`), ': ',
-                    amount(f.price.per_message), ' credits a message',
-                    f.price.per_session ? [', ', amount(f.price.per_session), ' a session'] : ''));
+                    amount(priceOf(f, 'per_message')), ' credits a message',
+                    priceOf(f, 'per_session') ? [', ', amount(priceOf(f, 'per_session')), ' a session'] : ''));
       this.els.send.disabled = false;
       this.els.input.disabled = false;
       this.els.resume.hidden = true;

@@ -3,7 +3,8 @@
 // and adding a record (POST /v1/datanets/NAME:contribute), signed by its contributor: with the
 // browser's wallet when there is one (EIP-191 personal_sign over keccak256(NAME || 0x00 || TEXT),
 // computed here), or with a signature made by `accrue sign` and pasted.
-import {h, api, errorBox, amount, address, date, pathOf, isAddress, getKey, setKey, field, loading, clear} from './util.js';
+import {h, api, errorBox, amount, address, date, pathOf, isAddress, getKey, setKey, field, loading, clear,
+        priceOf, timeOf, signedOf} from './util.js';
 import {contributionDigest, hex} from './keccak.js';
 
 const PAGE = 25;
@@ -24,16 +25,16 @@ export async function datanetsView(main) {
     h('h3', {}, h('a', {href: '#/datanet/' + pathOf(n.name)}, n.name)),
     h('p', {class: 'by'}, 'owned by ', address(n.owner)),
     h('p', {class: 'desc'}, n.description || ''),
-    h('dl', {class: 'price'}, h('dt', {}, 'Per query'), h('dd', {}, amount(n.price.per_query)),
-      h('dt', {}, 'Per record returned'), h('dd', {}, amount(n.price.per_record))),
+    h('dl', {class: 'price'}, h('dt', {}, 'Per query'), h('dd', {}, amount(priceOf(n, 'per_query'))),
+      h('dt', {}, 'Per record returned'), h('dd', {}, amount(priceOf(n, 'per_record')))),
     h('p', {class: 'muted'}, `${n.version} accepted records, ${n.pending} pending, curation ${n.curation}`)))) : h('p', {}, 'No datanet yet.'));
 }
 
 function recordRow(r) {
   return h('tr', {dataset: {record: r.id}, id: 'record-' + r.id},
     h('td', {class: 'num'}, String(r.id)), h('td', {}, address(r.contributor)), h('td', {class: 'text'}, r.text),
-    h('td', {}, r.status, r.signed ? '' : h('span', {class: 'muted', title: (r.provenance && JSON.stringify(r.provenance)) || ''}, ' (imported)')),
-    h('td', {}, date(r.created_ms)));
+    h('td', {}, r.status, signedOf(r) ? '' : h('span', {class: 'muted', title: (r.provenance && JSON.stringify(r.provenance)) || ''}, ' (imported)')),
+    h('td', {}, date(timeOf(r, 'created'))));
 }
 
 // printf's octal escapes for bytes: portable to any POSIX shell (dash's printf has no \x).
@@ -55,10 +56,10 @@ export async function datanetView(main, name, params) {
   const recs = h('section', {'aria-labelledby': 'h-recs'}, h('h2', {id: 'h-recs'}, 'Records'), loading('records'));
   const contribs = h('section', {'aria-labelledby': 'h-contribs'}, h('h2', {id: 'h-contribs'}, 'Contributors'), loading('contributors'));
   main.append(
-    h('p', {class: 'by'}, 'Owned by ', address(d.owner), ', created ', date(d.created_ms)),
+    h('p', {class: 'by'}, 'Owned by ', address(d.owner), ', created ', date(timeOf(d, 'created'))),
     h('p', {class: 'desc'}, d.description || ''),
-    h('dl', {class: 'price'}, h('dt', {}, 'Per query'), h('dd', {}, amount(d.price.per_query)),
-      h('dt', {}, 'Per record returned'), h('dd', {}, amount(d.price.per_record)),
+    h('dl', {class: 'price'}, h('dt', {}, 'Per query'), h('dd', {}, amount(priceOf(d, 'per_query'))),
+      h('dt', {}, 'Per record returned'), h('dd', {}, amount(priceOf(d, 'per_record'))),
       h('dt', {}, 'Records'), h('dd', {}, `${d.version} accepted, ${d.pending} pending, ${d.rejected} rejected`),
       h('dt', {}, 'Curation'), h('dd', {}, d.curation === 'review' ? 'the owner reviews each record' : 'records are accepted as they come')),
     contributeForm(d), contribs, recs);
@@ -102,8 +103,8 @@ async function showRecord(main, name, id, before) {
     if (rec.datanet !== name) throw {code: 'not_found', message: `record #${id} is in ${rec.datanet}, not ${name}`};
     const box = h('section', {class: 'card highlight', id: 'record', 'aria-labelledby': 'h-record', tabindex: '-1'},
       h('h2', {id: 'h-record'}, `Record #${id}`), h('blockquote', {}, rec.text),
-      h('p', {}, 'Contributed by ', address(rec.contributor), ', ', rec.status, ', ', date(rec.created_ms),
-        rec.signed ? ', signed by its contributor' : ', imported by the owner'),
+      h('p', {}, 'Contributed by ', address(rec.contributor), ', ', rec.status, ', ', date(timeOf(rec, 'created')),
+        signedOf(rec) ? ', signed by its contributor' : ', imported by the owner'),
       h('p', {}, 'Content hash ', h('code', {class: 'hash'}, rec.content_hash)));
     main.insertBefore(box, before);
     box.focus();
@@ -181,8 +182,8 @@ export async function recordView(main, id) {
         h('dt', {}, 'Datanet'), h('dd', {}, h('a', {href: '#/datanet/' + pathOf(rec.datanet)}, rec.datanet)),
         h('dt', {}, 'Contributor'), h('dd', {}, address(rec.contributor)),
         h('dt', {}, 'Status'), h('dd', {}, rec.status),
-        h('dt', {}, 'Added'), h('dd', {}, date(rec.created_ms)),
-        h('dt', {}, 'Provenance'), h('dd', {}, rec.signed ? 'signed by its contributor' : 'imported by the datanet\'s owner'),
+        h('dt', {}, 'Added'), h('dd', {}, date(timeOf(rec, 'created'))),
+        h('dt', {}, 'Provenance'), h('dd', {}, signedOf(rec) ? 'signed by its contributor' : 'imported by the datanet\'s owner'),
         h('dt', {}, 'Content hash'), h('dd', {}, h('code', {class: 'hash'}, rec.content_hash)))));
   } catch (e) {
     main.lastChild.replaceWith(errorBox(e, 'No record to show'));

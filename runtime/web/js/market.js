@@ -1,6 +1,7 @@
 // market.js: the marketplace (GET /v1/agents: search, tag, sort, pages) and an agent's page
 // (GET /v1/agents/NAME[@VERSION], its models and datanets, GET /v1/agents/NAME:usage for the chart).
-import {h, svg, api, append, errorBox, amount, credits, address, date, pathOf, copyButton, field, loading, clear} from './util.js';
+import {h, svg, api, append, errorBox, amount, credits, address, date, pathOf, copyButton, field, loading, clear,
+        priceOf, timeOf} from './util.js';
 
 const PAGE = 12;
 
@@ -19,11 +20,10 @@ function usageFigures(u) {
              row('Revenue', 'revenue', v => amount(v))));
 }
 
-function price(p) {
-  p = p || {};
+function price(a) {
   return h('dl', {class: 'price'},
-           h('dt', {}, 'Per message'), h('dd', {}, amount(p.per_message || 0)),
-           h('dt', {}, 'Per session'), h('dd', {}, amount(p.per_session || 0)));
+           h('dt', {}, 'Per message'), h('dd', {}, amount(priceOf(a, 'per_message'))),
+           h('dt', {}, 'Per session'), h('dd', {}, amount(priceOf(a, 'per_session'))));
 }
 
 function card(a) {
@@ -32,7 +32,7 @@ function card(a) {
     h('h3', {}, h('a', {href: link}, a.name), ' ', h('span', {class: 'version'}, 'v' + a.version)),
     h('p', {class: 'by'}, 'by ', address(a.author)),
     h('p', {class: 'desc'}, a.description || ''),
-    price(a.price),
+    price(a),
     h('p', {class: 'tags'}, (a.tags || []).map(tagButton)),
     usageFigures(a.usage),
     h('p', {class: 'actions'}, h('a', {class: 'button', href: '#/chat/' + pathOf(a.name)}, 'Chat'),
@@ -144,7 +144,7 @@ export function usageChart(days) {
 function manifestOf(a) {
   return {
     name: a.name, version: a.version, description: a.description, tags: a.tags, author: a.author,
-    price_per_message: a.price.per_message, price_per_session: a.price.per_session, markup_bps: a.markup_bps,
+    price_per_message: priceOf(a, 'per_message'), price_per_session: priceOf(a, 'per_session'), markup_bps: a.markup_bps,
     limits: a.limits, models: a.models, datanets: a.datanets,
   };
 }
@@ -167,13 +167,13 @@ export async function agentView(main, ref) {
   const chartBox = h('div', {id: 'usage-chart'}, loading('usage'));
   main.append(
     h('p', {class: 'by'}, 'Version ', h('strong', {}, a.version), ' by ', address(a.author),
-      ', deployed ', date(a.deployed_ms), a.listed ? '' : ' (unlisted)'),
+      ', deployed ', date(timeOf(a, 'deployed')), a.listed ? '' : ' (unlisted)'),
     h('p', {class: 'desc'}, a.description),
     h('p', {class: 'tags'}, (a.tags || []).map(tagButton)),
     h('p', {class: 'actions'}, h('a', {class: 'button', href: '#/chat/' + pathOf(a.name + '@' + a.version)},
                                  'Chat with ' + a.name)),
     h('div', {class: 'grid2'},
-      h('section', {'aria-labelledby': 'h-price'}, h('h2', {id: 'h-price'}, 'Price'), price(a.price),
+      h('section', {'aria-labelledby': 'h-price'}, h('h2', {id: 'h-price'}, 'Price'), price(a),
         h('p', {}, `Markup on model and data costs: ${(a.markup_bps || 0) / 100}%`)),
       h('section', {'aria-labelledby': 'h-use'}, h('h2', {id: 'h-use'}, 'Usage'), usageFigures(a.usage))),
     h('section', {'aria-labelledby': 'h-chart'}, h('h2', {id: 'h-chart'}, 'Usage over the last 30 days'), chartBox),
@@ -185,7 +185,7 @@ export async function agentView(main, ref) {
     h('section', {'aria-labelledby': 'h-versions'}, h('h2', {id: 'h-versions'}, 'Versions'),
       h('ul', {class: 'plain versions'}, (a.versions || []).map(v => h('li', {},
         h('a', {href: '#/agent/' + pathOf(a.name + '@' + v.version), 'aria-current': v.version === a.version ? 'page' : null},
-          v.version), ' ', date(v.deployed_ms), v.listed ? '' : ' (unlisted)')))),
+          v.version), ' ', date(timeOf(v, 'deployed')), v.listed ? '' : ' (unlisted)')))),
     h('section', {'aria-labelledby': 'h-manifest'}, h('h2', {id: 'h-manifest'}, 'Manifest'),
       h('p', {}, 'Script hash ', h('code', {class: 'hash'}, a.script_hash), '. The author signed the manifest with this hash.'),
       h('pre', {class: 'json', tabindex: '0', 'aria-label': 'manifest'}, manifest), copyButton(() => manifest, 'Copy manifest')));
@@ -193,9 +193,9 @@ export async function agentView(main, ref) {
   // Each model's kind, prices and lineage (what its outputs are attributed against).
   for (const li of models.querySelectorAll('li')) {
     api('/v1/models/' + pathOf(li.dataset.model)).then(m => {
-      append(li, [' ', h('span', {class: 'muted'}, `${m.kind}, owner `), address(m.owned_by),
-                h('span', {class: 'muted'}, `, per call ${credits(m.price.per_call)}, per 1k in ${credits(m.price.per_1k_in)}, ` +
-                  `per 1k out ${credits(m.price.per_1k_out)}` + (m.lineage && m.lineage.length ? ', trained on ' : '')),
+      append(li, [' ', h('span', {class: 'muted'}, `${m.kind}, owner `), address(m.owned_by || m.owner),
+                h('span', {class: 'muted'}, `, per call ${credits(priceOf(m, 'per_call'))}, per 1k in ${credits(priceOf(m, 'per_1k_in'))}, ` +
+                  `per 1k out ${credits(priceOf(m, 'per_1k_out'))}` + (m.lineage && m.lineage.length ? ', trained on ' : '')),
                 (m.lineage || []).map((d, i) => [i ? ', ' : '', h('a', {href: '#/datanet/' + pathOf(d)}, d)])]);
     }, e => li.append(' ', h('span', {class: 'muted'}, e.status === 404 && li.dataset.model.startsWith('test/')
         ? "(the server's built-in test provider: not metered)" : `(${e.code}: ${e.message})`)));

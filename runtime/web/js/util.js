@@ -114,9 +114,11 @@ export function amount(units) {
            credits(units));
 }
 
-export function date(ms) {
-  if (!ms) return '–';
-  const d = new Date(Number(ms));
+// A time: Unix milliseconds, or an ISO 8601 text (the CLI's JSON shape).
+export function date(t) {
+  if (!t) return '–';
+  const d = new Date(typeof t === 'string' && !/^\d+$/.test(t) ? t : Number(t));
+  if (isNaN(d.getTime())) return String(t);
   return d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
 }
 
@@ -169,5 +171,14 @@ export function field(label, control, hint) {
   }
   return h('div', {class: 'field'}, parts);
 }
+
+// The API's objects in either shape: nested prices ({price: {per_message}}) or flat
+// ({price_per_message}), times in ms or as text, a record's "signed" or its signature.
+export function priceOf(o, k) {
+  const v = o.price && o.price[k] !== undefined ? o.price[k] : o['price_' + k];
+  return v === undefined || v === null ? 0 : v;
+}
+export function timeOf(o, k) { return o[k + '_ms'] !== undefined ? o[k + '_ms'] : o[k === 'created' && o.time ? 'time' : k]; }
+export function signedOf(r) { return r.signed !== undefined ? r.signed : !!r.signature; }
 
 export function loading(what) { return h('p', {class: 'loading', role: 'status'}, 'Loading ' + what + '…'); }
