@@ -258,7 +258,10 @@ static int sq_open(const char *path, bool readonly, bool no_sync, uint32_t busy_
     if (!readonly) {
         if ((rc = open_conn(path, false, busy_ms, &s->w, err))) goto fail;
         char pragmas[200];
-        snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;",
+        /* cache_size: a transaction that touches many accounts (a settlement batch updates one row
+         * per payee) must not spill its dirty pages to the WAL before it commits: 64 MiB at most,
+         * allocated as used. */
+        snprintf(pragmas, sizeof pragmas, "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA cache_size=-65536;",
                  no_sync ? "NORMAL" : "FULL");
         if ((rc = exec(s->w, pragmas, path, err)) || (rc = migrate(s, err))) goto fail;
         if ((rc = prepare_all(s->w, writer_sql, s->ws, W_COUNT, path, err))) goto fail;
