@@ -258,6 +258,11 @@ static void test_first_batch_needs_chain_and_contract(void) {
     ledger_close(l);
 }
 
+static int add_accrued(void *ud, ledger_account_t *a, const ledger_balance_t *b) {
+    if (ledger_account_kind(a) == LEDGER_ACCOUNT_ADDRESS) *(uint64_t *)ud += b->accrued;
+    return ACC_OK;
+}
+
 typedef struct seen_list {
     uint64_t s[8];
     size_t n;
@@ -280,6 +285,11 @@ static void test_batches_chain(void) {
     settle_batch_t *b1 = cut(l, 1, 0);
     book(l, u, (ledger_account_t *[]){p[2], p[3]}, amounts, 2);
     book(l, u, (ledger_account_t *[]){p[1], p[3]}, amounts, 2);
+    uint64_t accrued = 0, by_accounts = 0;
+    CHECK(settle_accrued(l, &accrued, NULL) == ACC_OK);
+    CHECK(ledger_accounts(l, add_accrued, &by_accounts, NULL) == ACC_OK);
+    CHECK_EQ(accrued, 640);
+    CHECK_EQ(accrued, by_accounts);
     settle_batch_t *b2 = cut(l, 0, 0); /* chain id and contract from batch 1 */
     if (!b1 || !b2) return;
     CHECK_EQ(b2->sequence, 2);
@@ -736,6 +746,8 @@ static void check_by_summing(ledger_t *l, const char *what) {
     CHECK(ledger_accounts(l, sum_earned, &es, NULL) == ACC_OK);
     CHECK_MSG(cs.contiguous && (cs.n == 0 || (cs.expect_first == 1 && cs.expect_seq == 1)), "%s: batches not contiguous",
               what);
+    uint64_t accrued = 1;
+    CHECK(settle_accrued(l, &accrued, NULL) == ACC_OK && accrued == 0);
     CHECK_MSG(cs.total == es.earned && es.settled == es.earned && es.accrued == 0,
               "%s: %llu batches total %llu; payees earned %llu, settled %llu, accrued %llu", what,
               (unsigned long long)cs.n, (unsigned long long)cs.total, (unsigned long long)es.earned,

@@ -158,7 +158,8 @@ typedef struct settle_cut_opts {
 int settle_cut(ledger_t *l, const settle_cut_opts_t *o, settle_batch_t **out, acc_err *err);
 
 /* What the payees' accounts have accrued (earned and not yet settled), in all: the figure the
- * server compares with --settle-threshold. */
+ * server compares with --settle-threshold. It reads the postings since the last batch (what the
+ * next cut would read), so check it at the cut's cadence, not per request. */
 int settle_accrued(ledger_t *l, uint64_t *total, acc_err *err);
 
 /* The batch of that sequence number stored in the ledger (ACC_ENOTFOUND if none); sequence 0 means
