@@ -17,24 +17,25 @@
 #include "meters/eth/uint256.h"
 #include "runtime/base/file.h"
 #include "runtime/cli.h"
+#include "runtime/cli_util.h"
 
 #define INPUT_MAX ((size_t)512 << 20) /* the largest input file read, 512 MiB */
 
-/* Prints "accrue CMD: MESSAGE" on stderr and returns exit_code. */
+/* A failure the library described in err: "accrue CMD: MESSAGE" (cli_fail); returns exit_code. */
 static int report(const char *cmd, const acc_err *err, int exit_code) {
-    fprintf(stderr, "accrue %s: %s\n", cmd, err->msg);
-    return exit_code;
+    return cli_fail(cmd, exit_code, "%s", err->msg);
 }
 
-/* A usage error: "accrue CMD: MESSAGE", then the command's help; returns 2. */
+/* A usage error: cli_fail's line, then the command's help; returns 2. */
 static int usage(const char *cmd, const char *help, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int usage(const char *cmd, const char *help, const char *fmt, ...) {
-    fprintf(stderr, "accrue %s: ", cmd);
+    char line[512];
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n%s", help);
+    cli_fail(cmd, 2, "%s", line);
+    fputs(help, stderr);
     return 2;
 }
 
@@ -54,10 +55,6 @@ static int hex_flag(const char *flag, const char *text, uint8_t *out, size_t wan
     int rc = hex_parse0x(text, strlen(text), out, want, err);
     if (rc != ACC_OK) acc_err_prefix(err, "%s", flag);
     return rc;
-}
-
-static void print_json_string_field(const char *name, const char *value, int last) {
-    printf("\"%s\":\"%s\"%s", name, value, last ? "" : ",");
 }
 
 /* ---------------------------------------------------------------- keygen, address */
@@ -94,19 +91,9 @@ int cli_keygen(int argc, char **argv) {
     char text[ETH_ADDRESS_TEXT_SIZE];
     eth_address_to_text(addr, text);
     if (json) {
-        printf("{");
-        print_json_string_field("address", text, 0);
-        printf("\"key_file\":");
-        /* The path is the user's own; escape the two characters JSON requires. */
-        putchar('"');
-        for (const char *p = out; *p; p++) {
-            if (*p == '"' || *p == '\\') putchar('\\');
-            if ((unsigned char)*p < 0x20)
-                printf("\\u%04x", (unsigned char)*p);
-            else
-                putchar(*p);
-        }
-        printf("\"}\n");
+        json_t *path = json_string(out); /* NULL when the name is not UTF-8: JSON cannot hold it */
+        if (!path) return cli_fail("keygen", 1, "--json: the key file's name is not UTF-8 (its key's address: %s)", text);
+        cli_print_json(json_pack("{s:s,s:o}", "address", text, "key_file", path));
     } else {
         printf("%s\n", text);
     }
@@ -132,7 +119,7 @@ int cli_address(int argc, char **argv) {
     }
     if (!path) return usage("address", address_help, "--key FILE is required");
     eth_key *key;
-    if (eth_key_read_file(&key, path, &err) != ACC_OK) return report("address", &err, 2);
+    if (cli_key("address", "--key", path, &key)) return 2;
     uint8_t addr[20];
     char text[ETH_ADDRESS_TEXT_SIZE];
     eth_key_address(key, addr);
@@ -214,7 +201,7 @@ int cli_sign(int argc, char **argv) {
     uint8_t digest[32], sig[65], addr[20];
     if (compute_digest(&src, digest, &err) != ACC_OK) return report("sign", &err, 2);
     eth_key *key;
-    if (eth_key_read_file(&key, key_path, &err) != ACC_OK) return report("sign", &err, 2);
+    if (cli_key("sign", "--key", key_path, &key)) return 2;
     int rc = eth_key_sign_digest(key, digest, sig, &err);
     eth_key_address(key, addr);
     eth_key_free(key);
@@ -224,11 +211,7 @@ int cli_sign(int argc, char **argv) {
     if (json) {
         hex_encode0x(digest, 32, digest_hex);
         eth_address_to_text(addr, addr_text);
-        printf("{");
-        print_json_string_field("digest", digest_hex, 0);
-        print_json_string_field("signature", sig_hex, 0);
-        print_json_string_field("signer", addr_text, 1);
-        printf("}\n");
+        cli_print_json(json_pack("{s:s,s:s,s:s}", "digest", digest_hex, "signature", sig_hex, "signer", addr_text));
     } else {
         printf("%s\n", sig_hex);
     }
@@ -263,11 +246,8 @@ int cli_recover(int argc, char **argv) {
     }
     if (!sig_text) return usage("recover", recover_help, "--signature 0xSIG is required");
     uint8_t sig[65], digest[32], addr[20], expect[20];
-    if (hex_flag("--signature (65 bytes)", sig_text, sig, 65, &err) != ACC_OK) return report("recover", &err, 2);
-    if (expect_text && eth_address_parse(expect_text, strlen(expect_text), expect, &err) != ACC_OK) {
-        acc_err_prefix(&err, "--address");
-        return report("recover", &err, 2);
-    }
+    if (cli_signature("recover", "--signature", sig_text, sig)) return 2;
+    if (expect_text && cli_parse_address("recover", "--address", expect_text, expect)) return 2;
     if (compute_digest(&src, digest, &err) != ACC_OK) return report("recover", &err, 2);
     if (eth_recover(digest, sig, addr, &err) != ACC_OK) return report("recover", &err, 1);
     char text[ETH_ADDRESS_TEXT_SIZE];
@@ -337,10 +317,7 @@ static int merkle_proof_cmd(int argc, char **argv) {
     if (npos != 2) return usage("merkle proof", merkle_help, "expected VALUES.json and ADDRESS");
     uint8_t want[20];
     acc_err err = {0};
-    if (eth_address_parse(pos[1], strlen(pos[1]), want, &err) != ACC_OK) {
-        acc_err_prefix(&err, "ADDRESS");
-        return report("merkle proof", &err, 2);
-    }
+    if (cli_parse_address("merkle proof", "ADDRESS", pos[1], want)) return 2;
     merkle_value *vals;
     size_t n;
     merkle_tree *tree;
@@ -364,21 +341,18 @@ static int merkle_proof_cmd(int argc, char **argv) {
             merkle_root(tree, root);
             merkle_leaf_hash(&vals[at], leaf);
             if (json) {
-                printf("{");
-                hex_encode0x(root, 32, hex);
-                print_json_string_field("root", hex, 0);
-                eth_address_to_text(vals[at].address, addr_text);
-                print_json_string_field("address", addr_text, 0);
-                uint256_to_decimal(vals[at].amount, amount);
-                print_json_string_field("amount", amount, 0);
-                hex_encode0x(leaf, 32, hex);
-                print_json_string_field("leaf", hex, 0);
-                printf("\"proof\":[");
+                json_t *hashes = json_array();
                 for (size_t i = 0; i < len; i++) {
                     hex_encode0x(proof[i], 32, hex);
-                    printf("%s\"%s\"", i ? "," : "", hex);
+                    json_array_append_new(hashes, json_string(hex));
                 }
-                printf("]}\n");
+                char root_hex[67], leaf_hex[67];
+                hex_encode0x(root, 32, root_hex);
+                hex_encode0x(leaf, 32, leaf_hex);
+                eth_address_to_text(vals[at].address, addr_text);
+                uint256_to_decimal(vals[at].amount, amount);
+                cli_print_json(json_pack("{s:s,s:s,s:s,s:s,s:o}", "root", root_hex, "address", addr_text, "amount",
+                                         amount, "leaf", leaf_hex, "proof", hashes));
             } else {
                 for (size_t i = 0; i < len; i++) {
                     hex_encode0x(proof[i], 32, hex);
@@ -430,10 +404,7 @@ static int merkle_verify_cmd(int argc, char **argv) {
     uint8_t root[32], leaf[32];
     merkle_value v;
     if (hex_flag("--root", root_text, root, 32, &err) != ACC_OK) return report("merkle verify", &err, 2);
-    if (eth_address_parse(addr_text, strlen(addr_text), v.address, &err) != ACC_OK) {
-        acc_err_prefix(&err, "--address");
-        return report("merkle verify", &err, 2);
-    }
+    if (cli_parse_address("merkle verify", "--address", addr_text, v.address)) return 2;
     if (uint256_from_decimal(amount_text, strlen(amount_text), v.amount, &err) != ACC_OK) {
         acc_err_prefix(&err, "--amount (a whole number from 0 to 2^256-1)");
         return report("merkle verify", &err, 2);

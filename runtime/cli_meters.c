@@ -20,15 +20,6 @@
 #include "runtime/cli.h"
 #include "runtime/cli_util.h"
 
-/* "12.345678" credits of a base-unit amount; static buffers, four in rotation (for one printf). */
-static const char *credits(ledger_amount_t v) {
-    static char buf[4][32];
-    static int k;
-    char *b = buf[k++ & 3];
-    snprintf(b, 32, "%" PRIu64 ".%06" PRIu64, v / LEDGER_UNITS_PER_CREDIT, v % LEDGER_UNITS_PER_CREDIT);
-    return b;
-}
-
 static int open_ledger(const char *cmd, const char *db, bool readonly, ledger_t **l) {
     acc_err err = {0};
     ledger_opts_t o = {.readonly = readonly};
@@ -179,12 +170,12 @@ int cli_balance(int argc, char **argv) {
                                  (json_int_t)b.credit_limit, "unit", LEDGER_UNIT_NAME));
     } else {
         printf("%s\n", name);
-        printf("  available %20s credits (%" PRIu64 " micro-credits)\n", credits(b.available), b.available);
-        printf("  pending   %20s\n", credits(b.pending));
-        printf("  accrued   %20s\n", credits(b.accrued));
-        printf("  settled   %20s\n", credits(b.settled));
-        printf("  (credits in %s, debits %s, earned %s, credit limit %s)\n", credits(b.credits), credits(b.debits),
-               credits(b.earned), b.credit_limit == LEDGER_AMOUNT_MAX ? "none" : credits(b.credit_limit));
+        printf("  available %20s credits (%" PRIu64 " micro-credits)\n", cli_credits(b.available), b.available);
+        printf("  pending   %20s\n", cli_credits(b.pending));
+        printf("  accrued   %20s\n", cli_credits(b.accrued));
+        printf("  settled   %20s\n", cli_credits(b.settled));
+        printf("  (credits in %s, debits %s, earned %s, credit limit %s)\n", cli_credits(b.credits), cli_credits(b.debits),
+               cli_credits(b.earned), b.credit_limit == LEDGER_AMOUNT_MAX ? "none" : cli_credits(b.credit_limit));
     }
     ledger_close(l);
     return 0;
@@ -249,8 +240,8 @@ int cli_account_topup(int argc, char **argv) {
                                  (json_int_t)b.available));
     else
         printf("%s %s credits to %s (posting %" PRIu64 ", id %s); available now %s credits\n",
-               res.duplicate ? "already credited:" : "credited", credits((ledger_amount_t)amount), pos[0], res.seq, hex,
-               credits(b.available));
+               res.duplicate ? "already credited:" : "credited", cli_credits((ledger_amount_t)amount), pos[0], res.seq, hex,
+               cli_credits(b.available));
     return 0;
 }
 
@@ -309,9 +300,9 @@ static void print_event_line(const meter_event_t *e, uint64_t seq) {
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     printf("%s  #%" PRIu64 "  %s  %-6s %-7s %s  payer %s  %s%s%s  units %" PRIu64 "/%" PRIu64 "  cost %s\n", hex, seq,
            when, ledger_state_name(e->state), meter_resource_name(e->resource), e->resource_name, e->payer,
-           e->agent[0] ? "agent " : "", e->agent, e->agent[0] ? "  " : "", e->units_in, e->units_out, credits(e->cost));
+           e->agent[0] ? "agent " : "", e->agent, e->agent[0] ? "  " : "", e->units_in, e->units_out, cli_credits(e->cost));
     for (size_t i = 0; i < e->nlines; i++)
-        printf("    %-9s %-42s %s\n", meter_role_name(e->lines[i].role), e->lines[i].payee, credits(e->lines[i].amount));
+        printf("    %-9s %-42s %s\n", meter_role_name(e->lines[i].role), e->lines[i].payee, cli_credits(e->lines[i].amount));
     if (e->error_code) printf("    failed: %s\n", e->error);
 }
 
@@ -366,8 +357,8 @@ static int explain_one(void *ud, const ledger_entry_t *e) {
     printf("\nwhy:\n");
     if (ev.request_id[0] || ev.session[0])
         printf("  request %s, session %s\n", ev.request_id[0] ? ev.request_id : "-", ev.session[0] ? ev.session : "-");
-    printf("  reserved %s before the call, charged %s after it (latency %.3f ms)\n", credits(ev.reserved),
-           credits(ev.cost), (double)ev.latency_us / 1000);
+    printf("  reserved %s before the call, charged %s after it (latency %.3f ms)\n", cli_credits(ev.reserved),
+           cli_credits(ev.cost), (double)ev.latency_us / 1000);
     if (ev.evidence_len) {
         json_t *evj = json_loadb(ev.evidence, ev.evidence_len, 0, NULL);
         json_t *spans = json_object_get(evj, "spans"), *rows = json_object_get(evj, "rows");
@@ -409,7 +400,7 @@ static int explain_one(void *ud, const ledger_entry_t *e) {
                           : l->role == METER_ROLE_RETRIEVAL ? "their records returned by the query"
                           : l->role == METER_ROLE_AUTHOR   ? "the agent's price and markup"
                                                            : "the operator's fee";
-        printf("    %s  %-9s %s: %s%s%.*s\n", credits(l->amount), meter_role_name(l->role), l->payee, why,
+        printf("    %s  %-9s %s: %s%s%.*s\n", cli_credits(l->amount), meter_role_name(l->role), l->payee, why,
                l->evidence_len ? " " : "", (int)l->evidence_len, l->evidence ? l->evidence : "");
     }
     meter_event_free(&ev);

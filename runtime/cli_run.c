@@ -19,6 +19,7 @@
 #include "runtime/agents.h"
 #include "runtime/base/file.h"
 #include "runtime/cli.h"
+#include "runtime/cli_util.h"
 #include "runtime/provider.h"
 #include "sandbox/sandbox.h"
 
@@ -62,20 +63,6 @@ static const char run_usage[] =
     "Exit status: 0 ok; 1 the script failed or hit a limit (one line on stderr names it);\n"
     "2 usage error.\n";
 
-/* Parses a whole decimal number for flag; 0 on success, else prints the error. */
-static int parse_u64(const char *flag, const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-') goto bad;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) goto bad;
-    *out = v;
-    return 0;
-bad:
-    fprintf(stderr, "accrue run: %s needs a whole number, got '%s'\n", flag, s ? s : "");
-    return -1;
-}
-
 /* With --json, streamed output is kept here for the JSON object instead of printed. */
 static acc_buf *json_stream;
 
@@ -91,14 +78,6 @@ static sandbox_output_verdict_t print_output(void *ud, sandbox_t *sb, sandbox_ou
     fwrite(text, 1, len, stdout);
     fflush(stdout);
     return SANDBOX_OUTPUT_OK;
-}
-
-static const char *credits_text(ledger_amount_t v) {
-    static char buf[4][32];
-    static int k;
-    char *b = buf[k++ & 3];
-    snprintf(b, 32, "%" PRIu64 ".%06" PRIu64, v / LEDGER_UNITS_PER_CREDIT, v % LEDGER_UNITS_PER_CREDIT);
-    return b;
 }
 
 /* The usage receipt: each metered call with its cost and payees, as text or into a JSON object. */
@@ -136,7 +115,7 @@ static void print_receipt(rt_provider_t *p, json_t *obj) {
     }
     if (!n) return;
     printf("--- usage: %zu metered call%s, %s credits, paid by %s (available now %s credits)\n", n, n == 1 ? "" : "s",
-           credits_text(total), p->payer, credits_text(b.available));
+           cli_credits(total), p->payer, cli_credits(b.available));
     for (const rt_receipt_t *x = r; x; x = x->next) {
         char hex[33];
         ledger_id_hex(&x->id, hex);
@@ -144,10 +123,10 @@ static void print_receipt(rt_provider_t *p, json_t *obj) {
             printf("  %-7s %-24s not charged: %s\n", meter_resource_name(x->resource), x->name, x->error);
             continue;
         }
-        printf("  %-7s %-24s %s credits  call %s\n", meter_resource_name(x->resource), x->name, credits_text(x->cost), hex);
+        printf("  %-7s %-24s %s credits  call %s\n", meter_resource_name(x->resource), x->name, cli_credits(x->cost), hex);
         for (size_t i = 0; i < x->nlines; i++)
             printf("      %-9s %-42s %s\n", meter_role_name(x->lines[i].role), x->lines[i].payee,
-                   credits_text(x->lines[i].amount));
+                   cli_credits(x->lines[i].amount));
     }
     fflush(stdout);
 }
@@ -287,7 +266,7 @@ int cli_run(int argc, char **argv) {
             json = 1;
         } else if (strcmp(a, "--operator-fee") == 0) {
             if (++i == argc) goto missing;
-            if (parse_u64(a, argv[i], &v)) return 2;
+            if (cli_whole_number("run", a, argv[i], UINT64_MAX, &v)) return 2;
             if (v > 10000) {
                 fputs("accrue run: --operator-fee is at most 10000 bps (the whole)\n", stderr);
                 return 2;
@@ -300,7 +279,7 @@ int cli_run(int argc, char **argv) {
                    strcmp(a, "--time-limit") == 0 || strcmp(a, "--output-limit") == 0 ||
                    strcmp(a, "--slice-ms") == 0) {
             if (++i == argc) goto missing;
-            if (parse_u64(a, argv[i], &v)) return 2;
+            if (cli_whole_number("run", a, argv[i], UINT64_MAX, &v)) return 2;
             set |= a[2] == 'm' ? 1 : a[2] == 'i' ? 2 : a[2] == 't' ? 4 : a[2] == 'o' ? 8 : 0;
             if (a[2] == 'm') limits.memory_bytes = (size_t)v;
             else if (a[2] == 'i') limits.turn.instructions = v;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "runtime/cli.h"
+#include "runtime/cli_util.h"
 #include "runtime/server/server.h"
 
 static const char serve_usage[] =
@@ -40,19 +41,6 @@ static const char serve_usage[] =
     "  --upstream-timeout MS     remote model calls: until the answer is complete (default 60000)\n"
     "\n"
     "Exit status: 0 after a clean shutdown; 1 when the server cannot start; 2 for a usage error.\n";
-
-static int parse_u64(const char *flag, const char *s, uint64_t *out) {
-    char *end;
-    errno = 0;
-    if (!s || !*s || *s == '-') goto bad;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || *end) goto bad;
-    *out = v;
-    return 0;
-bad:
-    fprintf(stderr, "accrue serve: %s needs a whole number, got '%s'\n", flag, s ? s : "");
-    return -1;
-}
 
 int cli_serve(int argc, char **argv) {
     static char host[256];
@@ -90,7 +78,7 @@ int cli_serve(int argc, char **argv) {
         i++;
         if (strcmp(a, "--listen") == 0) {
             const char *colon = strrchr(v, ':');
-            if (!colon || colon == v || (size_t)(colon - v) >= sizeof host || parse_u64(a, colon + 1, &n) ||
+            if (!colon || colon == v || (size_t)(colon - v) >= sizeof host || cli_parse_u64(colon + 1, 65535, &n) ||
                 n > 65535) {
                 fprintf(stderr, "accrue serve: --listen needs HOST:PORT (e.g. 127.0.0.1:8080), got '%s'\n", v);
                 return 2;
@@ -106,17 +94,17 @@ int cli_serve(int argc, char **argv) {
         } else if (strcmp(a, "--web") == 0) {
             cfg.web_dir = v;
         } else if (strcmp(a, "--settle-every") == 0) {
-            if (parse_u64(a, v, &cfg.settle_every_s)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.settle_every_s)) return 2;
         } else if (strcmp(a, "--settle-threshold") == 0) {
-            if (parse_u64(a, v, &cfg.settle_threshold)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.settle_threshold)) return 2;
         } else if (strcmp(a, "--max-frame") == 0) {
-            if (parse_u64(a, v, &cfg.max_frame)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.max_frame)) return 2;
         } else if (strcmp(a, "--max-body") == 0) {
-            if (parse_u64(a, v, &cfg.max_body)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.max_body)) return 2;
         } else if (strcmp(a, "--turn-time-limit") == 0) {
-            if (parse_u64(a, v, &cfg.turn_time_ms)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.turn_time_ms)) return 2;
         } else if (strcmp(a, "--upstream-connect-timeout") == 0 || strcmp(a, "--upstream-timeout") == 0) {
-            if (parse_u64(a, v, &n)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &n)) return 2;
             if (n == 0 || n > 3600000) {
                 fprintf(stderr, "accrue serve: %s takes 1 to 3600000 ms\n", a);
                 return 2;
@@ -125,7 +113,7 @@ int cli_serve(int argc, char **argv) {
             else cfg.upstream_total_ms = (uint32_t)n;
         } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--sessions-per-key") == 0 ||
                    strcmp(a, "--messages-per-second") == 0 || strcmp(a, "--slice-ms") == 0) {
-            if (parse_u64(a, v, &n)) return 2;
+            if (cli_whole_number("serve", a, v, UINT64_MAX, &n)) return 2;
             if (n > 1000000) {
                 fprintf(stderr, "accrue serve: %s is at most 1000000\n", a);
                 return 2;

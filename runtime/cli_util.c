@@ -3,6 +3,7 @@
  * registry's subcommands (cli_util.h).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 
 #include "meters/eth/hex.h"
+#include "meters/ledger/ledger.h"
 #include "runtime/base/file.h"
 #include "runtime/cli_util.h"
 
@@ -34,14 +36,20 @@ int cli_fail_status(const char *cmd, int rc, const acc_err *err) {
     return cli_fail(cmd, cli_status_exit(rc), "%s", err && err->msg[0] ? err->msg : acc_status_name(rc));
 }
 
-static int parse_amount(const char *cmd, const char *flag, const char *s, uint64_t *out) {
+int cli_parse_u64(const char *s, uint64_t max, uint64_t *out) {
     char *end;
     errno = 0;
-    unsigned long long v = (s && *s >= '0' && *s <= '9') ? strtoull(s, &end, 10) : 0;
-    if (!s || *s < '0' || *s > '9' || errno || *end || v > (unsigned long long)INT64_MAX)
-        return cli_fail(cmd, 2, "%s: a whole number from 0 to %lld, got '%s'", flag, (long long)INT64_MAX, s ? s : "");
+    if (!s || *s < '0' || *s > '9') return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end || v > max) return -1;
     *out = v;
     return 0;
+}
+
+int cli_whole_number(const char *cmd, const char *flag, const char *s, uint64_t max, uint64_t *out) {
+    if (cli_parse_u64(s, max, out) == 0) return 0;
+    if (max == UINT64_MAX) return cli_fail(cmd, 2, "%s needs a whole number, got '%s'", flag, s ? s : "");
+    return cli_fail(cmd, 2, "%s: a whole number from 0 to %llu, got '%s'", flag, (unsigned long long)max, s ? s : "");
 }
 
 int cli_parse(const char *cmd, int argc, char **argv, cli_flag_t *flags, size_t n_flags, const char **pos,
@@ -72,7 +80,7 @@ int cli_parse(const char *cmd, int argc, char **argv, cli_flag_t *flags, size_t 
             if (f->kind == CLI_STRING) {
                 *(const char **)f->out = v;
             } else if (f->kind == CLI_AMOUNT) {
-                if (parse_amount(cmd, a, v, (uint64_t *)f->out)) return 2;
+                if (cli_whole_number(cmd, a, v, INT64_MAX, (uint64_t *)f->out)) return 2;
             } else {
                 cli_list_t *l = f->out;
                 if (l->n == CLI_LIST_MAX) return cli_fail(cmd, 2, "%s: at most %d times", a, CLI_LIST_MAX);
@@ -134,6 +142,14 @@ int cli_read(const char *cmd, const char *path, size_t max, char **data, size_t 
     acc_err err = {0};
     int rc = acc_read_file(path, max, data, len, &err);
     return rc ? cli_fail(cmd, 2, "%s", err.msg) : 0;
+}
+
+const char *cli_credits(uint64_t v) {
+    static char buf[4][32];
+    static int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, 32, "%" PRIu64 ".%06" PRIu64, v / LEDGER_UNITS_PER_CREDIT, v % LEDGER_UNITS_PER_CREDIT);
+    return b;
 }
 
 const char *cli_addr(const uint8_t a[20]) {

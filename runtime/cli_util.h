@@ -45,6 +45,11 @@ typedef struct cli_list {
 int cli_parse(const char *cmd, int argc, char **argv, cli_flag_t *flags, size_t n_flags, const char **pos,
               size_t min_pos, size_t max_pos, const char *usage);
 
+/* A whole decimal number from 0 to max (digits only): 0, or -1 without a word. */
+int cli_parse_u64(const char *s, uint64_t max, uint64_t *out);
+/* The same for flag's value; when it is not one, prints why and returns 2. */
+int cli_whole_number(const char *cmd, const char *flag, const char *s, uint64_t max, uint64_t *out);
+
 /* Prints "accrue CMD: " and the message on stderr; returns exit. */
 int cli_fail(const char *cmd, int exit, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Prints err's message for a registry status and returns cli_status_exit(rc). */
@@ -66,6 +71,10 @@ int cli_sign_or_take(const char *cmd, const char *key_path, const char *sig_text
                      uint8_t sig[65], uint8_t address[20]);
 /* Reads a whole file given for flag (or a positional name) into a malloc'd, NUL-terminated buffer. */
 int cli_read(const char *cmd, const char *path, size_t max, char **data, size_t *len);
+
+/* A ledger amount in base units as credits, "12.345678"; from four static buffers in turn (up to
+ * four in one printf). */
+const char *cli_credits(uint64_t base_units);
 
 /* EIP-55 text of an address, and an RFC 3339 UTC time of Unix milliseconds, into static buffers
  * that the next call overwrites (for one printf). */

@@ -6,17 +6,17 @@
 #include "meters/eth/eip712.h"
 #include "meters/eth/keccak.h"
 #include "meters/eth/keys.h"
+#include "runtime/base/file.h"
 #include "tests/check.h"
 #include "tests/eth_test_util.h"
 
+/* A test vector's text (NUL-terminated, caller frees), or NULL with the reason on stderr. */
 static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = malloc(1 << 20);
-    *len = buf ? fread(buf, 1, (1 << 20) - 1, f) : 0;
-    if (buf) buf[*len] = '\0';
-    fclose(f);
-    return buf;
+    char *text;
+    acc_err err = {0};
+    if (acc_read_file(path, 1 << 20, &text, len, &err) == ACC_OK) return text;
+    fprintf(stderr, "%s\n", err.msg);
+    return NULL;
 }
 
 static void mail_example_from_the_eip(void) {
