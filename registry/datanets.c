@@ -555,13 +555,13 @@ static bool word_byte(unsigned char c) {
  * them little weight, but a record that happens to hold several of them can still outrank one about
  * apples. They are left out of a query that has other words. Sorted, lower case. */
 static const char *const stop_words[] = {
-    "a",     "about", "after", "all",   "also",  "am",    "an",    "and",   "any",   "are",   "as",    "at",
-    "be",    "been",  "but",   "by",    "can",   "could", "did",   "do",    "does",  "for",   "from",  "had",
-    "has",   "have",  "he",    "her",   "his",   "how",   "i",     "if",    "in",    "into",  "is",    "it",
-    "its",   "me",    "my",    "no",    "not",   "of",    "on",    "or",    "our",   "she",   "should", "so",
-    "some",  "than",  "that",  "the",   "their", "them",  "then",  "there", "these", "they",  "this",  "those",
-    "to",    "us",    "was",   "we",    "were",  "what",  "when",  "where", "which", "while", "who",   "whom",
-    "why",   "will",  "with",  "would", "you",   "your",
+    "a", "about", "after", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "both",
+    "but", "by", "can", "could", "did", "do", "does", "each", "few", "for", "from", "get", "had", "has",
+    "have", "he", "her", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "me", "more",
+    "most", "my", "no", "not", "of", "on", "only", "or", "other", "our", "out", "over", "own", "same", "she",
+    "should", "so", "some", "such", "than", "that", "the", "their", "them", "then", "there", "these", "they",
+    "this", "those", "to", "up", "us", "very", "was", "we", "were", "what", "when", "where", "which", "while",
+    "who", "whom", "why", "will", "with", "would", "you", "your",
 };
 
 static bool stop_word(const char *w, size_t n) {

@@ -646,6 +646,11 @@ static void test_query_ranks_and_filters(void) {
     free(h);
     CHECK(registry_query(reg, "fruit", "ripening cherry", 15, 5, &h, &err) == ACC_OK && h->n == 1 && h->hit[0].id == ids[3]);
     free(h);
+    /* Common words count only when there is nothing else. */
+    CHECK(registry_query(reg, "fruit", "how do the cherries", 19, 10, &h, &err) == ACC_OK && h->n == 1 && h->hit[0].id == ids[3]);
+    free(h);
+    CHECK(registry_query(reg, "fruit", "in the", 6, 10, &h, &err) == ACC_OK && h->n == 3);
+    free(h);
     /* FTS5 syntax in the text is only words. */
     const char *hostile = "\"vines\" OR NOT dn : d2 * ^ NEAR( ) {text} -- ; '";
     CHECK_MSG(registry_query(reg, "fruit", hostile, strlen(hostile), 10, &h, &err) == ACC_OK, "%s", err.msg);
