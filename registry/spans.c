@@ -13,9 +13,11 @@
  * snapshot from elsewhere) drops the index and builds it again.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "registry/spans.h"
 #include "registry/store.h"
@@ -34,6 +36,7 @@ typedef struct entry {
     uint8_t last_hash[32];
     uint64_t saved_seq;  /* what the stored snapshot covers, as far as this process knows */
     uint64_t saved_tokens;
+    _Atomic uint64_t checked_ns; /* when the index was last found current (monotonic clock) */
     /* The contributors of the records credited so far, or indexed: a record never changes, so an
      * address found once is good for ever, and an attribution pays without a query per record
      * (under contrib_lock: attributions read it after releasing the index). */
@@ -358,12 +361,26 @@ static int update(registry_t *reg, entry *e, uint64_t version, bool force_save, 
 }
 
 /* Locks e current for reading (*write = false) or, when it had to be updated, for writing. */
-static int acquire(registry_t *reg, entry *e, bool *write, acc_err *err) {
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Takes e's lock with its index current: found current within max_age_ns (0: now; the check is a
+ * read transaction, which costs more than attributing a short output), or brought up to date. */
+static int acquire(registry_t *reg, entry *e, uint64_t max_age_ns, bool *write, acc_err *err) {
     uint64_t version;
     bool same;
     pthread_rwlock_rdlock(&e->lock);
+    uint64_t now = max_age_ns ? mono_ns() : 0;
+    if (max_age_ns && e->x && now - atomic_load(&e->checked_ns) < max_age_ns) {
+        *write = false;
+        return ACC_OK;
+    }
     int rc = check_entry(reg, e, &version, &same, err);
     if (rc == ACC_OK && e->x && same && e->seq >= version) {
+        if (max_age_ns) atomic_store(&e->checked_ns, now);
         *write = false;
         return ACC_OK;
     }
@@ -374,6 +391,7 @@ static int acquire(registry_t *reg, entry *e, bool *write, acc_err *err) {
         pthread_rwlock_unlock(&e->lock);
         return rc;
     }
+    if (max_age_ns) atomic_store(&e->checked_ns, now);
     *write = true;
     return ACC_OK;
 }
@@ -407,7 +425,7 @@ int registry_span_find(registry_t *reg, const char *datanet, const char *text, s
     int rc = registry_datanet_get(reg, datanet, &d, err);
     entry *e;
     bool write;
-    if (rc || (rc = entry_of(reg, d.id, &e, err)) || (rc = acquire(reg, e, &write, err))) return rc;
+    if (rc || (rc = entry_of(reg, d.id, &e, err)) || (rc = acquire(reg, e, 0, &write, err))) return rc;
     span_tokens tk = SPAN_TOKENS_INIT;
     uint32_t *ids = NULL;
     if ((rc = span_tokenize(text, len, &tk, err)) == ACC_OK && tk.n) {
@@ -446,6 +464,11 @@ static int contributor_of(registry_t *reg, int64_t record, uint8_t address[20], 
 
 int registry_attribute(registry_t *reg, const registry_model_t *model, const char *text, size_t len,
                        registry_attribution_t *out, acc_err *err) {
+    return registry_attribute_within(reg, model, text, len, 0, out, err);
+}
+
+int registry_attribute_within(registry_t *reg, const registry_model_t *model, const char *text, size_t len,
+                              uint32_t max_age_ms, registry_attribution_t *out, acc_err *err) {
     memset(out, 0, sizeof *out);
     out->min_tokens = model->span_k ? model->span_k : REGISTRY_SPAN_K_DEFAULT;
     size_t n = model->n_lineage;
@@ -468,7 +491,7 @@ int registry_attribute(registry_t *reg, const registry_model_t *model, const cha
     for (size_t k = 0; k < n && !rc; k++) {
         size_t i = order[k];
         if (k && model->lineage_id[order[k - 1]] == model->lineage_id[i]) continue; /* listed twice */
-        if ((rc = acquire(reg, e[i], &write[i], err)) == ACC_OK) locked[i] = true;
+        if ((rc = acquire(reg, e[i], (uint64_t)max_age_ms * 1000000u, &write[i], err)) == ACC_OK) locked[i] = true;
         else acc_err_prefix(err, "lineage %s", model->lineage[i]);
     }
     if (!rc) {

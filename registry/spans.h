@@ -54,6 +54,12 @@ typedef struct registry_attribution {
  */
 int registry_attribute(registry_t *reg, const registry_model_t *model, const char *text, size_t len,
                        registry_attribution_t *out, acc_err *err);
+/* The same, trusting an index found current less than max_age_ms ago: checking costs a read
+ * transaction (more than attributing a short output), so a caller on a hot path (the meters, for
+ * every call) takes records accepted in the last max_age_ms into account from its next call after
+ * that. max_age_ms 0 is registry_attribute. */
+int registry_attribute_within(registry_t *reg, const registry_model_t *model, const char *text, size_t len,
+                              uint32_t max_age_ms, registry_attribution_t *out, acc_err *err);
 void registry_attribution_free(registry_attribution_t *a);
 
 /* The records of datanet that hold the words of text as one run ("which records contain this

@@ -26,7 +26,11 @@
 #include "runtime/metered.h"
 
 #define INDEX_CHECK_MS 1000
-#define HTTP_TOKENS_PER_MESSAGE 8 /* chat formats add a few tokens per message; a generous bound */
+#define HTTP_TOKENS_PER_MESSAGE 8
+/* A lineage's span index is trusted this long after it was found current: checking is a read
+ * transaction per call, which cost more than the attribution itself (BENCHMARKS.md). A record
+ * accepted elsewhere earns from the calls made after this delay. */
+#define RT_SPANS_MAX_AGE_MS 250 /* chat formats add a few tokens per message; a generous bound */
 
 /* --- caches --- */
 
@@ -536,7 +540,7 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
     registry_attribution_t ra;
     rt_attribution_t a;
     memset(&a, 0, sizeof a);
-    int rc = registry_attribute(s->reg, &p->model->rm, text, len, &ra, err);
+    int rc = registry_attribute_within(s->reg, &p->model->rm, text, len, RT_SPANS_MAX_AGE_MS, &ra, err);
     contributor_ctx_t cc = {s->m, &ra};
     if (!rc) rc = rt_attribution_view(&ra.spans, text, len, registry_contributor, &cc, &a, err);
     if (!rc) {

@@ -184,6 +184,36 @@ static void current_with_new_records_from_any_handle(void) {
     registry_spans_clear();
 }
 
+/* registry_attribute_within trusts a fresh check for max_age_ms, then looks again. */
+static void within_a_window_then_current(void) {
+    char path[512];
+    registry_t *reg = open_db("window.db", path, sizeof path);
+    make_datanet(reg, "d/fruit");
+    import(reg, "d/fruit", fruit);
+    const char *lin[] = {"d/fruit"};
+    registry_model_t m = model_over(reg, "m/w", lin, 1, 0);
+    const char *later = "Dates grow on palm trees in hot and dry climates of the Middle East and North Africa.";
+    registry_attribution_t a;
+    acc_err err = {0};
+    CHECK(registry_attribute_within(reg, &m, later, strlen(later), 60000, &a, &err) == ACC_OK && a.spans.nspans == 0);
+    registry_attribution_free(&a);
+    const char *more[] = {later, NULL};
+    import(reg, "d/fruit", more);
+    /* checked moments ago: the index is trusted (not yet seen) */
+    CHECK(registry_attribute_within(reg, &m, later, strlen(later), 60000, &a, &err) == ACC_OK && a.spans.nspans == 0);
+    registry_attribution_free(&a);
+    /* with no window, or once it has passed, the new record is seen */
+    CHECK(registry_attribute_within(reg, &m, later, strlen(later), 0, &a, &err) == ACC_OK && a.spans.nspans == 1);
+    registry_attribution_free(&a);
+    const char *third[] = {"Elderberries must be cooked before eating, because raw ones can upset the stomach.", NULL};
+    import(reg, "d/fruit", third);
+    usleep(30 * 1000);
+    CHECK(registry_attribute_within(reg, &m, third[0], strlen(third[0]), 20, &a, &err) == ACC_OK && a.spans.nspans == 1);
+    registry_attribution_free(&a);
+    registry_close(reg);
+    registry_spans_clear();
+}
+
 static int64_t count_rows(const char *path, const char *sql) {
     sqlite3 *db;
     sqlite3_stmt *st;
@@ -337,6 +367,7 @@ int main(void) {
     if (test_scratch_dir(dir, sizeof dir, "spans") != 0) return 1;
     RUN(attributes_against_the_lineage);
     RUN(current_with_new_records_from_any_handle);
+    RUN(within_a_window_then_current);
     RUN(snapshots_saved_loaded_and_checked);
     RUN(attributions_on_threads_while_records_come);
     test_remove_dir(dir);
