@@ -390,6 +390,64 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
     return (double)n / dt;
 }
 
+/* --- 0. the meter and the ledger alone: no sandbox, no model, no attribution --- */
+
+static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t slots_cond = PTHREAD_COND_INITIALIZER;
+static int slots_free;
+
+static void slot_done(void *ud, const meter_receipt_t *r) {
+    (void)ud;
+    if (r->status) die("posting", &r->err);
+    pthread_mutex_lock(&slots_mu);
+    slots_free++;
+    pthread_cond_signal(&slots_cond);
+    pthread_mutex_unlock(&slots_mu);
+}
+
+static void meter_alone(const char *path, int n, int window) {
+    ledger_t *l;
+    meter_t *m;
+    acc_err err = {0};
+    if (ledger_open(path, NULL, &l, &err)) die("ledger", &err);
+    meter_config_t mc = meter_config_default();
+    mc.operator_fee_bps = 100;
+    meter_open(l, &mc, &m, &err);
+    ledger_account_t *payer;
+    ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, NULL);
+    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t lr;
+    ledger_submit_wait(l, &p, &lr, &err);
+    meter_model_t model = {.name = "bench/model", .owner = "0xc0000000000000000000000000000000000003e7",
+                           .price_per_call = 100, .price_per_1k_in = 1000, .price_per_1k_out = 2000, .owner_share_bps = 3000};
+    meter_ctx_t ctx = {.payer = "bench", .session = "s"};
+    slots_free = window;
+    double t0 = now_s(), c0 = cpu_s();
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_lock(&slots_mu);
+        while (!slots_free) pthread_cond_wait(&slots_cond, &slots_mu);
+        slots_free--;
+        pthread_mutex_unlock(&slots_mu);
+        meter_call_t *c;
+        if (meter_begin_model(m, &ctx, &model, 10, 16, &c, &err)) die("begin", &err);
+        meter_model_outcome_t o = {.in_tokens = 10, .out_tokens = 16, .output = "x", .output_len = 1, .output_norm_tokens = 16};
+        if (meter_finish_model(c, &o, slot_done, NULL, &err)) die("finish", &err);
+    }
+    pthread_mutex_lock(&slots_mu);
+    while (slots_free < window) pthread_cond_wait(&slots_cond, &slots_mu);
+    pthread_mutex_unlock(&slots_mu);
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    ledger_stats_t st;
+    ledger_stats(l, &st);
+    printf("meter + ledger alone (no sandbox, model or spans), %d in flight: %.0f calls/s, cpu %.2f us/call "
+           "(%.0f calls per CPU-second; %" PRIu64 " commits, largest %" PRIu64 ")\n",
+           window, n / wall, cpu / n * 1e6, n / cpu, st.commits, st.max_batch);
+    meter_close(m);
+    ledger_close(l);
+}
+
 /* --- 3. attribution at 10M tokens --- */
 
 static int synth_contributor(void *ud, size_t i, int64_t record, char out[METER_ADDRESS_SIZE], acc_err *err) {
@@ -523,6 +581,11 @@ int main(void) {
                one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
                (one.cpu - one.driver_cpu) / one.calls * 1e6);
         return 0;
+    }
+    {
+        char l0[256];
+        snprintf(l0, sizeof l0, "%s/alone.db", dir);
+        meter_alone(l0, 200000, 4000);
     }
     run_result_t bare = run(reg, NULL, calls, false, true, prompts);
     run_result_t one = run(reg, l1, calls, true, true, prompts);
