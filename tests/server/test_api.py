@@ -187,6 +187,26 @@ def test_bad_requests_never_hurt():
         eq(srv.get("/healthz").json()["status"], "ok", "still up")
 
 
+def test_openapi_matches_the_routes():
+    with Server() as srv:
+        doc = srv.get("/v1/openapi.json", key="").json()
+        eq(doc["openapi"], "3.0.3", "version")
+        schemas = doc["components"]["schemas"]
+        text = json.dumps(doc)
+        import re
+        for ref in set(re.findall(r'"#/components/schemas/([A-Za-z]+)"', text)):
+            check(ref in schemas and schemas[ref] is not None, f"schema {ref} missing or not JSON")
+        ops = [(m, p) for p, item in doc["paths"].items() for m in item]
+        check(len(ops) >= 26, f"{len(ops)} operations")
+        for method, path in ops:
+            url = re.sub(r"\{[a-z]+\}", "x", path)
+            r = requests.request(method.upper(), srv.url + url, data=b"{}", timeout=10,
+                                 headers={"Authorization": "Bearer " + srv.admin_key})
+            check(r.status_code != 405, f"{method} {path}: 405")
+            if r.status_code == 404:
+                check("no route" not in r.text, f"{method} {path} is documented but not routed")
+
+
 if __name__ == "__main__":
     sys.exit(run("server_api", [
         test_marketplace,
@@ -195,4 +215,5 @@ if __name__ == "__main__":
         test_accounts_balances_usage,
         test_models_api,
         test_bad_requests_never_hurt,
+        test_openapi_matches_the_routes,
     ]))
