@@ -102,7 +102,7 @@ void rt_pool_stop(rt_pool *p);
 typedef struct rt_metrics {
     atomic_uint_fast64_t http_requests, http_errors, ws_frames_in, ws_frames_out;
     atomic_uint_fast64_t sessions_opened, sessions_closed, turns, turns_failed;
-    atomic_uint_fast64_t model_calls, dataset_calls, calls_failed, amount_booked;
+    atomic_uint_fast64_t model_calls, dataset_calls, calls_failed;
     atomic_uint_fast64_t limit_hits[SANDBOX_LIMIT_REFUSED + 1]; /* by sandbox_limit_t */
     atomic_uint_fast64_t upstream_requests, upstream_errors;
     atomic_uint_fast64_t openai_requests;

@@ -31,8 +31,31 @@ void rt_metrics_render(rt_server *srv, acc_buf *b) {
     metric(b, "accrue_model_calls_total", "counter", "Model calls made (metered).", LOAD(m->model_calls));
     metric(b, "accrue_dataset_calls_total", "counter", "Dataset queries made (metered).", LOAD(m->dataset_calls));
     metric(b, "accrue_calls_failed_total", "counter", "Model or dataset calls that failed.", LOAD(m->calls_failed));
-    metric(b, "accrue_amount_booked_total", "counter", "Base units booked by posted transfers.",
-           LOAD(m->amount_booked));
+    if (srv->meter) {
+        meter_stats_t ms;
+        meter_stats(srv->meter, &ms);
+        metric(b, "accrue_metered_calls_total", "counter", "Metered calls begun (models, datasets, message fees).",
+               ms.begun);
+        metric(b, "accrue_metered_calls_refused_total", "counter", "Metered calls refused for insufficient funds.",
+               ms.refused);
+        metric(b, "accrue_metered_calls_failed_total", "counter", "Metered calls voided (failed, cancelled).",
+               ms.failed);
+        metric(b, "accrue_amount_booked_total", "counter", "Micro-credits charged by posted calls.", ms.charged);
+    }
+    if (srv->ledger) {
+        ledger_stats_t ls;
+        ledger_stats(srv->ledger, &ls);
+        metric(b, "accrue_ledger_commits_total", "counter", "Ledger transactions committed (each one fsync).",
+               ls.commits);
+        metric(b, "accrue_ledger_postings_total", "counter", "Postings committed.", ls.postings);
+        acc_buf_printf(b,
+                       "# HELP accrue_ledger_commit_seconds_total Time spent committing (write and fsync).\n"
+                       "# TYPE accrue_ledger_commit_seconds_total counter\n"
+                       "accrue_ledger_commit_seconds_total %" PRIu64 ".%09" PRIu64 "\n",
+                       ls.commit_ns / 1000000000u, ls.commit_ns % 1000000000u);
+        metric(b, "accrue_ledger_holds", "gauge", "Reservations held now.", ls.holds);
+        metric(b, "accrue_ledger_largest_batch", "gauge", "Postings in the largest commit so far.", ls.max_batch);
+    }
     metric(b, "accrue_upstream_requests_total", "counter", "Outbound HTTP requests to remote models.",
            LOAD(m->upstream_requests));
     metric(b, "accrue_upstream_errors_total", "counter", "Outbound HTTP requests that failed.",

@@ -372,7 +372,6 @@ static void build_usage(rt_sess *s) {
     acc_buf_reset(&s->test_calls);
     rt_session_clear_receipts(s->ms);
     s->spent += cost;
-    atomic_fetch_add(&srv->m.amount_booked, cost);
     acc_buf_printf(u, "],\"cost\":%" PRIu64, cost);
     ledger_account_t *acct;
     ledger_balance_t bal;

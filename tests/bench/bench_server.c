@@ -159,7 +159,8 @@ static pid_t spawn_lws(char kind, int cpu_from, int cpu_to, int *port_out) {
 typedef struct server {
     pid_t pid;
     int port;
-    char key[128];
+    char key[128], admin[128];
+    char db[600];
 } server_t;
 
 static char agent_dir[] = "/tmp/accrue-bench-XXXXXX";
@@ -174,33 +175,73 @@ static void write_file(const char *dir, const char *name, const char *text) {
     }
 }
 
+static int db_no;
+
+/* Runs a CLI command of accrue (quiet); 0 when it succeeded. */
+static int accrue_cli(const char *bin, const char *fmt, ...) {
+    char args[2048], cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "%s %s >/dev/null 2>&1", bin, args);
+    return system(cmd);
+}
+
+/* Deploys the bench's agents into a fresh database, signed by a bench key. */
+static void deploy_agents(const char *bin, const char *db) {
+    char key[600], author[64] = "", cmd[800];
+    snprintf(key, sizeof key, "%s/author.key", agent_dir);
+    if (access(key, F_OK) != 0) accrue_cli(bin, "keygen --out %s", key);
+    snprintf(cmd, sizeof cmd, "%s address --key %s", bin, key);
+    FILE *p = popen(cmd, "r");
+    if (p) {
+        if (!fgets(author, sizeof author, p)) author[0] = 0;
+        pclose(p);
+    }
+    author[strcspn(author, "\n")] = 0;
+    const char *agents[][3] = {{"echo", "", "[]"}, {"caller", "", "[\"test/echo\"]"}, {"metered", "", "[\"demo/orchard-ngram\"]"}};
+    for (size_t i = 0; i < 3; i++) {
+        char m[600];
+        snprintf(m, sizeof m, "%s/%s.json", agent_dir, agents[i][0]);
+        FILE *f = fopen(m, "w");
+        if (!f) continue;
+        fprintf(f, "{\"name\":\"%s\",\"version\":\"1.0.0\",\"author\":\"%s\",\"models\":%s}", agents[i][0], author,
+                agents[i][2]);
+        fclose(f);
+        accrue_cli(bin, "deploy %s/%s.lua --manifest %s --key %s --db %s", agent_dir, agents[i][0], m, key, db);
+    }
+}
+
+/* Starts `accrue serve` on a fresh database (the demo registry, the bench's agents). */
 static bool start_accrue(const char *bin, server_t *s, int cpu_from, int cpu_to, const char *workers) {
     int fds[2];
     if (pipe(fds)) return false;
     char db[600];
-    snprintf(db, sizeof db, "%s/bench.db", agent_dir);
+    snprintf(db, sizeof db, "%s/bench%d.db", agent_dir, ++db_no);
     s->pid = fork();
     if (s->pid == 0) {
         pin(cpu_from, cpu_to);
         dup2(fds[1], 1);
         close(fds[0]);
-        setenv("ACCRUE_AGENT_DIR", agent_dir, 1);
-        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--db", db, "--workers", workers,
-              "--messages-per-second", "0", "--sessions-per-key", "1000000", (char *)NULL);
+        execl(bin, bin, "serve", "--listen", "127.0.0.1:0", "--db", db, "--workers", workers, "--messages-per-second",
+              "0", "--sessions-per-key", "1000000", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
     FILE *out = fdopen(fds[0], "r");
     char line[512];
     s->port = 0;
-    s->key[0] = 0;
-    while ((!s->port || !s->key[0]) && fgets(line, sizeof line, out)) {
+    s->key[0] = s->admin[0] = 0;
+    while ((!s->port || !s->key[0] || !s->admin[0]) && fgets(line, sizeof line, out)) {
         char *p = strstr(line, "listening on http://127.0.0.1:");
         if (p) s->port = atoi(p + strlen("listening on http://127.0.0.1:"));
         if (sscanf(line, "demo API key: %127s", s->key) == 1) {
         }
+        if (sscanf(line, "admin API key: %127s", s->admin) == 1) {
+        }
     }
-    /* Keep reading its stdout in the background so it never blocks: a detached cat. */
+    /* Keep reading its stdout in the background so it never blocks. */
     if (fork() == 0) {
         char buf[4096];
         while (fread(buf, 1, sizeof buf, out) > 0) {
@@ -208,7 +249,10 @@ static bool start_accrue(const char *bin, server_t *s, int cpu_from, int cpu_to,
         _exit(0);
     }
     fclose(out);
-    return s->port && s->key[0];
+    snprintf(s->db, sizeof s->db, "%s", db);
+    if (!s->port || !s->key[0]) return false;
+    deploy_agents(bin, db);
+    return true;
 }
 
 static void stop(pid_t pid) {
@@ -553,8 +597,10 @@ static void bench_ws(const char *bin) {
     }
     stop(echo);
 
-    const char *agents[][2] = {{"echo", "an echo agent"}, {"caller", "an agent calling a model (test/echo)"}};
-    for (size_t a = 0; a < 2; a++) {
+    const char *agents[][2] = {{"echo", "an echo agent"},
+                               {"caller", "an agent calling test/echo (unmetered)"},
+                               {"metered", "an agent calling demo/orchard-ngram (metered, attributed, booked)"}};
+    for (size_t a = 0; a < 3; a++) {
         server_t s;
         if (!start_accrue(bin, &s, 0, server_last, "1")) {
             printf("| accrue serve did not start | | | | | |\n");
@@ -632,16 +678,15 @@ static void bench_openai(const char *bin) {
     pin(client, client);
     int up_port;
     pid_t up = spawn_lws('u', 0, server_last, &up_port);
-    char models[512];
-    snprintf(models, sizeof models, "{\"bench/model\":{\"url\":\"http://127.0.0.1:%d/v1\",\"upstream\":\"bench\"}}",
-             up_port);
-    write_file(agent_dir, "models.json", models);
     const char *body = "{\"model\":\"bench/model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],"
                        "\"max_tokens\":16}";
     result_t direct, via;
     http_rows("upstream directly", up_port, "/v1/chat/completions", NULL, body, -1, &direct);
     server_t s;
     if (start_accrue(bin, &s, 0, server_last, "1")) {
+        accrue_cli(bin, "model register bench/model --kind http --url http://127.0.0.1:%d/v1 --upstream bench "
+                        "--owner 0x%040d --price-per-call 1 --db %s",
+                   up_port, 0, s.db);
         http_rows("through accrue", s.port, "/v1/chat/completions", s.key, body, s.pid, &via);
         printf("\naccrue adds %.3f ms at p50 and %.3f ms at p99 at one connection.\n", via.p50_ms - direct.p50_ms,
                via.p99_ms - direct.p99_ms);
@@ -718,6 +763,9 @@ int main(int argc, char **argv) {
     write_file(agent_dir, "echo.lua", "return { on_message = function(session, text) return text end }\n");
     write_file(agent_dir, "caller.lua",
                "return { on_message = function(session, text) return models.call(\"test/echo\", text).text end }\n");
+    write_file(agent_dir, "metered.lua",
+               "return { on_message = function(session, text)\n"
+               "  return models.call(\"demo/orchard-ngram\", {prompt = \"plums\", max_tokens = 8}).text end }\n");
     printf("## accrue serve (bench_server, %d CPUs, %.1f s per measurement)\n", ncpu, seconds);
     const char *only = getenv("ACCRUE_BENCH_ONLY"); /* "ws", "idle", "openai", comma-separated */
     if (!only || strstr(only, "ws")) bench_ws(argv[1]);
