@@ -22,6 +22,7 @@
 #include "meters/eth/hex.h"
 #include "registry/factory/factory.h"
 #include "runtime/agents.h"
+#include "runtime/base/invariant.h"
 #include "runtime/server/internal.h"
 
 /* ---- the job ---------------------------------------------------------------------------------- */
@@ -54,6 +55,7 @@ static void api_run(rt_job *job) {
 static void api_gone(void *p) { ((rt_api_job *)p)->r = NULL; }
 
 void rt_api_async(rt_req *r, const rt_principal *who, rt_api_fn fn) {
+    ACC_INVARIANT(!r->op, "a request has one operation in flight at most (%s)", r->path);
     rt_api_job *j = calloc(1, sizeof *j);
     if (!j) {
         rt_respond_error(r, 503, "unavailable", "out of memory");

@@ -511,6 +511,7 @@ static int begin(struct lws *wsi, rt_conn *conn, rt_server *srv) {
         }
         return 0; /* the body follows; the handler runs at its completion */
     }
+    r->dispatched = true; /* a body sent with a GET is read and dropped: the handler runs once */
     r->route->handler(r);
     return 0;
 }
@@ -536,7 +537,8 @@ int rt_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!r) return 0;
-        if (!r->responded) {
+        if (!r->responded && !r->dispatched) {
+            r->dispatched = true;
             if (r->body_too_big)
                 rt_respond_error(r, 413, "payload_too_large", "the body is over %" PRIu64 " bytes", srv->cfg.max_body);
             else if (acc_buf_failed(&r->body))

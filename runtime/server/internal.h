@@ -175,6 +175,7 @@ struct rt_req {
     unsigned char *out; /* LWS_PRE bytes of headroom, then out_len bytes */
     size_t out_len;
     bool responded;
+    bool dispatched; /* the route's handler has run (once per request) */
     /* Server-sent events: chunks queued for the writable callback. */
     bool sse, sse_done, sse_headers_sent;
     acc_buf sse_queue;

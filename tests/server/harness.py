@@ -48,10 +48,14 @@ class Skip(Exception):
     pass
 
 
+LIVE = []  # the servers of the test running now, for their logs when it fails
+
+
 class Server:
     """One `accrue serve` process on a scratch database."""
 
     def __init__(self, args=(), agents=None, env=None, workdir=None, db=None):
+        LIVE.append(self)
         self.dir = workdir or tempfile.mkdtemp(prefix="accrue-serve-")
         self.own_dir = workdir is None
         self.db = db or os.path.join(self.dir, "accrue.db")
@@ -92,7 +96,8 @@ class Server:
 
     def start(self, timeout=10):
         self.logf = open(self.log, "ab")
-        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db] + self.args
+        web = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "runtime", "web")
+        cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db, "--web", web] + self.args
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=self.env, cwd=self.dir)
         self.banner = []
         deadline = time.time() + timeout * SCALE
@@ -161,6 +166,7 @@ class Server:
         return rc
 
     def close(self):
+        self.last_log = self.read_log()
         if self.proc:
             try:
                 self.stop(signal.SIGKILL)
@@ -240,6 +246,7 @@ def run(suite, tests):
         if filt and not any(w in name for w in filt):
             continue
         t0 = time.monotonic()
+        LIVE.clear()
         try:
             r = fn()
             if asyncio.iscoroutine(r):
@@ -255,6 +262,13 @@ def run(suite, tests):
             sys.stderr.write(f"  FAIL {name}: {e!r}\n")
             if not isinstance(e, Fail):
                 traceback.print_exc(file=sys.stderr)
+            for srv in LIVE:  # what the servers said
+                log = getattr(srv, "last_log", None) or srv.read_log()
+                lines = log.splitlines()
+                at = next((i for i, l in enumerate(lines) if "Sanitizer" in l or "runtime error" in l), None)
+                tail = "\n".join(lines[at:at + 40] if at is not None else lines[-25:])
+                if tail:
+                    sys.stderr.write(f"  --- {srv.log} (last lines)\n{tail}\n")
             sys.stderr.flush()
             print(f"not ok {name} ({ms:.1f} ms)", flush=True)
             failed += 1
