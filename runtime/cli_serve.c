@@ -1,7 +1,6 @@
 /*
  * cli_serve.c: `accrue serve`: parses the flags and runs the server (runtime/server/server.h).
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,100 +41,78 @@ static const char serve_usage[] =
     "\n"
     "Exit status: 0 after a clean shutdown; 1 when the server cannot start; 2 for a usage error.\n";
 
+/* A value in [lo, hi] for flag; false after saying what is wrong. */
+static bool in_range(const char *flag, bool seen, uint64_t v, uint64_t lo, uint64_t hi) {
+    if (!seen || (v >= lo && v <= hi)) return true;
+    cli_fail("serve", 2, "%s takes %" PRIu64 " to %" PRIu64 ", not %" PRIu64, flag, lo, hi, v);
+    return false;
+}
+
 int cli_serve(int argc, char **argv) {
     static char host[256];
+    const char *listen = NULL, *db = "./accrue.db", *key = NULL, *web = NULL;
+    bool quiet = false;
+    uint64_t settle_every = 0, settle_threshold = 0, workers = 0, per_key = 64, rate = 20, max_frame = 65536,
+             max_body = 1 << 20, turn_ms = 30000, slice_ms = 10, up_connect = 5000, up_total = 60000;
+    cli_flag_t flags[] = {
+        CLI_FLAG("--listen", CLI_STRING, &listen),
+        CLI_FLAG("--db", CLI_STRING, &db),
+        CLI_FLAG("--key", CLI_STRING, &key),
+        CLI_FLAG("--web", CLI_STRING, &web),
+        CLI_FLAG("--quiet", CLI_BOOL, &quiet),
+        CLI_FLAG("--settle-every", CLI_AMOUNT, &settle_every),
+        CLI_FLAG("--settle-threshold", CLI_AMOUNT, &settle_threshold),
+        CLI_FLAG("--workers", CLI_AMOUNT, &workers),
+        CLI_FLAG("--sessions-per-key", CLI_AMOUNT, &per_key),
+        CLI_FLAG("--messages-per-second", CLI_AMOUNT, &rate),
+        CLI_FLAG("--max-frame", CLI_AMOUNT, &max_frame),
+        CLI_FLAG("--max-body", CLI_AMOUNT, &max_body),
+        CLI_FLAG("--turn-time-limit", CLI_AMOUNT, &turn_ms),
+        CLI_FLAG("--slice-ms", CLI_AMOUNT, &slice_ms),
+        CLI_FLAG("--upstream-connect-timeout", CLI_AMOUNT, &up_connect),
+        CLI_FLAG("--upstream-timeout", CLI_AMOUNT, &up_total),
+    };
+    enum { F_WORKERS = 7, F_PER_KEY, F_RATE, F_FRAME, F_BODY, F_TURN, F_SLICE, F_UPC, F_UPT };
+    int rc = cli_parse("serve", argc, argv, flags, sizeof flags / sizeof flags[0], NULL, 0, 0, serve_usage);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!in_range("--workers", flags[F_WORKERS].seen, workers, 1, 1024) ||
+        !in_range("--sessions-per-key", true, per_key, 0, 1000000) ||
+        !in_range("--messages-per-second", true, rate, 0, 1000000) ||
+        !in_range("--max-frame", true, max_frame, 1, 256u << 20) || !in_range("--max-body", true, max_body, 1, 1u << 30) ||
+        !in_range("--turn-time-limit", true, turn_ms, 1, 3600000) || !in_range("--slice-ms", true, slice_ms, 0, 60000) ||
+        !in_range("--upstream-connect-timeout", true, up_connect, 1, 3600000) ||
+        !in_range("--upstream-timeout", true, up_total, 1, 3600000))
+        return 2;
     rt_serve_config cfg = {
         .host = "127.0.0.1",
         .port = 8080,
-        .db_path = "./accrue.db",
-        .sessions_per_key = 64,
-        .messages_per_sec = 20,
-        .max_frame = 65536,
-        .max_body = 1 << 20,
-        .turn_time_ms = 30000,
-        .slice_ms = 10,
-        .upstream_connect_ms = 5000,
-        .upstream_total_ms = 60000,
+        .db_path = db,
+        .key_path = key,
+        .web_dir = web,
+        .settle_every_s = settle_every,
+        .settle_threshold = settle_threshold,
+        .workers = (unsigned)workers,
+        .sessions_per_key = (unsigned)per_key,
+        .messages_per_sec = (unsigned)rate,
+        .max_frame = max_frame,
+        .max_body = max_body,
+        .turn_time_ms = turn_ms,
+        .slice_ms = (uint32_t)slice_ms,
+        .upstream_connect_ms = (uint32_t)up_connect,
+        .upstream_total_ms = (uint32_t)up_total,
+        .quiet = quiet,
     };
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        uint64_t n;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(serve_usage, stdout);
-            return 0;
-        } else if (strcmp(a, "--quiet") == 0) {
-            cfg.quiet = 1;
-            continue;
-        }
-        if (a[0] != '-' || a[1] != '-') {
-            fprintf(stderr, "accrue serve: unexpected argument '%s' (see accrue serve --help)\n", a);
-            return 2;
-        }
-        if (!v) {
-            fprintf(stderr, "accrue serve: %s needs a value\n", a);
-            return 2;
-        }
-        i++;
-        if (strcmp(a, "--listen") == 0) {
-            const char *colon = strrchr(v, ':');
-            if (!colon || colon == v || (size_t)(colon - v) >= sizeof host || cli_parse_u64(colon + 1, 65535, &n) ||
-                n > 65535) {
-                fprintf(stderr, "accrue serve: --listen needs HOST:PORT (e.g. 127.0.0.1:8080), got '%s'\n", v);
-                return 2;
-            }
-            memcpy(host, v, (size_t)(colon - v));
-            host[colon - v] = 0;
-            cfg.host = host;
-            cfg.port = (int)n;
-        } else if (strcmp(a, "--db") == 0) {
-            cfg.db_path = v;
-        } else if (strcmp(a, "--key") == 0) {
-            cfg.key_path = v;
-        } else if (strcmp(a, "--web") == 0) {
-            cfg.web_dir = v;
-        } else if (strcmp(a, "--settle-every") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.settle_every_s)) return 2;
-        } else if (strcmp(a, "--settle-threshold") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.settle_threshold)) return 2;
-        } else if (strcmp(a, "--max-frame") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.max_frame)) return 2;
-        } else if (strcmp(a, "--max-body") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.max_body)) return 2;
-        } else if (strcmp(a, "--turn-time-limit") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &cfg.turn_time_ms)) return 2;
-        } else if (strcmp(a, "--upstream-connect-timeout") == 0 || strcmp(a, "--upstream-timeout") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &n)) return 2;
-            if (n == 0 || n > 3600000) {
-                fprintf(stderr, "accrue serve: %s takes 1 to 3600000 ms\n", a);
-                return 2;
-            }
-            if (a[11] == 'c') cfg.upstream_connect_ms = (uint32_t)n;
-            else cfg.upstream_total_ms = (uint32_t)n;
-        } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--sessions-per-key") == 0 ||
-                   strcmp(a, "--messages-per-second") == 0 || strcmp(a, "--slice-ms") == 0) {
-            if (cli_whole_number("serve", a, v, UINT64_MAX, &n)) return 2;
-            if (n > 1000000) {
-                fprintf(stderr, "accrue serve: %s is at most 1000000\n", a);
-                return 2;
-            }
-            if (a[2] == 'w') {
-                if (n == 0 || n > 1024) {
-                    fprintf(stderr, "accrue serve: --workers takes 1 to 1024\n");
-                    return 2;
-                }
-                cfg.workers = (unsigned)n;
-            } else if (strcmp(a, "--sessions-per-key") == 0) cfg.sessions_per_key = (unsigned)n;
-            else if (strcmp(a, "--messages-per-second") == 0) cfg.messages_per_sec = (unsigned)n;
-            else cfg.slice_ms = (uint32_t)n;
-        } else {
-            fprintf(stderr, "accrue serve: unknown flag '%s' (see accrue serve --help)\n", a);
-            return 2;
-        }
+    if (listen) {
+        const char *colon = strrchr(listen, ':');
+        uint64_t port;
+        if (!colon || colon == listen || (size_t)(colon - listen) >= sizeof host || cli_parse_u64(colon + 1, 65535, &port))
+            return cli_fail("serve", 2, "--listen needs HOST:PORT (e.g. 127.0.0.1:8080), got '%s'", listen);
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = 0;
+        cfg.host = host;
+        cfg.port = (int)port;
     }
     acc_err err = {0};
-    if (rt_serve(&cfg, &err) != ACC_OK) {
-        fprintf(stderr, "accrue serve: %s\n", err.msg);
-        return 1;
-    }
+    if (rt_serve(&cfg, &err) != ACC_OK) return cli_fail("serve", 1, "%s", err.msg);
     return 0;
 }

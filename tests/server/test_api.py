@@ -207,6 +207,43 @@ def test_openapi_matches_the_routes():
                 check("no route" not in r.text, f"{method} {path} is documented but not routed")
 
 
+def test_serve_command_line_and_host_key():
+    import stat
+    import subprocess
+    from harness import BIN
+    def serve(*args, **kw):
+        return subprocess.run([BIN, "serve", *args], capture_output=True, text=True, timeout=30, **kw)
+    for args, what in [(["--workers", "0"], "--workers"), (["--listen", "nohost"], "--listen"),
+                       (["--bogus"], "--bogus"), (["--max-frame", "x"], "--max-frame"), (["extra"], "extra")]:
+        r = serve(*args)
+        eq(r.returncode, 2, f"{args}: {r.stderr}")
+        eq(len(r.stderr.strip().splitlines()), 1, "one line")
+        check(what in r.stderr, r.stderr)
+    with Server() as srv:
+        # The host key was made beside the database, mode 0600, and named in the banner.
+        key = srv.db[:-3] + ".host.key"
+        eq(stat.S_IMODE(os.stat(key).st_mode), 0o600, "host key mode")
+        check(key in srv.banner_text and "made now" in srv.banner_text, srv.banner_text)
+        signer = srv.get("/healthz").json()["signer"]
+        eq(signer, srv.accrue("address", "--key", key).stdout.strip(), "the signer is the host key's address")
+        # The address in use: a clear refusal, exit 1.
+        r = serve("--listen", f"127.0.0.1:{srv.port}", "--db", os.path.join(srv.dir, "other.db"))
+        eq(r.returncode, 1, r.stderr)
+        check("listen" in r.stderr, r.stderr)
+    d = Server()
+    try:
+        r = serve("--listen", "127.0.0.1:0", "--db", d.db, "--key", os.path.join(d.dir, "missing.key"))
+        eq(r.returncode, 1, "a --key file that does not exist")
+        loose = os.path.join(d.dir, "loose.key")
+        d.accrue("keygen", "--out", loose)
+        os.chmod(loose, 0o644)
+        r = serve("--listen", "127.0.0.1:0", "--db", d.db, "--key", loose)
+        eq(r.returncode, 1, "a key file others can read")
+        check("loose.key" in r.stderr, r.stderr)
+    finally:
+        d.close()
+
+
 if __name__ == "__main__":
     sys.exit(run("server_api", [
         test_marketplace,
@@ -216,4 +253,5 @@ if __name__ == "__main__":
         test_models_api,
         test_bad_requests_never_hurt,
         test_openapi_matches_the_routes,
+        test_serve_command_line_and_host_key,
     ]))
