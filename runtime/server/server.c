@@ -12,6 +12,7 @@
  * turn has come back (or a few seconds pass), the WebSocket connections are closed with 1001, the
  * ledger is flushed, and rt_serve returns 0.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -150,6 +151,36 @@ static const char *find_web_dir(const char *given, char *buf, size_t n) {
     return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
+/* Can host:port be bound? Checked before lws tries (it logs several lines and leaks a little on
+ * that path). A host that is not a numeric address is left to lws. */
+static int check_listen(const char *host, int port, acc_err *err) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t len;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        len = sizeof *a6;
+    } else {
+        return ACC_OK;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return ACC_OK;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one); /* as lws does */
+    int rc = bind(fd, (struct sockaddr *)&ss, len);
+    int e = errno;
+    close(fd);
+    if (rc == 0) return ACC_OK;
+    return acc_fail(err, ACC_EIO, "cannot listen on %s:%d: %s", host, port, strerror(e));
+}
+
 /* The host key: --key FILE, else NAME.host.key beside the database (made, mode 0600, on first
  * start). *made says whether it was made now. */
 static int host_key(rt_server *srv, char *path, size_t n, bool *made, acc_err *err) {
@@ -229,7 +260,8 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     int rc = ACC_OK;
     char demo_key[REGISTRY_API_KEY_TEXT_SIZE], admin_key[REGISTRY_API_KEY_TEXT_SIZE], key_path[4096];
     bool seeded = false, key_made = false;
-    if ((rc = host_key(srv, key_path, sizeof key_path, &key_made, err)) ||
+    if ((rc = check_listen(srv->cfg.host, srv->cfg.port, err)) ||
+        (rc = host_key(srv, key_path, sizeof key_path, &key_made, err)) ||
         (rc = open_stores(srv, demo_key, admin_key, &seeded, err)))
         goto out;
     srv->pool = rt_pool_start(srv->cfg.workers, err);

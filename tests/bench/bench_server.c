@@ -48,6 +48,7 @@ static double now_s(void) {
 }
 
 static int ncpu;
+static double cpu_s(pid_t pid);
 static double seconds = 3;
 
 static void pin(int cpu_from, int cpu_to) {
@@ -315,6 +316,8 @@ typedef struct load {
     int errors;
     conn_t *c;
     int ep;
+    pid_t cpu_pid;  /* when set: the CPU this process spent during the measured window */
+    double cpu_used;
     char *msg_frame;
     size_t msg_len;
 } load_t;
@@ -546,6 +549,7 @@ static void load_free(load_t *L) {
 
 typedef struct result {
     double rate, p50_ms, p99_ms, mean_ms;
+    double cpu_us; /* the measured process's CPU per round trip (cpu_pid) */
     int errors, ready;
 } result_t;
 
@@ -556,11 +560,14 @@ static result_t run_load(load_t *L) {
     pump(L, now_s() + 20, true);
     pump(L, now_s() + 0.5, false);
     L->measure = true;
+    double c0 = L->cpu_pid > 0 ? cpu_s(L->cpu_pid) : 0;
     double t0 = now_s();
     pump(L, t0 + seconds, false);
     double t = now_s() - t0;
     L->measure = false;
+    if (L->cpu_pid > 0) L->cpu_used = cpu_s(L->cpu_pid) - c0;
     result_t r = {.rate = (double)L->trips / t, .errors = L->errors, .ready = L->ready};
+    r.cpu_us = L->trips ? L->cpu_used / (double)L->trips * 1e6 : 0;
     qsort(L->lat, L->nlat, sizeof *L->lat, cmp_double);
     r.p50_ms = pct(L->lat, L->nlat, 0.50) * 1e3;
     r.p99_ms = pct(L->lat, L->nlat, 0.99) * 1e3;
@@ -588,12 +595,15 @@ static void bench_ws(const char *bin) {
     int conns[] = {1, 32, 128};
     int port;
     pid_t echo = spawn_lws('e', 0, server_last, &port);
-    double bare32 = 0;
+    double bare32 = 0, bare32_cpu = 0;
     for (size_t i = 0; i < 3; i++) {
-        load_t L = {.mode = M_ECHO, .port = port, .path = "/", .nconns = conns[i]};
+        load_t L = {.mode = M_ECHO, .port = port, .path = "/", .nconns = conns[i], .cpu_pid = echo};
         result_t r = run_load(&L);
-        if (conns[i] == 32) bare32 = r.rate;
-        row("bare lws 4.1.6 echo", conns[i], r, NULL);
+        double cpu_us = r.cpu_us;
+        char note[96];
+        snprintf(note, sizeof note, "server CPU %.1f µs/trip", cpu_us);
+        if (conns[i] == 32) bare32 = r.rate, bare32_cpu = cpu_us;
+        row("bare lws 4.1.6 echo", conns[i], r, note);
     }
     stop(echo);
 
@@ -608,10 +618,14 @@ static void bench_ws(const char *bin) {
         }
         for (size_t i = 0; i < 3; i++) {
             load_t L = {.mode = M_SESSION, .port = s.port, .path = "/v1/sessions", .key = s.key, .agent = agents[a][0],
-                        .nconns = conns[i]};
+                        .nconns = conns[i], .cpu_pid = s.pid};
             result_t r = run_load(&L);
-            char note[96] = "";
-            if (conns[i] == 32 && bare32 > 0) snprintf(note, sizeof note, "%.2fx the bare echo", r.rate / bare32);
+            double cpu_us = r.cpu_us;
+            char note[160];
+            int n = snprintf(note, sizeof note, "server CPU %.1f µs/trip", cpu_us);
+            if (conns[i] == 32 && bare32 > 0)
+                snprintf(note + n, sizeof note - (size_t)n, "; %.2fx the bare echo's rate, %.2fx its CPU", r.rate / bare32,
+                         cpu_us / bare32_cpu);
             char what[128];
             snprintf(what, sizeof what, "accrue, %s", agents[a][1]);
             row(what, conns[i], r, note);
@@ -656,14 +670,11 @@ static void http_rows(const char *what, int port, const char *path, const char *
                       result_t *one_out) {
     int conns[] = {1, 32};
     for (size_t i = 0; i < 2; i++) {
-        load_t L = {.mode = M_HTTP, .port = port, .path = path, .key = key, .http_body = body, .nconns = conns[i]};
-        double c0 = gateway > 0 ? cpu_s(gateway) : 0;
+        load_t L = {.mode = M_HTTP, .port = port, .path = path, .key = key, .http_body = body, .nconns = conns[i],
+                    .cpu_pid = gateway};
         result_t r = run_load(&L);
-        double c1 = gateway > 0 ? cpu_s(gateway) : 0;
         char note[96] = "";
-        /* run_load measures `seconds` after a 0.5 s warm-up: the CPU figure covers both. */
-        if (gateway > 0 && r.rate > 0)
-            snprintf(note, sizeof note, "CPU %.0f µs/request", (c1 - c0) / (r.rate * (seconds + 0.5)) * 1e6);
+        if (gateway > 0 && r.rate > 0) snprintf(note, sizeof note, "gateway CPU %.1f µs/request", r.cpu_us);
         row(what, conns[i], r, note);
         if (i == 0 && one_out) *one_out = r;
     }

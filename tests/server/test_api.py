@@ -230,6 +230,7 @@ def test_serve_command_line_and_host_key():
         r = serve("--listen", f"127.0.0.1:{srv.port}", "--db", os.path.join(srv.dir, "other.db"))
         eq(r.returncode, 1, r.stderr)
         check("listen" in r.stderr, r.stderr)
+        eq(len(r.stderr.strip().splitlines()), 1, f"one line: {r.stderr}")
     d = Server()
     try:
         r = serve("--listen", "127.0.0.1:0", "--db", d.db, "--key", os.path.join(d.dir, "missing.key"))
