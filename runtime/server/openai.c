@@ -29,6 +29,10 @@
 typedef struct chat_op {
     rt_event ev; /* the answer arrived (or the call could not start) */
     rt_job job;
+    /* The answer can arrive (from the ledger's writer) while the worker that made the call is still
+     * returning from it: the op is answered and freed only once that job is over. */
+    pthread_mutex_t mu;
+    bool job_running, answer_waiting;
     rt_server *srv;
     rt_req *r; /* NULL once the client has gone */
     rt_session_t *ms;
@@ -198,8 +202,26 @@ static void respond(chat_op *op, bool ok, const char *answer, size_t len, int st
 
 static void op_free(chat_op *op) {
     if (op->ms) rt_session_close(op->ms);
+    pthread_mutex_destroy(&op->mu);
     free(op->request);
     free(op);
+}
+
+/* Loop: hands the op to a worker (the job that starts the call, or finishes its upstream part). */
+static void op_submit(chat_op *op) {
+    pthread_mutex_lock(&op->mu);
+    op->job_running = true;
+    pthread_mutex_unlock(&op->mu);
+    rt_pool_submit(op->srv->pool, &op->job);
+}
+
+/* Worker: the job's last touch of the op. */
+static void op_job_end(chat_op *op) {
+    pthread_mutex_lock(&op->mu);
+    op->job_running = false;
+    bool waiting = op->answer_waiting;
+    if (waiting) rt_post(op->srv, &op->ev);
+    pthread_mutex_unlock(&op->mu);
 }
 
 /* ---- the metered call ---------------------------------------------------------------------- */
@@ -219,6 +241,11 @@ static int status_of_message(const char *msg) {
 static void op_event(rt_server *srv, rt_event *ev) {
     chat_op *op = (chat_op *)((char *)ev - offsetof(chat_op, ev));
     (void)srv;
+    pthread_mutex_lock(&op->mu);
+    bool running = op->job_running;
+    op->answer_waiting = running;
+    pthread_mutex_unlock(&op->mu);
+    if (running) return; /* the job posts this event again as it ends */
     rt_answer_t *a = op->answer;
     op->answer = NULL;
     if (!a) {
@@ -251,32 +278,26 @@ static void op_up_done(void *ud, rt_upcall *u) {
     chat_op *op = ud;
     op->upcall = NULL;
     op->finished_upcall = u;
-    rt_pool_submit(op->srv->pool, &op->job);
+    op_submit(op);
 }
 
 /* Worker: starts the call, or finishes its upstream part. */
-static void op_job(rt_job *job) {
-    chat_op *op = (chat_op *)((char *)job - offsetof(chat_op, job));
+static void op_work(chat_op *op) {
     rt_server *srv = op->srv;
     acc_err err = {0};
     registry_t *reg = rt_worker_registry(srv, &err);
-    if (!reg) {
-        snprintf(op->fail, sizeof op->fail, "%s", err.msg);
-        if (op->finished_upcall) { /* cannot finish without a registry: it fails */
-            rt_upcall *u = op->finished_upcall;
-            op->finished_upcall = NULL;
-            (void)u;
-        }
-        rt_post(srv, &op->ev);
-        return;
-    }
     if (op->finished_upcall) {
         rt_upcall *u = op->finished_upcall;
         op->finished_upcall = NULL;
-        rt_session_set_registry(op->ms, reg);
+        if (reg) rt_session_set_registry(op->ms, reg);
         rt_tl_owner = &op->owner;
-        rt_upcall_finish(u);
+        rt_upcall_finish(u); /* without a registry its attribution fails: the call is voided */
         rt_tl_owner = NULL;
+        return;
+    }
+    if (!reg) {
+        snprintf(op->fail, sizeof op->fail, "%s", err.msg);
+        rt_post(srv, &op->ev);
         return;
     }
     rt_session_config_t cfg = {.reg = reg, .payer = op->account, .session = "", .poster = {.ud = op, .post = op_post}};
@@ -292,9 +313,16 @@ static void op_job(rt_job *job) {
                            .name_len = strlen(op->model),
                            .json = op->request,
                            .json_len = op->request_len};
+    atomic_fetch_add(op->dataset ? &srv->m.dataset_calls : &srv->m.model_calls, 1);
     rt_tl_owner = &op->owner;
     rt_session_call(op->ms, &call); /* every outcome comes back through op_post */
     rt_tl_owner = NULL;
+}
+
+static void op_job(rt_job *job) {
+    chat_op *op = (chat_op *)((char *)job - offsetof(chat_op, job));
+    op_work(op);
+    op_job_end(op);
 }
 
 static void op_gone(void *p) {
@@ -434,6 +462,7 @@ void rt_openai_chat(rt_req *r) {
     }
     op->ev.fn = op_event;
     op->job.fn = op_job;
+    pthread_mutex_init(&op->mu, NULL);
     op->srv = srv;
     op->r = r;
     char hex[33];
@@ -471,7 +500,7 @@ void rt_openai_chat(rt_req *r) {
     }
     r->op = op;
     r->op_gone = op_gone;
-    rt_pool_submit(srv->pool, &op->job);
+    op_submit(op);
 }
 
 /* POST /v1/datanets/NAME:query {"text": "...", "limit": N}: the query a program makes, metered
@@ -506,16 +535,16 @@ void rt_datanet_query(rt_req *r) {
     op->request_len = strlen(op->request);
     op->ev.fn = op_event;
     op->job.fn = op_job;
+    pthread_mutex_init(&op->mu, NULL);
     op->srv = srv;
     op->r = r;
     op->dataset = true;
     snprintf(op->model, sizeof op->model, "%s", r->params[0]);
     snprintf(op->account, sizeof op->account, "%s", who.account);
     snprintf(op->request_id, sizeof op->request_id, "%s", r->request_id);
-    atomic_fetch_add(&srv->m.dataset_calls, 1);
     r->op = op;
     r->op_gone = op_gone;
-    rt_pool_submit(srv->pool, &op->job);
+    op_submit(op);
 }
 
 /* ---- GET /v1/models ------------------------------------------------------------------------ */

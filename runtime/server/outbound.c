@@ -52,6 +52,7 @@ struct rt_out {
     char msg[200];
     rt_event resolved_ev; /* the resolver's answer */
     bool resolve_ok;
+    bool resolving; /* in the resolver's hands: not freed until it gives it back */
 };
 
 /* ---- the resolver thread ------------------------------------------------------------------ */
@@ -146,7 +147,8 @@ void rt_out_shutdown(void) {
 static void end_event(rt_server *srv, rt_event *ev) {
     rt_out *o = (rt_out *)ev;
     (void)srv;
-    if (o->wsi) return; /* still closing: its CLOSED callback posts again */
+    if (o->wsi) return;      /* still closing: its CLOSED callback posts again */
+    if (o->resolving) return; /* the resolver still has it: on_resolved posts again */
     o->reported = true;
     lws_sul_cancel(&o->connect_timer);
     lws_sul_cancel(&o->total_timer);
@@ -208,6 +210,7 @@ static void connect_now(rt_out *o) {
 static void on_resolved(rt_server *srv, rt_event *ev) {
     rt_out *o = (rt_out *)((char *)ev - offsetof(rt_out, resolved_ev));
     (void)srv;
+    o->resolving = false;
     if (o->ended) { /* cancelled or timed out while resolving */
         rt_post(o->srv, &o->ev);
         return;
@@ -305,6 +308,7 @@ rt_out *rt_out_start(rt_server *srv, const rt_out_req *req, const rt_out_cb *cb,
     }
     pthread_mutex_lock(&res.mu);
     bool queued = res.count < 256;
+    o->resolving = queued;
     if (queued) {
         res.queue[(res.head + res.count) % 256] = o;
         res.count++;
