@@ -41,6 +41,8 @@ static const op_desc ops[] = {
      "key", "Deploy", "Agent", NULL},
     {"get", "/v1/agents/{name}", "agents", "One agent (NAME or NAME@VERSION) with its versions and usage", "public", NULL,
      "Agent", NULL},
+    {"get", "/v1/agents/{name}:usage", "agents", "An agent's sessions, messages and revenue per UTC day", "public", NULL,
+     "Report", "days:integer:how many days back"},
     {"get", "/v1/datanets", "datanets", "Every datanet", "public", NULL, "DatanetList", NULL},
     {"post", "/v1/datanets", "datanets", "Create a datanet", "admin", "DatanetSpec", "Datanet", NULL},
     {"get", "/v1/datanets/{name}", "datanets", "One datanet", "public", NULL, "Datanet", NULL},
@@ -55,6 +57,19 @@ static const op_desc ops[] = {
     {"get", "/v1/datanets/{name}:records", "datanets", "A datanet's records, in id order", "public", NULL, "RecordList",
      "status:string:accepted (default), pending or rejected;after:integer:records with a larger id;"
      "limit:integer:1 to 500 (50)"},
+    {"get", "/v1/datanets/{name}:contributors", "datanets",
+     "Who contributed to a datanet: records by status, what each earned", "public", NULL, "Report", NULL},
+    {"get", "/v1/records/{id}", "datanets", "One record, any datanet (what evidence cites)", "public", NULL, "Report",
+     NULL},
+    {"get", "/v1/earnings/{address}", "balances", "What earned an address: by source and role, by record", "public",
+     NULL, "Report", "scan:integer:how many postings to read back at most"},
+    {"get", "/v1/batches", "settlement", "Settlement batches, newest first (with an address: those owing it)", "public",
+     NULL, "Report", "address:string:only batches with an entry for it;limit:integer:how many"},
+    {"get", "/v1/batches/{seq}", "settlement",
+     "One signed batch: entries, and the EIP-712 payload (eth_signTypedData_v4 shape) with digest, signature, signer",
+     "public", NULL, "Report", NULL},
+    {"get", "/v1/batches/{seq}/proofs/{address}", "settlement",
+     "An entry's Merkle proof, as the claim contract's claim() takes it", "public", NULL, "Report", NULL},
     {"get", "/v1/accounts", "accounts", "Every account", "admin", NULL, "AccountList", NULL},
     {"post", "/v1/accounts", "accounts", "Create an account; its API key is in the answer, once", "admin",
      "AccountSpec", "AccountCreated", NULL},
@@ -164,6 +179,7 @@ static const char *const schemas[][2] = {
     {"UsageEvent", "{\"type\":\"object\",\"description\":\"a metered call: its id, the request id the client knows, "
                    "session, agent, payer, resource, units, latency, reserved and charged amounts, state, and its "
                    "attribution lines (payee, role, weight, amount, evidence)\"}"},
+    {"Report", "{\"type\":\"object\",\"description\":\"see the operation's summary\"}"},
     {"UsageList", "{\"type\":\"object\",\"properties\":{\"usage\":{\"type\":\"array\",\"items\":{\"$ref\":"
                   "\"#/components/schemas/UsageEvent\"}}}}"},
 };
