@@ -207,7 +207,7 @@ const modules = [_]Module{
         .public = &.{"meters/settle/settle.h"},
         .private = &.{"meters/settle/internal.h"},
         .deps = &.{ "base", "eth", "ledger" },
-        .system_libs = &.{"jansson"},
+        .system_libs = &.{ "jansson", "pthread" },
     },
     .{
         .name = "runtime",

@@ -23,6 +23,7 @@
  */
 #include "meters/settle/internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -661,20 +662,27 @@ static int cut_once(ledger_t *l, const settle_cut_opts_t *o, settle_batch_t **ou
     return ACC_OK;
 }
 
+/* Cuts in one process run one at a time: two cutters of one process would both net the same
+ * range, and the loser's balance check would count the winner's queued transfers as pending until
+ * the winner commits. Cutters in other processes meet at the ledger's compare-and-set instead. */
+static pthread_mutex_t cut_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int settle_cut(ledger_t *l, const settle_cut_opts_t *o, settle_batch_t **out, acc_err *err) {
     *out = NULL;
     if (!o || !o->key) return acc_fail(err, ACC_EINVAL, "settle: no signing key");
+    pthread_mutex_lock(&cut_mu);
     int rc = ACC_OK;
+    bool retry = false;
     for (int attempt = 0; attempt < CUT_ATTEMPTS; attempt++) {
         if (attempt) { /* let the batch that beat us commit; spread competing cutters apart */
             struct timespec ts = {0, (long)(1000000L << attempt) + (long)(ledger_now_ms() % 7) * 1000000L};
             nanosleep(&ts, NULL);
         }
-        bool retry;
         rc = cut_once(l, o, out, &retry, err);
-        if (!retry) return rc;
+        if (!retry) break;
     }
-    if (rc == ACC_EMISMATCH)
+    pthread_mutex_unlock(&cut_mu);
+    if (retry && rc == ACC_EMISMATCH)
         return acc_fail(err, ACC_EBUSY, "settle: other cuts kept committing first (%d attempts); cut again", CUT_ATTEMPTS);
-    return rc; /* a shortfall that stayed: err says whose */
+    return rc; /* when retries ran out on a shortfall, err says whose */
 }

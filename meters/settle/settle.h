@@ -153,8 +153,9 @@ typedef struct settle_cut_opts {
 /* Cuts the next batch: the postings after the last batch up to the ledger's last committed seq
  * (fewer when their payees pass max_entries), netted, signed and committed with its settlement
  * transfers. *out gets the batch (caller frees), or NULL when there is nothing to settle (no payee
- * earned anything since the last batch): ACC_OK either way. When another cut commits first, this
- * one starts over (a few times, then ACC_EBUSY). */
+ * earned anything since the last batch): ACC_OK either way. Cuts in one process run one at a time;
+ * when a cut in another process commits first, this one starts over (a few times, then
+ * ACC_EBUSY). */
 int settle_cut(ledger_t *l, const settle_cut_opts_t *o, settle_batch_t **out, acc_err *err);
 
 /* What the payees' accounts have accrued (earned and not yet settled), in all: the figure the

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "meters/eth/hex.h"
+#include "meters/eth/uint256.h"
 
 static void say(const settle_verify_opts_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(const settle_verify_opts_t *o, const char *fmt, ...) {
@@ -34,11 +35,19 @@ static void hex32(const uint8_t h[32], char out[67]) {
 /* The typed data's scalar as text, for comparing values another tool may write as a number, a
  * decimal string or a hex string. */
 static int scalar_text(const json_t *v, const char *type, char *out, size_t n) {
-    if (strncmp(type, "uint", 4) == 0) {
-        uint64_t x;
-        if (settle_json_u64(v, &x) == 0) return snprintf(out, n, "%llu", (unsigned long long)x), 0;
-        if (json_is_string(v)) return snprintf(out, n, "%s", json_string_value(v)), 0;
-        return -1;
+    if (strncmp(type, "uint", 4) == 0) { /* a JSON number, a decimal string or a 0x-hex string */
+        uint8_t big[32];
+        char dec[79];
+        if (json_is_integer(v) && json_integer_value(v) >= 0)
+            return snprintf(out, n, "%lld", (long long)json_integer_value(v)), 0;
+        if (!json_is_string(v)) return -1;
+        const char *t = json_string_value(v);
+        size_t len = json_string_length(v);
+        int rc = len > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X') ? uint256_from_hex(t, len, big, NULL)
+                                                                         : uint256_from_decimal(t, len, big, NULL);
+        if (rc != ACC_OK) return -1;
+        uint256_to_decimal(big, dec);
+        return snprintf(out, n, "%s", dec), 0;
     }
     if (!json_is_string(v)) return -1;
     snprintf(out, n, "%s", json_string_value(v));
