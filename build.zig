@@ -127,6 +127,7 @@ const runtime_sources = [_][]const u8{
     "runtime/server/session.c",
     "runtime/server/wsconn.c",
     "runtime/server/upstream.c",
+    "runtime/server/settle.c",
     "runtime/server/backend.c",
     "runtime/server/metrics.c",
     "runtime/server/outbound.c",

@@ -24,6 +24,8 @@ static const char serve_usage[] =
     "                            mode 0600, beside the database on first start)\n"
     "  --settle-every S          cut a settlement batch every S seconds (default 0: never)\n"
     "  --settle-threshold AMOUNT and whenever accrued fees pass AMOUNT base units (0: never)\n"
+    "  --chain-id N --contract ADDRESS  the first batch's EIP-712 domain (the claim contract's chain\n"
+    "                            and address); later batches reuse the last one's\n"
     "  --workers N               worker threads running agent turns (default: one per CPU)\n"
     "  --web DIR                 the web page's folder (default: found beside the binary)\n"
     "  --quiet                   no banner\n"
@@ -50,12 +52,15 @@ static bool in_range(const char *flag, bool seen, uint64_t v, uint64_t lo, uint6
 
 int cli_serve(int argc, char **argv) {
     static char host[256];
-    const char *listen = NULL, *db = "./accrue.db", *key = NULL, *web = NULL;
+    const char *listen = NULL, *db = "./accrue.db", *key = NULL, *web = NULL, *contract = NULL;
+    uint64_t chain_id = 0;
     bool quiet = false;
     uint64_t settle_every = 0, settle_threshold = 0, workers = 0, per_key = 64, rate = 20, max_frame = 65536,
              max_body = 1 << 20, turn_ms = 30000, slice_ms = 10, up_connect = 5000, up_total = 60000;
     cli_flag_t flags[] = {
         CLI_FLAG("--listen", CLI_STRING, &listen),
+        CLI_FLAG("--chain-id", CLI_AMOUNT, &chain_id),
+        CLI_FLAG("--contract", CLI_STRING, &contract),
         CLI_FLAG("--db", CLI_STRING, &db),
         CLI_FLAG("--key", CLI_STRING, &key),
         CLI_FLAG("--web", CLI_STRING, &web),
@@ -72,10 +77,12 @@ int cli_serve(int argc, char **argv) {
         CLI_FLAG("--upstream-connect-timeout", CLI_AMOUNT, &up_connect),
         CLI_FLAG("--upstream-timeout", CLI_AMOUNT, &up_total),
     };
-    enum { F_WORKERS = 7, F_PER_KEY, F_RATE, F_FRAME, F_BODY, F_TURN, F_SLICE, F_UPC, F_UPT };
     int rc = cli_parse("serve", argc, argv, flags, sizeof flags / sizeof flags[0], NULL, 0, 0, serve_usage);
     if (rc) return rc < 0 ? 0 : rc;
-    if (!in_range("--workers", flags[F_WORKERS].seen, workers, 1, 1024) ||
+    bool workers_given = false; /* absent: one per CPU */
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (!strcmp(flags[i].name, "--workers")) workers_given = flags[i].seen;
+    if (!in_range("--workers", workers_given, workers, 1, 1024) ||
         !in_range("--sessions-per-key", true, per_key, 0, 1000000) ||
         !in_range("--messages-per-second", true, rate, 0, 1000000) ||
         !in_range("--max-frame", true, max_frame, 1, 256u << 20) || !in_range("--max-body", true, max_body, 1, 1u << 30) ||
@@ -91,6 +98,8 @@ int cli_serve(int argc, char **argv) {
         .web_dir = web,
         .settle_every_s = settle_every,
         .settle_threshold = settle_threshold,
+        .chain_id = chain_id,
+        .contract = contract,
         .workers = (unsigned)workers,
         .sessions_per_key = (unsigned)per_key,
         .messages_per_sec = (unsigned)rate,

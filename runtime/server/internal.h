@@ -106,6 +106,8 @@ typedef struct rt_metrics {
     atomic_uint_fast64_t limit_hits[SANDBOX_LIMIT_REFUSED + 1]; /* by sandbox_limit_t */
     atomic_uint_fast64_t upstream_requests, upstream_errors;
     atomic_uint_fast64_t openai_requests;
+    atomic_uint_fast64_t batches_cut, settle_failures;
+    atomic_uint_fast64_t last_batch;
     atomic_int_fast64_t sessions_live, connections_ws;
 } rt_metrics;
 /* The Prometheus text exposition of the server's counters. */
@@ -283,6 +285,14 @@ bool rt_sessions_drain(rt_server *srv);
 /* Loop: close every session and connection (after the drain). */
 void rt_sessions_close_all(rt_server *srv);
 
+/* ---- settle.c: batches cut by the server ----------------------------------------------------- */
+
+/* Checks the options at start (the first batch needs a chain id and a contract). */
+int rt_settle_init(rt_server *srv, acc_err *err);
+/* Loop, from the tick: starts a cut on a worker when one is due (--settle-every) or may be
+ * (--settle-threshold, checked every few seconds). */
+void rt_settle_tick(rt_server *srv);
+
 /* ---- the server --------------------------------------------------------------------------- */
 
 /* Per-connection user data of the "accrue" protocol. */
@@ -317,6 +327,14 @@ struct rt_server {
     rt_metered_t *metered;
     rt_map auth_cache;      /* API key -> cached principal */
     eth_key *host_key;      /* signs settlement batches */
+    /* Settlement (settle.c): the next scheduled cut, the next threshold check, one cut at a time. */
+    uint8_t contract[ETH_ADDRESS_SIZE];
+    bool has_contract;
+    uint64_t next_settle_ms, next_threshold_ms;
+    bool settling;
+    rt_job settle_job;
+    rt_event settle_done;
+    bool settle_due; /* the job cuts whatever accrued; else only past the threshold */
     char host_address[ETH_ADDRESS_TEXT_SIZE];
 };
 

@@ -67,6 +67,12 @@ void rt_metrics_render(rt_server *srv, acc_buf *b) {
     for (int i = 1; i <= SANDBOX_LIMIT_REFUSED; i++)
         acc_buf_printf(b, "accrue_sandbox_limit_hits_total{limit=\"%s\"} %" PRIu64 "\n", names[i],
                        LOAD(m->limit_hits[i]));
+    metric(b, "accrue_settlement_batches_total", "counter", "Settlement batches this server cut.",
+           LOAD(m->batches_cut));
+    metric(b, "accrue_settlement_failures_total", "counter", "Cuts that failed (tried again later).",
+           LOAD(m->settle_failures));
+    metric(b, "accrue_settlement_last_batch", "gauge", "The sequence of the last batch this server cut.",
+           LOAD(m->last_batch));
     metric(b, "accrue_worker_queue_depth", "gauge", "Agent jobs waiting for a worker.",
            srv->pool ? rt_pool_depth(srv->pool) : 0);
     metric(b, "accrue_uptime_seconds", "gauge", "Seconds since the server started.",

@@ -68,6 +68,7 @@ static void drain_inbox(rt_server *srv) {
 static void on_tick(lws_sorted_usec_list_t *sul) {
     rt_server *srv = (rt_server *)((char *)sul - offsetof(rt_server, tick));
     rt_sessions_tick(srv);
+    rt_settle_tick(srv);
     lws_sul_schedule(srv->ctx, 0, &srv->tick, on_tick, TICK_US);
 }
 
@@ -230,6 +231,7 @@ static int open_stores(rt_server *srv, char demo_key[REGISTRY_API_KEY_TEXT_SIZE]
     if ((rc = meter_open(srv->ledger, &mc, &srv->meter, err))) return rc;
     if (demo_key[0] && (rc = rt_topup(srv->ledger, RT_DEMO_ACCOUNT, DEMO_CREDIT, NULL, err)))
         return acc_err_prefix(err, "crediting the demo account");
+    if ((rc = rt_settle_init(srv, err))) return rc;
     rt_metered_config_t rc_cfg = {.meter = srv->meter, .http = rt_upstream_hook(srv)};
     return rt_metered_open(&rc_cfg, &srv->metered, err);
 }

@@ -25,6 +25,8 @@ typedef struct rt_serve_config {
     const char *web_dir;       /* the web page's folder served at /; NULL: built-in search */
     uint64_t settle_every_s;   /* cut a settlement batch every S seconds; 0 = never */
     uint64_t settle_threshold; /* and when accrued fees pass this amount; 0 = never */
+    uint64_t chain_id;         /* the first batch's EIP-712 domain (later ones reuse the last's) */
+    const char *contract;      /* the claim contract's address, likewise; NULL: none given */
     unsigned workers;          /* agent worker threads; 0 = number of CPUs */
     /* Limits (0 = the default). */
     unsigned sessions_per_key;   /* concurrent WebSocket sessions per API key */

@@ -176,6 +176,58 @@ def test_cancel_voids_the_fee_keeps_finished_calls():
         srv.close()
 
 
+def test_server_cuts_settlement_batches():
+    """--settle-every: the server cuts signed batches on its own; the batch and a proof come back
+    over HTTP, and `accrue verify` re-derives it from the ledger. --settle-threshold: a cut as soon as
+    the accrued fees pass the amount. A first batch needs the domain: refused without it."""
+    contract = "0x" + "42" * 20
+    bad = Server(["--settle-every", "1"])
+    try:
+        import subprocess as sp
+        r = sp.run([BIN, "serve", "--listen", "127.0.0.1:0", "--db", bad.db, "--settle-every", "1"],
+                   capture_output=True, text=True, timeout=30 * SCALE)
+        eq(r.returncode, 1, r.stderr)
+        check("--chain-id" in r.stderr, r.stderr)
+    finally:
+        bad.close()
+
+    async def spend(srv):
+        async with srv.connect() as ws:
+            await start_session(ws, "retriever")
+            frames = await ask(ws, "grapes on vines")
+            eq(frames[-1]["status"], "completed", "paid run")
+
+    for args in (["--settle-every", "1"], ["--settle-threshold", "50"]):
+        srv = server(*args, "--chain-id", "31337", "--contract", contract)
+        try:
+            asyncio.run(spend(srv))
+            t0 = time.monotonic()
+            batches = []
+            while time.monotonic() - t0 < 15 * SCALE and not batches:
+                time.sleep(0.3)
+                batches = srv.get("/v1/batches", key="").json()
+                batches = batches.get("batches", batches) if isinstance(batches, dict) else batches
+            check(batches, f"no batch cut with {args}")
+            seq = batches[0]["sequence"]
+            b = srv.get(f"/v1/batches/{seq}", key="").json()
+            eq(b["typed_data"]["domain"]["verifyingContract"].lower(), contract, "domain")
+            addr = b["entries"][0][0]
+            p = srv.get(f"/v1/batches/{seq}/proofs/{addr}", key="").json()
+            check(p["proof"] is not None and p["address"].lower() == addr.lower(), p)
+            path = os.path.join(srv.dir, "batch.json")
+            with open(path, "w") as f:
+                json.dump(b, f)
+            r = srv.accrue("verify", path, "--db", srv.db, check=False)
+            eq(r.returncode, 0, f"accrue verify: {r.stdout} {r.stderr}")
+            m = srv.get("/metrics").text
+            check("accrue_settlement_batches_total 1" in m or "accrue_settlement_batches_total 2" in m, m[-800:])
+            # What was settled moved from accrued to settled.
+            bal = srv.get(f"/v1/balance/{addr}", key="").json()
+            check(bal["settled"] > 0, bal)
+        finally:
+            srv.close()
+
+
 def ledger_check(srv):
     """`accrue ledger check` on the server's database: True when it holds, None when this build
     has no such command yet."""
@@ -246,5 +298,6 @@ if __name__ == "__main__":
         test_session_budget,
         test_disconnect_keeps_the_paid_answer,
         test_cancel_voids_the_fee_keeps_finished_calls,
+        test_server_cuts_settlement_batches,
         test_kill_9_under_load_then_restart,
     ]))
