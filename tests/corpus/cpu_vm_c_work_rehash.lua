@@ -6,6 +6,6 @@
 -- note: count does not see (with --time-limit 0 such loops ran past 10 s). Every turn has a time
 -- note: limit now (--time-limit 0 is refused), and the clock stops this loop.
 local t = {}
-for i = 1, 1 << 17 do t["k" .. i] = i end
+for i = 1, 1 << 16 do t["k" .. i] = i end
 local i = 0
 while true do i = i + 1 t[-i] = 1 t[-i] = nil end
