@@ -6,9 +6,10 @@ the suite ends with "# SUITE: N passed, N failed, N skipped", which tests/run.sh
 failure's details go to stderr. ACCRUE_TEST_FILTER=a,b runs only the tests whose names contain a
 word of it.
 
-Server starts the real binary (ACCRUE_BIN) on a fresh database in a scratch directory, on a
-loopback port the kernel picks (--listen 127.0.0.1:0), and reads the port and the demo API key from
-its banner. Everything then speaks real HTTP (requests) and real WebSocket (websockets).
+Server starts the real binary (ACCRUE_BIN; under ACCRUE_SERVE_WRAPPER, a tool such as valgrind, when
+set) on a fresh database in a scratch directory, on a loopback port the kernel picks (--listen
+127.0.0.1:0), and reads the port and the demo and admin API keys from its banner. Everything then
+speaks real HTTP (requests) and real WebSocket (websockets).
 """
 import asyncio
 import json
@@ -98,6 +99,8 @@ class Server:
         self.logf = open(self.log, "ab")
         web = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "runtime", "web")
         cmd = [BIN, "serve", "--listen", "127.0.0.1:0", "--db", self.db, "--web", web] + self.args
+        # ACCRUE_SERVE_WRAPPER="valgrind -q --error-exitcode=99": the server under a tool.
+        cmd = os.environ.get("ACCRUE_SERVE_WRAPPER", "").split() + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.logf, env=self.env, cwd=self.dir)
         self.banner = []
         deadline = time.time() + timeout * SCALE
