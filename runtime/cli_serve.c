@@ -29,6 +29,9 @@ static const char serve_usage[] =
     "  --workers N               worker threads running agent turns (default: one per CPU)\n"
     "  --web DIR                 the web page's folder (default: found beside the binary)\n"
     "  --quiet                   no banner\n"
+    "  --ledger-no-sync          commit the ledger without fsync (SQLite synchronous=NORMAL): a\n"
+    "                            commit survives accrue being killed, not the machine losing power;\n"
+    "                            for benchmarks that compare with gateways that keep no ledger\n"
     "\n"
     "Limits:\n"
     "  --sessions-per-key N      concurrent sessions per API key (default 64)\n"
@@ -54,7 +57,7 @@ int cli_serve(int argc, char **argv) {
     static char host[256];
     const char *listen = NULL, *db = "./accrue.db", *key = NULL, *web = NULL, *contract = NULL;
     uint64_t chain_id = 0;
-    bool quiet = false;
+    bool quiet = false, no_sync = false;
     uint64_t settle_every = 0, settle_threshold = 0, workers = 0, per_key = 64, rate = 20, max_frame = 65536,
              max_body = 1 << 20, turn_ms = 30000, slice_ms = 10, up_connect = 5000, up_total = 60000;
     cli_flag_t flags[] = {
@@ -65,6 +68,7 @@ int cli_serve(int argc, char **argv) {
         CLI_FLAG("--key", CLI_STRING, &key),
         CLI_FLAG("--web", CLI_STRING, &web),
         CLI_FLAG("--quiet", CLI_BOOL, &quiet),
+        CLI_FLAG("--ledger-no-sync", CLI_BOOL, &no_sync),
         CLI_FLAG("--settle-every", CLI_AMOUNT, &settle_every),
         CLI_FLAG("--settle-threshold", CLI_AMOUNT, &settle_threshold),
         CLI_FLAG("--workers", CLI_AMOUNT, &workers),
@@ -110,6 +114,7 @@ int cli_serve(int argc, char **argv) {
         .upstream_connect_ms = (uint32_t)up_connect,
         .upstream_total_ms = (uint32_t)up_total,
         .quiet = quiet,
+        .ledger_no_sync = no_sync,
     };
     if (listen) {
         const char *colon = strrchr(listen, ':');

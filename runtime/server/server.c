@@ -226,7 +226,8 @@ static int open_stores(rt_server *srv, char demo_key[REGISTRY_API_KEY_TEXT_SIZE]
     if (registry_account_get(srv->reg, OPERATOR_ACCOUNT, NULL, NULL) == ACC_ENOTFOUND &&
         (rc = registry_account_create(srv->reg, OPERATOR_ACCOUNT, true, admin_key, NULL, err)))
         return rc;
-    if ((rc = ledger_open(srv->cfg.db_path, NULL, &srv->ledger, err))) return rc;
+    ledger_opts_t lo = {.no_sync = srv->cfg.ledger_no_sync != 0};
+    if ((rc = ledger_open(srv->cfg.db_path, &lo, &srv->ledger, err))) return rc;
     meter_config_t mc = meter_config_default();
     if ((rc = meter_open(srv->ledger, &mc, &srv->meter, err))) return rc;
     if (demo_key[0] && (rc = rt_topup(srv->ledger, RT_DEMO_ACCOUNT, DEMO_CREDIT, NULL, err)))

@@ -38,6 +38,7 @@ typedef struct rt_serve_config {
     uint32_t upstream_connect_ms; /* outbound model calls: until the status line */
     uint32_t upstream_total_ms;   /* outbound model calls: until the whole answer */
     int quiet;                   /* no banner */
+    int ledger_no_sync;          /* SQLite synchronous=NORMAL for the ledger (benchmarks) */
 } rt_serve_config;
 
 /* Runs the server until a signal stops it. ACC_OK after a clean shutdown; an error (with err set)
