@@ -441,6 +441,55 @@ static void test_batches_are_formed(void) {
     ledger_close(l);
 }
 
+/* The writer gathers a batch only while other callers hold reservations they are about to post:
+ * a lone caller is committed at once, even right after a commit; a posting queued while someone
+ * else holds a reservation waits for company, until that reservation is posted or voided. */
+static void test_a_lone_caller_is_not_kept_waiting(void) {
+    ledger_t *l;
+    ledger_opts_t o = {.no_sync = true, .commit_delay_us = 2000000}; /* 2 s: unmistakable */
+    CHECK(ledger_open(fresh_path(), &o, &l, NULL) == ACC_OK);
+    ledger_account_t *u = account_of(l, LEDGER_ACCOUNT_USER, "lone"),
+                     *op = ledger_system(l, LEDGER_SYSTEM_OPERATOR);
+    topup(l, u, 100000);
+    ledger_transfer_t t = {u, op, 10, LEDGER_CODE_OPERATOR_FEE};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_OPERATOR_FEE, .transfers = &t,
+                          .ntransfers = 1, .event = "x", .event_len = 1};
+    /* Right after a commit, nobody else in flight: at once. */
+    double t0 = test_now_ms();
+    ledger_id_new(&p.id);
+    ledger_result_t res;
+    CHECK(ledger_submit_wait(l, &p, &res, NULL) == ACC_OK);
+    double lone_ms = test_now_ms() - t0;
+    CHECK_MSG(lone_ms < test_scaled_ms(1000), "a lone posting waited %.0f ms for company", lone_ms);
+    /* Someone else holds a reservation: the posting waits for it... */
+    ledger_hold_t *h;
+    CHECK(ledger_reserve(l, u, 500, ledger_now_ms() + 60000, &h, NULL, NULL) == ACC_OK);
+    batch_sink_t sink = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    ledger_id_new(&p.id);
+    t0 = test_now_ms();
+    CHECK(ledger_submit(l, &p, batch_done, &sink, NULL) == ACC_OK);
+    usleep(300000);
+    pthread_mutex_lock(&sink.mu);
+    int early = sink.done;
+    pthread_mutex_unlock(&sink.mu);
+    /* ...until it is voided (or posted): then the writer stops waiting. */
+    ledger_void(l, h);
+    for (int i = 0; i < 3000; i++) {
+        pthread_mutex_lock(&sink.mu);
+        int done = sink.done;
+        pthread_mutex_unlock(&sink.mu);
+        if (done) break;
+        usleep(1000);
+    }
+    double gathered_ms = test_now_ms() - t0;
+    if (!test_slow_tool()) CHECK_MSG(early == 0, "committed within 300 ms while another reservation was in flight");
+    CHECK(sink.done == 1 && sink.ok == 1);
+    CHECK_MSG(gathered_ms < test_scaled_ms(1500), "the writer kept gathering %.0f ms after the last reservation "
+              "was voided", gathered_ms);
+    check_ok(l);
+    ledger_close(l);
+}
+
 typedef struct seqs {
     uint64_t expect;
     int ok;
@@ -689,6 +738,7 @@ int main(int argc, char **argv) {
     RUN(test_credit_limit);
     RUN(test_group_commit_under_concurrent_callers);
     RUN(test_batches_are_formed);
+    RUN(test_a_lone_caller_is_not_kept_waiting);
     RUN(test_settlement_sequence_and_compare_and_set);
     RUN(test_two_writers_cannot_overdraw_one_account);
     RUN(test_each_invariant_broken_on_purpose_is_named);

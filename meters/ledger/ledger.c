@@ -283,6 +283,9 @@ static void unlink_hold(ledger_t *l, ledger_hold_t *h) {
     if (h->next) h->next->prev = h->prev;
     h->prev = h->next = NULL;
     l->nholds--;
+    /* The last reservation in flight is posted or voided: the writer gathering a batch waits for
+     * nobody now. */
+    if (l->w_gathering && l->nholds == 0) pthread_cond_signal(&l->wake);
 }
 
 /* Under mu: voids a pending hold, returning its amount to the account. */
@@ -459,7 +462,8 @@ static void enqueue(ledger_t *l, op_t *op) {
     l->q_tail = op;
     l->q_len++;
     /* Wake the writer when it waits for work, and when it gathers a batch only once the batch is
-     * full: a signal per posting would cost a futex wake per call. */
+     * full (or, from unlink_hold, no reservation is left in flight): a signal per posting would
+     * cost a futex wake per call. */
     if (l->w_idle || (l->w_gathering && l->q_len >= l->max_batch)) pthread_cond_signal(&l->wake);
 }
 
@@ -822,12 +826,14 @@ static void *writer_main(void *arg) {
             last_reap = now;
         }
         if (!l->q_head) break; /* stopping, and everything is written */
-        /* Under load (the last commit ended moments ago), let the batch grow for a little while
-         * before committing: an fsync and a transaction cost the same for one posting or a
-         * thousand, so gathering trades a little latency for much less work per call. A lone
-         * caller (nothing committed lately) is committed at once. */
+        /* Under load (the last commit ended moments ago, and other callers hold reservations they
+         * will post soon), let the batch grow for a little while before committing: an fsync and a
+         * transaction cost the same for one posting or a thousand, so gathering trades a little
+         * latency for much less work per call. A lone caller (nothing committed lately, or no
+         * reservation in flight besides what is queued) is committed at once. */
         uint64_t t = mono_ns();
-        if (l->commit_delay_ns && !l->stopping && l->q_len < l->max_batch && t - last_commit_ns < 2 * l->commit_delay_ns) {
+        if (l->commit_delay_ns && !l->stopping && l->q_len < l->max_batch && l->nholds > 0 &&
+            t - last_commit_ns < 2 * l->commit_delay_ns) {
             uint64_t until = t + l->commit_delay_ns;
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -835,7 +841,7 @@ static void *writer_main(void *arg) {
             ts.tv_sec += (time_t)(ns / 1000000000u);
             ts.tv_nsec = (long)(ns % 1000000000u);
             l->w_gathering = true;
-            while (!l->stopping && l->q_len < l->max_batch && mono_ns() < until)
+            while (!l->stopping && l->q_len < l->max_batch && l->nholds > 0 && mono_ns() < until)
                 if (pthread_cond_timedwait(&l->wake, &l->mu, &ts) != 0) break;
             l->w_gathering = false;
         }
