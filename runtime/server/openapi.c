@@ -192,8 +192,10 @@ static const char description[] =
     "\"accrue.v1, bearer.KEY\". JSON text frames; client frames may carry an \"id\" that answers and errors name. "
     "Client: session.start {agent: NAME[@VERSION], budget?}, message {content}, cancel {run?}, session.resume "
     "{session, last_seq}. Host, each with a growing seq: session.ready {session, agent, version, author, price, "
-    "budget}, run.started {run}, delta {run, index, text}, message {run, content}, usage {run, calls: [{resource, "
-    "name, call, status, units_in, units_out, cost, payees: [{role, payee, amount}]}], cost, balance}, run.done "
+    "budget}, run.started {run}, delta {run, index, text}, call {run, resource, name, call, status, units_in, "
+    "units_out, cost, payees} (each call as soon as it is booked or refused), message {run, content}, usage {run, "
+    "calls: [{resource, name, call, status, units_in, units_out, cost, payees: [{role, payee, amount}]}], cost, "
+    "balance} (the run's calls summed up), run.done "
     "{run, status: completed | cancelled | failed} (always a run's last frame), error {code, message, id, run?}. "
     "Frames outside a session (errors before one, session.resumed) carry seq 0.";
 

@@ -212,10 +212,19 @@ static void on_up_done(void *ud, rt_upcall *u) {
 /* ---- the provider: host calls, on the worker --------------------------------------------------- */
 
 static void test_call_line(rt_sess *s, const sandbox_call_t *call, bool ok) {
-    acc_buf *u = &s->test_calls;
-    acc_buf_printf(u, ",{\"resource\":\"%s\",\"name\":", call->kind == SANDBOX_CALL_MODEL ? "model" : "dataset");
-    rt_json_str(u, call->name, call->name_len);
-    acc_buf_printf(u, ",\"status\":\"%s\",\"cost\":0,\"metered\":false,\"payees\":[]}", ok ? "ok" : "failed");
+    acc_buf line = ACC_BUF_INIT;
+    acc_buf_printf(&line, "{\"resource\":\"%s\",\"name\":", call->kind == SANDBOX_CALL_MODEL ? "model" : "dataset");
+    rt_json_str(&line, call->name, call->name_len);
+    acc_buf_printf(&line, ",\"status\":\"%s\",\"cost\":0,\"metered\":false,\"payees\":[]}", ok ? "ok" : "failed");
+    if (!acc_buf_failed(&line)) {
+        acc_buf_putc(&s->test_calls, ',');
+        acc_buf_append(&s->test_calls, line.data, line.len);
+        if (s->turn_is_message) { /* shown at once too (announce_calls) */
+            acc_buf_append(&s->live_calls, line.data, line.len);
+            acc_buf_putc(&s->live_calls, '\n');
+        }
+    }
+    acc_buf_free(&line);
 }
 
 static int sess_start_call(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
@@ -337,9 +346,57 @@ static bool open_agent(rt_sess *s, registry_t *reg) {
     return true;
 }
 
+/* One call of a usage frame (and of its call frame): resource, name, call id, status, units, cost,
+ * payees, and the error of a failed one. */
+static void receipt_json(acc_buf *u, const rt_receipt_t *r) {
+    char hex[33];
+    ledger_id_hex(&r->id, hex);
+    acc_buf_printf(u, "{\"resource\":\"%s\",\"name\":", meter_resource_name(r->resource));
+    acc_buf_json_string(u, r->name, strlen(r->name));
+    acc_buf_printf(u, ",\"call\":\"%s\",\"status\":\"%s\",\"units_in\":%" PRIu64 ",\"units_out\":%" PRIu64
+                      ",\"cost\":%" PRIu64 ",\"payees\":[",
+                   ledger_id_is_zero(&r->id) ? "" : hex, r->status == ACC_OK ? "ok" : rt_status_code_name(r->status),
+                   r->units_in, r->units_out, r->cost);
+    for (size_t i = 0; i < r->nlines; i++)
+        acc_buf_printf(u, "%s{\"role\":\"%s\",\"payee\":\"%s\",\"amount\":%" PRIu64 "}", i ? "," : "",
+                       meter_role_name(r->lines[i].role), r->lines[i].payee, r->lines[i].amount);
+    acc_buf_putc(u, ']');
+    if (r->status != ACC_OK && r->error[0]) {
+        acc_buf_puts(u, ",\"error\":");
+        acc_buf_json_string(u, r->error, strlen(r->error));
+    }
+    acc_buf_putc(u, '}');
+}
+
+/* Worker: the calls of the turn finished since the last look go to the loop, which sends each as a
+ * call frame at once (the meter as it is booked; the usage frame sums them up at the end). A
+ * load's calls are not shown. */
+static void announce_calls(rt_sess *s) {
+    const rt_receipt_t *r = s->shown ? s->shown->next : rt_session_receipts(s->ms);
+    if (!r && !s->live_calls.len) return;
+    for (; r; r = r->next) {
+        if (s->turn_is_message) {
+            receipt_json(&s->live_calls, r);
+            acc_buf_putc(&s->live_calls, '\n');
+        }
+        s->shown = r;
+    }
+    if (!s->live_calls.len) return;
+    if (!s->turn_is_message) {
+        acc_buf_reset(&s->live_calls);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    acc_buf_append(&s->mail_calls, s->live_calls.data, s->live_calls.len);
+    mail_locked(s, MAIL_CALLS);
+    pthread_mutex_unlock(&s->mu);
+    acc_buf_reset(&s->live_calls);
+}
+
 /* The turn's usage frame body: every call of the turn with its cost and payees, and the balance. */
 static void build_usage(rt_sess *s) {
     rt_server *srv = s->srv;
+    announce_calls(s);
     acc_buf *u = &s->usage;
     acc_buf_reset(u);
     acc_buf_puts(u, ",\"calls\":[");
@@ -348,29 +405,14 @@ static void build_usage(rt_sess *s) {
     for (const rt_receipt_t *r = rt_session_receipts(s->ms); r; r = r->next) {
         if (!first) acc_buf_putc(u, ',');
         first = false;
-        char hex[33];
-        ledger_id_hex(&r->id, hex);
-        acc_buf_printf(u, "{\"resource\":\"%s\",\"name\":", meter_resource_name(r->resource));
-        acc_buf_json_string(u, r->name, strlen(r->name));
-        acc_buf_printf(u, ",\"call\":\"%s\",\"status\":\"%s\",\"units_in\":%" PRIu64 ",\"units_out\":%" PRIu64
-                          ",\"cost\":%" PRIu64 ",\"payees\":[",
-                       ledger_id_is_zero(&r->id) ? "" : hex, r->status == ACC_OK ? "ok" : rt_status_code_name(r->status),
-                       r->units_in, r->units_out, r->cost);
-        for (size_t i = 0; i < r->nlines; i++)
-            acc_buf_printf(u, "%s{\"role\":\"%s\",\"payee\":\"%s\",\"amount\":%" PRIu64 "}", i ? "," : "",
-                           meter_role_name(r->lines[i].role), r->lines[i].payee, r->lines[i].amount);
-        acc_buf_putc(u, ']');
-        if (r->status != ACC_OK && r->error[0]) {
-            acc_buf_puts(u, ",\"error\":");
-            acc_buf_json_string(u, r->error, strlen(r->error));
-        }
-        acc_buf_putc(u, '}');
+        receipt_json(u, r);
         if (r->status == ACC_OK) cost += r->cost;
         if (r->status == ACC_EFUNDS) s->funds_refused = true;
     }
     if (s->test_calls.len) acc_buf_append(u, s->test_calls.data + (first ? 1 : 0), s->test_calls.len - (first ? 1 : 0));
     acc_buf_reset(&s->test_calls);
     rt_session_clear_receipts(s->ms);
+    s->shown = NULL;
     s->spent += cost;
     acc_buf_printf(u, "],\"cost\":%" PRIu64, cost);
     ledger_account_t *acct;
@@ -409,6 +451,7 @@ static void advance(rt_sess *s) {
     for (;;) {
         if (s->turn_active && !s->turn_over) {
             sandbox_status_t st = sandbox_run(s->sb);
+            announce_calls(s); /* refused at once, or test/... */
             if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) {
                 s->job_kind = JOB_RUN;
                 rt_pool_submit(s->srv->pool, &s->job); /* to the back of the queue */
@@ -434,7 +477,10 @@ static void advance(rt_sess *s) {
                 if (s->turn_is_message) rt_session_end_message(s->ms, st == SANDBOX_DONE, &err);
             }
         }
-        if (take_mail(s)) continue; /* delivered: the sandbox may run again */
+        if (take_mail(s)) { /* delivered: the sandbox may run again */
+            announce_calls(s);
+            continue;
+        }
         if (s->turn_over && rt_session_in_flight(s->ms) == 0) break;
         /* Nothing to hand over: wait, unless something arrived since the look above. */
         pthread_mutex_lock(&s->mu);
@@ -569,6 +615,31 @@ static void flush_deltas(rt_sess *s, bool final) {
         pthread_mutex_unlock(&s->mu);
     }
     acc_buf_free(&text);
+}
+
+/* Moves the calls booked (or refused) so far into call frames, one per call, in the order they
+ * finished: {"type":"call","seq":N,"run":"rK", then the call's fields as in the usage frame}. */
+static void flush_calls(rt_sess *s) {
+    pthread_mutex_lock(&s->mu);
+    acc_buf calls = s->mail_calls;
+    s->mail_calls = (acc_buf)ACC_BUF_INIT;
+    s->mail &= ~(unsigned)MAIL_CALLS;
+    pthread_mutex_unlock(&s->mu);
+    const char *p = calls.data, *end = calls.data ? calls.data + calls.len : NULL;
+    while (p && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        if (nl - p >= 2 && *p == '{') {
+            rt_frame *f = rt_frame_begin(s, "call");
+            if (f) {
+                acc_buf_printf(&f->b, ",\"run\":\"r%" PRIu64 "\",", s->run_no);
+                acc_buf_append(&f->b, p + 1, (size_t)(nl - p - 2)); /* the fields (rt_frame_end closes) */
+                rt_frame_end(s, f);
+            }
+        }
+        p = nl + 1;
+    }
+    acc_buf_free(&calls);
 }
 
 static void emit_session_ready(rt_sess *s) {
@@ -729,6 +800,7 @@ static void session_event(rt_server *srv, rt_event *ev) {
     pthread_mutex_unlock(&s->mu);
 
     if (mail & MAIL_DELTA) flush_deltas(s, false);
+    if (mail & MAIL_CALLS) flush_calls(s);
     if (mail & MAIL_WAIT) s->phase = PH_WAITING;
     if (mail & MAIL_END) {
         if (s->phase == PH_CLOSING) s->phase = PH_DEAD;
@@ -847,6 +919,8 @@ static void free_if_quiet(rt_sess *s) {
     acc_buf_free(&s->usage);
     acc_buf_free(&s->test_calls);
     acc_buf_free(&s->mail_text);
+    acc_buf_free(&s->mail_calls);
+    acc_buf_free(&s->live_calls);
     free(s->start_reply_to);
     free(s->run_reply_to);
     free(s->res_reply);

@@ -34,7 +34,7 @@ enum rt_phase {
 
 enum rt_job_kind { JOB_LOAD, JOB_MESSAGE, JOB_RUN, JOB_CLOSE };
 
-enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8 };
+enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8, MAIL_CALLS = 16 };
 
 typedef struct rt_frame {
     struct rt_frame *next;
@@ -106,11 +106,14 @@ struct rt_sess {
     size_t res_reply_len;
     acc_buf usage; /* ,"calls":[...],"cost":N,"balance":M of the turn */
     acc_buf test_calls; /* usage lines of test/... calls, comma-led */
+    const struct rt_receipt *shown; /* the last receipt announced (announce_calls) */
+    acc_buf live_calls;             /* calls to announce: one JSON object a line */
 
     /* Mailbox. */
     pthread_mutex_t mu;
     unsigned mail;
     acc_buf mail_text;
+    acc_buf mail_calls; /* finished calls for call frames: one JSON object a line */
     rt_answer_t *answers, *answers_tail;
     rt_upcall *upcalls; /* upstream replies waiting for a worker (through rt_upcall_link) */
     rt_event ev;

@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SCALE, Fail, Server, Skip, ask, check, eq, recv, recv_until, run, start_session  # noqa: E402
+from harness import BIN, SCALE, Fail, Server, Skip, ask, check, check_seqs, eq, recv, recv_until, run, start_session  # noqa: E402
 
 import websockets  # noqa: E402
 
@@ -176,6 +176,37 @@ def test_cancel_voids_the_fee_keeps_finished_calls():
         srv.close()
 
 
+def test_each_call_is_shown_as_it_is_booked():
+    """A call frame per call, sent as soon as the call is booked (while the turn still runs), with the
+    fields the run's usage frame lists it with; the usage frame sums them up at the end."""
+    async def t(srv):
+        async with srv.connect() as ws:
+            await start_session(ws, "slowret")
+            frames = await ask(ws, "20")  # the query, then about a second of work, ticking
+            types = [f["type"] for f in frames]
+            calls = [f for f in frames if f["type"] == "call"]
+            usage = [f for f in frames if f["type"] == "usage"][0]
+            eq(len(calls), len(usage["calls"]), f"a call frame per call: {types}")
+            for c in calls:
+                eq(c["run"], usage["run"], "the call frame's run")
+                same = [u for u in usage["calls"] if u["call"] == c["call"] and u["resource"] == c["resource"]]
+                check(same, f"call frame {c} not in the usage frame")
+                eq({k: v for k, v in c.items() if k not in ("type", "seq", "run")}, same[0], "same fields")
+            query = [i for i, f in enumerate(frames) if f["type"] == "call" and f["resource"] == "dataset"]
+            check(query, f"no call frame for the query: {types}")
+            eq((frames[query[0]]["status"], frames[query[0]]["cost"]), ("ok", 120), "the query's call frame")
+            late = [i for i, f in enumerate(frames) if f["type"] == "delta" and "tick15 " in f["text"]]
+            check(late and query[0] < late[0], f"the query's call frame came only at the end of the turn: {types}")
+            fee = [f for f in calls if f["resource"] == "message"]
+            check(fee and types.index("call", query[0] + 1) < types.index("usage"), "the fee's call frame")
+            check_seqs(frames)
+    srv = server()
+    try:
+        asyncio.run(t(srv))
+    finally:
+        srv.close()
+
+
 def test_server_cuts_settlement_batches():
     """--settle-every: the server cuts signed batches on its own; the batch and a proof come back
     over HTTP, and `accrue verify` re-derives it from the ledger. --settle-threshold: a cut as soon as
@@ -302,6 +333,7 @@ if __name__ == "__main__":
         test_session_budget,
         test_disconnect_keeps_the_paid_answer,
         test_cancel_voids_the_fee_keeps_finished_calls,
+        test_each_call_is_shown_as_it_is_booked,
         test_server_cuts_settlement_batches,
         test_kill_9_under_load_then_restart,
     ]))

@@ -1,7 +1,8 @@
 // chat.js: a session with an agent over WebSocket (/v1/sessions, the frames of ARCHITECTURE.md's
 // Sessions), the reply streamed in as delta frames, a cancel button, and beside it the meter:
-// each metered call of a run (the usage frame), its cost and who was paid and why, with the
-// evidence of data shares fetched from GET /v1/usage/CALL (the records and spans behind them).
+// each metered call of a run as it is booked (call frames; the usage frame sums the run up), its
+// cost and who was paid and why, with the evidence of data shares fetched from GET /v1/usage/CALL
+// (the records and spans behind them).
 //
 // The API key stays in this tab's sessionStorage. A browser cannot set headers on a WebSocket, so
 // the key travels as the subprotocol "bearer.KEY" beside "accrue.v1", which the host picks.
@@ -128,6 +129,9 @@ class Chat {
         this.run.bubble.classList.add('done');
       }
       break;
+    case 'call':
+      this.meterCall(f);
+      break;
     case 'usage':
       this.meter(f);
       break;
@@ -198,15 +202,34 @@ class Chat {
     return b;
   }
 
-  // One run's usage frame: each call, its cost and payees; evidence fetched for data shares.
+  // The meter's entry for a run: made by its first call frame (or its usage frame).
+  meterRun(run) {
+    const list = this.els.meter;
+    let item = [...list.querySelectorAll('li.meter-run')].find(li => li.dataset.run === run);
+    if (!item) {
+      item = h('li', {class: 'meter-run', dataset: {run}}, h('h3', {}, `Run ${run}: booking…`));
+      list.prepend(item);
+    }
+    return item;
+  }
+
+  // A call frame: one call as soon as it is booked (or refused), with its cost and payees.
+  meterCall(f) {
+    this.meterRun(f.run).append(this.callEntry(f));
+  }
+
+  // One run's usage frame: the run's calls summed up. Its calls were shown as they were booked;
+  // any the page did not see (a resumed session's older runs) are shown from the usage frame.
   meter(f) {
     const calls = f.calls || [];
-    const item = h('li', {class: 'meter-run', dataset: {run: f.run, cost: String(f.cost || 0)}},
-                   h('h3', {}, `Run ${f.run}: `, amount(f.cost || 0), ' credits'));
+    const item = this.meterRun(f.run);
+    item.dataset.cost = String(f.cost || 0);
+    item.querySelector('h3').replaceChildren(`Run ${f.run}: `, amount(f.cost || 0), ' credits');
+    if (item.querySelectorAll('.call').length < calls.length) {
+      item.querySelectorAll('.call').forEach(e => e.remove());
+      for (const c of calls) item.append(this.callEntry(c));
+    }
     if (!calls.length) item.append(h('p', {class: 'muted'}, 'No metered call.'));
-    for (const c of calls) item.append(this.callEntry(c));
-    const list = this.els.meter;
-    list.prepend(item);
   }
 
   callEntry(c) {
