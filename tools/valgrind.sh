@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 prefix=${ACCRUE_VALGRIND_PREFIX:-/tmp/accrue-valgrind}
 # valgrind cannot run AVX-512, which the native build may use: build for x86-64-v3.
 zig build -Dsystem-malloc=true -Dcpu=x86_64_v3 --prefix "$prefix" >/dev/null
-export ACCRUE_TEST_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+# Leaks: only definite ones fail the run, and only those (and what they hold) are shown: the
+# thread stacks of the process-wide threads (watchdog, Merkle pool) are "possibly lost" by design.
+export ACCRUE_TEST_WRAPPER="valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite,indirect"
 export ACCRUE_TIME_SCALE=${ACCRUE_TIME_SCALE:-50} # tests stretch their wall-time bounds by this (tests/util.h)
 # Every suite but the corpus, whose code under test is the accrue processes it starts: those run
 # under memcheck below, each script once.
@@ -20,7 +22,7 @@ zig build test -Dsystem-malloc=true -Dcpu=x86_64_v3
 # not hold). Here every corpus script runs once more through the binary under memcheck, with tight
 # limits; only valgrind's verdict counts (exit 99 = memory error), not the script's outcome.
 bin="$prefix/bin/accrue"
-export VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+export VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite,indirect"
 fails=$(ls tests/corpus/*.lua | xargs -P 2 -I{} sh -c '
   out=$(cd /tmp && timeout 300 $VG "'"$bin"'" run "'"$PWD"'/{}" --input x --mem-limit 16777216 \
         --instr-limit 2000000 --time-limit 3000 --output-limit 65536 2>&1 >/dev/null); rc=$?
