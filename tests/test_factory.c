@@ -248,10 +248,47 @@ static void requests_and_refusals(void) {
         {"{\"prompt\":\"a\",\"max_tokens\":\"5\"}", "max_tokens"},
         {"{\"prompt\":\"a\",\"mode\":\"sing\"}", "mode"},
         {"{\"prompt\":\"a\",\"prompt\":\"b\"}", "bad JSON"},
+        /* the flat reader's edges: each refused as the full parse refuses it */
+        {"{\"max_tokens\":4,\"max_tokens\":5,\"prompt\":\"a\"}", "bad JSON"},
+        {"{\"prompt\":\"a\",\"max_tokens\":016}", "bad JSON"},
+        {"{\"prompt\":\"a\",\"max_tokens\":16.0}", "max_tokens"},
+        {"{\"prompt\":\"a\",\"max_tokens\":-3}", "max_tokens"},
+        {"{\"prompt\":\"a\",\"max_tokens\":123456789012345678901234}", "too big"},
+        {"{\"prompt\":\"a\"} x", "bad JSON"},
+        {"{\"prompt\":\"a\",}", "bad JSON"},
+        {"{\"prompt\":\"a\tb\"}", "bad JSON"},
+        {"{\"prompt\":\"a\",\"mode\":\"continu\"}", "mode"},
+        {"{\"prompt\":\"a\",\"mode\":null}", "mode"},
+        {"{\"prompt\":null}", "prompt: needs a string"},
+        {"{\"prompt\":\"\xff\"}", "bad JSON"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         respond(m, bad[i].req, ACC_EINVAL, &err);
         CHECK_MSG(strstr(err.msg, bad[i].msg) != NULL, "%s: \"%s\" lacks \"%s\"", bad[i].req, err.msg, bad[i].msg);
+    }
+    /* The same request in the shapes either reader takes (spacing, key order, null, escapes,
+     * non-ASCII text, keys it does not know) is the same request. */
+    const char *same[] = {
+        "{\"prompt\":\"Figs are pollinated by\",\"max_tokens\":4}",
+        " { \"max_tokens\" : 4 ,\n\t\"prompt\" : \"Figs are pollinated by\" } ",
+        "{\"prompt\":\"Figs are pollinated by\",\"max_tokens\":4,\"mode\":\"continue\"}",
+        "{\"prompt\":\"Figs \\u0061re pollinated by\",\"max_tokens\":4}",
+        "{\"prompt\":\"Figs are pollinated by\",\"max_tokens\":4,\"temperature\":0.5,\"stop\":[\"x\"]}",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof *same; i++) {
+        factory_request r;
+        CHECK_MSG(factory_request_parse(same[i], strlen(same[i]), &r, &err) == ACC_OK, "%s: %s", same[i], err.msg);
+        CHECK_MSG(r.max_tokens == 4 && r.prompt_tokens == 4 && !r.answer && !r.messages, "%s", same[i]);
+        CHECK_MSG(r.text_len == 22 && memcmp(r.text, "Figs are pollinated by", 22) == 0, "%s: %.*s", same[i],
+                  (int)r.text_len, r.text);
+        factory_request_free(&r);
+    }
+    {
+        const char *req = "{\"prompt\":\"caf\xc3\xa9 au lait\",\"max_tokens\":null}";
+        factory_request r;
+        CHECK(factory_request_parse(req, strlen(req), &r, &err) == ACC_OK);
+        CHECK(r.max_tokens == FACTORY_DEFAULT_MAX_TOKENS && r.prompt_tokens == 3 && r.text_len == 13);
+        factory_request_free(&r);
     }
     factory_model_free(m);
 }

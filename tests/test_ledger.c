@@ -591,6 +591,52 @@ static void test_two_writers_cannot_overdraw_one_account(void) {
     ledger_close(a);
 }
 
+/* The writer computes an account's row after a commit from its cache when nobody else wrote, and
+ * reads it back when someone did: another writer's postings must show in this one's balances
+ * after its next commit, never be lost from them. */
+static ledger_result_t charge(ledger_t *l, ledger_account_t *from, ledger_account_t *to, ledger_amount_t amount) {
+    ledger_transfer_t t = {from, to, amount, LEDGER_CODE_MODEL_CALL};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_MODEL_CALL, .transfers = &t, .ntransfers = 1,
+                          .event = "x", .event_len = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t res;
+    acc_err err = {0};
+    CHECK_MSG(ledger_submit_wait(l, &p, &res, &err) == ACC_OK, "%s", err.msg);
+    return res;
+}
+
+static void test_the_cache_follows_another_writer(void) {
+    const char *path = fresh_path();
+    ledger_t *a = open_at(path), *b = open_at(path);
+    const char *payee = "0x7777777777777777777777777777777777777777";
+    ledger_account_t *ua = account_of(a, LEDGER_ACCOUNT_USER, "both"), *pa = account_of(a, LEDGER_ACCOUNT_ADDRESS, payee);
+    topup(a, ua, 1000);
+    charge(a, ua, pa, 10); /* a's cache of both accounts is now a commit's figures */
+    ledger_account_t *ub = account_of(b, LEDGER_ACCOUNT_USER, "both"), *pb = account_of(b, LEDGER_ACCOUNT_ADDRESS, payee);
+    charge(b, ub, pb, 30);
+    charge(b, ub, pb, 5);
+    /* a has not looked since: its next commit must start from the stored rows, not its cache */
+    charge(a, ua, pa, 20);
+    ledger_balance_t x = bal(a, ua), y = bal(a, pa);
+    CHECK_MSG(x.debits == 65 && x.credits == 1000 && x.available == 935, "payer as a sees it: debits %" PRIu64
+              ", available %" PRIu64, x.debits, x.available);
+    CHECK_MSG(y.credits == 65 && y.earned == 65, "payee as a sees it: credits %" PRIu64, y.credits);
+    /* and b, in turn, sees a's */
+    charge(b, ub, pb, 1);
+    x = bal(b, ub);
+    CHECK_MSG(x.debits == 66 && x.available == 934, "payer as b sees it: debits %" PRIu64, x.debits);
+    /* a commit of a's own, with nobody else in between, moves a's figures by exactly its amount */
+    charge(a, ua, pa, 2);
+    charge(a, ua, pa, 3);
+    x = bal(a, ua);
+    CHECK_MSG(x.debits == 71 && x.available == 929, "payer as a sees it: debits %" PRIu64, x.debits);
+    ledger_balance_t fresh;
+    CHECK(ledger_balance(a, ua, true, &fresh, NULL) == ACC_OK && fresh.debits == 71);
+    check_ok(a);
+    ledger_close(b);
+    ledger_close(a);
+}
+
 /* --- every invariant broken on purpose --- */
 
 static void tamper(const char *path, const char *sql) {
@@ -741,6 +787,7 @@ int main(int argc, char **argv) {
     RUN(test_a_lone_caller_is_not_kept_waiting);
     RUN(test_settlement_sequence_and_compare_and_set);
     RUN(test_two_writers_cannot_overdraw_one_account);
+    RUN(test_the_cache_follows_another_writer);
     RUN(test_each_invariant_broken_on_purpose_is_named);
     RUN(test_event_checker_is_consulted);
     RUN(test_newer_schema_is_refused);

@@ -18,12 +18,13 @@ struct ledger_account {
     uint64_t id;     /* stored id; 0 until stored */
     bool loaded;     /* durable figures read (or known to be zero: not stored yet) */
     uint64_t version; /* bumped by every commit that touches it */
+    uint64_t epoch;   /* the ledger's cache epoch when its durable figures were read (see ledger.c) */
     ledger_amount_t limit, debits, credits, earned, settled; /* durable, as of the last look */
     ledger_amount_t pending;
     ledger_amount_t submit_sum, credit_sum; /* scratch of ledger_submit */
     /* Writer only. */
     uint64_t w_id;
-    bool w_tentative, w_touched, w_bad;
+    bool w_tentative, w_touched, w_bad, w_reread;
     struct ledger_account *w_next, *w_next_tentative;
     ledger_amount_t w_debits, w_credits, w_earned, w_settled;
     store_account_t w_after;
@@ -77,6 +78,7 @@ struct ledger {
     bool stopping;
     bool w_idle, w_gathering; /* the writer waits for work / gathers a batch */
     uint64_t commit_delay_ns;
+    uint64_t epoch; /* bumped whenever another connection may have written (ledger.c) */
     ledger_stats_t stats;
     /* Writer only. */
     pthread_t writer;
@@ -85,6 +87,8 @@ struct ledger {
     ledger_leg_t *w_legs;
     size_t w_legs_cap;
     uint64_t w_commit_ns;
+    bool w_tail_known; /* w_last_time is the stored tail's (nobody else wrote since) */
+    uint64_t w_last_time;
 };
 
 /* credits + limit - debits - pending, or 0; under mu. */

@@ -12,6 +12,18 @@
  * only for arithmetic. The writer holds it to take the queue and to apply a committed batch, never
  * while it talks to the store. Writer-only fields (w_*) belong to the writer thread.
  *
+ * The account cache and other writers. The writer adds each touched account's totals to its row
+ * once per transaction (a plain UPDATE) and needs the row after, to check that no debited account
+ * went below its limit and to refresh the cache. When nobody else wrote since the writer's last
+ * transaction (store: changed_by_others; for SQLite, PRAGMA data_version), the cached figures are
+ * the stored ones and the row after is cache + this batch, computed here; otherwise it is read
+ * back. "The cached figures are the stored ones" needs care, since accounts are read by other
+ * threads: every read of a row is tagged with the cache epoch taken *before* the read, the writer
+ * bumps the epoch whenever it finds that someone else wrote, and only an account tagged with the
+ * current epoch is trusted (a row read before a foreign commit is tagged with an older epoch, since
+ * the writer bumps it at its first transaction after that commit). Reading a row back is cheap
+ * (a SELECT by id); reading it with UPDATE ... RETURNING was not (BENCHMARKS.md, Metering).
+ *
  * Pending. An account's pending amount is the sum of its live holds plus the debits of its postings
  * queued and not yet committed. Every amount added to it is taken off exactly once: when a hold is
  * voided (by its owner or the reaper), when a posting settles a hold (the unused part at once), and
@@ -180,6 +192,7 @@ int ledger_account(ledger_t *l, ledger_account_kind_t kind, const char *name, le
     uint32_t h = name_hash((int)kind, name);
     pthread_mutex_lock(&l->mu);
     ledger_account_t *a = find_name(l, (int)kind, name, h);
+    uint64_t epoch = l->epoch; /* before the read (see the top of this file) */
     pthread_mutex_unlock(&l->mu);
     if (a && a->loaded) {
         *out = a;
@@ -199,6 +212,7 @@ int ledger_account(ledger_t *l, ledger_account_kind_t kind, const char *name, le
             take_row(a, &row);
             set_id(l, a, row.id);
         }
+        a->epoch = epoch;
         a->loaded = true;
     }
     pthread_mutex_unlock(&l->mu);
@@ -237,7 +251,7 @@ int ledger_account_by_id(ledger_t *l, uint64_t id, ledger_account_t **out, acc_e
 /* Re-reads a's durable totals, unless a commit touched it meanwhile (then the cache is newer). */
 static int refresh(ledger_t *l, ledger_account_t *a, acc_err *err) {
     pthread_mutex_lock(&l->mu);
-    uint64_t version = a->version;
+    uint64_t version = a->version, epoch = l->epoch;
     pthread_mutex_unlock(&l->mu);
     store_account_t row;
     bool found;
@@ -247,6 +261,7 @@ static int refresh(ledger_t *l, ledger_account_t *a, acc_err *err) {
     if (a->version == version) {
         take_row(a, &row);
         set_id(l, a, row.id);
+        a->epoch = epoch;
     }
     pthread_mutex_unlock(&l->mu);
     return ACC_OK;
@@ -627,7 +642,7 @@ static void touch(ledger_t *l, ledger_account_t *a) {
 static void reset_scratch(ledger_t *l) {
     for (ledger_account_t *a = l->w_touched, *n; a; a = n) {
         n = a->w_next;
-        a->w_touched = a->w_bad = false;
+        a->w_touched = a->w_bad = a->w_reread = false;
         a->w_debits = a->w_credits = a->w_earned = a->w_settled = 0;
         a->w_next = NULL;
     }
@@ -707,13 +722,48 @@ static int write_posting(ledger_t *l, op_t *op, uint64_t time_ms, acc_err *err) 
     return ACC_OK;
 }
 
+/* Writer: forgets what it knew of the store (after a failure: trust nothing cached). */
+static void distrust_cache(ledger_t *l) {
+    pthread_mutex_lock(&l->mu);
+    l->epoch++;
+    pthread_mutex_unlock(&l->mu);
+    l->w_tail_known = false;
+}
+
+/* Writer: each touched account's totals added to its row, and the row after in w_after: computed
+ * from the cache when it is the stored row (see the top of this file), else read back. */
+static int update_accounts(ledger_t *l, acc_err *err) {
+    int rc = ACC_OK;
+    for (ledger_account_t *a = l->w_touched; !rc && a; a = a->w_next)
+        if (a->w_debits || a->w_credits || a->w_earned || a->w_settled)
+            rc = l->ops->account_add(l->store, a->w_id, a->w_debits, a->w_credits, a->w_earned, a->w_settled, err);
+    if (rc) return rc;
+    pthread_mutex_lock(&l->mu);
+    for (ledger_account_t *a = l->w_touched; a; a = a->w_next) {
+        if (a->w_tentative || a->w_reread || a->epoch != l->epoch || a->id != a->w_id) {
+            a->w_reread = true;
+            continue;
+        }
+        a->w_after = (store_account_t){.id = a->id, .kind = (int)a->kind, .credit_limit = a->limit,
+                                       .debits = a->debits + a->w_debits, .credits = a->credits + a->w_credits,
+                                       .earned = a->earned + a->w_earned, .settled = a->settled + a->w_settled};
+    }
+    pthread_mutex_unlock(&l->mu);
+    for (ledger_account_t *a = l->w_touched; !rc && a; a = a->w_next)
+        if (a->w_reread) rc = l->ops->account_row(l->store, a->w_id, &a->w_after, err);
+    return rc;
+}
+
 /* Writer: commits ops (a list) as one transaction. On return every op has its result. */
 static void commit_batch(ledger_t *l, op_t *ops) {
     acc_err err = {0};
     for (;;) {
         int rc = l->ops->begin(l->store, &err);
-        uint64_t last_seq = 0, last_time = 0;
-        if (!rc) rc = l->ops->tail(l->store, &last_seq, &last_time, &err);
+        bool others = true;
+        if (!rc) rc = l->ops->changed_by_others(l->store, &others, &err);
+        if (!rc && others) distrust_cache(l);
+        uint64_t last_seq = 0, last_time = l->w_last_time;
+        if (!rc && !l->w_tail_known) rc = l->ops->tail(l->store, &last_seq, &last_time, &err);
         /* Commit time: never below the last stored one, whichever process stored it. */
         uint64_t time_ms = wall_ms();
         if (time_ms < last_time) time_ms = last_time;
@@ -723,21 +773,19 @@ static void commit_batch(ledger_t *l, op_t *ops) {
                 uint64_t id;
                 rc = resolve(l, op->limit_account, &id, &err);
                 if (!rc) rc = l->ops->account_set_limit(l->store, id, op->limit, &err);
-                if (!rc) touch(l, op->limit_account);
+                if (!rc) touch(l, op->limit_account), op->limit_account->w_reread = true;
                 op->res.status = rc;
                 continue;
             }
             rc = write_posting(l, op, time_ms, &err);
         }
-        /* Totals, once per account; the durable figures come back, and no debited account may end
-         * below its limit (another process may have spent from it since we last looked). */
+        /* Totals, once per account; no debited account may end below its limit (another process
+         * may have spent from it since we last looked). */
+        if (!rc) rc = update_accounts(l, &err);
         bool overdrawn = false;
-        for (ledger_account_t *a = l->w_touched; !rc && a; a = a->w_next) {
-            rc = l->ops->account_add(l->store, a->w_id, a->w_debits, a->w_credits, a->w_earned, a->w_settled,
-                                     &a->w_after, &err);
-            if (!rc && a->w_debits && a->w_after.debits > sat_add(a->w_after.credits, a->w_after.credit_limit))
+        for (ledger_account_t *a = l->w_touched; !rc && a; a = a->w_next)
+            if (a->w_debits && a->w_after.debits > sat_add(a->w_after.credits, a->w_after.credit_limit))
                 a->w_bad = overdrawn = true;
-        }
         if (!rc && overdrawn) {
             l->ops->rollback(l->store);
             for (op_t *op = ops; op; op = op->next) {
@@ -764,9 +812,12 @@ static void commit_batch(ledger_t *l, op_t *ops) {
             for (op_t *op = ops; op; op = op->next)
                 if (!op->failed) fail_op(op, rc, &err);
             reset_scratch(l);
+            distrust_cache(l);
             return;
         }
         (void)last_seq;
+        l->w_last_time = time_ms;
+        l->w_tail_known = true;
         return;
     }
 }
@@ -782,8 +833,9 @@ static void apply_batch(ledger_t *l, op_t *ops, size_t n) {
     for (ledger_account_t *a = l->w_touched, *next; a; a = next) {
         next = a->w_next;
         take_row(a, &a->w_after);
+        a->epoch = l->epoch; /* the row as committed, under the write lock: current */
         a->version++;
-        a->w_touched = a->w_bad = false;
+        a->w_touched = a->w_bad = a->w_reread = false;
         a->w_debits = a->w_credits = a->w_earned = a->w_settled = 0;
         a->w_next = NULL;
         committed = true;
@@ -962,6 +1014,7 @@ int ledger_seq_at_time(ledger_t *l, uint64_t time_ms, uint64_t *seq, acc_err *er
 
 typedef struct accounts_walk {
     ledger_t *l;
+    uint64_t epoch; /* before the walk's snapshot */
     ledger_account_fn fn;
     void *ud;
     acc_err *err;
@@ -982,6 +1035,7 @@ static int accounts_one(void *ud, const store_account_t *row) {
     }
     if (!a->loaded) {
         take_row(a, row);
+        a->epoch = w->epoch;
         a->loaded = true;
     }
     set_id(l, a, row->id);
@@ -993,6 +1047,8 @@ static int accounts_one(void *ud, const store_account_t *row) {
 }
 
 int ledger_accounts(ledger_t *l, ledger_account_fn fn, void *ud, acc_err *err) {
-    accounts_walk_t w = {l, fn, ud, err};
+    pthread_mutex_lock(&l->mu);
+    accounts_walk_t w = {l, l->epoch, fn, ud, err};
+    pthread_mutex_unlock(&l->mu);
     return l->ops->accounts(l->store, accounts_one, &w, err);
 }

@@ -59,11 +59,17 @@ typedef struct store_ops {
     void (*rollback)(store_t *s);
     /* The highest seq and its commit time, inside the transaction. */
     int (*tail)(store_t *s, uint64_t *seq, uint64_t *time_ms, acc_err *err);
+    /* Whether another connection (another process, or another handle of this one) may have
+     * committed since this connection's last transaction; inside the transaction. The first call
+     * says yes. The writer trusts its cached account totals only when the answer is no. */
+    int (*changed_by_others)(store_t *s, bool *changed, acc_err *err);
     /* The account (kind, name), created with zero balances if absent; *out gets its row. */
     int (*account_upsert)(store_t *s, int kind, const char *name, store_account_t *out, acc_err *err);
-    /* Adds to an account's totals; *out gets the row after. */
+    /* Adds to an account's totals. */
     int (*account_add)(store_t *s, uint64_t id, ledger_amount_t debits, ledger_amount_t credits,
-                       ledger_amount_t earned, ledger_amount_t settled, store_account_t *out, acc_err *err);
+                       ledger_amount_t earned, ledger_amount_t settled, acc_err *err);
+    /* The account's row as this transaction sees it. */
+    int (*account_row)(store_t *s, uint64_t id, store_account_t *out, acc_err *err);
     int (*account_set_limit)(store_t *s, uint64_t id, ledger_amount_t limit, acc_err *err);
     /* Writes a posting. When its id is stored already, writes nothing and sets *dup with the stored
      * seq, state and time; else *seq is the new one. */

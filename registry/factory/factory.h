@@ -107,7 +107,8 @@ int factory_respond(const factory_model *m, const char *request, size_t len, acc
 /* The same in steps, for a caller that must know the request before the model runs (the meters
  * reserve what it can cost) and wants the output as data, not JSON: parse (the same checks and
  * messages as factory_respond), then run. prompt_tokens is the request's own count, known before
- * running. The text points into the parsed request: valid until factory_request_free. */
+ * running. The text points into the parsed request or into request itself: valid until
+ * factory_request_free, and only while request is. */
 typedef struct factory_request {
     const char *text;       /* the prompt, or the last user message */
     size_t text_len;

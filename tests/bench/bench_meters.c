@@ -577,9 +577,12 @@ int main(void) {
     /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf). */
     if (getenv("BENCH_METERS_PROFILE")) {
         run_result_t one = run(reg, l1, calls, true, true, prompts);
-        printf("metered, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f)\n",
+        printf("metered, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
+               "latency p50 %.1f ms p99 %.1f ms; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
                one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
-               (one.cpu - one.driver_cpu) / one.calls * 1e6);
+               (one.cpu - one.driver_cpu) / one.calls * 1e6, one.p50_ms, one.p99_ms, one.ls.commits,
+               (double)one.ls.postings / (double)(one.ls.commits ? one.ls.commits : 1),
+               (double)one.ls.commit_ns / 1e6 / (double)(one.ls.commits ? one.ls.commits : 1));
         return 0;
     }
     {
