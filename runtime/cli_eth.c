@@ -26,29 +26,8 @@ static int report(const char *cmd, const acc_err *err, int exit_code) {
     return cli_fail(cmd, exit_code, "%s", err->msg);
 }
 
-/* A usage error: cli_fail's line, then the command's help; returns 2. */
-static int usage(const char *cmd, const char *help, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int usage(const char *cmd, const char *help, const char *fmt, ...) {
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    cli_fail(cmd, 2, "%s", line);
-    fputs(help, stderr);
-    return 2;
-}
-
-static int is_help(const char *a) {
-    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
-}
-
-/* Takes the value of flag argv[*i] into *val; ACC_EINVAL when it is missing. */
-static int flag_value(int argc, char **argv, int *i, const char **val, acc_err *err) {
-    if (*i + 1 >= argc) return acc_fail(err, ACC_EINVAL, "%s needs a value", argv[*i]);
-    *val = argv[++*i];
-    return ACC_OK;
-}
+/* cli_parse's answer as the command's exit status: -1 (--help printed) is 0. */
+#define PARSED(rc) ((rc) < 0 ? 0 : (rc))
 
 /* Parses flag's 0x-hex text of exactly want bytes; the message names the flag. */
 static int hex_flag(const char *flag, const char *text, uint8_t *out, size_t want, acc_err *err) {
@@ -66,24 +45,15 @@ static const char keygen_help[] =
 
 int cli_keygen(int argc, char **argv) {
     const char *out = NULL;
-    int json = 0;
+    bool json = false;
     acc_err err = {0};
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(keygen_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--out") == 0) {
-            if (flag_value(argc, argv, &i, &out, &err) != ACC_OK) return report("keygen", &err, 2);
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else {
-            return usage("keygen", keygen_help, "unknown argument '%s'", argv[i]);
-        }
-    }
-    if (!out) return usage("keygen", keygen_help, "--out FILE is required");
+    cli_flag_t flags[] = {CLI_FLAG("--out", CLI_STRING, &out), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("keygen", argc, argv, flags, 2, NULL, 0, 0, keygen_help);
+    if (rc) return PARSED(rc);
+    if (!out) return cli_fail("keygen", 2, "--out FILE is required (see accrue keygen --help)");
     eth_key *key;
     if (eth_key_generate(&key, &err) != ACC_OK) return report("keygen", &err, 1);
-    int rc = eth_key_write_file(key, out, &err);
+    rc = eth_key_write_file(key, out, &err);
     uint8_t addr[20];
     eth_key_address(key, addr);
     eth_key_free(key);
@@ -106,18 +76,10 @@ static const char address_help[] =
 
 int cli_address(int argc, char **argv) {
     const char *path = NULL;
-    acc_err err = {0};
-    for (int i = 1; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(address_help, stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--key") == 0) {
-            if (flag_value(argc, argv, &i, &path, &err) != ACC_OK) return report("address", &err, 2);
-        } else {
-            return usage("address", address_help, "unknown argument '%s'", argv[i]);
-        }
-    }
-    if (!path) return usage("address", address_help, "--key FILE is required");
+    cli_flag_t flags[] = {CLI_FLAG("--key", CLI_STRING, &path)};
+    int rc = cli_parse("address", argc, argv, flags, 1, NULL, 0, 0, address_help);
+    if (rc) return PARSED(rc);
+    if (!path) return cli_fail("address", 2, "--key FILE is required (see accrue address --help)");
     eth_key *key;
     if (cli_key("address", "--key", path, &key)) return 2;
     uint8_t addr[20];
@@ -136,17 +98,10 @@ typedef struct digest_source {
     const char *message, *message_file, *typed_data, *digest;
 } digest_source;
 
-/* Takes argv[*i] when it is one of the digest flags (*matched says whether it was). */
-static int take_digest_flag(int argc, char **argv, int *i, digest_source *s, int *matched, acc_err *err) {
-    const char **slot = NULL;
-    if (strcmp(argv[*i], "--message") == 0) slot = &s->message;
-    else if (strcmp(argv[*i], "--message-file") == 0) slot = &s->message_file;
-    else if (strcmp(argv[*i], "--typed-data") == 0) slot = &s->typed_data;
-    else if (strcmp(argv[*i], "--digest") == 0) slot = &s->digest;
-    *matched = slot != NULL;
-    if (!slot) return ACC_OK;
-    return flag_value(argc, argv, i, slot, err);
-}
+/* The four flags that name what is signed, for a cli_flag_t table. */
+#define DIGEST_FLAGS(s)                                                                          \
+    CLI_FLAG("--message", CLI_STRING, &(s).message), CLI_FLAG("--message-file", CLI_STRING, &(s).message_file), \
+        CLI_FLAG("--typed-data", CLI_STRING, &(s).typed_data), CLI_FLAG("--digest", CLI_STRING, &(s).digest)
 
 static int compute_digest(const digest_source *s, uint8_t digest[32], acc_err *err) {
     int given = !!s->message + !!s->message_file + !!s->typed_data + !!s->digest;
@@ -179,30 +134,17 @@ static const char sign_help[] =
 int cli_sign(int argc, char **argv) {
     const char *key_path = NULL;
     digest_source src = {0};
-    int json = 0;
+    bool json = false;
     acc_err err = {0};
-    for (int i = 1; i < argc; i++) {
-        int matched;
-        if (is_help(argv[i])) {
-            fputs(sign_help, stdout);
-            return 0;
-        }
-        if (take_digest_flag(argc, argv, &i, &src, &matched, &err) != ACC_OK) return report("sign", &err, 2);
-        if (matched) continue;
-        if (strcmp(argv[i], "--key") == 0) {
-            if (flag_value(argc, argv, &i, &key_path, &err) != ACC_OK) return report("sign", &err, 2);
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else {
-            return usage("sign", sign_help, "unknown argument '%s'", argv[i]);
-        }
-    }
-    if (!key_path) return usage("sign", sign_help, "--key FILE is required");
+    cli_flag_t flags[] = {DIGEST_FLAGS(src), CLI_FLAG("--key", CLI_STRING, &key_path), CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("sign", argc, argv, flags, sizeof flags / sizeof *flags, NULL, 0, 0, sign_help);
+    if (rc) return PARSED(rc);
+    if (!key_path) return cli_fail("sign", 2, "--key FILE is required (see accrue sign --help)");
     uint8_t digest[32], sig[65], addr[20];
     if (compute_digest(&src, digest, &err) != ACC_OK) return report("sign", &err, 2);
     eth_key *key;
     if (cli_key("sign", "--key", key_path, &key)) return 2;
-    int rc = eth_key_sign_digest(key, digest, sig, &err);
+    rc = eth_key_sign_digest(key, digest, sig, &err);
     eth_key_address(key, addr);
     eth_key_free(key);
     if (rc != ACC_OK) return report("sign", &err, 1);
@@ -228,23 +170,11 @@ int cli_recover(int argc, char **argv) {
     const char *sig_text = NULL, *expect_text = NULL;
     digest_source src = {0};
     acc_err err = {0};
-    for (int i = 1; i < argc; i++) {
-        int matched;
-        if (is_help(argv[i])) {
-            fputs(recover_help, stdout);
-            return 0;
-        }
-        if (take_digest_flag(argc, argv, &i, &src, &matched, &err) != ACC_OK) return report("recover", &err, 2);
-        if (matched) continue;
-        if (strcmp(argv[i], "--signature") == 0) {
-            if (flag_value(argc, argv, &i, &sig_text, &err) != ACC_OK) return report("recover", &err, 2);
-        } else if (strcmp(argv[i], "--address") == 0) {
-            if (flag_value(argc, argv, &i, &expect_text, &err) != ACC_OK) return report("recover", &err, 2);
-        } else {
-            return usage("recover", recover_help, "unknown argument '%s'", argv[i]);
-        }
-    }
-    if (!sig_text) return usage("recover", recover_help, "--signature 0xSIG is required");
+    cli_flag_t flags[] = {DIGEST_FLAGS(src), CLI_FLAG("--signature", CLI_STRING, &sig_text),
+                          CLI_FLAG("--address", CLI_STRING, &expect_text)};
+    int rc = cli_parse("recover", argc, argv, flags, sizeof flags / sizeof *flags, NULL, 0, 0, recover_help);
+    if (rc) return PARSED(rc);
+    if (!sig_text) return cli_fail("recover", 2, "--signature 0xSIG is required (see accrue recover --help)");
     uint8_t sig[65], digest[32], addr[20], expect[20];
     if (cli_signature("recover", "--signature", sig_text, sig)) return 2;
     if (expect_text && cli_parse_address("recover", "--address", expect_text, expect)) return 2;
@@ -281,18 +211,23 @@ static int load_tree(const char *path, merkle_value **vals, size_t *n, merkle_tr
     if (rc != ACC_OK) return rc;
     rc = merkle_values_parse_json(buf, len, vals, n, err);
     free(buf);
-    if (rc != ACC_OK) return acc_err_prefix(err, "%s", path);
+    if (rc != ACC_OK) {
+        acc_err_prefix(err, "%s", path);
+        return rc;
+    }
     if ((rc = merkle_build(*vals, *n, tree, err)) != ACC_OK) free(*vals);
     return rc;
 }
 
 static int merkle_root_cmd(int argc, char **argv) {
-    if (argc != 2) return usage("merkle root", merkle_help, "expected one VALUES.json");
+    const char *pos[1];
+    int rc = cli_parse("merkle root", argc, argv, NULL, 0, pos, 1, 1, merkle_help);
+    if (rc) return PARSED(rc);
     merkle_value *vals;
     size_t n;
     merkle_tree *tree;
     acc_err err = {0};
-    if (load_tree(argv[1], &vals, &n, &tree, &err) != ACC_OK) return report("merkle", &err, 2);
+    if (load_tree(pos[0], &vals, &n, &tree, &err) != ACC_OK) return report("merkle", &err, 2);
     uint8_t root[32];
     char hex[67];
     merkle_root(tree, root);
@@ -304,17 +239,11 @@ static int merkle_root_cmd(int argc, char **argv) {
 }
 
 static int merkle_proof_cmd(int argc, char **argv) {
-    const char *pos[2] = {NULL, NULL};
-    int npos = 0, json = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0)
-            json = 1;
-        else if (npos < 2 && strncmp(argv[i], "--", 2) != 0)
-            pos[npos++] = argv[i];
-        else
-            return usage("merkle proof", merkle_help, "unexpected argument '%s'", argv[i]);
-    }
-    if (npos != 2) return usage("merkle proof", merkle_help, "expected VALUES.json and ADDRESS");
+    const char *pos[2];
+    bool json = false;
+    cli_flag_t flags[] = {CLI_FLAG("--json", CLI_BOOL, &json)};
+    int rc = cli_parse("merkle proof", argc, argv, flags, 1, pos, 2, 2, merkle_help);
+    if (rc) return PARSED(rc);
     uint8_t want[20];
     acc_err err = {0};
     if (cli_parse_address("merkle proof", "ADDRESS", pos[1], want)) return 2;
@@ -325,7 +254,6 @@ static int merkle_proof_cmd(int argc, char **argv) {
     size_t at = n;
     for (size_t i = 0; i < n && at == n; i++)
         if (memcmp(vals[i].address, want, 20) == 0) at = i; /* the first entry of that address */
-    int rc = 0;
     if (at == n) {
         fprintf(stderr, "accrue merkle proof: %s is not in %s\n", pos[1], pos[0]);
         rc = 1;
@@ -390,17 +318,12 @@ static int parse_proof(const char *text, uint8_t (**proof)[32], size_t *n, acc_e
 static int merkle_verify_cmd(int argc, char **argv) {
     const char *root_text = NULL, *addr_text = NULL, *amount_text = NULL, *proof_text = "";
     acc_err err = {0};
-    for (int i = 1; i < argc; i++) {
-        const char **slot = NULL;
-        if (strcmp(argv[i], "--root") == 0) slot = &root_text;
-        else if (strcmp(argv[i], "--address") == 0) slot = &addr_text;
-        else if (strcmp(argv[i], "--amount") == 0) slot = &amount_text;
-        else if (strcmp(argv[i], "--proof") == 0) slot = &proof_text;
-        if (!slot) return usage("merkle verify", merkle_help, "unknown argument '%s'", argv[i]);
-        if (flag_value(argc, argv, &i, slot, &err) != ACC_OK) return report("merkle verify", &err, 2);
-    }
+    cli_flag_t flags[] = {CLI_FLAG("--root", CLI_STRING, &root_text), CLI_FLAG("--address", CLI_STRING, &addr_text),
+                          CLI_FLAG("--amount", CLI_STRING, &amount_text), CLI_FLAG("--proof", CLI_STRING, &proof_text)};
+    int rc = cli_parse("merkle verify", argc, argv, flags, 4, NULL, 0, 0, merkle_help);
+    if (rc) return PARSED(rc);
     if (!root_text || !addr_text || !amount_text)
-        return usage("merkle verify", merkle_help, "--root, --address and --amount are required");
+        return cli_fail("merkle verify", 2, "--root, --address and --amount are required (see accrue merkle --help)");
     uint8_t root[32], leaf[32];
     merkle_value v;
     if (hex_flag("--root", root_text, root, 32, &err) != ACC_OK) return report("merkle verify", &err, 2);
@@ -411,7 +334,7 @@ static int merkle_verify_cmd(int argc, char **argv) {
     }
     uint8_t(*proof)[32];
     size_t n;
-    int rc = parse_proof(proof_text, &proof, &n, &err);
+    rc = parse_proof(proof_text, &proof, &n, &err);
     if (rc == ACC_OK) {
         merkle_leaf_hash(&v, leaf);
         rc = merkle_verify(root, leaf, (const uint8_t(*)[32])proof, n, &err);
@@ -423,14 +346,13 @@ static int merkle_verify_cmd(int argc, char **argv) {
 }
 
 int cli_merkle(int argc, char **argv) {
-    if (argc < 2) return usage("merkle", merkle_help, "which subcommand? (root, proof or verify)");
-    for (int i = 1; i < argc; i++)
-        if (is_help(argv[i])) {
-            fputs(merkle_help, stdout);
-            return 0;
-        }
-    if (strcmp(argv[1], "root") == 0) return merkle_root_cmd(argc - 1, argv + 1);
-    if (strcmp(argv[1], "proof") == 0) return merkle_proof_cmd(argc - 1, argv + 1);
-    if (strcmp(argv[1], "verify") == 0) return merkle_verify_cmd(argc - 1, argv + 1);
-    return usage("merkle", merkle_help, "unknown subcommand '%s'", argv[1]);
+    if (argc >= 2 && strcmp(argv[1], "root") == 0) return merkle_root_cmd(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "proof") == 0) return merkle_proof_cmd(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "verify") == 0) return merkle_verify_cmd(argc - 1, argv + 1);
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(merkle_help, stdout);
+        return 0;
+    }
+    if (argc < 2) return cli_fail("merkle", 2, "which subcommand? root, proof or verify (see accrue merkle --help)");
+    return cli_fail("merkle", 2, "unknown subcommand '%s' (see accrue merkle --help)", argv[1]);
 }
