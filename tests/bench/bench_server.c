@@ -715,6 +715,17 @@ static void bench_openai(const char *bin) {
         size_t n = strlen(summary);
         snprintf(summary + n, sizeof summary - n, "- %s adds %.3f ms at p50 and %.3f ms at p99 at one connection.\n",
                  runs[k][0], via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms);
+        if (k == 0) {
+            /* The gateway without an upstream: the free test model (no ledger), and a metered
+             * built-in model (reserved, run, attributed, booked; no network). */
+            const char *inl[][2] = {
+                {"accrue alone, test/echo (free, nothing booked)",
+                 "{\"model\":\"test/echo\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}"},
+                {"accrue alone, demo/orchard-ngram (metered built-in)",
+                 "{\"model\":\"demo/orchard-ngram\",\"messages\":[{\"role\":\"user\",\"content\":\"plums\"}],"
+                 "\"max_tokens\":8}"}};
+            for (size_t j = 0; j < 2; j++) http_rows(inl[j][0], s.port, "/v1/chat/completions", s.key, inl[j][1], s.pid, NULL);
+        }
         stop(s.pid);
     }
     const char *litellm = getenv("ACCRUE_BENCH_LITELLM");
