@@ -687,6 +687,8 @@ static void http_rows(const char *what, int port, const char *path, const char *
     }
 }
 
+#define LITELLM_KEY "sk-accrue-bench-4f1c2a9e7b3d5f60"
+
 static void bench_openai(const char *bin) {
     int client = ncpu - 1, server_last = ncpu > 1 ? ncpu - 2 : 0;
     printf("\n### OpenAI endpoint: added latency and CPU per request (gateways on CPU 0-%d with the upstream, "
@@ -735,8 +737,9 @@ static void bench_openai(const char *bin) {
         FILE *f = fopen(cfg, "w");
         fprintf(f,
                 "model_list:\n  - model_name: bench/model\n    litellm_params:\n      model: openai/bench\n"
-                "      api_base: http://127.0.0.1:%d/v1\n      api_key: none\n",
-                up_port);
+                "      api_base: http://127.0.0.1:%d/v1\n      api_key: none\n"
+                "general_settings:\n  master_key: %s\n", /* it refuses to start without one */
+                up_port, LITELLM_KEY);
         fclose(f);
         int lport = 40000 + (int)(getpid() % 20000);
         pid_t lp = fork();
@@ -763,7 +766,7 @@ static void bench_openai(const char *bin) {
         }
         if (up_ok) {
             result_t lite;
-            http_rows("through LiteLLM proxy", lport, "/v1/chat/completions", "none", body, lp, &lite);
+            http_rows("through LiteLLM proxy", lport, "/v1/chat/completions", LITELLM_KEY, body, lp, &lite);
             size_t n = strlen(summary);
             snprintf(summary + n, sizeof summary - n,
                      "- LiteLLM adds %.3f ms at p50 and %.3f ms at p99 at one connection.\n",
