@@ -5,7 +5,9 @@
  * reservations in memory), meter_finish_* computes the attribution and queues one posting, and the
  * ledger's writer calls back once the posting is durable. A call writes one row (the posting, with
  * its transfers and this usage event packed in it): the ledger's measured cost per row is what
- * bounds metered calls per second (ARCHITECTURE.md, Money).
+ * bounds metered calls per second (ARCHITECTURE.md, Money). The evidence (spans, rows, records)
+ * is kept as data and stored compactly (event.c); its JSON is written only when an event is read
+ * back, never on a call's path.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -27,6 +29,7 @@ struct meter {
 };
 
 #define INLINE_LINES 8
+#define INLINE_RECS 16
 
 struct meter_call {
     meter_t *m;
@@ -41,9 +44,12 @@ struct meter_call {
     /* built by finish */
     meter_event_t ev;
     meter_line_t *lines;
-    size_t *line_ev; /* each line's evidence: offset into text, or SIZE_MAX */
+    meter__line_ev_t *line_ev; /* each line's evidence */
     size_t nlines, cap;
-    acc_buf text;  /* evidence strings: the event's, then the lines' */
+    int64_t *recs; /* the records the lines' evidence names */
+    size_t nrecs, recs_cap;
+    meter__evidence_t evidence; /* the event's */
+    acc_buf text;  /* a failed call's error */
     acc_buf bytes; /* the encoded event */
     meter_done_fn done;
     void *ud;
@@ -54,7 +60,8 @@ struct meter_call {
     meter_agent_t agent;     /* when has_agent */
     char payer_name[METER_NAME_MAX + 1], request_id[METER_NAME_MAX + 1], session[METER_NAME_MAX + 1];
     meter_line_t inline_lines[INLINE_LINES];
-    size_t inline_ev[INLINE_LINES];
+    meter__line_ev_t inline_ev[INLINE_LINES];
+    int64_t inline_recs[INLINE_RECS];
 };
 
 /* A call with its header zeroed (the rest is filled before use). */
@@ -161,6 +168,8 @@ static int begin(meter_t *m, const meter_ctx_t *ctx, meter_resource_t resource, 
     c->lines = c->inline_lines;
     c->line_ev = c->inline_ev;
     c->cap = INLINE_LINES;
+    c->recs = c->inline_recs;
+    c->recs_cap = INLINE_RECS;
     atomic_fetch_add(&m->begun, 1);
     *out = c;
     return ACC_OK;
@@ -216,7 +225,7 @@ static meter_line_t *add_line(meter_call_t *c, meter_role_t role, ledger_account
     if (c->nlines == c->cap) {
         size_t nc = c->cap * 2;
         meter_line_t *lines = malloc(nc * sizeof *lines);
-        size_t *ev = malloc(nc * sizeof *ev);
+        meter__line_ev_t *ev = malloc(nc * sizeof *ev);
         if (!lines || !ev) {
             free(lines);
             free(ev);
@@ -238,13 +247,24 @@ static meter_line_t *add_line(meter_call_t *c, meter_role_t role, ledger_account
     l->payee[plen] = '\0';
     l->weight = weight;
     l->amount = amount;
-    c->line_ev[c->nlines++] = SIZE_MAX;
+    c->line_ev[c->nlines++] = (meter__line_ev_t){.kind = METER__EV_NONE};
     return l;
 }
 
-/* Starts the evidence of the last line added: the caller appends JSON to c->text, then ends it. */
-static void line_evidence_begin(meter_call_t *c) { c->line_ev[c->nlines - 1] = c->text.len; }
-static void line_evidence_end(meter_call_t *c) { acc_buf_putc(&c->text, '\0'); }
+/* Appends a record to the lines' evidence; -1 when out of memory. */
+static int add_record(meter_call_t *c, int64_t record) {
+    if (c->nrecs == c->recs_cap) {
+        size_t nc = c->recs_cap * 2;
+        int64_t *r = malloc(nc * sizeof *r);
+        if (!r) return -1;
+        memcpy(r, c->recs, c->nrecs * sizeof *r);
+        if (c->recs != c->inline_recs) free(c->recs);
+        c->recs = r;
+        c->recs_cap = nc;
+    }
+    c->recs[c->nrecs++] = record;
+    return 0;
+}
 
 /* Contributors and their summed weights, with the records behind each (for evidence). */
 typedef struct payee_sum {
@@ -290,16 +310,12 @@ static int contributor_lines(meter_call_t *c, meter_role_t role, credit_ref_t *r
             rc = ACC_ENOMEM;
             break;
         }
-        line_evidence_begin(c);
-        acc_buf_puts(&c->text, "{\"records\":[");
+        meter__line_ev_t *le = &c->line_ev[c->nlines - 1];
+        *le = (meter__line_ev_t){.kind = METER__EV_RECORDS, .off = c->nrecs};
         size_t j = i;
-        for (; j < n && strcmp(refs[j].address, refs[i].address) == 0; j++)
-            if (j == i || refs[j].record != refs[j - 1].record) {
-                if (j != i) acc_buf_putc(&c->text, ',');
-                acc_buf_put_i64(&c->text, refs[j].record);
-            }
-        acc_buf_puts(&c->text, "]}");
-        line_evidence_end(c);
+        for (; !rc && j < n && strcmp(refs[j].address, refs[i].address) == 0; j++)
+            if ((j == i || refs[j].record != refs[j - 1].record) && add_record(c, refs[j].record)) rc = ACC_ENOMEM;
+        le->n = c->nrecs - le->off;
         i = j;
     }
     if (w != wstack) free(w);
@@ -333,22 +349,15 @@ static void fill_event(meter_call_t *c, ledger_state_t state, uint64_t units_in,
     e->error = error ? error : "";
 }
 
-/* Points the event's and the lines' evidence into c->text, now that it no longer grows. The
- * event's own evidence, when there is one, starts at offset 0 and ends at its NUL. */
-static void fix_evidence(meter_call_t *c, bool event_evidence) {
-    c->ev.evidence = event_evidence ? c->text.data : NULL;
-    c->ev.evidence_len = event_evidence ? strlen(c->text.data) : 0;
-    for (size_t i = 0; i < c->nlines; i++) {
-        size_t off = c->line_ev[i];
-        c->lines[i].evidence = off == SIZE_MAX ? NULL : c->text.data + off;
-        c->lines[i].evidence_len = off == SIZE_MAX ? 0 : strlen(c->text.data + off);
-    }
+/* The receipt's event: its lines, without evidence (the stored event has it, written out). */
+static void fix_lines(meter_call_t *c) {
     c->ev.lines = c->lines;
     c->ev.nlines = c->nlines;
 }
 
 static void free_call(meter_call_t *c) {
     if (c->lines != c->inline_lines) free(c->lines), free(c->line_ev);
+    if (c->recs != c->inline_recs) free(c->recs);
     acc_buf_free(&c->text);
     acc_buf_free(&c->bytes);
     free(c);
@@ -391,7 +400,9 @@ static int post(meter_call_t *c, ledger_state_t state, acc_err *err) {
     ACC_INVARIANT(rc || c->ev.cost <= c->reserved, "cost %" PRIu64 " above the reservation %" PRIu64, c->ev.cost,
                   c->reserved);
     if (!rc) {
-        meter__event_encode(&c->ev, &c->bytes);
+        c->evidence.lines = c->line_ev;
+        c->evidence.records = c->recs;
+        meter__event_encode(&c->ev, &c->evidence, &c->bytes);
         if (acc_buf_failed(&c->bytes) || acc_buf_failed(&c->text)) rc = acc_fail(err, ACC_ENOMEM, "meter: out of memory");
     }
     if (!rc) {
@@ -465,31 +476,10 @@ int meter_finish_model(meter_call_t *c, const meter_model_outcome_t *o, meter_do
     } else {
         owner += data;
     }
-    /* evidence of the spans first: it sits at offset 0 of c->text */
-    if (!rc && o->nspans) {
-        acc_buf_printf(&c->text, "{\"output_tokens\":%" PRIu64 ",\"covered_tokens\":%" PRIu64 ",\"spans\":[", T, C);
-        for (size_t i = 0; i < o->nspans; i++) {
-            const meter_span_t *s = &o->spans[i];
-            uint32_t b0 = s->byte_start <= o->output_len ? s->byte_start : (uint32_t)o->output_len;
-            uint32_t b1 = s->byte_end <= o->output_len && s->byte_end >= b0 ? s->byte_end : b0;
-            acc_buf_puts(&c->text, i ? ",{\"start\":" : "{\"start\":");
-            acc_buf_put_u64(&c->text, b0);
-            acc_buf_puts(&c->text, ",\"end\":");
-            acc_buf_put_u64(&c->text, b1);
-            acc_buf_puts(&c->text, ",\"tokens\":");
-            acc_buf_put_u64(&c->text, s->ntokens);
-            acc_buf_puts(&c->text, ",\"text\":");
-            acc_buf_json_string(&c->text, o->output + b0, b1 - b0);
-            acc_buf_puts(&c->text, ",\"records\":[");
-            for (size_t j = 0; j < s->nrecords; j++) {
-                if (j) acc_buf_putc(&c->text, ',');
-                acc_buf_put_i64(&c->text, s->records[j]);
-            }
-            acc_buf_puts(&c->text, "]}");
-        }
-        acc_buf_puts(&c->text, "]}");
-        acc_buf_putc(&c->text, '\0');
-    }
+    if (!rc && o->nspans)
+        c->evidence = (meter__evidence_t){.kind = METER__EV_SPANS, .output_tokens = T, .covered_tokens = C,
+                                          .output = o->output, .output_len = o->output_len, .nspans = o->nspans,
+                                          .spans = o->spans};
     if (!rc && owner && !add_line(c, METER_ROLE_OWNER, LEDGER_ACCOUNT_ADDRESS, md->owner, md->owner_share_bps, owner))
         rc = ACC_ENOMEM;
     for (size_t i = 0; !rc && i < md->nshares; i++)
@@ -508,13 +498,13 @@ int meter_finish_model(meter_call_t *c, const meter_model_outcome_t *o, meter_do
     if (!rc) rc = fee_lines(c, cost, true, &total);
     if (rc) return finish_failed(c, rc, err, md->name);
     fill_event(c, LEDGER_POSTED, in, out, total, 0, NULL);
-    fix_evidence(c, o->nspans > 0);
+    fix_lines(c);
     return post(c, LEDGER_POSTED, err);
 }
 
 /* A rank score as an integer weight: millionths, rounded, at least 1 (FTS5's BM25 is a double;
  * it is quantized here, before any money is computed from it). */
-static uint64_t score_weight(double score) {
+uint64_t meter__score_weight(double score) {
     if (!(score > 0)) return 1;
     if (score > 1e12) return UINT64_C(1000000000000000000);
     uint64_t w = (uint64_t)llround(score * 1e6);
@@ -530,14 +520,7 @@ int meter_finish_dataset(meter_call_t *c, const meter_dataset_outcome_t *o, mete
     size_t n = o->nrows < c->out_max ? o->nrows : (size_t)c->out_max;
     ledger_amount_t cost;
     int rc = meter_price_dataset(&c->dataset, n, &cost);
-    if (!rc && n) {
-        acc_buf_puts(&c->text, "{\"rows\":[");
-        for (size_t i = 0; i < n; i++)
-            acc_buf_printf(&c->text, "%s{\"record\":%" PRId64 ",\"score\":%.6g,\"weight\":%" PRIu64 "}", i ? "," : "",
-                           o->rows[i].record, o->rows[i].score, score_weight(o->rows[i].score));
-        acc_buf_puts(&c->text, "]}");
-        acc_buf_putc(&c->text, '\0');
-    }
+    if (!rc && n) c->evidence = (meter__evidence_t){.kind = METER__EV_ROWS, .nrows = n, .rows = o->rows};
     if (!rc && cost) {
         if (n == 0) {
             if (!add_line(c, METER_ROLE_OWNER, LEDGER_ACCOUNT_ADDRESS, c->dataset.owner, 1, cost)) rc = ACC_ENOMEM;
@@ -545,7 +528,7 @@ int meter_finish_dataset(meter_call_t *c, const meter_dataset_outcome_t *o, mete
             credit_ref_t stack[32], *refs = n <= 32 ? stack : malloc(n * sizeof *refs);
             if (!refs) rc = ACC_ENOMEM;
             for (size_t i = 0; !rc && i < n; i++)
-                refs[i] = (credit_ref_t){o->rows[i].contributor, o->rows[i].record, score_weight(o->rows[i].score)};
+                refs[i] = (credit_ref_t){o->rows[i].contributor, o->rows[i].record, meter__score_weight(o->rows[i].score)};
             if (!rc) rc = contributor_lines(c, METER_ROLE_RETRIEVAL, refs, n, cost);
             if (refs && refs != stack) free(refs);
         }
@@ -554,7 +537,7 @@ int meter_finish_dataset(meter_call_t *c, const meter_dataset_outcome_t *o, mete
     if (!rc) rc = fee_lines(c, cost, true, &total);
     if (rc) return finish_failed(c, rc, err, c->dataset.name);
     fill_event(c, LEDGER_POSTED, c->out_max, n, total, 0, NULL);
-    fix_evidence(c, n > 0);
+    fix_lines(c);
     return post(c, LEDGER_POSTED, err);
 }
 
@@ -566,17 +549,14 @@ int meter_finish_message(meter_call_t *c, meter_done_fn done, void *ud, acc_err 
     ledger_amount_t cost = c->agent.price_per_message + (c->first_in_session ? c->agent.price_per_session : 0);
     int rc = ACC_OK;
     if (cost && !add_line(c, METER_ROLE_AUTHOR, LEDGER_ACCOUNT_ADDRESS, c->agent.author, 1, cost)) rc = ACC_ENOMEM;
-    if (!rc && cost) {
-        line_evidence_begin(c);
-        acc_buf_printf(&c->text, "{\"per_message\":%" PRIu64 ",\"per_session\":%" PRIu64 "}", c->agent.price_per_message,
-                       c->first_in_session ? c->agent.price_per_session : 0);
-        line_evidence_end(c);
-    }
+    if (!rc && cost)
+        c->line_ev[c->nlines - 1] = (meter__line_ev_t){.kind = METER__EV_PRICE, .per_message = c->agent.price_per_message,
+                                                       .per_session = c->first_in_session ? c->agent.price_per_session : 0};
     ledger_amount_t total = 0;
     if (!rc) rc = fee_lines(c, cost, false, &total);
     if (rc) return finish_failed(c, rc, err, c->agent.name);
     fill_event(c, LEDGER_POSTED, 1, 1, total, 0, NULL);
-    fix_evidence(c, false);
+    fix_lines(c);
     return post(c, LEDGER_POSTED, err);
 }
 
@@ -591,10 +571,12 @@ void meter_fail(meter_call_t *c, int code, const char *why) {
         return;
     }
     c->nlines = 0;
+    c->nrecs = 0;
+    c->evidence = (meter__evidence_t){.kind = METER__EV_NONE};
     c->done = NULL;
     acc_buf_reset(&c->text);
     acc_buf_printf(&c->text, "%.*s", METER_ERROR_MAX, why ? why : acc_status_name(code));
-    fix_evidence(c, false);
+    fix_lines(c);
     fill_event(c, LEDGER_VOIDED, 0, 0, 0, code ? code : ACC_ECANCELLED, c->text.data ? c->text.data : "");
     /* The voided posting carries the hold, which the ledger voids whole; the event is written
      * when the writer next commits, and nobody waits for it. */

@@ -284,7 +284,9 @@ typedef struct meter_receipt {
     uint64_t seq;
     bool duplicate;         /* the id was booked already (a retry): nothing more was charged, and
                                the stored event is the first one's (ledger_find), not `event` */
-    const meter_event_t *event; /* the event as this call computed it */
+    const meter_event_t *event; /* the event as this call computed it, its evidence left out (event
+                                   and lines say evidence_len 0): it is stored as data and written
+                                   out as JSON when the stored event is read (meter_event_decode) */
 } meter_receipt_t;
 
 typedef void (*meter_done_fn)(void *ud, const meter_receipt_t *r);

@@ -490,6 +490,57 @@ static void test_a_lone_caller_is_not_kept_waiting(void) {
     ledger_close(l);
 }
 
+/* Callers that do not wait for each other and hold no reservation between their postings (one
+ * thread running many sandboxes: each call reserves, runs and posts before the next begins) are
+ * load too: postings that keep arriving while commits run are gathered into batches. A serial
+ * caller, whose next posting waits for its last commit, is never kept waiting. */
+static void test_back_to_back_postings_are_gathered(void) {
+    ledger_t *l;
+    /* fsync on: commits take long enough for postings to arrive during them (with no_sync here, a
+     * commit ends before the next posting comes, and there is nothing to gather) */
+    ledger_opts_t o = {.commit_delay_us = 40000}; /* 40 ms windows, 10 ms quiet slices */
+    CHECK(ledger_open(fresh_path(), &o, &l, NULL) == ACC_OK);
+    ledger_account_t *u = account_of(l, LEDGER_ACCOUNT_USER, "steady"), *op = ledger_system(l, LEDGER_SYSTEM_OPERATOR);
+    topup(l, u, 100000);
+    ledger_transfer_t t = {u, op, 1, LEDGER_CODE_OPERATOR_FEE};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_OPERATOR_FEE, .transfers = &t,
+                          .ntransfers = 1, .event = "x", .event_len = 1};
+    ledger_result_t res;
+    /* serial: each waits for its commit; none waits for a window */
+    double t0 = test_now_ms();
+    for (int i = 0; i < 20; i++) {
+        ledger_id_new(&p.id);
+        CHECK(ledger_submit_wait(l, &p, &res, NULL) == ACC_OK);
+    }
+    double serial_ms = test_now_ms() - t0;
+    CHECK_MSG(serial_ms < test_scaled_ms(20 * 20), "20 serial postings took %.0f ms: kept waiting for company",
+              serial_ms);
+    /* back to back, one every 200 us, never waiting: gathered */
+    ledger_stats_t before, after;
+    ledger_stats(l, &before);
+    batch_sink_t sink = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    enum { N = 300 };
+    for (int i = 0; i < N; i++) {
+        ledger_id_new(&p.id);
+        CHECK(ledger_submit(l, &p, batch_done, &sink, NULL) == ACC_OK);
+        usleep(200);
+    }
+    for (int i = 0; i < 5000; i++) {
+        pthread_mutex_lock(&sink.mu);
+        int done = sink.done;
+        pthread_mutex_unlock(&sink.mu);
+        if (done == N) break;
+        usleep(1000);
+    }
+    ledger_stats(l, &after);
+    uint64_t commits = after.commits - before.commits;
+    CHECK(sink.ok == N);
+    if (!test_slow_tool())
+        CHECK_MSG(commits <= N / 20, "%" PRIu64 " commits for %d postings arriving back to back: not gathered", commits, N);
+    check_ok(l);
+    ledger_close(l);
+}
+
 typedef struct seqs {
     uint64_t expect;
     int ok;
@@ -785,6 +836,7 @@ int main(int argc, char **argv) {
     RUN(test_group_commit_under_concurrent_callers);
     RUN(test_batches_are_formed);
     RUN(test_a_lone_caller_is_not_kept_waiting);
+    RUN(test_back_to_back_postings_are_gathered);
     RUN(test_settlement_sequence_and_compare_and_set);
     RUN(test_two_writers_cannot_overdraw_one_account);
     RUN(test_the_cache_follows_another_writer);

@@ -203,12 +203,8 @@ static void on_done(void *ud, const meter_receipt_t *r) {
     w->nlines = r->event->nlines < 32 ? r->event->nlines : 32;
     for (size_t i = 0; i < w->nlines; i++) {
         w->lines[i] = r->event->lines[i];
-        snprintf(w->evidence[i], sizeof w->evidence[i], "%.*s", (int)r->event->lines[i].evidence_len,
-                 r->event->lines[i].evidence ? r->event->lines[i].evidence : "");
         w->lines[i].evidence = NULL;
     }
-    snprintf(w->event_evidence, sizeof w->event_evidence, "%.*s", (int)r->event->evidence_len,
-             r->event->evidence ? r->event->evidence : "");
     w->done = 1;
     pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->mu);
@@ -218,6 +214,30 @@ static void wait_done(waiter_t *w) {
     pthread_mutex_lock(&w->mu);
     while (!w->done) pthread_cond_wait(&w->cond, &w->mu);
     pthread_mutex_unlock(&w->mu);
+}
+
+/* The evidence of the call w waited for, as the stored event says (a receipt carries none: it is
+ * written out when the event is read back). */
+static int evidence_of(void *ud, const ledger_entry_t *e) {
+    waiter_t *w = ud;
+    meter_event_t ev;
+    acc_err err = {0};
+    CHECK_MSG(meter_event_decode(e->event, e->event_len, &ev, &err) == ACC_OK, "%s", err.msg);
+    CHECK(ev.nlines == w->nlines);
+    for (size_t i = 0; i < ev.nlines && i < w->nlines; i++) {
+        CHECK(ev.lines[i].role == w->lines[i].role && strcmp(ev.lines[i].payee, w->lines[i].payee) == 0 &&
+              ev.lines[i].amount == w->lines[i].amount && ev.lines[i].weight == w->lines[i].weight);
+        snprintf(w->evidence[i], sizeof w->evidence[i], "%.*s", (int)ev.lines[i].evidence_len, ev.lines[i].evidence);
+    }
+    snprintf(w->event_evidence, sizeof w->event_evidence, "%.*s", (int)ev.evidence_len, ev.evidence ? ev.evidence : "");
+    meter_event_free(&ev);
+    return ACC_OK;
+}
+
+static void wait_stored(ledger_t *l, waiter_t *w) {
+    wait_done(w);
+    CHECK(w->status == ACC_OK && w->seq > 0);
+    CHECK(ledger_scan(l, w->seq, w->seq, false, evidence_of, w, NULL) == ACC_OK);
 }
 
 #define WAITER_INIT {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER}
@@ -265,7 +285,7 @@ static void test_model_call_reserved_attributed_posted(void) {
                                .ncredits = 3, .credits = credits};
     waiter_t wt = WAITER_INIT;
     CHECK_MSG(meter_finish_model(call, &o, on_done, &wt, &err) == ACC_OK, "%s", err.msg);
-    wait_done(&wt);
+    wait_stored(w.l, &wt);
     CHECK_EQ(wt.status, ACC_OK);
     /* cost: 1000 + ceil((20*2000 + 60*4000)/1000) = 1280. Shares [3000, 1000, 6000] bps:
      * owner 384, share 128, data 768. Data: 30/40 covered -> 576 to spans, 192 to the owner.
@@ -278,8 +298,11 @@ static void test_model_call_reserved_attributed_posted(void) {
     CHECK((l = line_for(&wt, METER_ROLE_SPAN, BOB)) && l->amount == 144);
     CHECK((l = line_for(&wt, METER_ROLE_AUTHOR, AUTHOR)) && l->amount == 128);
     CHECK((l = line_for(&wt, METER_ROLE_OPERATOR, "operator")) && l->amount == 70);
-    CHECK_CONTAINS(wt.event_evidence, "\"text\":\"Grapes grow in clusters on vines\"");
-    CHECK_CONTAINS(wt.event_evidence, "\"records\":[11,12]");
+    /* stored as data, written out as the JSON it always was */
+    CHECK_STREQ(wt.event_evidence,
+                "{\"output_tokens\":40,\"covered_tokens\":30,\"spans\":[{\"start\":0,\"end\":32,\"tokens\":6,"
+                "\"text\":\"Grapes grow in clusters on vines\",\"records\":[11,12]},{\"start\":38,\"end\":52,\"tokens\":4,"
+                "\"text\":\"vines like sun\",\"records\":[21]}]}");
     for (size_t i = 0; i < wt.nlines; i++)
         if (wt.lines[i].role == METER_ROLE_SPAN && strcmp(wt.lines[i].payee, ALICE) == 0)
             CHECK_STREQ(wt.evidence[i], "{\"records\":[11,12]}");
@@ -307,7 +330,7 @@ static void test_no_span_pays_the_data_share_to_the_owner(void) {
                                .output_norm_tokens = 1};
     waiter_t wt = WAITER_INIT;
     CHECK(meter_finish_model(call, &o, on_done, &wt, NULL) == ACC_OK);
-    wait_done(&wt);
+    wait_stored(w.l, &wt);
     /* cost 1000 + ceil(60000/1000) = 1060: share 106, owner the rest */
     CHECK_EQ(wt.cost, 1060);
     CHECK_EQ(wt.nlines, 2);
@@ -348,11 +371,15 @@ typedef struct found {
     int n;
     meter_event_t ev;
     int decoded;
+    uint8_t raw[2048];
+    size_t raw_len;
 } found_t;
 
 static int grab_event(void *ud, const ledger_entry_t *e) {
     found_t *f = ud;
     f->n++;
+    f->raw_len = e->event_len < sizeof f->raw ? e->event_len : 0;
+    if (f->raw_len) memcpy(f->raw, e->event, f->raw_len);
     f->decoded = meter_event_decode(e->event, e->event_len, &f->ev, NULL) == ACC_OK;
     return ACC_OK;
 }
@@ -412,7 +439,7 @@ static void test_dataset_query_pays_contributors_by_score(void) {
     meter_dataset_outcome_t o = {.nrows = 3, .rows = rows};
     waiter_t wt = WAITER_INIT;
     CHECK(meter_finish_dataset(call, &o, on_done, &wt, NULL) == ACC_OK);
-    wait_done(&wt);
+    wait_stored(w.l, &wt);
     CHECK_EQ(wt.cost, 100);
     const meter_line_t *a = line_for(&wt, METER_ROLE_RETRIEVAL, ALICE), *b = line_for(&wt, METER_ROLE_RETRIEVAL, BOB);
     CHECK(a && b);
@@ -421,7 +448,12 @@ static void test_dataset_query_pays_contributors_by_score(void) {
         CHECK_EQ(a->weight, 3000001);
         CHECK_EQ(b->amount, 25); /* 1e6 / 4000001 of 100 = 24.99..., largest remainder gives it 25 */
     }
-    CHECK_CONTAINS(wt.event_evidence, "\"record\":7");
+    /* a score that is not a number is no number in the JSON either */
+    CHECK_STREQ(wt.event_evidence, "{\"rows\":[{\"record\":7,\"score\":3,\"weight\":3000000},{\"record\":8,\"score\":1,"
+                                   "\"weight\":1000000},{\"record\":9,\"score\":null,\"weight\":1}]}");
+    for (size_t i = 0; i < wt.nlines; i++)
+        if (wt.lines[i].role == METER_ROLE_RETRIEVAL && strcmp(wt.lines[i].payee, ALICE) == 0)
+            CHECK_STREQ(wt.evidence[i], "{\"records\":[7,9]}");
     /* nothing returned: the per-query price goes to the datanet's owner */
     waiter_t w2 = WAITER_INIT;
     CHECK(meter_begin_dataset(w.m, &ctx, &d, 5, &call, NULL) == ACC_OK);
@@ -444,10 +476,11 @@ static void test_message_price_and_session_price(void) {
     CHECK_EQ(meter_call_reserved(call), 275); /* 250 + 10 % fee; no markup on its own price */
     waiter_t wt = WAITER_INIT;
     CHECK(meter_finish_message(call, on_done, &wt, NULL) == ACC_OK);
-    wait_done(&wt);
+    wait_stored(w.l, &wt);
     CHECK_EQ(wt.cost, 275);
     const meter_line_t *l = line_for(&wt, METER_ROLE_AUTHOR, AUTHOR);
     CHECK(l && l->amount == 250);
+    CHECK_STREQ(wt.evidence[l - wt.lines], "{\"per_message\":50,\"per_session\":200}");
     CHECK(meter_begin_message(w.m, &ctx, false, &call, NULL) == ACC_OK);
     CHECK_EQ(meter_call_reserved(call), 55);
     meter_fail(call, ACC_ECANCELLED, "cancelled by the client");
@@ -493,6 +526,34 @@ static void test_event_round_trips_and_rejects_garbage(void) {
     junk[0] = 9;
     CHECK(meter_event_decode(junk, sizeof junk, &e, &err) == ACC_ECORRUPT);
     CHECK_CONTAINS(err.msg, "version 9");
+    CHECK(f.raw_len > 19);
+    for (size_t n = 0; n < f.raw_len; n++)
+        CHECK_MSG(meter_event_decode(f.raw, n, &e, &err) == ACC_ECORRUPT, "a stored event cut to %zu bytes decoded", n);
+    /* An event stored by version 1 (evidence as JSON strings, payees as text) still reads. */
+    uint8_t v1[256];
+    size_t n1 = 0;
+    static const uint8_t head[] = {
+        1, /* version */
+        0x01, 0x8c, 0x2f, 0x3a, 0x00, 0x00, 0x70, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 0x2a, /* id */
+        2, 1, /* posted, model */
+        0x01, 0x05, 0x03, 0x04, 0x0c, 0x0a, 0x00, /* start 1, latency 5, units 3 and 4, reserved 12, cost 10, no error */
+        9, 'd', 'e', 'm', 'o', '/', 'f', 'i', 'g', 's', 4, 'd', 'e', 'm', 'o', 0, 1, 's', 0, 0, 0, /* name .. error */
+        14, '{', '"', 's', 'p', 'a', 'n', 's', '"', ':', '[', ']', '}', ' ', ' ', /* evidence */
+        1, 3, 3, 42, /* one line: span, an address, 42 bytes of it */
+    };
+    memcpy(v1, head, sizeof head), n1 = sizeof head;
+    memcpy(v1 + n1, ALICE, 42), n1 += 42;
+    static const uint8_t tail[] = {2, 10, 15, '{', '"', 'r', 'e', 'c', 'o', 'r', 'd', 's', '"', ':', '[', '7', ']', '}'};
+    memcpy(v1 + n1, tail, sizeof tail), n1 += sizeof tail;
+    CHECK_MSG(meter_event_decode(v1, n1, &e, &err) == ACC_OK, "%s", err.msg);
+    CHECK(e.id.b[15] == 0x2a && e.state == LEDGER_POSTED && e.resource == METER_MODEL && e.cost == 10 && e.units_out == 4);
+    CHECK_STREQ(e.resource_name, "demo/figs");
+    CHECK_STREQ(e.session, "s");
+    CHECK(e.evidence_len == 14 && memcmp(e.evidence, "{\"spans\":[]}  ", 14) == 0);
+    CHECK(e.nlines == 1 && e.lines[0].role == METER_ROLE_SPAN && e.lines[0].amount == 10 && e.lines[0].weight == 2);
+    CHECK_STREQ(e.lines[0].payee, ALICE);
+    CHECK_STREQ(e.lines[0].evidence, "{\"records\":[7]}");
+    meter_event_free(&e);
     close_world(&w);
 }
 

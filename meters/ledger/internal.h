@@ -77,6 +77,8 @@ struct ledger {
     size_t q_len;
     bool stopping;
     bool w_idle, w_gathering; /* the writer waits for work / gathers a batch */
+    bool w_gather_on_holds;   /* ...for the reservations in flight (unlink_hold ends it) */
+    uint64_t arrivals;        /* postings queued so far */
     uint64_t commit_delay_ns;
     uint64_t epoch; /* bumped whenever another connection may have written (ledger.c) */
     ledger_stats_t stats;

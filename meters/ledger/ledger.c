@@ -298,9 +298,9 @@ static void unlink_hold(ledger_t *l, ledger_hold_t *h) {
     if (h->next) h->next->prev = h->prev;
     h->prev = h->next = NULL;
     l->nholds--;
-    /* The last reservation in flight is posted or voided: the writer gathering a batch waits for
-     * nobody now. */
-    if (l->w_gathering && l->nholds == 0) pthread_cond_signal(&l->wake);
+    /* The last reservation in flight is posted or voided: the writer gathering a batch for it
+     * waits for nobody now. */
+    if (l->w_gathering && l->w_gather_on_holds && l->nholds == 0) pthread_cond_signal(&l->wake);
 }
 
 /* Under mu: voids a pending hold, returning its amount to the account. */
@@ -476,6 +476,7 @@ static void enqueue(ledger_t *l, op_t *op) {
     else l->q_head = op;
     l->q_tail = op;
     l->q_len++;
+    l->arrivals++;
     /* Wake the writer when it waits for work, and when it gathers a batch only once the batch is
      * full (or, from unlink_hold, no reservation is left in flight): a signal per posting would
      * cost a futex wake per call. */
@@ -864,6 +865,7 @@ static void *writer_main(void *arg) {
     ledger_t *l = arg;
     pthread_mutex_lock(&l->mu);
     uint64_t last_reap = 0, last_commit_ns = 0;
+    bool concurrent = false; /* postings arrived during the last commit */
     for (;;) {
         while (!l->q_head && !l->stopping) {
             struct timespec ts;
@@ -878,24 +880,41 @@ static void *writer_main(void *arg) {
             last_reap = now;
         }
         if (!l->q_head) break; /* stopping, and everything is written */
-        /* Under load (the last commit ended moments ago, and other callers hold reservations they
-         * will post soon), let the batch grow for a little while before committing: an fsync and a
+        /* Under load, let the batch grow for a little while before committing: an fsync and a
          * transaction cost the same for one posting or a thousand, so gathering trades a little
-         * latency for much less work per call. A lone caller (nothing committed lately, or no
-         * reservation in flight besides what is queued) is committed at once. */
+         * latency for much less work per call. Load is either of two things, measured as it
+         * happens rather than guessed:
+         *   - postings arrived while the last commit was under way (callers who do not wait for
+         *     each other: many sessions, or one thread running many sandboxes, whose calls come
+         *     back to back with no reservation held in between). The batch then grows while they
+         *     keep coming: it is committed when a slice of the window passes with no arrival and
+         *     no reservation in flight, or when the window ends;
+         *   - other callers hold reservations they will post soon (threads in the middle of a
+         *     call): the batch waits for them, until the last is posted or voided.
+         * A lone caller (its next posting comes only after its last is committed, and it holds no
+         * reservation meanwhile) is committed at once, and so is anyone after a quiet moment (no
+         * commit in the last two windows). */
         uint64_t t = mono_ns();
-        if (l->commit_delay_ns && !l->stopping && l->q_len < l->max_batch && l->nholds > 0 &&
+        bool on_holds = l->nholds > 0 && !concurrent;
+        if (l->commit_delay_ns && !l->stopping && l->q_len < l->max_batch && (concurrent || l->nholds > 0) &&
             t - last_commit_ns < 2 * l->commit_delay_ns) {
-            uint64_t until = t + l->commit_delay_ns;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t ns = (uint64_t)ts.tv_nsec + l->commit_delay_ns;
-            ts.tv_sec += (time_t)(ns / 1000000000u);
-            ts.tv_nsec = (long)(ns % 1000000000u);
+            uint64_t until = t + l->commit_delay_ns, slice = l->commit_delay_ns / 4;
             l->w_gathering = true;
-            while (!l->stopping && l->q_len < l->max_batch && l->nholds > 0 && mono_ns() < until)
-                if (pthread_cond_timedwait(&l->wake, &l->mu, &ts) != 0) break;
-            l->w_gathering = false;
+            l->w_gather_on_holds = on_holds;
+            for (;;) {
+                uint64_t seen = l->arrivals, now_ns = mono_ns();
+                if (now_ns >= until) break;
+                uint64_t wait_ns = on_holds || until - now_ns < slice ? until - now_ns : slice;
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                uint64_t ns = (uint64_t)ts.tv_nsec + wait_ns;
+                ts.tv_sec += (time_t)(ns / 1000000000u);
+                ts.tv_nsec = (long)(ns % 1000000000u);
+                int w = pthread_cond_timedwait(&l->wake, &l->mu, &ts);
+                if (l->stopping || l->q_len >= l->max_batch) break;
+                if (on_holds ? l->nholds == 0 || w != 0 : l->arrivals == seen && l->nholds == 0) break;
+            }
+            l->w_gathering = l->w_gather_on_holds = false;
         }
         uint64_t now = ledger_now_ms();
         if (now - last_reap >= 20) {
@@ -909,12 +928,15 @@ static void *writer_main(void *arg) {
         if (!l->q_head) l->q_tail = NULL;
         tail->next = NULL;
         l->q_len -= n;
+        uint64_t arrivals_before = l->arrivals;
         pthread_mutex_unlock(&l->mu);
 
         commit_batch(l, ops);
         last_commit_ns = mono_ns();
 
         pthread_mutex_lock(&l->mu);
+        /* before any done callback: a lone caller's next posting must not count */
+        concurrent = l->arrivals != arrivals_before;
         apply_batch(l, ops, n);
         pthread_mutex_unlock(&l->mu);
         for (op_t *op = ops, *next; op; op = next) {

@@ -170,13 +170,15 @@ typedef struct ledger_opts {
     bool no_sync;             /* synchronous=NORMAL instead of FULL (tests, benchmarks only) */
     uint32_t max_batch;       /* postings per transaction at most; 0 = 4096 */
     uint32_t busy_timeout_ms; /* wait for another process's write lock; 0 = 5000 */
-    /* Under load (a commit ended less than twice this ago), the writer lets a batch gather for
-     * up to this long before committing it; a lone caller is committed at once. 0 = the default
-     * (LEDGER_DEFAULT_COMMIT_DELAY_US), LEDGER_NO_COMMIT_DELAY = never wait. */
+    /* Under load (postings arrived while the last commit ran, or other callers hold reservations,
+     * and a commit ended less than twice this ago), the writer lets a batch gather for up to this
+     * long before committing it; a lone caller is committed at once (ledger.c says how load is
+     * told). 0 = the default (LEDGER_DEFAULT_COMMIT_DELAY_US), LEDGER_NO_COMMIT_DELAY = never
+     * wait. */
     uint32_t commit_delay_us;
 } ledger_opts_t;
 
-#define LEDGER_DEFAULT_COMMIT_DELAY_US 500
+#define LEDGER_DEFAULT_COMMIT_DELAY_US 1000
 #define LEDGER_NO_COMMIT_DELAY UINT32_MAX
 
 /* Opens (creating, or upgrading in place) the ledger's tables in the SQLite database at path, and
