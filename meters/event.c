@@ -94,29 +94,36 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t len) {
 
 static uint8_t *put_cstr(uint8_t *p, const char *s) { return put_str(p, s ? s : "", s ? strlen(s) : 0); }
 
-static int hex_digit(char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
+/* Hex digit values (0 for anything that is not one, as for the digit 0: put_payee tells them apart). */
+static const uint8_t hex_value[256] = {
+    ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7, ['8'] = 8, ['9'] = 9,
+    ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
+    ['A'] = 10, ['B'] = 11, ['C'] = 12, ['D'] = 13, ['E'] = 14, ['F'] = 15,
+};
 
 /* A payee: an address as 20 bytes and its digits' case (form 1), anything else as a string. */
 static uint8_t *put_payee(uint8_t *p, const char *payee) {
     size_t n = strlen(payee);
-    bool address = n == 42 && payee[0] == '0' && payee[1] == 'x';
-    for (size_t i = 2; address && i < 42; i++) address = hex_digit(payee[i]) >= 0;
-    if (!address) {
-        *p++ = 0;
-        return put_str(p, payee, n);
+    if (n == 42 && payee[0] == '0' && payee[1] == 'x') {
+        uint8_t bytes[20], upper[5] = {0};
+        bool ok = true;
+        for (size_t i = 0; i < 40; i += 2) {
+            unsigned char hi = (unsigned char)payee[2 + i], lo = (unsigned char)payee[3 + i];
+            uint8_t vh = hex_value[hi], vl = hex_value[lo];
+            /* table zeros stand for '0' only: anything else that maps to 0 is not a digit */
+            ok &= (vh || hi == '0') && (vl || lo == '0');
+            bytes[i / 2] = (uint8_t)(vh << 4 | vl);
+            upper[i / 8] |= (uint8_t)((hi >= 'A' && hi <= 'F') << (i % 8) | (lo >= 'A' && lo <= 'F') << (i % 8 + 1));
+        }
+        if (ok) {
+            *p++ = 1;
+            memcpy(p, bytes, 20);
+            memcpy(p + 20, upper, 5);
+            return p + 25;
+        }
     }
-    *p++ = 1;
-    uint8_t *bytes = p, *upper = p + 20;
-    memset(upper, 0, 5);
-    for (size_t i = 0; i < 40; i++) {
-        char c = payee[2 + i];
-        if (i % 2 == 0) bytes[i / 2] = (uint8_t)(hex_digit(c) << 4);
-        else bytes[i / 2] |= (uint8_t)hex_digit(c);
-        if (c >= 'A' && c <= 'F') upper[i / 8] |= (uint8_t)(1u << (i % 8));
-    }
-    return p + 25;
+    *p++ = 0;
+    return put_str(p, payee, n);
 }
 
 static uint8_t *put_records(uint8_t *p, const int64_t *r, size_t n) {

@@ -153,8 +153,8 @@ static int begin(meter_t *m, const meter_ctx_t *ctx, meter_resource_t resource, 
         c->m = m;
         c->resource = resource;
         c->start_ms = wall_ms();
-        c->start_ns = mono_ns();
-        rc = ledger_reserve(m->l, c->payer, total, ledger_now_ms() + m->cfg.deadline_ms, &c->hold, NULL, err);
+        c->start_ns = mono_ns(); /* ledger_now_ms's clock, in ns */
+        rc = ledger_reserve(m->l, c->payer, total, c->start_ns / 1000000 + m->cfg.deadline_ms, &c->hold, NULL, err);
         if (rc == ACC_EFUNDS) atomic_fetch_add(&m->refused, 1);
     }
     if (rc) {
@@ -186,7 +186,9 @@ int meter_begin_model(meter_t *m, const meter_ctx_t *ctx, const meter_model_t *m
         return acc_fail(err, ACC_ELIMIT, "model %s: the most this call could cost overflows", model->name);
     meter_call_t *c = new_call();
     if (!c) return acc_fail(err, ACC_ENOMEM, "meter: out of memory");
-    c->model = *model;
+    /* the shares in use only: the whole descriptor is mostly room for shares */
+    memcpy(&c->model, model, offsetof(meter_model_t, shares));
+    memcpy(c->model.shares, model->shares, model->nshares * sizeof model->shares[0]);
     c->in_max = prompt_tokens_max;
     c->out_max = max_tokens;
     return begin(m, ctx, METER_MODEL, c, true, most, call, err);

@@ -279,19 +279,31 @@ static void add_receipt(rt_session_t *s, rt_receipt_t *r) {
     s->receipts_tail = r;
 }
 
+/* A receipt and its strings in one allocation: one per call, kept for the turn (or the run). */
+static rt_receipt_t *new_receipt(size_t nlines, const char *name, const char *error) {
+    size_t nlen = strnlen(name, METER_NAME_MAX), elen = strnlen(error, 199);
+    size_t lines = sizeof(rt_receipt_t) + nlines * sizeof(rt_receipt_line_t);
+    rt_receipt_t *r = calloc(1, lines + nlen + elen + 2);
+    if (!r) return NULL;
+    char *strs = (char *)r + lines;
+    memcpy(strs, name, nlen);
+    memcpy(strs + nlen + 1, error, elen);
+    r->name = strs;
+    r->error = strs + nlen + 1;
+    return r;
+}
+
 static rt_receipt_t *receipt_of(const meter_receipt_t *mr) {
     const meter_event_t *e = mr->event;
-    rt_receipt_t *r = calloc(1, sizeof *r + e->nlines * sizeof r->lines[0]);
+    rt_receipt_t *r = new_receipt(e->nlines, e->resource_name, mr->status ? mr->err.msg : "");
     if (!r) return NULL;
     r->id = e->id;
     r->status = mr->status;
     r->duplicate = mr->duplicate;
     r->resource = e->resource;
-    snprintf(r->name, sizeof r->name, "%s", e->resource_name);
     r->units_in = e->units_in;
     r->units_out = e->units_out;
     r->cost = mr->status == ACC_OK ? e->cost : 0;
-    if (mr->status) snprintf(r->error, sizeof r->error, "%s", mr->err.msg);
     for (size_t i = 0; i < e->nlines; i++) {
         r->lines[r->nlines].role = e->lines[i].role;
         memcpy(r->lines[r->nlines].payee, e->lines[i].payee, METER_ADDRESS_SIZE);
@@ -302,12 +314,10 @@ static rt_receipt_t *receipt_of(const meter_receipt_t *mr) {
 
 /* A receipt for a call refused or failed before its posting (nothing charged). */
 static rt_receipt_t *failed_receipt(meter_resource_t resource, const char *name, int status, const char *why) {
-    rt_receipt_t *r = calloc(1, sizeof *r);
+    rt_receipt_t *r = new_receipt(0, name, why);
     if (!r) return NULL;
     r->status = status;
     r->resource = resource;
-    snprintf(r->name, sizeof r->name, "%s", name);
-    snprintf(r->error, sizeof r->error, "%s", why);
     return r;
 }
 
@@ -568,11 +578,16 @@ static void fail_pending(pending_t *p, sandbox_t *sb, int code, const char *msg)
 }
 
 static void begin_answer_model(pending_t *p, const char *text, size_t len, const char *finish) {
+    size_t nlen = strlen(p->name);
+    /* room for the whole answer at once, its usage (on_booked) included: one allocation */
+    (void)acc_buf_reserve(&p->answer, len + len / 8 + nlen + 192);
     acc_buf_puts(&p->answer, "{\"text\":");
     acc_buf_json_string(&p->answer, text, len);
     acc_buf_puts(&p->answer, ",\"model\":");
-    acc_buf_json_string(&p->answer, p->name, strlen(p->name));
-    acc_buf_printf(&p->answer, ",\"finish_reason\":\"%s\"", finish);
+    acc_buf_json_string(&p->answer, p->name, nlen);
+    acc_buf_puts(&p->answer, ",\"finish_reason\":\"");
+    acc_buf_puts(&p->answer, finish);
+    acc_buf_putc(&p->answer, '"');
 }
 
 static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call, pending_t *p) {

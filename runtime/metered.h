@@ -108,10 +108,10 @@ typedef struct rt_receipt {
     int status;                 /* ACC_OK charged; else the call failed (nothing charged) */
     bool duplicate;
     meter_resource_t resource;
-    char name[METER_NAME_MAX + 1];
+    const char *name;           /* in the receipt's own memory, like error */
     uint64_t units_in, units_out;
     ledger_amount_t cost;
-    char error[200];
+    const char *error;          /* "" when it was charged; at most 199 bytes */
     size_t nlines;
     rt_receipt_line_t lines[];
 } rt_receipt_t;

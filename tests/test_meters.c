@@ -494,7 +494,12 @@ static void test_event_round_trips_and_rejects_garbage(void) {
     world_t w = open_world(0);
     topup(&w, "demo", 100000);
     meter_model_t model = test_model();
-    meter_agent_t agent = {.name = "a\"gent", .version = "0.1.0", .author = AUTHOR};
+    /* payees stored as addresses (20 bytes and their case) or, when they only look like one, as text */
+    const char *not_hex = "0x111111111111111111111111111111111111111g";
+    model.nshares = 2;
+    snprintf(model.shares[1].address, sizeof model.shares[1].address, "%s", not_hex);
+    model.shares[1].bps = 1000;
+    meter_agent_t agent = {.name = "a\"gent", .version = "0.1.0", .author = AUTHOR, .markup_bps = 100};
     meter_ctx_t ctx = {.payer = "demo", .request_id = "chatcmpl-\xff", .session = "sess", .agent = &agent};
     meter_call_t *call;
     CHECK(meter_begin_model(w.m, &ctx, &model, 5, 5, &call, NULL) == ACC_OK);
@@ -511,6 +516,10 @@ static void test_event_round_trips_and_rejects_garbage(void) {
     CHECK_EQ(f.ev.units_in, 5);
     CHECK_EQ(f.ev.cost, wt.cost);
     CHECK(f.ev.nlines == wt.nlines);
+    for (size_t i = 0; i < f.ev.nlines && i < wt.nlines; i++)
+        CHECK_MSG(strcmp(f.ev.lines[i].payee, wt.lines[i].payee) == 0 && f.ev.lines[i].amount == wt.lines[i].amount,
+                  "line %zu: %s, stored as %s", i, wt.lines[i].payee, f.ev.lines[i].payee);
+    CHECK(line_for(&wt, METER_ROLE_SHARE, not_hex) && line_for(&wt, METER_ROLE_AUTHOR, AUTHOR));
     acc_buf j = ACC_BUF_INIT;
     meter_event_json(&f.ev, wt.seq, &j);
     CHECK_CONTAINS(j.data, "\"agent\":\"a\\\"gent\"");

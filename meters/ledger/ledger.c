@@ -187,17 +187,18 @@ static int check_name(int kind, const char *name, acc_err *err) {
 }
 
 int ledger_account(ledger_t *l, ledger_account_kind_t kind, const char *name, ledger_account_t **out, acc_err *err) {
-    int rc = check_name((int)kind, name, err);
-    if (rc) return rc;
+    if (kind < LEDGER_ACCOUNT_SYSTEM || kind > LEDGER_ACCOUNT_ADDRESS) return check_name((int)kind, name, err);
     uint32_t h = name_hash((int)kind, name);
     pthread_mutex_lock(&l->mu);
     ledger_account_t *a = find_name(l, (int)kind, name, h);
     uint64_t epoch = l->epoch; /* before the read (see the top of this file) */
     pthread_mutex_unlock(&l->mu);
-    if (a && a->loaded) {
+    if (a && a->loaded) { /* a name in the cache was checked when it came in */
         *out = a;
         return ACC_OK;
     }
+    int rc = check_name((int)kind, name, err);
+    if (rc) return rc;
     store_account_t row;
     bool found = false;
     if ((rc = l->ops->account_get(l->store, (int)kind, name, &row, &found, err))) return rc;

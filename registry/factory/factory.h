@@ -117,6 +117,7 @@ typedef struct factory_request {
     bool answer;            /* answer (messages, or mode "answer") rather than continue */
     bool messages;
     void *root;             /* the parsed JSON (private) */
+    void *tokens;           /* the prompt's words, counted once and continued from (private) */
 } factory_request;
 int factory_request_parse(const char *request, size_t len, factory_request *out, acc_err *err);
 void factory_request_free(factory_request *r);

@@ -39,6 +39,10 @@ struct factory_model {
     uint64_t avg_len_milli;  /* mean sentence length in words, x 1000 */
 };
 
+/* factory_continue from the prompt's words, tokenized already. */
+int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, uint32_t max_tokens, factory_output *out,
+                            acc_err *err);
+
 /* Where the punctuation glued to the word at pos ends (the first space after it, or the next word),
  * and where the punctuation glued before it starts (after the last space, or the previous word). */
 size_t factory_trailing_end(const factory_model *m, uint32_t pos);

@@ -75,6 +75,21 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* The words seen so far, sorted: a few at a time (a context is usually followed by a handful of
+ * words), where insertion beats a call to qsort per generated word. */
+static void sort_seen(uint32_t *v, size_t n) {
+    if (n > 32) {
+        qsort(v, n, sizeof *v, cmp_u32);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        uint32_t x = v[i];
+        size_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
 /* The word after the context at suffix rank r. */
 static inline uint32_t next_word(const span_corpus *c, uint32_t r, uint32_t L) {
     return span_corpus_token(c, span_corpus_suffix(c, r) + L);
@@ -162,7 +177,7 @@ static int choose(chooser *ch, cand *best) {
             }
             r = e;
         }
-        qsort(ch->seen, ch->nseen, sizeof *ch->seen, cmp_u32);
+        sort_seen(ch->seen, ch->nseen);
     }
     return 0;
 }
@@ -180,19 +195,25 @@ int factory_continue(const factory_model *m, const char *prompt, size_t len, uin
         return acc_fail(err, ACC_EINVAL, "max_tokens: %u is not 1..%d", max_tokens, FACTORY_MAX_TOKENS);
     span_tokens tk = SPAN_TOKENS_INIT;
     int rc = span_tokenize(prompt, len, &tk, err);
-    if (rc) return rc;
-    chooser ch = {.m = m, .nrep = m->order < 2 ? 2 : m->order};
-    uint32_t *hist = malloc((tk.n + max_tokens + 1) * sizeof *hist);
-    acc_buf b = ACC_BUF_INIT;
-    if (!hist) {
-        span_tokens_free(&tk);
-        return acc_fail(err, ACC_ENOMEM, "model: out of memory");
-    }
-    span_vocab_find_ids(m->vocab, &tk, hist);
-    ch.hist = hist;
-    ch.h = tk.n;
-    out->prompt_tokens = (uint32_t)tk.n;
+    if (!rc) rc = factory_continue_tokens(m, &tk, max_tokens, out, err);
     span_tokens_free(&tk);
+    return rc;
+}
+
+int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, uint32_t max_tokens, factory_output *out,
+                            acc_err *err) {
+    memset(out, 0, sizeof *out);
+    if (max_tokens < 1 || max_tokens > FACTORY_MAX_TOKENS)
+        return acc_fail(err, ACC_EINVAL, "max_tokens: %u is not 1..%d", max_tokens, FACTORY_MAX_TOKENS);
+    int rc = ACC_OK;
+    chooser ch = {.m = m, .nrep = m->order < 2 ? 2 : m->order};
+    uint32_t *hist = malloc((prompt->n + max_tokens + 1) * sizeof *hist);
+    acc_buf b = ACC_BUF_INIT;
+    if (!hist) return acc_fail(err, ACC_ENOMEM, "model: out of memory");
+    span_vocab_find_ids(m->vocab, prompt, hist);
+    ch.hist = hist;
+    ch.h = prompt->n;
+    out->prompt_tokens = (uint32_t)prompt->n;
 
     uint32_t prev = NONE;
     out->finish = FACTORY_FINISH_LENGTH;

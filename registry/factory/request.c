@@ -20,6 +20,9 @@ static uint32_t count_words(const char *s, size_t n, span_tokens *tk) {
 void factory_request_free(factory_request *r) {
     json_decref((json_t *)r->root);
     r->root = NULL;
+    if (r->tokens) span_tokens_free(r->tokens);
+    free(r->tokens);
+    r->tokens = NULL;
 }
 
 /* The fields of a request object, as either reader found them. */
@@ -192,16 +195,27 @@ int factory_request_parse(const char *request, size_t len, factory_request *out,
                      .max_value = json_is_integer(mt) ? (long long)json_integer_value(mt) : 0,
                      .messages = json_object_get(req, "messages")};
     }
-    span_tokens tk = SPAN_TOKENS_INIT;
-    int rc = check_fields(&f, out, &tk, err);
-    span_tokens_free(&tk);
+    span_tokens *tk = malloc(sizeof *tk);
+    if (!tk) {
+        factory_request_free(out);
+        return acc_fail(err, ACC_ENOMEM, "request: out of memory");
+    }
+    *tk = (span_tokens)SPAN_TOKENS_INIT;
+    int rc = check_fields(&f, out, tk, err);
+    if (!rc && !out->messages && !out->answer) {
+        out->tokens = tk; /* the prompt's: factory_run continues from them */
+    } else {
+        span_tokens_free(tk);
+        free(tk);
+    }
     if (rc) factory_request_free(out);
     return rc;
 }
 
 int factory_run(const factory_model *m, const factory_request *r, factory_output *out, acc_err *err) {
-    int rc = r->answer ? factory_answer(m, r->text, r->text_len, r->max_tokens, out, err)
-                       : factory_continue(m, r->text, r->text_len, r->max_tokens, out, err);
+    int rc = r->answer   ? factory_answer(m, r->text, r->text_len, r->max_tokens, out, err)
+             : r->tokens ? factory_continue_tokens(m, r->tokens, r->max_tokens, out, err)
+                         : factory_continue(m, r->text, r->text_len, r->max_tokens, out, err);
     if (!rc && r->messages) out->prompt_tokens = r->prompt_tokens;
     return rc;
 }
