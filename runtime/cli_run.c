@@ -41,9 +41,11 @@ static const char run_usage[] =
     "account before it runs (a short balance is an insufficient_funds error the agent can catch),\n"
     "attributed to the people who earned it, and booked in the ledger before its answer is given.\n"
     "The account of --user API_KEY pays; without it the demo account does (it starts with 100\n"
-    "credits). Queries: full-text search, N from 1 to 100, default 3. The registry is opened when\n"
-    "first needed and, when it holds nothing yet, seeded with the demo registry (the datanet\n"
-    "demo/orchard, the agents orchard-guide and orchard-sources); --no-demo leaves it empty.\n"
+    "credits). Queries: full-text search, N from 1 to 100, default 3. Before the script runs, the\n"
+    "registry is opened (made when missing) and, when it holds nothing yet, seeded with the demo\n"
+    "registry (the datanet demo/orchard, its models, the agents orchard-guide and orchard-sources),\n"
+    "so no turn's time limit pays for that; --no-demo seeds nothing and opens the registry only\n"
+    "when a call needs it.\n"
     "A deployed agent runs with the limits its manifest names (flags given here win), may call\n"
     "only the models and datanets its manifest lists, and each message pays its price.\n"
     "After the reply, a usage receipt: each metered call, its cost and who was paid (accrue usage\n"
@@ -339,9 +341,19 @@ int cli_run(int argc, char **argv) {
         if (chunkname) snprintf(chunkname, nlen, "=%s@%s", agent->name, agent->version);
     }
 
+    /* The registry and the ledger are made (and the demo seeded) now, not inside a turn; after the
+     * agent is known, since its metering session carries its prices. */
+    acc_err err = {0};
+    if (rt_provider_prepare(&rp, &err) != ACC_OK) {
+        fprintf(stderr, "accrue run: %s\n", err.msg);
+        free(src);
+        free(chunkname);
+        free(agent);
+        rt_provider_close(&rp);
+        return 1;
+    }
     sandbox_provider_t provider = rt_provider(&rp);
     provider.output = print_output;
-    acc_err err = {0};
     acc_buf streamed = ACC_BUF_INIT;
     if (json) json_stream = &streamed;
     sandbox_t *sb = chunkname ? sandbox_open(&limits, &provider, &err) : NULL;

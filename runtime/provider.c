@@ -88,6 +88,12 @@ int rt_provider_meter(rt_provider_t *p, rt_session_t **out, acc_err *err) {
     return ACC_OK;
 }
 
+int rt_provider_prepare(rt_provider_t *p, acc_err *err) {
+    if (p->no_demo) return ACC_OK;
+    rt_session_t *s;
+    return rt_provider_meter(p, &s, err); /* opens (and seeds) the registry first */
+}
+
 sandbox_status_t rt_provider_run_turn(rt_provider_t *p, sandbox_t *sb) {
     if (!p->queue && !(p->queue = rt_queue_new())) return sandbox_run_to_end(sb); /* no memory: nothing can wait */
     return rt_run_turn(sb, &p->session, p->queue);

@@ -4,11 +4,12 @@
  * the agent sees the answer), test/... names by the built-in test provider (runtime/test_provider.h,
  * not metered).
  *
- * The registry and the ledger (the same file) are opened at the first call that needs them (a run
- * that never calls a registered name leaves no file behind) and, when the registry holds nothing
- * yet, seeded with the demo registry unless no_demo is set; the demo account gets its demo credit
- * then (once: the top-up has a fixed id). The payer is the account of user_key (--user), or the
- * demo account. When agent is set (a deployed agent runs), a call to a name its manifest does not
+ * The registry and the ledger (the same file) are opened by rt_provider_prepare before the first
+ * turn and, when the registry holds nothing yet, seeded with the demo registry; the demo account
+ * gets its demo credit then (once: the top-up has a fixed id). So no turn's time limit pays for
+ * making them. With no_demo they are opened at the first call that needs them instead (a run that
+ * never calls a registered name leaves no file behind) and nothing is seeded. The payer is the
+ * account of user_key (--user), or the demo account. When agent is set (a deployed agent runs), a call to a name its manifest does not
  * list is refused, and each message pays the agent's price.
  *
  * Requests are bounded before any work: at most RT_REQUEST_MAX bytes of JSON. A model answers
@@ -57,6 +58,11 @@ typedef struct rt_provider {
 } rt_provider_t;
 
 #define RT_DEMO_CREDIT (UINT64_C(100) * LEDGER_UNITS_PER_CREDIT) /* what the demo account starts with */
+
+/* What a command does before its first turn, unless no_demo: opens the registry (made, and seeded
+ * with the demo registry, when it holds nothing yet) and the metering session (the ledger, the demo
+ * credit). ACC_OK, or the failure (a bad user_key: ACC_EPERM), which is kept for the calls too. */
+int rt_provider_prepare(rt_provider_t *p, acc_err *err);
 
 /* The metering session, opened now if it was not yet (with the registry): ACC_EPERM for a
  * user_key that is malformed, unknown or revoked. */

@@ -2,7 +2,7 @@
  * test_corpus.c: runs the adversarial sandbox corpus (tests/corpus/NAME.lua) through the real accrue
  * binary and checks each script's declared outcome.
  *
- * Every script runs as `accrue run NAME.lua [--input TEXT] LIMITS...` in a fresh temporary
+ * Every script runs as `accrue run NAME.lua --no-demo [--input TEXT] LIMITS...` in a fresh temporary
  * directory that holds only a read-only copy of the script and a canary file, with a clean
  * environment plus a canary variable, stdin from /dev/null, stdout and stderr captured to files
  * outside that directory, and a hard SIGKILL after a generous timeout so a hung binary fails the
@@ -350,11 +350,12 @@ static int start_job(job_t *j, char *why, size_t why_len) {
         {"--time-limit", "1000"},
         {"--output-limit", "65536"},
     };
-    char *argv[8 + 2 * 4 + MAX_ARGS];
+    char *argv[9 + 2 * 4 + MAX_ARGS];
     int argc = 0;
     argv[argc++] = accrue_bin;
     argv[argc++] = "run";
     argv[argc++] = j->name;
+    argv[argc++] = "--no-demo"; /* the corpus tries the sandbox: no demo registry to make in each run */
     if (j->ex.input) {
         argv[argc++] = "--input";
         argv[argc++] = j->ex.input;

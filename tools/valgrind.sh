@@ -24,7 +24,7 @@ zig build test -Dsystem-malloc=true -Dcpu=x86_64_v3
 bin="$prefix/bin/accrue"
 export VG="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --show-leak-kinds=definite,indirect"
 fails=$(ls tests/corpus/*.lua | xargs -P 2 -I{} sh -c '
-  out=$(cd /tmp && timeout 300 $VG "'"$bin"'" run "'"$PWD"'/{}" --input x --mem-limit 16777216 \
+  out=$(cd /tmp && timeout 300 $VG "'"$bin"'" run "'"$PWD"'/{}" --no-demo --input x --mem-limit 16777216 \
         --instr-limit 2000000 --time-limit 3000 --output-limit 65536 2>&1 >/dev/null); rc=$?
   if [ $rc -eq 99 ] || [ $rc -ge 124 ]; then echo "valgrind: {} (exit $rc)"; echo "$out" | head -20; fi')
 if [ -n "$fails" ]; then echo "$fails"; echo "corpus under valgrind: errors"; exit 1; fi
