@@ -15,6 +15,7 @@
 #include <lauxlib.h>
 #include <stdint.h>
 
+#include "runtime/base/invariant.h"
 #include "sandbox/sandbox.h"
 
 #define SBX_CHARGE_EVERY 1024
@@ -101,6 +102,9 @@ struct sandbox {
     bool chain_yieldable;        /* can a host yield in `current` reach the host? */
     uint64_t turn_start_ns, turn_deadline_ns, turn_end_ns;
     uint64_t instructions;       /* used this turn */
+    uint64_t charge_check_at;    /* sbx_charge takes its slow path from this count on: the
+                                  * instruction limit while the watchdog watches the turn, 0 when
+                                  * nothing does (the clock must then be read) */
     size_t output;               /* bytes this turn */
     _Atomic uint32_t interrupt;  /* SBX_INT_* */
     sandbox_limit_t stop;        /* sticky: once set, the turn can only fail */
@@ -187,11 +191,33 @@ int sbx_register(sandbox_t *sb, acc_err *err);
 /* Forgets sb: sandbox_cancel no longer finds it. */
 void sbx_unregister(sandbox_t *sb);
 
-/* The sandbox a lua_State (any of its coroutines) belongs to. */
-sandbox_t *sbx_from_state(lua_State *L);
+/* The sandbox a lua_State (any of its coroutines) belongs to, or NULL for a plain state that
+ * sbx_plain_state marked (tests of the library pieces). It sits in the state's extra space, which
+ * Lua copies from the main thread into every coroutine: one load, on the path of every charge. */
+static inline sandbox_t *sbx_from_state(lua_State *L) {
+    sandbox_t *sb = *(sandbox_t **)lua_getextraspace(L);
+    ACC_INVARIANT(sb == NULL || lua_getallocf(L, NULL) == sbx_lua_alloc, "lua_State %p: no sandbox in its extra space",
+                  (void *)L);
+    return sb;
+}
 
-/* Charges units of C work to the running turn and checks every stop flag; raises on a limit. */
-void sbx_charge(lua_State *L, uint64_t units);
+/* Marks a state made without sandbox_open: sbx_from_state finds no sandbox in it, so the library
+ * pieces run unmetered. Call before opening any of them in it. */
+static inline void sbx_plain_state(lua_State *L) { *(sandbox_t **)lua_getextraspace(L) = NULL; }
+
+/* The slow half of sbx_charge: a limit may have been reached, or the clock must be read. */
+void sbx_charge_check(lua_State *L, sandbox_t *sb);
+
+/* Charges units of C work to the running turn and checks every stop flag; raises on a limit. The
+ * common case (no limit near, no interrupt) is a load, an add and three tests. */
+static inline void sbx_charge(lua_State *L, uint64_t units) {
+    sandbox_t *sb = sbx_from_state(L);
+    if (!sb) return;
+    sb->instructions += units;
+    if (sb->instructions >= sb->charge_check_at || sb->stop != SANDBOX_LIMIT_NONE ||
+        atomic_load_explicit(&sb->interrupt, memory_order_relaxed) != 0)
+        sbx_charge_check(L, sb);
+}
 
 /* Work done but not yet charged, flushed every SBX_CHARGE_EVERY units: a C loop can count each
  * step cheaply and still reach sbx_charge often enough to be stopped. */

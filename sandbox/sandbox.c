@@ -66,12 +66,6 @@ const char *sandbox_limit_name(sandbox_limit_t limit) {
     return "none";
 }
 
-sandbox_t *sbx_from_state(lua_State *L) {
-    void *ud = NULL;
-    lua_Alloc f = lua_getallocf(L, &ud);
-    if (f != sbx_lua_alloc) return NULL; /* a plain state (tests of the library pieces) */
-    return (sandbox_t *)((char *)ud - offsetof(sandbox_t, heap));
-}
 
 /* Records a failure: its ACC_* code and a message (fmt has one %s, for detail). Returns code. */
 static int set_error(sandbox_t *sb, int code, const char *fmt, const char *detail) {
@@ -193,10 +187,7 @@ void sbx_rethrow_if_stopped(lua_State *L, int status) {
     if (limit != SANDBOX_LIMIT_NONE) sbx_stop(L, limit);
 }
 
-void sbx_charge(lua_State *L, uint64_t units) {
-    sandbox_t *sb = sbx_from_state(L);
-    if (!sb) return;
-    sb->instructions += units;
+void sbx_charge_check(lua_State *L, sandbox_t *sb) {
     sandbox_limit_t limit = limit_reached(sb);
     /* While the turn executes, the watchdog sets SBX_INT_TIME at the deadline; outside it
      * (compiling in sandbox_start_load) the clock is read here. */
@@ -463,9 +454,10 @@ static int open_in_protected_mode(lua_State *L) {
 
 /* A Lua state with the library and the API on heap, or NULL when memory ran out (the cap, or
  * the host's). */
-static lua_State *new_state(sbx_heap_t *heap) {
+static lua_State *new_state(sbx_heap_t *heap, sandbox_t *sb) {
     lua_State *L = lua_newstate(sbx_lua_alloc, heap);
     if (!L) return NULL;
+    *(sandbox_t **)lua_getextraspace(L) = sb; /* sbx_from_state; coroutines copy it */
     lua_gc(L, LUA_GCINC, 0, 0, 0);
     lua_pushcfunction(L, open_in_protected_mode);
     if (lua_pcall(L, 0, 0, 0) != LUA_OK || heap->over) {
@@ -479,7 +471,7 @@ static lua_State *new_state(sbx_heap_t *heap) {
 static int open_failure(size_t cap, acc_err *err) {
     if (cap) {
         sbx_heap_t probe = {0};
-        lua_State *L = new_state(&probe);
+        lua_State *L = new_state(&probe, NULL);
         if (L) {
             size_t need = probe.used;
             lua_close(L);
@@ -522,7 +514,7 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
         acc_fail(err, ACC_ENOMEM, "sandbox: no jemalloc arena or address space left for its heap");
         return NULL;
     }
-    sb->L = new_state(&sb->heap);
+    sb->L = new_state(&sb->heap, sb);
     if (!sb->L) {
         sbx_heap_close(&sb->heap);
         sbx_unregister(sb);
@@ -791,6 +783,7 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
         sb->chain_yieldable = true;
         sb->current = T;
         sbx_watch_begin(sb);
+        sb->charge_check_at = sb->limits.instructions ? sb->limits.instructions : UINT64_MAX;
         sbx_switch_to(sb, T);
         sb->cstack_base = (uintptr_t)__builtin_frame_address(0);
         /* The resume runs inside a protected call of the main thread: an error Lua raises in a
@@ -800,6 +793,7 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
         lua_pushlightuserdata(sb->L, sb);
         int unprotected = lua_pcall(sb->L, 1, 0, 0);
         sb->cstack_base = 0;
+        sb->charge_check_at = 0; /* unwatched from here: every charge reads the clock */
         sbx_watch_end(sb);
         sb->current = NULL;
         if (unprotected != LUA_OK) {

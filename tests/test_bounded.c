@@ -32,6 +32,7 @@ static const char *const saved_table_fns[] = {"sort", "concat", "move", "unpack"
 /* A plain state with our functions in string and table, Lua's originals in orig_<name>. */
 static lua_State *new_state(void) {
     lua_State *L = luaL_newstate();
+    sbx_plain_state(L);
     luaL_openlibs(L);
     lua_getglobal(L, "string");
     for (size_t i = 0; i < sizeof saved_string_fns / sizeof *saved_string_fns; i++) {

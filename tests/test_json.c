@@ -15,6 +15,7 @@
  *       sandbox/json.c <a file defining sbx_charge> $(pkg-config --cflags --libs lua5.4) -lm
  * JSON_FUZZ_ITERS overrides the number of fuzz iterations (default 200000).
  */
+#include "sandbox/internal.h"
 #include "sandbox/json.h"
 #include "tests/check.h"
 
@@ -580,6 +581,7 @@ static void leaves_the_stack_balanced(void) { CHECK(lua_gettop(L) == 0); }
 
 int main(void) {
     L = luaL_newstate();
+    sbx_plain_state(L);
     luaL_openlibs(L);
     sbx_open_json(L);
     lua_setglobal(L, "json");
