@@ -34,7 +34,7 @@ static inline void meter_bytes(sbx_meter_t *m, size_t n) {
 }
 
 /* Adds n bytes to a luaL_Buffer in chunks, paying for each before copying it. */
-static void buffer_add_charged(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
+static void buffer_add_long(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
     while (n > 0) {
         size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
         meter_bytes(m, k);
@@ -42,6 +42,15 @@ static void buffer_add_charged(sbx_meter_t *m, luaL_Buffer *b, const char *s, si
         s += k;
         n -= k;
     }
+}
+
+static inline void buffer_add_charged(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
+    if (n > COPY_CHUNK) {
+        buffer_add_long(m, b, s, n);
+        return;
+    }
+    meter_bytes(m, n);
+    luaL_addlstring(b, s, n);
 }
 
 /* --- the pattern matcher --------------------------------------------------------------------- */
@@ -78,25 +87,34 @@ static void matcher_reset(matcher_t *m) {
     m->depth_left = MATCH_MAX_DEPTH;
 }
 
+/* The classes of the C locale, by ASCII ranges: what stock Lua's isalpha & co. answer in the
+ * locale every C program starts in, without a call into the C library per byte, and the same
+ * whatever locale the host switches to. */
+static inline int is_lower(int c) { return (unsigned)(c - 'a') < 26; }
+static inline int is_upper(int c) { return (unsigned)(c - 'A') < 26; }
+static inline int is_digit(int c) { return (unsigned)(c - '0') < 10; }
+static inline int is_alpha(int c) { return is_lower(c | 0x20); }
+static inline int is_alnum(int c) { return is_alpha(c) || is_digit(c); }
+static inline int is_graph(int c) { return (unsigned)(c - 0x21) < 0x5E; }
+
 /* Does byte c belong to the class letter cl (%a, %D, ...)? A non-letter stands for itself. */
-static int class_has(int c, int cl) {
+static inline int class_has(int c, int cl) {
     int in;
-    switch (tolower(cl)) {
-    case 'a': in = isalpha(c); break;
-    case 'c': in = iscntrl(c); break;
-    case 'd': in = isdigit(c); break;
-    case 'g': in = isgraph(c); break;
-    case 'l': in = islower(c); break;
-    case 'p': in = ispunct(c); break;
-    case 's': in = isspace(c); break;
-    case 'u': in = isupper(c); break;
-    case 'w': in = isalnum(c); break;
-    case 'x': in = isxdigit(c); break;
-    case 'z': in = (c == 0); break; /* deprecated in 5.2 but still accepted by 5.4 */
+    switch (cl | 0x20) { /* the lower-case letter; only letters land on one */
+    case 'a': in = is_alpha(c); break;
+    case 'c': in = c < 0x20 || c == 0x7F; break;
+    case 'd': in = is_digit(c); break;
+    case 'g': in = is_graph(c); break;
+    case 'l': in = is_lower(c); break;
+    case 'p': in = is_graph(c) && !is_alnum(c); break;
+    case 's': in = c == ' ' || (unsigned)(c - '\t') < 5; break;
+    case 'u': in = is_upper(c); break;
+    case 'w': in = is_alnum(c); break;
+    case 'x': in = is_digit(c) || (unsigned)((c | 0x20) - 'a') < 6; break;
+    case 'z': in = c == 0; break; /* deprecated in 5.2 but still accepted by 5.4 */
     default: return cl == c;
     }
-    if (isupper(cl)) in = !in; /* upper-case letters are the complements */
-    return in != 0;
+    return is_upper(cl) ? !in : in; /* upper-case letters are the complements */
 }
 
 /* Where the single-character class starting at p ends (one past it). Raises on a malformed one. */
@@ -122,32 +140,41 @@ static const char *class_end(matcher_t *m, const char *p) {
     return p;
 }
 
-/* Is byte c in the set [..] that spans set..set_close (set points at '[', set_close at ']')? */
+/* Is byte c in the set [..] that spans set..set_close (set points at '[', set_close at ']')?
+ * Each element looked at is one unit of work. */
 static int set_has(matcher_t *m, int c, const char *set, const char *set_close) {
-    int want = 1;
+    int want = 1, found = 0;
     const char *p = set + 1;
     if (*p == '^') {
         want = 0;
         p++;
     }
+    uint64_t looked = 0;
     for (; p < set_close; p++) {
-        sbx_meter_add(&m->meter, 1);
+        looked++;
         if (*p == ESC) {
             p++;
-            if (class_has(c, (unsigned char)*p)) return want;
+            if (class_has(c, (unsigned char)*p)) {
+                found = 1;
+                break;
+            }
         } else if (p + 2 < set_close && p[1] == '-') {
-            if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2]) return want;
+            if ((unsigned char)p[0] <= c && c <= (unsigned char)p[2]) {
+                found = 1;
+                break;
+            }
             p += 2;
         } else if ((unsigned char)*p == c) {
-            return want;
+            found = 1;
+            break;
         }
     }
-    return !want;
+    sbx_meter_add(&m->meter, looked);
+    return found ? want : !want;
 }
 
-/* Does the class p..class_stop match the subject byte at s? Each test is one unit of work. */
-static int single_match(matcher_t *m, const char *s, const char *p, const char *class_stop) {
-    sbx_meter_add(&m->meter, 1);
+/* Does the class p..class_stop match the subject byte at s? Its callers pay one unit per test. */
+static inline int single_match(matcher_t *m, const char *s, const char *p, const char *class_stop) {
     if (s >= m->subject_end) return 0;
     int c = (unsigned char)*s;
     switch (*p) {
@@ -165,21 +192,32 @@ static const char *match_balance(matcher_t *m, const char *s, const char *p) {
     if (s >= m->subject_end || *s != p[0]) return NULL;
     char open = p[0], close = p[1];
     size_t depth = 1;
+    const char *from = s;
     while (++s < m->subject_end) {
-        sbx_meter_add(&m->meter, 1);
+        if (s - from >= SBX_CHARGE_EVERY) { /* one unit a byte, paid a round at a time */
+            sbx_meter_add(&m->meter, (uint64_t)(s - from));
+            from = s;
+        }
         if (*s == close) {
-            if (--depth == 0) return s + 1;
+            if (--depth == 0) break;
         } else if (*s == open) {
             depth++;
         }
     }
-    return NULL;
+    sbx_meter_add(&m->meter, (uint64_t)(s - from) + 1);
+    return s < m->subject_end ? s + 1 : NULL;
 }
 
-/* Greedy repetition: take as many as possible, then give back one at a time. */
+/* Greedy repetition: take as many as possible, then give back one at a time. Each test is one
+ * unit, paid SBX_CHARGE_EVERY tests at a time. */
 static const char *expand_longest(matcher_t *m, const char *s, const char *p, const char *ep) {
     ptrdiff_t n = 0;
-    while (single_match(m, s + n, p, ep)) n++;
+    for (;;) {
+        ptrdiff_t from = n, stop = n + SBX_CHARGE_EVERY;
+        while (n < stop && single_match(m, s + n, p, ep)) n++;
+        sbx_meter_add(&m->meter, (uint64_t)(n - from) + 1);
+        if (n < stop) break;
+    }
     for (; n >= 0; n--) {
         const char *r = match_here(m, s + n, ep + 1);
         if (r) return r;
@@ -192,6 +230,7 @@ static const char *expand_shortest(matcher_t *m, const char *s, const char *p, c
     for (;;) {
         const char *r = match_here(m, s, ep + 1);
         if (r) return r;
+        sbx_meter_add(&m->meter, 1);
         if (!single_match(m, s, p, ep)) return NULL;
         s++;
     }
@@ -237,7 +276,7 @@ static const char *match_backref(matcher_t *m, const char *s, int digit) {
 static const char *match_here(matcher_t *m, const char *s, const char *p) {
     if (m->depth_left-- == 0) luaL_error(m->meter.L, "pattern too complex");
     for (;;) {
-        sbx_meter_add(&m->meter, 1);
+        sbx_meter_add(&m->meter, 2); /* this step, and the one-character test it may make */
         if (p >= m->pattern_end) break;
         if (*p == '(') {
             if (p + 1 < m->pattern_end && p[1] == ')')
@@ -275,7 +314,7 @@ static const char *match_here(matcher_t *m, const char *s, const char *p) {
                 s = NULL;
                 break;
             }
-            if (isdigit((unsigned char)p[1])) {
+            if (is_digit((unsigned char)p[1])) {
                 s = match_backref(m, s, (unsigned char)p[1]);
                 if (!s) break;
                 p += 2;
@@ -321,20 +360,26 @@ static const char *match_here(matcher_t *m, const char *s, const char *p) {
     return s;
 }
 
-/* Pushes capture i (or the whole match s..e when there are none and i is 0). */
-static void push_capture(matcher_t *m, int i, const char *s, const char *e) {
-    lua_State *L = m->meter.L;
+/* Capture i (or the whole match s..e when there are none and i is 0): its text in *text and its
+ * length, or CAP_POSITION for a position capture. */
+static ptrdiff_t get_capture(matcher_t *m, int i, const char *s, const char *e, const char **text) {
     if (i >= m->level) {
-        if (i != 0) luaL_error(L, "invalid capture index %%%d", i + 1);
-        lua_pushlstring(L, s, (size_t)(e - s));
-        return;
+        if (i != 0) luaL_error(m->meter.L, "invalid capture index %%%d", i + 1);
+        *text = s;
+        return e - s;
     }
     ptrdiff_t len = m->capture[i].len;
-    if (len == CAP_OPEN) luaL_error(L, "unfinished capture");
-    if (len == CAP_POSITION)
-        lua_pushinteger(L, (lua_Integer)(m->capture[i].start - m->subject) + 1);
-    else
-        lua_pushlstring(L, m->capture[i].start, (size_t)len);
+    if (len == CAP_OPEN) luaL_error(m->meter.L, "unfinished capture");
+    *text = m->capture[i].start;
+    return len;
+}
+
+/* Pushes capture i, as get_capture finds it; a position capture as an integer. */
+static void push_capture(matcher_t *m, int i, const char *s, const char *e) {
+    const char *text;
+    ptrdiff_t len = get_capture(m, i, s, e, &text);
+    if (len == CAP_POSITION) lua_pushinteger(m->meter.L, (lua_Integer)(text - m->subject) + 1);
+    else lua_pushlstring(m->meter.L, text, (size_t)len);
 }
 
 /* Pushes every capture; with none, the whole match (unless s is NULL, as find wants). */
@@ -362,6 +407,34 @@ static int pattern_is_plain(const char *p, size_t lp) {
     return 1;
 }
 
+/*
+ * Where the text p (lp bytes) first occurs in s (ls bytes), or NULL. This is stock Lua's
+ * lmemfind (memchr for the first byte, memcmp for the rest), the fastest on everyday text, with
+ * every byte it reads paid for. On a subject like "aaa...a" and a pattern "aa...ab" it would
+ * compare lp bytes at every position, so once its comparisons have read twice the subject it
+ * hands the rest to memmem, which is linear: the work stays O(ls + lp) and paid for.
+ */
+static const char *find_text(sbx_meter_t *meter, const char *s, size_t ls, const char *p, size_t lp) {
+    if (lp == 0) return s;
+    if (lp > ls) return NULL;
+    const char *end = s + (ls - lp) + 1; /* a match starts before end */
+    size_t compared = 0;
+    for (const char *at = s; at < end;) {
+        const char *hit = memchr(at, (unsigned char)p[0], (size_t)(end - at));
+        meter_bytes(meter, (size_t)((hit ? hit + 1 : end) - at));
+        if (!hit) return NULL;
+        if (memcmp(hit + 1, p + 1, lp - 1) == 0) return hit;
+        meter_bytes(meter, lp - 1);
+        at = hit + 1;
+        compared += lp - 1;
+        if (compared > 2 * ls) {
+            meter_bytes(meter, (size_t)(s + ls - at));
+            return memmem(at, (size_t)(s + ls - at), p, lp);
+        }
+    }
+    return NULL;
+}
+
 static int find_or_match(lua_State *L, int find) {
     size_t ls, lp;
     const char *s = luaL_checklstring(L, 1, &ls);
@@ -371,11 +444,11 @@ static int find_or_match(lua_State *L, int find) {
         luaL_pushfail(L);
         return 1;
     }
-    sbx_charge(L, lp / BYTES_PER_UNIT + 1); /* reading the pattern, once per call */
     if (find && (lua_toboolean(L, 4) || pattern_is_plain(p, lp))) {
-        /* memmem is linear in the subject; pay for the scan up front. */
-        sbx_charge(L, (ls - init) / BYTES_PER_UNIT + 1);
-        const char *hit = lp == 0 ? s + init : memmem(s + init, ls - init, p, lp);
+        sbx_meter_t meter = {L, 0};
+        meter_bytes(&meter, lp); /* reading the pattern */
+        const char *hit = find_text(&meter, s + init, ls - init, p, lp);
+        sbx_meter_flush(&meter);
         if (hit) {
             lua_pushinteger(L, (lua_Integer)(hit - s) + 1);
             lua_pushinteger(L, (lua_Integer)(hit - s) + (lua_Integer)lp);
@@ -391,6 +464,7 @@ static int find_or_match(lua_State *L, int find) {
         lp--;
     }
     matcher_init(&m, L, s, ls, p, lp);
+    meter_bytes(&m.meter, lp); /* reading the pattern, once per call */
     const char *from = s + init;
     do {
         matcher_reset(&m);
@@ -419,20 +493,21 @@ static int bounded_match(lua_State *L) {
 }
 
 /* The iterator's state, a userdata upvalue; the subject and pattern are upvalues 1 and 2 so
- * their bytes stay alive (Lua 5.4 strings never move). Offsets, not pointers, for the cursor. */
+ * their bytes stay alive (Lua 5.4 strings never move, so the pointers here stay good). */
 typedef struct gmatch_state {
+    const char *s, *p;
+    size_t ls, lp;
     size_t next;       /* where the next search starts; len + 1 when done */
     size_t last_end;   /* end of the last match, so an empty match there is skipped */
     int have_last;
 } gmatch_state_t;
 
 static int gmatch_step(lua_State *L) {
-    size_t ls, lp;
-    const char *s = lua_tolstring(L, lua_upvalueindex(1), &ls);
-    const char *p = lua_tolstring(L, lua_upvalueindex(2), &lp);
     gmatch_state_t *st = lua_touserdata(L, lua_upvalueindex(3));
+    const char *s = st->s, *p = st->p;
+    size_t ls = st->ls;
     matcher_t m;
-    matcher_init(&m, L, s, ls, p, lp);
+    matcher_init(&m, L, s, ls, p, st->lp);
     for (size_t at = st->next; at <= ls; at++) {
         matcher_reset(&m);
         const char *e = match_here(&m, s + at, p);
@@ -450,11 +525,15 @@ static int gmatch_step(lua_State *L) {
 
 static int bounded_gmatch(lua_State *L) {
     size_t ls, lp;
-    luaL_checklstring(L, 1, &ls);
-    luaL_checklstring(L, 2, &lp);
+    const char *s = luaL_checklstring(L, 1, &ls);
+    const char *p = luaL_checklstring(L, 2, &lp);
     size_t init = start_offset(luaL_optinteger(L, 3, 1), ls);
     lua_settop(L, 2);
     gmatch_state_t *st = lua_newuserdatauv(L, sizeof *st, 0);
+    st->s = s;
+    st->p = p;
+    st->ls = ls;
+    st->lp = lp;
     st->next = init > ls ? ls + 1 : init;
     st->last_end = 0;
     st->have_last = 0;
@@ -465,10 +544,9 @@ static int bounded_gmatch(lua_State *L) {
 /* --- gsub ------------------------------------------------------------------------------------ */
 
 /* Appends the replacement string (argument 3) for the match s..e, expanding %0-%9 and %%. */
-static void add_replacement_string(matcher_t *m, luaL_Buffer *b, const char *s, const char *e) {
+static void add_replacement_string(matcher_t *m, luaL_Buffer *b, const char *s, const char *e, const char *r,
+                                   size_t lr) {
     lua_State *L = m->meter.L;
-    size_t lr;
-    const char *r = lua_tolstring(L, 3, &lr);
     const char *r_end = r + lr;
     while (r < r_end) {
         const char *pct = memchr(r, ESC, (size_t)(r_end - r));
@@ -483,12 +561,16 @@ static void add_replacement_string(matcher_t *m, luaL_Buffer *b, const char *s, 
             luaL_addchar(b, ESC);
         } else if (c == '0') {
             buffer_add_charged(&m->meter, b, s, (size_t)(e - s));
-        } else if (isdigit((unsigned char)c)) {
-            push_capture(m, c - '1', s, e);
-            size_t len;
-            lua_tolstring(L, -1, &len); /* a position capture becomes its decimal text */
-            meter_bytes(&m->meter, len);
-            luaL_addvalue(b);
+        } else if (is_digit((unsigned char)c)) {
+            const char *text;
+            ptrdiff_t len = get_capture(m, c - '1', s, e, &text);
+            if (len == CAP_POSITION) { /* its decimal text */
+                lua_pushinteger(L, (lua_Integer)(text - m->subject) + 1);
+                meter_bytes(&m->meter, 24);
+                luaL_addvalue(b);
+            } else {
+                buffer_add_charged(&m->meter, b, text, (size_t)len);
+            }
         } else {
             luaL_error(L, "invalid use of '%c' in replacement string", ESC);
         }
@@ -496,8 +578,10 @@ static void add_replacement_string(matcher_t *m, luaL_Buffer *b, const char *s, 
     }
 }
 
-/* Appends the replacement for the match s..e; returns whether the text changed. */
-static int add_replacement(matcher_t *m, luaL_Buffer *b, const char *s, const char *e, int kind) {
+/* Appends the replacement for the match s..e; returns whether the text changed. r..r+lr is the
+ * replacement string when kind is a string or a number. */
+static int add_replacement(matcher_t *m, luaL_Buffer *b, const char *s, const char *e, int kind, const char *r,
+                           size_t lr) {
     lua_State *L = m->meter.L;
     if (kind == LUA_TFUNCTION) {
         lua_pushvalue(L, 3);
@@ -508,7 +592,7 @@ static int add_replacement(matcher_t *m, luaL_Buffer *b, const char *s, const ch
         push_capture(m, 0, s, e);
         lua_gettable(L, 3);
     } else {
-        add_replacement_string(m, b, s, e);
+        add_replacement_string(m, b, s, e, r, lr);
         return 1;
     }
     if (!lua_toboolean(L, -1)) { /* false or nil keeps the original text */
@@ -534,6 +618,8 @@ static int bounded_gsub(lua_State *L) {
     luaL_argexpected(L, kind == LUA_TNUMBER || kind == LUA_TSTRING || kind == LUA_TFUNCTION ||
                             kind == LUA_TTABLE,
                      3, "string/function/table");
+    size_t lr = 0;
+    const char *r = kind == LUA_TNUMBER || kind == LUA_TSTRING ? lua_tolstring(L, 3, &lr) : NULL;
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     int anchored = lp > 0 && *p == '^';
@@ -551,7 +637,7 @@ static int bounded_gsub(lua_State *L) {
         const char *e = match_here(&m, src, p);
         if (e && e != last_end) { /* an empty match right after the last match does not count */
             n++;
-            changed |= add_replacement(&m, &b, src, e, kind);
+            changed |= add_replacement(&m, &b, src, e, kind, r, lr);
             src = last_end = e;
         } else if (src < m.subject_end) {
             luaL_addchar(&b, *src++);
@@ -638,10 +724,101 @@ static int bounded_format(lua_State *L) {
     return nresults;
 }
 
+/* --- sub, byte, upper, lower, reverse ------------------------------------------------------
+ *
+ * Lua 5.4's own (lstrlib.c), with the same arguments, results and errors, paying for what they
+ * read and write before they do it: a wrapper around Lua's version cost more than the function
+ * itself on short strings. The price is what the generic wrapper (stdlib.c) charges the other
+ * linear functions: a unit per 64 bytes read and written (sub reads only what it returns), one
+ * per result, one per call. */
+
+/* Lua's posrelatI: a start position, negative counting from the end, clamped to 1.. */
+static size_t start_position(lua_Integer pos, size_t len) {
+    if (pos > 0) return (size_t)pos;
+    if (pos == 0) return 1;
+    if (pos < -(lua_Integer)len) return 1;
+    return len + (size_t)pos + 1;
+}
+
+/* Lua's getendpos: argument arg as an end position (default def), clamped to 0..len. */
+static size_t end_position(lua_State *L, int arg, lua_Integer def, size_t len) {
+    lua_Integer pos = luaL_optinteger(L, arg, def);
+    if (pos > (lua_Integer)len) return len;
+    if (pos >= 0) return (size_t)pos;
+    if (pos < -(lua_Integer)len) return 0;
+    return len + (size_t)pos + 1;
+}
+
+static int bounded_sub(lua_State *L) {
+    size_t l;
+    const char *s = luaL_checklstring(L, 1, &l);
+    size_t start = start_position(luaL_checkinteger(L, 2), l);
+    size_t end = end_position(L, 3, -1, l);
+    if (end > l) end = l;
+    size_t n = start <= end ? end - start + 1 : 0;
+    sbx_charge(L, n / BYTES_PER_UNIT + 2);
+    lua_pushlstring(L, n ? s + start - 1 : "", n);
+    return 1;
+}
+
+static int bounded_byte(lua_State *L) {
+    size_t l;
+    const char *s = luaL_checklstring(L, 1, &l);
+    lua_Integer pi = luaL_optinteger(L, 2, 1);
+    size_t pose = end_position(L, 3, pi, l);
+    size_t posi = start_position(pi, l);
+    if (posi > pose) return 0; /* an empty interval: no values */
+    if (pose - posi >= (size_t)INT_MAX) return luaL_error(L, "string slice too long");
+    int n = (int)(pose - posi) + 1;
+    luaL_checkstack(L, n, "string slice too long");
+    sbx_charge(L, (uint64_t)n + 1);
+    for (int i = 0; i < n; i++) lua_pushinteger(L, (unsigned char)s[posi + (size_t)i - 1]);
+    return n;
+}
+
+/* upper, lower and reverse: read l bytes, write l bytes. */
+static char *linear_begin(lua_State *L, luaL_Buffer *b, const char **s, size_t *l) {
+    *s = luaL_checklstring(L, 1, l);
+    sbx_charge(L, 2 * *l / BYTES_PER_UNIT + 2);
+    return luaL_buffinitsize(L, b, *l);
+}
+
+static int bounded_upper(lua_State *L) {
+    luaL_Buffer b;
+    const char *s;
+    size_t l;
+    char *p = linear_begin(L, &b, &s, &l);
+    for (size_t i = 0; i < l; i++) p[i] = (char)toupper((unsigned char)s[i]);
+    luaL_pushresultsize(&b, l);
+    return 1;
+}
+
+static int bounded_lower(lua_State *L) {
+    luaL_Buffer b;
+    const char *s;
+    size_t l;
+    char *p = linear_begin(L, &b, &s, &l);
+    for (size_t i = 0; i < l; i++) p[i] = (char)tolower((unsigned char)s[i]);
+    luaL_pushresultsize(&b, l);
+    return 1;
+}
+
+static int bounded_reverse(lua_State *L) {
+    luaL_Buffer b;
+    const char *s;
+    size_t l;
+    char *p = linear_begin(L, &b, &s, &l);
+    for (size_t i = 0; i < l; i++) p[i] = s[l - i - 1];
+    luaL_pushresultsize(&b, l);
+    return 1;
+}
+
 void sbx_open_bounded_string(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"find", bounded_find},   {"match", bounded_match}, {"gmatch", bounded_gmatch},
-        {"gsub", bounded_gsub},   {"rep", bounded_rep},     {NULL, NULL},
+        {"find", bounded_find},       {"match", bounded_match}, {"gmatch", bounded_gmatch},
+        {"gsub", bounded_gsub},       {"rep", bounded_rep},     {"sub", bounded_sub},
+        {"byte", bounded_byte},       {"upper", bounded_upper}, {"lower", bounded_lower},
+        {"reverse", bounded_reverse}, {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
     /* The original is kept as our wrapper's upvalue and called directly, which is only right for

@@ -147,16 +147,17 @@ static int bounded_unpack(lua_State *L) {
     return (int)n;
 }
 
-static void concat_add_field(sbx_meter_t *m, luaL_Buffer *b, lua_Integer i) {
+/* Appends t[i]; pays for the bytes it copied (what the buffer grew by: luaL_addvalue converts a
+ * number itself), after the copy, which memory already bounds, and for `extra` units more. */
+static inline void concat_add_field(sbx_meter_t *m, luaL_Buffer *b, lua_Integer i, uint64_t extra) {
     lua_State *L = m->L;
     lua_geti(L, 1, i);
     if (!lua_isstring(L, -1))
         luaL_error(L, "invalid value (%s) at index %I in table for 'concat'", luaL_typename(L, -1),
                    (LUAI_UACINT)i);
-    size_t len;
-    lua_tolstring(L, -1, &len);
-    sbx_meter_add(m, 1 + len / BYTES_PER_UNIT);
+    size_t before = luaL_bufflen(b);
     luaL_addvalue(b);
+    sbx_meter_add(m, 1 + (luaL_bufflen(b) - before) / BYTES_PER_UNIT + extra);
 }
 
 static int bounded_concat(lua_State *L) {
@@ -169,7 +170,12 @@ static int bounded_concat(lua_State *L) {
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (; i < last; i++) {
-        concat_add_field(&m, &b, i);
+        if (lsep <= COPY_CHUNK) { /* the field and the separator paid at once, before the separator */
+            concat_add_field(&m, &b, i, lsep / BYTES_PER_UNIT);
+            luaL_addlstring(&b, sep, lsep);
+            continue;
+        }
+        concat_add_field(&m, &b, i, 0);
         /* A long separator is copied in pieces, each paid before it is copied. */
         const char *p = sep;
         size_t left = lsep;
@@ -182,7 +188,7 @@ static int bounded_concat(lua_State *L) {
         sbx_meter_add(&m, left / BYTES_PER_UNIT);
         luaL_addlstring(&b, p, left);
     }
-    if (i == last) concat_add_field(&m, &b, i);
+    if (i == last) concat_add_field(&m, &b, i, 0);
     luaL_pushresult(&b);
     sbx_meter_flush(&m);
     return 1;
@@ -192,24 +198,34 @@ static int bounded_concat(lua_State *L) {
 
 /*
  * Stack layout while sorting: 1 the table, 2 the comparator or nil. Every helper leaves the stack
- * as it found it, except where it says otherwise.
+ * as it found it, except where it says otherwise. The shape is Lua 5.4's auxsort: values fetched
+ * for a comparison are written back from the stack when they must be swapped, not fetched again.
  */
 typedef struct sorter {
     sbx_meter_t meter;
+    bool by_lt; /* no comparator: the < operator */
 } sorter_t;
 
-/* Is the value at stack index a less than the one at b? Both indices absolute. */
+/* Is the value at stack index a less than the one at b? Both relative (negative) indices. */
 static int sort_less(sorter_t *so, int a, int b) {
     lua_State *L = so->meter.L;
     sbx_meter_add(&so->meter, 2);
-    if (lua_isnil(L, 2)) return lua_compare(L, a, b, LUA_OPLT);
+    if (so->by_lt) return lua_compare(L, a, b, LUA_OPLT);
     lua_pushvalue(L, 2);
-    lua_pushvalue(L, a);
-    lua_pushvalue(L, b);
+    lua_pushvalue(L, a - 1); /* -1 to compensate for the function */
+    lua_pushvalue(L, b - 2); /* -2: the function and a */
     lua_call(L, 2, 1);
     int r = lua_toboolean(L, -1);
     lua_pop(L, 1);
     return r;
+}
+
+/* t[i] = the value at the top, t[j] = the one below it; pops both (Lua's set2). */
+static void sort_set2(sorter_t *so, lua_Integer i, lua_Integer j) {
+    lua_State *L = so->meter.L;
+    sbx_meter_add(&so->meter, 1);
+    lua_seti(L, 1, i);
+    lua_seti(L, 1, j);
 }
 
 /* Is t[i] < t[j]? */
@@ -217,19 +233,15 @@ static int sort_less_at(sorter_t *so, lua_Integer i, lua_Integer j) {
     lua_State *L = so->meter.L;
     lua_geti(L, 1, i);
     lua_geti(L, 1, j);
-    int top = lua_gettop(L);
-    int r = sort_less(so, top - 1, top);
+    int r = sort_less(so, -2, -1);
     lua_pop(L, 2);
     return r;
 }
 
 static void sort_swap(sorter_t *so, lua_Integer i, lua_Integer j) {
-    lua_State *L = so->meter.L;
-    sbx_meter_add(&so->meter, 1);
-    lua_geti(L, 1, i);
-    lua_geti(L, 1, j);
-    lua_seti(L, 1, i); /* t[i] = old t[j] */
-    lua_seti(L, 1, j); /* t[j] = old t[i] */
+    lua_geti(so->meter.L, 1, i);
+    lua_geti(so->meter.L, 1, j);
+    sort_set2(so, i, j); /* t[i] = old t[j], t[j] = old t[i] */
 }
 
 static void sort_invalid(lua_State *L) {
@@ -259,36 +271,30 @@ static void heap_sort(sorter_t *so, lua_Integer lo, lua_Integer up) {
 }
 
 /*
- * Partitions t[lo..up] around the pivot, which is at the stack top and also in t[up-1]; t[lo] <=
- * pivot <= t[up] already. Returns the pivot's final place. The two scans only stop on elements the
+ * Partitions t[lo..up] around the pivot P, which is at the stack top and also in t[up-1]; t[lo] <=
+ * P <= t[up] already. Returns the pivot's final place; P is popped. The two scans only stop on elements the
  * neighbours guarantee under a valid order; when the comparator breaks that guarantee they would
  * run off the range, and that is reported as Lua does instead of read past it.
  */
 static lua_Integer sort_partition(sorter_t *so, lua_Integer lo, lua_Integer up) {
     lua_State *L = so->meter.L;
-    int pivot = lua_gettop(L);
     lua_Integer i = lo, j = up - 1;
     for (;;) {
-        /* Invariant: t[lo..i] <= pivot, t[j..up] >= pivot. */
-        while (lua_geti(L, 1, ++i), sort_less(so, pivot + 1, pivot)) {
-            if (i == up - 1) sort_invalid(L); /* pivot < pivot */
+        /* Invariant: t[lo..i] <= P, t[j..up] >= P. Stack: P, then t[i], then t[j]. */
+        while (lua_geti(L, 1, ++i), sort_less(so, -1, -2)) {
+            if (i == up - 1) sort_invalid(L); /* t[i] < P, but t[up-1] == P */
             lua_pop(L, 1);
         }
-        while (lua_geti(L, 1, --j), sort_less(so, pivot, pivot + 2)) {
-            if (j < i) sort_invalid(L); /* would pass elements already known <= pivot */
+        while (lua_geti(L, 1, --j), sort_less(so, -3, -1)) {
+            if (j < i) sort_invalid(L); /* would pass elements already known <= P */
             lua_pop(L, 1);
         }
-        /* Stack: pivot, t[i], t[j]. */
         if (j < i) {
-            lua_pop(L, 1);
-            lua_seti(L, 1, up - 1); /* t[up-1] = t[i] */
-            lua_pushvalue(L, pivot);
-            lua_seti(L, 1, i); /* t[i] = pivot */
+            lua_pop(L, 1);          /* t[j] */
+            sort_set2(so, up - 1, i); /* t[up-1] = t[i], t[i] = P */
             return i;
         }
-        sbx_meter_add(&so->meter, 1);
-        lua_seti(L, 1, i); /* t[i] = old t[j] */
-        lua_seti(L, 1, j); /* t[j] = old t[i] */
+        sort_set2(so, i, j); /* t[i] = old t[j], t[j] = old t[i] */
     }
 }
 
@@ -299,19 +305,28 @@ static void intro_sort(sorter_t *so, lua_Integer lo, lua_Integer up, int depth_l
             heap_sort(so, lo, up);
             return;
         }
-        if (sort_less_at(so, up, lo)) sort_swap(so, lo, up);
+        lua_geti(L, 1, lo);
+        lua_geti(L, 1, up);
+        if (sort_less(so, -1, -2)) sort_set2(so, lo, up); /* t[up] < t[lo]: swap them */
+        else lua_pop(L, 2);
         if (up - lo == 1) return;
         lua_Integer mid = lo + (up - lo) / 2;
-        if (sort_less_at(so, mid, lo)) {
-            sort_swap(so, mid, lo);
-        } else if (sort_less_at(so, up, mid)) {
-            sort_swap(so, mid, up);
+        lua_geti(L, 1, mid);
+        lua_geti(L, 1, lo);
+        if (sort_less(so, -2, -1)) { /* t[mid] < t[lo] */
+            sort_set2(so, mid, lo);
+        } else {
+            lua_pop(L, 1);
+            lua_geti(L, 1, up);
+            if (sort_less(so, -1, -2)) sort_set2(so, mid, up); /* t[up] < t[mid] */
+            else lua_pop(L, 2);
         }
         if (up - lo == 2) return;
         lua_geti(L, 1, mid); /* the pivot stays on the stack during the partition */
-        sort_swap(so, mid, up - 1);
-        lua_Integer p = sort_partition(so, lo, up);
-        lua_pop(L, 1);
+        lua_pushvalue(L, -1);
+        lua_geti(L, 1, up - 1);
+        sort_set2(so, mid, up - 1); /* t[mid] = t[up-1], t[up-1] = P */
+        lua_Integer p = sort_partition(so, lo, up); /* takes P off the stack */
         /* Recurse into the smaller side, loop on the larger: C depth stays under log2(n). */
         if (p - lo < up - p) {
             intro_sort(so, lo, p - 1, depth_left);
@@ -331,7 +346,7 @@ static int bounded_sort(lua_State *L) {
         lua_settop(L, 2);
         int depth = 0;
         for (lua_Integer k = n; k > 1; k >>= 1) depth += 2;
-        sorter_t so = {{L, 0}};
+        sorter_t so = {{L, 0}, lua_isnil(L, 2)};
         intro_sort(&so, 1, n, depth);
         sbx_meter_flush(&so.meter);
     }

@@ -331,8 +331,8 @@ static int sbx_print(lua_State *L) {
 
 /* How a function wrapped by charged_linear reads its input (upvalue 2). */
 enum {
-    READS_WHAT_IT_RETURNS, /* sub, byte, char, pack, unpack, utf8.char, utf8.codepoint */
-    READS_ALL,             /* upper, lower, reverse: the whole subject */
+    READS_WHAT_IT_RETURNS, /* char, pack, unpack, utf8.char, utf8.codepoint (and sub, byte, ours) */
+    READS_ALL,             /* the whole subject (upper, lower, reverse are priced so, in bounded_string.c) */
     READS_RANGE,           /* utf8.len(s, i, j): every byte from i to j */
     READS_TO_RESULT,       /* utf8.offset(s, n, i): from i to the position it returns */
 };
@@ -451,9 +451,8 @@ void sbx_open_stdlib(lua_State *L) {
     lua_getfield(L, -1, LUA_STRLIBNAME);
     set_field(L, "dump", NULL);
     sbx_open_bounded_string(L);
-    charge_linear_fields(L, (const char *const[]){"sub", "byte", "char", "pack", "unpack", NULL},
-                         READS_WHAT_IT_RETURNS);
-    charge_linear_fields(L, (const char *const[]){"upper", "lower", "reverse", NULL}, READS_ALL);
+    /* sub, byte, upper, lower and reverse are ours (bounded_string.c), charged the same way. */
+    charge_linear_fields(L, (const char *const[]){"char", "pack", "unpack", NULL}, READS_WHAT_IT_RETURNS);
     lua_pop(L, 1);
 
     lua_getfield(L, -1, LUA_UTF8LIBNAME);

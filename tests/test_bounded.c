@@ -25,7 +25,8 @@
 #include "sandbox/sandbox.h"
 #include "tests/check.h"
 
-static const char *const saved_string_fns[] = {"find", "match", "gmatch", "gsub", "rep", "format"};
+static const char *const saved_string_fns[] = {"find", "match", "gmatch", "gsub", "rep", "format",
+                                               "sub", "byte", "upper", "lower", "reverse"};
 static const char *const saved_table_fns[] = {"sort", "concat", "move", "unpack", "insert",
                                               "remove"};
 
@@ -317,6 +318,42 @@ static void test_rep_and_format(void) {
     lua_close(L);
 }
 
+/* sub, byte, upper, lower, reverse: same results and errors as Lua's, on every position pair
+ * around the ends of the string (and far past them), on numbers as subjects and on bad arguments. */
+static void test_linear_string_functions_match_lua(void) {
+    lua_State *L = new_diff_state();
+    const char *err = run_chunk(L,
+        "local function S(name) return function(orig, ...) return pick(orig, name)(...) end end\n"
+        "local positions = {0, 1, 2, 3, 5, 6, 7, 100, -1, -2, -5, -6, -7, -100, math.maxinteger,\n"
+        "                   math.mininteger, math.mininteger + 1, 2.0, 3.5, '2', 'x', nil}\n"
+        "for _, subject in ipairs({'hello', '', 'a', 12345, 'A\\0b\\255z'}) do\n"
+        "  for _, i in ipairs(positions) do\n"
+        "    for _, j in ipairs(positions) do\n"
+        "      local r = same('sub ' .. tostring(subject) .. ' ' .. tostring(i) .. ' ' .. tostring(j), S('sub'), subject, i, j)\n"
+        "        or same('byte ' .. tostring(subject) .. ' ' .. tostring(i) .. ' ' .. tostring(j), S('byte'), subject, i, j)\n"
+        "      if r then return r end\n"
+        "    end\n"
+        "    local r = same('sub/1 ' .. tostring(i), S('sub'), subject, i) or same('byte/1 ' .. tostring(i), S('byte'), subject, i)\n"
+        "    if r then return r end\n"
+        "  end\n"
+        "  for _, f in ipairs({'upper', 'lower', 'reverse', 'byte'}) do\n"
+        "    local r = same(f .. ' ' .. tostring(subject), S(f), subject)\n"
+        "    if r then return r end\n"
+        "  end\n"
+        "end\n"
+        "local all = {} for c = 0, 255 do all[#all + 1] = string.char(c) end all = table.concat(all)\n"
+        "for _, f in ipairs({'upper', 'lower', 'reverse'}) do\n"
+        "  local r = same(f .. ' all bytes', S(f), all) or same(f .. ' no arg', S(f)) or same(f .. ' table', S(f), {})\n"
+        "  if r then return r end\n"
+        "end\n"
+        "local r = same('sub no args', S('sub')) or same('sub no i', S('sub'), 'abc') or same('byte table', S('byte'), {})\n"
+        "  or same('byte long', S('byte'), ('x'):rep(1000), 1, -1)\n"
+        "if r then return r end\n"
+        "if ('hello'):sub(2, 3) ~= 'el' or ('hello'):byte(-1) ~= 111 or ('aB'):upper() ~= 'AB' then return 'methods' end\n");
+    CHECK_MSG(err == NULL, "%s", err);
+    lua_close(L);
+}
+
 /* sort, concat, move, unpack, insert, remove: same results and errors as Lua's. */
 static void test_table_functions_match_lua(void) {
     lua_State *L = new_diff_state();
@@ -553,6 +590,7 @@ int main(void) {
     RUN(test_fuzzed_patterns_match_lua);
     RUN(test_pattern_errors);
     RUN(test_rep_and_format);
+    RUN(test_linear_string_functions_match_lua);
     RUN(test_table_functions_match_lua);
     RUN(test_sort_survives_bad_comparators);
     RUN(test_sort_comparisons_bounded);
