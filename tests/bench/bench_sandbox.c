@@ -8,9 +8,11 @@
  *     sandbox counting instructions (the default), on a tight loop and on a mixed workload;
  *  5. resident memory (RSS) per sandbox: idle after loading an agent, and after a script that
  *     pins one object per page in size class after size class (the fragmentation attack of issue
- *     15), against the bound of 3x the cap plus 4 MiB.
+ *     15), against the bound of 3x the cap plus 4 MiB;
+ *  6. each bounded string and table function in a loop of its own, against stock Lua's.
  * Run: zig build bench -Doptimize=ReleaseFast
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,13 @@
 
 #include "sandbox/sandbox.h"
 #include "tests/util.h"
+
+/* What run_script and run_bare time: wall time, or this thread's CPU time for the rows that
+ * compare two pieces of code doing the same work (other load on the machine then cannot land in
+ * one of them). */
+static bool bench_cpu_time;
+
+static double bench_now_s(void) { return bench_cpu_time ? test_thread_cpu_s() : test_now_s(); }
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -77,12 +86,12 @@ static int answer_now(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
 static double run_script(const sandbox_limits_t *l, const char *src) {
     sandbox_provider_t p = {.start_call = answer_now};
     sandbox_t *sb = sandbox_open(l, &p, NULL);
-    double t0 = test_now_s();
+    double t0 = bench_now_s();
     if (sandbox_start_load(sb, "=bench", src, strlen(src), NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
         fprintf(stderr, "bench script failed: %s\n", sandbox_errmsg(sb));
         exit(1);
     }
-    double t = test_now_s() - t0;
+    double t = bench_now_s() - t0;
     sandbox_close(sb);
     return t;
 }
@@ -90,12 +99,12 @@ static double run_script(const sandbox_limits_t *l, const char *src) {
 static double run_bare(const char *src) {
     lua_State *L = luaL_newstate();
     luaL_openlibs(L);
-    double t0 = test_now_s();
+    double t0 = bench_now_s();
     if (luaL_loadstring(L, src) != LUA_OK || lua_pcall(L, 0, 0, 0) != LUA_OK) {
         fprintf(stderr, "bare script failed: %s\n", lua_tostring(L, -1));
         exit(1);
     }
-    double t = test_now_s() - t0;
+    double t = bench_now_s() - t0;
     lua_close(L);
     return t;
 }
@@ -200,6 +209,70 @@ static void bench_rss(const char *what, const char *src, int n) {
     free(sbs);
 }
 
+#define MIXED_WORKLOAD                                                                              \
+    "local t = {} for i = 1, 3e5 do t[#t + 1] = ('k' .. i):upper() end "                          \
+    "local n = 0 for _, v in ipairs(t) do if v:find('99', 1, true) then n = n + #v end end "     \
+    "table.sort(t) local s = table.concat(t, ',', 1, 1000) "                                      \
+    "local m = {} for i = 1, 3e5 do m[i % 1000] = (m[i % 1000] or 0) + i end"
+
+/* Each of our bounded functions (sandbox/bounded_*.c) in a loop of its own, against stock Lua's
+ * function in the same loop, instruction counting off so that only the function's own cost shows.
+ * Timed in the thread's CPU time; rounds alternate sandbox and bare, and the best of each is kept,
+ * so other load on the machine (cache, frequency) only ever adds time to the rounds it hits. */
+static const struct {
+    const char *name, *body;
+} bounded_micro[] = {
+    {"find, plain", "local s = ('x'):rep(60) .. 'needle' local n = 0 for i = 1, 2e6 do if s:find('needle', 1, true) then n = n + 1 end end"},
+    {"find, pattern", "local s = 'abc def 12345 ghi' local n = 0 for i = 1, 1e6 do if s:find('%d+') then n = n + 1 end end"},
+    {"match, two captures", "local s = 'key=value' local n = 0 for i = 1, 1e6 do local k, v = s:match('(%w+)=(%w+)') n = n + #k end"},
+    {"gmatch, 20 words", "local s = ('word '):rep(20) local n = 0 for i = 1, 1e5 do for w in s:gmatch('%a+') do n = n + 1 end end"},
+    {"gsub, runs of spaces", "local s = 'a  b   c    d     e' local n = 0 for i = 1, 5e5 do local r, k = s:gsub('%s+', ' ') n = n + k end"},
+    {"gsub, captures in the replacement", "local s = 'x=1, y=2, z=3' local n = 0 for i = 1, 5e5 do local r = s:gsub('(%w+)=(%w+)', '%2=%1') n = n + #r end"},
+    {"rep", "local n = 0 for i = 1, 1e6 do n = n + #('ab'):rep(20) end"},
+    {"rep with a separator", "local n = 0 for i = 1, 1e6 do n = n + #('ab'):rep(10, ',') end"},
+    {"format", "local n = 0 for i = 1, 1e6 do n = n + #('%d:%s'):format(i, 'x') end"},
+    {"upper", "local s = 'hello world' local n = 0 for i = 1, 2e6 do n = n + #s:upper() end"},
+    {"sub", "local s = 'hello world' local n = 0 for i = 1, 3e6 do n = n + #s:sub(2, 5) end"},
+    {"byte", "local s = 'hello world' local n = 0 for i = 1, 3e6 do n = n + s:byte(3) end"},
+    {"sort, 1000 numbers", "local n = 0 for r = 1, 200 do local t = {} for i = 1, 1000 do t[i] = (i * 7919) % 1009 end table.sort(t) n = n + t[1] end"},
+    {"sort, 1000 strings", "local n = 0 for r = 1, 100 do local t = {} for i = 1, 1000 do t[i] = 'k' .. ((i * 7919) % 1009) end table.sort(t) n = n + #t[1] end"},
+    {"sort, with a comparator", "local n = 0 for r = 1, 100 do local t = {} for i = 1, 1000 do t[i] = (i * 7919) % 1009 end table.sort(t, function(a, b) return a > b end) n = n + t[1] end"},
+    {"concat, 100 strings", "local t = {} for i = 1, 100 do t[i] = 'item' .. i end local n = 0 for i = 1, 3e4 do n = n + #table.concat(t, ',') end"},
+    {"insert at the end", "local n = 0 for r = 1, 1000 do local t = {} for i = 1, 1000 do table.insert(t, i) end n = n + #t end"},
+    {"insert at the front", "local n = 0 for r = 1, 2000 do local t = {} for i = 1, 50 do table.insert(t, 1, i) end n = n + #t end"},
+    {"remove from the end", "local n = 0 for r = 1, 1000 do local t = {} for i = 1, 1000 do t[i] = i end for i = 1, 1000 do n = n + table.remove(t) end end"},
+    {"move, 100 elements", "local a = {} for i = 1, 100 do a[i] = i end local n = 0 for r = 1, 3e4 do local b = table.move(a, 1, 100, 1, {}) n = n + #b end"},
+    {"unpack, 8 values", "local t = {1, 2, 3, 4, 5, 6, 7, 8} local n = 0 for i = 1, 1e6 do local a, b, c = table.unpack(t) n = n + a + c end"},
+    {"the mixed workload (all of the above at once)", MIXED_WORKLOAD},
+};
+
+#define BOUNDED_ROUNDS 7
+
+static void bench_bounded(void) {
+    bench_cpu_time = true;
+    sandbox_limits_t timed = sandbox_default_limits();
+    timed.turn.instructions = 0;
+    timed.turn.time_ms = 60000;
+    double worst = 0;
+    for (size_t i = 0; i < sizeof bounded_micro / sizeof bounded_micro[0]; i++) {
+        char src[1024];
+        snprintf(src, sizeof src, "%s return {on_message = print}", bounded_micro[i].body);
+        double best_bare = 1e9, best_sandbox = 1e9;
+        for (int r = 0; r < BOUNDED_ROUNDS; r++) {
+            double t = run_script(&timed, src), b = run_bare(bounded_micro[i].body);
+            if (t < best_sandbox) best_sandbox = t;
+            if (b < best_bare) best_bare = b;
+        }
+        double ratio = best_sandbox / best_bare;
+        if (ratio > worst) worst = ratio;
+        printf("| bounded: %s | %.1f ms | %.1f ms | %.3fx |\n", bounded_micro[i].name, best_sandbox * 1e3,
+               best_bare * 1e3, ratio);
+    }
+    printf("| bounded: the highest ratio above | | | %.3fx |\n", worst);
+    bench_cpu_time = false;
+}
+
+/* BENCH_RSS_ONLY=1 runs the memory rows alone, BENCH_BOUNDED_ONLY=1 the bounded functions' rows. */
 int main(void) {
     printf("| what | sandbox | bare Lua 5.4 | ratio |\n|---|---|---|---|\n");
     if (getenv("BENCH_RSS_ONLY")) { /* the memory rows alone, quickly */
@@ -207,16 +280,17 @@ int main(void) {
         bench_rss("after the fragmenting script", fragmenting, 8);
         return 0;
     }
+    if (getenv("BENCH_BOUNDED_ONLY")) {
+        bench_bounded();
+        return 0;
+    }
     bench_create();
     bench_host_call();
     bench_hook("tight loop `s = s + i`, 5e7", "local s = 0 for i = 1, 5e7 do s = s + i end");
-    bench_hook("mixed string/table workload",
-               "local t = {} for i = 1, 3e5 do t[#t + 1] = ('k' .. i):upper() end "
-               "local n = 0 for _, v in ipairs(t) do if v:find('99', 1, true) then n = n + #v end end "
-               "table.sort(t) local s = table.concat(t, ',', 1, 1000) "
-               "local m = {} for i = 1, 3e5 do m[i % 1000] = (m[i % 1000] or 0) + i end");
+    bench_hook("mixed string/table workload", MIXED_WORKLOAD);
     bench_hook("function calls (fib 30)", "local function fib(n) if n < 2 then return n end return fib(n-1) + fib(n-2) end fib(30)");
     bench_rss("idle after loading an agent", "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}", 1000);
     bench_rss("after the fragmenting script", fragmenting, 8);
+    bench_bounded();
     return 0;
 }
