@@ -1,16 +1,17 @@
 /*
- * bounded_string.c: string.find, match, gmatch, gsub, rep and format that pay for their work.
+ * bounded_string.c: string.find, match, gmatch, gsub, rep, format, sub, byte, upper, lower and
+ * reverse that pay for their work.
  *
  * Why this file exists: the sandbox stops a script from a Lua hook, and a hook never runs inside
  * a C function. Lua's own pattern matcher backtracks without limit (`("a"):rep(200):find(
  * ".-.-.-.-.-b")` runs for minutes) and string.rep can copy gigabytes in one call, so either would
  * hold the CPU past every limit. Here the pattern matcher is our own, written from the Lua 5.4
- * manual (§6.4.1), with the same semantics and error messages as Lua's; every matcher step (each
+ * manual (§6.4.1), with the same semantics and error messages as Lua's (its character classes are
+ * the C locale's, whatever locale the host runs in); every matcher step (each
  * single-character test, each backtrack) and every 64 bytes copied are charged with sbx_charge,
  * which raises the sandbox's stop error when a limit is hit. The matcher's recursion is bounded
  * (MATCH_MAX_DEPTH, as Lua's MAXCCALLS) so no pattern can overflow the C stack.
  */
-#include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
@@ -714,10 +715,11 @@ static int bounded_rep(lua_State *L) {
  * original is called as a plain C function inside our own call frame, not through lua_call, so
  * its argument errors name 'format' and carry the caller's line exactly as before.
  */
+static _Atomic(lua_CFunction) lua_format;
+
 static int bounded_format(lua_State *L) {
     int nargs = lua_gettop(L);
-    lua_CFunction original = lua_tocfunction(L, lua_upvalueindex(1));
-    int nresults = original(L);
+    int nresults = atomic_load_explicit(&lua_format, memory_order_relaxed)(L);
     size_t len = 0;
     lua_tolstring(L, -1, &len);
     sbx_charge(L, len / BYTES_PER_UNIT + (uint64_t)nargs);
@@ -726,11 +728,11 @@ static int bounded_format(lua_State *L) {
 
 /* --- sub, byte, upper, lower, reverse ------------------------------------------------------
  *
- * Lua 5.4's own (lstrlib.c), with the same arguments, results and errors, paying for what they
- * read and write before they do it: a wrapper around Lua's version cost more than the function
- * itself on short strings. The price is what the generic wrapper (stdlib.c) charges the other
- * linear functions: a unit per 64 bytes read and written (sub reads only what it returns), one
- * per result, one per call. */
+ * sub and byte are Lua 5.4's own (lstrlib.c) written again, with the same arguments, results and
+ * errors; upper, lower and reverse call Lua's own. Each pays before it works, what the generic
+ * wrapper of stdlib.c charges the other linear functions (a unit per 64 bytes read and written,
+ * sub reading only what it returns; one per result; one per call): that wrapper's upvalue lookups
+ * cost more than these functions themselves on short strings. */
 
 /* Lua's posrelatI: a start position, negative counting from the end, clamped to 1.. */
 static size_t start_position(lua_Integer pos, size_t len) {
@@ -776,58 +778,55 @@ static int bounded_byte(lua_State *L) {
     return n;
 }
 
-/* upper, lower and reverse: read l bytes, write l bytes. */
-static char *linear_begin(lua_State *L, luaL_Buffer *b, const char **s, size_t *l) {
-    *s = luaL_checklstring(L, 1, l);
-    sbx_charge(L, 2 * *l / BYTES_PER_UNIT + 2);
-    return luaL_buffinitsize(L, b, *l);
+/* upper, lower and reverse read l bytes and write l bytes: paid for, they are Lua's own, called
+ * straight from here. They are plain C functions of liblua, the same in every state, so their
+ * addresses are kept once for the process rather than looked up in an upvalue on every call. */
+static _Atomic(lua_CFunction) lua_upper, lua_lower, lua_reverse;
+
+static int call_linear(lua_State *L, _Atomic(lua_CFunction) *original) {
+    size_t l;
+    luaL_checklstring(L, 1, &l);
+    sbx_charge(L, 2 * l / BYTES_PER_UNIT + 2);
+    return atomic_load_explicit(original, memory_order_relaxed)(L);
 }
 
-static int bounded_upper(lua_State *L) {
-    luaL_Buffer b;
-    const char *s;
-    size_t l;
-    char *p = linear_begin(L, &b, &s, &l);
-    for (size_t i = 0; i < l; i++) p[i] = (char)toupper((unsigned char)s[i]);
-    luaL_pushresultsize(&b, l);
-    return 1;
-}
+static int bounded_upper(lua_State *L) { return call_linear(L, &lua_upper); }
+static int bounded_lower(lua_State *L) { return call_linear(L, &lua_lower); }
+static int bounded_reverse(lua_State *L) { return call_linear(L, &lua_reverse); }
 
-static int bounded_lower(lua_State *L) {
-    luaL_Buffer b;
-    const char *s;
-    size_t l;
-    char *p = linear_begin(L, &b, &s, &l);
-    for (size_t i = 0; i < l; i++) p[i] = (char)tolower((unsigned char)s[i]);
-    luaL_pushresultsize(&b, l);
-    return 1;
-}
-
-static int bounded_reverse(lua_State *L) {
-    luaL_Buffer b;
-    const char *s;
-    size_t l;
-    char *p = linear_begin(L, &b, &s, &l);
-    for (size_t i = 0; i < l; i++) p[i] = s[l - i - 1];
-    luaL_pushresultsize(&b, l);
-    return 1;
+/* Keeps t[name] (t at the top of the stack) in *slot when it is a plain C function; returns
+ * whether it is. */
+static bool keep_original(lua_State *L, const char *name, _Atomic(lua_CFunction) *slot) {
+    int top = lua_gettop(L);
+    lua_getfield(L, -1, name);
+    lua_CFunction f = lua_tocfunction(L, -1);
+    bool plain = f != NULL && lua_getupvalue(L, -1, 1) == NULL;
+    lua_settop(L, top);
+    if (plain) atomic_store_explicit(slot, f, memory_order_relaxed);
+    return plain;
 }
 
 void sbx_open_bounded_string(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"find", bounded_find},       {"match", bounded_match}, {"gmatch", bounded_gmatch},
-        {"gsub", bounded_gsub},       {"rep", bounded_rep},     {"sub", bounded_sub},
-        {"byte", bounded_byte},       {"upper", bounded_upper}, {"lower", bounded_lower},
-        {"reverse", bounded_reverse}, {NULL, NULL},
+        {"find", bounded_find}, {"match", bounded_match}, {"gmatch", bounded_gmatch},
+        {"gsub", bounded_gsub}, {"rep", bounded_rep},     {"sub", bounded_sub},
+        {"byte", bounded_byte}, {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
-    /* The original is kept as our wrapper's upvalue and called directly, which is only right for
-     * a plain C function without upvalues, as Lua 5.4's is. Anything else is left in place. */
-    int top = lua_gettop(L);
-    lua_getfield(L, -1, "format");
-    if (lua_tocfunction(L, -1) != NULL && lua_getupvalue(L, -1, 1) == NULL) {
-        lua_pushcclosure(L, bounded_format, 1);
-        lua_setfield(L, -2, "format");
+    /* Ours call Lua's own directly, which is only right for a plain C function without upvalues,
+     * as Lua 5.4's are. */
+    static const struct {
+        const char *name;
+        _Atomic(lua_CFunction) *original;
+        lua_CFunction ours;
+    } wrapped[] = {{"upper", &lua_upper, bounded_upper},
+                   {"lower", &lua_lower, bounded_lower},
+                   {"reverse", &lua_reverse, bounded_reverse},
+                   {"format", &lua_format, bounded_format}};
+    for (size_t i = 0; i < sizeof wrapped / sizeof wrapped[0]; i++) {
+        if (!keep_original(L, wrapped[i].name, wrapped[i].original))
+            luaL_error(L, "string.%s is not Lua 5.4's own", wrapped[i].name);
+        lua_pushcfunction(L, wrapped[i].ours);
+        lua_setfield(L, -2, wrapped[i].name);
     }
-    lua_settop(L, top);
 }

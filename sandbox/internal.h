@@ -49,9 +49,18 @@ typedef struct sbx_arena sbx_arena_t; /* alloc.c */
 
 /* The Lua heap of one sandbox: every byte Lua asks for is counted against cap (requested sizes,
  * exact). alloc.c. */
+/* Small blocks a heap keeps for reuse during a turn (alloc.c): free blocks of up to SBX_SMALL_MAX
+ * bytes, in 16-byte size classes, an eighth of the cap of them at most, between 256 KiB and 4 MiB. */
+#define SBX_SMALL_MAX 256
+#define SBX_SMALL_CLASSES (SBX_SMALL_MAX / 16)
+#define SBX_SMALL_BYTES_MIN ((size_t)256 << 10)
+#define SBX_SMALL_BYTES_MAX ((size_t)4 << 20)
+
 typedef struct sbx_heap {
     sbx_arena_t *arena; /* its jemalloc arena, thread cache and region (NULL with glibc malloc) */
     int flags;          /* mallocx flags: that arena and cache */
+    void *small[SBX_SMALL_CLASSES]; /* free blocks by class, linked through their first word */
+    size_t small_bytes, small_limit; /* bytes in those lists, and the most they may hold */
     size_t freed;       /* bytes freed since the arena was last trimmed */
     size_t used, peak, cap; /* cap 0 = none */
     uint64_t refusals;      /* allocations refused for the cap, whole life */
@@ -64,7 +73,8 @@ typedef struct sbx_heap {
  * left to give (about 4,000 at once) or no address space. Close with sbx_heap_close. */
 int sbx_heap_open(sbx_heap_t *heap);
 void sbx_heap_close(sbx_heap_t *heap);
-/* Returns the heap's free pages to the system and empties its cache (the end of a turn). */
+/* Gives back the small blocks kept for reuse, and once a MiB has been freed, returns the heap's
+ * free pages to the system and empties its cache (the end of a turn). */
 void sbx_heap_trim(sbx_heap_t *heap);
 /* Bytes of the region handed to the arena so far: the most its resident pages can be. */
 size_t sbx_heap_region_used(const sbx_heap_t *heap);

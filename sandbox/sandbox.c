@@ -475,6 +475,7 @@ static int open_failure(size_t cap, acc_err *err) {
         if (L) {
             size_t need = probe.used;
             lua_close(L);
+            sbx_heap_close(&probe);
             return acc_fail(err, ACC_ELIMIT, "sandbox: a memory cap of %zu bytes is below the %zu bytes an idle sandbox needs",
                             cap, need);
         }
