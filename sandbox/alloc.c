@@ -39,7 +39,9 @@
  * it 5% slower than stock Lua, 4 MiB within noise) on a free list per 16-byte class, and hands them out again before asking
  * jemalloc. A small block is always given jemalloc's size for its class (its size rounded up to 16:
  * jemalloc's own classes are those up to 128 bytes and contain them past it), so any block of a
- * class serves any request of that class, and is freed with that size. The lists live in the
+ * class serves any request of that class, and is freed with that size. A small block resized to
+ * another small size moves between the lists (jemalloc would copy it too: its small classes never
+ * grow in place). The lists live in the
  * heap, like the arena: no lock. The end of every turn (sbx_heap_trim) and sbx_heap_close hand
  * them back to jemalloc, so an idle sandbox keeps none; a block kept costs no more than freeing it
  * at once would have, and a block reused saves a malloc and a free.
@@ -350,8 +352,21 @@ void *sbx_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         }
     }
     void *p;
-    if (ptr == NULL) p = block_new(heap, nsize);
-    else p = heap_realloc(ptr, KEEP_SMALL && nsize <= SBX_SMALL_MAX && !heap->unsized ? small_size(nsize) : nsize);
+    if (ptr == NULL) {
+        p = block_new(heap, nsize);
+    } else if (KEEP_SMALL && osize <= SBX_SMALL_MAX && nsize <= SBX_SMALL_MAX && !heap->unsized) {
+        if (small_size(nsize) == small_size(osize)) {
+            p = ptr; /* the block has room already */
+        } else {
+            p = block_new(heap, nsize);
+            if (p) {
+                memcpy(p, ptr, osize < nsize ? osize : nsize);
+                block_free(heap, ptr, osize);
+            }
+        }
+    } else {
+        p = heap_realloc(ptr, KEEP_SMALL && nsize <= SBX_SMALL_MAX && !heap->unsized ? small_size(nsize) : nsize);
+    }
     if (p == NULL) {
         if (nsize <= osize) {
             /* Lua assumes a shrink cannot fail. Keep the old block; its true size is now unknown

@@ -51,7 +51,7 @@ typedef struct sbx_arena sbx_arena_t; /* alloc.c */
  * exact). alloc.c. */
 /* Small blocks a heap keeps for reuse during a turn (alloc.c): free blocks of up to SBX_SMALL_MAX
  * bytes, in 16-byte size classes, an eighth of the cap of them at most, between 256 KiB and 4 MiB. */
-#define SBX_SMALL_MAX 256
+#define SBX_SMALL_MAX 1024
 #define SBX_SMALL_CLASSES (SBX_SMALL_MAX / 16)
 #define SBX_SMALL_BYTES_MIN ((size_t)256 << 10)
 #define SBX_SMALL_BYTES_MAX ((size_t)4 << 20)

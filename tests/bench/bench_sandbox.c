@@ -246,7 +246,7 @@ static const struct {
     {"the mixed workload (all of the above at once)", MIXED_WORKLOAD},
 };
 
-#define BOUNDED_ROUNDS 7
+#define BOUNDED_ROUNDS 11
 
 static void bench_bounded(void) {
     bench_cpu_time = true;
