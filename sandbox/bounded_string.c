@@ -23,36 +23,8 @@
 #define CAP_OPEN (-1)         /* a capture whose ')' has not been reached yet */
 #define CAP_POSITION (-2)     /* a position capture "()" */
 #define ESC '%'
-#define BYTES_PER_UNIT 64     /* one charge unit pays for this many bytes copied or scanned */
-#define COPY_CHUNK ((size_t)BYTES_PER_UNIT * SBX_CHARGE_EVERY)
 /* string.rep's cap on a result, as Lua 5.4's MAXSIZE (results must fit an int). */
 #define REP_MAX_SIZE ((size_t)INT_MAX)
-
-
-/* Bytes cost one unit per BYTES_PER_UNIT, rounded up so a tiny copy is never free. */
-static inline void meter_bytes(sbx_meter_t *m, size_t n) {
-    sbx_meter_add(m, n / BYTES_PER_UNIT + 1);
-}
-
-/* Adds n bytes to a luaL_Buffer in chunks, paying for each before copying it. */
-static void buffer_add_long(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
-    while (n > 0) {
-        size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
-        meter_bytes(m, k);
-        luaL_addlstring(b, s, k);
-        s += k;
-        n -= k;
-    }
-}
-
-static inline void buffer_add_charged(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
-    if (n > COPY_CHUNK) {
-        buffer_add_long(m, b, s, n);
-        return;
-    }
-    meter_bytes(m, n);
-    luaL_addlstring(b, s, n);
-}
 
 /* --- the pattern matcher --------------------------------------------------------------------- */
 
@@ -75,6 +47,7 @@ static void matcher_init(matcher_t *m, lua_State *L, const char *s, size_t ls, c
                          size_t lp) {
     m->meter.L = L;
     m->meter.pending = 0;
+    m->meter.scanned = 0;
     m->subject = s;
     m->subject_end = s + ls;
     m->pattern_end = p + lp;
@@ -135,7 +108,7 @@ static const char *class_end(matcher_t *m, const char *p) {
             if (c == ESC && p < m->pattern_end) p++; /* "%]" does not close the set */
         } while (p >= m->pattern_end || *p != ']');
         /* Scanned on every visit: a set of a million bytes must not be walked for free. */
-        sbx_meter_add(&m->meter, (uint64_t)(p - set) / 16);
+        sbx_meter_scan(&m->meter, (size_t)(p - set));
         return p + 1;
     }
     return p;
@@ -263,7 +236,7 @@ static const char *match_backref(matcher_t *m, const char *s, int digit) {
     if (l < 0 || l >= m->level || m->capture[l].len == CAP_OPEN)
         luaL_error(m->meter.L, "invalid capture index %%%d", l + 1);
     size_t len = (size_t)m->capture[l].len; /* a position capture has no text: compares as huge */
-    meter_bytes(&m->meter, m->capture[l].len > 0 ? len : 0);
+    sbx_meter_copy(&m->meter, m->capture[l].len > 0 ? len : 0);
     if ((size_t)(m->subject_end - s) >= len && memcmp(m->capture[l].start, s, len) == 0)
         return s + len;
     return NULL;
@@ -422,14 +395,14 @@ static const char *find_text(sbx_meter_t *meter, const char *s, size_t ls, const
     size_t compared = 0;
     for (const char *at = s; at < end;) {
         const char *hit = memchr(at, (unsigned char)p[0], (size_t)(end - at));
-        meter_bytes(meter, (size_t)((hit ? hit + 1 : end) - at));
+        sbx_meter_copy(meter, (size_t)((hit ? hit + 1 : end) - at));
         if (!hit) return NULL;
         if (memcmp(hit + 1, p + 1, lp - 1) == 0) return hit;
-        meter_bytes(meter, lp - 1);
+        sbx_meter_copy(meter, lp - 1);
         at = hit + 1;
         compared += lp - 1;
         if (compared > 2 * ls) {
-            meter_bytes(meter, (size_t)(s + ls - at));
+            sbx_meter_copy(meter, (size_t)(s + ls - at));
             return memmem(at, (size_t)(s + ls - at), p, lp);
         }
     }
@@ -446,8 +419,8 @@ static int find_or_match(lua_State *L, int find) {
         return 1;
     }
     if (find && (lua_toboolean(L, 4) || pattern_is_plain(p, lp))) {
-        sbx_meter_t meter = {L, 0};
-        meter_bytes(&meter, lp); /* reading the pattern */
+        sbx_meter_t meter = {.L = L};
+        sbx_meter_copy(&meter, lp); /* reading the pattern */
         const char *hit = find_text(&meter, s + init, ls - init, p, lp);
         sbx_meter_flush(&meter);
         if (hit) {
@@ -465,7 +438,7 @@ static int find_or_match(lua_State *L, int find) {
         lp--;
     }
     matcher_init(&m, L, s, ls, p, lp);
-    meter_bytes(&m.meter, lp); /* reading the pattern, once per call */
+    sbx_meter_copy(&m.meter, lp); /* reading the pattern, once per call */
     const char *from = s + init;
     do {
         matcher_reset(&m);
@@ -552,25 +525,25 @@ static void add_replacement_string(matcher_t *m, luaL_Buffer *b, const char *s, 
     while (r < r_end) {
         const char *pct = memchr(r, ESC, (size_t)(r_end - r));
         if (!pct) {
-            buffer_add_charged(&m->meter, b, r, (size_t)(r_end - r));
+            sbx_buffer_add(&m->meter, b, r, (size_t)(r_end - r));
             break;
         }
-        buffer_add_charged(&m->meter, b, r, (size_t)(pct - r));
+        sbx_buffer_add(&m->meter, b, r, (size_t)(pct - r));
         r = pct + 1;
         char c = r < r_end ? *r : '\0';
         if (c == ESC) {
             luaL_addchar(b, ESC);
         } else if (c == '0') {
-            buffer_add_charged(&m->meter, b, s, (size_t)(e - s));
+            sbx_buffer_add(&m->meter, b, s, (size_t)(e - s));
         } else if (is_digit((unsigned char)c)) {
             const char *text;
             ptrdiff_t len = get_capture(m, c - '1', s, e, &text);
             if (len == CAP_POSITION) { /* its decimal text */
                 lua_pushinteger(L, (lua_Integer)(text - m->subject) + 1);
-                meter_bytes(&m->meter, 24);
+                sbx_meter_copy(&m->meter, 24);
                 luaL_addvalue(b);
             } else {
-                buffer_add_charged(&m->meter, b, text, (size_t)len);
+                sbx_buffer_add(&m->meter, b, text, (size_t)len);
             }
         } else {
             luaL_error(L, "invalid use of '%c' in replacement string", ESC);
@@ -598,14 +571,14 @@ static int add_replacement(matcher_t *m, luaL_Buffer *b, const char *s, const ch
     }
     if (!lua_toboolean(L, -1)) { /* false or nil keeps the original text */
         lua_pop(L, 1);
-        buffer_add_charged(&m->meter, b, s, (size_t)(e - s));
+        sbx_buffer_add(&m->meter, b, s, (size_t)(e - s));
         return 0;
     }
     if (!lua_isstring(L, -1))
         return luaL_error(L, "invalid replacement value (a %s)", luaL_typename(L, -1));
     size_t len;
     lua_tolstring(L, -1, &len);
-    meter_bytes(&m->meter, len);
+    sbx_meter_copy(&m->meter, len);
     luaL_addvalue(b);
     return 1;
 }
@@ -650,7 +623,7 @@ static int bounded_gsub(lua_State *L) {
     if (!changed) {
         lua_pushvalue(L, 1);
     } else {
-        buffer_add_charged(&m.meter, &b, src, (size_t)(m.subject_end - src));
+        sbx_buffer_add(&m.meter, &b, src, (size_t)(m.subject_end - src));
         luaL_pushresult(&b);
     }
     sbx_meter_flush(&m.meter);
@@ -659,18 +632,6 @@ static int bounded_gsub(lua_State *L) {
 }
 
 /* --- rep, format ----------------------------------------------------------------------------- */
-
-/* Copies n bytes in chunks, paying for each chunk before copying it. */
-static void copy_charged(sbx_meter_t *m, char *dst, const char *src, size_t n) {
-    while (n > 0) {
-        size_t k = n < COPY_CHUNK ? n : COPY_CHUNK;
-        meter_bytes(m, k);
-        memcpy(dst, src, k);
-        dst += k;
-        src += k;
-        n -= k;
-    }
-}
 
 static int bounded_rep(lua_State *L) {
     size_t l, lsep;
@@ -684,7 +645,7 @@ static int bounded_rep(lua_State *L) {
     if (l + lsep < l || l + lsep > REP_MAX_SIZE / (lua_Unsigned)n)
         return luaL_error(L, "resulting string too large");
     size_t total = (size_t)n * l + (size_t)(n - 1) * lsep;
-    sbx_meter_t m = {L, 0};
+    sbx_meter_t m = {.L = L};
     luaL_Buffer b;
     char *out = luaL_buffinitsize(L, &b, total);
     /*
@@ -694,15 +655,15 @@ static int bounded_rep(lua_State *L) {
      * memcpy calls rather than n.
      */
     size_t done = l < total ? l : total;
-    copy_charged(&m, out, s, done);
+    sbx_copy(&m, out, s, done);
     if (done < total) {
         size_t k = lsep < total - done ? lsep : total - done;
-        copy_charged(&m, out + done, sep, k);
+        sbx_copy(&m, out + done, sep, k);
         done += k;
     }
     while (done < total) {
         size_t k = done < total - done ? done : total - done;
-        copy_charged(&m, out + done, out, k);
+        sbx_copy(&m, out + done, out, k);
         done += k;
     }
     luaL_pushresultsize(&b, total);
@@ -722,7 +683,7 @@ static int bounded_format(lua_State *L) {
     int nresults = atomic_load_explicit(&lua_format, memory_order_relaxed)(L);
     size_t len = 0;
     lua_tolstring(L, -1, &len);
-    sbx_charge(L, len / BYTES_PER_UNIT + (uint64_t)nargs);
+    sbx_charge(L, sbx_copy_units(len) + (uint64_t)nargs - 1);
     return nresults;
 }
 
@@ -758,7 +719,7 @@ static int bounded_sub(lua_State *L) {
     size_t end = end_position(L, 3, -1, l);
     if (end > l) end = l;
     size_t n = start <= end ? end - start + 1 : 0;
-    sbx_charge(L, n / BYTES_PER_UNIT + 2);
+    sbx_charge(L, sbx_copy_units(n) + 1); /* the bytes, the result */
     lua_pushlstring(L, n ? s + start - 1 : "", n);
     return 1;
 }
@@ -783,7 +744,7 @@ static int bounded_byte(lua_State *L) {
  * (the matcher's classes are the C locale's too). */
 static char *linear_begin(lua_State *L, luaL_Buffer *b, const char **s, size_t *l) {
     *s = luaL_checklstring(L, 1, l);
-    sbx_charge(L, 2 * *l / BYTES_PER_UNIT + 2);
+    sbx_charge(L, sbx_copy_units(2 * *l) + 1); /* read and written, the result */
     return luaL_buffinitsize(L, b, *l);
 }
 

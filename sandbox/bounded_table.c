@@ -17,8 +17,6 @@
 
 #include "sandbox/internal.h"
 
-#define BYTES_PER_UNIT 64
-#define COPY_CHUNK ((size_t)BYTES_PER_UNIT * SBX_CHARGE_EVERY)
 
 /* Which capabilities a non-table must offer through its metatable to be used as a table. */
 #define TAB_READ 1
@@ -61,7 +59,7 @@ static int bounded_insert(lua_State *L) {
         pos = end;
         break;
     case 3: {
-        sbx_meter_t m = {L, 0};
+        sbx_meter_t m = {.L = L};
         pos = luaL_checkinteger(L, 2);
         luaL_argcheck(L, (lua_Unsigned)pos - 1u < (lua_Unsigned)end, 2, "position out of bounds");
         for (lua_Integer i = end; i > pos; i--) {
@@ -86,7 +84,7 @@ static int bounded_remove(lua_State *L) {
     if (pos != size)
         luaL_argcheck(L, (lua_Unsigned)pos - 1u <= (lua_Unsigned)size, 1,
                       "position out of bounds");
-    sbx_meter_t m = {L, 0};
+    sbx_meter_t m = {.L = L};
     lua_geti(L, 1, pos);
     for (; pos < size; pos++) {
         sbx_meter_add(&m, 1);
@@ -112,7 +110,7 @@ static int bounded_move(lua_State *L) {
         luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3, "too many elements to move");
         lua_Integer n = e - f + 1;
         luaL_argcheck(L, t <= LUA_MAXINTEGER - n + 1, 4, "destination wrap around");
-        sbx_meter_t m = {L, 0};
+        sbx_meter_t m = {.L = L};
         /* Copy forwards unless the ranges overlap with the destination ahead of the source. */
         if (t > e || t <= f || (dest != 1 && !lua_compare(L, 1, dest, LUA_OPEQ))) {
             for (lua_Integer i = 0; i < n; i++) {
@@ -157,7 +155,7 @@ static inline void concat_add_field(sbx_meter_t *m, luaL_Buffer *b, lua_Integer 
                    (LUAI_UACINT)i);
     size_t before = luaL_bufflen(b);
     luaL_addvalue(b);
-    sbx_meter_add(m, 1 + (luaL_bufflen(b) - before) / BYTES_PER_UNIT + extra);
+    sbx_meter_add(m, sbx_copy_units(luaL_bufflen(b) - before) + extra);
 }
 
 static int bounded_concat(lua_State *L) {
@@ -166,27 +164,17 @@ static int bounded_concat(lua_State *L) {
     const char *sep = luaL_optlstring(L, 2, "", &lsep);
     lua_Integer i = luaL_optinteger(L, 3, 1);
     last = luaL_optinteger(L, 4, last);
-    sbx_meter_t m = {L, 0};
+    sbx_meter_t m = {.L = L};
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (; i < last; i++) {
-        if (lsep <= COPY_CHUNK) { /* the field and the separator paid at once, before the separator */
-            concat_add_field(&m, &b, i, lsep / BYTES_PER_UNIT);
+        if (lsep <= SBX_COPY_PIECE) { /* the field and the separator paid at once, before the separator */
+            concat_add_field(&m, &b, i, lsep / SBX_COPY_BYTES);
             luaL_addlstring(&b, sep, lsep);
-            continue;
+        } else {
+            concat_add_field(&m, &b, i, 0);
+            sbx_buffer_add(&m, &b, sep, lsep);
         }
-        concat_add_field(&m, &b, i, 0);
-        /* A long separator is copied in pieces, each paid before it is copied. */
-        const char *p = sep;
-        size_t left = lsep;
-        while (left > COPY_CHUNK) {
-            sbx_meter_add(&m, COPY_CHUNK / BYTES_PER_UNIT);
-            luaL_addlstring(&b, p, COPY_CHUNK);
-            p += COPY_CHUNK;
-            left -= COPY_CHUNK;
-        }
-        sbx_meter_add(&m, left / BYTES_PER_UNIT);
-        luaL_addlstring(&b, p, left);
     }
     if (i == last) concat_add_field(&m, &b, i, 0);
     luaL_pushresult(&b);
@@ -346,7 +334,7 @@ static int bounded_sort(lua_State *L) {
         lua_settop(L, 2);
         int depth = 0;
         for (lua_Integer k = n; k > 1; k >>= 1) depth += 2;
-        sorter_t so = {{L, 0}, lua_isnil(L, 2)};
+        sorter_t so = {{.L = L}, lua_isnil(L, 2)};
         intro_sort(&so, 1, n, depth);
         sbx_meter_flush(&so.meter);
     }

@@ -3,10 +3,11 @@
  *
  * Every library function written in C that can run long (pattern matching, sorting, copying,
  * JSON) pays for its work with sbx_charge: one unit is about one Lua VM instruction of work (one
- * matcher step, one comparison, ~64 bytes copied). sbx_charge also checks the stop flags (time
- * limit, cancel), so a C loop that charges at least every SBX_CHARGE_EVERY units can never hold
- * the CPU past a limit. When a limit is hit, sbx_charge raises the sandbox's stop error and does
- * not return; the stop is sticky, so pcall cannot swallow it.
+ * matcher step, one comparison, SBX_COPY_BYTES bytes copied: the price list is below, one for all).
+ * sbx_charge also checks the stop flags (time limit, cancel), so a C loop that charges at least
+ * every SBX_CHARGE_EVERY units can never hold the CPU past a limit. When a limit is hit,
+ * sbx_charge raises the sandbox's stop error and does not return; the stop is sticky, so pcall
+ * cannot swallow it.
  */
 #ifndef ACCRUE_SANDBOX_INTERNAL_H
 #define ACCRUE_SANDBOX_INTERNAL_H
@@ -14,6 +15,7 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "runtime/base/invariant.h"
 #include "sandbox/sandbox.h"
@@ -229,11 +231,26 @@ static inline void sbx_charge(lua_State *L, uint64_t units) {
         sbx_charge_check(L, sb);
 }
 
+/* The price of bytes, one list for every C path of the sandbox, so a byte costs the same whoever
+ * handles it:
+ *   SBX_COPY_BYTES  bytes to a unit that libc (or Lua's own linear functions) copies, scans or
+ *                   compares, memcpy-fast; plus one unit for the call, so no copy is free;
+ *   SBX_SCAN_BYTES  bytes to a unit that are looked at one at a time by a parser or a loop of our
+ *                   own (JSON, the Lua compiler's reader, a pattern's character set).
+ * Everything else is counted in steps: a matcher step, a comparison, an element moved, a value. */
+#define SBX_COPY_BYTES 64
+#define SBX_SCAN_BYTES 16
+
+static inline uint64_t sbx_copy_units(size_t n) { return n / SBX_COPY_BYTES + 1; }
+static inline uint64_t sbx_scan_units(size_t n) { return n / SBX_SCAN_BYTES + 1; }
+
 /* Work done but not yet charged, flushed every SBX_CHARGE_EVERY units: a C loop can count each
- * step cheaply and still reach sbx_charge often enough to be stopped. */
+ * step cheaply and still reach sbx_charge often enough to be stopped. The work meter of every
+ * bounded function and of the JSON codec. */
 typedef struct sbx_meter {
     lua_State *L;
-    uint64_t pending;
+    uint64_t pending; /* units not yet charged */
+    size_t scanned;   /* bytes scanned one at a time, short of a whole unit */
 } sbx_meter_t;
 
 static inline void sbx_meter_flush(sbx_meter_t *m) {
@@ -247,6 +264,44 @@ static inline void sbx_meter_flush(sbx_meter_t *m) {
 static inline void sbx_meter_add(sbx_meter_t *m, uint64_t units) {
     m->pending += units;
     if (m->pending >= SBX_CHARGE_EVERY) sbx_meter_flush(m);
+}
+
+/* n bytes copied or scanned by libc. */
+static inline void sbx_meter_copy(sbx_meter_t *m, size_t n) { sbx_meter_add(m, sbx_copy_units(n)); }
+
+/* n bytes looked at one at a time; the fraction of a unit is carried to the next. */
+static inline void sbx_meter_scan(sbx_meter_t *m, size_t n) {
+    m->scanned += n;
+    if (m->scanned >= SBX_SCAN_BYTES) {
+        sbx_meter_add(m, m->scanned / SBX_SCAN_BYTES);
+        m->scanned %= SBX_SCAN_BYTES;
+    }
+}
+
+/* The one charged copy: long copies go in pieces of SBX_COPY_PIECE bytes, each paid before it is
+ * copied, so a limit stops a copy of gigabytes within a piece. */
+#define SBX_COPY_PIECE ((size_t)SBX_COPY_BYTES * SBX_CHARGE_EVERY)
+
+static inline void sbx_copy(sbx_meter_t *m, char *dst, const char *src, size_t n) {
+    while (n > 0) {
+        size_t k = n < SBX_COPY_PIECE ? n : SBX_COPY_PIECE;
+        sbx_meter_copy(m, k);
+        memcpy(dst, src, k);
+        dst += k;
+        src += k;
+        n -= k;
+    }
+}
+
+/* The same, appending to a luaL_Buffer (which must be at the top of the stack, as ever). */
+static inline void sbx_buffer_add(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
+    while (n > 0) {
+        size_t k = n < SBX_COPY_PIECE ? n : SBX_COPY_PIECE;
+        sbx_meter_copy(m, k);
+        luaL_addlstring(b, s, k);
+        s += k;
+        n -= k;
+    }
 }
 
 /* Bounds on a JSON text the sandbox makes for the host (json.c): encoding stops with an error

@@ -3,9 +3,9 @@
  *
  * It converts straight between JSON text and values on the Lua stack, with no tree in between, so
  * every byte it allocates comes from the Lua state's allocator and counts against the sandbox's
- * memory cap, and every loop pays for its work with sbx_charge (about 1 unit per 16 bytes and 1
- * per value, flushed well before SBX_CHARGE_EVERY units pile up), so no input can hold the CPU
- * past a limit. It is a trust boundary (Redis's bundled cjson overflowed): decoding is RFC 8259
+ * memory cap, and every loop pays for its work on the sandbox's work meter (sbx_meter_t: each
+ * byte read or written at the scanning price, SBX_SCAN_BYTES to a unit, and a unit per value), so
+ * no input can hold the CPU past a limit. It is a trust boundary (Redis's bundled cjson overflowed): decoding is RFC 8259
  * strict, reads only s[0..n), validates UTF-8, and bounds nesting by SBX_JSON_MAX_DEPTH.
  *
  * Error messages are "json.decode: <what> at byte <offset>" with a 0-based byte offset into the
@@ -36,12 +36,9 @@
 static char json_null_tag;
 static char json_array_key;
 
-#define UNIT_BYTES 16
-/* Pending units are flushed to sbx_charge at this many, a quarter of SBX_CHARGE_EVERY. */
-#define CHARGE_FLUSH (SBX_CHARGE_EVERY / 4)
-/* Long runs (a huge string, a sea of whitespace) are scanned in chunks of this many bytes so
- * that the charge between two checks stays at CHARGE_FLUSH units. */
-#define CHUNK (CHARGE_FLUSH * UNIT_BYTES)
+/* Long runs (a huge string, a sea of whitespace) are scanned in chunks of this many bytes, a
+ * quarter of what the meter charges at once, so no loop goes far between two charges. */
+#define CHUNK (SBX_CHARGE_EVERY / 4 * SBX_SCAN_BYTES)
 /* RFC 8259 lets a parser limit numbers. 4096 bytes holds any double written out in full; longer
  * tokens would only feed strtod pathological work. */
 #define MAX_NUMBER_LEN 4096
@@ -129,8 +126,8 @@ typedef struct decoder {
     lua_State *L;
     const unsigned char *s;
     size_t n, pos;
-    size_t charged_pos; /* input before this offset has been charged */
-    uint64_t pending;   /* value units not yet charged */
+    sbx_meter_t meter;
+    size_t metered_pos; /* input before this offset is on the meter */
     int depth;
     int array_mt;       /* stack slot of the array metatable */
     locale_t numeric;   /* the "C" locale numbers are read in */
@@ -156,14 +153,10 @@ _Noreturn static void decode_unexpected(decoder_t *d, const char *expected) {
     decode_fail(d, d->pos, what);
 }
 
-/* Charges input consumed up to pos and the pending value units once they add up. */
+/* Puts the input read up to pos on the meter. */
 static inline void decode_charge(decoder_t *d, size_t pos) {
-    uint64_t units = d->pending + (pos - d->charged_pos) / UNIT_BYTES;
-    if (units >= CHARGE_FLUSH) {
-        sbx_charge(d->L, units);
-        d->pending = 0;
-        d->charged_pos = pos - (pos - d->charged_pos) % UNIT_BYTES;
-    }
+    sbx_meter_scan(&d->meter, pos - d->metered_pos);
+    d->metered_pos = pos;
 }
 
 static void skip_ws(decoder_t *d) {
@@ -418,7 +411,7 @@ static void decode_array(decoder_t *d) {
 static void decode_value(decoder_t *d) {
     lua_State *L = d->L;
     skip_ws(d);
-    d->pending++;
+    sbx_meter_add(&d->meter, 1);
     if (d->pos >= d->n) decode_unexpected(d, NULL);
     switch (d->s[d->pos]) {
     case '{': decode_object(d); break;
@@ -435,13 +428,14 @@ static void decode_value(decoder_t *d) {
 
 void sbx_json_decode(lua_State *L, const char *s, size_t n) {
     luaL_checkstack(L, 8, "json.decode");
-    decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .numeric = json_c_locale(L)};
+    decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .meter = {.L = L}, .numeric = json_c_locale(L)};
     push_array_mt_checked(L, "json.decode");
     d.array_mt = lua_gettop(L);
     decode_value(&d);
     skip_ws(&d);
     if (d.pos != n) decode_fail(&d, d.pos, "trailing characters");
-    sbx_charge(L, d.pending + (n - d.charged_pos) / UNIT_BYTES);
+    decode_charge(&d, n);
+    sbx_meter_flush(&d.meter);
     lua_remove(L, d.array_mt);
 }
 
@@ -454,8 +448,8 @@ typedef struct encoder {
     int slot;
     int array_mt;       /* stack slot of the array metatable */
     int depth;
-    size_t charged_len; /* output before this length has been charged */
-    uint64_t pending;   /* value and key units not yet charged */
+    sbx_meter_t meter;
+    size_t metered_len; /* output before this length is on the meter */
     locale_t numeric;   /* the "C" locale numbers are written in */
     const sbx_json_bounds_t *bounds; /* what the text may be, or NULL for json.encode's own */
     size_t values;
@@ -463,13 +457,10 @@ typedef struct encoder {
 
 static void encode_value(encoder_t *e, int idx);
 
-static void encode_charge(encoder_t *e) {
-    uint64_t units = e->pending + (e->len - e->charged_len) / UNIT_BYTES;
-    if (units >= CHARGE_FLUSH) {
-        sbx_charge(e->L, units);
-        e->pending = 0;
-        e->charged_len = e->len - (e->len - e->charged_len) % UNIT_BYTES;
-    }
+/* Puts the output written so far on the meter. */
+static inline void encode_charge(encoder_t *e) {
+    sbx_meter_scan(&e->meter, e->len - e->metered_len);
+    e->metered_len = e->len;
 }
 
 /* A request to the host past its bounds stops here, before the text is any bigger. */
@@ -635,8 +626,7 @@ static void encode_object(encoder_t *e, int idx, size_t count) {
     if (keys) {
         uint64_t log2 = 1;
         while (((size_t)1 << log2) < got && log2 < 63) log2++;
-        e->pending += got * log2; /* the sort's comparisons */
-        encode_charge(e);
+        sbx_meter_add(&e->meter, got * log2); /* the sort's comparisons, paid before it runs */
         qsort(refs, got, sizeof *refs, key_ref_cmp);
     } else {
         for (size_t i = 1; i < got; i++) { /* insertion sort: a few keys */
@@ -645,7 +635,7 @@ static void encode_object(encoder_t *e, int idx, size_t count) {
             for (; j > 0 && key_ref_cmp(&refs[j - 1], &r) > 0; j--) refs[j] = refs[j - 1];
             refs[j] = r;
         }
-        e->pending += got;
+        sbx_meter_add(&e->meter, got);
     }
 
     out_char(e, '{');
@@ -686,7 +676,7 @@ static void encode_table(encoder_t *e, int idx) {
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         count++;
-        e->pending++;
+        sbx_meter_add(&e->meter, 1);
         int kt = lua_type(L, -1);
         if (kt == LUA_TSTRING) {
             strings++;
@@ -725,7 +715,7 @@ static void encode_table(encoder_t *e, int idx) {
 
 static void encode_value(encoder_t *e, int idx) {
     lua_State *L = e->L;
-    e->pending++;
+    sbx_meter_add(&e->meter, 1);
     if (e->bounds && ++e->values > e->bounds->max_values)
         json_error(L, "%s: the request holds too many values (more than %I)", e->bounds->who,
                    (lua_Integer)e->bounds->max_values);
@@ -760,13 +750,14 @@ void sbx_json_encode(lua_State *L, int idx) { sbx_json_encode_bounded(L, idx, NU
 void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds) {
     idx = lua_absindex(L, idx);
     luaL_checkstack(L, 8, "json.encode");
-    encoder_t e = {.L = L, .cap = 256, .numeric = json_c_locale(L), .bounds = bounds};
+    encoder_t e = {.L = L, .cap = 256, .meter = {.L = L}, .numeric = json_c_locale(L), .bounds = bounds};
     push_array_mt(L);
     e.array_mt = lua_gettop(L);
     e.buf = lua_newuserdatauv(L, e.cap, 0);
     e.slot = lua_gettop(L);
     encode_value(&e, idx);
-    sbx_charge(L, e.pending + (e.len - e.charged_len) / UNIT_BYTES);
+    encode_charge(&e);
+    sbx_meter_flush(&e.meter);
     lua_pushlstring(L, e.buf, e.len);
     lua_replace(L, e.array_mt);
     lua_pop(L, 1);

@@ -231,7 +231,7 @@ void sbx_output(lua_State *L, sandbox_output_kind_t kind, const char *s, size_t 
     sandbox_t *sb = sbx_from_state(L);
     if (sb->limits.output_bytes && len > sb->limits.output_bytes - sb->output) sbx_stop(L, SANDBOX_LIMIT_OUTPUT);
     sb->output += len;
-    sbx_charge(L, len / 64 + 1);
+    sbx_charge(L, sbx_copy_units(len));
     if (!sb->provider.output) return;
     sb->in_callback++;
     sandbox_output_verdict_t verdict = sb->provider.output(sb->provider.ud, sb, kind, s, len);
@@ -279,7 +279,7 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
     const char *json = lua_tolstring(L, -1, &json_len);
     /* The provider parses this text on the agent's behalf: paid for before it does, about as much
      * again as encoding it. */
-    sbx_charge(L, json_len / 16 + 1);
+    sbx_charge(L, sbx_scan_units(json_len));
     pthread_mutex_lock(&sb->call_lock);
     sandbox_call_t call = {++sb->last_call_id, kind, name, name_len, json, json_len};
     free(sb->call_text);
@@ -406,7 +406,7 @@ static const char *read_piece(lua_State *L, void *ud, size_t *size) {
         return NULL;
     }
     size_t n = r->left < PIECE ? r->left : PIECE;
-    sbx_charge(L, n / 16 + 1);
+    sbx_charge(L, sbx_scan_units(n));
     count_gotos(r, r->s, n);
     if (r->gotos > SBX_MAX_GOTOS) luaL_error(L, "too many gotos in one chunk (at most %d)", SBX_MAX_GOTOS);
     const char *piece = r->s;

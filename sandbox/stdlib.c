@@ -304,7 +304,7 @@ static int sbx_collectgarbage(lua_State *L) {
         lua_pushinteger(L, kb < 0 ? 0 : kb > most ? most : kb);
     }
     /* A collection visits the whole heap: it is paid for like copying it. */
-    if (sb && strcmp(opt, "count") != 0 && strcmp(opt, "isrunning") != 0) sbx_charge(L, sb->heap.used / 64 + 1);
+    if (sb && strcmp(opt, "count") != 0 && strcmp(opt, "isrunning") != 0) sbx_charge(L, sbx_copy_units(sb->heap.used));
     int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -380,7 +380,7 @@ static int charged_linear(lua_State *L) {
     size_t bytes = bytes_read(L, (int)lua_tointeger(L, lua_upvalueindex(2)), nargs, nres);
     for (int i = top - nres + 1; i <= top; i++)
         if (lua_type(L, i) == LUA_TSTRING) bytes += lua_rawlen(L, i);
-    sbx_charge(L, bytes / 64 + (uint64_t)nres + 1);
+    sbx_charge(L, sbx_copy_units(bytes) + (uint64_t)nres);
     return nres;
 }
 
