@@ -742,11 +742,7 @@ static int bounded_byte(lua_State *L) {
 /* upper, lower and reverse: l bytes read, l written. Ours, so that they pay first and check their
  * argument once; upper and lower change ASCII letters, as toupper and tolower do in the C locale
  * (the matcher's classes are the C locale's too). */
-static char *linear_begin(lua_State *L, luaL_Buffer *b, const char **s, size_t *l) {
-    *s = luaL_checklstring(L, 1, l);
-    sbx_charge(L, sbx_copy_units(2 * *l) + 1); /* read and written, the result */
-    return luaL_buffinitsize(L, b, *l);
-}
+enum transform { TO_UPPER, TO_LOWER, REVERSED };
 
 /* Copies n bytes, flipping the case bit (0x20) of the bytes in lo..lo+25 ('a' for upper, 'A' for
  * lower): eight at a time, so that a megabyte is quick even in a Debug build. In each byte's low
@@ -769,35 +765,24 @@ static void change_case(char *dst, const char *src, size_t n, unsigned lo) {
     }
 }
 
-static int bounded_upper(lua_State *L) {
-    luaL_Buffer b;
-    const char *s;
+static int transform(lua_State *L, enum transform how) {
     size_t l;
-    char *p = linear_begin(L, &b, &s, &l);
-    change_case(p, s, l, 'a');
+    const char *s = luaL_checklstring(L, 1, &l);
+    sbx_charge(L, sbx_copy_units(2 * l) + 1); /* read and written, the result */
+    luaL_Buffer b;
+    char *p = luaL_buffinitsize(L, &b, l);
+    if (how == REVERSED) {
+        for (size_t i = 0; i < l; i++) p[i] = s[l - i - 1];
+    } else {
+        change_case(p, s, l, how == TO_UPPER ? 'a' : 'A');
+    }
     luaL_pushresultsize(&b, l);
     return 1;
 }
 
-static int bounded_lower(lua_State *L) {
-    luaL_Buffer b;
-    const char *s;
-    size_t l;
-    char *p = linear_begin(L, &b, &s, &l);
-    change_case(p, s, l, 'A');
-    luaL_pushresultsize(&b, l);
-    return 1;
-}
-
-static int bounded_reverse(lua_State *L) {
-    luaL_Buffer b;
-    const char *s;
-    size_t l;
-    char *p = linear_begin(L, &b, &s, &l);
-    for (size_t i = 0; i < l; i++) p[i] = s[l - i - 1];
-    luaL_pushresultsize(&b, l);
-    return 1;
-}
+static int bounded_upper(lua_State *L) { return transform(L, TO_UPPER); }
+static int bounded_lower(lua_State *L) { return transform(L, TO_LOWER); }
+static int bounded_reverse(lua_State *L) { return transform(L, REVERSED); }
 
 /* Keeps t[name] (t at the top of the stack) in *slot when it is a plain C function; returns
  * whether it is. */

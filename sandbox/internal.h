@@ -295,13 +295,9 @@ static inline void sbx_copy(sbx_meter_t *m, char *dst, const char *src, size_t n
 
 /* The same, appending to a luaL_Buffer (which must be at the top of the stack, as ever). */
 static inline void sbx_buffer_add(sbx_meter_t *m, luaL_Buffer *b, const char *s, size_t n) {
-    while (n > 0) {
-        size_t k = n < SBX_COPY_PIECE ? n : SBX_COPY_PIECE;
-        sbx_meter_copy(m, k);
-        luaL_addlstring(b, s, k);
-        s += k;
-        n -= k;
-    }
+    if (n == 0) return;
+    sbx_copy(m, luaL_prepbuffsize(b, n), s, n);
+    luaL_addsize(b, n);
 }
 
 /* Bounds on a JSON text the sandbox makes for the host (json.c): encoding stops with an error
