@@ -311,13 +311,6 @@ static void free_expect(expect_t *ex) {
 
 /* ---- running one script ---- */
 
-/* Does the header's args give flag the value value? */
-static int header_has_value(const expect_t *ex, const char *flag, const char *value) {
-    for (int i = 0; i + 1 < ex->n_args; i++)
-        if (strcmp(ex->args[i], flag) == 0 && strcmp(ex->args[i + 1], value) == 0) return 1;
-    return 0;
-}
-
 static int header_has_flag(const expect_t *ex, const char *flag) {
     for (int i = 0; i < ex->n_args; i++)
         if (strcmp(ex->args[i], flag) == 0) return 1;
@@ -638,15 +631,6 @@ int main(int argc, char **argv) {
             if (!j->source) snprintf(why, sizeof why, "cannot read %s", path);
             else parse_header(j->source, &j->ex);
             if (!why[0] && j->ex.header_error[0]) snprintf(why, sizeof why, "bad header: %s", j->ex.header_error);
-            if (!why[0] && test_tsan() && header_has_value(&j->ex, "--instr-limit", "0")) {
-                /* Only the watchdog's signal can stop it, and TSan delivers none inside Lua's loop. */
-                check_skip_case(j->name, "time limit alone: ThreadSanitizer never delivers the watchdog's signal");
-                free_expect(&j->ex);
-                free(j->source);
-                free(j);
-                s--;
-                continue;
-            }
             if (!why[0]) start_job(j, why, sizeof why);
             if (why[0]) {
                 fprintf(stderr, "FAIL %s: %s\n", j->name, why);

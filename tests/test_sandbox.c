@@ -179,7 +179,6 @@ static void test_instruction_limit(void) {
 }
 
 static void test_time_limit_without_instruction_counting(void) {
-    if (test_tsan()) CHECK_SKIP("needs the watchdog's signal inside Lua's loop, which ThreadSanitizer never delivers");
     sandbox_limits_t l = tight();
     l.turn.instructions = 0;
     l.turn.time_ms = 150;
@@ -328,7 +327,6 @@ static void *cancel_later(void *arg) {
 /* A turn spinning in Lua with no instruction counting and a distant deadline is cancellable from
  * another thread. */
 static void test_cancel_from_another_thread(void) {
-    if (test_tsan()) CHECK_SKIP("needs the watchdog's signal inside Lua's loop, which ThreadSanitizer never delivers");
     fake_host_t h = {0};
     sandbox_limits_t l = tight();
     l.turn.instructions = 0;
@@ -347,7 +345,6 @@ static void test_cancel_from_another_thread(void) {
 }
 
 static void test_time_slices_interleave_two_agents(void) {
-    if (test_tsan()) CHECK_SKIP("needs the watchdog's signal inside Lua's loop, which ThreadSanitizer never delivers");
     sandbox_limits_t l = tight();
     /* Under a slow tool: fewer iterations, a later deadline. */
     long long iterations = (long long)(30000000 / test_time_scale());

@@ -70,23 +70,6 @@ static inline int test_slow_tool(void) {
     return test_time_scale() > 1;
 }
 
-/* 1 in a ThreadSanitizer build. TSan delivers a signal to a thread only when that thread calls into
- * its runtime (a lock, an atomic, an intercepted libc call): a signal meant to interrupt a busy loop
- * in uninstrumented code, such as the sandbox watchdog's into Lua's VM, never arrives. */
-static inline int test_tsan(void) {
-#if defined(__SANITIZE_THREAD__)
-    return 1;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-    return 1;
-#else
-    return 0;
-#endif
-#else
-    return 0;
-#endif
-}
-
 /* ---- random numbers ---- */
 
 /* xorshift64*: reproducible test data from a seed (test_seed). */
