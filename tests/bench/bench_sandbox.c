@@ -1,7 +1,8 @@
 /*
  * bench_sandbox.c: what a sandbox costs, beside bare Lua doing the same.
  *
- *  1. create + close of a sandbox with the agent API loaded, vs luaL_newstate + luaL_openlibs;
+ *  1. create + close of a sandbox with the agent API loaded, vs luaL_newstate + luaL_openlibs, and a
+ *     whole turn (start + run) of an agent that answers at once;
  *  2. memory of an idle sandbox, vs the bare state;
  *  3. a host call from Lua (models.call answered at once, JSON both ways), vs a bare Lua -> C call;
  *  4. a CPU-bound script: bare Lua, sandbox timed by the watchdog only (--instr-limit 0), and
@@ -115,6 +116,33 @@ static int bare_c_function(lua_State *L) {
 }
 
 #define CALLS 200000
+#define TURNS 200000
+
+/* What a server pays per message: start a turn, run it to its end (the watchdog watches it while it
+ * executes), read the reply. The agent answers with what it got. */
+static void bench_turn(void) {
+    sandbox_limits_t l = sandbox_default_limits();
+    sandbox_t *sb = sandbox_open(&l, NULL, NULL);
+    const char *src = "return {on_message = function(s, t) return t end}";
+    if (!sb || sandbox_start_load(sb, "=bench", src, strlen(src), NULL) != ACC_OK ||
+        sandbox_run_to_end(sb) != SANDBOX_DONE) {
+        fprintf(stderr, "bench: the echo agent failed to load\n");
+        exit(1);
+    }
+    double t0 = test_now_s();
+    for (int i = 0; i < TURNS; i++) {
+        size_t len;
+        if (sandbox_start_message(sb, "hello", 5, NULL) != ACC_OK || sandbox_run(sb) != SANDBOX_DONE ||
+            !sandbox_reply(sb, &len) || len != 5) {
+            fprintf(stderr, "bench: a turn failed: %s\n", sandbox_errmsg(sb));
+            exit(1);
+        }
+    }
+    double t = test_now_s() - t0;
+    sandbox_close(sb);
+    printf("| a turn: sandbox_start_message + sandbox_run of an echo agent, %d turns | %.2f µs | | |\n", TURNS,
+           t / TURNS * 1e6);
+}
 
 static void bench_host_call(void) {
     sandbox_limits_t l = sandbox_default_limits();
@@ -285,6 +313,7 @@ int main(void) {
         return 0;
     }
     bench_create();
+    bench_turn();
     bench_host_call();
     bench_hook("tight loop `s = s + i`, 5e7", "local s = 0 for i = 1, 5e7 do s = s + i end");
     bench_hook("mixed string/table workload", MIXED_WORKLOAD);
