@@ -30,9 +30,10 @@ typedef struct chat_op {
     rt_event ev; /* the answer arrived (or the call could not start) */
     rt_job job;
     /* The answer can arrive (from the ledger's writer) while the worker that made the call is still
-     * returning from it: the op is answered and freed only once that job is over. */
+     * returning from it: the op is answered and freed only once that job is over. And the upstream
+     * can finish while that job still runs: the next job waits for it (one job at a time). */
     pthread_mutex_t mu;
-    bool job_running, answer_waiting;
+    bool job_running, answer_waiting, resubmit;
     rt_server *srv;
     rt_req *r; /* NULL once the client has gone */
     rt_session_t *ms;
@@ -210,14 +211,22 @@ static void op_free(chat_op *op) {
 /* Loop: hands the op to a worker (the job that starts the call, or finishes its upstream part). */
 static void op_submit(chat_op *op) {
     pthread_mutex_lock(&op->mu);
+    bool running = op->job_running;
+    if (running) op->resubmit = true; /* the running job submits it again as it ends */
     op->job_running = true;
     pthread_mutex_unlock(&op->mu);
-    rt_pool_submit(op->srv->pool, &op->job);
+    if (!running) rt_pool_submit(op->srv->pool, &op->job);
 }
 
 /* Worker: the job's last touch of the op. */
 static void op_job_end(chat_op *op) {
     pthread_mutex_lock(&op->mu);
+    if (op->resubmit) {
+        op->resubmit = false;
+        pthread_mutex_unlock(&op->mu);
+        rt_pool_submit(op->srv->pool, &op->job); /* job_running stays: the next job is the op's */
+        return;
+    }
     op->job_running = false;
     bool waiting = op->answer_waiting;
     if (waiting) rt_post(op->srv, &op->ev);
