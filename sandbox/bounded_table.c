@@ -145,17 +145,30 @@ static int bounded_unpack(lua_State *L) {
     return (int)n;
 }
 
-/* Appends t[i]; pays for the bytes it copied (what the buffer grew by: luaL_addvalue converts a
- * number itself), after the copy, which memory already bounds, and for `extra` units more. */
-static inline void concat_add_field(sbx_meter_t *m, luaL_Buffer *b, lua_Integer i, uint64_t extra) {
-    lua_State *L = m->L;
+/* concat's meter: one unit a field (and its separator's share) as it is added; the bytes copied,
+ * which memory already bounds, whenever the meter flushes and at the end: the bytes the buffer
+ * grew by since they were last paid (luaL_addvalue converts a number itself). */
+typedef struct concat_meter {
+    sbx_meter_t m;
+    size_t paid; /* buffer length whose bytes are charged */
+} concat_meter_t;
+
+static inline void concat_pay_bytes(concat_meter_t *c, luaL_Buffer *b) {
+    size_t len = luaL_bufflen(b);
+    c->m.pending += (len - c->paid) / SBX_COPY_BYTES;
+    c->paid = len;
+    sbx_meter_flush(&c->m);
+}
+
+static inline void concat_add_field(concat_meter_t *c, luaL_Buffer *b, lua_Integer i, uint64_t extra) {
+    lua_State *L = c->m.L;
     lua_geti(L, 1, i);
     if (!lua_isstring(L, -1))
         luaL_error(L, "invalid value (%s) at index %I in table for 'concat'", luaL_typename(L, -1),
                    (LUAI_UACINT)i);
-    size_t before = luaL_bufflen(b);
     luaL_addvalue(b);
-    sbx_meter_add(m, sbx_copy_units(luaL_bufflen(b) - before) + extra);
+    c->m.pending += 1 + extra;
+    if (c->m.pending >= SBX_CHARGE_EVERY) concat_pay_bytes(c, b);
 }
 
 static int bounded_concat(lua_State *L) {
@@ -164,21 +177,23 @@ static int bounded_concat(lua_State *L) {
     const char *sep = luaL_optlstring(L, 2, "", &lsep);
     lua_Integer i = luaL_optinteger(L, 3, 1);
     last = luaL_optinteger(L, 4, last);
-    sbx_meter_t m = {.L = L};
+    concat_meter_t c = {.m = {.L = L}};
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (; i < last; i++) {
-        if (lsep <= SBX_COPY_PIECE) { /* the field and the separator paid at once, before the separator */
-            concat_add_field(&m, &b, i, lsep / SBX_COPY_BYTES);
+        if (lsep <= SBX_COPY_PIECE) { /* a short separator: its bytes paid with the field's */
+            concat_add_field(&c, &b, i, 0);
             luaL_addlstring(&b, sep, lsep);
         } else {
-            concat_add_field(&m, &b, i, 0);
-            sbx_buffer_add(&m, &b, sep, lsep);
+            concat_add_field(&c, &b, i, 0);
+            concat_pay_bytes(&c, &b);
+            c.paid += lsep; /* sbx_buffer_add pays for these itself, piece by piece */
+            sbx_buffer_add(&c.m, &b, sep, lsep);
         }
     }
-    if (i == last) concat_add_field(&m, &b, i, 0);
+    if (i == last) concat_add_field(&c, &b, i, 0);
+    concat_pay_bytes(&c, &b);
     luaL_pushresult(&b);
-    sbx_meter_flush(&m);
     return 1;
 }
 
