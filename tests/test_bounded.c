@@ -552,6 +552,12 @@ static void test_runaway_scripts_stop(void) {
  * ours must not be pathologically slower. */
 static void test_speed_against_lua(void) {
     lua_State *L = new_state();
+#ifdef ACCRUE_DEBUG
+    lua_pushstring(L, " (a Debug build: ours unoptimised, Lua's -O2; zig build bench has the release ratios)");
+#else
+    lua_pushstring(L, "");
+#endif
+    lua_setglobal(L, "build_note");
     const char *code =
         "local words = {}\n"
         "for i = 1, 2000 do words[i] = 'word' .. i .. ' key' .. i .. '=value' .. (i * 7) end\n"
@@ -576,7 +582,7 @@ static void test_speed_against_lua(void) {
         "local tl, nl = work(orig_find, orig_gsub, orig_gmatch)\n"
         "local to, no = work(string.find, string.gsub, string.gmatch)\n"
         "if nl ~= no then return 'different results' end\n"
-        "io.stdout:write(string.format('# bounded: find/gsub/gmatch workload %.3f s ours, %.3f s Lua, ratio %.2f\\n', to, tl, to / tl))\n"
+        "io.stdout:write(string.format('# bounded: find/gsub/gmatch workload %.3f s ours, %.3f s Lua, ratio %.2f%s\\n', to, tl, to / tl, build_note))\n"
         "if to > 12 * tl + 0.05 then return 'too slow: ' .. to .. ' vs ' .. tl end\n";
     const char *err = run_chunk(L, code);
     if (test_slow_tool()) err = NULL; /* the ratio means nothing when only our side is instrumented */
