@@ -498,7 +498,7 @@ static void test_back_to_back_postings_are_gathered(void) {
     ledger_t *l;
     /* fsync on: commits take long enough for postings to arrive during them (with no_sync here, a
      * commit ends before the next posting comes, and there is nothing to gather) */
-    ledger_opts_t o = {.commit_delay_us = 40000}; /* 40 ms windows, 10 ms quiet slices */
+    ledger_opts_t o = {.commit_delay_us = 80000}; /* 80 ms windows, quiet slices of 5 ms at least */
     CHECK(ledger_open(fresh_path(), &o, &l, NULL) == ACC_OK);
     ledger_account_t *u = account_of(l, LEDGER_ACCOUNT_USER, "steady"), *op = ledger_system(l, LEDGER_SYSTEM_OPERATOR);
     topup(l, u, 100000);

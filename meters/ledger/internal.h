@@ -79,6 +79,7 @@ struct ledger {
     bool w_idle, w_gathering; /* the writer waits for work / gathers a batch */
     bool w_gather_on_holds;   /* ...for the reservations in flight (unlink_hold ends it) */
     uint64_t arrivals;        /* postings queued so far */
+    uint64_t last_arrival_ns, gap_ns; /* the last one's time; the mean gap between them */
     uint64_t commit_delay_ns;
     uint64_t epoch; /* bumped whenever another connection may have written (ledger.c) */
     ledger_stats_t stats;
@@ -88,7 +89,7 @@ struct ledger {
     ledger_account_t *w_touched, *w_tentative;
     ledger_leg_t *w_legs;
     size_t w_legs_cap;
-    uint64_t w_commit_ns;
+    uint64_t w_commit_ns, w_account_rows;
     bool w_tail_known; /* w_last_time is the stored tail's (nobody else wrote since) */
     uint64_t w_last_time;
 };

@@ -478,6 +478,11 @@ static void enqueue(ledger_t *l, op_t *op) {
     l->q_tail = op;
     l->q_len++;
     l->arrivals++;
+    /* the mean gap between postings (an exponential average over about 8), for the writer's
+     * gathering: under a busy CPU, postings keep coming but further apart */
+    uint64_t now = mono_ns(), gap = now - l->last_arrival_ns;
+    l->last_arrival_ns = now;
+    if (gap < 1000000000u) l->gap_ns = l->gap_ns - l->gap_ns / 8 + gap / 8; /* not across an idle second */
     /* Wake the writer when it waits for work, and when it gathers a batch only once the batch is
      * full (or, from unlink_hold, no reservation is left in flight): a signal per posting would
      * cost a futex wake per call. */
@@ -736,9 +741,12 @@ static void distrust_cache(ledger_t *l) {
  * from the cache when it is the stored row (see the top of this file), else read back. */
 static int update_accounts(ledger_t *l, acc_err *err) {
     int rc = ACC_OK;
+    l->w_account_rows = 0;
     for (ledger_account_t *a = l->w_touched; !rc && a; a = a->w_next)
-        if (a->w_debits || a->w_credits || a->w_earned || a->w_settled)
+        if (a->w_debits || a->w_credits || a->w_earned || a->w_settled) {
             rc = l->ops->account_add(l->store, a->w_id, a->w_debits, a->w_credits, a->w_earned, a->w_settled, err);
+            l->w_account_rows++;
+        }
     if (rc) return rc;
     pthread_mutex_lock(&l->mu);
     for (ledger_account_t *a = l->w_touched; a; a = a->w_next) {
@@ -815,6 +823,7 @@ static void commit_batch(ledger_t *l, op_t *ops) {
                 if (!op->failed) fail_op(op, rc, &err);
             reset_scratch(l);
             distrust_cache(l);
+            l->w_account_rows = 0;
             return;
         }
         (void)last_seq;
@@ -858,6 +867,7 @@ static void apply_batch(ledger_t *l, op_t *ops, size_t n) {
     if (committed || n) {
         l->stats.commits++;
         l->stats.commit_ns += l->w_commit_ns;
+        l->stats.account_rows += l->w_account_rows;
         if (n > l->stats.max_batch) l->stats.max_batch = n;
     }
 }
@@ -888,8 +898,11 @@ static void *writer_main(void *arg) {
          *   - postings arrived while the last commit was under way (callers who do not wait for
          *     each other: many sessions, or one thread running many sandboxes, whose calls come
          *     back to back with no reservation held in between). The batch then grows while they
-         *     keep coming: it is committed when a slice of the window passes with no arrival and
-         *     no reservation in flight, or when the window ends;
+         *     keep coming: it is committed when a quiet slice passes with no arrival and no
+         *     reservation in flight, or when the window ends. The slice is four mean gaps between
+         *     postings (on a busy CPU they keep coming, but further apart), at least a sixteenth
+         *     of the window (250 us by default: a few callers that all wait for this commit are
+         *     not kept waiting long);
          *   - other callers hold reservations they will post soon (threads in the middle of a
          *     call): the batch waits for them, until the last is posted or voided.
          * A lone caller (its next posting comes only after its last is committed, and it holds no
@@ -899,7 +912,8 @@ static void *writer_main(void *arg) {
         bool on_holds = l->nholds > 0 && !concurrent;
         if (l->commit_delay_ns && !l->stopping && l->q_len < l->max_batch && (concurrent || l->nholds > 0) &&
             t - last_commit_ns < 2 * l->commit_delay_ns) {
-            uint64_t until = t + l->commit_delay_ns, slice = l->commit_delay_ns / 4;
+            uint64_t until = t + l->commit_delay_ns, slice = 4 * l->gap_ns;
+            if (slice < l->commit_delay_ns / 16) slice = l->commit_delay_ns / 16;
             l->w_gathering = true;
             l->w_gather_on_holds = on_holds;
             for (;;) {

@@ -178,7 +178,7 @@ typedef struct ledger_opts {
     uint32_t commit_delay_us;
 } ledger_opts_t;
 
-#define LEDGER_DEFAULT_COMMIT_DELAY_US 1000
+#define LEDGER_DEFAULT_COMMIT_DELAY_US 4000
 #define LEDGER_NO_COMMIT_DELAY UINT32_MAX
 
 /* Opens (creating, or upgrading in place) the ledger's tables in the SQLite database at path, and
@@ -354,6 +354,7 @@ typedef struct ledger_stats {
     uint64_t reaped;       /* reservations voided at their deadline */
     uint64_t commit_ns;    /* total time in commits (write + fsync) */
     uint64_t max_batch;    /* largest transaction so far, in postings */
+    uint64_t account_rows; /* account rows written (each touched account's totals, once a commit) */
 } ledger_stats_t;
 void ledger_stats(ledger_t *l, ledger_stats_t *out);
 

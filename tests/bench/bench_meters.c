@@ -10,10 +10,14 @@
  *    writer is the other. Measured: calls per second, CPU per call (whole process), and each call's
  *    latency from the agent's models.call to its answer. The same run with the process pinned to
  *    one core (sched_setaffinity) is the "one core" figure. Beside it, the same sandboxes and model
- *    with no meter (the model answered at once): what metering adds, in CPU and latency.
+ *    with no meter (the model answered at once): what metering adds, in CPU and latency. Then one
+ *    sandbox alone (one call in flight), metered and not: the latency a call adds when nothing
+ *    else is queued (its own commit, fsync included).
  * 2. The physical limit: the rows run 1 wrote (one posting row per call, account totals once per
- *    account per transaction), read back and written again by a bare SQLite loop in transactions
- *    of the same size, with the same schema, statements and synchronous=FULL.
+ *    account per transaction), read back and written again by a bare SQLite loop with the same
+ *    schema, statements and synchronous=FULL, twice: in the run's own transactions (its mean
+ *    postings and account rows per commit), and in transactions of 1,000 postings that update
+ *    every account the run touched once (what a well-fed group commit would write).
  * 3. Attribution of a 200-token output against a 10M-token datanet (the synthetic text of
  *    tests/bench/synth_text.h): span matching, weights and contributors (span_attribute and
  *    rt_attribution_view, what registry_attribute and runtime/metered.c do per call) and the
@@ -163,7 +167,7 @@ static const char script_fmt[] = "return { on_message = function(session, text)\
                                  "  return 'done'\n"
                                  "end }\n";
 
-static run_result_t run(registry_t *reg, const char *ledger_path, int calls, bool metered, bool pin,
+static run_result_t run(registry_t *reg, const char *ledger_path, int nsb, int calls, bool metered, bool pin,
                         char prompts[8][64]) {
     run_result_t res = {0};
     cpu_set_t old;
@@ -203,12 +207,12 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
     static sandbox_t *sbs[NSB];
     static rt_session_t *sessions[NSB];
     static double started[NSB];
-    size_t total = (size_t)NSB * (size_t)calls, nlat = 0;
+    size_t total = (size_t)nsb * (size_t)calls, nlat = 0;
     double *lat = malloc(total * sizeof *lat);
     sandbox_limits_t limits = sandbox_default_limits();
     limits.turn.time_ms = 600000;
     limits.turn.instructions = 0;
-    for (int i = 0; i < NSB; i++) {
+    for (int i = 0; i < nsb; i++) {
         sandbox_provider_t p;
         if (metered) {
             char sess[32];
@@ -245,7 +249,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &d0);
     double t0 = now_s(), c0 = cpu_s();
     int done = 0;
-    for (int i = 0; i < NSB; i++) {
+    for (int i = 0; i < nsb; i++) {
         sandbox_start_message(sbs[i], prompts[i % 8], strlen(prompts[i % 8]), NULL);
         started[i] = now_s();
         sandbox_status_t st = sandbox_run(sbs[i]);
@@ -255,7 +259,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
             lat[nlat++] = (now_s() - started[i]) / calls;
         }
     }
-    while (metered && done < NSB) {
+    while (metered && done < nsb) {
         rt_answer_t *a = rt_queue_take(q, -1);
         while (a) {
             rt_answer_t *next = a->next;
@@ -283,7 +287,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
     res.p99_ms = lat[nlat * 99 / 100] * 1e3;
     res.max_ms = lat[nlat - 1] * 1e3;
     free(lat);
-    for (int i = 0; i < NSB; i++) {
+    for (int i = 0; i < nsb; i++) {
         sandbox_close(sbs[i]);
         if (metered) rt_session_close(sessions[i]);
     }
@@ -300,8 +304,11 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int calls, boo
     return res;
 }
 
-/* The bare loop: the rows of a metered run written again, in transactions of the same size. */
-static double bare_sqlite(const char *from, const char *to, double per_txn, size_t *nrows, double *cpu_per_row) {
+/* The bare loop: the rows of a metered run written again with the ledger's own statements, in
+ * transactions of per_txn postings that each also update accounts_per_txn account rows (the run's
+ * averages, or a well-fed group commit's). */
+static double bare_sqlite(const char *from, const char *to, double per_txn, double accounts_per_txn, size_t *nrows,
+                          double *cpu_per_row) {
     sqlite3 *src, *dst;
     sqlite3_open(from, &src);
     { /* the same schema, made by the ledger itself */
@@ -311,7 +318,7 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
         ledger_close(l);
     }
     sqlite3_open(to, &dst);
-    sqlite3_exec(dst, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
+    sqlite3_exec(dst, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;", NULL, NULL, NULL);
     sqlite3_stmt *rd, *ins, *upd;
     sqlite3_prepare_v2(src, "SELECT id, time_ms, state, code, legs, event FROM ledger_postings WHERE code != 5 ORDER BY seq",
                        -1, &rd, NULL);
@@ -321,8 +328,7 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
                        -1, &ins, NULL);
     sqlite3_prepare_v2(dst,
                        "UPDATE ledger_accounts SET debits = debits + ?2, credits = credits + ?3, earned = earned + ?4, "
-                       "settled = settled + ?5 WHERE id = ?1 RETURNING id, kind, name, credit_limit, debits, credits, "
-                       "earned, settled",
+                       "settled = settled + ?5 WHERE id = ?1",
                        -1, &upd, NULL);
     /* load the rows first: the loop times writing only */
     typedef struct row {
@@ -350,10 +356,8 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
     }
     sqlite3_finalize(rd);
     sqlite3_close(src);
-    /* the accounts a run's transaction touches: the payer, the owner, the operator, and the
-     * contributors paid; at least as many updates as the run made */
-    int naccounts = 3 + NCONTRIB;
     size_t batch = per_txn < 1 ? 1 : (size_t)(per_txn + 0.5);
+    int naccounts = accounts_per_txn < 1 ? 1 : (int)(accounts_per_txn + 0.5);
     double t0 = now_s(), c0 = cpu_s();
     for (size_t i = 0; i < n; i += batch) {
         sqlite3_exec(dst, "BEGIN IMMEDIATE", NULL, NULL, NULL);
@@ -371,8 +375,7 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
         for (int a = 1; a <= naccounts; a++) {
             sqlite3_bind_int64(upd, 1, a);
             for (int k = 2; k <= 5; k++) sqlite3_bind_int64(upd, k, 0);
-            while (sqlite3_step(upd) == SQLITE_ROW) {
-            }
+            if (sqlite3_step(upd) != SQLITE_DONE) die("bare update", NULL);
             sqlite3_reset(upd);
         }
         if (sqlite3_exec(dst, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) die("bare commit", NULL);
@@ -386,6 +389,21 @@ static double bare_sqlite(const char *from, const char *to, double per_txn, size
     free(rows);
     *nrows = n;
     return (double)n / dt;
+}
+
+/* The accounts a run's postings moved money on. */
+static int touched_accounts(const char *path) {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int n = 0;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM ledger_accounts WHERE debits > 0 OR credits > 0", -1, &st, NULL) ==
+            SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return n;
 }
 
 /* --- 0. the meter and the ledger alone: no sandbox, no model, no attribution --- */
@@ -574,7 +592,7 @@ int main(void) {
     snprintf(lb, sizeof lb, "%s/bare.db", dir);
     /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf). */
     if (getenv("BENCH_METERS_PROFILE")) {
-        run_result_t one = run(reg, l1, calls, true, true, prompts);
+        run_result_t one = run(reg, l1, NSB, calls, true, true, prompts);
         printf("metered, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
                "latency p50 %.1f ms p99 %.1f ms; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
                one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
@@ -590,34 +608,57 @@ int main(void) {
         snprintf(l0, sizeof l0, "%s/alone.db", dir);
         meter_alone(l0, 200000, 4000);
     }
-    run_result_t bare = run(reg, NULL, calls, false, true, prompts);
-    run_result_t one = run(reg, l1, calls, true, true, prompts);
-    run_result_t two = run(reg, l2, calls, true, false, prompts);
+    run_result_t bare = run(reg, NULL, NSB, calls, false, true, prompts);
+    run_result_t one = run(reg, l1, NSB, calls, true, true, prompts);
+    run_result_t two = run(reg, l2, NSB, calls, true, false, prompts);
+    /* one call in flight: what a call adds when nothing else is queued (a commit, fsync included) */
+    int lone_calls = calls * 20 > 5000 ? 5000 : calls * 20;
+    run_result_t lone_bare = run(reg, NULL, 1, lone_calls, false, true, prompts);
+    run_result_t lone = run(reg, l3, 1, lone_calls, true, true, prompts);
     struct {
         const char *what;
         run_result_t *r;
     } rows[] = {{"unmetered (model answered at once), one core", &bare},
                 {"metered, one core", &one},
-                {"metered, both cores", &two}};
-    for (size_t i = 0; i < 3; i++) {
+                {"metered, both cores", &two},
+                {"unmetered, 1 in flight, one core", &lone_bare},
+                {"metered, 1 in flight, one core", &lone}};
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         run_result_t *r = rows[i].r;
         printf("%-46s %8.0f calls/s  cpu %.2f us/call (sandboxes' thread %.2f)  latency p50 %.3f ms p99 %.3f ms max %.1f ms",
                rows[i].what, r->calls / r->wall, r->cpu / r->calls * 1e6, r->driver_cpu / r->calls * 1e6, r->p50_ms,
                r->p99_ms, r->max_ms);
         if (r->ls.commits)
-            printf("  (%" PRIu64 " commits, %.0f postings each, largest %" PRIu64 ")", r->ls.commits,
-                   (double)r->ls.postings / (double)r->ls.commits, r->ls.max_batch);
+            printf("  (%" PRIu64 " commits, %.0f postings each, largest %" PRIu64 ", %.1f account rows each, %.2f ms each)",
+                   r->ls.commits, (double)r->ls.postings / (double)r->ls.commits, r->ls.max_batch,
+                   (double)r->ls.account_rows / (double)r->ls.commits, (double)r->ls.commit_ns / 1e6 / (double)r->ls.commits);
         printf("\n");
     }
     printf("metering adds %.2f us of CPU per call (one core)\n", (one.cpu - bare.cpu) / one.calls * 1e6);
+    printf("rows written per call: 1 posting (%.2f account rows besides, at the run's batches)\n",
+           (double)one.ls.account_rows / (double)(one.ls.postings ? one.ls.postings : 1));
+    /* The physical limit, twice: the run's own transactions (its mean batch and account rows per
+     * commit), and a well-fed group commit's (1,000 postings a transaction, every account the run
+     * touched updated once). */
     size_t nrows;
-    double per_txn = (double)one.ls.postings / (double)(one.ls.commits ? one.ls.commits : 1), bare_cpu;
-    double bare_rate = bare_sqlite(l1, lb, per_txn, &nrows, &bare_cpu);
-    printf("bare SQLite loop, the same %zu rows in transactions of %.0f, synchronous=FULL: %.0f rows/s, cpu %.2f us/row; "
-           "metered end to end on one core is %.2fx of it in rows/s, %.2fx in CPU per row\n",
-           nrows, per_txn, bare_rate, bare_cpu * 1e6, one.calls / one.wall / bare_rate, bare_cpu / (one.cpu / one.calls));
-    printf("per core of CPU: metered %.0f calls/s, unmetered %.0f calls/s, bare SQLite %.0f rows/s\n",
-           one.calls / one.cpu, bare.calls / bare.cpu, 1 / bare_cpu);
+    double per_txn = (double)one.ls.postings / (double)(one.ls.commits ? one.ls.commits : 1), bare_cpu, big_cpu;
+    double acc_per_txn = (double)one.ls.account_rows / (double)(one.ls.commits ? one.ls.commits : 1);
+    double bare_rate = bare_sqlite(l1, lb, per_txn, acc_per_txn, &nrows, &bare_cpu);
+    char lbb[256];
+    snprintf(lbb, sizeof lbb, "%s/bare_big.db", dir);
+    int touched = touched_accounts(l1);
+    double big_rate = bare_sqlite(l1, lbb, 1000, touched, &nrows, &big_cpu);
+    printf("bare SQLite loop, the same %zu rows in the run's transactions (%.0f postings, %.1f account rows), "
+           "synchronous=FULL: %.0f rows/s, cpu %.2f us/row; metered end to end on one core is %.2fx of it in rows/s, "
+           "%.2fx in CPU per row\n",
+           nrows, per_txn, acc_per_txn, bare_rate, bare_cpu * 1e6, one.calls / one.wall / bare_rate,
+           bare_cpu / (one.cpu / one.calls));
+    printf("bare SQLite loop, the same rows in transactions of 1000 (%d account rows), synchronous=FULL: %.0f rows/s, "
+           "cpu %.2f us/row; metered end to end on one core is %.2fx of it in rows/s, %.2fx in CPU per row\n",
+           touched, big_rate, big_cpu * 1e6, one.calls / one.wall / big_rate, big_cpu / (one.cpu / one.calls));
+    printf("per core of CPU: metered %.0f calls/s, unmetered %.0f calls/s, bare SQLite %.0f rows/s (run's batches), "
+           "%.0f rows/s (batches of 1000)\n",
+           one.calls / one.cpu, bare.calls / bare.cpu, 1 / bare_cpu, 1 / big_cpu);
     registry_close(reg);
     factory_cache_clear();
     const char *tenv = getenv("BENCH_METERS_TOKENS");
