@@ -114,6 +114,7 @@ const settle_sources = [_][]const u8{
 const runtime_sources = [_][]const u8{
     "runtime/cli_run.c",
     "runtime/metered.c",
+    "runtime/luamodel.c",
     "runtime/cli_meters.c",
     "runtime/test_provider.c",
     "runtime/cli_eth.c",
@@ -220,7 +221,7 @@ const modules = [_]Module{
         .name = "runtime",
         .sources = &runtime_sources,
         .public = &.{},
-        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/session.h", "runtime/server/outbound.h", "runtime/metered.h", "runtime/cli_util.h", "runtime/agents.h", "runtime/demo.h", "runtime/embedded.h", "runtime/provider.h" },
+        .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/session.h", "runtime/server/outbound.h", "runtime/metered.h", "runtime/luamodel.h", "runtime/cli_util.h", "runtime/agents.h", "runtime/demo.h", "runtime/embedded.h", "runtime/provider.h" },
         .deps = &.{ "base", "eth", "sandbox", "registry", "ledger", "meters", "span", "factory", "settle" },
         .system_libs = &.{ "libwebsockets", "jansson" },
     },

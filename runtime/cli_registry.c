@@ -14,6 +14,7 @@
 #include "registry/factory/factory.h"
 #include "runtime/cli.h"
 #include "runtime/cli_util.h"
+#include "runtime/luamodel.h"
 
 #define IMPORT_MAX ((size_t)4 << 30) /* the largest JSON Lines file imported, 4 GiB */
 
@@ -495,7 +496,10 @@ static const char model_usage[] =
     "Models agents call. http: any OpenAI-compatible chat-completions endpoint (base URL, the\n"
     "endpoint's model name, optionally the name of an environment variable holding its API key);\n"
     "several models may share one endpoint with different upstream names. lua: a model written as a\n"
-    "sandboxed Lua script. build: a builtin model trained on a datanet's accepted records (an\n"
+    "sandboxed Lua script, written like an agent: it returns a table with on_message(session,\n"
+    "request), request being the call's JSON ({\"prompt\"} or {\"messages\"}, and \"max_tokens\"), and\n"
+    "answers with text; each call runs in a fresh sandbox (16 MiB, 20M instructions, 1 s, 256 KiB of\n"
+    "output) with no models or datasets to call; the script must load there to be registered. build: a builtin model trained on a datanet's accepted records (an\n"
     "n-gram language model that continues a prompt and an extractive answerer, both answering in\n"
     "the contributors' own words; --order: its n-gram order, 1..16, default 5; --owner: default the\n"
     "datanet's owner; its lineage is the datanet; --lineage does not apply).\n"
@@ -505,7 +509,8 @@ static const char model_usage[] =
     "share and the fixed shares add up to at most 10000. --span-k: the shortest copied span, in\n"
     "words, that pays its contributors (default 8).\n"
     "--db names the registry's file (default ./accrue.db).\n"
-    "Exit status: 0 ok; 1 refused (a taken name, an unknown datanet); 2 usage error.\n";
+    "Exit status: 0 ok; 1 refused (a taken name, an unknown datanet, a lua script that does not\n"
+    "load); 2 usage error.\n";
 
 /* "ADDR:BPS" */
 static int parse_share(const char *cmd, const char *s, registry_share_t *out) {
@@ -627,9 +632,14 @@ static int model_register(int argc, char **argv) {
         p += n + (p[n] == ',');
     }
     if (script_path && cli_read(cmd, script_path, REGISTRY_SCRIPT_MAX, &script, &script_len)) goto done;
+    acc_err err = {0};
+    if (script && (rc = rt_lua_model_check(NULL, m->name, script, script_len, &err))) {
+        acc_err_prefix(&err, "%s: does not load as a lua model", script_path);
+        rc = cli_fail_status(cmd, rc, &err);
+        goto done;
+    }
     registry_t *reg;
     if ((rc = cli_open(cmd, db, REGISTRY_OPEN_CREATE, &reg))) goto done;
-    acc_err err = {0};
     registry_model_t *got = malloc(sizeof *got);
     rc = got ? registry_model_register(reg, m, script, script_len, got, &err) : acc_fail(&err, ACC_ENOMEM, "out of memory");
     registry_close(reg);

@@ -23,6 +23,7 @@
 #include "registry/factory/factory.h"
 #include "registry/span/span.h"
 #include "registry/spans.h"
+#include "runtime/luamodel.h"
 #include "runtime/metered.h"
 
 #define INDEX_CHECK_MS 1000
@@ -40,6 +41,8 @@ typedef struct model_entry {
     meter_model_t mm;
     _Atomic(factory_model *) fm; /* a builtin model, loaded (the factory's cache keeps it until
                                     factory_cache_clear, which must not run while this is open) */
+    char *script;                /* a lua model's script, read with the entry */
+    size_t script_len;
 } model_entry_t;
 
 typedef struct dataset_entry {
@@ -96,7 +99,7 @@ int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err 
 
 void rt_metered_close(rt_metered_t *m) {
     if (!m) return;
-    for (model_entry_t *e = m->models, *n; e; e = n) n = e->next, free(e);
+    for (model_entry_t *e = m->models, *n; e; e = n) n = e->next, free(e->script), free(e);
     for (dataset_entry_t *e = m->datasets, *n; e; e = n) n = e->next, free(e);
     pthread_mutex_destroy(&m->mu);
     free(m);
@@ -156,7 +159,9 @@ static int model_lookup(rt_metered_t *m, registry_t *reg, const char *name, cons
     model_entry_t *e = calloc(1, sizeof *e);
     if (!e) return acc_fail(err, ACC_ENOMEM, "out of memory");
     int rc = registry_model_get(reg, name, &e->rm, err);
+    if (!rc && e->rm.kind == REGISTRY_MODEL_LUA) rc = registry_model_script(reg, name, &e->script, &e->script_len, err);
     if (rc) {
+        free(e->script);
         free(e);
         return rc;
     }
@@ -330,7 +335,8 @@ typedef struct pending {
     char name[METER_NAME_MAX + 1];
     meter_call_t *mc;
     const model_entry_t *model;
-    uint64_t prompt_words; /* our own count, for an HTTP model that reports no usage */
+    uint64_t prompt_words; /* our own count, for an HTTP model that reports no usage, and a lua model */
+    uint64_t max_tokens;   /* a lua model's: its output is cut there */
     acc_buf answer; /* the result's JSON, without its closing brace and usage */
 } pending_t;
 
@@ -397,9 +403,21 @@ static void on_booked(void *ud, const meter_receipt_t *mr) {
     s->poster.post(s->poster.ud, a);
 }
 
+static int run_lua(pending_t *p, const char *request, size_t len, sandbox_t *sb);
+
 int rt_answer_deliver(rt_answer_t *a) {
     rt_session_t *s = a->session;
     int rc = -1;
+    if (a->work) { /* a lua model's call, now that the agent's turn is not executing */
+        pending_t *p = a->work;
+        char *request = a->text;
+        size_t len = a->len;
+        free(a);
+        s->in_flight--;
+        rc = run_lua(p, request, len, s->sb);
+        free(request);
+        return rc;
+    }
     if (a->call_id && s->sb) {
         const char *text = a->text ? a->text : "out of memory";
         rc = sandbox_call_done(s->sb, a->call_id, a->ok, text, a->text ? a->len : strlen(text));
@@ -413,6 +431,11 @@ int rt_answer_deliver(rt_answer_t *a) {
 
 void rt_answer_drop(rt_answer_t *a) {
     a->session->in_flight--;
+    if (a->work) { /* a lua model's call that never ran: nothing charged */
+        meter_fail(a->work->mc, ACC_ECANCELLED, "the session closed before the model ran");
+        acc_buf_free(&a->work->answer);
+        free(a->work);
+    }
     free(a->receipt);
     free(a->text);
     free(a);
@@ -590,6 +613,24 @@ static void begin_answer_model(pending_t *p, const char *text, size_t len, const
     acc_buf_putc(&p->answer, '"');
 }
 
+/* A model's output: the answer begun, the call attributed and finished (booked; on_booked answers
+ * the agent); on failure it is voided and the agent answered with the cause. Consumes p. */
+static int answer_model(pending_t *p, sandbox_t *sb, const char *text, size_t len, const char *finish,
+                        uint64_t in_tokens, uint64_t out_tokens, bool counted_out) {
+    rt_session_t *s = p->s;
+    acc_err err = {0};
+    begin_answer_model(p, text, len, finish);
+    s->in_flight++;
+    int rc = finish_model(p, text, len, in_tokens, out_tokens, counted_out, &err);
+    if (rc) {
+        char msg[300];
+        s->in_flight--;
+        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
+        fail_pending(p, sb, rc, msg);
+    }
+    return rc;
+}
+
 static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call, pending_t *p) {
     rt_metered_t *m = s->m;
     char msg[300];
@@ -627,8 +668,10 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
                                              "accrue run cannot",
                                              p->name);
         } else {
-            rc = ACC_EINVAL, snprintf(msg, sizeof msg, "models.call: model '%s' is a %s model, which this host cannot run",
-                                      p->name, registry_model_kind_name(e->rm.kind));
+            /* a lua model: tokens are counted as the factory counts them, the prompt's exactly */
+            rc = parse_request(call->json, call->json_len, &req, msg, sizeof msg);
+            max_tokens = req.max_tokens ? req.max_tokens : m->http_max_tokens;
+            prompt_bound = req.prompt_words;
         }
     }
     meter_ctx_t ctx = {.payer = s->payer, .request_id = s->request_id, .session = s->session,
@@ -682,6 +725,34 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
         }
         return 0;
     }
+    if (e->rm.kind == REGISTRY_MODEL_LUA) {
+        json_object_set_new(req.root, "max_tokens", json_integer((json_int_t)max_tokens));
+        char *request = json_dumps(req.root, JSON_COMPACT);
+        json_decref(req.root);
+        p->prompt_words = req.prompt_words;
+        p->max_tokens = max_tokens;
+        rt_answer_t *a = sb && request ? calloc(1, sizeof *a) : NULL;
+        if (!request || (sb && !a)) {
+            free(request);
+            fail_pending(p, sb, ACC_ENOMEM, "out of memory");
+            return 0;
+        }
+        if (!sb) { /* no turn executes on this thread (rt_session_call): run it now */
+            run_lua(p, request, strlen(request), NULL);
+            free(request);
+            return 0;
+        }
+        /* Inside the agent's turn no other sandbox may run on this thread: the call goes to the
+         * host's queue and runs when the host delivers it (rt_answer_deliver, on this thread). */
+        a->session = s;
+        a->call_id = call->id;
+        a->work = p;
+        a->text = request;
+        a->len = strlen(request);
+        s->in_flight++;
+        s->poster.post(s->poster.ud, a);
+        return 0;
+    }
     /* built-in: run it here, on the sandbox's thread */
     factory_output out = {0};
     rc = factory_run(fm, &fr, &out, &err);
@@ -691,16 +762,47 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
         fail_pending(p, sb, rc, msg);
         return 0;
     }
-    begin_answer_model(p, out.text, out.len, out.finish == FACTORY_FINISH_STOP ? "stop" : "length");
-    s->in_flight++;
-    rc = finish_model(p, out.text, out.len, out.prompt_tokens, out.completion_tokens, false, &err);
+    answer_model(p, sb, out.text, out.len, out.finish == FACTORY_FINISH_STOP ? "stop" : "length", out.prompt_tokens,
+                 out.completion_tokens, false);
     factory_output_free(&out);
-    if (rc) {
-        s->in_flight--;
-        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
-        fail_pending(p, sb, rc, msg);
-    }
     return 0;
+}
+
+/* The length of text's first max normalised tokens (text whole when it has no more). */
+static size_t cut_tokens(const char *text, size_t len, uint64_t max) {
+    span_tokens t = SPAN_TOKENS_INIT;
+    size_t keep = len;
+    if (span_tokenize(text, len, &t, NULL) == ACC_OK && t.n > max) keep = max ? t.v[max - 1].end : 0;
+    span_tokens_free(&t);
+    return keep;
+}
+
+/* Runs a lua model's call, reserved already, in the model's own sandbox, and finishes it the way
+ * a built-in model's is finished (its output counted, attributed over its lineage, booked). A
+ * failure voids the reservation and answers the agent with the cause. On the sandbox's thread,
+ * outside any turn. Consumes p. Returns 0 when the agent was answered now (a failure), else -1. */
+static int run_lua(pending_t *p, const char *request, size_t len, sandbox_t *sb) {
+    const model_entry_t *e = p->model;
+    char msg[300];
+    acc_err err = {0};
+    if (sb && !sandbox_turn_deadline_ns(sb)) { /* the agent's turn ended before its call ran */
+        fail_pending(p, sb, ACC_ECANCELLED, "cancelled: the turn ended before the model ran");
+        return -1;
+    }
+    acc_buf out = ACC_BUF_INIT;
+    int rc = rt_lua_model_run(e->rm.name, e->script, e->script_len, request, len, &out, &err);
+    if (rc) {
+        acc_buf_free(&out);
+        snprintf(msg, sizeof msg, "%s: model '%s': %s%s", acc_status_name(rc), p->name,
+                 rc == ACC_ESCRIPT ? "script error: " : rc == ACC_ELIMIT ? "the script hit " : "", err.msg);
+        fail_pending(p, sb, rc, msg);
+        return 0;
+    }
+    const char *text = out.data ? out.data : "";
+    size_t n = cut_tokens(text, out.len, p->max_tokens);
+    rc = answer_model(p, sb, text, n, n < out.len ? "length" : "stop", p->prompt_words, 0, true);
+    acc_buf_free(&out);
+    return rc ? 0 : -1;
 }
 
 void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) {
@@ -737,19 +839,11 @@ void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) 
     const char *text = json_string_value(content);
     size_t tlen = json_string_length(content);
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
-    begin_answer_model(p, text, tlen, finish ? finish : "stop");
     /* no reported usage: our own tokenizer counts (a prompt bound was reserved, output counted) */
     uint64_t in = json_is_integer(pt) ? (uint64_t)json_integer_value(pt) : p->prompt_words;
-    acc_err err = {0};
-    s->in_flight++;
-    int rc = finish_model(p, text, tlen, in, json_is_integer(ct) ? (uint64_t)json_integer_value(ct) : 0,
-                          !json_is_integer(ct), &err);
+    answer_model(p, sb, text, tlen, finish ? finish : "stop", in,
+                 json_is_integer(ct) ? (uint64_t)json_integer_value(ct) : 0, !json_is_integer(ct));
     json_decref(res);
-    if (rc) {
-        s->in_flight--;
-        snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
-        fail_pending(p, sb, rc, msg);
-    }
 }
 
 static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call, pending_t *p) {

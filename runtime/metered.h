@@ -5,8 +5,9 @@
  * dataset; the registry resolves it (its prices, owner, lineage, shares); the meter prices the most
  * it can cost and reserves that (a refusal answers the agent at once: "insufficient_funds: ..."),
  * the call runs (a built-in model in the factory, a dataset query in FTS5; an HTTP model through
- * the host's own client), its output is attributed (spans over the lineage datanets' span indexes,
- * or the returned records' contributors), and the posting is queued. The agent gets its answer only
+ * the host's own client; a lua model in a sandbox of its own, runtime/luamodel.h), its output
+ * is attributed (spans over the lineage datanets' span indexes, or the returned records'
+ * contributors), and the posting is queued. The agent gets its answer only
  * once the ledger has made the posting durable: the ledger's writer thread hands the finished call
  * (an rt_answer_t) to the host's post function, and the thread that owns the sandbox delivers it
  * with rt_answer_deliver (which calls sandbox_call_done). So a synchronous `accrue run` and the
@@ -15,7 +16,8 @@
  * Threads. An rt_metered_t is shared by every thread of the process (its caches are locked). An
  * rt_session_t belongs to the thread that runs its sandbox, like the sandbox itself; its registry
  * handle is that thread's. post runs on the ledger's writer thread (or, for a refusal or an error
- * found before the model runs, on the sandbox's thread inside start_call): it must only queue.
+ * found before the model runs, and for a lua model's call, on the sandbox's thread inside
+ * start_call): it must only queue.
  */
 #ifndef ACCRUE_RUNTIME_METERED_H
 #define ACCRUE_RUNTIME_METERED_H
@@ -42,11 +44,14 @@ typedef struct rt_answer {
     char *text;               /* the result's JSON so far, or the error message */
     size_t len;
     struct rt_receipt *receipt;
+    struct pending *work;     /* this file's: a lua model's call, to run when delivered (text is
+                               * then its request), off the agent's turn that made it */
 } rt_answer_t;
 
 /* Answers the sandbox (sandbox_call_done), adds the call to its session's receipt, frees a. On
  * the sandbox's thread. Returns 0 when the sandbox's waiting call was answered (run it again),
- * -1 otherwise (a message fee's answer; a call whose turn had ended). */
+ * -1 otherwise (a message fee's answer; a call whose turn had ended; a lua model's call, which
+ * runs here, outside the agent's turn, and whose answer is posted once booked). */
 int rt_answer_deliver(rt_answer_t *a);
 /* Frees an answer that will not be delivered (its session is being closed). */
 void rt_answer_drop(rt_answer_t *a);
@@ -88,7 +93,7 @@ rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms);
 typedef struct rt_metered_config {
     meter_t *meter;      /* not owned */
     rt_http_t http;
-    uint32_t default_max_tokens_http; /* when a request to an HTTP model names none; 0 = 1024 */
+    uint32_t default_max_tokens_http; /* when a request to an HTTP or lua model names none; 0 = 1024 */
 } rt_metered_config_t;
 
 int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err *err);

@@ -347,6 +347,163 @@ static void test_agent_manifest_and_message_fee(void) {
     teardown(&w);
 }
 
+
+/* --- lua models --- */
+
+static void register_lua(world_t *w, const char *name, const char *script) {
+    registry_model_t m = {.kind = REGISTRY_MODEL_LUA, .price_per_call = 100, .price_per_1k_in = 1000,
+                          .price_per_1k_out = 2000, .owner_share_bps = 2000, .n_lineage = 1, .span_k = 8};
+    snprintf(m.name, sizeof m.name, "%s", name);
+    parse_addr(OWNER, m.owner);
+    strcpy(m.lineage[0], "t/fruit");
+    acc_err err = {0};
+    CHECK_MSG(registry_model_register(w->reg, &m, script, strlen(script), NULL, &err) == ACC_OK, "%s", err.msg);
+}
+
+static ledger_amount_t demo_available(world_t *w) {
+    ledger_account_t *demo;
+    ledger_balance_t bal = {0};
+    CHECK(ledger_account(w->ledger, LEDGER_ACCOUNT_USER, "demo", &demo, NULL) == ACC_OK &&
+          ledger_balance(w->ledger, demo, false, &bal, NULL) == ACC_OK);
+    return bal.available;
+}
+
+/* One message to an agent that calls `model` with prompt and returns what it got (or, the call
+ * failing, "ERR " and the error it caught). The reply; the caller frees it. */
+static char *ask_lua(world_t *w, sandbox_t *sb, rt_session_t *s, const char *prompt) {
+    rt_session_clear_receipts(s);
+    CHECK(sandbox_start_message(sb, prompt, strlen(prompt), NULL) == ACC_OK);
+    CHECK_MSG(rt_run_turn(sb, &s, w->queue) == SANDBOX_DONE, "%s", sandbox_errmsg(sb));
+    const char *reply = sandbox_reply(sb, NULL);
+    return strdup(reply ? reply : "");
+}
+
+static const char lua_caller[] =
+    "return { on_message = function(session, text)\n"
+    "  local model, prompt = text:match('^(%S+) (.*)$')\n"
+    "  local ok, r = pcall(models.call, model, { prompt = prompt, max_tokens = 12 })\n"
+    "  if not ok then return 'ERR ' .. tostring(r) end\n"
+    "  return r.text .. ' |' .. r.finish_reason .. ' ' .. r.usage.prompt_tokens .. ' ' .. r.usage.completion_tokens ..\n"
+    "    ' ' .. r.usage.cost\n"
+    "end }\n";
+
+static void test_lua_model_answers_is_charged_and_attributed(void) {
+    world_t w;
+    setup(&w, "lua");
+    /* echoes the prompt: streamed in two parts, then the rest returned */
+    register_lua(&w, "t/echo",
+                 "local calls = 0\n"
+                 "return { on_message = function(session, req)\n"
+                 "  calls = calls + 1\n"
+                 "  local r = json.decode(req)\n"
+                 "  local p = r.prompt or r.messages[#r.messages].content .. ' ' .. r.max_tokens\n"
+                 "  session.send(p:sub(1, 10))\n"
+                 "  return p:sub(11) .. (calls > 1 and ' (state kept)' or '')\n"
+                 "end }\n");
+    rt_session_t *s;
+    sandbox_t *sb = agent(&w, lua_caller, NULL, NULL, 0, &s);
+    ledger_amount_t before = demo_available(&w);
+
+    /* Bob's record, 11 words in and out: 100 + ceil((11*1000 + 11*2000)/1000) = 133 */
+    char *reply = ask_lua(&w, sb, s, "t/echo Figs are pollinated inside the fruit by tiny wasps that crawl");
+    CHECK_STREQ(reply, "Figs are pollinated inside the fruit by tiny wasps that crawl |stop 11 11 133");
+    free(reply);
+    const rt_receipt_t *r = rt_session_receipts(s);
+    CHECK(r && r->resource == METER_MODEL && r->status == ACC_OK && r->cost == 133 && r->units_in == 11 &&
+          r->units_out == 11);
+    /* the owner's 2000 bps (26.6, rounded up as the larger remainder); the other 106 is data: an
+     * 11-word copy of Bob's record, k = 8 */
+    CHECK_EQ(paid(r, METER_ROLE_OWNER, NULL), 27);
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, addr[BOB]), 106);
+    CHECK_EQ(paid(r, METER_ROLE_SPAN, NULL), 106);
+    CHECK_EQ(demo_available(&w), before - 133);
+
+    /* a fresh sandbox per call: no state carried from the last caller */
+    reply = ask_lua(&w, sb, s, "t/echo novel words here");
+    CHECK_STREQ(reply, "novel words here |stop 3 3 109");
+    free(reply);
+
+    /* output past max_tokens (12) is cut there */
+    reply = ask_lua(&w, sb, s, "t/echo one two three four five six seven eight nine ten eleven twelve thirteen fourteen");
+    CHECK_STREQ(reply, "one two three four five six seven eight nine ten eleven twelve |length 14 12 138");
+    free(reply);
+    r = rt_session_receipts(s);
+    CHECK(r && r->status == ACC_OK && r->units_out == 12 && paid(r, METER_ROLE_SPAN, NULL) == 0);
+
+    /* the OpenAI endpoint's way: a call for no sandbox, answered through the poster */
+    rt_session_clear_receipts(s);
+    const char req[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"Grapes grow in tight clusters on woody vines\"}]}";
+    sandbox_call_t call = {.id = 7, .kind = SANDBOX_CALL_MODEL, .name = "t/echo", .name_len = 6, .json = req,
+                           .json_len = sizeof req - 1};
+    CHECK(rt_session_call(s, &call) == 0);
+    rt_answer_t *a = rt_queue_take(w.queue, 5000);
+    CHECK(a && a->ok && a->call_id == 7 && !a->next);
+    /* the script got the messages as sent, and max_tokens (the default, 1024) */
+    CHECK_MSG(a && strstr(a->text, "{\"text\":\"Grapes grow in tight clusters on woody vines 1024\",\"model\":\"t/echo\"") &&
+                  strstr(a->text, "\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":9,\"cost\":"),
+              "%.*s", a ? (int)a->len : 0, a ? a->text : "");
+    if (a) rt_answer_deliver(a);
+    r = rt_session_receipts(s);
+    CHECK(r && r->status == ACC_OK && paid(r, METER_ROLE_SPAN, addr[ALICE]) > 0);
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
+}
+
+
+/* Hostile or broken lua models: each call fails with the cause, nothing is charged, no sandbox
+ * state leaks, and the ledger still checks (teardown). */
+static void test_hostile_lua_models_fail_cleanly_and_charge_nothing(void) {
+    world_t w;
+    setup(&w, "lua-hostile");
+    static const struct {
+        const char *name, *script, *error;
+    } cases[] = {
+        {"t/loop", "return { on_message = function(s, r) while true do end end }",
+         "ERR models.call: limit_exceeded: model 't/loop': the script hit the instruction limit (20000000)"},
+        /* C work (string.rep) is counted too */
+        {"t/rep", "return { on_message = function(s, r) local x = 0 while true do x = #string.rep('x', 100000) end end }",
+         "ERR models.call: limit_exceeded: model 't/rep': the script hit the "},
+        {"t/bomb", "return { on_message = function(s, r) local t = {} while true do t[#t + 1] = ('x'):rep(65536) .. #t end end }",
+         "ERR models.call: limit_exceeded: model 't/bomb': the script hit the memory limit (16 MiB)"},
+        {"t/boom", "return { on_message = function(s, r) error('boom') end }",
+         "ERR models.call: script_error: model 't/boom': script error: t/boom:1: boom"},
+        {"t/table", "return { on_message = function(s, r) return { text = 'x' } end }",
+         "ERR models.call: script_error: model 't/table': script error: on_message must return a string or nil (it returned a table)"},
+        {"t/nil", "return { on_message = function(s, r) end }",
+         "ERR models.call: script_error: model 't/nil': script error: on_message returned nil and sent nothing"},
+        {"t/flood", "return { on_message = function(s, r) for i = 1, 100 do s.send(('x'):rep(10000)) end end }",
+         "ERR models.call: limit_exceeded: model 't/flood': the script hit the output limit (256 KiB)"},
+        /* no host calls: a lua model cannot spend its caller's money */
+        {"t/spend", "return { on_message = function(s, r) return models.call('t/gen', 'figs').text end }",
+         "ERR models.call: script_error: model 't/spend': script error: t/spend:1: models.call: a lua model cannot call models or datasets"},
+    };
+    size_t n = sizeof cases / sizeof *cases;
+    for (size_t i = 0; i < n; i++) register_lua(&w, cases[i].name, cases[i].script);
+    rt_session_t *s;
+    sandbox_t *sb = agent(&w, lua_caller, NULL, NULL, 0, &s);
+    ledger_amount_t before = demo_available(&w);
+    for (size_t i = 0; i < n; i++) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s figs are pollinated", cases[i].name);
+        char *reply = ask_lua(&w, sb, s, msg);
+        CHECK_MSG(strncmp(reply, cases[i].error, strlen(cases[i].error)) == 0, "%s: got '%s'", cases[i].name, reply);
+        free(reply);
+        const rt_receipt_t *r = rt_session_receipts(s);
+        CHECK_MSG(r && r->status != ACC_OK && r->cost == 0 && r->nlines == 0 && !r->next, "%s", cases[i].name);
+    }
+    /* nothing charged: every reservation was voided (and recorded as a voided usage event) */
+    CHECK_EQ(demo_available(&w), before);
+    /* and the agent's sandbox is fine: a good model still answers */
+    register_lua(&w, "t/ok", "return { on_message = function(s, r) return 'fine' end }");
+    char *reply = ask_lua(&w, sb, s, "t/ok x");
+    CHECK_STREQ(reply, "fine |stop 1 1 103");
+    free(reply);
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
+}
+
 int main(int argc, char **argv) {
     check_args(argc, argv);
     if (test_scratch_dir(dir, sizeof dir, "metered") != 0) return 1;
@@ -359,6 +516,8 @@ int main(int argc, char **argv) {
     RUN(test_builtin_model_and_dataset_query_are_metered);
     RUN(test_insufficient_funds_is_an_error_the_agent_catches);
     RUN(test_agent_manifest_and_message_fee);
+    RUN(test_lua_model_answers_is_charged_and_attributed);
+    RUN(test_hostile_lua_models_fail_cleanly_and_charge_nothing);
     factory_cache_clear();
     registry_spans_clear();
     test_remove_dir(dir);

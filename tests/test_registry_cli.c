@@ -332,7 +332,17 @@ static void test_model_commands(void) {
     CHECK(strcmp(str(v, "api_key_env"), "KEY_VAR") == 0);
     json_decref(v);
     REFUSED(1, "exists already", "model register chat --kind http --url http://x/v1 --upstream y --owner %s --db '%s'", addr[1], db);
+    /* a lua model's script must load in a model's sandbox: refused before the registry is touched */
     write_file("tool.lua", "return { call = function(req) return { text = 'x' } end }");
+    REFUSED(1, "tool.lua: does not load as a lua model: script must return a table with an on_message function",
+            "model register tool --kind lua --script tool.lua --owner %s --db '%s'", addr[1], db);
+    write_file("tool.lua", "return { on_message = function(s, req) return 'x' end ");
+    REFUSED(1, "does not load as a lua model: tool:1:", "model register tool --kind lua --script tool.lua --owner %s --db '%s'",
+            addr[1], db);
+    write_file("tool.lua", "local t = {} while true do t[#t + 1] = ('x'):rep(4096) end");
+    REFUSED(1, "does not load as a lua model: the memory limit (16 MiB)",
+            "model register tool --kind lua --script tool.lua --owner %s --db '%s'", addr[1], db);
+    write_file("tool.lua", "return { on_message = function(s, req) return json.decode(req).prompt end }");
     OK("model register tool --kind lua --script tool.lua --owner %s --span-k 12 --db '%s'", addr[1], db);
     OK("model list --json --db '%s'", db);
     v = out_json();
