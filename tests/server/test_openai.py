@@ -336,6 +336,50 @@ def test_outbound_tls_with_a_name():
         tls.shutdown()
 
 
+def test_lua_model():
+    """A lua model answers on the OpenAI endpoint and to an agent in a session, each call charged;
+    one that fails (its script runs past its instruction limit) costs nothing."""
+    with Server() as srv:
+        scripts = {
+            "lua/shout": """return { on_message = function(session, req)
+                local r = json.decode(req)
+                return r.messages[#r.messages].content:upper()
+            end }""",
+            "lua/spin": "return { on_message = function(session, req) while true do end end }",
+        }
+        for name, src in scripts.items():
+            path = os.path.join(srv.dir, name.replace("/", "_") + ".lua")
+            with open(path, "w") as f:
+                f.write(src)
+            srv.accrue("model", "register", name, "--kind", "lua", "--script", path, "--owner", OWNER,
+                       "--price-per-call", "10", "--price-per-1k-in", "1000", "--price-per-1k-out", "1000",
+                       "--db", srv.db)
+        c = client(srv)
+        before = srv.get("/v1/balance").json()["available"]
+        r = c.chat.completions.create(model="lua/shout", messages=[{"role": "user", "content": "over there"}])
+        eq(r.choices[0].message.content, "OVER THERE", "answered")
+        eq((r.usage.prompt_tokens, r.usage.completion_tokens), (2, 2), "usage")
+        eq(r.usage.model_extra["cost"], 14, "priced: 10 + 2 + 2")
+        eq(srv.get("/v1/balance").json()["available"], before - 14, "the account paid")
+        try:
+            c.chat.completions.create(model="lua/spin", messages=[{"role": "user", "content": "x"}])
+            raise Fail("a script that never ends answered")
+        except openai.APIStatusError as e:
+            check("model 'lua/spin': the script hit the instruction limit" in e.message, e.message)
+        eq(srv.get("/v1/balance").json()["available"], before - 14, "a failed call costs nothing")
+        srv.deploy("shouter", """return { on_message = function(session, text)
+            return models.call("lua/shout", { messages = { { role = "user", content = text } } }).text
+        end }""", models=["lua/shout"])
+
+        async def sessions():
+            async with srv.connect() as ws:
+                await start_session(ws, "shouter")
+                frames = await ask(ws, "quiet words")
+                eq(frames[-3]["content"], "QUIET WORDS", "answer")
+        asyncio.run(sessions())
+        eq(srv.get("/v1/balance").json()["available"], before - 28, "the agent's call paid too")
+
+
 if __name__ == "__main__":
     sys.exit(run("server_openai", [
         test_chat_completion_not_streamed,
@@ -347,4 +391,5 @@ if __name__ == "__main__":
         test_outbound_http_model,
         test_outbound_timeouts_and_failures,
         test_outbound_tls_with_a_name,
+        test_lua_model,
     ]))
