@@ -105,6 +105,7 @@ const demo_files = [_][]const u8{
     "scripts/demo/orchard-guide.json",
     "scripts/demo/orchard-sources.lua",
     "scripts/demo/orchard-sources.json",
+    "scripts/models/extract.lua",
 };
 const settle_sources = [_][]const u8{
     "meters/settle/batch.c",

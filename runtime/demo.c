@@ -11,6 +11,7 @@
 #include "runtime/agents.h"
 #include "runtime/demo.h"
 #include "runtime/embedded.h"
+#include "runtime/luamodel.h"
 
 #define N_CONTRIBUTORS 5
 
@@ -102,6 +103,15 @@ static int seed_agents(registry_t *reg, const eth_key *author, acc_err *err) {
     return rc;
 }
 
+/* Registers m, owned by owner, with the demo datanet as its lineage. */
+static int register_model(registry_t *reg, registry_model_t *m, const eth_key *owner, const rt_embedded_t *script,
+                          acc_err *err) {
+    m->n_lineage = 1;
+    strcpy(m->lineage[0], RT_DEMO_DATANET);
+    eth_key_address(owner, m->owner);
+    return registry_model_register(reg, m, script ? script->data : NULL, script ? script->len : 0, NULL, err);
+}
+
 static int seed(registry_t *reg, eth_key *owner, eth_key *author, eth_key *const contributors[N_CONTRIBUTORS],
                 char demo_key[REGISTRY_API_KEY_TEXT_SIZE], acc_err *err) {
     registry_datanet_spec_t d = {
@@ -135,14 +145,20 @@ static int seed(registry_t *reg, eth_key *owner, eth_key *author, eth_key *const
         .price_per_1k_in = 100,
         .price_per_1k_out = 400,
         .owner_share_bps = 3000,
-        .n_lineage = 1,
         .url = "http://127.0.0.1:8081/v1",
         .upstream = "demo/orchard-ngram",
         .api_key_env = "ACCRUE_UPSTREAM_KEY",
     };
-    strcpy(m.lineage[0], RT_DEMO_DATANET);
-    eth_key_address(owner, m.owner);
-    if ((rc = registry_model_register(reg, &m, NULL, 0, NULL, err))) return rc;
+    if ((rc = register_model(reg, &m, owner, NULL, err))) return rc;
+
+    /* A lua model: an extractive summary of the text it is given (scripts/models/extract.lua). Its
+     * lineage is the datanet, so summarising retrieved records pays their contributors. */
+    const rt_embedded_t *extract = demo_file("scripts/models/extract.lua", err);
+    if (!extract) return ACC_ECORRUPT;
+    if ((rc = rt_lua_model_check(NULL, "demo/orchard-extract", extract->data, extract->len, err))) return rc;
+    registry_model_t x = {.name = "demo/orchard-extract", .kind = REGISTRY_MODEL_LUA, .price_per_call = 10,
+                          .price_per_1k_in = 20, .price_per_1k_out = 200, .owner_share_bps = 2000};
+    if ((rc = register_model(reg, &x, owner, extract, err))) return rc;
     if ((rc = seed_agents(reg, author, err))) return rc;
 
     char key[REGISTRY_API_KEY_TEXT_SIZE];

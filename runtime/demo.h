@@ -7,7 +7,8 @@
  * from five contributors, each record signed by its contributor's demo key); the builtin model
  * demo/orchard-ngram, built from it by the model factory (registry/factory/factory.h); the http model
  * demo/orchard-chat (an OpenAI-compatible endpoint on 127.0.0.1:8081, serving demo/orchard-ngram,
- * lineage demo/orchard); the agents orchard-guide and orchard-sources (scripts/demo.lua and
+ * lineage demo/orchard); the lua model demo/orchard-extract (scripts/models/extract.lua, an
+ * extractive summary of the text it is given, lineage demo/orchard); the agents orchard-guide and orchard-sources (scripts/demo.lua and
  * scripts/demo/orchard-sources.lua), deployed with the demo author's key; and a user account
  * "demo". The files are built into the binary (runtime/embedded.h).
  *

@@ -18,6 +18,8 @@
  *    schema, statements and synchronous=FULL, twice: in the run's own transactions (its mean
  *    postings and account rows per commit), and in transactions of 1,000 postings that update
  *    every account the run touched once (what a well-fed group commit would write).
+ * 4. A lua model (runtime/luamodel.h): one call alone (a fresh sandbox, the script compiled and
+ *    run), and metered end to end like 1. with the agents calling it instead (a tenth of the calls).
  * 3. Attribution of a 200-token output against a 10M-token datanet (the synthetic text of
  *    tests/bench/synth_text.h): span matching, weights and contributors (span_attribute and
  *    rt_attribution_view, what registry_attribute and runtime/metered.c do per call) and the
@@ -43,6 +45,7 @@
 #include "meters/meters.h"
 #include "registry/factory/factory.h"
 #include "registry/registry.h"
+#include "runtime/luamodel.h"
 #include "runtime/metered.h"
 #include "tests/bench/synth_text.h"
 #include "tests/util.h"
@@ -90,7 +93,21 @@ static void contributor_address(int i, uint8_t out[20]) {
     out[18] = (uint8_t)((i + 1) >> 8);
 }
 
-/* The registry: a datanet of synthetic records and a built-in model over it. */
+/* A small lua model: it decodes the request, walks its words and answers with them title-cased. */
+static const char lua_model_script[] =
+    "local function title(w) return w:sub(1, 1):upper() .. w:sub(2) end\n"
+    "local function words(s)\n"
+    "  local out = {}\n"
+    "  for w in s:gmatch('%S+') do out[#out + 1] = title(w) end\n"
+    "  return out\n"
+    "end\n"
+    "return { on_message = function(session, req)\n"
+    "  local r = json.decode(req)\n"
+    "  local text = r.prompt or r.messages[#r.messages].content\n"
+    "  return table.concat(words(text), ' ')\n"
+    "end }\n";
+
+/* The registry: a datanet of synthetic records, a built-in model and a lua model over it. */
 static registry_t *make_registry(const char *path, char prompts[8][64]) {
     registry_t *reg;
     acc_err err = {0};
@@ -124,6 +141,11 @@ static registry_t *make_registry(const char *path, char prompts[8][64]) {
                           .owner_share_bps = 3000, .span_k = 8};
     contributor_address(998, m.owner);
     if (factory_build(reg, &m, "bench/corpus", 4, NULL, &err)) die("factory_build", &err);
+    registry_model_t lm = {.name = "bench/lua", .kind = REGISTRY_MODEL_LUA, .price_per_call = 100,
+                           .price_per_1k_in = 500, .price_per_1k_out = 2000, .owner_share_bps = 3000, .span_k = 8,
+                           .n_lineage = 1, .lineage = {"bench/corpus"}};
+    contributor_address(998, lm.owner);
+    if (registry_model_register(reg, &lm, lua_model_script, strlen(lua_model_script), NULL, &err)) die("lua model", &err);
     return reg;
 }
 
@@ -163,12 +185,12 @@ static int bare_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
 }
 
 static const char script_fmt[] = "return { on_message = function(session, text)\n"
-                                 "  for i = 1, %d do models.call('bench/gen', { prompt = text, max_tokens = 16 }) end\n"
+                                 "  for i = 1, %d do models.call('%s', { prompt = text, max_tokens = 16 }) end\n"
                                  "  return 'done'\n"
                                  "end }\n";
 
-static run_result_t run(registry_t *reg, const char *ledger_path, int nsb, int calls, bool metered, bool pin,
-                        char prompts[8][64]) {
+static run_result_t run(registry_t *reg, const char *ledger_path, const char *model, int nsb, int calls, bool metered,
+                        bool pin, char prompts[8][64]) {
     run_result_t res = {0};
     cpu_set_t old;
     sched_getaffinity(0, sizeof old, &old);
@@ -203,7 +225,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int nsb, int c
         if (ledger_submit_wait(l, &p, &r, &err)) die("topup", &err);
     }
     char script[512];
-    snprintf(script, sizeof script, script_fmt, calls);
+    snprintf(script, sizeof script, script_fmt, calls, model);
     static sandbox_t *sbs[NSB];
     static rt_session_t *sessions[NSB];
     static double started[NSB];
@@ -237,7 +259,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int nsb, int c
         sandbox_provider_t p = rt_session_provider(ws);
         sandbox_t *sb = sandbox_open(&limits, &p, NULL);
         char one[512];
-        snprintf(one, sizeof one, script_fmt, 1);
+        snprintf(one, sizeof one, script_fmt, 1, model);
         sandbox_start_load(sb, "=w", one, strlen(one), NULL);
         sandbox_run_to_end(sb);
         sandbox_start_message(sb, prompts[0], strlen(prompts[0]), NULL);
@@ -263,6 +285,11 @@ static run_result_t run(registry_t *reg, const char *ledger_path, int nsb, int c
         rt_answer_t *a = rt_queue_take(q, -1);
         while (a) {
             rt_answer_t *next = a->next;
+            if (a->work) { /* a lua model's call runs now; its answer comes once booked */
+                rt_answer_deliver(a);
+                a = next;
+                continue;
+            }
             sandbox_t *sb = rt_session_sandbox(a->session);
             double *start = sandbox_userdata(sb);
             double t = now_s();
@@ -576,6 +603,30 @@ static void attribution_at_scale(size_t target) {
     free(rlen);
 }
 
+/* The lua model: one call alone (a fresh sandbox, the script compiled and run, its answer, nothing
+ * else), then metered end to end like the built-in model's run. */
+static void lua_model_rows(registry_t *reg, const char *ledger_path, int calls, char prompts[8][64]) {
+    char req[256];
+    snprintf(req, sizeof req, "{\"prompt\":\"%s\",\"max_tokens\":16}", prompts[0]);
+    acc_buf out = ACC_BUF_INIT;
+    acc_err err = {0};
+    int n = 2000;
+    double t0 = now_s(), c0 = cpu_s();
+    for (int i = 0; i < n; i++) {
+        acc_buf_reset(&out);
+        if (rt_lua_model_run("bench/lua", lua_model_script, strlen(lua_model_script), req, strlen(req), &out, &err))
+            die("lua model", &err);
+    }
+    double wall = now_s() - t0, cpu = cpu_s() - c0;
+    acc_buf_free(&out);
+    printf("%-46s %8.0f calls/s  cpu %.2f us/call (a fresh sandbox, the script compiled and run)\n",
+           "lua model alone, unmetered", n / wall, cpu / n * 1e6);
+    run_result_t r = run(reg, ledger_path, "bench/lua", NSB, calls, true, true, prompts);
+    printf("%-46s %8.0f calls/s  cpu %.2f us/call (sandboxes' thread %.2f)  latency p50 %.3f ms p99 %.3f ms\n",
+           "lua model, metered, one core", r.calls / r.wall, r.cpu / r.calls * 1e6, r.driver_cpu / r.calls * 1e6,
+           r.p50_ms, r.p99_ms);
+}
+
 int main(void) {
     if (test_scratch_dir(dir, sizeof dir, "bench-meters") != 0) return 1;
     const char *env = getenv("BENCH_METERS_CALLS");
@@ -585,14 +636,22 @@ int main(void) {
     registry_t *reg = make_registry(path, prompts);
     printf("# meters bench: %d sandboxes x %d calls of a built-in model (n-gram over %d records), %ld cores online\n",
            NSB, calls, NRECORDS, sysconf(_SC_NPROCESSORS_ONLN));
-    char l1[256], l2[256], l3[256], lb[256];
+    char l1[256], l2[256], l3[256], l4[256], lb[256];
     snprintf(l1, sizeof l1, "%s/run1.db", dir);
     snprintf(l2, sizeof l2, "%s/run2.db", dir);
     snprintf(l3, sizeof l3, "%s/run3.db", dir);
+    snprintf(l4, sizeof l4, "%s/run4.db", dir);
     snprintf(lb, sizeof lb, "%s/bare.db", dir);
+    /* BENCH_METERS_LUA=1 runs the lua model's rows alone. */
+    if (getenv("BENCH_METERS_LUA")) {
+        lua_model_rows(reg, l4, calls, prompts);
+        registry_close(reg);
+        test_remove_dir(dir);
+        return 0;
+    }
     /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf). */
     if (getenv("BENCH_METERS_PROFILE")) {
-        run_result_t one = run(reg, l1, NSB, calls, true, true, prompts);
+        run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, true, prompts);
         printf("metered, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
                "latency p50 %.1f ms p99 %.1f ms; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
                one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
@@ -608,13 +667,13 @@ int main(void) {
         snprintf(l0, sizeof l0, "%s/alone.db", dir);
         meter_alone(l0, 200000, 4000);
     }
-    run_result_t bare = run(reg, NULL, NSB, calls, false, true, prompts);
-    run_result_t one = run(reg, l1, NSB, calls, true, true, prompts);
-    run_result_t two = run(reg, l2, NSB, calls, true, false, prompts);
+    run_result_t bare = run(reg, NULL, "bench/gen", NSB, calls, false, true, prompts);
+    run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, true, prompts);
+    run_result_t two = run(reg, l2, "bench/gen", NSB, calls, true, false, prompts);
     /* one call in flight: what a call adds when nothing else is queued (a commit, fsync included) */
     int lone_calls = calls * 20 > 5000 ? 5000 : calls * 20;
-    run_result_t lone_bare = run(reg, NULL, 1, lone_calls, false, true, prompts);
-    run_result_t lone = run(reg, l3, 1, lone_calls, true, true, prompts);
+    run_result_t lone_bare = run(reg, NULL, "bench/gen", 1, lone_calls, false, true, prompts);
+    run_result_t lone = run(reg, l3, "bench/gen", 1, lone_calls, true, true, prompts);
     struct {
         const char *what;
         run_result_t *r;
@@ -659,6 +718,7 @@ int main(void) {
     printf("per core of CPU: metered %.0f calls/s, unmetered %.0f calls/s, bare SQLite %.0f rows/s (run's batches), "
            "%.0f rows/s (batches of 1000)\n",
            one.calls / one.cpu, bare.calls / bare.cpu, 1 / bare_cpu, 1 / big_cpu);
+    lua_model_rows(reg, l4, calls / 10 ? calls / 10 : 1, prompts);
     registry_close(reg);
     factory_cache_clear();
     const char *tenv = getenv("BENCH_METERS_TOKENS");
