@@ -135,8 +135,10 @@ int cli_settle(int argc, char **argv) {
 /* ---------------------------------------------------------------- batches */
 
 static const char batches_help[] =
-    "usage: accrue batches [--db PATH] [--json]\n"
-    "Lists the settlement batches, newest first (with --json: one JSON array of their headers).\n";
+    "usage: accrue batches [--db PATH] [--json] [--limit N] [--before SEQ] [--address ADDRESS]\n"
+    "Lists the settlement batches, newest first (with --json: one JSON array of their headers).\n"
+    "--limit N lists N at most; --before SEQ only those below batch SEQ (the next page: the last\n"
+    "sequence listed); --address only those with an entry for ADDRESS, with its amount.\n";
 
 typedef struct list_ctx {
     int json;
@@ -145,38 +147,55 @@ typedef struct list_ctx {
     acc_err err;
 } list_ctx;
 
-static int list_one(void *ud, const settle_batch_t *b) {
+static int list_one(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
     list_ctx *c = ud;
     if (c->json) {
         acc_buf_puts(&c->out, c->count ? ",\n " : "[\n ");
         int rc = settle_batch_summary_json(b, &c->out, &c->err);
         if (rc != ACC_OK) return rc;
+        if (e) { /* the summary's closing brace gives way to the address's amount */
+            c->out.len--;
+            acc_buf_printf(&c->out, ",\"amount\":\"%" PRIu64 "\"}", e->amount);
+        }
     } else {
         char digest[67], when[32];
         hex_encode0x(b->digest, 32, digest);
         print_time(b->cut_time, when);
-        acc_buf_printf(&c->out, "%8llu  %10llu..%-10llu %8llu %16llu  %s  %s\n", (unsigned long long)b->sequence,
+        acc_buf_printf(&c->out, "%8llu  %10llu..%-10llu %8llu %16llu  %s  %s", (unsigned long long)b->sequence,
                        (unsigned long long)b->first_transfer, (unsigned long long)b->last_transfer,
                        (unsigned long long)b->entry_count, (unsigned long long)b->total, when, digest);
+        if (e) acc_buf_printf(&c->out, "  %16" PRIu64, e->amount);
+        acc_buf_putc(&c->out, '\n');
     }
     c->count++;
     return ACC_OK;
 }
 
 int cli_batches(int argc, char **argv) {
-    const char *db = NULL;
+    const char *db = NULL, *address = NULL;
     list_ctx c = {0};
     bool json = false;
-    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json)};
-    int rc = cli_parse("batches", argc, argv, flags, 2, NULL, 0, 0, batches_help);
+    uint64_t limit = 0, before = 0;
+    cli_flag_t flags[] = {CLI_FLAG("--db", CLI_STRING, &db), CLI_FLAG("--json", CLI_BOOL, &json),
+                          CLI_FLAG("--limit", CLI_AMOUNT, &limit), CLI_FLAG("--before", CLI_AMOUNT, &before),
+                          CLI_FLAG("--address", CLI_STRING, &address)};
+    int rc = cli_parse("batches", argc, argv, flags, 5, NULL, 0, 0, batches_help);
     if (rc) return rc < 0 ? 0 : rc;
+    if (flags[2].seen && limit == 0) return cli_fail("batches", 2, "--limit: want a number of batches from 1, got 0");
+    if (flags[3].seen && before == 0) return cli_fail("batches", 2, "--before: want a batch number from 1, got 0");
+    uint8_t addr[ETH_ADDRESS_SIZE];
+    if (address && (rc = cli_parse_address("batches", "--address", address, addr))) return rc;
     c.json = json;
     ledger_t *l;
     if (open_ledger("batches", db, true, &l)) return 1;
-    if (!c.json)
-        acc_buf_printf(&c.out, "%8s  %22s %8s %16s  %-20s  %s\n", "batch", "transfers", "entries", "total", "cut",
+    if (!c.json) {
+        acc_buf_printf(&c.out, "%8s  %22s %8s %16s  %-20s  %s", "batch", "transfers", "entries", "total", "cut",
                        "digest");
-    rc = settle_batches(l, list_one, &c, &c.err);
+        if (address) acc_buf_printf(&c.out, "%60s  %16s", "", "amount"); /* past the digest column */
+        acc_buf_putc(&c.out, '\n');
+    }
+    settle_list_opts_t o = {.address = address ? addr : NULL, .before = before, .limit = (size_t)limit};
+    rc = settle_batches(l, &o, list_one, &c, &c.err);
     ledger_close(l);
     if (rc != ACC_OK) {
         fprintf(stderr, "accrue batches: %s\n", c.err.msg);

@@ -691,13 +691,7 @@ static void test_the_cache_follows_another_writer(void) {
 /* --- every invariant broken on purpose --- */
 
 static void tamper(const char *path, const char *sql) {
-    sqlite3 *db;
-    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-    CHECK_MSG(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "");
-    sqlite3_free(msg);
-    sqlite3_close(db);
+    CHECK(test_sql_exec(path, sql) == 0);
 }
 
 /* A small ledger: a top-up, a charge with an event, a settlement. Returns its path. */

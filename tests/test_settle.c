@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,9 +269,9 @@ typedef struct seen_list {
     size_t n;
 } seen_list;
 
-static int list_sequences(void *ud, const settle_batch_t *b) {
+static int list_sequences(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
     seen_list *c = ud;
-    if (b->entries || c->n == 8) return ACC_EINVAL; /* listed without entries */
+    if (b->entries || e || c->n == 8) return ACC_EINVAL; /* listed without entries */
     c->s[c->n++] = b->sequence;
     return ACC_OK;
 }
@@ -312,7 +313,7 @@ static void test_batches_chain(void) {
 
     /* Listed newest first; each read back whole; each verifies against the ledger. */
     seen_list seen = {0};
-    CHECK(settle_batches(l, list_sequences, &seen, NULL) == ACC_OK);
+    CHECK(settle_batches(l, NULL, list_sequences, &seen, NULL) == ACC_OK);
     CHECK(seen.n == 3 && seen.s[0] == 3 && seen.s[1] == 2 && seen.s[2] == 1);
     settle_batch_t *all[3] = {b1, b2, b3};
     for (int i = 0; i < 3; i++) {
@@ -371,6 +372,123 @@ static void test_long_chain_lookup(void) {
     CHECK(all);
     check_ledger(l);
     ledger_close(l);
+}
+
+/* ---------------------------------------------------------------- listing: pages, an address's */
+
+static void tamper(const char *path, const char *sql) {
+    CHECK(test_sql_exec(path, sql) == 0);
+}
+
+typedef struct listed {
+    uint64_t seq[16], amount[16];
+    size_t n;
+    int bad;
+} listed_t;
+
+static int take_listed(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
+    listed_t *c = ud;
+    if (b->entries || c->n == 16) return ACC_EINVAL;
+    c->seq[c->n] = b->sequence;
+    c->amount[c->n++] = e ? e->amount : 0;
+    return ACC_OK;
+}
+
+/* "12:24 9:18" for the sequences (and amounts, when the list is an address's). */
+static const char *list_text(ledger_t *l, const uint8_t *address, uint64_t before, size_t limit, int *rc_out) {
+    static char text[256];
+    listed_t c = {0};
+    acc_err err = {0};
+    settle_list_opts_t o = {.address = address, .before = before, .limit = limit};
+    int rc = settle_batches(l, &o, take_listed, &c, &err);
+    if (rc_out) *rc_out = rc;
+    else CHECK_MSG(rc == ACC_OK, "list: %s", err.msg);
+    size_t len = 0;
+    text[0] = 0;
+    for (size_t i = 0; i < c.n; i++)
+        len += (size_t)snprintf(text + len, sizeof text - len, address ? "%s%llu:%llu" : "%s%llu", i ? " " : "",
+                                (unsigned long long)c.seq[i], (unsigned long long)c.amount[i]);
+    return text;
+}
+
+static void check_address_lists(ledger_t *l, const uint8_t *a, const uint8_t *c, const uint8_t *stranger) {
+    CHECK_STREQ(list_text(l, a, 0, 0, NULL), "12:24 9:18 6:12 3:6");
+    CHECK_STREQ(list_text(l, a, 0, 2, NULL), "12:24 9:18");
+    CHECK_STREQ(list_text(l, a, 9, 2, NULL), "6:12 3:6"); /* the next page: below the last listed */
+    CHECK_STREQ(list_text(l, a, 3, 0, NULL), "");
+    CHECK_STREQ(list_text(l, a, 99, 1, NULL), "12:24"); /* past the last batch: no bound */
+    CHECK_STREQ(list_text(l, c, 0, 0, NULL), "5:30"); /* paid twice in one batch: one entry */
+    CHECK_STREQ(list_text(l, stranger, 0, 0, NULL), "");
+}
+
+/* Batches listed a page at a time, newest first, and the batches that owe one address, with its
+ * amount in each, read from the ledger's index of settlements by account (schema 2); a ledger
+ * from before that index answers the same read-only, and is upgraded in place when opened to
+ * write. */
+static void test_batches_paged_and_by_address(void) {
+    const char *path = fresh_path();
+    ledger_t *l = open_at(path);
+    ledger_account_t *u = funded_user(l, "kim"), *pa = payee(l, 300), *pb = payee(l, 301), *pc = payee(l, 302);
+    uint8_t a[20], c[20], stranger[20];
+    payee_address(300, a);
+    payee_address(302, c);
+    payee_address(303, stranger);
+    uint64_t batch1_posting = 0;
+    for (uint64_t k = 1; k <= 12; k++) {
+        book(l, u, &pb, (uint64_t[]){1000 + k}, 1); /* b is in every batch */
+        if (k % 3 == 0) book(l, u, &pa, (uint64_t[]){2 * k}, 1);
+        if (k == 5) book(l, u, (ledger_account_t *[]){pc, pb}, (uint64_t[]){10, 1}, 2);
+        if (k == 5) book(l, u, &pc, (uint64_t[]){20}, 1);
+        settle_batch_t *b = cut(l, k == 1, 0);
+        if (!b) return;
+        if (k == 1) batch1_posting = b->ledger_seq;
+        settle_batch_free(b);
+    }
+    CHECK_STREQ(list_text(l, NULL, 0, 0, NULL), "12 11 10 9 8 7 6 5 4 3 2 1");
+    CHECK_STREQ(list_text(l, NULL, 0, 5, NULL), "12 11 10 9 8");
+    CHECK_STREQ(list_text(l, NULL, 8, 5, NULL), "7 6 5 4 3");
+    CHECK_STREQ(list_text(l, NULL, 3, 5, NULL), "2 1");
+    CHECK_STREQ(list_text(l, NULL, 1, 0, NULL), "");
+    check_address_lists(l, a, c, stranger);
+    ledger_close(l);
+
+    /* An address's list reads only its batches: batch 1 (b's alone) broken does not stop a's,
+     * while the whole list names it. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE ledger_postings SET event = CAST('{}' AS BLOB) WHERE seq = %llu",
+             (unsigned long long)batch1_posting);
+    tamper(path, sql);
+    ledger_t *r;
+    CHECK(ledger_open(path, &(ledger_opts_t){.readonly = true}, &r, NULL) == ACC_OK);
+    check_address_lists(r, a, c, stranger);
+    int rc = ACC_OK;
+    list_text(r, NULL, 0, 0, &rc);
+    CHECK(rc == ACC_ECORRUPT);
+    ledger_close(r);
+
+    /* A ledger of schema 1 (no index): read-only, the same answers from the batches' transfers;
+     * opened to write, upgraded to schema 2 with every batch indexed. */
+    tamper(path, "DROP TABLE ledger_settled; UPDATE ledger_meta SET value = 1 WHERE key = 'schema'");
+    CHECK(ledger_open(path, &(ledger_opts_t){.readonly = true}, &r, NULL) == ACC_OK);
+    check_address_lists(r, a, c, stranger);
+    ledger_close(r);
+    l = open_at(path);
+    check_address_lists(l, a, c, stranger);
+    check_ledger(l);
+    ledger_close(l);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, "SELECT (SELECT value FROM ledger_meta WHERE key = 'schema'), count(*), sum(amount) "
+                                 "FROM ledger_settled", -1, &st, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(st) == SQLITE_ROW);
+    /* 12 entries for b, 4 for a, 1 for c */
+    CHECK_MSG(sqlite3_column_int(st, 0) == 2 && sqlite3_column_int(st, 1) == 17 &&
+                  sqlite3_column_int64(st, 2) == (1001 + 1012) * 6 + 1 + 60 + 30,
+              "schema %d, %d rows, %lld in all", sqlite3_column_int(st, 0), sqlite3_column_int(st, 1),
+              (long long)sqlite3_column_int64(st, 2));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 static void test_max_entries_cuts_early_and_skips_nothing(void) {
@@ -722,7 +840,8 @@ typedef struct chain_sum {
     int contiguous;
 } chain_sum;
 
-static int sum_chain(void *ud, const settle_batch_t *b) {
+static int sum_chain(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
+    (void)e;
     chain_sum *s = ud; /* newest first */
     if (s->n && (b->last_transfer + 1 != s->expect_first || b->sequence + 1 != s->expect_seq)) s->contiguous = 0;
     s->expect_first = b->first_transfer;
@@ -749,7 +868,7 @@ static int sum_earned(void *ud, ledger_account_t *a, const ledger_balance_t *b) 
  * payees earned, nothing is still accrued, and every batch verifies against the ledger. */
 static void check_by_summing(ledger_t *l, const char *what) {
     chain_sum cs = {.contiguous = 1};
-    CHECK(settle_batches(l, sum_chain, &cs, NULL) == ACC_OK);
+    CHECK(settle_batches(l, NULL, sum_chain, &cs, NULL) == ACC_OK);
     earned_sum es = {0};
     CHECK(ledger_accounts(l, sum_earned, &es, NULL) == ACC_OK);
     CHECK_MSG(cs.contiguous && (cs.n == 0 || (cs.expect_first == 1 && cs.expect_seq == 1)), "%s: batches not contiguous",
@@ -926,6 +1045,7 @@ int main(int argc, char **argv) {
     RUN(test_first_batch_needs_chain_and_contract);
     RUN(test_batches_chain);
     RUN(test_long_chain_lookup);
+    RUN(test_batches_paged_and_by_address);
     RUN(test_max_entries_cuts_early_and_skips_nothing);
     RUN(test_json_round_trip_and_proofs);
     RUN(test_verify_names_each_tampering);

@@ -238,6 +238,37 @@ static void test_cli(void) {
     json_decref(list);
     CHECK(accrue(out, sizeof out, 0, "batches --db %s", db) == 0);
     CHECK_CONTAINS(out, "transfers");
+    /* A page at a time; an address's batches with its amount. */
+    CHECK(accrue(out, sizeof out, 0, "batches --db %s --json --limit 1", db) == 0);
+    list = json_loads(out, 0, NULL);
+    CHECK(json_array_size(list) == 1 && json_integer_value(json_object_get(json_array_get(list, 0), "sequence")) == 2);
+    json_decref(list);
+    CHECK(accrue(out, sizeof out, 0, "batches --db %s --json --before 2", db) == 0);
+    list = json_loads(out, 0, NULL);
+    CHECK(json_array_size(list) == 1 && json_integer_value(json_object_get(json_array_get(list, 0), "sequence")) == 1);
+    json_decref(list);
+    CHECK(accrue(out, sizeof out, 0, "batch 1 --db %s --json", db) == 0);
+    json_t *b1 = json_loads(out, 0, NULL), *entry = json_array_get(json_object_get(b1, "entries"), 0);
+    char payee[64] = "", amount[32] = "";
+    snprintf(payee, sizeof payee, "%s", json_string_value(json_array_get(entry, 0)));
+    snprintf(amount, sizeof amount, "%s", json_string_value(json_array_get(entry, 1)));
+    json_decref(b1);
+    CHECK(accrue(out, sizeof out, 0, "batches --db %s --json --before 2 --address %s", db, payee) == 0);
+    list = json_loads(out, 0, NULL);
+    json_t *first = json_array_get(list, 0);
+    CHECK_MSG(json_array_size(list) == 1 && json_integer_value(json_object_get(first, "sequence")) == 1 &&
+                  strcmp(json_string_value(json_object_get(first, "amount")), amount) == 0,
+              "%s", out);
+    json_decref(list);
+    CHECK(accrue(out, sizeof out, 0, "batches --db %s --before 2 --address %s", db, payee) == 0);
+    CHECK_CONTAINS(out, "amount");
+    CHECK_CONTAINS(out, amount);
+    CHECK(accrue(out, sizeof out, 0, "batches --db %s --json --address 0x%040d", db, 5) == 0);
+    CHECK_STREQ(out, "[]\n");
+    CHECK(accrue(out, sizeof out, 1, "batches --db %s --limit 0", db) == 2);
+    CHECK_CONTAINS(out, "--limit");
+    CHECK(accrue(out, sizeof out, 1, "batches --db %s --address 0xzz", db) == 2);
+    CHECK_CONTAINS(out, "--address");
     CHECK(accrue(out, sizeof out, 1, "batch 3 --db %s --json", db) == 1);
     CHECK_CONTAINS(out, "no batch 3: the last batch is 2");
     CHECK(accrue(out, sizeof out, 1, "batch x --db %s", db) == 2);

@@ -235,4 +235,18 @@ static inline void test_chomp(char *s) {
     while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r')) s[--n] = '\0';
 }
 
+#ifdef SQLITE_VERSION /* for a test that includes <sqlite3.h> */
+/* Runs sql on the database at path, as a test breaking or aging a file on purpose: 0, or -1 with
+ * the reason on stderr. */
+static inline int test_sql_exec(const char *path, const char *sql) {
+    sqlite3 *db;
+    char *msg = NULL;
+    int rc = sqlite3_open(path, &db) == SQLITE_OK ? sqlite3_exec(db, sql, NULL, NULL, &msg) : SQLITE_CANTOPEN;
+    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s: %s\n", path, sql, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    return rc == SQLITE_OK ? 0 : -1;
+}
+#endif
+
 #endif

@@ -1045,6 +1045,21 @@ int ledger_last_settlement(ledger_t *l, ledger_entry_fn fn, void *ud, acc_err *e
     return l->ops->last_settlement(l->store, fn, ud, err);
 }
 
+int ledger_settlements(ledger_t *l, const ledger_account_ref_t *debited, uint64_t before, size_t limit,
+                       ledger_entry_fn fn, void *ud, acc_err *err) {
+    uint64_t id = 0;
+    if (debited) {
+        /* Looked up in the store, not the account cache: a query about any address must not add an
+         * account to the cache (ledger_account would, for one never stored). */
+        store_account_t row;
+        bool found = false;
+        int rc = l->ops->account_get(l->store, (int)debited->kind, debited->name, &row, &found, err);
+        if (rc || !found) return rc;
+        id = row.id;
+    }
+    return l->ops->settlements(l->store, id, before, (uint64_t)limit, fn, ud, err);
+}
+
 int ledger_seq_at_time(ledger_t *l, uint64_t time_ms, uint64_t *seq, acc_err *err) {
     return l->ops->seq_at_time(l->store, time_ms, seq, err);
 }

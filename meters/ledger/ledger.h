@@ -301,6 +301,19 @@ int ledger_scan(ledger_t *l, uint64_t from, uint64_t to, bool reverse, ledger_en
 int ledger_find(ledger_t *l, const ledger_id_t *id, ledger_entry_fn fn, void *ud, acc_err *err);
 /* The last settlement posting (code LEDGER_CODE_SETTLEMENT): fn called once; ACC_ENOTFOUND if none. */
 int ledger_last_settlement(ledger_t *l, ledger_entry_fn fn, void *ud, acc_err *err);
+/* Settlement postings (code LEDGER_CODE_SETTLEMENT), newest first: those with seq < before (0: from
+ * the last one), at most limit of them (0: all), one read snapshot. Their transfers are left out
+ * (nlegs 0): a batch of 100k payees holds 100k. With debited (kind and name; NULL: every
+ * settlement), only the postings that debit that account under the settlement code, each with one
+ * leg: {debit: its id, credit: 0 (not kept), amount: what the posting debits it, settlement}. Both
+ * are an index's range (the cost grows with limit, not with the number of settlements or their
+ * transfers). An account the ledger never stored has none. */
+typedef struct ledger_account_ref {
+    ledger_account_kind_t kind;
+    const char *name;
+} ledger_account_ref_t;
+int ledger_settlements(ledger_t *l, const ledger_account_ref_t *debited, uint64_t before, size_t limit,
+                       ledger_entry_fn fn, void *ud, acc_err *err);
 /* The first seq whose commit time is >= time_ms (last seq + 1 when none). */
 int ledger_seq_at_time(ledger_t *l, uint64_t time_ms, uint64_t *seq, acc_err *err);
 

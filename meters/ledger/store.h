@@ -86,6 +86,12 @@ typedef struct store_ops {
     int (*scan)(store_t *s, uint64_t from, uint64_t to, bool reverse, ledger_entry_fn fn, void *ud, acc_err *err);
     int (*find)(store_t *s, const ledger_id_t *id, ledger_entry_fn fn, void *ud, acc_err *err);
     int (*last_settlement)(store_t *s, ledger_entry_fn fn, void *ud, acc_err *err);
+    /* Settlement postings with seq < before (0: no bound), newest first, at most limit (0: all);
+     * without their transfers (nlegs 0), or, when account is not 0, only those that debit it, each
+     * with one leg: {debit account, credit 0, the amount the posting debits it, code settlement}.
+     * Indexed (not a read of every settlement's transfers) in a store at the current schema. */
+    int (*settlements)(store_t *s, uint64_t account, uint64_t before, uint64_t limit, ledger_entry_fn fn, void *ud,
+                       acc_err *err);
     int (*seq_at_time)(store_t *s, uint64_t time_ms, uint64_t *seq, acc_err *err);
     /* One snapshot for a whole check: accounts then postings, both in order; then *dup set when
      * some id is stored twice (which the store's own constraint should make impossible). */

@@ -9,7 +9,10 @@
  *     index (idempotency), and the transfers are packed into the row as varints (legs);
  *   - the settlement index is partial (WHERE code = 6): a call's row adds nothing to it;
  *   - account totals are updated once per account per transaction (the writer adds up a batch
- *     first), so a thousand calls paying the same ten payees cost ten updates, not thousands.
+ *     first), so a thousand calls paying the same ten payees cost ten updates, not thousands;
+ *   - a settlement posting's debits are indexed by account (ledger_settled, schema version 2), so
+ *     "the settlements that paid account A, newest first" is a range of one index, not a read of
+ *     every settlement's transfers. Only settlement postings add to it: a call's row adds nothing.
  * Reservations are never stored (ledger.h).
  *
  * Connections: the writer's (writer thread only, after open), one shared read connection behind a
@@ -26,11 +29,11 @@
 
 #include "meters/ledger/store.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 enum {
     W_BEGIN, W_COMMIT, W_ROLLBACK, W_TAIL, W_DATA_VERSION, W_UPSERT, W_ADD, W_ROW, W_LIMIT, W_INSERT, W_DUP,
-    W_LAST_SETTLE, W_COUNT
+    W_LAST_SETTLE, W_SETTLED, W_COUNT
 };
 static const char *const writer_sql[W_COUNT] = {
     [W_BEGIN] = "BEGIN IMMEDIATE",
@@ -52,6 +55,8 @@ static const char *const writer_sql[W_COUNT] = {
                  "ON CONFLICT(id) DO NOTHING"),
     [W_DUP] = "SELECT seq, state, time_ms FROM ledger_postings WHERE id = ?1",
     [W_LAST_SETTLE] = "SELECT seq FROM ledger_postings WHERE code = 6 ORDER BY seq DESC LIMIT 1",
+    [W_SETTLED] = ("INSERT INTO ledger_settled(account, seq, amount) VALUES(?1, ?2, ?3) "
+                  "ON CONFLICT(account, seq) DO UPDATE SET amount = amount + excluded.amount"),
 };
 
 enum { R_ACCOUNT, R_ACCOUNT_ID, R_LAST_SEQ, R_TIME_AT, R_BEGIN, R_END, R_COUNT };
@@ -71,6 +76,7 @@ static const char posting_cols[] = "SELECT seq, id, time_ms, state, code, legs, 
 struct store {
     char *path;
     bool readonly, has_tables;
+    bool has_settled; /* ledger_settled exists (schema 2; an older file opened read-only has not) */
     sqlite3 *w; /* writer connection; NULL when readonly */
     sqlite3_stmt *ws[W_COUNT];
     pthread_mutex_t rmu; /* guards r and rs */
@@ -162,7 +168,14 @@ static const char schema_sql[] =
     " code INTEGER NOT NULL,"
     " legs BLOB,"
     " event BLOB);"
-    "CREATE INDEX IF NOT EXISTS ledger_settlements ON ledger_postings(seq) WHERE code = 6;";
+    "CREATE INDEX IF NOT EXISTS ledger_settlements ON ledger_postings(seq) WHERE code = 6;"
+    /* version 2: what each posted settlement debits each account (the sum, if one posting debits
+     * it twice): by account, then seq, so an account's settlements are one range */
+    "CREATE TABLE IF NOT EXISTS ledger_settled("
+    " account INTEGER NOT NULL,"
+    " seq INTEGER NOT NULL,"
+    " amount INTEGER NOT NULL CHECK (amount > 0),"
+    " PRIMARY KEY (account, seq)) WITHOUT ROWID;";
 
 static int exec(sqlite3 *db, const char *sql, const char *path, acc_err *err) {
     if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) return db_fail(err, db, path, sql);
@@ -182,15 +195,64 @@ static int open_conn(const char *path, bool readonly, uint32_t busy_ms, sqlite3 
     return ACC_OK;
 }
 
-static bool tables_exist(sqlite3 *db) {
+static bool table_exists(sqlite3 *db, const char *name) {
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'ledger_postings'", -1,
-                           &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", -1, &st, NULL) !=
+        SQLITE_OK)
         return false;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     bool yes = sqlite3_step(st) == SQLITE_ROW;
     sqlite3_finalize(st);
     return yes;
 }
+
+/* Indexes a posted settlement's debits under settlement codes in ledger_settled, through ins (the
+ * W_SETTLED statement on the writer's connection). */
+static int index_settled(store_t *s, sqlite3_stmt *ins, uint64_t seq, const ledger_leg_t *legs, size_t n,
+                         acc_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        if (legs[i].code != LEDGER_CODE_SETTLEMENT) continue;
+        sqlite3_bind_int64(ins, 1, (sqlite3_int64)legs[i].debit);
+        sqlite3_bind_int64(ins, 2, (sqlite3_int64)seq);
+        sqlite3_bind_int64(ins, 3, (sqlite3_int64)legs[i].amount);
+        int rc = sqlite3_step(ins);
+        sqlite3_reset(ins);
+        if (rc != SQLITE_DONE) return db_fail(err, s->w, s->path, "indexing a settlement's transfers");
+    }
+    return ACC_OK;
+}
+
+/* Version 1 to 2: the settlements already stored, indexed by account. */
+static int backfill_settled(store_t *s, acc_err *err) {
+    sqlite3_stmt *sel = NULL, *ins = NULL;
+    ledger_leg_t *legs = NULL;
+    size_t cap = 0, n;
+    int rc = ACC_OK, src;
+    if (sqlite3_prepare_v2(s->w, "SELECT seq, legs FROM ledger_postings WHERE code = 6 AND state = 2 ORDER BY seq",
+                           -1, &sel, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(s->w, writer_sql[W_SETTLED], -1, &ins, NULL) != SQLITE_OK) {
+        rc = db_fail(err, s->w, s->path, "upgrading to ledger schema 2");
+        goto done;
+    }
+    while (!rc && (src = sqlite3_step(sel)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t)sqlite3_column_int64(sel, 0);
+        int ul = unpack_legs(sqlite3_column_blob(sel, 1), (size_t)sqlite3_column_bytes(sel, 1), &legs, &cap, &n);
+        if (ul)
+            rc = ul == -2 ? acc_fail(err, ACC_ENOMEM, "ledger: out of memory")
+                          : acc_fail(err, ACC_ECORRUPT, "ledger %s: posting %llu: malformed transfers", s->path,
+                                     (unsigned long long)seq);
+        else
+            rc = index_settled(s, ins, seq, legs, n, err);
+    }
+    if (!rc && src != SQLITE_DONE) rc = db_fail(err, s->w, s->path, "upgrading to ledger schema 2");
+done:
+    sqlite3_finalize(sel);
+    sqlite3_finalize(ins);
+    free(legs);
+    return rc;
+}
+
+_Static_assert(SCHEMA_VERSION == 2, "migrate() writes schema version 2: add the new version's step there");
 
 /* Creates or upgrades the tables and the system accounts, in one transaction. */
 static int migrate(store_t *s, acc_err *err) {
@@ -212,10 +274,12 @@ static int migrate(store_t *s, acc_err *err) {
                       s->path, version, SCHEMA_VERSION);
         goto fail;
     }
-    /* Version 1 is the first: there is nothing older to upgrade from yet. A later version adds its
-     * step here, from the version found to the next. */
+    /* schema_sql made what is missing (every table, when version is 0: a new ledger); each step
+     * below fills what a new table must hold for the postings already stored, from the version
+     * found to the next. */
+    if (version == 1 && (rc = backfill_settled(s, err))) goto fail;
     if ((rc = exec(db,
-                   "INSERT INTO ledger_meta(key, value) VALUES('schema', 1) "
+                   "INSERT INTO ledger_meta(key, value) VALUES('schema', 2) "
                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value;"
                    "INSERT INTO ledger_accounts(kind, name, credit_limit) VALUES(1, 'external', 9223372036854775807) "
                    "ON CONFLICT(kind, name) DO NOTHING;"
@@ -274,7 +338,8 @@ static int sq_open(const char *path, bool readonly, bool no_sync, uint32_t busy_
         if ((rc = prepare_all(s->w, writer_sql, s->ws, W_COUNT, path, err))) goto fail;
     }
     if ((rc = open_conn(path, true, busy_ms, &s->r, err))) goto fail;
-    s->has_tables = tables_exist(s->r);
+    s->has_tables = table_exists(s->r, "ledger_postings");
+    s->has_settled = table_exists(s->r, "ledger_settled");
     if (s->has_tables && (rc = prepare_all(s->r, reader_sql, s->rs, R_COUNT, path, err))) goto fail;
     *out = s;
     return ACC_OK;
@@ -413,6 +478,8 @@ static int sq_insert(store_t *s, const store_posting_t *p, uint64_t *seq, bool *
     *dup = sqlite3_changes(s->w) == 0;
     if (!*dup) {
         *seq = (uint64_t)sqlite3_last_insert_rowid(s->w);
+        if (p->code == LEDGER_CODE_SETTLEMENT && p->state == LEDGER_POSTED)
+            return index_settled(s, s->ws[W_SETTLED], *seq, p->legs, p->nlegs, err);
         return ACC_OK;
     }
     st = s->ws[W_DUP];
@@ -514,6 +581,7 @@ typedef struct scan {
     sqlite3 *db;
     ledger_leg_t *legs;
     size_t cap;
+    uint64_t account; /* a query with an 8th column (ledger_settled's amount): the account it debits */
 } scan_t;
 
 static int scan_open(store_t *s, scan_t *sc, acc_err *err) {
@@ -557,6 +625,13 @@ static int scan_rows(scan_t *sc, sqlite3_stmt *st, ledger_entry_fn fn, void *ud,
             break;
         }
         e.legs = sc->legs;
+        ledger_leg_t settled;
+        if (sc->account) { /* one leg: what the posting debits the account (settlements()) */
+            settled = (ledger_leg_t){.debit = sc->account, .amount = (uint64_t)sqlite3_column_int64(st, 7),
+                                     .code = LEDGER_CODE_SETTLEMENT};
+            e.legs = &settled;
+            e.nlegs = 1;
+        }
         e.event = sqlite3_column_blob(st, 6);
         e.event_len = (size_t)sqlite3_column_bytes(st, 6);
         rows++;
@@ -567,15 +642,18 @@ static int scan_rows(scan_t *sc, sqlite3_stmt *st, ledger_entry_fn fn, void *ud,
     return rc;
 }
 
+/* where: the query after posting_cols, or a whole query of the same columns (from "SELECT"); with
+ * account, an eighth column: what each posting debits that account. */
 static int query_postings(store_t *s, const char *where, const uint64_t *args, int nargs, const ledger_id_t *id,
-                          ledger_entry_fn fn, void *ud, size_t *nrows, acc_err *err) {
+                          uint64_t account, ledger_entry_fn fn, void *ud, size_t *nrows, acc_err *err) {
     if (nrows) *nrows = 0;
     if (!s->has_tables) return ACC_OK;
     scan_t sc;
     int rc = scan_open(s, &sc, err);
     if (rc) return rc;
-    char sql[300];
-    snprintf(sql, sizeof sql, "%s%s", posting_cols, where);
+    sc.account = account;
+    char sql[400];
+    snprintf(sql, sizeof sql, "%s%s", strncmp(where, "SELECT", 6) == 0 ? "" : posting_cols, where);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(sc.db, sql, -1, &st, NULL) != SQLITE_OK) {
         rc = db_fail(err, sc.db, s->path, "preparing a scan");
@@ -593,12 +671,12 @@ static int sq_scan(store_t *s, uint64_t from, uint64_t to, bool reverse, ledger_
     uint64_t args[2] = {from, to ? to : (uint64_t)INT64_MAX};
     return query_postings(s, reverse ? "WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq DESC"
                                      : "WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
-                          args, 2, NULL, fn, ud, NULL, err);
+                          args, 2, NULL, 0, fn, ud, NULL, err);
 }
 
 static int sq_find(store_t *s, const ledger_id_t *id, ledger_entry_fn fn, void *ud, acc_err *err) {
     size_t n;
-    int rc = query_postings(s, "WHERE id = ?1", NULL, 0, id, fn, ud, &n, err);
+    int rc = query_postings(s, "WHERE id = ?1", NULL, 0, id, 0, fn, ud, &n, err);
     if (!rc && !n) {
         char hex[33];
         ledger_id_hex(id, hex);
@@ -609,9 +687,53 @@ static int sq_find(store_t *s, const ledger_id_t *id, ledger_entry_fn fn, void *
 
 static int sq_last_settlement(store_t *s, ledger_entry_fn fn, void *ud, acc_err *err) {
     size_t n;
-    int rc = query_postings(s, "WHERE code = 6 ORDER BY seq DESC LIMIT 1", NULL, 0, NULL, fn, ud, &n, err);
+    int rc = query_postings(s, "WHERE code = 6 ORDER BY seq DESC LIMIT 1", NULL, 0, NULL, 0, fn, ud, &n, err);
     if (!rc && !n) rc = acc_fail(err, ACC_ENOTFOUND, "ledger: no settlement yet");
     return rc;
+}
+
+/* A ledger from before ledger_settled, opened read-only (so not upgraded): an account's
+ * settlements found by reading every settlement's transfers, as the index would give them. */
+typedef struct settled_filter {
+    uint64_t account, limit, seen;
+    ledger_entry_fn fn;
+    void *ud;
+} settled_filter_t;
+
+#define FILTER_DONE 1 /* not an error: the limit is reached */
+
+static int filter_settled(void *ud, const ledger_entry_t *e) {
+    settled_filter_t *f = ud;
+    ledger_leg_t sum = {.debit = f->account, .code = LEDGER_CODE_SETTLEMENT};
+    for (size_t i = 0; i < e->nlegs; i++)
+        if (e->legs[i].debit == f->account && e->legs[i].code == LEDGER_CODE_SETTLEMENT) sum.amount += e->legs[i].amount;
+    if (!sum.amount) return ACC_OK;
+    ledger_entry_t one = *e;
+    one.legs = &sum;
+    one.nlegs = 1;
+    int rc = f->fn(f->ud, &one);
+    if (rc == ACC_OK && f->limit && ++f->seen == f->limit) rc = FILTER_DONE;
+    return rc;
+}
+
+static int sq_settlements(store_t *s, uint64_t account, uint64_t before, uint64_t limit, ledger_entry_fn fn, void *ud,
+                          acc_err *err) {
+    if (!s->has_tables) return ACC_OK;
+    uint64_t args[3] = {before ? before : (uint64_t)INT64_MAX, limit ? limit : (uint64_t)-1, account};
+    if (!account)
+        return query_postings(s, "SELECT seq, id, time_ms, state, code, NULL, event FROM ledger_postings "
+                                 "WHERE code = 6 AND seq < ?1 ORDER BY seq DESC LIMIT ?2",
+                              args, 2, NULL, 0, fn, ud, NULL, err);
+    if (s->has_settled)
+        return query_postings(s, "SELECT p.seq, p.id, p.time_ms, p.state, p.code, NULL, p.event, x.amount "
+                                 "FROM ledger_settled x JOIN ledger_postings p ON p.seq = x.seq "
+                                 "WHERE x.account = ?3 AND x.seq < ?1 ORDER BY x.seq DESC LIMIT ?2",
+                              args, 3, NULL, account, fn, ud, NULL, err);
+    settled_filter_t f = {.account = account, .limit = limit, .fn = fn, .ud = ud};
+    int rc = query_postings(s, "SELECT seq, id, time_ms, state, code, legs, event FROM ledger_postings "
+                               "WHERE code = 6 AND state = 2 AND seq < ?1 ORDER BY seq DESC",
+                            args, 1, NULL, 0, filter_settled, &f, NULL, err);
+    return rc == FILTER_DONE ? ACC_OK : rc;
 }
 
 static int accounts_rows(store_t *s, sqlite3 *db, store_account_fn fn, void *ud, acc_err *err) {
@@ -703,6 +825,7 @@ const store_ops_t store_sqlite = {
     .scan = sq_scan,
     .find = sq_find,
     .last_settlement = sq_last_settlement,
+    .settlements = sq_settlements,
     .seq_at_time = sq_seq_at_time,
     .snapshot = sq_snapshot,
 };

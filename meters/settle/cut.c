@@ -350,8 +350,12 @@ static int read_stored(ledger_t *l, uint64_t seq, bool want_legs, stored_t *s, a
     memset(s, 0, sizeof *s);
     s->want_legs = want_legs;
     acc_err lerr = {0};
-    int rc = seq == 0 ? ledger_last_settlement(l, take_posting, s, &lerr)
-                      : ledger_scan(l, seq, seq, false, take_posting, s, &lerr);
+    /* Without its transfers, the newest settlement at or below seq is one index probe (a batch of
+     * 100k payees is 100k transfers to decode otherwise). */
+    int rc = want_legs ? (seq == 0 ? ledger_last_settlement(l, take_posting, s, &lerr)
+                                   : ledger_scan(l, seq, seq, false, take_posting, s, &lerr))
+                       : ledger_settlements(l, NULL, seq ? seq + 1 : 0, 1, take_posting, s, &lerr);
+    if (rc == ACC_OK && s->found && seq && s->seq != seq) s->found = false; /* an older batch */
     if (s->status != ACC_OK) {
         if (err) *err = s->err;
         free(s->legs);
@@ -453,21 +457,72 @@ int settle_batch_get(ledger_t *l, uint64_t sequence, settle_batch_t **out, acc_e
     return rc;
 }
 
-int settle_batches(ledger_t *l, settle_batch_fn fn, void *ud, acc_err *err) {
+typedef struct list_ctx {
+    settle_batch_fn fn;
+    void *ud;
+    const uint8_t *address;
+    uint64_t last;   /* the sequence of the batch listed before (0: none yet) */
+    int status;      /* our own failure (the header, the order), with err */
+    acc_err err;
+} list_ctx;
+
+static int list_posting(void *ud, const ledger_entry_t *e) {
+    list_ctx *c = ud;
     stored_t s;
-    int rc = read_stored(l, 0, false, &s, err);
-    if (rc == ACC_ENOTFOUND) return ACC_OK;
-    while (rc == ACC_OK) {
-        settle_batch_t b = s.header;
-        b.entries = NULL;
-        if ((rc = fn(ud, &b)) != ACC_OK) return rc;
-        if (s.prev_ledger_seq == 0) return ACC_OK;
-        uint64_t at = s.header.sequence;
-        rc = read_stored(l, s.prev_ledger_seq, false, &s, err);
-        if (rc == ACC_OK && s.header.sequence + 1 != at)
-            rc = acc_fail(err, ACC_ECORRUPT, "settle: batch %llu links to batch %llu", (unsigned long long)at,
-                          (unsigned long long)s.header.sequence);
+    memset(&s, 0, sizeof s);
+    if (take_posting(&s, e) != ACC_OK) {
+        c->err = s.err;
+        return c->status = s.status;
     }
+    /* Newest first: every batch's sequence below the one before it, and, for the whole chain,
+     * right below it (a batch missing from the list would be a gap in the chain). */
+    uint64_t at = s.header.sequence;
+    if (c->last && (at >= c->last || (!c->address && at + 1 != c->last)))
+        return c->status = acc_fail(&c->err, ACC_ECORRUPT, "settle: batch %llu is listed after batch %llu",
+                                    (unsigned long long)at, (unsigned long long)c->last);
+    c->last = at;
+    settle_batch_t b = s.header;
+    b.entries = NULL;
+    settle_entry_t entry;
+    if (c->address) {
+        if (e->nlegs != 1)
+            return c->status = acc_fail(&c->err, ACC_ECORRUPT, "settle: batch %llu: the ledger gave %zu amounts for one address",
+                                        (unsigned long long)at, e->nlegs);
+        memcpy(entry.address, c->address, ETH_ADDRESS_SIZE);
+        entry.amount = e->legs[0].amount;
+    }
+    return c->fn(c->ud, &b, c->address ? &entry : NULL);
+}
+
+int settle_batches(ledger_t *l, const settle_list_opts_t *o, settle_batch_fn fn, void *ud, acc_err *err) {
+    settle_list_opts_t all = {0};
+    if (!o) o = &all;
+    uint64_t before = 0; /* as a ledger seq: batch sequences and their postings' seqs grow together */
+    if (o->before) {
+        stored_t at;
+        int rc = find_batch(l, o->before, false, &at, err);
+        if (rc == ACC_OK) {
+            before = at.seq;
+        } else if (rc == ACC_ENOTFOUND) { /* past the last batch (or none yet): no bound */
+            if (err) memset(err, 0, sizeof *err);
+        } else {
+            return rc;
+        }
+    }
+    ledger_account_ref_t ref = {LEDGER_ACCOUNT_ADDRESS, NULL};
+    char name[ETH_ADDRESS_TEXT_SIZE];
+    if (o->address) {
+        eth_address_to_text(o->address, name); /* the account's name: the address's EIP-55 form */
+        ref.name = name;
+    }
+    list_ctx c = {.fn = fn, .ud = ud, .address = o->address};
+    acc_err lerr = {0};
+    int rc = ledger_settlements(l, o->address ? &ref : NULL, before, o->limit, list_posting, &c, &lerr);
+    if (c.status != ACC_OK) {
+        if (err) *err = c.err;
+        return c.status;
+    }
+    if (rc != ACC_OK && lerr.code != ACC_OK && err) *err = lerr; /* the ledger's failure, not fn's */
     return rc;
 }
 

@@ -167,10 +167,20 @@ int settle_accrued(ledger_t *l, uint64_t *total, acc_err *err);
  * the last one. Caller frees. */
 int settle_batch_get(ledger_t *l, uint64_t sequence, settle_batch_t **out, acc_err *err);
 
-/* Every stored batch, newest first, without entries (entries NULL; entry_count set): fn returns
- * ACC_OK to go on. */
-typedef int (*settle_batch_fn)(void *ud, const settle_batch_t *b);
-int settle_batches(ledger_t *l, settle_batch_fn fn, void *ud, acc_err *err);
+/* Which stored batches settle_batches lists. */
+typedef struct settle_list_opts {
+    const uint8_t *address; /* 20 bytes: only the batches with an entry for it; NULL: every batch */
+    uint64_t before;        /* only batches with a sequence below it; 0: from the last one */
+    size_t limit;           /* at most this many; 0: all */
+} settle_list_opts_t;
+
+/* Told each listed batch without its entries (entries NULL; entry_count set) and, when the list is
+ * an address's, that address's entry in it (else NULL). Returns ACC_OK to go on. */
+typedef int (*settle_batch_fn)(void *ud, const settle_batch_t *b, const settle_entry_t *entry);
+/* The stored batches, newest first, as o says (NULL: all), each read by itself from the ledger's
+ * index of settlements (by account, for an address): the cost grows with what is listed, not with
+ * the number of batches or their entries. fn's failure is returned as it is (err untouched). */
+int settle_batches(ledger_t *l, const settle_list_opts_t *o, settle_batch_fn fn, void *ud, acc_err *err);
 
 /* The entries the ledger's postings in [first, last] net to (as a cut would make them), malloc'd
  * into *entries (caller frees), *count of them, sorted by address. */

@@ -1,9 +1,11 @@
 /*
  * batches.c: settlement batches over HTTP, in the shapes the command line prints them:
  *
- *   GET /v1/batches?address=ADDR&limit=N   the batches, newest first, as `accrue batches --json`
+ *   GET /v1/batches?address=ADDR&limit=N&before=SEQ
+ *                                          the batches, newest first, as `accrue batches --json`
  *                                          lists them; with an address, only those that owe it
- *                                          something, each with "amount" (a decimal string)
+ *                                          something, each with "amount" (a decimal string);
+ *                                          limit 1-1000 (50), before: only sequences below it
  *   GET /v1/batches/SEQ                    the whole signed batch: `accrue batch SEQ --json`
  *   GET /v1/batches/SEQ/proofs/ADDRESS     an entry's Merkle proof: `accrue proof SEQ ADDR --json`,
  *                                          what the claim contract's claim() takes
@@ -43,77 +45,50 @@ static bool address_of(rt_api_job *j, const char *s, uint8_t out[ETH_ADDRESS_SIZ
     return false;
 }
 
-static int by_address(const void *key, const void *entry) {
-    return memcmp(key, ((const settle_entry_t *)entry)->address, ETH_ADDRESS_SIZE);
-}
+typedef struct listing {
+    json_t *items;
+    acc_err err;
+} listing;
 
-typedef struct seqs {
-    uint64_t *v;
-    size_t n, cap;
-} seqs;
-
-static int collect(void *ud, const settle_batch_t *b) {
-    seqs *s = ud;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 64;
-        uint64_t *v = realloc(s->v, cap * sizeof *v);
-        if (!v) return ACC_ENOMEM;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n++] = b->sequence;
-    return ACC_OK;
-}
-
-/* The batch's header as the CLI lists it, with "amount" owed to address when given: *out, or NULL
- * when the batch owes address nothing. */
-static int listed(const settle_batch_t *b, const uint8_t *address, json_t **out, acc_err *err) {
-    const settle_entry_t *e = NULL;
-    *out = NULL;
-    if (address && !(e = bsearch(address, b->entries, b->entry_count, sizeof *b->entries, by_address))) return ACC_OK;
+/* One batch's header as the CLI lists it, with "amount" (what it owes the address) when the list is
+ * an address's. */
+static int list_one(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
+    listing *li = ud;
     acc_buf text = ACC_BUF_INIT;
-    int rc = settle_batch_summary_json(b, &text, err);
+    int rc = settle_batch_summary_json(b, &text, &li->err);
     json_t *o = rc ? NULL : json_loadb(text.data, text.len, 0, NULL);
     acc_buf_free(&text);
-    if (!rc && !o) rc = acc_fail(err, ACC_ENOMEM, "batches: out of memory");
-    if (o && e) {
+    if (rc) return rc;
+    if (!o) return acc_fail(&li->err, ACC_ENOMEM, "batches: out of memory");
+    if (e) {
         char amount[24];
         snprintf(amount, sizeof amount, "%" PRIu64, e->amount);
         json_object_set_new(o, "amount", json_string(amount));
     }
-    *out = o;
-    return rc;
+    json_array_append_new(li->items, o);
+    return ACC_OK;
 }
 
 static void batches_list(rt_api_job *j, registry_t *reg) {
     (void)reg;
-    uint64_t limit;
+    uint64_t limit, before;
     uint8_t addr[ETH_ADDRESS_SIZE];
     char a[64];
     bool has_addr = rt_api_query(j, "address", a, sizeof a);
     if (!rt_api_query_num(j, "limit", 1, BATCHES_LIMIT_MAX, 50, &limit)) return;
+    if (!rt_api_query_num(j, "before", 1, UINT64_MAX, 0, &before)) return;
     if (has_addr && !address_of(j, a, addr)) return;
-    /* The sequence numbers first (one read), then each batch with its entries. */
-    seqs s = {0};
-    acc_err err = {0};
-    int rc = settle_batches(j->srv->ledger, collect, &s, &err);
-    if (rc == ACC_ENOMEM) acc_fail(&err, rc, "batches: out of memory");
-    json_t *items = json_array();
-    for (size_t i = 0; !rc && i < s.n && json_array_size(items) < limit; i++) {
-        settle_batch_t *b;
-        if ((rc = settle_batch_get(j->srv->ledger, s.v[i], &b, &err))) break;
-        json_t *o;
-        rc = listed(b, has_addr ? addr : NULL, &o, &err);
-        if (o) json_array_append_new(items, o);
-        settle_batch_free(b);
-    }
-    free(s.v);
+    /* The ledger's index answers both lists: the cost is the page asked for, not the chain. */
+    listing li = {.items = json_array()};
+    settle_list_opts_t o = {.address = has_addr ? addr : NULL, .before = before, .limit = (size_t)limit};
+    int rc = li.items ? settle_batches(j->srv->ledger, &o, list_one, &li, &li.err)
+                      : acc_fail(&li.err, ACC_ENOMEM, "batches: out of memory");
     if (rc) {
-        json_decref(items);
-        rt_api_error(j, rc, "%s", err.msg);
+        json_decref(li.items);
+        rt_api_error(j, rc, "%s", li.err.msg);
         return;
     }
-    rt_api_json(j, json_pack("{s:o}", "batches", items));
+    rt_api_json(j, json_pack("{s:o}", "batches", li.items));
 }
 
 static void batch_get(rt_api_job *j, registry_t *reg) {

@@ -10,6 +10,9 @@
  * each paying 4 of 100,000 payees under charge codes plus the operator's fee, so 1,000,000
  * transfers, 800,000 of them to payees. The bare loop reads the table ledger_postings, which the
  * SQLite store (meters/ledger/store_sqlite.c) defines; a bench may know that, the code may not.
+ * Then listing: 1,000 batches of about 1,000 entries, one address in every tenth: the time to list
+ * that address's batches, and a page of all batches, from the ledger's index of settlements, beside
+ * the way it was done before that index (ACCRUE_BENCH_SETTLE_NO_LIST=1 leaves this part out).
  * Run with `zig build bench -Doptimize=ReleaseFast`; ACCRUE_BENCH_SMALL=1 runs a tenth of it.
  */
 #include <sqlite3.h>
@@ -52,25 +55,36 @@ static void submitted(void *ud, const ledger_result_t *res) {
     __atomic_add_fetch((uint64_t *)ud, 1, __ATOMIC_RELAXED);
 }
 
-static void load(const char *path, unsigned calls, unsigned payees) {
+/* A ledger (no fsync: setup only) with a funded payer *u and payees p[0..payees) (caller frees
+ * p), payee k at address_of(first + k). */
+static ledger_t *open_funded(const char *path, unsigned first, unsigned payees, ledger_account_t **u,
+                             ledger_account_t ***payees_out) {
     ledger_t *l;
     acc_err err = {0};
     ledger_opts_t o = {.no_sync = true};
     if (ledger_open(path, &o, &l, &err) != ACC_OK) die("open", &err);
-    ledger_account_t *u, **p = malloc(payees * sizeof *p);
-    if (ledger_account(l, LEDGER_ACCOUNT_USER, "payer", &u, &err) != ACC_OK) die("account", &err);
+    ledger_account_t **p = malloc(payees * sizeof *p);
+    if (ledger_account(l, LEDGER_ACCOUNT_USER, "payer", u, &err) != ACC_OK) die("account", &err);
     for (unsigned k = 0; k < payees; k++) {
         uint8_t a[20];
         char text[ETH_ADDRESS_TEXT_SIZE];
-        address_of(k, a);
+        address_of(first + k, a);
         eth_address_to_text(a, text);
         if (ledger_account(l, LEDGER_ACCOUNT_ADDRESS, text, &p[k], &err) != ACC_OK) die("account", &err);
     }
     ledger_result_t res;
-    ledger_transfer_t top = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), u, LEDGER_AMOUNT_MAX / 2, LEDGER_CODE_TOPUP};
+    ledger_transfer_t top = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), *u, LEDGER_AMOUNT_MAX / 2, LEDGER_CODE_TOPUP};
     ledger_posting_t tp = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &top, .ntransfers = 1};
     ledger_id_new(&tp.id);
     if (ledger_submit_wait(l, &tp, &res, &err) != ACC_OK) die("top-up", &err);
+    *payees_out = p;
+    return l;
+}
+
+static void load(const char *path, unsigned calls, unsigned payees) {
+    ledger_account_t *u, **p;
+    ledger_t *l = open_funded(path, 0, payees, &u, &p);
+    acc_err err = {0};
     uint64_t done = 0, rng = 42;
     for (unsigned c = 0; c < calls; c++) {
         ledger_transfer_t t[5];
@@ -130,6 +144,142 @@ typedef struct scan_sum {
 static int count_legs(void *ud, const ledger_entry_t *e) {
     ((scan_sum *)ud)->legs += e->nlegs;
     return ACC_OK;
+}
+
+/* ---------------------------------------------------------------- listing batches */
+
+typedef struct list_count {
+    size_t n;
+    uint64_t amount;
+} list_count;
+
+static int count_listed(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
+    list_count *c = ud;
+    c->n++;
+    if (e) c->amount += e->amount;
+    (void)b;
+    return ACC_OK;
+}
+
+typedef struct seq_list {
+    uint64_t *v;
+    size_t n;
+} seq_list;
+
+static int collect_seq(void *ud, const settle_batch_t *b, const settle_entry_t *e) {
+    (void)e;
+    seq_list *s = ud;
+    s->v[s->n++] = b->sequence;
+    return ACC_OK;
+}
+
+/* Many batches, one address in a tenth of them: the time to list that address's newest 50 (and a
+ * page of 50 batches) from the ledger's index, beside what the server did before the index: every
+ * batch read with its entries and searched for the address. nbatches batches of about
+ * 4 * calls_per payees each, drawn from a pool of pool payees. */
+static void bench_listing(const char *dir, const eth_key *key, unsigned nbatches, unsigned calls_per, unsigned pool) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/list.db", dir);
+    ledger_account_t *u, **p;
+    ledger_t *l = open_funded(path, 1000000, pool + 1, &u, &p); /* p[pool]: the address listed */
+    acc_err err = {0};
+    uint8_t target[20];
+    address_of(1000000 + pool, target);
+    uint8_t contract[20] = {0xc1, 0xa1, 0x3e};
+    uint64_t rng = 7, done = 0, submitted_n = 0, owed = 0;
+    double t0 = now();
+    for (unsigned b = 1; b <= nbatches; b++) {
+        for (unsigned c = 0; c < calls_per; c++) {
+            ledger_transfer_t t[4];
+            for (int j = 0; j < 4; j++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                unsigned k = (unsigned)((rng >> 33) % pool);
+                if (j == 0 && c == 0 && b % 10 == 0) k = pool; /* the target, in every tenth batch */
+                t[j] = (ledger_transfer_t){u, p[k], 1 + (rng >> 40) % 1000, LEDGER_CODE_MODEL_CALL};
+                if (k == pool) owed += t[j].amount;
+            }
+            ledger_posting_t post = {.state = LEDGER_POSTED, .code = LEDGER_CODE_MODEL_CALL, .transfers = t,
+                                     .ntransfers = 4, .event = "usage", .event_len = 5};
+            ledger_id_new(&post.id);
+            while (ledger_submit(l, &post, submitted, &done, &err) != ACC_OK) {
+                if (err.code != ACC_EBUSY) die("submit", &err);
+                usleep(1000);
+            }
+            submitted_n++;
+        }
+        while (__atomic_load_n(&done, __ATOMIC_RELAXED) < submitted_n) usleep(200);
+        settle_cut_opts_t co = {.key = key, .chain_id = 1, .contract = contract};
+        settle_batch_t *cut = NULL;
+        if (settle_cut(l, &co, &cut, &err) != ACC_OK || !cut) die("cut", &err);
+        settle_batch_free(cut);
+    }
+    double made = now() - t0;
+
+    /* The address's newest 50, then every one of its batches; a page of 50 of all batches. */
+    settle_list_opts_t mine = {.address = target, .limit = 50}, page = {.limit = 50, .before = nbatches / 2},
+                       newest = {.limit = 50};
+    double t_mine = 1e9, t_page = 1e9, t_all_mine = 1e9, t_newest = 1e9;
+    list_count c = {0};
+    for (int r = 0; r < 5; r++) {
+        double t = now();
+        c = (list_count){0};
+        if (settle_batches(l, &mine, count_listed, &c, &err) != ACC_OK) die("list", &err);
+        t = now() - t;
+        if (t < t_mine) t_mine = t;
+        if (c.n != (nbatches / 10 < 50 ? nbatches / 10 : 50)) die("list: not the address's newest 50 batches", NULL);
+        t = now();
+        list_count all = {0};
+        settle_list_opts_t every = {.address = target};
+        if (settle_batches(l, &every, count_listed, &all, &err) != ACC_OK) die("list", &err);
+        t = now() - t;
+        if (t < t_all_mine) t_all_mine = t;
+        if (all.n != nbatches / 10 || all.amount != owed) die("list: the address's batches do not add up", NULL);
+        t = now();
+        list_count pc = {0};
+        if (settle_batches(l, &page, count_listed, &pc, &err) != ACC_OK) die("page", &err);
+        t = now() - t;
+        if (t < t_page) t_page = t;
+        if (pc.n != 50) die("page: not 50 batches", NULL);
+        t = now();
+        pc = (list_count){0};
+        if (settle_batches(l, &newest, count_listed, &pc, &err) != ACC_OK) die("page", &err);
+        t = now() - t;
+        if (t < t_newest) t_newest = t;
+        if (pc.n != 50) die("page: not 50 batches", NULL);
+    }
+    /* Before the index: the chain listed, each batch read whole and searched (once: it is slow). */
+    double t = now();
+    seq_list s = {malloc(nbatches * sizeof *s.v), 0};
+    if (settle_batches(l, NULL, collect_seq, &s, &err) != ACC_OK) die("list", &err);
+    size_t found = 0;
+    for (size_t i = 0; i < s.n && found < c.n; i++) {
+        settle_batch_t *b;
+        if (settle_batch_get(l, s.v[i], &b, &err) != ACC_OK) die("get", &err);
+        size_t lo = 0, hi = b->entry_count;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            int cmp = memcmp(b->entries[mid].address, target, 20);
+            if (cmp == 0) {
+                found++;
+                break;
+            }
+            if (cmp < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        settle_batch_free(b);
+    }
+    double t_old = now() - t;
+    free(s.v);
+    if (found != c.n) die("the old way did not find the same batches", NULL);
+    printf("bench_settle: listing: %u batches of about %u entries (%.1f s to make), one address in every tenth\n",
+           nbatches, 4 * calls_per, made);
+    printf("  the address's newest 50 batches (settle_batches, ledger index): %8.3f ms\n", t_mine * 1e3);
+    printf("  all %u of its batches:                                          %8.3f ms\n", nbatches / 10, t_all_mine * 1e3);
+    printf("  the newest 50 batches:                                          %8.3f ms\n", t_newest * 1e3);
+    printf("  a page of 50 batches further back (--before %u):                %8.3f ms\n", nbatches / 2, t_page * 1e3);
+    printf("  its newest 50 the old way (each batch read with its entries):   %8.3f ms\n", t_old * 1e3);
+    free(p);
+    ledger_close(l);
 }
 
 int main(void) {
@@ -217,6 +367,7 @@ int main(void) {
     settle_batch_free(got);
     settle_batch_free(b);
     ledger_close(l);
+    if (!getenv("ACCRUE_BENCH_SETTLE_NO_LIST")) bench_listing(dir, key, small ? 200 : 1000, 250, small ? 5000 : 20000);
     eth_key_free(key);
     test_remove_dir(dir);
     return 0;

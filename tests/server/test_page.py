@@ -424,9 +424,14 @@ def test_page_contributor_proof():
     eq([(b["sequence"], b["amount"]) for b in listed], [(1, proof["amount"])], "the batches that owe it")
     nobody = "0x" + "11" * 20
     eq(srv.get(f"/v1/batches?address={nobody}", key="").json()["batches"], [], "none owe a stranger")
+    cli_list = json.loads(srv.accrue("batches", "--db", srv.db, "--json", "--address", addr).stdout)
+    eq(listed, cli_list, "GET /v1/batches?address= is `accrue batches --address --json`")
+    eq(srv.get("/v1/batches?limit=1&before=2", key="").json()["batches"],
+       json.loads(srv.accrue("batches", "--db", srv.db, "--json").stdout), "a page below batch 2")
+    eq(srv.get("/v1/batches?before=1", key="").json()["batches"], [], "nothing below batch 1")
     for path, status in (("/v1/batches/0", 400), ("/v1/batches/2", 404), (f"/v1/batches/1/proofs/{nobody}", 404),
                          ("/v1/batches/1/proofs/0x12", 400), ("/v1/batches?address=0xzz", 400),
-                         ("/v1/batches?limit=0", 400)):
+                         ("/v1/batches?limit=0", 400), ("/v1/batches?before=0", 400)):
         r = srv.get(path, key="")
         eq(r.status_code, status, f"{path}: {r.text}")
     go("#/contributor/" + addr, "contributor")
