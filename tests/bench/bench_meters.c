@@ -10,7 +10,9 @@
  *    writer is the other. Measured: calls per second, CPU per call (whole process), and each call's
  *    latency from the agent's models.call to its answer. The same run with the process pinned to
  *    one core (sched_setaffinity) is the "one core" figure. Beside it, the same sandboxes and model
- *    with no meter (the model answered at once): what metering adds, in CPU and latency. Then one
+ *    with no meter, answered at once (each sandbox's loop runs through, its memory in the cache)
+ *    and answered round-robin as the metered runs are (each call finds its sandbox cold, as a
+ *    metered call does): what metering adds is measured against the second, in CPU and latency. Then one
  *    sandbox alone (one call in flight), metered and not: the latency a call adds when nothing
  *    else is queued (its own commit, fsync included).
  * 2. The physical limit: the rows run 1 wrote (one posting row per call, account totals once per
@@ -155,10 +157,23 @@ typedef struct run_result {
     ledger_stats_t ls;
 } run_result_t;
 
-/* An unmetered provider: the model answered at once (the baseline of what metering adds). */
+/* An unmetered provider: the same model, no meter (the baseline of what metering adds). It answers
+ * at once (each sandbox's loop then runs through while its memory is in the cache), or, with
+ * defer, into a list the driver delivers later, round-robin over the sandboxes as the metered runs
+ * go: each call then finds its sandbox's memory as cold as a metered call does. */
+typedef struct deferred {
+    sandbox_t *sb;
+    uint64_t id;
+    char *text;
+    size_t len;
+} deferred_t;
+
 typedef struct bare_ctx {
     registry_t *reg;
     registry_model_t model;
+    bool defer;
+    deferred_t *list; /* NSB entries: a sandbox has one call in flight at most */
+    size_t n;
 } bare_ctx_t;
 
 /* The same work as the metered provider's built-in path, less the meter: parse, run, answer. */
@@ -177,7 +192,13 @@ static int bare_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     acc_buf_printf(&out, ",\"model\":\"bench/gen\",\"finish_reason\":\"%s\",\"usage\":{\"prompt_tokens\":%u,"
                          "\"completion_tokens\":%u}}",
                    o.finish == FACTORY_FINISH_STOP ? "stop" : "length", o.prompt_tokens, o.completion_tokens);
-    sandbox_call_done(sb, call->id, 1, out.data, out.len);
+    if (b->defer) {
+        deferred_t *d = &b->list[b->n++];
+        d->sb = sb, d->id = call->id;
+        d->text = acc_buf_take(&out, &d->len);
+    } else {
+        sandbox_call_done(sb, call->id, 1, out.data, out.len);
+    }
     acc_buf_free(&out);
     factory_output_free(&o);
     factory_request_free(&fr);
@@ -190,7 +211,7 @@ static const char script_fmt[] = "return { on_message = function(session, text)\
                                  "end }\n";
 
 static run_result_t run(registry_t *reg, const char *ledger_path, const char *model, int nsb, int calls, bool metered,
-                        bool pin, char prompts[8][64]) {
+                        bool defer, bool pin, char prompts[8][64]) {
     run_result_t res = {0};
     cpu_set_t old;
     sched_getaffinity(0, sizeof old, &old);
@@ -205,7 +226,8 @@ static run_result_t run(registry_t *reg, const char *ledger_path, const char *mo
     meter_t *meter = NULL;
     rt_metered_t *mt = NULL;
     rt_queue_t *q = rt_queue_new();
-    bare_ctx_t bare = {.reg = reg};
+    static deferred_t deferred[2][NSB];
+    bare_ctx_t bare = {.reg = reg, .defer = defer && !metered, .list = deferred[0]};
     if (registry_model_get(reg, "bench/gen", &bare.model, &err)) die("model", &err);
     if (metered) {
         ledger_opts_t lo = {0};
@@ -277,8 +299,24 @@ static run_result_t run(registry_t *reg, const char *ledger_path, const char *mo
         sandbox_status_t st = sandbox_run(sbs[i]);
         if (st == SANDBOX_DONE) done++;
         else if (st != SANDBOX_WAITING) die(sandbox_errmsg(sbs[i]), NULL);
-        if (!metered) { /* answered at once: the whole loop ran */
+        if (!metered && !bare.defer) { /* answered at once: the whole loop ran */
             lat[nlat++] = (now_s() - started[i]) / calls;
+        }
+    }
+    for (int turn = 1; bare.defer && done < nsb; turn ^= 1) { /* deliver the answers of the last round */
+        deferred_t *list = bare.list;
+        size_t n = bare.n;
+        bare.list = deferred[turn], bare.n = 0;
+        for (size_t k = 0; k < n; k++) {
+            sandbox_t *sb = list[k].sb;
+            double *start = sandbox_userdata(sb), t = now_s();
+            lat[nlat++] = t - *start;
+            *start = t;
+            if (sandbox_call_done(sb, list[k].id, 1, list[k].text, list[k].len)) die("call_done", NULL);
+            free(list[k].text);
+            sandbox_status_t st = sandbox_run(sb);
+            if (st == SANDBOX_DONE) done++;
+            else if (st != SANDBOX_WAITING) die(sandbox_errmsg(sb), NULL);
         }
     }
     while (metered && done < nsb) {
@@ -621,7 +659,7 @@ static void lua_model_rows(registry_t *reg, const char *ledger_path, int calls, 
     acc_buf_free(&out);
     printf("%-46s %8.0f calls/s  cpu %.2f us/call (a fresh sandbox, the script compiled and run)\n",
            "lua model alone, unmetered", n / wall, cpu / n * 1e6);
-    run_result_t r = run(reg, ledger_path, "bench/lua", NSB, calls, true, true, prompts);
+    run_result_t r = run(reg, ledger_path, "bench/lua", NSB, calls, true, false, true, prompts);
     printf("%-46s %8.0f calls/s  cpu %.2f us/call (sandboxes' thread %.2f)  latency p50 %.3f ms p99 %.3f ms\n",
            "lua model, metered, one core", r.calls / r.wall, r.cpu / r.calls * 1e6, r.driver_cpu / r.calls * 1e6,
            r.p50_ms, r.p99_ms);
@@ -651,7 +689,7 @@ int main(void) {
     }
     /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf). */
     if (getenv("BENCH_METERS_PROFILE")) {
-        run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, true, prompts);
+        run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, false, true, prompts);
         printf("metered, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
                "latency p50 %.1f ms p99 %.1f ms; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
                one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
@@ -667,17 +705,19 @@ int main(void) {
         snprintf(l0, sizeof l0, "%s/alone.db", dir);
         meter_alone(l0, 200000, 4000);
     }
-    run_result_t bare = run(reg, NULL, "bench/gen", NSB, calls, false, true, prompts);
-    run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, true, prompts);
-    run_result_t two = run(reg, l2, "bench/gen", NSB, calls, true, false, prompts);
+    run_result_t hot = run(reg, NULL, "bench/gen", NSB, calls, false, false, true, prompts);
+    run_result_t bare = run(reg, NULL, "bench/gen", NSB, calls, false, true, true, prompts);
+    run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, false, true, prompts);
+    run_result_t two = run(reg, l2, "bench/gen", NSB, calls, true, false, false, prompts);
     /* one call in flight: what a call adds when nothing else is queued (a commit, fsync included) */
     int lone_calls = calls * 20 > 5000 ? 5000 : calls * 20;
-    run_result_t lone_bare = run(reg, NULL, "bench/gen", 1, lone_calls, false, true, prompts);
-    run_result_t lone = run(reg, l3, "bench/gen", 1, lone_calls, true, true, prompts);
+    run_result_t lone_bare = run(reg, NULL, "bench/gen", 1, lone_calls, false, false, true, prompts);
+    run_result_t lone = run(reg, l3, "bench/gen", 1, lone_calls, true, false, true, prompts);
     struct {
         const char *what;
         run_result_t *r;
-    } rows[] = {{"unmetered (model answered at once), one core", &bare},
+    } rows[] = {{"unmetered, answered at once, one core", &hot},
+                {"unmetered, answered round-robin, one core", &bare},
                 {"metered, one core", &one},
                 {"metered, both cores", &two},
                 {"unmetered, 1 in flight, one core", &lone_bare},
@@ -693,7 +733,8 @@ int main(void) {
                    (double)r->ls.account_rows / (double)r->ls.commits, (double)r->ls.commit_ns / 1e6 / (double)r->ls.commits);
         printf("\n");
     }
-    printf("metering adds %.2f us of CPU per call (one core)\n", (one.cpu - bare.cpu) / one.calls * 1e6);
+    printf("metering adds %.2f us of CPU per call (one core; metered - unmetered round-robin)\n",
+           (one.cpu - bare.cpu) / one.calls * 1e6);
     printf("rows written per call: 1 posting (%.2f account rows besides, at the run's batches)\n",
            (double)one.ls.account_rows / (double)(one.ls.postings ? one.ls.postings : 1));
     /* The physical limit, twice: the run's own transactions (its mean batch and account rows per
