@@ -443,10 +443,12 @@ static void test_batches_are_formed(void) {
 
 /* The writer gathers a batch only while other callers hold reservations they are about to post:
  * a lone caller is committed at once, even right after a commit; a posting queued while someone
- * else holds a reservation waits for company, until that reservation is posted or voided. */
+ * else holds a reservation waits for company, until that reservation is posted or voided, or a
+ * quarter of the window has passed (a reservation may be a slow upstream call). */
 static void test_a_lone_caller_is_not_kept_waiting(void) {
     ledger_t *l;
-    ledger_opts_t o = {.no_sync = true, .commit_delay_us = 2000000}; /* 2 s: unmistakable */
+    /* 4 s: unmistakable; reservations in flight hold a batch for 1 s at most */
+    ledger_opts_t o = {.no_sync = true, .commit_delay_us = 4000000};
     CHECK(ledger_open(fresh_path(), &o, &l, NULL) == ACC_OK);
     ledger_account_t *u = account_of(l, LEDGER_ACCOUNT_USER, "lone"),
                      *op = ledger_system(l, LEDGER_SYSTEM_OPERATOR);
@@ -486,6 +488,23 @@ static void test_a_lone_caller_is_not_kept_waiting(void) {
     CHECK(sink.done == 1 && sink.ok == 1);
     CHECK_MSG(gathered_ms < test_scaled_ms(1500), "the writer kept gathering %.0f ms after the last reservation "
               "was voided", gathered_ms);
+    /* A reservation that stays in flight holds the batch for a quarter of the window, not all of it. */
+    CHECK(ledger_reserve(l, u, 500, ledger_now_ms() + 60000, &h, NULL, NULL) == ACC_OK);
+    ledger_id_new(&p.id);
+    t0 = test_now_ms();
+    CHECK(ledger_submit(l, &p, batch_done, &sink, NULL) == ACC_OK);
+    for (int i = 0; i < 5000; i++) {
+        pthread_mutex_lock(&sink.mu);
+        int done = sink.done;
+        pthread_mutex_unlock(&sink.mu);
+        if (done == 2) break;
+        usleep(1000);
+    }
+    double held_ms = test_now_ms() - t0;
+    CHECK(sink.done == 2 && sink.ok == 2);
+    CHECK_MSG(held_ms < test_scaled_ms(3000), "a reservation in flight held the batch %.0f ms (window 4 s)", held_ms);
+    if (!test_slow_tool()) CHECK_MSG(held_ms >= 500, "committed after %.0f ms: not gathered at all", held_ms);
+    ledger_void(l, h);
     check_ok(l);
     ledger_close(l);
 }

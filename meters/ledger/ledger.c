@@ -905,6 +905,9 @@ static void *writer_main(void *arg) {
          *     not kept waiting long);
          *   - other callers hold reservations they will post soon (threads in the middle of a
          *     call): the batch waits for them, until the last is posted or voided.
+         * A reservation may belong to a call to an upstream model that takes seconds, so waiting
+         * for reservations is bounded by a quarter of the window (1 ms by default): only a stream
+         * of postings that keeps coming holds a batch open for the whole window.
          * A lone caller (its next posting comes only after its last is committed, and it holds no
          * reservation meanwhile) is committed at once, and so is anyone after a quiet moment (no
          * commit in the last two windows). */
@@ -912,7 +915,8 @@ static void *writer_main(void *arg) {
         bool on_holds = l->nholds > 0 && !concurrent;
         if (l->commit_delay_ns && !l->stopping && l->q_len < l->max_batch && (concurrent || l->nholds > 0) &&
             t - last_commit_ns < 2 * l->commit_delay_ns) {
-            uint64_t until = t + l->commit_delay_ns, slice = 4 * l->gap_ns;
+            uint64_t holds_until = t + l->commit_delay_ns / 4, slice = 4 * l->gap_ns;
+            uint64_t until = on_holds ? holds_until : t + l->commit_delay_ns;
             if (slice < l->commit_delay_ns / 16) slice = l->commit_delay_ns / 16;
             l->w_gathering = true;
             l->w_gather_on_holds = on_holds;
@@ -927,7 +931,9 @@ static void *writer_main(void *arg) {
                 ts.tv_nsec = (long)(ns % 1000000000u);
                 int w = pthread_cond_timedwait(&l->wake, &l->mu, &ts);
                 if (l->stopping || l->q_len >= l->max_batch) break;
-                if (on_holds ? l->nholds == 0 || w != 0 : l->arrivals == seen && l->nholds == 0) break;
+                if (on_holds ? l->nholds == 0 || w != 0
+                             : l->arrivals == seen && (l->nholds == 0 || mono_ns() >= holds_until))
+                    break;
             }
             l->w_gathering = l->w_gather_on_holds = false;
         }

@@ -172,9 +172,9 @@ typedef struct ledger_opts {
     uint32_t busy_timeout_ms; /* wait for another process's write lock; 0 = 5000 */
     /* Under load (postings arrived while the last commit ran, or other callers hold reservations,
      * and a commit ended less than twice this ago), the writer lets a batch gather for up to this
-     * long before committing it; a lone caller is committed at once (ledger.c says how load is
-     * told). 0 = the default (LEDGER_DEFAULT_COMMIT_DELAY_US), LEDGER_NO_COMMIT_DELAY = never
-     * wait. */
+     * long before committing it (a quarter of it when only reservations in flight hold it open);
+     * a lone caller is committed at once (ledger.c says how load is told). 0 = the default
+     * (LEDGER_DEFAULT_COMMIT_DELAY_US), LEDGER_NO_COMMIT_DELAY = never wait. */
     uint32_t commit_delay_us;
 } ledger_opts_t;
 
