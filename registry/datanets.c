@@ -107,6 +107,7 @@ int registry_datanet_create(registry_t *reg, const registry_datanet_spec_t *spec
             sqlite3_bind_int64(st, 7, store_now(reg));
             rc = store_exec(reg, st, err, "datanet");
         }
+        if (rc == ACC_OK) rc = store_fts_create(reg, sqlite3_last_insert_rowid(reg->db), false, err);
         if (rc == ACC_OK && out) rc = registry_datanet_get(reg, spec->name, out, err);
     }
     return store_tx_end(reg, rc, err);
@@ -139,11 +140,73 @@ static const char sql_record_holder[] = "SELECT id, status FROM records WHERE da
 static const char sql_record_get[] = "SELECT " RECORD_COLUMNS " FROM records WHERE id = ?1";
 static const char sql_record_review[] =
     "UPDATE records SET status = ?2, seq = ?3, status_ms = ?4, review_signature = ?5 WHERE id = ?1 AND status = 'pending'";
-/* The full-text index's rowid of a record: its datanet and its place there, so that one datanet's
- * records are one rowid range, which FTS5 seeks to instead of filtering (schema.c, version 5). */
-#define FTS_SEQ_BITS 40
-#define FTS_KEY(datanet_id, seq) (((int64_t)(datanet_id) << FTS_SEQ_BITS) | (int64_t)(seq))
-static const char sql_fts_insert[] = "INSERT INTO records_fts (rowid, text) VALUES (?1, ?2)";
+/* Full text. Each datanet has an FTS5 table of its own, records_fts_<datanet id>, a record's rowid
+ * there its seq (schema.c, version 7), so BM25's statistics (how many records, their mean length,
+ * how many hold each word) are the datanet's own: with one table for every datanet, a datanet's
+ * ranking moved when another datanet took records. The statements below name the table with "%s";
+ * fts_stmt puts in the name made from the datanet's id (a number of ours, never outside text:
+ * values are still bound) and keeps the last datanet's statement. */
+static const char sql_fts_drop[] = "DROP TABLE IF EXISTS %s";
+static const char sql_fts_create[] =
+    "CREATE VIRTUAL TABLE %s USING fts5(text, content = '', tokenize = 'porter unicode61')";
+static const char sql_fts_fill[] =
+    "INSERT INTO %s (rowid, text) SELECT seq, text FROM records WHERE datanet_id = ?1 AND status = 'accepted' "
+    "ORDER BY seq";
+static const char sql_fts_insert[] = "INSERT INTO %s (rowid, text) VALUES (?1, ?2)";
+/* Ranked inside FTS5 (bm25() in ORDER BY measured faster than the table's rank column, which goes
+ * through a second cursor), then the few records fetched. */
+static const char sql_query[] =
+    "SELECT r.id, r.contributor, r.text, -f.score FROM "
+    "(SELECT rowid AS k, bm25(%s) AS score FROM %s WHERE %s MATCH ?1 ORDER BY score LIMIT ?2) f "
+    "JOIN records r ON r.datanet_id = ?3 AND r.seq = f.k ORDER BY f.score";
+
+/* sql with the datanet's table name for each %s (three at most), in out. */
+static void fts_sql(char out[512], const char *sql, int64_t datanet_id) {
+    char table[48];
+    snprintf(table, sizeof table, "records_fts_%lld", (long long)datanet_id);
+    snprintf(out, 512, sql, table, table, table);
+}
+
+static int fts_exec(registry_t *reg, const char *sql, int64_t datanet_id, acc_err *err) {
+    char text[512];
+    sqlite3_stmt *st;
+    fts_sql(text, sql, datanet_id);
+    int src = sqlite3_prepare_v2(reg->db, text, -1, &st, NULL);
+    if (src != SQLITE_OK) return store_fail(reg, src, err, "full-text index");
+    if (strstr(sql, "?1")) sqlite3_bind_int64(st, 1, datanet_id);
+    int rc = store_exec(reg, st, err, "full-text index");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_fts_create(registry_t *reg, int64_t datanet_id, bool replace, acc_err *err) {
+    int rc = replace ? fts_exec(reg, sql_fts_drop, datanet_id, err) : ACC_OK;
+    if (rc == ACC_OK) rc = fts_exec(reg, sql_fts_create, datanet_id, err);
+    if (rc == ACC_OK) rc = fts_exec(reg, sql_fts_fill, datanet_id, err);
+    return rc;
+}
+
+/* The statement sql on datanet_id's table, from slot when it holds that datanet's (reset, its
+ * bindings cleared), else prepared into it. */
+static int fts_stmt(registry_t *reg, store_fts_stmt_t *slot, const char *sql, int64_t datanet_id,
+                    sqlite3_stmt **out, acc_err *err) {
+    if (slot->st && slot->datanet_id == datanet_id) {
+        sqlite3_reset(slot->st);
+        sqlite3_clear_bindings(slot->st);
+        *out = slot->st;
+        return ACC_OK;
+    }
+    sqlite3_finalize(slot->st);
+    slot->st = NULL;
+    slot->datanet_id = 0;
+    char text[512];
+    fts_sql(text, sql, datanet_id);
+    int src = sqlite3_prepare_v3(reg->db, text, -1, SQLITE_PREPARE_PERSISTENT, &slot->st, NULL);
+    if (src != SQLITE_OK) return store_fail(reg, src, err, "full-text index");
+    slot->datanet_id = datanet_id;
+    *out = slot->st;
+    return ACC_OK;
+}
 static const char sql_records_accepted[] =
     "SELECT " RECORD_COLUMNS " FROM records WHERE datanet_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 static const char sql_records_status[] =
@@ -210,14 +273,12 @@ static int refuse_duplicate(registry_t *reg, int64_t datanet_id, const uint8_t h
     return rc;
 }
 
-/* Puts an accepted record in the FTS index and tells the hooks. */
+/* Puts an accepted record in its datanet's FTS index and tells the hooks. */
 static int index_accepted(registry_t *reg, const registry_record_t *r, acc_err *err) {
-    if (r->seq >= (UINT64_C(1) << FTS_SEQ_BITS) || r->datanet_id >= (INT64_C(1) << (62 - FTS_SEQ_BITS)))
-        return acc_fail(err, ACC_ELIMIT, "datanet %lld: past the full-text index's key space", (long long)r->datanet_id);
     sqlite3_stmt *st;
-    int rc = store_stmt(reg, sql_fts_insert, &st, err);
+    int rc = fts_stmt(reg, &reg->fts_insert, sql_fts_insert, r->datanet_id, &st, err);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, FTS_KEY(r->datanet_id, r->seq));
+    sqlite3_bind_int64(st, 1, (int64_t)r->seq);
     store_bind_text(st, 2, r->text, r->text_len);
     if ((rc = store_exec(reg, st, err, "full-text index"))) return rc;
     return store_announce_accepted(reg, r, err);
@@ -539,13 +600,6 @@ int registry_import_jsonl(registry_t *reg, const char *datanet, const char *data
 
 /* ---------------------------------------------------------------------------------- query */
 
-/* Ranked inside FTS5 over the datanet's rowid range (bm25() in ORDER BY measured faster than the
- * table's rank column, which goes through a second cursor), then the few records fetched. */
-static const char sql_query[] =
-    "SELECT r.id, r.contributor, r.text, -f.score FROM "
-    "(SELECT rowid AS k, bm25(records_fts) AS score FROM records_fts "
-    " WHERE records_fts MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY score LIMIT ?4) f "
-    "JOIN records r ON r.datanet_id = ?5 AND r.seq = f.k - ?2 ORDER BY f.score";
 
 static bool word_byte(unsigned char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80;
@@ -633,12 +687,10 @@ int registry_query(registry_t *reg, const char *datanet, const char *text, size_
         rc = acc_fail(err, ACC_ENOMEM, "query: out of memory");
     } else if (words > 0) {
         sqlite3_stmt *st;
-        if ((rc = store_stmt(reg, sql_query, &st, err)) == ACC_OK) {
+        if ((rc = fts_stmt(reg, &reg->fts_query, sql_query, d.id, &st, err)) == ACC_OK) {
             store_bind_text(st, 1, q.data, q.len);
-            sqlite3_bind_int64(st, 2, FTS_KEY(d.id, 0));
-            sqlite3_bind_int64(st, 3, FTS_KEY(d.id, (UINT64_C(1) << FTS_SEQ_BITS) - 1));
-            sqlite3_bind_int64(st, 4, (int64_t)limit);
-            sqlite3_bind_int64(st, 5, d.id);
+            sqlite3_bind_int64(st, 2, (int64_t)limit);
+            sqlite3_bind_int64(st, 3, d.id);
             int src;
             while ((src = sqlite3_step(st)) == SQLITE_ROW && n < limit) {
                 registry_hit_t *h = &hits[n++];

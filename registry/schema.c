@@ -11,7 +11,32 @@
  * signatures 65; amounts are INTEGER (uint64 values up to INT64_MAX); times Unix milliseconds.
  * Nothing is deleted: a record is rejected, a key revoked, an agent unlisted.
  */
+#include <stdlib.h>
+
 #include "registry/store.h"
+
+/* Version 7's step: a full-text table for each datanet, filled with its accepted records. */
+static int fts_per_datanet(registry_t *reg, acc_err *err) {
+    sqlite3_stmt *st;
+    int src = sqlite3_prepare_v2(reg->db, "SELECT id FROM datanets ORDER BY id", -1, &st, NULL);
+    if (src != SQLITE_OK) return store_fail(reg, src, err, "datanets");
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = ACC_OK;
+    while (rc == ACC_OK && (src = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            int64_t *bigger = realloc(ids, (cap = cap ? 2 * cap : 16) * sizeof *ids);
+            if (!bigger) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
+            else ids = bigger;
+        }
+        if (rc == ACC_OK) ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    if (rc == ACC_OK && src != SQLITE_DONE) rc = store_fail(reg, src, err, "datanets");
+    sqlite3_finalize(st);
+    for (size_t i = 0; rc == ACC_OK && i < n; i++) rc = store_fts_create(reg, ids[i], true, err);
+    free(ids);
+    return rc;
+}
 
 const store_migration_t store_migrations[] = {
     {1, "accounts and API keys",
@@ -32,7 +57,7 @@ const store_migration_t store_migrations[] = {
      "  created_ms INTEGER NOT NULL,\n"
      "  revoked_ms INTEGER\n"
      ") STRICT;\n"
-     "CREATE INDEX api_keys_account ON api_keys(account_id);\n"},
+     "CREATE INDEX api_keys_account ON api_keys(account_id);\n", NULL},
 
     {2, "datanets, records and their full-text index",
      "CREATE TABLE datanets (\n"
@@ -70,7 +95,7 @@ const store_migration_t store_migrations[] = {
       * dn column holds "d<datanet id>", so a query is filtered to its datanet inside FTS5; its
       * weight in the ranking is 0. */
      "CREATE VIRTUAL TABLE records_fts USING fts5(text, dn, content = '', tokenize = 'porter unicode61');\n"
-     "INSERT INTO records_fts(records_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)');\n"},
+     "INSERT INTO records_fts(records_fts, rank) VALUES ('rank', 'bm25(1.0, 0.0)');\n", NULL},
 
     {3, "models, their lineage, fixed shares and artifacts",
      "CREATE TABLE models (\n"
@@ -109,7 +134,7 @@ const store_migration_t store_migrations[] = {
      "  model_id INTEGER PRIMARY KEY REFERENCES models(id),\n"
      "  data BLOB NOT NULL,\n"
      "  updated_ms INTEGER NOT NULL\n"
-     ") STRICT;\n"},
+     ") STRICT;\n", NULL},
 
     {4, "agents and their versions",
      "CREATE TABLE agents (\n"
@@ -140,7 +165,7 @@ const store_migration_t store_migrations[] = {
      "  tag TEXT NOT NULL,\n"
      "  PRIMARY KEY (version_id, tag)\n"
      ") STRICT;\n"
-     "CREATE INDEX agent_tags_tag ON agent_tags(tag);\n"},
+     "CREATE INDEX agent_tags_tag ON agent_tags(tag);\n", NULL},
 
     /* Snapshots of the span indexes (registry/spans.c): derived data, a cache of what the records
      * hold, so unlike every other table a snapshot is replaced whole (its parts deleted and
@@ -162,7 +187,7 @@ const store_migration_t store_migrations[] = {
      "  part INTEGER NOT NULL CHECK (part >= 0),\n"
      "  data BLOB NOT NULL,\n"
      "  PRIMARY KEY (datanet_id, part)\n"
-     ") STRICT;\n"},
+     ") STRICT;\n", NULL},
 
     {6, "full-text index keyed by datanet and seq (a query seeks its datanet's range)",
      /* Version 2 kept one index for every datanet with a "d<id>" column that a query ANDed with its
@@ -171,7 +196,13 @@ const store_migration_t store_migrations[] = {
      "DROP TABLE records_fts;\n"
      "CREATE VIRTUAL TABLE records_fts USING fts5(text, content = '', tokenize = 'porter unicode61');\n"
      "INSERT INTO records_fts(rowid, text)\n"
-     "  SELECT (datanet_id << 40) | seq, text FROM records WHERE status = 'accepted' ORDER BY datanet_id, seq;\n"},
+     "  SELECT (datanet_id << 40) | seq, text FROM records WHERE status = 'accepted' ORDER BY datanet_id, seq;\n", NULL},
+
+    {7, "a full-text index per datanet (BM25's statistics the datanet's own)",
+     /* Version 6's one index for every datanet gave BM25 registry-wide statistics (the number of
+      * records, their mean length, how many hold each word), so one datanet's ranking moved when
+      * another took records. Each datanet now has records_fts_<id>, rowid = seq (datanets.c). */
+     "DROP TABLE records_fts;\n", fts_per_datanet},
 };
 
 const size_t store_n_migrations = sizeof store_migrations / sizeof store_migrations[0];

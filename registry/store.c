@@ -222,6 +222,7 @@ static int migrate(registry_t *reg, const char *path, int target, acc_err *err) 
         ACC_INVARIANT(m->version == (int)i + 1, "migrations are numbered 1, 2, 3... in order");
         if (m->version <= version || m->version > target) continue;
         rc = exec_script(reg, m->sql, err, "upgrade");
+        if (rc == ACC_OK && m->step) rc = m->step(reg, err);
         if (rc) acc_err_prefix(err, "%s: upgrading the schema to version %d (%s)", path, m->version, m->what);
     }
     if (rc == ACC_OK && version < target) {
@@ -308,6 +309,8 @@ void registry_close(registry_t *reg) {
     if (!reg) return;
     ACC_INVARIANT(reg->depth == 0, "registry closed inside a transaction");
     for (size_t i = 0; i < reg->n_stmts; i++) sqlite3_finalize(reg->stmts[i].st);
+    sqlite3_finalize(reg->fts_insert.st);
+    sqlite3_finalize(reg->fts_query.st);
     sqlite3_close(reg->db);
     free(reg);
 }

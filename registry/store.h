@@ -21,6 +21,11 @@
 
 #define STORE_STMTS_MAX 128
 
+typedef struct store_fts_stmt {
+    int64_t datanet_id; /* 0: none */
+    sqlite3_stmt *st;
+} store_fts_stmt_t;
+
 struct registry {
     sqlite3 *db;
     int depth;              /* open transaction levels */
@@ -35,6 +40,9 @@ struct registry {
         const char *sql;
         sqlite3_stmt *st;
     } stmts[STORE_STMTS_MAX];
+    /* The statements on one datanet's full-text table (its name holds the datanet's id, so they
+     * are not string literals): the last datanet's, kept for the next record or query. */
+    store_fts_stmt_t fts_insert, fts_query;
 };
 
 /* A migration takes the schema from version - 1 to version: SQL run as one script inside the
@@ -43,7 +51,13 @@ typedef struct store_migration {
     int version;
     const char *what; /* one line, for messages */
     const char *sql;
+    int (*step)(registry_t *reg, acc_err *err); /* run after sql when not NULL: what SQL alone cannot do */
 } store_migration_t;
+
+/* Creates datanet id's full-text table (records_fts_<id>, schema version 7), inside the caller's
+ * transaction, and fills it with the datanet's accepted records (none for a new datanet); replace
+ * drops the table first if there is one (an upgrade builds every datanet's afresh). */
+int store_fts_create(registry_t *reg, int64_t datanet_id, bool replace, acc_err *err);
 
 extern const store_migration_t store_migrations[];
 extern const size_t store_n_migrations;

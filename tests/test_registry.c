@@ -684,6 +684,44 @@ static void test_query_ranks_and_filters(void) {
 
 /* ------------------------------------------------------------------------------ models */
 
+/* "id:score id:score" of a query's hits, scores to the bit. */
+static char *hits_text(registry_t *reg, const char *datanet, const char *q) {
+    registry_hits_t *h = NULL;
+    acc_err err = {0};
+    acc_buf b = ACC_BUF_INIT;
+    CHECK_MSG(registry_query(reg, datanet, q, strlen(q), 10, &h, &err) == ACC_OK, "%s", err.msg);
+    for (size_t i = 0; h && i < h->n; i++) acc_buf_printf(&b, "%lld:%a ", (long long)h->hit[i].id, h->hit[i].score);
+    free(h);
+    return acc_buf_take(&b, NULL);
+}
+
+/* BM25 weighs a word by how few records hold it and a record by its length against the mean: a
+ * datanet's figures, not the registry's. Records added to another datanet, full of one of the
+ * query's words, change neither the order nor the scores of this one's hits. */
+static void test_query_ranking_is_the_datanets_own(void) {
+    char path[512];
+    registry_t *reg = open_fresh("bm25.db", path, sizeof path);
+    acc_err err = {0};
+    make_datanet(reg, "orchard", 1, REGISTRY_CURATION_AUTO);
+    make_datanet(reg, "cider", 1, REGISTRY_CURATION_AUTO);
+    const char *texts[] = {"Apples grow on trees in the orchard.", "Pears ripen late in the autumn.",
+                           "Plums and cherries are stone fruit.", "Grapes grow on vines."};
+    for (int i = 0; i < 4; i++) CHECK(add_signed(reg, "orchard", 2, texts[i], NULL, &err) == ACC_OK);
+    char *before = hits_text(reg, "orchard", "apples pears");
+    CHECK(registry_begin(reg, &err) == ACC_OK);
+    for (int i = 0; i < 300; i++) {
+        char t[80];
+        snprintf(t, sizeof t, "Apples pressed for cider, batch %d, a long note about the apples and the press.", i);
+        CHECK(add_signed(reg, "cider", 3, t, NULL, &err) == ACC_OK);
+    }
+    CHECK(registry_commit(reg, &err) == ACC_OK);
+    char *after = hits_text(reg, "orchard", "apples pears");
+    CHECK_STREQ(after, before);
+    free(before);
+    free(after);
+    registry_close(reg);
+}
+
 static void test_models(void) {
     char path[512];
     registry_t *reg = open_fresh("models.db", path, sizeof path);
@@ -1095,6 +1133,7 @@ int main(void) {
     RUN(test_review_curation);
     RUN(test_import_all_or_nothing);
     RUN(test_query_ranks_and_filters);
+    RUN(test_query_ranking_is_the_datanets_own);
     RUN(test_models);
     RUN(test_manifest_canonical_text);
     RUN(test_deploy_signed_and_immutable);
