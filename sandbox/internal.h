@@ -41,45 +41,32 @@
 #include <stdbool.h>
 #include <pthread.h>
 
-/* A capped sandbox's jemalloc arena takes its pages from this region only (alloc.c): the bound on
- * its resident memory is SBX_PAGES_PER_CAP times the cap, plus room for the arena's own data. */
+/* A capped sandbox's Lua heap lives in a region of address space of its own (alloc.c, region.c):
+ * a main pool of SBX_PAGES_PER_CAP times the cap, the bound on its resident pages, and a reserve
+ * pool of 2 * SBX_HEAP_RESERVE. During a turn, free pages go back to the kernel after each cap's
+ * worth of frees (SBX_PURGE_MIN at least), and at its end if anything was freed. */
 #define SBX_PAGES_PER_CAP 3
-#define SBX_REGION_SLACK ((size_t)4 << 20)
-/* The end of a turn returns free pages once this much was freed since it last did. */
-#define SBX_TRIM_BYTES ((size_t)1 << 20)
-typedef struct sbx_arena sbx_arena_t; /* alloc.c */
+#define SBX_PURGE_MIN ((size_t)4 << 20)
+typedef struct sbx_region sbx_region_t; /* region.h */
 
 /* The Lua heap of one sandbox: every byte Lua asks for is counted against cap (requested sizes,
  * exact). alloc.c. */
-/* Small blocks a heap keeps for reuse during a turn (alloc.c): free blocks of up to SBX_SMALL_MAX
- * bytes, in 16-byte size classes, an eighth of the cap of them at most, between 256 KiB and 4 MiB. */
-#define SBX_SMALL_MAX 1024
-#define SBX_SMALL_CLASSES (SBX_SMALL_MAX / 16)
-#define SBX_SMALL_BYTES_MIN ((size_t)256 << 10)
-#define SBX_SMALL_BYTES_MAX ((size_t)4 << 20)
-
 typedef struct sbx_heap {
-    sbx_arena_t *arena; /* its jemalloc arena, thread cache and region (NULL with glibc malloc) */
-    int flags;          /* mallocx flags: that arena and cache */
-    void *small[SBX_SMALL_CLASSES]; /* free blocks by class, linked through their first word */
-    size_t small_bytes, small_limit; /* bytes in those lists, and the most they may hold */
-    size_t freed;       /* bytes freed since the arena was last trimmed */
+    sbx_region_t *region;   /* its pages (NULL: no cap, or built for ASan/valgrind: malloc's) */
+    size_t freed;           /* bytes freed since its free pages last went back */
     size_t used, peak, cap; /* cap 0 = none */
     uint64_t refusals;      /* allocations refused for the cap, whole life */
-    bool unsized;           /* a shrink could not be done in place: free without sizes from now on */
     bool refused_last;      /* the last request to grow was refused (Lua collects and asks again) */
     bool over;              /* the cap was hit for good this turn: the reserve is open */
 } sbx_heap_t;
 
-/* Creates the heap's arena (and region, for a capped heap): 0, or -1 when jemalloc has no arena
- * left to give (about 4,000 at once) or no address space. Close with sbx_heap_close. */
+/* Reserves the heap's region (for a capped heap): 0, or -1 when the address space cannot be had.
+ * Close with sbx_heap_close. */
 int sbx_heap_open(sbx_heap_t *heap);
 void sbx_heap_close(sbx_heap_t *heap);
-/* Gives back the small blocks kept for reuse, and once a MiB has been freed, returns the heap's
- * free pages to the system and empties its cache (the end of a turn). */
+/* Returns the heap's free pages to the kernel if it freed anything since it last did (the end of
+ * a turn). */
 void sbx_heap_trim(sbx_heap_t *heap);
-/* Bytes of the region handed to the arena so far: the most its resident pages can be. */
-size_t sbx_heap_region_used(const sbx_heap_t *heap);
 
 /* Called by the allocator when a request still does not fit after Lua's emergency collection:
  * records the memory limit and arms the stop in the running coroutine (sandbox.c). */

@@ -512,7 +512,7 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
         sbx_unregister(sb);
         pthread_mutex_destroy(&sb->call_lock);
         free(sb);
-        acc_fail(err, ACC_ENOMEM, "sandbox: no jemalloc arena or address space left for its heap");
+        acc_fail(err, ACC_ENOMEM, "sandbox: no address space left to reserve for its heap");
         return NULL;
     }
     sb->L = new_state(&sb->heap, sb);

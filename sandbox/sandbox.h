@@ -41,7 +41,10 @@
  * - Every turn executing at once is watched, however many: deadlines are kept in a heap that
  *   grows with the number of open sandboxes (reserved by sandbox_open, so sandbox_run never
  *   allocates for it), at O(log n) per turn started or stopped.
- * - Lua heaps come from jemalloc (mallocx, sized frees).
+ * - A capped sandbox reserves address space for its Lua heap: 3x its memory cap, plus a 128 KiB
+ *   reserve and a bitmap of 1/64 of that (about 195 MiB for the default 64 MiB cap), with
+ *   MAP_NORESERVE: pages are committed only as touched, but a process limited with RLIMIT_AS, or
+ *   a system with vm.overcommit_memory = 2, runs out sooner. An uncapped heap is on jemalloc.
  * - JSON numbers are read with strtod_l and written under uselocale in a private "C" locale, so they
  *   use '.' whatever LC_NUMERIC says, and a setlocale elsewhere is no race. (Lua's own tostring and
  *   tonumber follow the process's locale, as stock Lua does: leave LC_NUMERIC at "C".)
@@ -61,9 +64,10 @@
  * - A thread that runs turns needs stack: a turn may use 1 MiB of C stack below sandbox_run's frame
  *   (measured; past it the script gets "C stack overflow"), and the provider's callbacks run below
  *   that. Threads with the default 8 MiB are fine; give a pool's threads at least 2 MiB.
- * - Resident memory: a sandbox's heap has a jemalloc arena of its own whose pages come from address
- *   space reserved at 3x its memory cap plus 4 MiB, so no allocation pattern holds more resident;
- *   a turn that freed a MiB or more returns its free pages when it ends.
+ * - Resident memory: a capped sandbox's heap takes its pages only from its own reservation (above),
+ *   so no allocation pattern holds more resident; a turn that freed anything returns its free
+ *   pages when it ends, and an idle sandbox holds little more than its live heap (about 28 KiB
+ *   each for 10,000 idle agents). There is no limit on the number of sandboxes but address space.
  *
  * CALLBACKS (the provider's start_call and output run inside sandbox_run, on its thread)
  * - They may call sandbox_call_done, sandbox_cancel, sandbox_id, sandbox_userdata, sandbox_stats,
@@ -210,7 +214,7 @@ typedef enum sandbox_status {
 
 /* Creates a sandbox with the vetted standard library and the agent API; the provider struct is
  * copied. Returns NULL on failure with err set: ACC_EINVAL (limits->turn.time_ms is 0), ACC_ENOMEM
- * (host memory, or no jemalloc arena left: each sandbox has its own, about 4,000 at once), ACC_ELIMIT (the memory cap is too small to hold the standard library), or
+ * (host memory, or no address space to reserve for its heap), ACC_ELIMIT (the memory cap is too small to hold the standard library), or
  * sandbox_setup's code. Close with sandbox_close. */
 sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t *provider, acc_err *err);
 

@@ -332,7 +332,7 @@ static bool open_agent(rt_sess *s, registry_t *reg) {
     snprintf(chunk, sizeof chunk, "=%s", a.name);
     if (!s->sb || sandbox_start_load(s->sb, chunk, script, len, NULL) != ACC_OK) {
         if (s->sb) acc_fail(&e2, sandbox_errcode(s->sb), "%s", sandbox_errmsg(s->sb));
-        /* No sandbox: out of memory (or of jemalloc arenas) is the server at capacity. */
+        /* No sandbox: out of memory (or of address space for its heap) is the server at capacity. */
         fail_load(s, s->sb ? limit_or_script(s->sb) : e2.code == ACC_ENOMEM ? "unavailable" : "internal", &e2);
         if (s->sb) s->res_limit = sandbox_limit_hit(s->sb);
         free(script);

@@ -9,9 +9,14 @@
  *     sandbox counting instructions (the default), on a tight loop and on a mixed workload;
  *  5. resident memory (RSS) per sandbox: idle after loading an agent, and after a script that
  *     pins one object per page in size class after size class (the fragmentation attack of issue
- *     15), against the bound of 3x the cap plus 4 MiB;
- *  6. each bounded string and table function in a loop of its own, against stock Lua's.
- * Run: zig build bench -Doptimize=ReleaseFast
+ *     15), against the bound: the region reserved for the heap, 3x the cap plus 1/64 and 128 KiB;
+ *  6. each bounded string and table function in a loop of its own, against stock Lua's;
+ *  7. the Lua heap's allocator (sandbox/region.c) against jemalloc: the same sandbox on its region
+ *     and on jemalloc (no cap) on allocation-heavy scripts and on turns that each drop 100 KiB,
+ *     create + close, and idle sandboxes by the ten thousand, all open at once.
+ * Run: zig build bench -Doptimize=ReleaseFast (BENCH_ALLOC_ONLY=1: the rows of 7 alone, or some of
+ * them: BENCH_ALLOC_ONLY=create,work,turns,idle;
+ * BENCH_RSS_ONLY=1: those of 5; BENCH_BOUNDED_ONLY=1: those of 6).
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -231,8 +236,8 @@ static void bench_rss(const char *what, const char *src, int n) {
     }
     size_t after = rss_bytes();
     printf("| RSS per sandbox, %s (%d sandboxes, 16 MiB caps) | %.2f MiB resident, %.2f MiB Lua heap | "
-           "bound %.0f MiB | |\n",
-           what, n, (double)(after - before) / n / (1 << 20), (double)live / n / (1 << 20), 16.0 * 3 + 4);
+           "bound %.1f MiB | |\n",
+           what, n, (double)(after - before) / n / (1 << 20), (double)live / n / (1 << 20), 16.0 * 3 * (1 + 1.0 / 64) + 0.125);
     for (int i = 0; i < n; i++) sandbox_close(sbs[i]);
     free(sbs);
 }
@@ -300,9 +305,152 @@ static void bench_bounded(void) {
     bench_cpu_time = false;
 }
 
+/* ---- the Lua heap's allocator (sandbox/region.c) against jemalloc --------------------------- */
+
+#define ALLOC_ROUNDS 5
+
+/* The same sandbox with its heap in a region (the default 64 MiB cap) and on jemalloc (no cap:
+ * the process's malloc), beside bare Lua (jemalloc too); thread CPU time, rounds alternating, the
+ * best of each kept. */
+static void bench_alloc_workload(const char *name, const char *body) {
+    char src[2048];
+    snprintf(src, sizeof src, "%s return {on_message = print}", body);
+    sandbox_limits_t region = sandbox_default_limits(), jemalloc;
+    region.turn.instructions = 0;
+    region.turn.time_ms = 600000;
+    jemalloc = region;
+    jemalloc.memory_bytes = 0;
+    double best_r = 1e9, best_j = 1e9, best_b = 1e9;
+    bench_cpu_time = true;
+    for (int i = 0; i < ALLOC_ROUNDS; i++) {
+        double r = run_script(&region, src), j = run_script(&jemalloc, src), b = run_bare(body);
+        if (r < best_r) best_r = r;
+        if (j < best_j) best_j = j;
+        if (b < best_b) best_b = b;
+    }
+    bench_cpu_time = false;
+    printf("| %s: sandbox on its region / on jemalloc / bare Lua | %.1f ms | %.1f ms / %.1f ms | %+.1f%% vs jemalloc |\n",
+           name, best_r * 1e3, best_j * 1e3, best_b * 1e3, (best_r / best_j - 1) * 100);
+}
+
+static void bench_alloc_create(void) {
+    static double t[ROUNDS];
+    sandbox_limits_t l = sandbox_default_limits();
+    double med[3];
+    for (int kind = 0; kind < 3; kind++) {
+        l.memory_bytes = kind == 0 ? SANDBOX_DEFAULT_MEMORY_BYTES : 0;
+        for (int i = 0; i < ROUNDS; i++) {
+            double t0 = test_now_s();
+            if (kind < 2) {
+                sandbox_t *sb = sandbox_open(&l, NULL, NULL);
+                sandbox_close(sb);
+            } else {
+                lua_State *L = luaL_newstate();
+                luaL_openlibs(L);
+                lua_close(L);
+            }
+            t[i] = test_now_s() - t0;
+        }
+        med[kind] = median(t, ROUNDS) * 1e6;
+    }
+    printf("| create + close, median of %d: sandbox on its region / on jemalloc / bare Lua | %.1f µs | %.1f µs / %.1f µs | %.2fx bare |\n",
+           ROUNDS, med[0], med[1], med[2], med[0] / med[2]);
+}
+
+static size_t mappings(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    size_t n = 0;
+    int c;
+    if (!f) return 0;
+    while ((c = fgetc(f)) != EOF) n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static const char agent[] = "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}";
+
+/* n sandboxes with the default limits, each with the agent loaded and one message answered, all
+ * open at once: the RSS they add, per sandbox. */
+static void bench_idle_many(int n) {
+    sandbox_limits_t l = sandbox_default_limits();
+    sandbox_t **sbs = calloc((size_t)n, sizeof *sbs);
+    size_t before = rss_bytes(), live = 0;
+    double t0 = test_now_s();
+    for (int i = 0; i < n; i++) {
+        sbs[i] = sandbox_open(&l, NULL, NULL);
+        if (!sbs[i] || sandbox_start_load(sbs[i], "=agent", agent, strlen(agent), NULL) != ACC_OK ||
+            sandbox_run_to_end(sbs[i]) != SANDBOX_DONE || sandbox_start_message(sbs[i], "x", 1, NULL) != ACC_OK ||
+            sandbox_run_to_end(sbs[i]) != SANDBOX_DONE) {
+            fprintf(stderr, "bench: sandbox %d of %d failed: %s\n", i, n, sbs[i] ? sandbox_errmsg(sbs[i]) : "open");
+            exit(1);
+        }
+        sandbox_stats_t st;
+        sandbox_stats(sbs[i], &st);
+        live += st.memory_bytes;
+    }
+    double t = test_now_s() - t0;
+    size_t after = rss_bytes();
+    printf("| %d idle sandboxes open at once (64 MiB caps, agent loaded, one message answered) | %.1f KiB RSS each, %.1f KiB Lua heap | %.0f MiB in all; %.1f µs per open + load + message; %zu mappings in the process | |\n",
+           n, (double)(after - before) / n / 1024, (double)live / n / 1024, (double)(after - before) / (1 << 20),
+           t / n * 1e6, mappings());
+    for (int i = 0; i < n; i++) sandbox_close(sbs[i]);
+    free(sbs);
+}
+
+/* Turns of an agent that makes and drops about 100 KiB each: what returning free pages at the end
+ * of every turn costs (a purge, and page faults when the next turn takes them again). */
+static void bench_alloc_turns(void) {
+    static const char src[] = "return {on_message = function(s, m) local t = {} "
+                              "for i = 1, 1000 do t[i] = ('x'):rep(90) .. i end return #t end}";
+    enum { ALLOC_TURNS = 3000 };
+    double best[2] = {1e9, 1e9};
+    for (int round = 0; round < ALLOC_ROUNDS; round++) {
+        for (int kind = 0; kind < 2; kind++) {
+            sandbox_limits_t l = sandbox_default_limits();
+            l.turn.instructions = 0;
+            l.memory_bytes = kind == 0 ? SANDBOX_DEFAULT_MEMORY_BYTES : 0;
+            sandbox_t *sb = sandbox_open(&l, NULL, NULL);
+            if (sandbox_start_load(sb, "=agent", src, sizeof src - 1, NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) {
+                fprintf(stderr, "bench: agent failed: %s\n", sandbox_errmsg(sb));
+                exit(1);
+            }
+            double t0 = test_thread_cpu_s();
+            for (int i = 0; i < ALLOC_TURNS; i++)
+                if (sandbox_start_message(sb, "x", 1, NULL) != ACC_OK || sandbox_run_to_end(sb) != SANDBOX_DONE) exit(1);
+            double t = (test_thread_cpu_s() - t0) / ALLOC_TURNS;
+            if (t < best[kind]) best[kind] = t;
+            sandbox_close(sb);
+        }
+    }
+    printf("| a turn that makes and drops ~100 KiB (best of %d x %d turns): sandbox on its region / on jemalloc | %.1f µs | %.1f µs | %+.1f%% |\n",
+           ALLOC_ROUNDS, ALLOC_TURNS, best[0] * 1e6, best[1] * 1e6, (best[0] / best[1] - 1) * 100);
+}
+
+/* The Lua heap's allocator: speed against jemalloc, creation, idle sandboxes by the thousand. */
+/* The parts named in `parts` (create, work, turns, idle; NULL: all). */
+static void bench_alloc(const char *parts) {
+    if (!parts || strstr(parts, "create")) bench_alloc_create();
+    if (!parts || strstr(parts, "work")) {
+        bench_alloc_workload("string building", "local parts = {} for i = 1, 2e5 do parts[#parts + 1] = 'item' .. i .. ',' end "
+                                                "local s = table.concat(parts) local t = '' for i = 1, 2e4 do t = t .. 'x' end");
+        bench_alloc_workload("table churn", "local n = 0 for r = 1, 3e5 do local t = {r, r + 1, x = r} n = n + #t end "
+                                            "for r = 1, 100 do local t = {} for i = 1, 1000 do t[i] = i t['k' .. i] = i end end");
+        bench_alloc_workload("mixed workload", MIXED_WORKLOAD);
+    }
+    if (!parts || strstr(parts, "turns")) bench_alloc_turns();
+    if (!parts || strstr(parts, "idle")) {
+        bench_idle_many(10000);
+        bench_idle_many(30000);
+    }
+}
+
 /* BENCH_RSS_ONLY=1 runs the memory rows alone, BENCH_BOUNDED_ONLY=1 the bounded functions' rows. */
 int main(void) {
     printf("| what | sandbox | bare Lua 5.4 | ratio |\n|---|---|---|---|\n");
+    if (getenv("BENCH_ALLOC_ONLY")) {
+        bench_alloc(strcmp(getenv("BENCH_ALLOC_ONLY"), "1") ? getenv("BENCH_ALLOC_ONLY") : NULL);
+        return 0;
+    }
     if (getenv("BENCH_RSS_ONLY")) { /* the memory rows alone, quickly */
         bench_rss("idle after loading an agent", "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}", 1000);
         bench_rss("after the fragmenting script", fragmenting, 8);
@@ -321,5 +469,6 @@ int main(void) {
     bench_rss("idle after loading an agent", "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}", 1000);
     bench_rss("after the fragmenting script", fragmenting, 8);
     bench_bounded();
+    bench_alloc(NULL);
     return 0;
 }
