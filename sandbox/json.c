@@ -356,15 +356,36 @@ static void enter(decoder_t *d) {
     luaL_checkstack(d->L, 6, "json.decode: nesting");
 }
 
+/* An object's first pairs wait on the stack until the object ends or has OBJECT_PAIRS_HELD of
+ * them, and its table is then made with room for them: a table grown one key at a time is
+ * rehashed at 1, 2 and 4 keys, three allocations a small object (a host's answer is two of them)
+ * need not make. */
+#define OBJECT_PAIRS_HELD 8
+
+/* Makes the table of the n pairs above stack index base, sets them in order (a duplicate key
+ * overwrites: the last one wins) and leaves the table alone above base. */
+static void object_from_pairs(lua_State *L, int base, int n) {
+    lua_createtable(L, 0, n);
+    lua_insert(L, base + 1);
+    for (int i = 0; i < n; i++) {
+        lua_pushvalue(L, base + 2 + 2 * i);
+        lua_pushvalue(L, base + 3 + 2 * i);
+        lua_rawset(L, base + 1);
+    }
+    lua_settop(L, base + 1);
+}
+
 static void decode_object(decoder_t *d) {
     lua_State *L = d->L;
     enter(d);
+    luaL_checkstack(L, 2 * OBJECT_PAIRS_HELD + 3, "json.decode: nesting");
     d->pos++; /* '{' */
-    lua_createtable(L, 0, 0);
+    int base = lua_gettop(L), held = 0; /* held pairs above base; -1 once the table is made */
     skip_ws(d);
     if (d->pos < d->n && d->s[d->pos] == '}') {
         d->pos++;
         d->depth--;
+        lua_createtable(L, 0, 0);
         return;
     }
     for (;;) {
@@ -375,12 +396,14 @@ static void decode_object(decoder_t *d) {
         if (d->pos >= d->n || d->s[d->pos] != ':') decode_unexpected(d, "':'");
         d->pos++;
         decode_value(d);
-        lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins */
+        if (held < 0) lua_rawset(L, -3); /* a duplicate key overwrites: the last one wins */
+        else if (++held == OBJECT_PAIRS_HELD) object_from_pairs(L, base, held), held = -1;
         skip_ws(d);
         if (d->pos < d->n && d->s[d->pos] == ',') { d->pos++; continue; }
         if (d->pos < d->n && d->s[d->pos] == '}') { d->pos++; break; }
         decode_unexpected(d, "',' or '}'");
     }
+    if (held > 0) object_from_pairs(L, base, held);
     d->depth--;
 }
 
