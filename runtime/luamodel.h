@@ -16,8 +16,8 @@
  *
  * ITS SANDBOX. Every call runs in a fresh sandbox of its own: the script's state never carries
  * one caller's prompt to the next caller, and a call that hit a limit leaves nothing behind. A
- * sandbox costs about 20-30 us to make and a small script as much to compile (bench_meters
- * measures the whole metered call). The limits below hold for every lua model; loading the script
+ * whole call of a small script (sandbox made, script compiled and run, sandbox closed) costs
+ * 51-64 us of CPU, a metered one 88-118 us (bench_meters, BENCHMARKS.md). The limits below hold for every lua model; loading the script
  * and answering the message are two turns, each with the turn limits.
  *
  * Threads: any thread that does not execute a sandbox turn at that moment (the metered provider
