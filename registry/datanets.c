@@ -634,14 +634,21 @@ static bool stop_word(const char *w, size_t n) {
     return false;
 }
 
-/* The FTS5 expression: this datanet's records with any of the text's words. Each word is quoted
- * (so no operator or column name in the text is read as one); words are the runs of letters, digits
- * and non-ASCII characters (which the tokenizer splits further as it does the records). Stop words
- * are used only when the text has nothing else. Returns the number of distinct words used. */
-static size_t build_match(const char *text, size_t len, acc_buf *q) {
+/* A query's words: the runs of letters, digits and non-ASCII characters (which the tokenizer
+ * splits further as it does the records), each once, at most REGISTRY_QUERY_TERMS_MAX; stop words
+ * only when the text has nothing else. */
+typedef struct query_words {
     const char *word[REGISTRY_QUERY_TERMS_MAX];
-    size_t word_len[REGISTRY_QUERY_TERMS_MAX], words = 0, content = 0;
+    size_t len[REGISTRY_QUERY_TERMS_MAX];
+    bool common[REGISTRY_QUERY_TERMS_MAX]; /* left out of the expression */
+    size_t n;
+} query_words_t;
+
+static void query_words(const char *text, size_t len, query_words_t *w) {
     bool stop[REGISTRY_QUERY_TERMS_MAX];
+    size_t words = 0, content = 0;
+    const char *word[REGISTRY_QUERY_TERMS_MAX];
+    size_t word_len[REGISTRY_QUERY_TERMS_MAX];
     for (size_t i = 0; i < len && words < REGISTRY_QUERY_TERMS_MAX;) {
         while (i < len && !word_byte((unsigned char)text[i])) i++;
         size_t start = i;
@@ -657,15 +664,60 @@ static size_t build_match(const char *text, size_t len, acc_buf *q) {
         content += !stop[words];
         words++;
     }
-    size_t used = 0;
+    w->n = 0;
     for (size_t k = 0; k < words; k++) {
         if (content && stop[k]) continue;
+        w->word[w->n] = word[k];
+        w->len[w->n] = word_len[k];
+        w->common[w->n++] = false;
+    }
+}
+
+/* The FTS5 expression: any of the words not left out. Each word is quoted, so no operator or
+ * column name in the text is read as one. Returns the number of words in it. */
+static size_t build_match(const query_words_t *w, acc_buf *q) {
+    size_t used = 0;
+    for (size_t k = 0; k < w->n; k++) {
+        if (w->common[k]) continue;
         if (used++) acc_buf_puts(q, " OR ");
         acc_buf_putc(q, '"');
-        acc_buf_append(q, word[k], word_len[k]);
+        acc_buf_append(q, w->word[k], w->len[k]);
         acc_buf_putc(q, '"');
     }
     return used;
+}
+
+/* Words held by this many of a datanet's records (a tenth of them, and at least COMMON_MIN) are
+ * left out of a query that has rarer words, as the stop words are: BM25 gives such a word little
+ * weight (idf about log 10 against log 1000 for a word in 0.1% of records) but scores every record
+ * that holds it, which made a query with one of them tens of milliseconds at 100k records. A word's
+ * count is probed up to the threshold only (a walk of that many postings, no scoring). */
+#define COMMON_MIN 1000
+#define COMMON_SHARE 10
+static const char sql_fts_probe[] = "SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s MATCH ?1 LIMIT ?2)";
+
+static int mark_common(registry_t *reg, const registry_datanet_t *d, query_words_t *w, acc_err *err) {
+    uint64_t threshold = d->version / COMMON_SHARE;
+    if (w->n < 2 || threshold < COMMON_MIN) return ACC_OK;
+    size_t rare = 0;
+    for (size_t k = 0; k < w->n; k++) {
+        sqlite3_stmt *st;
+        int rc = fts_stmt(reg, &reg->fts_probe, sql_fts_probe, d->id, &st, err);
+        if (rc) return rc;
+        char quoted[REGISTRY_QUERY_TEXT_MAX + 3];
+        int qn = snprintf(quoted, sizeof quoted, "\"%.*s\"", (int)w->len[k], w->word[k]);
+        store_bind_text(st, 1, quoted, (size_t)qn);
+        sqlite3_bind_int64(st, 2, (int64_t)threshold);
+        int src = sqlite3_step(st);
+        int64_t held = src == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        if (src != SQLITE_ROW) return store_fail(reg, src, err, "query");
+        w->common[k] = (uint64_t)held >= threshold;
+        rare += !w->common[k];
+    }
+    if (rare == 0) /* nothing rarer: every word counts */
+        for (size_t k = 0; k < w->n; k++) w->common[k] = false;
+    return ACC_OK;
 }
 
 int registry_query(registry_t *reg, const char *datanet, const char *text, size_t len, size_t limit,
@@ -680,7 +732,10 @@ int registry_query(registry_t *reg, const char *datanet, const char *text, size_
     int rc = registry_datanet_get(reg, datanet, &d, err);
     if (rc) return rc;
     acc_buf q = ACC_BUF_INIT, texts = ACC_BUF_INIT;
-    size_t words = build_match(text, len, &q);
+    query_words_t w;
+    query_words(text, len, &w);
+    if ((rc = mark_common(reg, &d, &w, err))) return rc;
+    size_t words = build_match(&w, &q);
     registry_hit_t hits[REGISTRY_QUERY_LIMIT_MAX];
     size_t n = 0;
     if (acc_buf_failed(&q)) {

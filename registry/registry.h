@@ -283,10 +283,12 @@ int registry_record_get(registry_t *reg, int64_t id, int (*fn)(void *ud, const r
 
 /* Query: the datanet's accepted records that share words with text, best first (SQLite FTS5, BM25;
  * words are matched after case folding, diacritic removal and Porter stemming, any of them; common
- * English words are left out unless the text has nothing else). Each datanet has an index of its
- * own, so BM25's statistics (record count, mean length, how many records hold a word) are the
- * datanet's: records in another datanet never change a query's order or scores. The cost grows
- * with the number of the datanet's records that match: BM25 ranks all of them. */
+ * English words are left out unless the text has nothing else, and so are words held by a tenth
+ * of the datanet's records (at least 1,000) when the text has rarer words). Each datanet has an
+ * index of its own, so BM25's statistics (record count, mean length, how many records hold a
+ * word) are the datanet's: records in another datanet never change a query's order or scores.
+ * The cost grows with the number of the datanet's records that match the words kept: BM25 ranks
+ * all of them. */
 typedef struct registry_hit {
     int64_t id;
     uint8_t contributor[20];

@@ -311,6 +311,7 @@ void registry_close(registry_t *reg) {
     for (size_t i = 0; i < reg->n_stmts; i++) sqlite3_finalize(reg->stmts[i].st);
     sqlite3_finalize(reg->fts_insert.st);
     sqlite3_finalize(reg->fts_query.st);
+    sqlite3_finalize(reg->fts_probe.st);
     sqlite3_close(reg->db);
     free(reg);
 }

@@ -42,7 +42,7 @@ struct registry {
     } stmts[STORE_STMTS_MAX];
     /* The statements on one datanet's full-text table (its name holds the datanet's id, so they
      * are not string literals): the last datanet's, kept for the next record or query. */
-    store_fts_stmt_t fts_insert, fts_query;
+    store_fts_stmt_t fts_insert, fts_query, fts_probe;
 };
 
 /* A migration takes the schema from version - 1 to version: SQL run as one script inside the

@@ -722,6 +722,40 @@ static void test_query_ranking_is_the_datanets_own(void) {
     registry_close(reg);
 }
 
+/* A word held by a tenth of a big datanet's records is left out of a query that has rarer words
+ * (as the stop words are), and kept when the query has nothing rarer. */
+static void test_query_leaves_out_a_datanets_common_words(void) {
+    char path[512];
+    registry_t *reg = open_fresh("common.db", path, sizeof path);
+    acc_err err = {0};
+    make_datanet(reg, "log", 1, REGISTRY_CURATION_AUTO);
+    acc_buf j = ACC_BUF_INIT;
+    uint8_t who[20];
+    eth_key_free(key_of(2, who));
+    char addr[ETH_ADDRESS_TEXT_SIZE];
+    eth_address_to_text(who, addr);
+    /* 12,000 records: "widget" in every one, "gizmo" in 3,000, "sprocket" in 3. */
+    for (int i = 0; i < 12000; i++)
+        acc_buf_printf(&j, "{\"text\": \"widget entry %d%s%s\", \"contributor\": \"%s\"}\n", i,
+                       i % 4 == 0 ? " gizmo" : "", i % 4000 == 1 ? " sprocket" : "", addr);
+    registry_import_result_t res;
+    CHECK_MSG(registry_import_jsonl(reg, "log", j.data, j.len, "t.jsonl", NULL, NULL, &res, &err) == ACC_OK, "%s", err.msg);
+    acc_buf_free(&j);
+    registry_hits_t *h = NULL;
+    /* "widget" and "gizmo" are common here: only the sprocket records. */
+    CHECK(registry_query(reg, "log", "widget gizmo sprocket", 21, 10, &h, &err) == ACC_OK);
+    CHECK_MSG(h && h->n == 3, "%zu hits", h ? h->n : 0);
+    for (size_t i = 0; h && i < h->n; i++) CHECK(strstr(h->hit[i].text, "sprocket"));
+    free(h);
+    /* Nothing rarer: the common words count. */
+    CHECK(registry_query(reg, "log", "widget gizmo", 12, 10, &h, &err) == ACC_OK && h && h->n == 10);
+    for (size_t i = 0; h && i < h->n; i++) CHECK(strstr(h->hit[i].text, "gizmo"));
+    free(h);
+    CHECK(registry_query(reg, "log", "gizmo", 5, 10, &h, &err) == ACC_OK && h && h->n == 10);
+    free(h);
+    registry_close(reg);
+}
+
 static void test_models(void) {
     char path[512];
     registry_t *reg = open_fresh("models.db", path, sizeof path);
@@ -1134,6 +1168,7 @@ int main(void) {
     RUN(test_import_all_or_nothing);
     RUN(test_query_ranks_and_filters);
     RUN(test_query_ranking_is_the_datanets_own);
+    RUN(test_query_leaves_out_a_datanets_common_words);
     RUN(test_models);
     RUN(test_manifest_canonical_text);
     RUN(test_deploy_signed_and_immutable);
