@@ -184,6 +184,8 @@ void sbx_push_session(lua_State *L);
  * hook in sb->current. sbx_watch_begin/end bracket each stretch of execution in sandbox_run. */
 void sbx_watch_begin(sandbox_t *sb);
 void sbx_watch_end(sandbox_t *sb);
+/* The sandbox whose turn executes on this thread (inside sandbox_run), or NULL. */
+sandbox_t *sbx_watch_running_here(void);
 /* Gives sb its id and makes room for it in the watchdog's heap (sets up the process first if
  * needed). ACC_OK, or setup's code or ACC_ENOMEM with err set. */
 int sbx_register(sandbox_t *sb, acc_err *err);

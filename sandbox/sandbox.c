@@ -760,6 +760,13 @@ static bool call_answered(sandbox_t *sb) {
 
 sandbox_status_t sandbox_run(sandbox_t *sb) {
     if (refused_in_callback(sb, "sandbox_run")) return SANDBOX_FAILED;
+    /* Another sandbox's callback on this thread: its turn's watch (the thread's running sandbox,
+     * which the watchdog's signal stops) would be lost to this one's. */
+    if (sbx_watch_running_here()) {
+        set_error(sb, ACC_EMISUSE, "%s", "sandbox_run: another sandbox's turn is running on this thread (from "
+                                         "inside its provider callback)");
+        return SANDBOX_FAILED;
+    }
     lua_State *T = sb->turn_thread;
     if (!T) {
         set_error(sb, ACC_EMISUSE, "%s", "no turn is under way");

@@ -75,6 +75,10 @@
  * - They must not call sandbox_run, sandbox_run_to_end, sandbox_start_load, sandbox_start_message
  *   or sandbox_close: those refuse with ACC_EMISUSE (SANDBOX_FAILED for the run functions) and
  *   change nothing. They must not longjmp out, or call into the sandbox's Lua state.
+ * - Nor may they run another sandbox's turn on their thread (sandbox_run on any sandbox refuses
+ *   while a turn executes on the calling thread: the watchdog knows one running turn per thread).
+ *   A host that wants a nested sandbox (a lua model called by an agent) runs it after the turn
+ *   yields, or on another thread.
  */
 #ifndef ACCRUE_SANDBOX_H
 #define ACCRUE_SANDBOX_H

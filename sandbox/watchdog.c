@@ -353,6 +353,8 @@ void sbx_watch_begin(sandbox_t *sb) {
     pthread_mutex_unlock(&watch_lock);
 }
 
+sandbox_t *sbx_watch_running_here(void) { return running_here; }
+
 void sbx_watch_end(sandbox_t *sb) {
     pthread_mutex_lock(&watch_lock);
     if (sb->watch_pos != SIZE_MAX) heap_remove(sb);

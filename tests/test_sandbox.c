@@ -696,6 +696,9 @@ static void test_each_turn_has_its_own_limits(void) {
 /* A provider that tries everything the rules forbid from inside its callbacks. */
 typedef struct rude_host {
     int refused, calls;
+    sandbox_t *other;
+    sandbox_status_t other_ran;
+    int other_code;
 } rude_host_t;
 
 static void try_forbidden(rude_host_t *r, sandbox_t *sb) {
@@ -710,6 +713,10 @@ static int rude_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     rude_host_t *r = ud;
     r->calls++;
     try_forbidden(r, sb);
+    if (r->other) { /* another sandbox's turn, run from inside this one's callback */
+        r->other_ran = sandbox_run(r->other);
+        r->other_code = sandbox_errcode(r->other);
+    }
     sandbox_stats_t st;
     sandbox_stats(sb, &st); /* allowed */
     return sandbox_call_done(sb, call->id, 1, "{\"n\":1}", 7) == ACC_OK ? 0 : -1;
@@ -732,6 +739,39 @@ static void test_callbacks_cannot_reenter(void) {
     CHECK(message(sb, "x") == SANDBOX_DONE);
     CHECK_STREQ(reply(sb), "1");
     CHECK(r.calls == 1 && r.refused == 10);
+    /* Nor can a callback run another sandbox's turn on the thread: the first turn's time limit
+     * would go unwatched. Refused; the first turn still stops at its limit; the other still runs
+     * once called properly. */
+    fake_host_t h = {0};
+    sandbox_t *other = open_with(&l, &h);
+    const char *other_src = "return {on_message = function() return 'other' end}";
+    CHECK(sandbox_start_load(other, "=other", other_src, strlen(other_src), NULL) == ACC_OK);
+    r.other = other;
+    CHECK(sandbox_start_message(sb, "x", 1, NULL) == ACC_OK);
+    CHECK(sandbox_run_to_end(sb) == SANDBOX_DONE);
+    CHECK(r.other_ran == SANDBOX_FAILED && r.other_code == ACC_EMISUSE);
+    r.other = NULL;
+    CHECK(sandbox_run_to_end(other) == SANDBOX_DONE);
+    CHECK(message(other, "y") == SANDBOX_DONE);
+    CHECK_STREQ(reply(other), "other");
+    sandbox_close(other);
+    sandbox_close(sb);
+    l.turn.instructions = 0;
+    l.turn.time_ms = 200;
+    r = (rude_host_t){0};
+    sandbox_provider_t p2 = {.ud = &r, .start_call = rude_start};
+    sb = sandbox_open(&l, &p2, NULL);
+    other = open_with(&l, &h);
+    CHECK(load(other, "return {on_message = function() return 'x' end}") == SANDBOX_DONE);
+    CHECK(sandbox_start_message(other, "y", 1, NULL) == ACC_OK);
+    r.other = other;
+    CHECK(load(sb, "return {on_message = function() models.call('m', {}) while true do end end}") == SANDBOX_DONE);
+    double t0 = test_now_ms();
+    CHECK(message(sb, "x") == SANDBOX_FAILED);
+    CHECK(sandbox_limit_hit(sb) == SANDBOX_LIMIT_TIME);
+    CHECK_MSG(test_now_ms() - t0 < test_scaled_ms(5000), "stopped after %.0f ms", test_now_ms() - t0);
+    CHECK(r.other_ran == SANDBOX_FAILED && r.other_code == ACC_EMISUSE);
+    sandbox_close(other);
     sandbox_close(sb);
 }
 
