@@ -41,6 +41,7 @@ static const char ledger_usage[] =
     "  posted_xor_voided     each id stored once, posted or voided; a voided call moves no money\n"
     "  no_stale_pending      nothing pending is stored (reservations live in memory only)\n"
     "  contiguous_sequence   postings numbered 1..N with no gap, commit times in order\n"
+    "  settlement_index      the index of batches by address agrees with the settlement transfers\n"
     "--db names the database (default ./accrue.db).\n"
     "Exit status: 0 all hold; 1 one does not (stderr names the first); 2 usage error.\n";
 

@@ -793,6 +793,41 @@ static void test_each_invariant_broken_on_purpose_is_named(void) {
     expect_broken(p, LEDGER_INV_SEQUENCE, "commit time");
 }
 
+/* The index of settlements by account (what a batch listing by address reads) against the
+ * settlement transfers themselves: a row missing, too big or under another account is named. */
+static const char *settled_ledger(void) {
+    const char *path = small_ledger();
+    ledger_t *l = open_at(path);
+    ledger_account_t *p1 = account_of(l, LEDGER_ACCOUNT_ADDRESS, "0xaAaAaAaaAaAaAaaAaAAAAAAAAaaaAaAaAaaAaaAa");
+    ledger_transfer_t t = {p1, ledger_system(l, LEDGER_SYSTEM_SETTLEMENT), 60, LEDGER_CODE_SETTLEMENT};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_SETTLEMENT, .transfers = &t, .ntransfers = 1,
+                          .event = "b", .event_len = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t res;
+    CHECK(ledger_submit_wait(l, &p, &res, NULL) == ACC_OK);
+    ledger_close(l);
+    return path;
+}
+
+static void test_settlement_index_is_checked(void) {
+    const char *p = settled_ledger();
+    ledger_t *l;
+    CHECK(ledger_open(p, &(ledger_opts_t){.readonly = true}, &l, NULL) == ACC_OK);
+    ledger_check_report_t rep;
+    acc_err err = {0};
+    CHECK_MSG(ledger_check(l, NULL, NULL, &rep, &err) == ACC_OK, "%s", err.msg);
+    CHECK(rep.postings == 3 && rep.ok[LEDGER_INV_SETTLED_INDEX]);
+    ledger_close(l);
+    tamper(p, "UPDATE ledger_settled SET amount = amount + 1");
+    expect_broken(p, LEDGER_INV_SETTLED_INDEX, "index holds 61, its settlement transfers 60");
+    p = settled_ledger();
+    tamper(p, "DELETE FROM ledger_settled");
+    expect_broken(p, LEDGER_INV_SETTLED_INDEX, "index holds 0");
+    p = settled_ledger();
+    tamper(p, "UPDATE ledger_settled SET account = 999");
+    expect_broken(p, LEDGER_INV_SETTLED_INDEX, "does not exist");
+}
+
 static int reject_event(void *ud, const ledger_entry_t *e, acc_err *err) {
     (void)ud, (void)e;
     return acc_fail(err, ACC_ECORRUPT, "attribution sums to 99, the transfers to 100");
@@ -854,6 +889,7 @@ int main(int argc, char **argv) {
     RUN(test_two_writers_cannot_overdraw_one_account);
     RUN(test_the_cache_follows_another_writer);
     RUN(test_each_invariant_broken_on_purpose_is_named);
+    RUN(test_settlement_index_is_checked);
     RUN(test_event_checker_is_consulted);
     RUN(test_newer_schema_is_refused);
     RUN(test_readonly_on_a_file_without_a_ledger);

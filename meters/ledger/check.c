@@ -25,6 +25,7 @@ const char *ledger_invariant_name(ledger_invariant_t inv) {
     case LEDGER_INV_POSTED_XOR_VOIDED: return "posted_xor_voided";
     case LEDGER_INV_NO_STALE_PENDING: return "no_stale_pending";
     case LEDGER_INV_SEQUENCE: return "contiguous_sequence";
+    case LEDGER_INV_SETTLED_INDEX: return "settlement_index";
     case LEDGER_INV_COUNT: break;
     }
     return "unknown";
@@ -41,6 +42,7 @@ static void add128(u128_t *s, uint64_t v) {
 typedef struct acct {
     store_account_t row;
     u128_t debits, credits, earned, settled; /* recomputed */
+    u128_t indexed;                          /* its settlements in the store's index */
 } acct_t;
 
 typedef struct check {
@@ -146,15 +148,23 @@ static int on_posting(void *ud, const ledger_entry_t *e) {
 
 static bool eq128(u128_t a, uint64_t v) { return a.hi == 0 && a.lo == v; }
 
+static int on_settled(void *ud, uint64_t account, uint64_t seq, uint64_t amount) {
+    check_t *c = ud;
+    acct_t *a = find(c, account);
+    if (!a) failed(c, LEDGER_INV_SETTLED_INDEX, "batch %" PRIu64 " is indexed under account %" PRIu64 ", which does not exist", seq, account);
+    else add128(&a->indexed, amount);
+    return 0;
+}
+
 int ledger_check(ledger_t *l, ledger_event_check_fn check_event, void *ud, ledger_check_report_t *report, acc_err *err) {
     ledger_check_report_t local;
     ledger_check_report_t *rep = report ? report : &local;
     memset(rep, 0, sizeof *rep);
     for (int i = 0; i < LEDGER_INV_COUNT; i++) rep->ok[i] = true;
     check_t c = {.l = l, .check_event = check_event, .ud = ud, .rep = rep};
-    bool dup = false;
+    bool dup = false, indexed = false;
     ledger_id_t dup_id;
-    int rc = l->ops->snapshot(l->store, on_account, on_posting, &c, &dup, &dup_id, err);
+    int rc = l->ops->snapshot(l->store, on_account, on_posting, on_settled, &c, &indexed, &dup, &dup_id, err);
     if (!rc && c.oom) rc = acc_fail(err, ACC_ENOMEM, "ledger check: out of memory");
     if (rc) {
         free(c.accts);
@@ -178,6 +188,10 @@ int ledger_check(ledger_t *l, ledger_event_check_fn check_event, void *ud, ledge
                    " are not the sums of its transfers (%" PRIu64 ", %" PRIu64 ", %" PRIu64 ", %" PRIu64 ")",
                    r->name, r->debits, r->credits, r->earned, r->settled, a->debits.lo, a->credits.lo, a->earned.lo,
                    a->settled.lo);
+        if (indexed && (a->indexed.hi != a->settled.hi || a->indexed.lo != a->settled.lo))
+            failed(&c, LEDGER_INV_SETTLED_INDEX,
+                   "account %s: the settlements' index holds %" PRIu64 ", its settlement transfers %" PRIu64, r->name,
+                   a->indexed.lo, a->settled.lo);
         uint64_t room;
         if (__builtin_add_overflow(r->credits, r->credit_limit, &room)) room = UINT64_MAX;
         if (r->debits > room)

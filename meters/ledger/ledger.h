@@ -334,6 +334,9 @@ typedef enum ledger_invariant {
     LEDGER_INV_NO_STALE_PENDING,  /* no reservation held past its deadline (this process), and
                                      nothing pending stored */
     LEDGER_INV_SEQUENCE,          /* seqs run 1..N with no gap; commit times never decrease */
+    LEDGER_INV_SETTLED_INDEX,     /* the index of settlements by account (what batch listings by
+                                     address read) holds, per account, what its settlement
+                                     transfers debited it */
     LEDGER_INV_COUNT
 } ledger_invariant_t;
 

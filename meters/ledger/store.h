@@ -42,6 +42,8 @@ typedef struct store_posting {
 } store_posting_t;
 
 typedef int (*store_account_fn)(void *ud, const store_account_t *a);
+/* A row of the index of settlements by account: what settlement posting seq debited account. */
+typedef int (*store_settled_fn)(void *ud, uint64_t account, uint64_t seq, uint64_t amount);
 
 typedef struct store store_t;
 
@@ -93,10 +95,11 @@ typedef struct store_ops {
     int (*settlements)(store_t *s, uint64_t account, uint64_t before, uint64_t limit, ledger_entry_fn fn, void *ud,
                        acc_err *err);
     int (*seq_at_time)(store_t *s, uint64_t time_ms, uint64_t *seq, acc_err *err);
-    /* One snapshot for a whole check: accounts then postings, both in order; then *dup set when
-     * some id is stored twice (which the store's own constraint should make impossible). */
-    int (*snapshot)(store_t *s, store_account_fn afn, ledger_entry_fn pfn, void *ud, bool *dup,
-                    ledger_id_t *dup_id, acc_err *err);
+    /* One snapshot for a whole check: accounts then postings, both in order, then the index of
+     * settlements by account (*indexed false in a store without it); then *dup set when some id is stored
+     * twice (which the store's own constraint should make impossible). */
+    int (*snapshot)(store_t *s, store_account_fn afn, ledger_entry_fn pfn, store_settled_fn sfn, void *ud,
+                    bool *indexed, bool *dup, ledger_id_t *dup_id, acc_err *err);
 } store_ops_t;
 
 extern const store_ops_t store_sqlite;

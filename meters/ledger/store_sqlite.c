@@ -764,9 +764,10 @@ static int sq_accounts(store_t *s, store_account_fn fn, void *ud, acc_err *err) 
     return rc;
 }
 
-static int sq_snapshot(store_t *s, store_account_fn afn, ledger_entry_fn pfn, void *ud, bool *dup,
-                       ledger_id_t *dup_id, acc_err *err) {
+static int sq_snapshot(store_t *s, store_account_fn afn, ledger_entry_fn pfn, store_settled_fn sfn, void *ud,
+                       bool *indexed, bool *dup, ledger_id_t *dup_id, acc_err *err) {
     *dup = false;
+    *indexed = s->has_settled;
     if (!s->has_tables) return ACC_OK;
     scan_t sc;
     int rc = scan_open(s, &sc, err);
@@ -780,6 +781,19 @@ static int sq_snapshot(store_t *s, store_account_fn afn, ledger_entry_fn pfn, vo
             rc = db_fail(err, sc.db, s->path, "reading postings");
         } else {
             rc = scan_rows(&sc, st, pfn, ud, NULL, err);
+            sqlite3_finalize(st);
+        }
+    }
+    if (!rc && s->has_settled) {
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(sc.db, "SELECT account, seq, amount FROM ledger_settled", -1, &st, NULL) != SQLITE_OK) {
+            rc = db_fail(err, sc.db, s->path, "reading the settlements' index");
+        } else {
+            int src;
+            while (!rc && (src = sqlite3_step(st)) == SQLITE_ROW)
+                rc = sfn(ud, (uint64_t)sqlite3_column_int64(st, 0), (uint64_t)sqlite3_column_int64(st, 1),
+                         (uint64_t)sqlite3_column_int64(st, 2));
+            if (!rc && src != SQLITE_DONE) rc = db_fail(err, sc.db, s->path, "reading the settlements' index");
             sqlite3_finalize(st);
         }
     }
