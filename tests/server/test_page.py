@@ -87,6 +87,22 @@ def q(sel):
     return st["driver"].find_element(By.CSS_SELECTOR, sel)
 
 
+def click(el, what):
+    """Clicks el as a person would, once it is in view and nothing covers it: while a reply streams
+    in, the page's layout moves under the pointer and a click can land on its neighbour."""
+    from selenium.common.exceptions import ElementClickInterceptedException
+    deadline = time.time() + 5 * SCALE
+    while True:
+        st["driver"].execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+        try:
+            return el.click()
+        except ElementClickInterceptedException:
+            if time.time() > deadline:
+                shot("covered-" + re.sub(r"[^a-z0-9]+", "-", what.lower())[:40])
+                raise
+            time.sleep(0.05)
+
+
 def qa(sel):
     from selenium.webdriver.common.by import By
     return st["driver"].find_elements(By.CSS_SELECTOR, sel)
@@ -279,7 +295,7 @@ def test_page_cancel_long_run():
          "streamed ticks while running")
     check(q("button.danger").is_enabled(), "cancel is enabled during a run")
     shot("long-run-streaming")
-    q("button.danger").click()
+    click(q("button.danger"), "cancel run")
     wait(lambda: agent_bubbles()[-1].get_attribute("data-status") == "cancelled", "run.done cancelled")
     check("Cancelled." in agent_bubbles()[-1].text, "the bubble says so")
     check(not q("button.danger").is_enabled(), "cancel is disabled again")
