@@ -791,6 +791,9 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
         sb->chain_yieldable = true;
         sb->current = T;
         sbx_watch_begin(sb);
+        /* A cancel that came after the check above but before the turn was watched sent no
+         * signal: arm the hook as the signal's handler would have. */
+        if (atomic_load(&sb->interrupt) & SBX_INT_CANCEL) arm(T, 1);
         sb->charge_check_at = sb->limits.instructions ? sb->limits.instructions : UINT64_MAX;
         sbx_switch_to(sb, T);
         sb->cstack_base = (uintptr_t)__builtin_frame_address(0);
