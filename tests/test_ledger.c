@@ -48,15 +48,21 @@ static ledger_balance_t bal(ledger_t *l, ledger_account_t *a) {
     return b;
 }
 
-static int topup(ledger_t *l, ledger_account_t *to, ledger_amount_t amount) {
-    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), to, amount, LEDGER_CODE_TOPUP};
-    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+/* One posted transfer of code (its posting's code too), with event as its usage event (or none). */
+static ledger_result_t post_one(ledger_t *l, ledger_account_t *from, ledger_account_t *to, ledger_amount_t amount,
+                                ledger_code_t code, const char *event) {
+    ledger_transfer_t t = {from, to, amount, code};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = code, .transfers = &t, .ntransfers = 1,
+                          .event = event, .event_len = event ? strlen(event) : 0};
     ledger_id_new(&p.id);
     ledger_result_t res;
     acc_err err = {0};
-    int rc = ledger_submit_wait(l, &p, &res, &err);
-    CHECK_MSG(rc == ACC_OK, "topup: %s", err.msg);
-    return rc;
+    CHECK_MSG(ledger_submit_wait(l, &p, &res, &err) == ACC_OK, "posting of code %d: %s", (int)code, err.msg);
+    return res;
+}
+
+static void topup(ledger_t *l, ledger_account_t *to, ledger_amount_t amount) {
+    post_one(l, ledger_system(l, LEDGER_SYSTEM_EXTERNAL), to, amount, LEDGER_CODE_TOPUP, NULL);
 }
 
 static int check_ok(ledger_t *l) {
@@ -665,14 +671,7 @@ static void test_two_writers_cannot_overdraw_one_account(void) {
  * reads it back when someone did: another writer's postings must show in this one's balances
  * after its next commit, never be lost from them. */
 static ledger_result_t charge(ledger_t *l, ledger_account_t *from, ledger_account_t *to, ledger_amount_t amount) {
-    ledger_transfer_t t = {from, to, amount, LEDGER_CODE_MODEL_CALL};
-    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_MODEL_CALL, .transfers = &t, .ntransfers = 1,
-                          .event = "x", .event_len = 1};
-    ledger_id_new(&p.id);
-    ledger_result_t res;
-    acc_err err = {0};
-    CHECK_MSG(ledger_submit_wait(l, &p, &res, &err) == ACC_OK, "%s", err.msg);
-    return res;
+    return post_one(l, from, to, amount, LEDGER_CODE_MODEL_CALL, "x");
 }
 
 static void test_the_cache_follows_another_writer(void) {
@@ -720,12 +719,7 @@ static const char *small_ledger(void) {
     ledger_account_t *u = account_of(l, LEDGER_ACCOUNT_USER, "tess"),
                      *p1 = account_of(l, LEDGER_ACCOUNT_ADDRESS, "0xaAaAaAaaAaAaAaaAaAAAAAAAAaaaAaAaAaaAaaAa");
     topup(l, u, 1000);
-    ledger_transfer_t t = {u, p1, 100, LEDGER_CODE_MODEL_CALL};
-    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_MODEL_CALL, .transfers = &t, .ntransfers = 1,
-                          .event = "x", .event_len = 1};
-    ledger_id_new(&p.id);
-    ledger_result_t res;
-    CHECK(ledger_submit_wait(l, &p, &res, NULL) == ACC_OK);
+    charge(l, u, p1, 100);
     ledger_close(l);
     return path;
 }
@@ -799,12 +793,7 @@ static const char *settled_ledger(void) {
     const char *path = small_ledger();
     ledger_t *l = open_at(path);
     ledger_account_t *p1 = account_of(l, LEDGER_ACCOUNT_ADDRESS, "0xaAaAaAaaAaAaAaaAaAAAAAAAAaaaAaAaAaaAaaAa");
-    ledger_transfer_t t = {p1, ledger_system(l, LEDGER_SYSTEM_SETTLEMENT), 60, LEDGER_CODE_SETTLEMENT};
-    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_SETTLEMENT, .transfers = &t, .ntransfers = 1,
-                          .event = "b", .event_len = 1};
-    ledger_id_new(&p.id);
-    ledger_result_t res;
-    CHECK(ledger_submit_wait(l, &p, &res, NULL) == ACC_OK);
+    post_one(l, p1, ledger_system(l, LEDGER_SYSTEM_SETTLEMENT), 60, LEDGER_CODE_SETTLEMENT, "b");
     ledger_close(l);
     return path;
 }
