@@ -88,6 +88,18 @@ static void die(const char *what, const acc_err *err) {
     exit(1);
 }
 
+/* The bench's paying account, "bench", funded past anything a run spends. */
+static void fund_payer(ledger_t *l) {
+    ledger_account_t *payer;
+    acc_err err = {0};
+    if (ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, &err)) die("payer", &err);
+    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
+    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
+    ledger_id_new(&p.id);
+    ledger_result_t r;
+    if (ledger_submit_wait(l, &p, &r, &err)) die("topup", &err);
+}
+
 static void contributor_address(int i, uint8_t out[20]) {
     memset(out, 0, 20);
     out[0] = 0xc0;
@@ -238,13 +250,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, const char *mo
         meter_open(l, &mc, &meter, &err);
         rt_metered_config_t cfg = {.meter = meter};
         rt_metered_open(&cfg, &mt, &err);
-        ledger_account_t *payer;
-        ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, NULL);
-        ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
-        ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
-        ledger_id_new(&p.id);
-        ledger_result_t r;
-        if (ledger_submit_wait(l, &p, &r, &err)) die("topup", &err);
+        fund_payer(l);
     }
     char script[512];
     snprintf(script, sizeof script, script_fmt, calls, model);
@@ -494,13 +500,7 @@ static void meter_alone(const char *path, int n, int window) {
     meter_config_t mc = meter_config_default();
     mc.operator_fee_bps = 100;
     meter_open(l, &mc, &m, &err);
-    ledger_account_t *payer;
-    ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, NULL);
-    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
-    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
-    ledger_id_new(&p.id);
-    ledger_result_t lr;
-    ledger_submit_wait(l, &p, &lr, &err);
+    fund_payer(l);
     meter_model_t model = {.name = "bench/model", .owner = "0xc0000000000000000000000000000000000003e7",
                            .price_per_call = 100, .price_per_1k_in = 1000, .price_per_1k_out = 2000, .owner_share_bps = 3000};
     meter_ctx_t ctx = {.payer = "bench", .session = "s"};
@@ -589,13 +589,7 @@ static void attribution_at_scale(size_t target) {
     meter_t *m;
     if (ledger_open(path, &(ledger_opts_t){.no_sync = true}, &l, &err)) die("ledger", &err);
     meter_open(l, NULL, &m, &err);
-    ledger_account_t *payer;
-    ledger_account(l, LEDGER_ACCOUNT_USER, "bench", &payer, NULL);
-    ledger_transfer_t t = {ledger_system(l, LEDGER_SYSTEM_EXTERNAL), payer, UINT64_C(1) << 60, LEDGER_CODE_TOPUP};
-    ledger_posting_t p = {.state = LEDGER_POSTED, .code = LEDGER_CODE_TOPUP, .transfers = &t, .ntransfers = 1};
-    ledger_id_new(&p.id);
-    ledger_result_t lr;
-    ledger_submit_wait(l, &p, &lr, &err);
+    fund_payer(l);
     meter_model_t model = {.name = "bench/model", .owner = "0xc0000000000000000000000000000000000003e7",
                            .price_per_call = 100, .price_per_1k_out = 2000, .owner_share_bps = 3000};
     double *span_t = malloc(NQ * sizeof *span_t), *meter_t_ = malloc(NQ * sizeof *meter_t_);
