@@ -30,7 +30,6 @@
 #define UNSENT_COALESCE 32
 #define UNSENT_MAX_BYTES (16u << 20)
 #define DETACHED_TTL_NS (120ull * 1000000000ull)
-#define STARTED_WAIT_US 2000 /* run.started waits this long for company (start_run) */
 
 static void session_event(rt_server *srv, rt_event *ev);
 static void maybe_start_next(rt_sess *s);
@@ -454,6 +453,12 @@ static void advance(rt_sess *s) {
             sandbox_status_t st = sandbox_run(s->sb);
             announce_calls(s); /* refused at once, or test/... */
             if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) {
+                if (!s->slice_told) { /* the loop sends what waits (run.started) */
+                    s->slice_told = true;
+                    pthread_mutex_lock(&s->mu);
+                    mail_locked(s, MAIL_SLICE);
+                    pthread_mutex_unlock(&s->mu);
+                }
                 s->job_kind = JOB_RUN;
                 rt_pool_submit(s->srv->pool, &s->job); /* to the back of the queue */
                 return;
@@ -528,6 +533,7 @@ static void job_run(rt_job *job) {
     if (s->job_kind == JOB_LOAD) {
         s->res_code = NULL;
         s->turn_over = false;
+        s->slice_told = false;
         if (!open_agent(s, reg)) {
             s->turn_over = true;
             s->turn_active = false;
@@ -546,6 +552,7 @@ static void job_run(rt_job *job) {
         s->res_code = NULL;
         s->funds_refused = false;
         s->turn_over = false;
+        s->slice_told = false;
         s->turn_is_message = true;
         rt_session_set_request_id(s->ms, s->job_reply_to ? s->job_reply_to : "");
         if (s->budget && s->spent >= s->budget) {
@@ -661,11 +668,6 @@ static void emit_session_ready(rt_sess *s) {
     s->start_reply_to = NULL;
 }
 
-static void on_started_due(lws_sorted_usec_list_t *sul) {
-    rt_sess *s = (rt_sess *)((char *)sul - offsetof(rt_sess, started_sul));
-    if (s->conn && s->unsent) rt_ws_request_write(s->conn);
-}
-
 static void start_run(rt_sess *s, rt_queued *m) {
     s->run_no++;
     s->delta_index = 0;
@@ -674,14 +676,17 @@ static void start_run(rt_sess *s, rt_queued *m) {
     acc_buf_reset(&s->answer);
     free(s->run_reply_to);
     s->run_reply_to = m->reply_to;
-    /* run.started goes out with the run's first output, or STARTED_WAIT_US after the start at the
-     * latest: a short run's frames then leave in one write (one TCP segment) instead of two. */
+    /* run.started goes out with the first thing the worker reports: the run's first output, a
+     * call, the turn waiting or using up its time slice, or its end. A short run's frames then
+     * leave in one write (one TCP segment) instead of two. (Not on a timer: lws 4.1.6 polls with
+     * millisecond timeouts rounded down, so a timer due within the next millisecond makes the
+     * loop spin in poll(0) until it fires; a short timer per run kept the loop spinning under
+     * load.) A run queued behind a busy pool is announced by the tick at the latest. */
     rt_frame *f = rt_frame_begin(s, "run.started");
     if (f) {
         acc_buf_printf(&f->b, ",\"run\":\"r%" PRIu64 "\"", s->run_no);
         rt_put_reply_to(&f->b, s->run_reply_to);
         frame_append(s, f, false);
-        lws_sul_schedule(s->srv->ctx, 0, &s->started_sul, on_started_due, STARTED_WAIT_US);
     }
     s->job_text = m->text;
     s->job_len = m->len;
@@ -797,8 +802,10 @@ static void session_event(rt_server *srv, rt_event *ev) {
     (void)srv;
     pthread_mutex_lock(&s->mu);
     unsigned mail = s->mail;
-    s->mail &= ~(unsigned)(MAIL_END | MAIL_WAIT | MAIL_ANSWER);
+    s->mail &= ~(unsigned)(MAIL_END | MAIL_WAIT | MAIL_ANSWER | MAIL_SLICE);
     pthread_mutex_unlock(&s->mu);
+    /* The worker has reported on the run: whatever waits goes out (run.started; start_run). */
+    if ((mail & (MAIL_WAIT | MAIL_SLICE)) && s->conn && s->unsent) rt_ws_request_write(s->conn);
 
     if (mail & MAIL_DELTA) flush_deltas(s, false);
     if (mail & MAIL_CALLS) flush_calls(s);
@@ -914,7 +921,6 @@ static void free_if_quiet(rt_sess *s) {
     pthread_mutex_lock(&s->mu);
     pthread_mutex_unlock(&s->mu);
     if (queued) return; /* session_event runs again and comes back here */
-    lws_sul_cancel(&s->started_sul);
     free_frames(s);
     acc_buf_free(&s->answer);
     acc_buf_free(&s->usage);
@@ -989,6 +995,7 @@ void rt_sessions_tick(rt_server *srv) {
     rt_map_entry *e;
     for (size_t i = 0; n < 64 && rt_map_next(&srv->sessions, &i, &e);) {
         rt_sess *s = e->value;
+        if (s->conn && s->unsent) rt_ws_request_write(s->conn); /* a run.started still held (start_run) */
         if (!s->conn && s->detached_ns && now - s->detached_ns > DETACHED_TTL_NS && s->phase == PH_IDLE && !s->q_head)
             expired[n++] = s;
     }

@@ -34,7 +34,7 @@ enum rt_phase {
 
 enum rt_job_kind { JOB_LOAD, JOB_MESSAGE, JOB_RUN, JOB_CLOSE };
 
-enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8, MAIL_CALLS = 16 };
+enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8, MAIL_CALLS = 16, MAIL_SLICE = 32 };
 
 typedef struct rt_frame {
     struct rt_frame *next;
@@ -77,7 +77,6 @@ struct rt_sess {
     acc_buf answer;        /* the current run's streamed text (for the final message) */
     uint64_t detached_ns;  /* when its connection went; 0 while attached */
     rt_upcall *upcall;     /* the upstream call in flight, if any */
-    lws_sorted_usec_list_t started_sul;
     atomic_bool cancel_req; /* run_cancelled, for the worker */
     _Atomic uint64_t sb_id; /* the sandbox's id (sandbox_cancel), set by the worker that opens it */
 
@@ -91,6 +90,7 @@ struct rt_sess {
     rt_session_t *ms;
     rt_call_owner owner;
     bool turn_active, turn_over, turn_is_message, funds_refused;
+    bool slice_told; /* the loop was told the turn used up a time slice (MAIL_SLICE) */
     uint64_t turn_deadline_ms, turn_time_ms;
     uint64_t spent; /* booked by this session so far */
     /* The agent (from the registry, by the load job). */

@@ -262,6 +262,31 @@ static bool start_accrue(const char *bin, server_t *s, int cpu_from, int cpu_to,
     return true;
 }
 
+/* One counter from the server's /metrics (a blocking GET on a connection of its own), or -1. */
+static double metric_of(int port, const char *name) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(0x7f000001)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        if (fd >= 0) close(fd);
+        return -1;
+    }
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) != (ssize_t)(sizeof req - 1)) {
+        close(fd);
+        return -1;
+    }
+    static char buf[1 << 16];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+    close(fd);
+    buf[n] = 0;
+    size_t len = strlen(name);
+    for (char *p = buf; (p = strstr(p, name)); p += len)
+        if ((p == buf || p[-1] == '\n') && p[len] == ' ') return atof(p + len + 1);
+    return -1;
+}
+
 static void stop(pid_t pid) {
     if (pid <= 0) return;
     kill(pid, SIGTERM);
@@ -624,7 +649,10 @@ static void bench_ws(const char *bin) {
                                {"caller", "an agent calling test/echo (unmetered)", NULL},
                                {"metered", "an agent calling demo/orchard-ngram (metered, attributed, booked)", NULL},
                                {"metered", "the same, --ledger-no-sync (commits without fsync)", "--ledger-no-sync"}};
+    /* ACCRUE_BENCH_AGENTS=metered (comma-separated agents) runs only those accrue rows, for perf. */
+    const char *only_agents = getenv("ACCRUE_BENCH_AGENTS");
     for (size_t a = 0; a < 4; a++) {
+        if (only_agents && !strstr(only_agents, agents[a][0])) continue;
         server_t s;
         if (!start_accrue(bin, &s, 0, server_last, "1", agents[a][2])) {
             printf("| accrue serve did not start | | | | | |\n");
@@ -633,10 +661,15 @@ static void bench_ws(const char *bin) {
         for (size_t i = 0; i < 3; i++) {
             load_t L = {.mode = M_SESSION, .port = s.port, .path = "/v1/sessions", .key = s.key, .agent = agents[a][0],
                         .nconns = conns[i], .cpu_pid = s.pid};
+            double commits0 = metric_of(s.port, "accrue_ledger_commits_total");
+            double postings0 = metric_of(s.port, "accrue_ledger_postings_total");
             result_t r = run_load(&L);
+            double commits = metric_of(s.port, "accrue_ledger_commits_total") - commits0;
+            double postings = metric_of(s.port, "accrue_ledger_postings_total") - postings0;
             double cpu_us = r.cpu_us;
-            char note[160];
+            char note[200];
             int n = snprintf(note, sizeof note, "server CPU %.1f µs/trip", cpu_us);
+            if (commits > 0) n += snprintf(note + n, sizeof note - (size_t)n, "; %.1f postings a commit", postings / commits);
             if (conns[i] == 32 && bare32 > 0)
                 snprintf(note + n, sizeof note - (size_t)n, "; %.2fx the bare echo's rate, %.2fx its CPU", r.rate / bare32,
                          cpu_us / bare32_cpu);
