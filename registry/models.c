@@ -72,8 +72,7 @@ static bool env_name(const char *s) {
     return true;
 }
 
-/* Everything about a spec that needs no database. */
-static int check_spec(const registry_model_t *m, const char *script, size_t script_len, acc_err *err) {
+int registry_model_check(const registry_model_t *m, const char *script, size_t script_len, acc_err *err) {
     int rc = registry_name_check_new(m->name, "model", err);
     if (rc) return rc;
     if (m->kind < REGISTRY_MODEL_BUILTIN || m->kind > REGISTRY_MODEL_LUA)
@@ -161,7 +160,7 @@ static int insert_lists(registry_t *reg, int64_t id, const registry_model_t *m, 
 
 int registry_model_register(registry_t *reg, const registry_model_t *spec, const char *script, size_t script_len,
                             registry_model_t *out, acc_err *err) {
-    int rc = check_spec(spec, script, script_len, err);
+    int rc = registry_model_check(spec, script, script_len, err);
     if (rc) return rc;
     if ((rc = store_tx_begin(reg, err))) return rc;
     if (registry_model_get(reg, spec->name, NULL, NULL) == ACC_OK) {

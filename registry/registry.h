@@ -374,6 +374,10 @@ typedef struct registry_model {
  * model. */
 int registry_model_register(registry_t *reg, const registry_model_t *spec, const char *script, size_t script_len,
                             registry_model_t *out, acc_err *err);
+/* What registry_model_register checks of spec and script without the database (all but a taken
+ * name and unknown lineage datanets): ACC_OK or ACC_EINVAL naming the field. For callers that check
+ * more (a lua model's script loads: runtime/luamodel.h) before they touch the registry. */
+int registry_model_check(const registry_model_t *spec, const char *script, size_t script_len, acc_err *err);
 /* A model by name, with its prices and lineage: what the meters read per call. */
 int registry_model_get(registry_t *reg, const char *name, registry_model_t *out, acc_err *err);
 /* Every model in name order. */

@@ -633,8 +633,7 @@ static int model_register(int argc, char **argv) {
     }
     if (script_path && cli_read(cmd, script_path, REGISTRY_SCRIPT_MAX, &script, &script_len)) goto done;
     acc_err err = {0};
-    if (script && (rc = rt_lua_model_check(NULL, m->name, script, script_len, &err))) {
-        acc_err_prefix(&err, "%s: does not load as a lua model", script_path);
+    if ((rc = rt_model_check(m, script, script_len, script_path, &err))) {
         rc = cli_fail_status(cmd, rc, &err);
         goto done;
     }

@@ -102,3 +102,11 @@ int rt_lua_model_check(void *ud, const char *name, const char *script, size_t le
     sandbox_close(sb);
     return ACC_OK;
 }
+
+int rt_model_check(const registry_model_t *spec, const char *script, size_t len, const char *label, acc_err *err) {
+    int rc = registry_model_check(spec, script, len, err);
+    if (rc) acc_err_prefix(err, "model '%s'", spec->name);
+    else if (spec->kind == REGISTRY_MODEL_LUA && (rc = rt_lua_model_check(NULL, spec->name, script, len, err)))
+        acc_err_prefix(err, "%s: does not load as a lua model", label);
+    return rc;
+}

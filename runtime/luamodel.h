@@ -28,6 +28,7 @@
 
 #include <stddef.h>
 
+#include "registry/registry.h"
 #include "runtime/base/buf.h"
 #include "runtime/base/status.h"
 #include "sandbox/sandbox.h"
@@ -51,5 +52,14 @@ int rt_lua_model_run(const char *name, const char *script, size_t len, const cha
 /* A registry_script_check_fn for lua models: the script loads under the model's limits and
  * returns a table with on_message. ACC_OK, or ACC_ESCRIPT / ACC_ELIMIT with the reason. */
 int rt_lua_model_check(void *ud, const char *name, const char *script, size_t len, acc_err *err);
+
+/* Everything about a model to register that can be checked before the registry is touched: the
+ * registry's own checks (registry_model_check: fields, limits, shares adding up to at most 10000
+ * bps, the script's size and encoding), then, for a lua model, that its script loads
+ * (rt_lua_model_check). What `accrue model register` and POST /v1/models both run. ACC_OK;
+ * ACC_EINVAL, prefixed "model 'NAME'", as registry_model_register would say it; or ACC_ESCRIPT /
+ * ACC_ELIMIT, "LABEL: does not load as a lua model: CAUSE" (label: how the caller names the
+ * script, a file's path or a field). */
+int rt_model_check(const registry_model_t *spec, const char *script, size_t len, const char *label, acc_err *err);
 
 #endif

@@ -23,6 +23,7 @@
 #include "registry/factory/factory.h"
 #include "runtime/agents.h"
 #include "runtime/base/invariant.h"
+#include "runtime/luamodel.h"
 #include "runtime/server/internal.h"
 
 /* ---- the job ---------------------------------------------------------------------------------- */
@@ -369,7 +370,9 @@ static void agent_deploy(rt_api_job *j, registry_t *reg) {
 
 /* ---- models ------------------------------------------------------------------------------------ */
 
-static json_t *model_json(const registry_model_t *m) {
+/* A model as GET /v1/models and /v1/models/NAME show it (OpenAI's fields, then accrue's): an http
+ * model's endpoint, a lua model's script by its keccak256 (not the script: it may be long). */
+json_t *rt_model_json(const registry_model_t *m) {
     json_t *lineage = json_array(), *shares = json_array();
     for (size_t i = 0; i < m->n_lineage; i++) json_array_append_new(lineage, json_string(m->lineage[i]));
     for (size_t i = 0; i < m->n_shares; i++)
@@ -384,6 +387,12 @@ static json_t *model_json(const registry_model_t *m) {
     if (m->kind == REGISTRY_MODEL_HTTP) {
         json_object_set_new(o, "url", json_string(m->url));
         json_object_set_new(o, "upstream", json_string(m->upstream));
+        json_object_set_new(o, "api_key_env", m->api_key_env[0] ? json_string(m->api_key_env) : json_null());
+    }
+    if (m->kind == REGISTRY_MODEL_LUA) {
+        char hash[67];
+        hex_encode0x(m->script_hash, 32, hash);
+        json_object_set_new(o, "script_hash", json_string(hash));
     }
     return o;
 }
@@ -393,58 +402,136 @@ static void model_get(rt_api_job *j, registry_t *reg) {
     acc_err err = {0};
     int rc = registry_model_get(reg, j->params[0], &m, &err);
     if (rc) rt_api_error(j, rc == ACC_EINVAL ? ACC_ENOTFOUND : rc, "%s", err.msg);
-    else json_out(j, model_json(&m));
+    else json_out(j, rt_model_json(&m));
 }
 
-/* POST /v1/models (admin): registers an http model. Built-in models come from `accrue model
- * build`, which trains them from a datanet. */
+/* A string field copied into out (size bytes with its NUL), or an error response naming it. */
+static bool field_copy(rt_api_job *j, json_t *b, const char *name, bool required, char *out, size_t size) {
+    const char *v;
+    if (!field_string(j, b, name, required, &v)) return false;
+    if (v && strlen(v) >= size) {
+        rt_api_error(j, ACC_EINVAL, "\"%s\" is longer than %zu bytes", name, size - 1);
+        return false;
+    }
+    snprintf(out, size, "%s", v ? v : "");
+    return true;
+}
+
+/* "shares": [{"address": "0x...", "bps": N}, ...], as GET shows them. Their limits (1 to 10000 bps
+ * each, at most 10000 with the owner's share) are the registry's (registry_model_check). */
+static bool field_shares(rt_api_job *j, json_t *b, registry_model_t *m) {
+    json_t *shares = json_object_get(b, "shares"), *v;
+    if (!shares || json_is_null(shares)) return true;
+    if (!json_is_array(shares) || json_array_size(shares) > REGISTRY_LIST_MAX) {
+        rt_api_error(j, ACC_EINVAL, "\"shares\" must be a list of at most %d {\"address\", \"bps\"} objects",
+                     REGISTRY_LIST_MAX);
+        return false;
+    }
+    size_t i;
+    json_array_foreach(shares, i, v) {
+        const char *addr = json_string_value(json_object_get(v, "address"));
+        json_t *bps = json_object_get(v, "bps");
+        acc_err e = {0};
+        if (!json_is_object(v) || json_object_size(v) != 2 || !addr || !json_is_integer(bps) ||
+            json_integer_value(bps) < 0 || json_integer_value(bps) > UINT32_MAX) {
+            rt_api_error(j, ACC_EINVAL, "\"shares\"[%zu] must be {\"address\": \"0x...\", \"bps\": N}", i);
+            return false;
+        }
+        if (eth_address_parse(addr, strlen(addr), m->shares[i].address, &e) != ACC_OK) {
+            rt_api_error(j, ACC_EINVAL, "\"shares\"[%zu].address: %s", i, e.msg);
+            return false;
+        }
+        m->shares[i].bps = (uint32_t)json_integer_value(bps);
+        m->n_shares = i + 1;
+    }
+    return true;
+}
+
+/* POST /v1/models (admin): registers an http model (an OpenAI-compatible endpoint: url, upstream,
+ * api_key_env) or a lua model (its script, which must load as one: rt_model_check, as `accrue model
+ * register` checks it), with prices, the owner's share, lineage and declared fixed shares. A field
+ * this does not know, or one of the other kind's, is refused by name. Built-in models come from
+ * `accrue model build`, which trains them from a datanet. */
 static void model_register(rt_api_job *j, registry_t *reg) {
+    static const char *const known[] = {"name", "kind", "owner", "url", "upstream", "api_key_env", "script",
+                                        "price_per_call", "price_per_1k_in", "price_per_1k_out", "owner_share_bps",
+                                        "span_k", "lineage", "shares"};
+    static const char *const http_only[] = {"url", "upstream", "api_key_env"};
     json_t *b = body_object(j);
     if (!b) return;
-    registry_model_t m = {.kind = REGISTRY_MODEL_HTTP};
-    const char *name, *kind, *url, *upstream, *env;
+    registry_model_t *m = calloc(1, sizeof *m);
+    const char *kind = NULL, *script = NULL, *key;
+    json_t *v;
+    bool ok = m != NULL;
+    if (!m) rt_api_error(j, ACC_ENOMEM, "out of memory");
+    json_object_foreach(b, key, v) {
+        size_t i = 0;
+        while (i < sizeof known / sizeof *known && strcmp(key, known[i]) != 0) i++;
+        if (ok && i == sizeof known / sizeof *known)
+            ok = false, rt_api_error(j, ACC_EINVAL, "\"%.64s\": not a field of a model registration", key);
+    }
+    if (ok) ok = field_string(j, b, "kind", false, &kind);
+    if (ok && kind && !strcmp(kind, "builtin"))
+        ok = false, rt_api_error(j, ACC_EINVAL, "\"kind\": builtin models are made by `accrue model build`");
+    else if (ok && registry_model_kind_parse(kind ? kind : "http", &m->kind) != ACC_OK)
+        ok = false, rt_api_error(j, ACC_EINVAL, "\"kind\" is http or lua, not '%.32s'", kind);
+    bool lua = ok && m->kind == REGISTRY_MODEL_LUA;
+    for (size_t i = 0; ok && lua && i < sizeof http_only / sizeof *http_only; i++)
+        if (json_object_get(b, http_only[i]))
+            ok = false, rt_api_error(j, ACC_EINVAL, "\"%s\" is for http models, not lua ones", http_only[i]);
+    if (ok && !lua && json_object_get(b, "script"))
+        ok = false, rt_api_error(j, ACC_EINVAL, "\"script\" is for lua models (\"kind\": \"lua\")");
     uint64_t owner_bps = 0, span_k = 0;
-    bool ok = field_string(j, b, "name", true, &name) && field_string(j, b, "kind", false, &kind) &&
-              field_string(j, b, "url", true, &url) && field_string(j, b, "upstream", true, &upstream) &&
-              field_string(j, b, "api_key_env", false, &env) && field_address(j, b, "owner", m.owner) &&
-              field_amount(j, b, "price_per_call", &m.price_per_call) &&
-              field_amount(j, b, "price_per_1k_in", &m.price_per_1k_in) &&
-              field_amount(j, b, "price_per_1k_out", &m.price_per_1k_out) &&
-              field_amount(j, b, "owner_share_bps", &owner_bps) && field_amount(j, b, "span_k", &span_k);
-    if (ok && kind && strcmp(kind, "http") != 0)
-        ok = false, rt_api_error(j, ACC_EINVAL, "\"kind\": only http models are registered over the API");
+    ok = ok && field_copy(j, b, "name", true, m->name, sizeof m->name) &&
+         field_copy(j, b, "url", !lua, m->url, sizeof m->url) &&
+         field_copy(j, b, "upstream", !lua, m->upstream, sizeof m->upstream) &&
+         field_copy(j, b, "api_key_env", false, m->api_key_env, sizeof m->api_key_env) &&
+         field_string(j, b, "script", lua, &script) && field_address(j, b, "owner", m->owner) &&
+         field_amount(j, b, "price_per_call", &m->price_per_call) &&
+         field_amount(j, b, "price_per_1k_in", &m->price_per_1k_in) &&
+         field_amount(j, b, "price_per_1k_out", &m->price_per_1k_out) &&
+         field_amount(j, b, "owner_share_bps", &owner_bps) && field_amount(j, b, "span_k", &span_k) &&
+         field_shares(j, b, m);
+    size_t script_len = script ? json_string_length(json_object_get(b, "script")) : 0;
+    if (ok && script_len > REGISTRY_SCRIPT_MAX)
+        ok = false, rt_api_error(j, ACC_EINVAL, "\"script\" is %zu bytes, over %u", script_len, REGISTRY_SCRIPT_MAX);
+    if (ok && (owner_bps > REGISTRY_BPS_MAX || span_k > 1024))
+        ok = false, rt_api_error(j, ACC_EINVAL, owner_bps > REGISTRY_BPS_MAX ? "\"owner_share_bps\" is at most 10000"
+                                                                             : "\"span_k\" is at most 1024");
     json_t *lineage = json_object_get(b, "lineage");
     if (ok && lineage && (!json_is_array(lineage) || json_array_size(lineage) > REGISTRY_LIST_MAX))
         ok = false, rt_api_error(j, ACC_EINVAL, "\"lineage\" must be a list of at most %d datanet names", REGISTRY_LIST_MAX);
-    if (ok && owner_bps > REGISTRY_BPS_MAX) ok = false, rt_api_error(j, ACC_EINVAL, "\"owner_share_bps\" is at most 10000");
     if (ok) {
-        snprintf(m.name, sizeof m.name, "%s", name);
-        snprintf(m.url, sizeof m.url, "%s", url);
-        snprintf(m.upstream, sizeof m.upstream, "%s", upstream);
-        snprintf(m.api_key_env, sizeof m.api_key_env, "%s", env ? env : "");
-        m.owner_share_bps = (uint32_t)owner_bps;
-        m.span_k = (uint32_t)span_k;
+        m->owner_share_bps = (uint32_t)owner_bps;
+        m->span_k = (uint32_t)span_k;
         size_t i;
-        json_t *v;
         json_array_foreach(lineage, i, v) {
-            if (!json_is_string(v)) {
+            if (!json_is_string(v) || json_string_length(v) > REGISTRY_NAME_MAX) {
                 ok = false;
                 rt_api_error(j, ACC_EINVAL, "\"lineage\"[%zu] must be a datanet's name", i);
                 break;
             }
-            snprintf(m.lineage[m.n_lineage++], sizeof m.lineage[0], "%s", json_string_value(v));
+            snprintf(m->lineage[m->n_lineage++], sizeof m->lineage[0], "%s", json_string_value(v));
         }
     }
-    registry_model_t out;
     acc_err err = {0};
+    int rc;
+    if (ok && (rc = rt_model_check(m, script, script_len, "\"script\"", &err))) {
+        /* a script that does not load is a bad request, not a failed call */
+        rt_api_error(j, rc == ACC_ENOMEM ? rc : ACC_EINVAL, "%s", err.msg);
+        ok = false;
+    }
     if (ok) {
-        int rc = registry_model_register(reg, &m, NULL, 0, &out, &err);
+        registry_model_t *out = malloc(sizeof *out);
+        rc = out ? registry_model_register(reg, m, script, script_len, out, &err) : acc_fail(&err, ACC_ENOMEM, "out of memory");
         if (rc) rt_api_error(j, rc, "%s", err.msg);
         else {
             j->status = 201;
-            json_out(j, model_json(&out));
+            json_out(j, rt_model_json(out));
         }
+        free(out);
     }
+    free(m);
     json_decref(b);
 }
 

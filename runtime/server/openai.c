@@ -558,29 +558,16 @@ void rt_datanet_query(rt_req *r) {
 
 /* ---- GET /v1/models ------------------------------------------------------------------------ */
 
+/* One registered model of the list, shaped as GET /v1/models/NAME shows it (rt_model_json). */
 static int model_entry(void *ud, const registry_model_t *m) {
     acc_buf *b = ud;
-    char owner[ETH_ADDRESS_TEXT_SIZE];
-    eth_address_to_text(m->owner, owner);
-    acc_buf_puts(b, ",{\"id\":");
-    rt_json_cstr(b, m->name);
-    acc_buf_printf(b,
-                   ",\"object\":\"model\",\"created\":%" PRId64 ",\"owned_by\":\"%s\",\"kind\":\"%s\","
-                   "\"price\":{\"per_call\":%" PRIu64 ",\"per_1k_in\":%" PRIu64 ",\"per_1k_out\":%" PRIu64
-                   "},\"owner_share_bps\":%u,\"lineage\":[",
-                   m->created_ms / 1000, owner, registry_model_kind_name(m->kind), m->price_per_call,
-                   m->price_per_1k_in, m->price_per_1k_out, m->owner_share_bps);
-    for (size_t i = 0; i < m->n_lineage; i++) {
-        if (i) acc_buf_putc(b, ',');
-        rt_json_cstr(b, m->lineage[i]);
-    }
-    acc_buf_puts(b, "],\"shares\":[");
-    for (size_t i = 0; i < m->n_shares; i++) {
-        char a[ETH_ADDRESS_TEXT_SIZE];
-        eth_address_to_text(m->shares[i].address, a);
-        acc_buf_printf(b, "%s{\"address\":\"%s\",\"bps\":%u}", i ? "," : "", a, m->shares[i].bps);
-    }
-    acc_buf_puts(b, "]}");
+    json_t *o = rt_model_json(m);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s) return ACC_ENOMEM;
+    acc_buf_putc(b, ',');
+    acc_buf_puts(b, s);
+    free(s);
     return 0;
 }
 
@@ -593,8 +580,9 @@ static void models_list(rt_api_job *j, registry_t *reg) {
         acc_buf_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"accrue\",\"kind\":\"test\"}",
                        i ? "," : "", tests[i]);
     acc_err err = {0};
-    if (registry_models_list(reg, model_entry, b, &err) != ACC_OK) {
-        rt_api_error(j, err.code, "%s", err.msg);
+    int rc = registry_models_list(reg, model_entry, b, &err);
+    if (rc != ACC_OK) {
+        rt_api_error(j, rc, "%s", err.msg[0] ? err.msg : "out of memory");
         return;
     }
     acc_buf_puts(b, "]}");

@@ -24,7 +24,7 @@ static const op_desc ops[] = {
     {"get", "/v1/openapi.json", "server", "This document", "public", NULL, NULL, NULL},
     {"get", "/v1/models", "models", "Models callers can name (OpenAI's list shape, with accrue's prices, lineage and shares)",
      "key", NULL, "ModelList", NULL},
-    {"post", "/v1/models", "models", "Register an http model (an OpenAI-compatible endpoint)", "admin", "ModelRegistration",
+    {"post", "/v1/models", "models", "Register an http model (an OpenAI-compatible endpoint) or a lua model (its script, which must load)", "admin", "ModelRegistration",
      "Model", NULL},
     {"get", "/v1/models/{name}", "models", "One model", "public", NULL, "Model", NULL},
     {"post", "/v1/chat/completions", "openai",
@@ -103,20 +103,32 @@ static const char *const schemas[][2] = {
                "\"integer\"},\"sessions\":{\"type\":\"integer\"},\"connections\":{\"type\":\"integer\"},\"workers\":"
                "{\"type\":\"integer\"},\"signer\":{\"type\":\"string\"}}}"},
     {"Price", "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"},\"description\":\"micro-credits\"}"},
+    {"Share", "{\"type\":\"object\",\"required\":[\"address\",\"bps\"],\"description\":\"a declared fixed share of "
+              "every call's cost, for data the model learned elsewhere\",\"properties\":{\"address\":{\"type\":"
+              "\"string\"},\"bps\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":10000}}}"},
     {"Model", "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"string\"},\"object\":{\"type\":\"string\"},"
               "\"created\":{\"type\":\"integer\"},\"owned_by\":{\"type\":\"string\"},\"kind\":{\"type\":\"string\","
               "\"enum\":[\"builtin\",\"http\",\"lua\",\"test\"]},\"price\":{\"$ref\":\"#/components/schemas/Price\"},"
-              "\"owner_share_bps\":{\"type\":\"integer\"},\"lineage\":{\"type\":\"array\",\"items\":{\"type\":"
-              "\"string\"}},\"shares\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}}}}"},
+              "\"owner_share_bps\":{\"type\":\"integer\"},\"span_k\":{\"type\":\"integer\"},\"lineage\":{\"type\":"
+              "\"array\",\"items\":{\"type\":\"string\"}},\"shares\":{\"type\":\"array\",\"items\":{\"$ref\":"
+              "\"#/components/schemas/Share\"}},\"url\":{\"type\":\"string\",\"description\":\"http\"},\"upstream\":"
+              "{\"type\":\"string\",\"description\":\"http\"},\"api_key_env\":{\"type\":\"string\",\"nullable\":true,"
+              "\"description\":\"http: the environment variable holding the endpoint's key\"},\"script_hash\":{\"type\":"
+              "\"string\",\"description\":\"lua: keccak256 of the script, 0x and 64 hex digits\"}}}"},
     {"ModelList", "{\"type\":\"object\",\"properties\":{\"object\":{\"type\":\"string\"},\"data\":{\"type\":\"array\","
                   "\"items\":{\"$ref\":\"#/components/schemas/Model\"}}}}"},
-    {"ModelRegistration", "{\"type\":\"object\",\"required\":[\"name\",\"url\",\"upstream\",\"owner\"],\"properties\":"
-                          "{\"name\":{\"type\":\"string\"},\"kind\":{\"type\":\"string\",\"enum\":[\"http\"]},\"url\":"
-                          "{\"type\":\"string\"},\"upstream\":{\"type\":\"string\"},\"api_key_env\":{\"type\":\"string\"},"
-                          "\"owner\":{\"type\":\"string\"},\"price_per_call\":{\"type\":\"integer\"},\"price_per_1k_in\":"
-                          "{\"type\":\"integer\"},\"price_per_1k_out\":{\"type\":\"integer\"},\"owner_share_bps\":{\"type\":"
-                          "\"integer\"},\"span_k\":{\"type\":\"integer\"},\"lineage\":{\"type\":\"array\",\"items\":"
-                          "{\"type\":\"string\"}}}}"},
+    {"ModelRegistration",
+     "{\"type\":\"object\",\"required\":[\"name\",\"owner\"],\"additionalProperties\":false,\"description\":\"kind "
+     "http needs url and upstream (api_key_env optional) and takes no script; kind lua needs script (the Lua source, "
+     "at most 1 MiB, which must load as a lua model: a table with on_message) and takes no url, upstream or "
+     "api_key_env. The owner's share and the shares add up to at most 10000 bps.\",\"properties\":{\"name\":{\"type\":"
+     "\"string\"},\"kind\":{\"type\":\"string\",\"enum\":[\"http\",\"lua\"],\"default\":\"http\"},\"owner\":{\"type\":"
+     "\"string\"},\"url\":{\"type\":\"string\"},\"upstream\":{\"type\":\"string\"},\"api_key_env\":{\"type\":"
+     "\"string\"},\"script\":{\"type\":\"string\"},\"price_per_call\":{\"type\":\"integer\"},"
+     "\"price_per_1k_in\":{\"type\":\"integer\"},\"price_per_1k_out\":{\"type\":\"integer\"},\"owner_share_bps\":"
+     "{\"type\":\"integer\",\"maximum\":10000},\"span_k\":{\"type\":\"integer\",\"maximum\":1024},\"lineage\":{\"type\":"
+     "\"array\",\"items\":{\"type\":\"string\"}},\"shares\":{\"type\":\"array\",\"maxItems\":16,\"items\":{\"$ref\":"
+     "\"#/components/schemas/Share\"}}}}"},
     {"ChatCompletionRequest", "{\"type\":\"object\",\"required\":[\"model\",\"messages\"],\"properties\":{\"model\":"
                               "{\"type\":\"string\"},\"messages\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
                               "\"required\":[\"role\",\"content\"],\"properties\":{\"role\":{\"type\":\"string\"},"

@@ -171,6 +171,147 @@ def test_models_api():
         check("ext/gpt" in ids and "demo/orchard-chat" in ids and "test/echo" in ids, ids)
 
 
+LUA_MODEL = """return { on_message = function(session, request)
+    local r = json.decode(request)
+    local text = r.prompt or r.messages[#r.messages].content
+    return "lua says: " .. text
+end }"""
+
+
+def test_lua_model_over_api():
+    """A lua model registered over the API, with a declared fixed share, called from an agent's
+    session and through /v1/chat/completions with the official client: the script's answer,
+    metered, the share paid."""
+    import asyncio
+    import openai
+    from harness import SCALE, ask, start_session
+    with Server() as srv:
+        owner, payee = "0x" + "2" * 40, "0x" + "3" * 40
+        body = {"name": "ext/luaecho", "kind": "lua", "script": LUA_MODEL, "owner": owner, "price_per_call": 100,
+                "owner_share_bps": 5000, "shares": [{"address": payee, "bps": 2500}], "lineage": ["demo/orchard"]}
+        eq(srv.post("/v1/models", body).status_code, 403, "a user's key cannot register")
+        eq(srv.post("/v1/models", body, key="").status_code, 401, "no key")
+        eq(srv.get("/v1/models/ext/luaecho", key="").status_code, 404, "nothing registered by refusals")
+        r = srv.post("/v1/models", body, key=srv.admin_key)
+        eq(r.status_code, 201, r.text)
+        m = r.json()
+        script_hash = "0x" + keccak(LUA_MODEL.encode()).hex()
+        eq((m["id"], m["kind"], m["owned_by"], m["price"]["per_call"], m["owner_share_bps"]),
+           ("ext/luaecho", "lua", owner, 100, 5000), "registered")
+        eq(m["shares"], [{"address": payee, "bps": 2500}], "declared shares")
+        eq(m["script_hash"], script_hash, "the script by its hash")
+        check("script" not in m and "url" not in m, m)
+        g = srv.get("/v1/models/ext/luaecho", key="").json()
+        eq(g, m, "GET shows what registration answered")
+        listed = [x for x in srv.get("/v1/models").json()["data"] if x["id"] == "ext/luaecho"]
+        eq(listed, [m], "the list shows it the same way, without the script")
+        eq(srv.post("/v1/models", body, key=srv.admin_key).status_code, 409, "a name is registered once")
+        reg = srv.get("/v1/openapi.json", key="").json()["components"]["schemas"]["ModelRegistration"]
+        check({"kind", "script", "shares", "owner_share_bps"} <= set(reg["properties"]), reg)
+        eq(reg["properties"]["kind"]["enum"], ["http", "lua"], "the document's kinds")
+
+        # Through the OpenAI endpoint with the official client.
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key=srv.key, max_retries=0, timeout=30 * SCALE)
+        b0 = srv.get("/v1/balance").json()["available"]
+        earned0 = srv.get(f"/v1/balance/{payee}", key="").json()["earned"]
+        out = c.chat.completions.create(model="ext/luaecho", messages=[{"role": "user", "content": "hello lua"}])
+        eq(out.choices[0].message.content, "lua says: hello lua", "the script's answer")
+        eq(out.usage.model_extra["cost"], 100, "priced per call")
+        eq(srv.get("/v1/balance").json()["available"], b0 - 100, "the caller paid")
+        ev = srv.get("/v1/usage/" + out.usage.model_extra["call"]).json()
+        eq((ev["resource"], ev["name"], ev["cost"], ev["state"]), ("model", "ext/luaecho", 100, "posted"), "usage event")
+        shares = [(l["payee"].lower(), l["amount"]) for l in ev["lines"] if l["role"] == "share"]
+        eq(shares, [(payee, 25)], f"the declared share is paid its 2500 bps: {ev['lines']}")
+        # The owner: its 5000 bps, and the rest no span of the lineage claimed.
+        owners = [(l["payee"].lower(), l["weight"], l["amount"]) for l in ev["lines"] if l["role"] == "owner"]
+        eq(owners, [(owner, 5000, 75)], f"the owner's share: {ev['lines']}")
+        eq(sum(l["amount"] for l in ev["lines"]), 100, "the lines add up")
+        eq(srv.get(f"/v1/balance/{payee}", key="").json()["earned"], earned0 + 25, "the share's address earned")
+
+        # From an agent's session.
+        srv.deploy("lua-caller", """return { on_message = function(session, text)
+            return models.call("ext/luaecho", {prompt = text}).text
+        end }""", models=["ext/luaecho"])
+
+        async def session():
+            async with srv.connect() as ws:
+                ready = await start_session(ws, "lua-caller")
+                eq(ready["type"], "session.ready", ready)
+                frames = await ask(ws, "from a session")
+                eq(frames[-3]["content"], "lua says: from a session", f"the answer: {frames}")
+                usage = frames[-2]
+                eq(usage["type"], "usage", "usage frame")
+                calls = [x for x in usage["calls"] if x["resource"] == "model"]
+                eq([(x["name"], x["status"], x["cost"]) for x in calls], [("ext/luaecho", "ok", 100)], "metered")
+                check(any(p["role"] == "share" and p["payee"].lower() == payee and p["amount"] == 25
+                          for p in calls[0]["payees"]), f"share paid: {calls[0]['payees']}")
+                return calls[0]["call"]
+
+        b1 = srv.get("/v1/balance").json()["available"]
+        call = asyncio.run(session())
+        eq(srv.get("/v1/balance").json()["available"], b1 - 100, "the session's account paid")
+        ev = srv.get("/v1/usage/" + call).json()
+        eq((ev["name"], ev["cost"]), ("ext/luaecho", 100), "the session's usage event")
+
+
+def test_model_registration_refusals():
+    """Bad lua scripts and wrong combinations: a 4xx JSON error naming the field, nothing registered."""
+    with Server() as srv:
+        owner = "0x" + "2" * 40
+        lua = {"name": "ext/m", "kind": "lua", "script": LUA_MODEL, "owner": owner}
+        http = {"name": "ext/m", "url": "http://127.0.0.1:9/v1", "upstream": "x", "owner": owner}
+        share = {"address": "0x" + "3" * 40, "bps": 100}
+        cases = [
+            (dict(lua, script="return { on_message = function(s, r) return 'x' end "), 400, ["script", "ext/m:1:"]),
+            (dict(lua, script="return { call = function(r) return 'x' end }"), 400, ["script", "on_message"]),
+            (dict(lua, script="local t = {} while true do t[#t + 1] = ('x'):rep(4096) end"), 400,
+             ["script", "memory limit"]),
+            (dict(lua, script=""), 400, ["script"]),
+            (dict(lua, script=5), 400, ["script"]),
+            ({k: v for k, v in lua.items() if k != "script"}, 400, ["script"]),
+            (dict(lua, url="http://127.0.0.1:9/v1"), 400, ["url"]),
+            (dict(lua, upstream="x"), 400, ["upstream"]),
+            (dict(lua, api_key_env="KEY"), 400, ["api_key_env"]),
+            (dict(http, script=LUA_MODEL), 400, ["script"]),
+            (dict(http, kind="lua"), 400, ["url"]),
+            ({k: v for k, v in http.items() if k != "url"}, 400, ["url"]),
+            (dict(http, kind="gguf"), 400, ["kind", "gguf"]),
+            (dict(http, kind="builtin"), 400, ["kind", "model build"]),
+            (dict(http, kind=3), 400, ["kind"]),
+            (dict(http, scripts="x"), 400, ["scripts"]),
+            (dict(lua, shares=[dict(share, address="0xnope")]), 400, ['"shares"[0].address']),
+            (dict(lua, shares=[share, dict(share, address="0x" + "4" * 39)]), 400, ['"shares"[1].address']),
+            (dict(lua, shares=[dict(share, bps=0)]), 400, ["share 1", "bps"]),
+            (dict(lua, shares=[dict(share, bps=10001)]), 400, ["share 1", "bps"]),
+            (dict(lua, shares=[dict(share, bps="50")]), 400, ['"shares"[0]']),
+            (dict(lua, shares=[dict(share, bps=1 << 40)]), 400, ['"shares"[0]']),
+            (dict(lua, shares=share), 400, ["shares"]),
+            (dict(lua, shares=["0x" + "3" * 40 + ":100"]), 400, ['"shares"[0]']),
+            (dict(lua, shares=[share] * 17), 400, ["shares", "16"]),
+            (dict(lua, owner_share_bps=9000, shares=[dict(share, bps=1001)]), 400, ["shares", "10001"]),
+            (dict(lua, owner_share_bps=10001), 400, ["owner_share_bps"]),
+            (dict(lua, span_k=1 << 33), 400, ["span_k"]),
+            (dict(lua, owner="0x12"), 400, ["owner"]),
+            (dict(lua, name="x" * 65), 400, ["name"]),
+            (dict(http, url="http://" + "a" * 600), 400, ["url"]),
+            (dict(lua, lineage=["nope"]), 404, ["lineage"]),
+        ]
+        for body, status, words in cases:
+            r = srv.post("/v1/models", body, key=srv.admin_key)
+            eq(r.status_code, status, f"{body}: {r.text}")
+            msg = r.json()["error"]["message"]
+            for w in words:
+                check(w in msg, f"{body}: '{w}' not in '{msg}'")
+            eq(srv.get("/v1/models/" + body["name"], key="").status_code, 404, f"nothing registered: {body}")
+        # The same bodies, corrected, register.
+        eq(srv.post("/v1/models", dict(lua, shares=[share]), key=srv.admin_key).status_code, 201, "lua")
+        r = srv.post("/v1/models", dict(http, name="ext/h", shares=[share], api_key_env="KEY"), key=srv.admin_key)
+        eq(r.status_code, 201, r.text)
+        h = srv.get("/v1/models/ext/h", key="").json()
+        eq((h["shares"], h["url"], h["api_key_env"]), ([share], http["url"], "KEY"), "an http model's shares")
+        check("script_hash" not in h, h)
+
+
 def test_bad_requests_never_hurt():
     with Server(["--max-body", "2000"]) as srv:
         bad = [("POST", "/v1/accounts", b"{", 400), ("POST", "/v1/accounts", b"[]", 400),
@@ -252,6 +393,8 @@ if __name__ == "__main__":
         test_datanets_and_queries,
         test_accounts_balances_usage,
         test_models_api,
+        test_lua_model_over_api,
+        test_model_registration_refusals,
         test_bad_requests_never_hurt,
         test_openapi_matches_the_routes,
         test_serve_command_line_and_host_key,
