@@ -28,6 +28,7 @@
 static const char run_usage[] =
     "usage: accrue run SCRIPT.lua|AGENT[@VERSION] [--input TEXT] [--db PATH] [--user API_KEY]\n"
     "                  [--json] [--no-demo] [--operator-fee BPS]\n"
+    "                  [--upstream-connect-timeout MS] [--upstream-timeout MS]\n"
     "                  [--mem-limit BYTES] [--instr-limit N] [--time-limit MS]\n"
     "                  [--output-limit BYTES] [--slice-ms MS] [--stats]\n"
     "\n"
@@ -51,6 +52,11 @@ static const char run_usage[] =
     "After the reply, a usage receipt: each metered call, its cost and who was paid (accrue usage\n"
     "--call ID explains one). --json prints one JSON object instead: output, reply, calls, cost.\n"
     "--operator-fee BPS: the operator's fee on every call, in basis points (default 100 = 1%).\n"
+    "A model registered with --kind http is called at its URL (OpenAI chat completions), metered the\n"
+    "same way; a failure (no connection, a timeout, an error status, a bad answer) is an upstream\n"
+    "error the agent can catch, and costs nothing. --upstream-connect-timeout MS (until the answer\n"
+    "starts, default 5000) and --upstream-timeout MS (until it is complete, default 60000) bound\n"
+    "each such call, and the turn's time limit bounds both.\n"
     "\n"
     "Limits (per turn; memory for the sandbox's life; 0 turns a limit off, but for the time limit):\n"
     "  --mem-limit BYTES     Lua heap cap                     (default 67108864 = 64 MiB)\n"
@@ -274,6 +280,15 @@ int cli_run(int argc, char **argv) {
                 return 2;
             }
             rp.operator_fee_bps = (uint32_t)v;
+        } else if (strcmp(a, "--upstream-connect-timeout") == 0 || strcmp(a, "--upstream-timeout") == 0) {
+            if (++i == argc) goto missing;
+            if (cli_whole_number("run", a, argv[i], UINT64_MAX, &v)) return 2;
+            if (v < 1 || v > 3600000) {
+                fprintf(stderr, "accrue run: %s is 1 to 3600000 ms\n", a);
+                return 2;
+            }
+            if (a[11] == 'c') rp.upstream_connect_ms = (uint32_t)v;
+            else rp.upstream_total_ms = (uint32_t)v;
         } else if (strcmp(a, "--input") == 0) {
             if (++i == argc) goto missing;
             input = argv[i];

@@ -663,10 +663,9 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
             max_tokens = req.max_tokens ? req.max_tokens : m->http_max_tokens;
             prompt_bound = req.prompt_bytes + HTTP_TOKENS_PER_MESSAGE * (req.messages + 1);
             if (!rc && !m->http.start)
-                rc = ACC_EUPSTREAM, snprintf(msg, sizeof msg,
-                                             "upstream: model '%s' is served over HTTP, which accrue serve calls; "
-                                             "accrue run cannot",
-                                             p->name);
+                rc = ACC_EUPSTREAM,
+                snprintf(msg, sizeof msg, "upstream: model '%s' is served over HTTP, and this host has no HTTP client",
+                         p->name);
         } else {
             /* a lua model: tokens are counted as the factory counts them, the prompt's exactly */
             rc = parse_request(call->json, call->json_len, &req, msg, sizeof msg);
@@ -803,6 +802,11 @@ static int run_lua(pending_t *p, const char *request, size_t len, sandbox_t *sb)
     rc = answer_model(p, sb, text, n, n < out.len ? "length" : "stop", p->prompt_words, 0, true);
     acc_buf_free(&out);
     return rc ? 0 : -1;
+}
+
+uint64_t rt_http_call_deadline_ns(const rt_http_call_t *hc) {
+    const sandbox_t *sb = hc->p.s->sb;
+    return sb ? sandbox_turn_deadline_ns(sb) : 0;
 }
 
 void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) {
@@ -979,7 +983,18 @@ struct rt_queue {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     rt_answer_t *head, *tail;
+    void (*wait)(void *ud, int timeout_ms); /* the waiter, under mu */
+    void (*wake)(void *ud);
+    void *waiter_ud;
 };
+
+void rt_queue_set_waiter(rt_queue_t *q, void (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud) {
+    pthread_mutex_lock(&q->mu);
+    q->wait = wait;
+    q->wake = wait ? wake : NULL;
+    q->waiter_ud = ud;
+    pthread_mutex_unlock(&q->mu);
+}
 
 rt_queue_t *rt_queue_new(void) {
     rt_queue_t *q = calloc(1, sizeof *q);
@@ -1005,14 +1020,23 @@ static void queue_post(void *ud, rt_answer_t *a) {
     else q->head = a;
     q->tail = a;
     pthread_cond_signal(&q->cond);
+    void (*wake)(void *) = q->wake;
+    void *wud = q->waiter_ud;
     pthread_mutex_unlock(&q->mu);
+    if (wake) wake(wud);
 }
 
 rt_poster_t rt_queue_poster(rt_queue_t *q) { return (rt_poster_t){.ud = q, .post = queue_post}; }
 
 rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms) {
     pthread_mutex_lock(&q->mu);
-    if (!q->head && timeout_ms != 0) {
+    if (!q->head && timeout_ms != 0 && q->wait) {
+        void (*wait)(void *, int) = q->wait;
+        void *wud = q->waiter_ud;
+        pthread_mutex_unlock(&q->mu);
+        wait(wud, timeout_ms < 0 ? 100 : timeout_ms);
+        pthread_mutex_lock(&q->mu);
+    } else if (!q->head && timeout_ms != 0) {
         if (timeout_ms < 0) {
             while (!q->head) pthread_cond_wait(&q->cond, &q->mu);
         } else {

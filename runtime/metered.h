@@ -75,6 +75,8 @@ typedef struct rt_http {
     void *ud;
     int (*start)(void *ud, const registry_model_t *model, const char *request_json, size_t len, rt_http_call_t *call);
 } rt_http_t;
+/* When the turn of the sandbox that made the call must end (CLOCK_MONOTONIC ns; 0: none). */
+uint64_t rt_http_call_deadline_ns(const rt_http_call_t *call);
 /* ok: response is the upstream's JSON body (its choices[0].message.content and its usage are
  * read); !ok: response is an error message. Copies response. */
 void rt_http_done(rt_http_call_t *call, int ok, const char *response, size_t len);
@@ -87,8 +89,14 @@ rt_queue_t *rt_queue_new(void); /* NULL when out of memory */
 void rt_queue_free(rt_queue_t *q); /* drops what is left */
 rt_poster_t rt_queue_poster(rt_queue_t *q);
 /* Waits up to timeout_ms (-1: for ever) for an answer, then takes every queued one, oldest first
- * (a list through next), or NULL. */
+ * (a list through next), or NULL. With a waiter (below), it waits once with it instead and may
+ * return NULL early: the waiter's loop may have answered a call meanwhile. */
 rt_answer_t *rt_queue_take(rt_queue_t *q, int timeout_ms);
+/* A host whose sandbox thread must also service an event loop while it waits (accrue run's HTTP
+ * client): rt_queue_take calls wait(ud, timeout_ms) instead of sleeping on its condition, and the
+ * poster calls wake(ud) from the posting thread after each post. Set before it matters; NULL wait
+ * restores the plain wait. */
+void rt_queue_set_waiter(rt_queue_t *q, void (*wait)(void *ud, int timeout_ms), void (*wake)(void *ud), void *ud);
 
 typedef struct rt_metered_config {
     meter_t *meter;      /* not owned */

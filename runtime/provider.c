@@ -10,6 +10,7 @@
 #include "meters/eth/keys.h"
 #include "runtime/demo.h"
 #include "runtime/provider.h"
+#include "runtime/server/outbound.h"
 #include "runtime/test_provider.h"
 
 /* The demo account's credit is one top-up with this fixed id, so it is given once however many
@@ -26,6 +27,25 @@ static int demo_credit(ledger_t *l, acc_err *err) {
                           .ntransfers = 1};
     ledger_result_t res;
     return ledger_submit_wait(l, &p, &res, err);
+}
+
+static void net_wait(void *ud, int timeout_ms) { rt_net_wait(ud, timeout_ms); }
+static void net_wake(void *ud) { rt_net_wake(ud); }
+
+/* An HTTP model's call: the loop is opened at the first, and the queue's waits service it from
+ * then on (the answers of the ledger's writer wake it). */
+static int http_start(void *ud, const registry_model_t *model, const char *request_json, size_t len,
+                      rt_http_call_t *call) {
+    rt_provider_t *p = ud;
+    if (!p->net) {
+        acc_err err = {0};
+        if (rt_net_client_open(&p->net, p->upstream_connect_ms, p->upstream_total_ms, &err) != ACC_OK) {
+            fprintf(stderr, "accrue: %s\n", err.msg);
+            return -1;
+        }
+        rt_queue_set_waiter(p->queue, net_wait, net_wake, p->net);
+    }
+    return rt_upstream_local(p->net).start(p->net, model, request_json, len, call);
 }
 
 int rt_provider_meter(rt_provider_t *p, rt_session_t **out, acc_err *err) {
@@ -57,7 +77,7 @@ int rt_provider_meter(rt_provider_t *p, rt_session_t **out, acc_err *err) {
     meter_config_t mc = meter_config_default();
     mc.operator_fee_bps = p->operator_fee_bps;
     if (!rc) rc = meter_open(p->ledger, &mc, &p->meter, e);
-    rt_metered_config_t cfg = {.meter = p->meter};
+    rt_metered_config_t cfg = {.meter = p->meter, .http = {.ud = p, .start = http_start}};
     if (!rc) rc = rt_metered_open(&cfg, &p->metered, e);
     if (!rc && !p->queue && !(p->queue = rt_queue_new())) rc = acc_fail(e, ACC_ENOMEM, "out of memory");
     if (!rc) {
@@ -137,6 +157,8 @@ void rt_provider_close(rt_provider_t *p) {
     rt_metered_close(p->metered);
     meter_close(p->meter);
     ledger_close(p->ledger); /* commits whatever is still queued */
+    rt_net_client_close(p->net);
+    p->net = NULL;
     p->session = NULL;
     p->queue = NULL;
     p->metered = NULL;

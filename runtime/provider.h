@@ -10,7 +10,8 @@
  * making them. With no_demo they are opened at the first call that needs them instead (a run that
  * never calls a registered name leaves no file behind) and nothing is seeded. The payer is the
  * account of user_key (--user), or the demo account. When agent is set (a deployed agent runs), a call to a name its manifest does not
- * list is refused, and each message pays the agent's price.
+ * list is refused, and each message pays the agent's price. A model registered with kind http is
+ * called over HTTP (its url's /chat/completions), metered like any other.
  *
  * Requests are bounded before any work: at most RT_REQUEST_MAX bytes of JSON. A model answers
  *   {"text": "...", "model": NAME, "finish_reason": "stop"|"length",
@@ -45,6 +46,11 @@ typedef struct rt_provider {
     void *seeded_ud;
     const char *user_key;           /* the paying account's API key, or NULL: the demo account */
     uint32_t operator_fee_bps;      /* the operator's fee on every call */
+    /* HTTP models: called with the server's outbound client on a loop of this thread's own, opened
+     * at the first such call and serviced while the turn waits for it. 0: 5 s and 60 s, both
+     * cut to the turn's time limit. */
+    uint32_t upstream_connect_ms, upstream_total_ms;
+    struct rt_net *net;
     /* Metering, opened with the registry (rt_provider_meter). */
     char payer[REGISTRY_NAME_MAX + 1];
     ledger_t *ledger;

@@ -20,6 +20,7 @@ static const char *const suites[] = {
     "test_money.py",
     "test_api.py",
     "test_page.py",
+    "test_run_http.py",
 };
 
 int main(void) {

@@ -28,6 +28,7 @@
 #include "meters/meters.h"
 #include "registry/registry.h"
 #include "runtime/metered.h"
+#include "runtime/server/outbound.h"
 #include "runtime/server/server.h"
 #include "sandbox/sandbox.h"
 
@@ -69,15 +70,9 @@ void rt_map_free(rt_map *m);                             /* the keys; values are
 /* Iteration: for (size_t i = 0; rt_map_next(m, &i, &e);) ... (no changes while iterating) */
 bool rt_map_next(const rt_map *m, size_t *i, rt_map_entry **e);
 
-/* ---- the inbox: work handed to the loop from any thread -------------------------------- */
+/* ---- the inbox: work handed to the loop from any thread (rt_event, rt_net: outbound.h) ---- */
 
-typedef struct rt_event rt_event;
-struct rt_event {
-    rt_event *next;
-    void (*fn)(rt_server *srv, rt_event *ev); /* runs on the loop */
-    bool queued;                              /* under the inbox lock */
-};
-/* Queues ev for the loop (once: an event already queued is not queued twice) and wakes it. */
+/* Queues ev for the server's loop (rt_net_post on srv->net). */
 void rt_post(rt_server *srv, rt_event *ev);
 
 /* ---- pool.c: worker threads ------------------------------------------------------------- */
@@ -104,7 +99,6 @@ typedef struct rt_metrics {
     atomic_uint_fast64_t sessions_opened, sessions_closed, turns, turns_failed;
     atomic_uint_fast64_t model_calls, dataset_calls, calls_failed;
     atomic_uint_fast64_t limit_hits[SANDBOX_LIMIT_REFUSED + 1]; /* by sandbox_limit_t */
-    atomic_uint_fast64_t upstream_requests, upstream_errors;
     atomic_uint_fast64_t openai_requests;
     atomic_uint_fast64_t batches_cut, settle_failures;
     atomic_uint_fast64_t last_batch;
@@ -147,7 +141,7 @@ typedef struct rt_call_owner {
     void (*on_done)(void *ud, rt_upcall *u);
 } rt_call_owner;
 extern _Thread_local rt_call_owner *rt_tl_owner;
-rt_http_t rt_upstream_hook(rt_server *srv);
+rt_http_t rt_upstream_hook(rt_net *net);
 void rt_upcall_cancel(rt_upcall *u); /* loop; on_done follows */
 void rt_upcall_finish(rt_upcall *u); /* a worker with its registry set on the call's session */
 const char *rt_upcall_model(const rt_upcall *u);
@@ -305,13 +299,8 @@ typedef struct rt_conn {
 
 struct rt_server {
     rt_serve_config cfg;
-    struct lws_context *ctx;
-    struct lws_vhost *vh;
+    rt_net net; /* the lws context, its loop's inbox, the upstream timeouts and counters */
     rt_pool *pool;
-    pthread_t loop_thread;
-
-    pthread_mutex_t inbox_mu;
-    rt_event *inbox_head, *inbox_tail;
 
     bool draining; /* shutting down: no new connections, sessions or requests */
     uint64_t started_ms;

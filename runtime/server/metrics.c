@@ -57,9 +57,9 @@ void rt_metrics_render(rt_server *srv, acc_buf *b) {
         metric(b, "accrue_ledger_largest_batch", "gauge", "Postings in the largest commit so far.", ls.max_batch);
     }
     metric(b, "accrue_upstream_requests_total", "counter", "Outbound HTTP requests to remote models.",
-           LOAD(m->upstream_requests));
+           LOAD(srv->net.requests));
     metric(b, "accrue_upstream_errors_total", "counter", "Outbound HTTP requests that failed.",
-           LOAD(m->upstream_errors));
+           LOAD(srv->net.errors));
     acc_buf_puts(b, "# HELP accrue_sandbox_limit_hits_total Agent turns ended by a limit.\n"
                     "# TYPE accrue_sandbox_limit_hits_total counter\n");
     static const char *const names[] = {"none", "memory", "instructions", "time", "output", "cancelled", "refused"};

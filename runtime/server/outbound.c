@@ -27,7 +27,7 @@
 
 struct rt_out {
     rt_event ev; /* first: the end, posted to the loop */
-    rt_server *srv;
+    rt_net *net;
     rt_out_cb cb;
     struct lws *wsi;
     char scheme_https;
@@ -109,15 +109,15 @@ static void *resolver_main(void *arg) {
             snprintf(o->msg, sizeof o->msg, "cannot resolve %s: %s", o->host, gai_strerror(rc));
         }
         if (ai) freeaddrinfo(ai);
-        rt_post(o->srv, &o->resolved_ev);
+        rt_net_post(o->net, &o->resolved_ev);
         pthread_mutex_lock(&res.mu);
     }
     pthread_mutex_unlock(&res.mu);
     return NULL;
 }
 
-int rt_out_init(rt_server *srv, acc_err *err) {
-    (void)srv;
+int rt_out_init(rt_net *n, acc_err *err) {
+    (void)n;
     memset(&res, 0, sizeof res);
     pthread_mutex_init(&res.mu, NULL);
     pthread_cond_init(&res.cv, NULL);
@@ -142,6 +142,118 @@ void rt_out_shutdown(void) {
     res.started = false;
 }
 
+/* ---- the loop: its inbox, and a client-only loop for accrue run ------------------------------- */
+
+void rt_net_post(rt_net *n, rt_event *ev) {
+    pthread_mutex_lock(&n->inbox_mu);
+    if (ev->queued) {
+        pthread_mutex_unlock(&n->inbox_mu);
+        return;
+    }
+    ev->queued = true;
+    ev->next = NULL;
+    bool was_empty = !n->inbox_head;
+    if (n->inbox_tail) n->inbox_tail->next = ev;
+    else n->inbox_head = ev;
+    n->inbox_tail = ev;
+    pthread_mutex_unlock(&n->inbox_mu);
+    /* The loop posting to itself needs no wake-up: it drains after each callback it runs. */
+    if (was_empty && !pthread_equal(pthread_self(), n->loop_thread) && n->ctx) lws_cancel_service(n->ctx);
+}
+
+void rt_net_drain(rt_net *n) {
+    for (;;) {
+        pthread_mutex_lock(&n->inbox_mu);
+        rt_event *ev = n->inbox_head;
+        if (ev) {
+            n->inbox_head = ev->next;
+            if (!n->inbox_head) n->inbox_tail = NULL;
+            ev->queued = false;
+        }
+        pthread_mutex_unlock(&n->inbox_mu);
+        if (!ev) return;
+        ev->fn(n->srv, ev);
+    }
+}
+
+/* The client-only loop's one protocol: the outbound client, and the inbox drained after each
+ * callback (the server's loop does the same in server.c). */
+static int client_only_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    rt_net *n = lws_context_user(lws_get_context(wsi));
+    int rc = reason == LWS_CALLBACK_EVENT_WAIT_CANCELLED ? 0 : rt_out_callback(wsi, reason, user, in, len);
+    if (n) rt_net_drain(n);
+    return rc;
+}
+
+static const struct lws_protocols client_only_protocols[] = {
+    {"accrue-client", client_only_callback, 0, 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void client_log(int level, const char *line) {
+    if (level & LLL_ERR) fprintf(stderr, "accrue: lws: %s", line);
+}
+
+int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc_err *err) {
+    rt_net *n = calloc(1, sizeof *n);
+    if (!n) return acc_fail(err, ACC_ENOMEM, "out of memory");
+    n->loop_thread = pthread_self();
+    pthread_mutex_init(&n->inbox_mu, NULL);
+    n->connect_ms = connect_ms;
+    n->total_ms = total_ms;
+    int rc = rt_out_init(n, err);
+    if (rc) {
+        pthread_mutex_destroy(&n->inbox_mu);
+        free(n);
+        return rc;
+    }
+    lws_set_log_level(LLL_ERR, client_log);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = client_only_protocols;
+    info.user = n;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.vhost_name = "accrue-run";
+    n->ctx = lws_create_context(&info);
+    n->vh = n->ctx ? lws_get_vhost_by_name(n->ctx, "accrue-run") : NULL;
+    if (!n->ctx) {
+        rt_out_shutdown();
+        pthread_mutex_destroy(&n->inbox_mu);
+        free(n);
+        return acc_fail(err, ACC_EIO, "cannot start the HTTP client (lws_create_context failed)");
+    }
+    *out = n;
+    return ACC_OK;
+}
+
+void rt_net_client_close(rt_net *n) {
+    if (!n) return;
+    rt_out_shutdown(); /* first: the resolver posts to n */
+    rt_net_drain(n);
+    lws_context_destroy(n->ctx);
+    pthread_mutex_destroy(&n->inbox_mu);
+    free(n);
+}
+
+static void on_wait_over(lws_sorted_usec_list_t *sul) { (void)sul; }
+
+void rt_net_wait(rt_net *n, int timeout_ms) {
+    /* Posts made on this thread outside the loop's callbacks (a call started by the sandbox)
+     * woke nothing: run them before waiting. */
+    rt_net_drain(n);
+    /* A timer due within the next millisecond or so makes lws 4.1.6's poll spin: never sooner. */
+    if (timeout_ms < 2) timeout_ms = 2;
+    lws_sorted_usec_list_t sul;
+    memset(&sul, 0, sizeof sul);
+    lws_sul_schedule(n->ctx, 0, &sul, on_wait_over, (lws_usec_t)timeout_ms * 1000);
+    lws_service(n->ctx, 0);
+    lws_sul_cancel(&sul);
+    rt_net_drain(n);
+}
+
+void rt_net_wake(rt_net *n) { lws_cancel_service(n->ctx); }
+
 /* ---- the end of a request ------------------------------------------------------------------- */
 
 static void end_event(rt_server *srv, rt_event *ev) {
@@ -152,8 +264,8 @@ static void end_event(rt_server *srv, rt_event *ev) {
     o->reported = true;
     lws_sul_cancel(&o->connect_timer);
     lws_sul_cancel(&o->total_timer);
-    atomic_fetch_add(&o->srv->m.upstream_requests, 1);
-    if (o->result != ACC_OK) atomic_fetch_add(&o->srv->m.upstream_errors, 1);
+    atomic_fetch_add(&o->net->requests, 1);
+    if (o->result != ACC_OK) atomic_fetch_add(&o->net->errors, 1);
     o->cb.on_done(o->cb.ud, o->result, o->status, o->msg);
     free(o->body);
     free(o);
@@ -170,7 +282,7 @@ static void end(rt_out *o, int result, const char *fmt, const char *detail) {
         lws_set_timeout(o->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return; /* the close callback reports */
     }
-    rt_post(o->srv, &o->ev);
+    rt_net_post(o->net, &o->ev);
 }
 
 static void on_connect_timeout(lws_sorted_usec_list_t *sul) {
@@ -188,8 +300,8 @@ static void on_total_timeout(lws_sorted_usec_list_t *sul) {
 static void connect_now(rt_out *o) {
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof i);
-    i.context = o->srv->ctx;
-    i.vhost = o->srv->vh;
+    i.context = o->net->ctx;
+    i.vhost = o->net->vh;
     i.address = o->addr;
     i.port = o->port;
     i.path = o->path;
@@ -212,11 +324,13 @@ static void on_resolved(rt_server *srv, rt_event *ev) {
     (void)srv;
     o->resolving = false;
     if (o->ended) { /* cancelled or timed out while resolving */
-        rt_post(o->srv, &o->ev);
+        rt_net_post(o->net, &o->ev);
         return;
     }
     if (!o->resolve_ok) {
-        end(o, ACC_EUPSTREAM, "%s", o->msg[0] ? o->msg : "cannot resolve the host");
+        char why[sizeof o->msg]; /* end() writes o->msg: not from itself */
+        snprintf(why, sizeof why, "%s", o->msg[0] ? o->msg : "cannot resolve the host");
+        end(o, ACC_EUPSTREAM, "%s", why);
         return;
     }
     dns_entry *d = rt_map_get(&res.cache, o->host);
@@ -261,7 +375,7 @@ static bool parse_url(rt_out *o, const char *url, acc_err *err) {
     return true;
 }
 
-rt_out *rt_out_start(rt_server *srv, const rt_out_req *req, const rt_out_cb *cb, acc_err *err) {
+rt_out *rt_out_start(rt_net *n, const rt_out_req *req, const rt_out_cb *cb, acc_err *err) {
     rt_out *o = calloc(1, sizeof *o);
     if (!o) {
         acc_fail(err, ACC_ENOMEM, "out of memory");
@@ -269,7 +383,7 @@ rt_out *rt_out_start(rt_server *srv, const rt_out_req *req, const rt_out_cb *cb,
     }
     o->ev.fn = end_event;
     o->resolved_ev.fn = on_resolved;
-    o->srv = srv;
+    o->net = n;
     o->cb = *cb;
     if (!parse_url(o, req->url, err)) {
         free(o);
@@ -290,8 +404,8 @@ rt_out *rt_out_start(rt_server *srv, const rt_out_req *req, const rt_out_cb *cb,
     }
     o->connect_ms = req->connect_timeout_ms ? req->connect_timeout_ms : 5000;
     o->total_ms = req->total_timeout_ms ? req->total_timeout_ms : 60000;
-    lws_sul_schedule(srv->ctx, 0, &o->connect_timer, on_connect_timeout, (lws_usec_t)o->connect_ms * 1000);
-    lws_sul_schedule(srv->ctx, 0, &o->total_timer, on_total_timeout, (lws_usec_t)o->total_ms * 1000);
+    lws_sul_schedule(n->ctx, 0, &o->connect_timer, on_connect_timeout, (lws_usec_t)o->connect_ms * 1000);
+    lws_sul_schedule(n->ctx, 0, &o->total_timer, on_total_timeout, (lws_usec_t)o->total_ms * 1000);
 
     struct in_addr a4;
     struct in6_addr a6;
@@ -340,7 +454,7 @@ int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             snprintf(o->msg, sizeof o->msg, "cannot reach %s: %.150s", o->host, in ? (const char *)in : "connection failed");
         }
         lws_set_opaque_user_data(wsi, NULL);
-        rt_post(o->srv, &o->ev);
+        rt_net_post(o->net, &o->ev);
         return 0;
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
         if (!o) return -1;
@@ -411,7 +525,7 @@ int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             o->result = ACC_EUPSTREAM;
             snprintf(o->msg, sizeof o->msg, "%s closed the connection before the answer was complete", o->host);
         }
-        rt_post(o->srv, &o->ev);
+        rt_net_post(o->net, &o->ev);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);

@@ -1,18 +1,58 @@
 /*
- * outbound.h: HTTP requests from the loop to remote model endpoints (outbound.c).
- * Loop thread only, except the resolver thread inside.
+ * outbound.h: HTTP requests from a loop to remote model endpoints (outbound.c), and the loop they
+ * run on (rt_net): an lws context, the inbox other threads post work to, the upstream timeouts.
+ * The server embeds one around its own context; `accrue run` opens a client-only one
+ * (rt_net_client_open) and services it while its turn waits on a call (rt_net_wait).
+ * Loop thread only, except rt_net_post and the resolver thread inside.
  */
 #ifndef ACCRUE_RUNTIME_SERVER_OUTBOUND_H
 #define ACCRUE_RUNTIME_SERVER_OUTBOUND_H
 
 #include <libwebsockets.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "runtime/base/status.h"
+#include "runtime/metered.h"
 
 typedef struct rt_server rt_server;
 typedef struct rt_out rt_out;
+
+/* Work handed to the loop from any thread. */
+typedef struct rt_event rt_event;
+struct rt_event {
+    rt_event *next;
+    void (*fn)(rt_server *srv, rt_event *ev); /* runs on the loop; srv is the rt_net's (may be NULL) */
+    bool queued;                              /* under the inbox lock */
+};
+
+typedef struct rt_net {
+    struct lws_context *ctx;
+    struct lws_vhost *vh; /* client connections are made on it */
+    pthread_t loop_thread;
+    pthread_mutex_t inbox_mu;
+    rt_event *inbox_head, *inbox_tail;
+    rt_server *srv;                /* handed to the events; NULL outside the server */
+    uint32_t connect_ms, total_ms; /* upstream calls' timeouts (0: 5 s and 60 s) */
+    atomic_uint_fast64_t requests, errors; /* outbound requests ended, and those that failed */
+} rt_net;
+
+/* Queues ev for the loop (once: an event already queued is not queued twice) and wakes it. */
+void rt_net_post(rt_net *n, rt_event *ev);
+/* Runs every queued event, including those posted while running them. Loop thread. */
+void rt_net_drain(rt_net *n);
+
+/* A loop of the calling thread's own with a client-only lws context (no listening socket), and the
+ * resolver thread: for `accrue run`. One at a time per process (the resolver is one). */
+int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc_err *err);
+void rt_net_client_close(rt_net *n); /* NULL is fine; every request must have ended */
+/* Services the loop once: returns after a network event, a post, a wake or timeout_ms. */
+void rt_net_wait(rt_net *n, int timeout_ms);
+/* Makes a waiting rt_net_wait return. Any thread. */
+void rt_net_wake(rt_net *n);
 
 typedef struct rt_out_req {
     const char *url;    /* http://host[:port]/path or https://... */
@@ -33,15 +73,20 @@ typedef struct rt_out_cb {
     void (*on_done)(void *ud, int result, int status, const char *msg);
 } rt_out_cb;
 
-/* The resolver thread: started and stopped with the server. */
-int rt_out_init(rt_server *srv, acc_err *err);
+/* The resolver thread: started and stopped with the loop. */
+int rt_out_init(rt_net *n, acc_err *err);
 void rt_out_shutdown(void);
 
 /* Starts a request. NULL (err set) only for a malformed URL or no memory: on_done is then never
  * called. Otherwise on_done runs later on the loop, exactly once. */
-rt_out *rt_out_start(rt_server *srv, const rt_out_req *req, const rt_out_cb *cb, acc_err *err);
+rt_out *rt_out_start(rt_net *n, const rt_out_req *req, const rt_out_cb *cb, acc_err *err);
 /* Ends a request early: on_done follows with ACC_ECANCELLED. No-op once it ended. */
 void rt_out_cancel(rt_out *o);
+
+/* The meters' HTTP models (upstream.c) for a host whose one thread runs both the sandbox and the
+ * loop n (accrue run): each call goes out on n, with n's timeouts cut to the turn's time limit,
+ * and is finished (rt_http_done) on that thread as soon as it ends. */
+rt_http_t rt_upstream_local(rt_net *n);
 
 /* The "accrue-client" protocol's callback. */
 int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);

@@ -32,44 +32,16 @@ static struct lws_context *volatile signal_ctx;
 #define TICK_US (250 * 1000)
 #define DRAIN_TIMEOUT_NS (5ull * 1000000000ull)
 
-void rt_post(rt_server *srv, rt_event *ev) {
-    pthread_mutex_lock(&srv->inbox_mu);
-    if (ev->queued) {
-        pthread_mutex_unlock(&srv->inbox_mu);
-        return;
-    }
-    ev->queued = true;
-    ev->next = NULL;
-    bool was_empty = !srv->inbox_head;
-    if (srv->inbox_tail) srv->inbox_tail->next = ev;
-    else srv->inbox_head = ev;
-    srv->inbox_tail = ev;
-    pthread_mutex_unlock(&srv->inbox_mu);
-    /* The loop posting to itself needs no wake-up: it drains after each callback it runs. */
-    if (was_empty && !pthread_equal(pthread_self(), srv->loop_thread) && srv->ctx) lws_cancel_service(srv->ctx);
-}
+void rt_post(rt_server *srv, rt_event *ev) { rt_net_post(&srv->net, ev); }
 
 /* Runs every queued event, including those posted while running them. */
-static void drain_inbox(rt_server *srv) {
-    for (;;) {
-        pthread_mutex_lock(&srv->inbox_mu);
-        rt_event *ev = srv->inbox_head;
-        if (ev) {
-            srv->inbox_head = ev->next;
-            if (!srv->inbox_head) srv->inbox_tail = NULL;
-            ev->queued = false;
-        }
-        pthread_mutex_unlock(&srv->inbox_mu);
-        if (!ev) return;
-        ev->fn(srv, ev);
-    }
-}
+static void drain_inbox(rt_server *srv) { rt_net_drain(&srv->net); }
 
 static void on_tick(lws_sorted_usec_list_t *sul) {
     rt_server *srv = (rt_server *)((char *)sul - offsetof(rt_server, tick));
     rt_sessions_tick(srv);
     rt_settle_tick(srv);
-    lws_sul_schedule(srv->ctx, 0, &srv->tick, on_tick, TICK_US);
+    lws_sul_schedule(srv->net.ctx, 0, &srv->tick, on_tick, TICK_US);
 }
 
 static int callback_main(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
@@ -233,7 +205,7 @@ static int open_stores(rt_server *srv, char demo_key[REGISTRY_API_KEY_TEXT_SIZE]
     if (demo_key[0] && (rc = rt_topup(srv->ledger, RT_DEMO_ACCOUNT, DEMO_CREDIT, NULL, err)))
         return acc_err_prefix(err, "crediting the demo account");
     if ((rc = rt_settle_init(srv, err))) return rc;
-    rt_metered_config_t rc_cfg = {.meter = srv->meter, .http = rt_upstream_hook(srv)};
+    rt_metered_config_t rc_cfg = {.meter = srv->meter, .http = rt_upstream_hook(&srv->net)};
     return rt_metered_open(&rc_cfg, &srv->metered, err);
 }
 
@@ -257,8 +229,11 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
         srv->cfg.workers = n > 0 ? (unsigned)n : 2;
     }
     srv->started_ms = rt_wall_ms();
-    srv->loop_thread = pthread_self();
-    pthread_mutex_init(&srv->inbox_mu, NULL);
+    srv->net.loop_thread = pthread_self();
+    pthread_mutex_init(&srv->net.inbox_mu, NULL);
+    srv->net.srv = srv;
+    srv->net.connect_ms = srv->cfg.upstream_connect_ms;
+    srv->net.total_ms = srv->cfg.upstream_total_ms;
 
     int rc = ACC_OK;
     char demo_key[REGISTRY_API_KEY_TEXT_SIZE], admin_key[REGISTRY_API_KEY_TEXT_SIZE], key_path[4096];
@@ -268,7 +243,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
         (rc = open_stores(srv, demo_key, admin_key, &seeded, err)))
         goto out;
     srv->pool = rt_pool_start(srv->cfg.workers, err);
-    if (!srv->pool || rt_out_init(srv, err) != ACC_OK) {
+    if (!srv->pool || rt_out_init(&srv->net, err) != ACC_OK) {
         rc = err ? err->code : ACC_ENOMEM;
         goto out;
     }
@@ -284,16 +259,16 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     info.max_http_header_pool = 1024;
     info.timeout_secs = 30;
     info.vhost_name = "accrue";
-    srv->ctx = lws_create_context(&info);
-    if (!srv->ctx) {
+    srv->net.ctx = lws_create_context(&info);
+    if (!srv->net.ctx) {
         rc = acc_fail(err, ACC_EIO, "cannot listen on %s:%d (address in use, or not an address of this machine)",
                       srv->cfg.host, srv->cfg.port);
         goto out;
     }
-    srv->vh = lws_get_vhost_by_name(srv->ctx, "accrue");
-    int port = srv->vh ? lws_get_vhost_listen_port(srv->vh) : srv->cfg.port;
+    srv->net.vh = lws_get_vhost_by_name(srv->net.ctx, "accrue");
+    int port = srv->net.vh ? lws_get_vhost_listen_port(srv->net.vh) : srv->cfg.port;
 
-    signal_ctx = srv->ctx;
+    signal_ctx = srv->net.ctx;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -324,11 +299,11 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     memset(demo_key, 0, sizeof demo_key);
     memset(admin_key, 0, sizeof admin_key);
 
-    lws_sul_schedule(srv->ctx, 0, &srv->tick, on_tick, TICK_US);
+    lws_sul_schedule(srv->net.ctx, 0, &srv->tick, on_tick, TICK_US);
     uint64_t drain_start = 0, close_start = 0;
     bool closing = false;
     for (;;) {
-        if (lws_service(srv->ctx, 0) < 0) break;
+        if (lws_service(srv->net.ctx, 0) < 0) break;
         drain_inbox(srv);
         if (rt_stop_signal && !srv->draining) {
             srv->draining = true;
@@ -354,8 +329,8 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     rt_pool_stop(srv->pool); /* no job is left running after this */
     srv->pool = NULL;
     signal_ctx = NULL;
-    lws_context_destroy(srv->ctx);
-    srv->ctx = NULL;
+    lws_context_destroy(srv->net.ctx);
+    srv->net.ctx = NULL;
 out:
     rt_out_shutdown();
     rt_pool_stop(srv->pool);
@@ -363,7 +338,7 @@ out:
     rt_auth_forget(srv);
     rt_map_free(&srv->sessions);
     rt_map_free(&srv->key_sessions);
-    pthread_mutex_destroy(&srv->inbox_mu);
+    pthread_mutex_destroy(&srv->net.inbox_mu);
     free(srv);
     return rc;
 }

@@ -915,9 +915,9 @@ static void free_if_quiet(rt_sess *s) {
         return;
     }
     /* The mailbox must be quiet: no event of ours queued, and the worker's last unlock done. */
-    pthread_mutex_lock(&srv->inbox_mu);
+    pthread_mutex_lock(&srv->net.inbox_mu);
     bool queued = s->ev.queued;
-    pthread_mutex_unlock(&srv->inbox_mu);
+    pthread_mutex_unlock(&srv->net.inbox_mu);
     pthread_mutex_lock(&s->mu);
     pthread_mutex_unlock(&s->mu);
     if (queued) return; /* session_event runs again and comes back here */

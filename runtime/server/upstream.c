@@ -10,6 +10,8 @@
  * finish reason, usage) for metered.c, which wants one chat-completions response. The end goes
  * back to a worker (the owner decides which, through on_done), where rt_upcall_finish gives it to
  * rt_http_done: attribution reads the registry, and the worker's handle is the one to use.
+ * `accrue run` uses the same path on a loop of its own (rt_upstream_local): there the thread that
+ * runs the sandbox also services the loop, and finishes the call as soon as it ends.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -25,7 +27,7 @@ _Thread_local rt_call_owner *rt_tl_owner;
 struct rt_upcall {
     rt_event ev; /* first: the start, posted to the loop */
     rt_upcall *link;
-    rt_server *srv;
+    rt_net *net;
     rt_http_call_t *hc;
     rt_call_owner owner;
     char url[700];
@@ -49,13 +51,13 @@ static void up_start(rt_server *srv, rt_event *ev);
 
 static int http_start(void *ud, const registry_model_t *model, const char *request_json, size_t len,
                       rt_http_call_t *hc) {
-    rt_server *srv = ud;
+    rt_net *net = ud;
     rt_call_owner *owner = rt_tl_owner;
     if (!owner) return -1; /* a call outside the server's own paths: refuse */
     rt_upcall *u = calloc(1, sizeof *u);
     if (!u) return -1;
     u->ev.fn = up_start;
-    u->srv = srv;
+    u->net = net;
     u->hc = hc;
     u->owner = *owner;
     snprintf(u->model, sizeof u->model, "%s", model->name);
@@ -80,17 +82,36 @@ static int http_start(void *ud, const registry_model_t *model, const char *reque
         free(u);
         return -1;
     }
-    u->total_ms = srv->cfg.upstream_total_ms;
+    u->total_ms = net->total_ms ? net->total_ms : 60000;
     if (owner->deadline_ms) { /* never past the turn's own time limit */
         uint64_t now = rt_now_ns() / 1000000;
         uint64_t left = owner->deadline_ms > now ? owner->deadline_ms - now : 1;
         if (left < u->total_ms) u->total_ms = (uint32_t)left;
     }
-    rt_post(srv, &u->ev);
+    rt_net_post(net, &u->ev);
     return 0;
 }
 
-rt_http_t rt_upstream_hook(rt_server *srv) { return (rt_http_t){.ud = srv, .start = http_start}; }
+rt_http_t rt_upstream_hook(rt_net *net) { return (rt_http_t){.ud = net, .start = http_start}; }
+
+/* accrue run: one thread runs the sandbox and the loop, so the call is finished as soon as the
+ * upstream is done (rt_http_done then answers the waiting sandbox, or queues its booking). */
+static void local_done(void *ud, rt_upcall *u) {
+    (void)ud;
+    rt_upcall_finish(u);
+}
+
+static int local_start(void *ud, const registry_model_t *model, const char *request_json, size_t len,
+                       rt_http_call_t *hc) {
+    rt_call_owner owner = {.ud = ud, .deadline_ms = rt_http_call_deadline_ns(hc) / 1000000, .on_done = local_done};
+    rt_call_owner *prev = rt_tl_owner;
+    rt_tl_owner = &owner;
+    int rc = http_start(ud, model, request_json, len, hc);
+    rt_tl_owner = prev;
+    return rc;
+}
+
+rt_http_t rt_upstream_local(rt_net *net) { return (rt_http_t){.ud = net, .start = local_start}; }
 
 /* ---- the loop's side ----------------------------------------------------------------------------- */
 
@@ -191,6 +212,7 @@ static void out_done(void *ud, int result, int status, const char *msg) {
 
 static void up_start(rt_server *srv, rt_event *ev) {
     rt_upcall *u = (rt_upcall *)ev;
+    (void)srv;
     if (u->owner.on_start) u->owner.on_start(u->owner.ud, u);
     if (u->cancelled) {
         out_done(u, ACC_ECANCELLED, 0, "cancelled");
@@ -202,10 +224,10 @@ static void up_start(rt_server *srv, rt_event *ev) {
                       .body = u->body,
                       .body_len = strlen(u->body),
                       .bearer = u->bearer[0] ? u->bearer : NULL,
-                      .connect_timeout_ms = srv->cfg.upstream_connect_ms,
+                      .connect_timeout_ms = u->net->connect_ms,
                       .total_timeout_ms = u->total_ms};
     rt_out_cb cb = {.ud = u, .on_status = out_status, .on_data = out_data, .on_done = out_done};
-    u->out = rt_out_start(srv, &req, &cb, &err); /* copies the body */
+    u->out = rt_out_start(u->net, &req, &cb, &err); /* copies the body */
     free(u->body);
     u->body = NULL;
     if (!u->out) out_done(u, ACC_EUPSTREAM, 0, err.msg);
