@@ -194,6 +194,16 @@ static void client_log(int level, const char *line) {
     if (level & LLL_ERR) fprintf(stderr, "accrue: lws: %s", line);
 }
 
+/* A client-only vhost's description (the context's own, or one made later). */
+static void client_info(struct lws_context_creation_info *info, rt_net *n, const char *name, uint64_t options) {
+    memset(info, 0, sizeof *info);
+    info->port = CONTEXT_PORT_NO_LISTEN;
+    info->protocols = client_only_protocols;
+    info->user = n;
+    info->options = options;
+    info->vhost_name = name;
+}
+
 int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc_err *err) {
     rt_net *n = calloc(1, sizeof *n);
     if (!n) return acc_fail(err, ACC_ENOMEM, "out of memory");
@@ -209,12 +219,7 @@ int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc
     }
     lws_set_log_level(LLL_ERR, client_log);
     struct lws_context_creation_info info;
-    memset(&info, 0, sizeof info);
-    info.port = CONTEXT_PORT_NO_LISTEN;
-    info.protocols = client_only_protocols;
-    info.user = n;
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    info.vhost_name = "accrue-run";
+    client_info(&info, n, "accrue-run", 0); /* plain HTTP only: see tls_vhost */
     n->ctx = lws_create_context(&info);
     n->vh = n->ctx ? lws_get_vhost_by_name(n->ctx, "accrue-run") : NULL;
     if (!n->ctx) {
@@ -225,6 +230,15 @@ int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc
     }
     *out = n;
     return ACC_OK;
+}
+
+/* The vhost https connections are made on, made now if need be (accrue run's first https call). */
+static struct lws_vhost *tls_vhost(rt_net *n) {
+    if (n->vh_tls || !n->ctx) return n->vh_tls;
+    struct lws_context_creation_info info;
+    client_info(&info, n, "accrue-run-tls", LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT);
+    n->vh_tls = lws_create_vhost(n->ctx, &info);
+    return n->vh_tls;
 }
 
 void rt_net_client_close(rt_net *n) {
@@ -301,7 +315,11 @@ static void connect_now(rt_out *o) {
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof i);
     i.context = o->net->ctx;
-    i.vhost = o->net->vh;
+    i.vhost = o->scheme_https ? tls_vhost(o->net) : o->net->vh;
+    if (!i.vhost) {
+        if (!o->ended) end(o, ACC_EUPSTREAM, "cannot set up TLS for %s", o->host);
+        return;
+    }
     i.address = o->addr;
     i.port = o->port;
     i.path = o->path;

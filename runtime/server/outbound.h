@@ -31,7 +31,9 @@ struct rt_event {
 
 typedef struct rt_net {
     struct lws_context *ctx;
-    struct lws_vhost *vh; /* client connections are made on it */
+    struct lws_vhost *vh;     /* client connections are made on it */
+    struct lws_vhost *vh_tls; /* https ones: vh in the server; made at the first in accrue run,
+                               * since a TLS client context loads the system's CA bundle (15 ms) */
     pthread_t loop_thread;
     pthread_mutex_t inbox_mu;
     rt_event *inbox_head, *inbox_tail;

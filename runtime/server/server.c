@@ -265,7 +265,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
                       srv->cfg.host, srv->cfg.port);
         goto out;
     }
-    srv->net.vh = lws_get_vhost_by_name(srv->net.ctx, "accrue");
+    srv->net.vh = srv->net.vh_tls = lws_get_vhost_by_name(srv->net.ctx, "accrue");
     int port = srv->net.vh ? lws_get_vhost_listen_port(srv->net.vh) : srv->cfg.port;
 
     signal_ctx = srv->net.ctx;

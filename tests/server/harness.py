@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -285,3 +286,27 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def localhost_tls():
+    """A self-signed certificate for the name localhost (not for 127.0.0.1): its path (what a
+    client trusts through SSL_CERT_FILE) and a server-side ssl.SSLContext holding it."""
+    import ssl
+    d = tempfile.mkdtemp(prefix="accrue-tls-")
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    return cert, ctx
+
+
+def serve_in_thread(handler, tls_context=None):
+    """A Python HTTP server (TLS with tls_context) on a loopback port, serving from a thread."""
+    import http.server
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if tls_context:
+        httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd

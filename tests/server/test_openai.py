@@ -7,15 +7,12 @@ import http.server
 import json
 import os
 import socket
-import ssl
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SCALE, Fail, Server, ask, check, eq, recv, run, start_session  # noqa: E402
+from harness import (SCALE, Fail, Server, ask, check, eq, localhost_tls, recv, run,  # noqa: E402
+                     serve_in_thread, start_session)
 
 import openai  # noqa: E402
 import requests  # noqa: E402
@@ -247,15 +244,6 @@ class SlowHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def serve_in_thread(handler, tls_context=None):
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    if tls_context:
-        httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    return httpd
-
-
 def test_outbound_timeouts_and_failures():
     slow = serve_in_thread(SlowHandler)
     dead = socket.socket()
@@ -296,17 +284,11 @@ def test_outbound_timeouts_and_failures():
 
 
 def test_outbound_tls_with_a_name():
-    d = tempfile.mkdtemp(prefix="accrue-tls-")
-    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True)
+    cert, ctx = localhost_tls()
 
     class Fast(SlowHandler):
         delay = 0
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
     tls = serve_in_thread(Fast, ctx)
     try:
         port = tls.server_address[1]

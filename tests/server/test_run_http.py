@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SCALE, Fail, Server, check, eq, run  # noqa: E402
+from harness import BIN, SCALE, Fail, Server, check, eq, localhost_tls, run, serve_in_thread  # noqa: E402
 
 import requests  # noqa: E402
 
@@ -137,6 +137,14 @@ def test_run_calls_an_http_model():
         check(up.get("/v1/balance").json()["available"] < 100_000_000, "the upstream charged its caller")
 
 
+def reply(handler, status, body):
+    handler.send_response(status)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class Silent(http.server.BaseHTTPRequestHandler):
     """Reads the request and never answers (until the test ends)."""
     hold = threading.Event()
@@ -156,20 +164,10 @@ class NotChat(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         status, body = (503, b'{"error":{"message":"overloaded"}}') if self.path.startswith("/busy/") \
             else (200, b"this is { not json")
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        reply(self, status, body)
 
     def log_message(self, *a):
         pass
-
-
-def serve_in_thread(handler):
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
 
 
 def test_run_http_failures_cost_nothing():
@@ -227,8 +225,53 @@ def test_run_http_failures_cost_nothing():
         notchat.shutdown()
 
 
+def test_run_https_with_a_name():
+    """Over TLS: a host name resolved and its certificate checked against the name."""
+    cert, ctx = localhost_tls()
+
+    class Chat(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            text = req["messages"][-1]["content"][::-1]
+            out = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                           "finish_reason": "stop"}]}).encode()  # no usage: we count
+            reply(self, 200, out)
+
+        def log_message(self, *a):
+            pass
+
+    tls = serve_in_thread(Chat, ctx)
+    try:
+        port = tls.server_address[1]
+        local = Local(env={"SSL_CERT_FILE": cert})
+        local.register("tls/model", f"https://localhost:{port}/v1")
+        local.register("tls/byip", f"https://127.0.0.1:{port}/v1")
+        local.script("catch.lua", CATCHER)
+        before = local.available()
+        r, o = local.run_json("catch.lua", "tls/model")
+        eq(o["reply"], "answered: " + "anything at all"[::-1], f"over TLS: {r.stderr}")
+        c = o["calls"][0]
+        # No usage reported: our tokenizer counts the output (3 words), the prompt bound stands in.
+        eq((c["status"], c["units_out"]), ("ok", 3), f"counted by us: {c}")
+        eq(c["cost"], 10 + c["units_in"] + c["units_out"], f"priced: {c}")
+        eq(local.available(), before - c["cost"], "paid")
+        # The certificate names localhost, not 127.0.0.1: refused, and free.
+        r, o = local.run_json("catch.lua", "tls/byip")
+        check(o["reply"].startswith("caught: models.call: upstream: model 'tls/byip'"), o["reply"])
+        eq(o["cost"], 0, "a refused certificate costs nothing")
+        # Without the CA the certificate is not trusted.
+        local.env.pop("SSL_CERT_FILE")
+        r, o = local.run_json("catch.lua", "tls/model")
+        check(o["reply"].startswith("caught: models.call: upstream: model 'tls/model'"), o["reply"])
+        eq(local.available(), before - c["cost"], "nothing more was charged")
+        local.ledger_checks()
+    finally:
+        tls.shutdown()
+
+
 if __name__ == "__main__":
     sys.exit(run("server_run_http", [
         test_run_calls_an_http_model,
         test_run_http_failures_cost_nothing,
+        test_run_https_with_a_name,
     ]))
