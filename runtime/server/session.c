@@ -49,8 +49,19 @@ rt_frame *rt_frame_begin(rt_sess *s, const char *type) {
     memset(p, 0, LWS_PRE);
     acc_buf_commit(&f->b, LWS_PRE);
     f->seq = ++s->seq;
-    acc_buf_printf(&f->b, "{\"type\":\"%s\",\"seq\":%" PRIu64, type, f->seq);
+    /* puts, not printf: a frame is built on every message, and printf costs more than the rest */
+    acc_buf_puts(&f->b, "{\"type\":\"");
+    acc_buf_puts(&f->b, type);
+    acc_buf_puts(&f->b, "\",\"seq\":");
+    acc_buf_put_u64(&f->b, f->seq);
     return f;
+}
+
+/* ,"run":"rN" */
+static void put_run(acc_buf *b, uint64_t run_no) {
+    acc_buf_puts(b, ",\"run\":\"r");
+    acc_buf_put_u64(b, run_no);
+    acc_buf_putc(b, '"');
 }
 
 void rt_log_trim(rt_sess *s) {
@@ -119,7 +130,10 @@ static void emit_delta(rt_sess *s, const char *text, size_t len) {
     if (!f) return;
     f->is_delta = true;
     f->run = s->run_no;
-    acc_buf_printf(&f->b, ",\"run\":\"r%" PRIu64 "\",\"index\":%u,\"text\":\"", s->run_no, s->delta_index++);
+    put_run(&f->b, s->run_no);
+    acc_buf_puts(&f->b, ",\"index\":");
+    acc_buf_put_u64(&f->b, s->delta_index++);
+    acc_buf_puts(&f->b, ",\"text\":\"");
     rt_json_escape(&f->b, text, len);
     acc_buf_putc(&f->b, '"');
     rt_frame_end(s, f);
@@ -351,15 +365,30 @@ static bool open_agent(rt_sess *s, registry_t *reg) {
 static void receipt_json(acc_buf *u, const rt_receipt_t *r) {
     char hex[33];
     ledger_id_hex(&r->id, hex);
-    acc_buf_printf(u, "{\"resource\":\"%s\",\"name\":", meter_resource_name(r->resource));
+    acc_buf_puts(u, "{\"resource\":\"");
+    acc_buf_puts(u, meter_resource_name(r->resource));
+    acc_buf_puts(u, "\",\"name\":");
     acc_buf_json_string(u, r->name, strlen(r->name));
-    acc_buf_printf(u, ",\"call\":\"%s\",\"status\":\"%s\",\"units_in\":%" PRIu64 ",\"units_out\":%" PRIu64
-                      ",\"cost\":%" PRIu64 ",\"payees\":[",
-                   ledger_id_is_zero(&r->id) ? "" : hex, r->status == ACC_OK ? "ok" : rt_status_code_name(r->status),
-                   r->units_in, r->units_out, r->cost);
-    for (size_t i = 0; i < r->nlines; i++)
-        acc_buf_printf(u, "%s{\"role\":\"%s\",\"payee\":\"%s\",\"amount\":%" PRIu64 "}", i ? "," : "",
-                       meter_role_name(r->lines[i].role), r->lines[i].payee, r->lines[i].amount);
+    acc_buf_puts(u, ",\"call\":\"");
+    acc_buf_puts(u, ledger_id_is_zero(&r->id) ? "" : hex);
+    acc_buf_puts(u, "\",\"status\":\"");
+    acc_buf_puts(u, r->status == ACC_OK ? "ok" : rt_status_code_name(r->status));
+    acc_buf_puts(u, "\",\"units_in\":");
+    acc_buf_put_u64(u, r->units_in);
+    acc_buf_puts(u, ",\"units_out\":");
+    acc_buf_put_u64(u, r->units_out);
+    acc_buf_puts(u, ",\"cost\":");
+    acc_buf_put_u64(u, r->cost);
+    acc_buf_puts(u, ",\"payees\":[");
+    for (size_t i = 0; i < r->nlines; i++) {
+        acc_buf_puts(u, i ? ",{\"role\":\"" : "{\"role\":\"");
+        acc_buf_puts(u, meter_role_name(r->lines[i].role));
+        acc_buf_puts(u, "\",\"payee\":\"");
+        acc_buf_puts(u, r->lines[i].payee);
+        acc_buf_puts(u, "\",\"amount\":");
+        acc_buf_put_u64(u, r->lines[i].amount);
+        acc_buf_putc(u, '}');
+    }
     acc_buf_putc(u, ']');
     if (r->status != ACC_OK && r->error[0]) {
         acc_buf_puts(u, ",\"error\":");
@@ -640,7 +669,8 @@ static void flush_calls(rt_sess *s) {
         if (nl - p >= 2 && *p == '{') {
             rt_frame *f = rt_frame_begin(s, "call");
             if (f) {
-                acc_buf_printf(&f->b, ",\"run\":\"r%" PRIu64 "\",", s->run_no);
+                put_run(&f->b, s->run_no);
+                acc_buf_putc(&f->b, ',');
                 acc_buf_append(&f->b, p + 1, (size_t)(nl - p - 2)); /* the fields (rt_frame_end closes) */
                 rt_frame_end(s, f);
             }
@@ -684,7 +714,7 @@ static void start_run(rt_sess *s, rt_queued *m) {
      * load.) A run queued behind a busy pool is announced by the tick at the latest. */
     rt_frame *f = rt_frame_begin(s, "run.started");
     if (f) {
-        acc_buf_printf(&f->b, ",\"run\":\"r%" PRIu64 "\"", s->run_no);
+        put_run(&f->b, s->run_no);
         rt_put_reply_to(&f->b, s->run_reply_to);
         frame_append(s, f, false);
     }
@@ -741,7 +771,7 @@ static void end_run(rt_sess *s) {
     if (s->res_status == SANDBOX_DONE) {
         rt_frame *f = rt_frame_begin(s, "message");
         if (f) {
-            acc_buf_printf(&f->b, ",\"run\":\"%s\"", rid);
+            put_run(&f->b, s->run_no);
             rt_put_reply_to(&f->b, s->run_reply_to);
             acc_buf_puts(&f->b, ",\"content\":\"");
             rt_json_escape(&f->b, s->answer.data ? s->answer.data : "", s->answer.len);
@@ -763,14 +793,17 @@ static void end_run(rt_sess *s) {
     }
     rt_frame *u = rt_frame_begin(s, "usage");
     if (u) {
-        acc_buf_printf(&u->b, ",\"run\":\"%s\"", rid);
+        put_run(&u->b, s->run_no);
         if (s->usage.len) acc_buf_append(&u->b, s->usage.data, s->usage.len);
         else acc_buf_puts(&u->b, ",\"calls\":[],\"cost\":0");
         rt_frame_end(s, u);
     }
     rt_frame *d = rt_frame_begin(s, "run.done");
     if (d) {
-        acc_buf_printf(&d->b, ",\"run\":\"%s\",\"status\":\"%s\"", rid, status);
+        put_run(&d->b, s->run_no);
+        acc_buf_puts(&d->b, ",\"status\":\"");
+        acc_buf_puts(&d->b, status);
+        acc_buf_putc(&d->b, '"');
         rt_put_reply_to(&d->b, s->run_reply_to);
         rt_frame_end(s, d);
     }
