@@ -193,7 +193,8 @@ static void on_answer(void *ud, rt_answer_t *a) {
     if (s->answers_tail) s->answers_tail->next = a;
     else s->answers = a;
     s->answers_tail = a;
-    mail_locked(s, MAIL_ANSWER);
+    /* a lua model's call runs on a worker now, for up to its time limit: run.started goes first */
+    mail_locked(s, a->work ? MAIL_ANSWER | MAIL_FLUSH : MAIL_ANSWER);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -201,6 +202,7 @@ static void on_answer(void *ud, rt_answer_t *a) {
 static void on_up_start(void *ud, rt_upcall *u) {
     rt_sess *s = ud;
     s->upcall = u;
+    if (s->conn && s->unsent) rt_ws_request_write(s->conn); /* a held run.started (start_run) */
     if (s->run_cancelled || s->closing) rt_upcall_cancel(u);
 }
 
@@ -417,7 +419,10 @@ static void announce_calls(rt_sess *s) {
     }
     pthread_mutex_lock(&s->mu);
     acc_buf_append(&s->mail_calls, s->live_calls.data, s->live_calls.len);
-    mail_locked(s, MAIL_CALLS);
+    /* No wake-up of its own: the worker's next report (the turn waiting, streaming, pausing or
+     * ending, all soon) carries it, so a call booked just before its turn ends leaves in the
+     * same write as the turn's last frames. */
+    s->mail |= MAIL_CALLS;
     pthread_mutex_unlock(&s->mu);
     acc_buf_reset(&s->live_calls);
 }
@@ -482,12 +487,11 @@ static void advance(rt_sess *s) {
             sandbox_status_t st = sandbox_run(s->sb);
             announce_calls(s); /* refused at once, or test/... */
             if (st == SANDBOX_PAUSED || st == SANDBOX_BLOCKED) {
-                if (!s->slice_told) { /* the loop sends what waits (run.started) */
-                    s->slice_told = true;
-                    pthread_mutex_lock(&s->mu);
-                    mail_locked(s, MAIL_SLICE);
-                    pthread_mutex_unlock(&s->mu);
-                }
+                /* the loop sends what waits: run.started at the first pause, call frames */
+                pthread_mutex_lock(&s->mu);
+                if (!s->slice_told || (s->mail & MAIL_CALLS)) mail_locked(s, MAIL_FLUSH);
+                pthread_mutex_unlock(&s->mu);
+                s->slice_told = true;
                 s->job_kind = JOB_RUN;
                 rt_pool_submit(s->srv->pool, &s->job); /* to the back of the queue */
                 return;
@@ -706,12 +710,14 @@ static void start_run(rt_sess *s, rt_queued *m) {
     acc_buf_reset(&s->answer);
     free(s->run_reply_to);
     s->run_reply_to = m->reply_to;
-    /* run.started goes out with the first thing the worker reports: the run's first output, a
-     * call, the turn waiting or using up its time slice, or its end. A short run's frames then
-     * leave in one write (one TCP segment) instead of two. (Not on a timer: lws 4.1.6 polls with
-     * millisecond timeouts rounded down, so a timer due within the next millisecond makes the
-     * loop spin in poll(0) until it fires; a short timer per run kept the loop spinning under
-     * load.) A run queued behind a busy pool is announced by the tick at the latest. */
+    /* run.started is held until the run has something else to send or may take a while: its
+     * first output or call frame, its end, an upstream (http) or lua model call starting, its
+     * first used-up time slice. A waiting built-in model or dataset call does not send it: that
+     * wait is one ledger commit, and the run's frames then leave in one write (one TCP segment)
+     * instead of two. (Not on a timer: lws 4.1.6 polls with millisecond timeouts rounded down,
+     * so a timer due within the next millisecond makes the loop spin in poll(0) until it fires;
+     * a short timer per run kept the loop spinning under load.) A run queued behind a busy pool,
+     * or waiting on a commit slowed by the disk, is announced by the tick at the latest. */
     rt_frame *f = rt_frame_begin(s, "run.started");
     if (f) {
         put_run(&f->b, s->run_no);
@@ -835,10 +841,9 @@ static void session_event(rt_server *srv, rt_event *ev) {
     (void)srv;
     pthread_mutex_lock(&s->mu);
     unsigned mail = s->mail;
-    s->mail &= ~(unsigned)(MAIL_END | MAIL_WAIT | MAIL_ANSWER | MAIL_SLICE);
+    s->mail &= ~(unsigned)(MAIL_END | MAIL_WAIT | MAIL_ANSWER | MAIL_FLUSH);
     pthread_mutex_unlock(&s->mu);
-    /* The worker has reported on the run: whatever waits goes out (run.started; start_run). */
-    if ((mail & (MAIL_WAIT | MAIL_SLICE)) && s->conn && s->unsent) rt_ws_request_write(s->conn);
+    if ((mail & MAIL_FLUSH) && s->conn && s->unsent) rt_ws_request_write(s->conn); /* run.started */
 
     if (mail & MAIL_DELTA) flush_deltas(s, false);
     if (mail & MAIL_CALLS) flush_calls(s);

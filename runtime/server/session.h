@@ -34,7 +34,10 @@ enum rt_phase {
 
 enum rt_job_kind { JOB_LOAD, JOB_MESSAGE, JOB_RUN, JOB_CLOSE };
 
-enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8, MAIL_CALLS = 16, MAIL_SLICE = 32 };
+/* MAIL_CALLS is set without waking the loop (announce_calls): the call frames go out with the
+ * worker's next report, which always wakes it (WAIT, END, FLUSH, DELTA). MAIL_FLUSH: send what
+ * waits (a held run.started): the turn used up a time slice, or a lua model's call is to run. */
+enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8, MAIL_CALLS = 16, MAIL_FLUSH = 32 };
 
 typedef struct rt_frame {
     struct rt_frame *next;
@@ -90,7 +93,7 @@ struct rt_sess {
     rt_session_t *ms;
     rt_call_owner owner;
     bool turn_active, turn_over, turn_is_message, funds_refused;
-    bool slice_told; /* the loop was told the turn used up a time slice (MAIL_SLICE) */
+    bool slice_told; /* the loop was told the turn used up a time slice (MAIL_FLUSH) */
     uint64_t turn_deadline_ms, turn_time_ms;
     uint64_t spent; /* booked by this session so far */
     /* The agent (from the registry, by the load job). */
