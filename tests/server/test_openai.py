@@ -11,7 +11,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (SCALE, Fail, Server, ask, check, eq, localhost_tls, recv, run,  # noqa: E402
+from harness import (SCALE, Fail, Server, ask, check, eq, localhost_tls, recv, recv_until, run,  # noqa: E402
                      serve_in_thread, start_session)
 
 import openai  # noqa: E402
@@ -283,6 +283,40 @@ def test_outbound_timeouts_and_failures():
         slow.shutdown()
 
 
+class SlowerHandler(SlowHandler):
+    delay = 0.6
+
+
+def test_run_waiting_on_an_upstream_is_announced_at_once():
+    """A run's first frame waits for company while its only wait is a ledger commit, but a call to
+    an http model may take seconds: run.started goes out when that call starts, not with the
+    answer or at the server's next tick (every 250 ms)."""
+    slow = serve_in_thread(SlowerHandler)
+    try:
+        with Server() as srv:
+            register(srv, "slow/model", f"http://127.0.0.1:{slow.server_address[1]}/v1")
+            srv.deploy("waiter", """return { on_message = function(session, text)
+                return models.call("slow/model", {prompt = text}).text end }""", models=["slow/model"])
+
+            async def t():
+                async with srv.connect() as ws:
+                    await start_session(ws, "waiter")
+                    for i in range(3):
+                        t0 = time.monotonic()
+                        await ws.send(json.dumps({"type": "message", "id": f"m{i}", "content": "x"}))
+                        first = await recv(ws)
+                        eq(first["type"], "run.started", "first frame")
+                        waited = time.monotonic() - t0
+                        check(waited < 0.1 * SCALE, f"run.started came {waited:.3f} s after the message")
+                        frames = await recv_until(ws, "run.done", timeout=10 * SCALE)
+                        eq(frames[-1]["status"], "completed", "done")
+                        eq([f["content"] for f in frames if f["type"] == "message"], ["late"], "the answer")
+                        check(time.monotonic() - t0 >= 0.55, "the answer took the upstream's time")
+            asyncio.run(t())
+    finally:
+        slow.shutdown()
+
+
 def test_outbound_tls_with_a_name():
     cert, ctx = localhost_tls()
 
@@ -374,6 +408,7 @@ if __name__ == "__main__":
         test_http_api_errors,
         test_outbound_http_model,
         test_outbound_timeouts_and_failures,
+        test_run_waiting_on_an_upstream_is_announced_at_once,
         test_outbound_tls_with_a_name,
         test_lua_model,
     ]))
