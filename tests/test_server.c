@@ -21,6 +21,7 @@ static const char *const suites[] = {
     "test_api.py",
     "test_page.py",
     "test_run_http.py",
+    "test_keepalive.py",
 };
 
 int main(void) {

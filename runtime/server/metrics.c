@@ -60,6 +60,12 @@ void rt_metrics_render(rt_server *srv, acc_buf *b) {
            LOAD(srv->net.requests));
     metric(b, "accrue_upstream_errors_total", "counter", "Outbound HTTP requests that failed.",
            LOAD(srv->net.errors));
+    metric(b, "accrue_upstream_connections_total", "counter",
+           "Connections opened to http:// model endpoints (kept alive between calls).",
+           LOAD(srv->net.upstream_connects));
+    metric(b, "accrue_upstream_retries_total", "counter",
+           "Calls sent again on a new connection after a kept-alive one closed before answering.",
+           LOAD(srv->net.upstream_retries));
     acc_buf_puts(b, "# HELP accrue_sandbox_limit_hits_total Agent turns ended by a limit.\n"
                     "# TYPE accrue_sandbox_limit_hits_total counter\n");
     static const char *const names[] = {"none", "memory", "instructions", "time", "output", "cancelled", "refused"};

@@ -1,5 +1,6 @@
 /*
- * outbound.c: HTTP requests from the server to remote models, on the loop, with lws's client.
+ * outbound.c: HTTP requests from the server to remote models, on the loop: http:// ones on
+ * kept-alive connections of our own (keepalive.c, http1.c), https:// ones with lws's client.
  *
  * lws 4.1.6 as Debian builds it has no asynchronous DNS: a client connection to a host *name*
  * runs a blocking getaddrinfo() on the loop. So names are resolved here first, on a thread of
@@ -8,10 +9,15 @@
  * check use the name. An IP literal skips the resolver.
  *
  * Each request has a connect deadline (until the response's status line) and a total deadline;
- * either closes the connection (lws_set_timeout with LWS_TO_KILL_ASYNC) and fails the request
- * with ACC_ETIMEOUT. The body is passed on as it arrives (lws hands it over de-chunked, one
- * RECEIVE_CLIENT_HTTP_READ per chunk), so a streamed answer is forwarded while it is made. The
- * end (success or not) is reported once, through the inbox, never from inside rt_out_start.
+ * either closes the connection (lws_set_timeout with LWS_TO_KILL_ASYNC, or rt_ka_abort) and fails
+ * the request with ACC_ETIMEOUT; a cancel does the same with ACC_ECANCELLED. The body is passed on
+ * as it arrives (de-chunked: by our parser, or by lws, one RECEIVE_CLIENT_HTTP_READ per chunk), so
+ * a streamed answer is forwarded while it is made. The end (success or not) is reported once,
+ * through the inbox, never from inside rt_out_start.
+ *
+ * lws's client closes its connection after each response (it reuses one only by queueing every
+ * request to a host behind one connection, LCCSCF_PIPELINE), so https:// calls still connect
+ * anew each time: TLS on our own sockets is not done.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -20,6 +26,7 @@
 #include <string.h>
 
 #include "runtime/server/internal.h"
+#include "runtime/server/keepalive.h"
 #include "runtime/server/outbound.h"
 
 #define DNS_TTL_MS 60000
@@ -29,7 +36,8 @@ struct rt_out {
     rt_event ev; /* first: the end, posted to the loop */
     rt_net *net;
     rt_out_cb cb;
-    struct lws *wsi;
+    struct lws *wsi;   /* https: lws's client connection */
+    rt_ka_req *ka;     /* http: the request on a connection of our own */
     char scheme_https;
     char host[256];  /* as in the URL */
     char addr[64];   /* numeric, once resolved */
@@ -118,6 +126,7 @@ static void *resolver_main(void *arg) {
 
 int rt_out_init(rt_net *n, acc_err *err) {
     (void)n;
+    rt_ka_init();
     memset(&res, 0, sizeof res);
     pthread_mutex_init(&res.mu, NULL);
     pthread_cond_init(&res.cv, NULL);
@@ -129,6 +138,7 @@ int rt_out_init(rt_net *n, acc_err *err) {
 
 void rt_out_shutdown(void) {
     if (!res.started) return;
+    rt_ka_shutdown();
     pthread_mutex_lock(&res.mu);
     res.stop = true;
     pthread_cond_broadcast(&res.cv);
@@ -292,6 +302,10 @@ static void end(rt_out *o, int result, const char *fmt, const char *detail) {
         o->result = result;
         if (fmt) snprintf(o->msg, sizeof o->msg, fmt, detail ? detail : "");
     }
+    if (o->ka) { /* its connection closes; nothing more comes from it */
+        rt_ka_abort(o->ka);
+        o->ka = NULL;
+    }
     if (o->wsi) {
         lws_set_timeout(o->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
         return; /* the close callback reports */
@@ -311,7 +325,55 @@ static void on_total_timeout(lws_sorted_usec_list_t *sul) {
 
 /* ---- connecting -------------------------------------------------------------------------------- */
 
+/* http: keepalive.c's hooks. Each returns nonzero once the request was ended from inside it. */
+static int ka_status(void *ud, int status) {
+    rt_out *o = ud;
+    o->connected = true;
+    o->status = status;
+    lws_sul_cancel(&o->connect_timer);
+    if (o->cb.on_status) o->cb.on_status(o->cb.ud, status);
+    return !o->ka;
+}
+
+static int ka_data(void *ud, const char *data, size_t len) {
+    rt_out *o = ud;
+    o->received += len;
+    if (o->received > MAX_RESPONSE) {
+        end(o, ACC_EUPSTREAM, "%s answered more than 8 MiB", o->host);
+        return 1;
+    }
+    if (o->cb.on_data) o->cb.on_data(o->cb.ud, data, len);
+    return !o->ka;
+}
+
+static void ka_end(void *ud, int result, const char *msg) {
+    rt_out *o = ud;
+    o->ka = NULL;
+    end(o, result, result == ACC_OK ? NULL : "%s", msg);
+}
+
+static void connect_plain(rt_out *o) {
+    rt_ka_target t = {.net = o->net,
+                      .addr = o->addr,
+                      .port = o->port,
+                      .host = o->host,
+                      .method = o->method,
+                      .path = o->path,
+                      .content_type = o->content_type,
+                      .bearer = o->auth[0] ? o->auth + 7 : NULL, /* after "Bearer " */
+                      .body = o->body,
+                      .body_len = o->body_len};
+    rt_ka_hooks h = {.ud = o, .on_status = ka_status, .on_data = ka_data, .on_end = ka_end};
+    acc_err err = {0};
+    o->ka = rt_ka_start(&t, &h, &err);
+    if (!o->ka) end(o, err.code ? err.code : ACC_EUPSTREAM, "%s", err.msg);
+}
+
 static void connect_now(rt_out *o) {
+    if (!o->scheme_https) {
+        connect_plain(o);
+        return;
+    }
     struct lws_client_connect_info i;
     memset(&i, 0, sizeof i);
     i.context = o->net->ctx;
@@ -460,6 +522,14 @@ void rt_out_cancel(rt_out *o) {
 /* ---- the lws client callback ------------------------------------------------------------------ */
 
 int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
+    switch (reason) { /* our own sockets (http) */
+    case LWS_CALLBACK_RAW_RX:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+    case LWS_CALLBACK_RAW_CLOSE:
+        return rt_ka_callback(wsi, reason, in, len);
+    default:
+        break;
+    }
     rt_out *o = lws_get_opaque_user_data(wsi);
     (void)user;
     switch (reason) {

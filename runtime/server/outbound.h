@@ -40,6 +40,9 @@ typedef struct rt_net {
     rt_server *srv;                /* handed to the events; NULL outside the server */
     uint32_t connect_ms, total_ms; /* upstream calls' timeouts (0: 5 s and 60 s) */
     atomic_uint_fast64_t requests, errors; /* outbound requests ended, and those that failed */
+    /* plain-http upstreams (keepalive.c): connections opened, and requests sent again once on a
+     * new connection because a kept-alive one had died */
+    atomic_uint_fast64_t upstream_connects, upstream_retries;
 } rt_net;
 
 /* Queues ev for the loop (once: an event already queued is not queued twice) and wakes it. */
@@ -90,7 +93,8 @@ void rt_out_cancel(rt_out *o);
  * and is finished (rt_http_done) on that thread as soon as it ends. */
 rt_http_t rt_upstream_local(rt_net *n);
 
-/* The "accrue-client" protocol's callback. */
+/* The "accrue-client" protocol's callback: lws's client connections (https) and our own raw
+ * sockets (http, keepalive.c). */
 int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 
 #endif

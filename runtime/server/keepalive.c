@@ -1,0 +1,436 @@
+/*
+ * keepalive.c: plain-http requests to model endpoints on kept-alive connections (keepalive.h).
+ *
+ * lws 4.1.6's HTTP client closes its connection after each response, and reuses one only by
+ * queueing requests behind a single connection per host (LCCSCF_PIPELINE), which would make
+ * concurrent model calls wait for each other. So for http:// endpoints we keep connections of our
+ * own, as Go's http.Transport and libcurl's connection cache do: a pool of idle connections per
+ * (address, port), the most recently used taken first (its peer has had the least time to give
+ * up on it); a connection goes back only after a complete response that allows another request,
+ * at most IDLE_PER_HOST idle per address (the least recently used closes to make room), each for
+ * IDLE_S seconds, less if the server said so (Keep-Alive: timeout=N: we leave a second early).
+ * An idle connection that becomes readable (bytes we did not ask for, or the server's close) is
+ * dropped. https:// stays on lws's client (outbound.c): TLS on our own sockets is not done here.
+ *
+ * The sockets are ours and lws polls them: a non-blocking connect() to the resolver's numeric
+ * address, then lws_adopt_descriptor_vhost_via_info as a raw socket on the "accrue-client"
+ * protocol (LWS_CALLBACK_RAW_*). lws treats an adopted socket as established at once; while our
+ * connect is in progress its POLLIN is switched off (lws_rx_flow_control) and we ask for
+ * POLLOUT, so a refused connection reaches us as POLLHUP with its error still in SO_ERROR (lws
+ * would otherwise read() it away and report nothing but a close), and the first writable
+ * callback means connected. The request (http1.c) goes out in one lws_write; lws keeps what the
+ * kernel did not take and sends it on POLLOUT. The response's bytes come in RAW_RX and are parsed
+ * as they come, so a streamed answer reaches the caller while it is made.
+ *
+ * A kept-alive connection can die between requests while we hold it idle: the server closed it
+ * and its FIN had not arrived when we picked it. Then the request fails before any byte of an
+ * answer; such a request, on a reused connection, is sent once more on a new connection (Go does
+ * the same). Never a second retry, never after a byte of the answer, never from a fresh
+ * connection: a model call must not be made twice because of us. The retry starts from the
+ * inbox, outside lws's callbacks.
+ *
+ * A connection is freed in its RAW_CLOSE only; whoever wants one gone asks lws to close it
+ * (lws_set_timeout with LWS_TO_KILL_ASYNC, or -1 from its own callback).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "runtime/server/http1.h"
+#include "runtime/server/internal.h"
+#include "runtime/server/keepalive.h"
+
+#define IDLE_PER_HOST 64
+#define IDLE_S 30
+
+typedef struct ka_conn ka_conn;
+
+typedef struct ka_host {
+    ka_conn *head, *tail; /* the idle connections, the most recently used first */
+    unsigned idle;
+} ka_host;
+
+struct ka_conn {
+    struct lws *wsi; /* NULL once closed */
+    ka_host *host;
+    rt_ka_req *req;       /* the request on it; NULL when idle or on its way out */
+    ka_conn *prev, *next; /* in host's idle list */
+    bool idle;
+    bool connecting; /* connect() still in progress */
+    bool adopting;   /* inside lws_adopt_descriptor_vhost_via_info */
+    bool closing;    /* asked to close: never reused */
+    bool reused;     /* has carried a whole exchange before this one */
+    int soerr;       /* the connect's error, when the writable callback saw it */
+    size_t got;      /* bytes of the current response read */
+    rt_h1_resp resp;
+};
+
+struct rt_ka_req {
+    rt_event retry_ev; /* the one retry, from the inbox */
+    rt_net *net;
+    ka_host *host;
+    ka_conn *conn; /* NULL while a retry waits */
+    rt_ka_hooks hooks;
+    char addr[64];
+    int port;
+    char name[256];
+    acc_buf out; /* LWS_PRE bytes, then the request */
+    bool retried, retry_queued, aborted;
+};
+
+static struct {
+    rt_map hosts; /* "address port" -> ka_host */
+    bool down;    /* shut down: no retries, nothing parked */
+} pool;
+
+/* ---- the pool ----------------------------------------------------------------------------------- */
+
+static ka_host *host_of(const char *addr, int port) {
+    char key[80];
+    snprintf(key, sizeof key, "%s %d", addr, port);
+    ka_host *h = rt_map_get(&pool.hosts, key);
+    if (h) return h;
+    h = calloc(1, sizeof *h);
+    if (h && rt_map_put(&pool.hosts, key, h) != ACC_OK) {
+        free(h);
+        h = NULL;
+    }
+    return h;
+}
+
+static void idle_unlink(ka_conn *c) {
+    ka_host *h = c->host;
+    if (c->prev) c->prev->next = c->next;
+    else h->head = c->next;
+    if (c->next) c->next->prev = c->prev;
+    else h->tail = c->prev;
+    c->prev = c->next = NULL;
+    c->idle = false;
+    h->idle--;
+}
+
+/* Closes c later (its RAW_CLOSE frees it). */
+static void kill_later(ka_conn *c) {
+    if (c->idle) idle_unlink(c);
+    if (c->closing || !c->wsi) return;
+    c->closing = true;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* After a complete response that allows another: c waits for the next request. false: close it. */
+static bool park(ka_conn *c, uint32_t keep_alive_s) {
+    int secs = IDLE_S;
+    if (keep_alive_s && (int)keep_alive_s - 1 < secs) secs = (int)keep_alive_s - 1;
+    if (secs <= 0 || pool.down || c->closing) return false;
+    ka_host *h = c->host;
+    if (h->idle >= IDLE_PER_HOST) kill_later(h->tail);
+    c->reused = true;
+    c->got = 0;
+    rt_h1_resp_init(&c->resp);
+    c->prev = NULL;
+    c->next = h->head;
+    if (h->head) h->head->prev = c;
+    else h->tail = c;
+    h->head = c;
+    h->idle++;
+    c->idle = true;
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, secs);
+    return true;
+}
+
+static ka_conn *take_idle(ka_host *h) {
+    ka_conn *c = h->head;
+    if (!c) return NULL;
+    idle_unlink(c);
+    lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+    return c;
+}
+
+/* ---- a request's life ------------------------------------------------------------------------ */
+
+static void req_free(rt_ka_req *k) {
+    acc_buf_free(&k->out);
+    free(k);
+}
+
+/* The end, reported once; k is gone after. */
+static void finish(rt_ka_req *k, int result, const char *msg) {
+    rt_ka_hooks h = k->hooks;
+    req_free(k);
+    h.on_end(h.ud, result, msg);
+}
+
+static rt_ka_req *detach(ka_conn *c) {
+    rt_ka_req *k = c->req;
+    c->req = NULL;
+    if (k) k->conn = NULL;
+    return k;
+}
+
+/* One lws_write of the whole request: lws sends later what the kernel does not take now. */
+static int send_request(ka_conn *c) {
+    rt_ka_req *k = c->req;
+    size_t n = k->out.len - LWS_PRE;
+    return lws_write(c->wsi, (unsigned char *)k->out.data + LWS_PRE, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
+}
+
+/* Outside c's callbacks: a failed write closes it, and its close decides what the request does. */
+static void send_now(ka_conn *c) {
+    if (send_request(c) < 0) {
+        c->closing = true;
+        lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
+static int to_sockaddr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len) {
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    return -1;
+}
+
+/* A new connection for k: connect() started, the socket handed to lws, the request sent as soon
+ * as it is connected. */
+static int open_conn(rt_ka_req *k, acc_err *err) {
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (to_sockaddr(k->addr, k->port, &ss, &sl))
+        return acc_fail(err, ACC_EUPSTREAM, "cannot reach %s: %s is not an address", k->name, k->addr);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return acc_fail(err, ACC_EUPSTREAM, "cannot reach %s: %s", k->name, strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int rc = connect(fd, (struct sockaddr *)&ss, sl);
+    if (rc < 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        return acc_fail(err, ACC_EUPSTREAM, "cannot reach %s: %s", k->name, strerror(e));
+    }
+    ka_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return acc_fail(err, ACC_ENOMEM, "out of memory");
+    }
+    c->host = k->host;
+    c->connecting = rc < 0;
+    c->adopting = true;
+    rt_h1_resp_init(&c->resp);
+    lws_adopt_desc_t ad = {.vh = k->net->vh, .type = LWS_ADOPT_SOCKET, .vh_prot_name = "accrue-client", .opaque = c};
+    ad.fd.sockfd = fd;
+    c->wsi = lws_adopt_descriptor_vhost_via_info(&ad); /* closes fd when it fails */
+    c->adopting = false;
+    if (!c->wsi) {
+        free(c); /* its RAW_CLOSE, if lws called it, left it to us */
+        return acc_fail(err, ACC_EUPSTREAM, "cannot reach %s: the loop took no more sockets", k->name);
+    }
+    atomic_fetch_add(&k->net->upstream_connects, 1);
+    c->req = k;
+    k->conn = c;
+    if (c->connecting) {
+        lws_rx_flow_control(c->wsi, 0);
+        lws_callback_on_writable(c->wsi);
+    } else {
+        send_now(c);
+    }
+    return ACC_OK;
+}
+
+static void on_retry(rt_server *srv, rt_event *ev) {
+    rt_ka_req *k = (rt_ka_req *)ev;
+    (void)srv;
+    k->retry_queued = false;
+    if (k->aborted) {
+        req_free(k);
+        return;
+    }
+    acc_err e = {0};
+    if (open_conn(k, &e) != ACC_OK) finish(k, ACC_EUPSTREAM, e.msg);
+}
+
+/* c's connection closed under its request before the response was complete (or with a body that
+ * ends at the close): the request ends, or goes again once. */
+static void lost(ka_conn *c, int soerr) {
+    rt_ka_req *k = detach(c);
+    char msg[ACC_ERR_MSG_SIZE];
+    if (c->connecting) {
+        snprintf(msg, sizeof msg, "cannot reach %s: %s", k->name, soerr ? strerror(soerr) : "the connection failed");
+    } else if (c->got == 0 && c->reused && !k->retried && !pool.down) {
+        k->retried = true;
+        k->retry_queued = true;
+        atomic_fetch_add(&k->net->upstream_retries, 1);
+        rt_net_post(k->net, &k->retry_ev);
+        return;
+    } else if (c->got == 0) {
+        snprintf(msg, sizeof msg, "%s closed the connection without answering", k->name);
+    } else {
+        acc_err e = {0};
+        if (rt_h1_eof(&c->resp, &e) == RT_H1_DONE) {
+            finish(k, ACC_OK, NULL);
+            return;
+        }
+        snprintf(msg, sizeof msg, "%s closed the connection before the answer was complete (%s)", k->name, e.msg);
+    }
+    finish(k, ACC_EUPSTREAM, msg);
+}
+
+rt_ka_req *rt_ka_start(const rt_ka_target *t, const rt_ka_hooks *hooks, acc_err *err) {
+    rt_ka_req *k = calloc(1, sizeof *k);
+    if (!k) {
+        acc_fail(err, ACC_ENOMEM, "out of memory");
+        return NULL;
+    }
+    k->retry_ev.fn = on_retry;
+    k->net = t->net;
+    k->hooks = *hooks;
+    k->port = t->port;
+    snprintf(k->addr, sizeof k->addr, "%s", t->addr);
+    snprintf(k->name, sizeof k->name, "%s", t->host);
+    if (acc_buf_reserve(&k->out, LWS_PRE)) acc_buf_commit(&k->out, LWS_PRE);
+    int rc = rt_h1_write_request(&k->out, t->method, t->host, t->port, t->path, t->content_type, t->bearer,
+                                 t->body, t->body_len, err);
+    if (rc == ACC_OK && !(k->host = host_of(k->addr, k->port))) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
+    if (rc == ACC_OK) {
+        ka_conn *c = take_idle(k->host);
+        if (c) {
+            c->req = k;
+            k->conn = c;
+            send_now(c);
+        } else {
+            rc = open_conn(k, err);
+        }
+    }
+    if (rc != ACC_OK) {
+        req_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void rt_ka_abort(rt_ka_req *k) {
+    if (!k) return;
+    ka_conn *c = k->conn;
+    if (c) {
+        detach(c);
+        kill_later(c);
+    }
+    if (k->retry_queued) k->aborted = true; /* on_retry frees it */
+    else req_free(k);
+}
+
+/* ---- the sockets' callbacks ------------------------------------------------------------------- */
+
+static int sink_head(void *ud, int status) {
+    ka_conn *c = ud;
+    rt_ka_req *k = c->req;
+    return k->hooks.on_status ? k->hooks.on_status(k->hooks.ud, status) : 0;
+}
+
+static int sink_body(void *ud, const char *data, size_t len) {
+    ka_conn *c = ud;
+    rt_ka_req *k = c->req;
+    return k->hooks.on_data ? k->hooks.on_data(k->hooks.ud, data, len) : 0;
+}
+
+/* Response bytes: parsed; at the response's end the request finishes and the connection is
+ * parked or closed. Returns -1 to close. */
+static int on_rx(ka_conn *c, const char *in, size_t len) {
+    if (!c->req) return -1; /* bytes on an idle connection (or its close): not an answer to us */
+    c->got += len;
+    size_t used = 0;
+    acc_err e = {0};
+    rt_h1_sink sink = {.ud = c, .on_head = sink_head, .on_body = sink_body};
+    int rc = rt_h1_feed(&c->resp, in, len, &used, &sink, &e);
+    if (!c->req || rc == RT_H1_STOPPED) return -1; /* the owner ended it from a hook */
+    if (rc < 0) {
+        rt_ka_req *k = detach(c);
+        char msg[ACC_ERR_MSG_SIZE];
+        snprintf(msg, sizeof msg, "%s sent a malformed response: %s", k->name, e.msg);
+        finish(k, ACC_EUPSTREAM, msg);
+        return -1;
+    }
+    if (rc != RT_H1_DONE) return 0;
+    rt_ka_req *k = detach(c);
+    /* Bytes past the response's end, or a request lws still holds part of: not reusable. */
+    bool parked = used == len && !lws_partial_buffered(c->wsi) && rt_h1_reusable(&c->resp) &&
+                  park(c, c->resp.keep_alive_s);
+    finish(k, ACC_OK, NULL);
+    return parked ? 0 : -1;
+}
+
+int rt_ka_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len) {
+    ka_conn *c = lws_get_opaque_user_data(wsi);
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX:
+        return c ? on_rx(c, in, len) : -1;
+    case LWS_CALLBACK_RAW_WRITEABLE: {
+        if (!c || !c->connecting) return 0;
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        getsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_ERROR, &soerr, &sl);
+        if (soerr) {
+            c->soerr = soerr; /* the close reports it */
+            return -1;
+        }
+        c->connecting = false;
+        lws_rx_flow_control(wsi, 1);
+        if (!c->req) return -1; /* its request ended while it connected */
+        return send_request(c);
+    }
+    case LWS_CALLBACK_RAW_CLOSE: {
+        if (!c) return 0;
+        lws_set_opaque_user_data(wsi, NULL);
+        c->wsi = NULL;
+        if (c->adopting) return 0; /* open_conn frees it */
+        if (c->idle) idle_unlink(c);
+        if (c->req) {
+            int soerr = c->soerr;
+            socklen_t sl = sizeof soerr;
+            if (c->connecting && !soerr) getsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_ERROR, &soerr, &sl);
+            lost(c, soerr);
+        }
+        free(c);
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* ---- with the loop ------------------------------------------------------------------------------ */
+
+void rt_ka_init(void) { memset(&pool, 0, sizeof pool); }
+
+void rt_ka_shutdown(void) {
+    pool.down = true;
+    rt_map_entry *e;
+    for (size_t i = 0; rt_map_next(&pool.hosts, &i, &e);) {
+        ka_host *h = e->value;
+        while (h->head) { /* the loop still runs (accrue run): close them now */
+            ka_conn *c = h->head;
+            idle_unlink(c);
+            c->closing = true;
+            if (c->wsi) lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC); /* frees c */
+            else free(c);
+        }
+        free(h);
+    }
+    rt_map_free(&pool.hosts);
+}
