@@ -175,8 +175,15 @@ def serving(answer, **kw):
         with Server(**kw) as srv:
             register(srv, "pool/model", up.url, "up", price_per_call=PRICE)
             yield up, srv
+            if srv.proc:
+                stopped(srv)
     finally:
         up.close()
+
+
+def stopped(srv):
+    """Stops the server: it exits 0 (under a sanitizer, a leak or an error report makes it fail)."""
+    eq(srv.stop(), 0, "the server's exit status")
 
 
 def balance(srv):
@@ -425,7 +432,7 @@ def test_malformed_answers_fail_clearly_and_cost_nothing():
                 check(f"127.0.0.1" in msg and why in msg, f"{answer.__name__}: {msg}")
             eq(up.counts(), (2, 2), f"{answer.__name__}: its connection was not reused")
             eq(balance(srv), b0, f"{answer.__name__}: nothing charged")
-            srv.stop()
+            stopped(srv)
             ledger_holds(srv)
 
 
@@ -470,7 +477,7 @@ def test_timeout_and_cancel_close_a_kept_alive_connection():
         conns, reqs = up.counts()
         eq((conns, reqs), (3, 6), "the cancelled call's connection was closed, not reused")
         eq(balance(srv), b0 - 4 * PRICE, "the timed-out and the cancelled call cost nothing")
-        srv.stop()
+        stopped(srv)
         ledger_holds(srv)
 
 
