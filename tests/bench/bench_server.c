@@ -10,7 +10,8 @@
  *     an agent that calls a model on every message. Round trips per second, p50 and p99.
  *  2. Idle sessions: N sessions opened and held; the server's RSS per session.
  *  3. The OpenAI endpoint: a fixed-answer upstream (bare lws, in a child), called directly and
- *     through accrue (an `http` model pointing at it): the latency accrue adds at p50 and p99 and
+ *     through accrue (an `http` model pointing at it, called on kept-alive connections: the summary
+ *     says how many it opened): the latency accrue adds at p50 and p99 and
  *     its CPU per request, at one connection and at the highest rate; and the same through
  *     LiteLLM's proxy when ACCRUE_BENCH_LITELLM names its `litellm` executable
  *     (tools/bench_litellm.sh installs it in a venv of its own; never in CI).
@@ -761,8 +762,11 @@ static void bench_openai(const char *bin) {
                    up_port, 0, s.db);
         http_rows(runs[k][0], s.port, "/v1/chat/completions", s.key, body, s.pid, &via);
         size_t n = strlen(summary);
-        snprintf(summary + n, sizeof summary - n, "- %s adds %.3f ms at p50 and %.3f ms at p99 at one connection.\n",
-                 runs[k][0], via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms);
+        snprintf(summary + n, sizeof summary - n,
+                 "- %s adds %.3f ms at p50 and %.3f ms at p99 at one connection; %.0f upstream requests on %.0f "
+                 "connections.\n",
+                 runs[k][0], via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms,
+                 metric_of(s.port, "accrue_upstream_requests_total"), metric_of(s.port, "accrue_upstream_connections_total"));
         if (k == 0) {
             /* The gateway without an upstream: the free test model (no ledger), and a metered
              * built-in model (reserved, run, attributed, booked; no network). */
