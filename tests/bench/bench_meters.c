@@ -64,6 +64,12 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double minor_faults(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_minflt;
+}
+
 static double cpu_s(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -165,6 +171,7 @@ static registry_t *make_registry(const char *path, char prompts[8][64]) {
 
 typedef struct run_result {
     double wall, cpu, driver_cpu, calls;
+    double faults; /* minor page faults of the whole process during the run */
     double p50_ms, p99_ms, max_ms;
     ledger_stats_t ls;
 } run_result_t;
@@ -183,6 +190,7 @@ typedef struct deferred {
 typedef struct bare_ctx {
     registry_t *reg;
     registry_model_t model;
+    factory_model *fm; /* resolved once, as the metered provider caches it in its model entry */
     bool defer;
     deferred_t *list; /* NSB entries: a sandbox has one call in flight at most */
     size_t n;
@@ -193,10 +201,8 @@ static int bare_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
     bare_ctx_t *b = ud;
     acc_err err = {0};
     factory_request fr;
-    factory_model *fm;
     factory_output o = {0};
-    if (factory_request_parse(call->json, call->json_len, &fr, &err) || factory_model_of(b->reg, &b->model, &fm, &err) ||
-        factory_run(fm, &fr, &o, &err))
+    if (factory_request_parse(call->json, call->json_len, &fr, &err) || factory_run(b->fm, &fr, &o, &err))
         die("factory", &err);
     acc_buf out = ACC_BUF_INIT;
     acc_buf_puts(&out, "{\"text\":");
@@ -240,7 +246,8 @@ static run_result_t run(registry_t *reg, const char *ledger_path, const char *mo
     rt_queue_t *q = rt_queue_new();
     static deferred_t deferred[2][NSB];
     bare_ctx_t bare = {.reg = reg, .defer = defer && !metered, .list = deferred[0]};
-    if (registry_model_get(reg, "bench/gen", &bare.model, &err)) die("model", &err);
+    if (registry_model_get(reg, "bench/gen", &bare.model, &err) || factory_model_of(reg, &bare.model, &bare.fm, &err))
+        die("model", &err);
     if (metered) {
         ledger_opts_t lo = {0};
         if (getenv("BENCH_METERS_COMMIT_DELAY_US")) lo.commit_delay_us = (uint32_t)atoi(getenv("BENCH_METERS_COMMIT_DELAY_US"));
@@ -297,7 +304,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, const char *mo
     }
     struct timespec d0;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &d0);
-    double t0 = now_s(), c0 = cpu_s();
+    double t0 = now_s(), c0 = cpu_s(), f0 = minor_faults();
     int done = 0;
     for (int i = 0; i < nsb; i++) {
         sandbox_start_message(sbs[i], prompts[i % 8], strlen(prompts[i % 8]), NULL);
@@ -349,6 +356,7 @@ static run_result_t run(registry_t *reg, const char *ledger_path, const char *mo
     }
     res.wall = now_s() - t0;
     res.cpu = cpu_s() - c0;
+    res.faults = minor_faults() - f0;
     struct timespec d1;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &d1);
     res.driver_cpu = (double)(d1.tv_sec - d0.tv_sec) + (double)(d1.tv_nsec - d0.tv_nsec) / 1e9;
@@ -681,13 +689,15 @@ int main(void) {
         test_remove_dir(dir);
         return 0;
     }
-    /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf). */
+    /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf); =rr the unmetered
+     * round-robin one (the sandbox's side of a call, no meter). */
     if (getenv("BENCH_METERS_PROFILE")) {
-        run_result_t one = run(reg, l1, "bench/gen", NSB, calls, true, false, true, prompts);
-        printf("metered, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
-               "latency p50 %.1f ms p99 %.1f ms; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
-               one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
-               (one.cpu - one.driver_cpu) / one.calls * 1e6, one.p50_ms, one.p99_ms, one.ls.commits,
+        bool rr = strcmp(getenv("BENCH_METERS_PROFILE"), "rr") == 0;
+        run_result_t one = run(reg, l1, "bench/gen", NSB, calls, !rr, rr, true, prompts);
+        printf("%s, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
+               "latency p50 %.1f ms p99 %.1f ms; %.3f page faults a call; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
+               rr ? "unmetered round-robin" : "metered", one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
+               (one.cpu - one.driver_cpu) / one.calls * 1e6, one.p50_ms, one.p99_ms, one.faults / one.calls, one.ls.commits,
                (double)one.ls.postings / (double)(one.ls.commits ? one.ls.commits : 1),
                (double)one.ls.commit_ns / 1e6 / (double)(one.ls.commits ? one.ls.commits : 1));
         registry_close(reg);

@@ -444,7 +444,8 @@ static void bench_alloc(const char *parts) {
     }
 }
 
-/* BENCH_RSS_ONLY=1 runs the memory rows alone, BENCH_BOUNDED_ONLY=1 the bounded functions' rows. */
+/* BENCH_RSS_ONLY=1 runs the memory rows alone, BENCH_BOUNDED_ONLY=1 the bounded functions' rows,
+ * BENCH_HOST_CALL_ONLY=1 the host call's. */
 int main(void) {
     printf("| what | sandbox | bare Lua 5.4 | ratio |\n|---|---|---|---|\n");
     if (getenv("BENCH_ALLOC_ONLY")) {
@@ -454,6 +455,10 @@ int main(void) {
     if (getenv("BENCH_RSS_ONLY")) { /* the memory rows alone, quickly */
         bench_rss("idle after loading an agent", "local greeting = 'hi' return {on_message = function(s, t) return greeting .. t end}", 1000);
         bench_rss("after the fragmenting script", fragmenting, 8);
+        return 0;
+    }
+    if (getenv("BENCH_HOST_CALL_ONLY")) { /* the host call's row alone */
+        bench_host_call();
         return 0;
     }
     if (getenv("BENCH_BOUNDED_ONLY")) {
