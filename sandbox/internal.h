@@ -116,6 +116,8 @@ struct sandbox {
     uint64_t last_call_id;
     char *call_text;
     size_t call_len;
+    int answer_strings; /* registry ref of the answers' string list (json.c), 0 until the first */
+    int request_buf;    /* registry ref of the requests' scratch buffer, 0 until the first */
 
     char *reply;
     size_t reply_len;
@@ -297,8 +299,28 @@ typedef struct sbx_json_bounds {
     int max_depth;
     size_t max_values;
 } sbx_json_bounds_t;
+/* A host's answer to a call, decoded as sbx_json_decode does (json.h) but for two things. Its
+ * short strings (at most SBX_ANSWER_STRING_MAX bytes, the first SBX_ANSWER_STRINGS of them, in
+ * the order the text has them) are first looked for at their place in the list at stack index
+ * strings, a table made with lua_createtable(L, SBX_ANSWER_STRINGS, 0) and kept by the caller
+ * from answer to answer (0: none), and take that place when they differ (json.c tells why). And
+ * the array metatable is checked when the first array is made, not before: an answer without
+ * arrays costs no look-up of it. */
+#define SBX_ANSWER_STRINGS 32
+#define SBX_ANSWER_STRING_MAX 40 /* LUAI_MAXSHORTLEN: longer strings are not interned anyway */
+void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings);
+
 /* sbx_json_encode (json.h) within bounds (NULL: json.encode's own, depth only). */
 void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds);
+/* The same for a request to the host, with no string made: the text is written into the full
+ * userdata at stack index scratch when it fits (the caller keeps one from call to call), else
+ * into a new one. The buffer the text is in is left at the top of the stack, and the text stays
+ * valid while it is there; NUL-terminated. *len is its length. */
+const char *sbx_json_encode_request(lua_State *L, int idx, const sbx_json_bounds_t *bounds, int scratch, size_t *len);
+/* A request whose text needed a bigger buffer than the sandbox's scratch keeps that buffer as its
+ * scratch if it is at most this big. */
+#define SBX_REQUEST_SCRATCH 256
+#define SBX_REQUEST_SCRATCH_MAX 4096
 
 /* Replaces the fields of the `string` table at the top of the stack with bounded versions: find,
  * match, gmatch, gsub (our own matcher, steps charged), rep, format. bounded_string.c. */

@@ -129,7 +129,10 @@ typedef struct decoder {
     sbx_meter_t meter;
     size_t metered_pos; /* input before this offset is on the meter */
     int depth;
-    int array_mt;       /* stack slot of the array metatable */
+    int array_mt;       /* stack slot of the array metatable (nil until the first array, lazily) */
+    bool mt_ready;      /* the array metatable is in its slot, checked */
+    int strings;        /* stack slot of the answer's string list (sbx_json_decode_answer), or 0 */
+    int nstrings;       /* short strings met so far: the next one's place in that list */
     locale_t numeric;   /* the "C" locale numbers are read in */
 } decoder_t;
 
@@ -217,6 +220,27 @@ static void buffer_code_point(luaL_Buffer *b, unsigned cp) {
     luaL_addlstring(b, u, k);
 }
 
+/* Pushes the short string s[0..len) of a host's answer: the string at the same place in the last
+ * answer when it is the same (no interning), else a new one, which takes that place. Answers of
+ * one provider have one shape, so their keys and most short values (a model's name, a finish
+ * reason) come back in the same order: this reads one list, in order, where interning reads a
+ * bucket of the string table and a chain of strings, cold in a sandbox that waited for its
+ * answer while a thousand others ran. The list's array part is made at its full size, so
+ * setting a place never allocates. */
+static void push_answer_string(decoder_t *d, const char *s, size_t len) {
+    lua_State *L = d->L;
+    lua_Integer at = ++d->nstrings;
+    if (lua_rawgeti(L, d->strings, at) == LUA_TSTRING) {
+        size_t have;
+        const char *str = lua_tolstring(L, -1, &have);
+        if (have == len && memcmp(str, s, len) == 0) return;
+    }
+    lua_pop(L, 1);
+    lua_pushlstring(L, s, len);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, d->strings, at);
+}
+
 /* Decodes the string at d->pos (its opening quote) and pushes it. Strings without escapes are
  * pushed straight from the input; the first escape switches to a luaL_Buffer (nothing else is
  * pushed while it is open, as it requires). */
@@ -279,6 +303,8 @@ static void decode_string(decoder_t *d) {
     if (buffered) {
         luaL_addlstring(&b, (const char *)s + run, p - run);
         luaL_pushresult(&b);
+    } else if (d->strings && p - start - 1 <= SBX_ANSWER_STRING_MAX && d->nstrings < SBX_ANSWER_STRINGS) {
+        push_answer_string(d, (const char *)s + start + 1, p - start - 1);
     } else {
         lua_pushlstring(L, (const char *)s + start + 1, p - start - 1);
     }
@@ -411,6 +437,11 @@ static void decode_array(decoder_t *d) {
     lua_State *L = d->L;
     enter(d);
     d->pos++; /* '[' */
+    if (!d->mt_ready) {
+        push_array_mt_checked(L, "json.decode");
+        lua_replace(L, d->array_mt);
+        d->mt_ready = true;
+    }
     lua_createtable(L, 0, 0);
     lua_pushvalue(L, d->array_mt);
     lua_setmetatable(L, -2);
@@ -449,10 +480,16 @@ static void decode_value(decoder_t *d) {
     }
 }
 
-void sbx_json_decode(lua_State *L, const char *s, size_t n) {
+/* Decodes s[0..n) with the array metatable checked at once (json.decode: a script that gave it a
+ * __gc field learns so whatever it decodes) or at the first array (an answer), and the answer's
+ * string list at stack index strings (0: none). */
+static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, int strings) {
     luaL_checkstack(L, 8, "json.decode");
-    decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .meter = {.L = L}, .numeric = json_c_locale(L)};
-    push_array_mt_checked(L, "json.decode");
+    decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .meter = {.L = L}, .numeric = json_c_locale(L),
+                   .strings = strings ? lua_absindex(L, strings) : 0};
+    if (check_mt) push_array_mt_checked(L, "json.decode");
+    else lua_pushnil(L);
+    d.mt_ready = check_mt;
     d.array_mt = lua_gettop(L);
     decode_value(&d);
     skip_ws(&d);
@@ -460,6 +497,12 @@ void sbx_json_decode(lua_State *L, const char *s, size_t n) {
     decode_charge(&d, n);
     sbx_meter_flush(&d.meter);
     lua_remove(L, d.array_mt);
+}
+
+void sbx_json_decode(lua_State *L, const char *s, size_t n) { decode_text(L, s, n, true, 0); }
+
+void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings) {
+    decode_text(L, s, n, false, strings);
 }
 
 /* ---- encode ------------------------------------------------------------------------------- */
@@ -688,6 +731,10 @@ static void encode_table(encoder_t *e, int idx) {
 
     int marked = 0;
     if (lua_getmetatable(L, idx)) { /* raw: __metatable is not consulted */
+        if (lua_isnil(L, e->array_mt)) {
+            push_array_mt(L);
+            lua_replace(L, e->array_mt);
+        }
         marked = lua_rawequal(L, -1, e->array_mt);
         lua_pop(L, 1);
     }
@@ -768,22 +815,45 @@ static void encode_value(encoder_t *e, int idx) {
     }
 }
 
-void sbx_json_encode(lua_State *L, int idx) { sbx_json_encode_bounded(L, idx, NULL); }
-
-void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds) {
+/* Encodes the value at idx into a buffer that it leaves at the top of the stack (a full userdata:
+ * scratch, the userdata at that stack index, when the text fits in it, else a new one), the
+ * text NUL-terminated. Returns the text; *len is its length. */
+static const char *encode_into(lua_State *L, int idx, const sbx_json_bounds_t *bounds, int scratch, size_t *len) {
     idx = lua_absindex(L, idx);
+    if (scratch) scratch = lua_absindex(L, scratch);
     luaL_checkstack(L, 8, "json.encode");
     encoder_t e = {.L = L, .cap = 256, .meter = {.L = L}, .numeric = json_c_locale(L), .bounds = bounds};
-    push_array_mt(L);
+    lua_pushnil(L); /* the array metatable's slot, filled at the first table with a metatable */
     e.array_mt = lua_gettop(L);
-    e.buf = lua_newuserdatauv(L, e.cap, 0);
+    if (scratch) {
+        lua_pushvalue(L, scratch);
+        e.buf = lua_touserdata(L, -1);
+        e.cap = lua_rawlen(L, -1);
+    } else {
+        e.buf = lua_newuserdatauv(L, e.cap, 0);
+    }
     e.slot = lua_gettop(L);
     encode_value(&e, idx);
     encode_charge(&e);
     sbx_meter_flush(&e.meter);
-    lua_pushlstring(L, e.buf, e.len);
-    lua_replace(L, e.array_mt);
-    lua_pop(L, 1);
+    out_reserve(&e, 1);
+    e.buf[e.len] = 0;
+    lua_remove(L, e.array_mt);
+    *len = e.len;
+    return e.buf;
+}
+
+void sbx_json_encode(lua_State *L, int idx) { sbx_json_encode_bounded(L, idx, NULL); }
+
+void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds) {
+    size_t len;
+    const char *text = encode_into(L, idx, bounds, 0, &len);
+    lua_pushlstring(L, text, len);
+    lua_remove(L, -2);
+}
+
+const char *sbx_json_encode_request(lua_State *L, int idx, const sbx_json_bounds_t *bounds, int scratch, size_t *len) {
+    return encode_into(L, idx, bounds, scratch, len);
 }
 
 /* ---- the json table ----------------------------------------------------------------------- */

@@ -262,7 +262,13 @@ static int host_call_k(lua_State *L, int status, lua_KContext ctx) {
         lua_pushlstring(L, sb->call_text, sb->call_len);
         return luaL_error(L, "%s: %s", what, lua_tostring(L, -1));
     }
-    sbx_json_decode(L, sb->call_text, sb->call_len);
+    if (sb->answer_strings == 0) { /* made at the first answer: an idle sandbox holds none */
+        lua_createtable(L, SBX_ANSWER_STRINGS, 0);
+        sb->answer_strings = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sb->answer_strings);
+    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1);
+    lua_remove(L, -2);
     return 1;
 }
 
@@ -273,10 +279,20 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
         return luaL_error(L, "%s cannot wait here (inside a metamethod, a sort comparator, a gsub "
                              "callback or another C function)", what);
     if (!sb->provider.start_call) return luaL_error(L, "%s: no provider", what);
+    req_idx = lua_absindex(L, req_idx);
+    if (sb->request_buf == 0) { /* made at the first call: an idle sandbox holds none */
+        lua_newuserdatauv(L, SBX_REQUEST_SCRATCH, 0);
+        sb->request_buf = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, sb->request_buf);
     sbx_json_bounds_t bounds = {what, SANDBOX_CALL_MAX_BYTES, SANDBOX_CALL_MAX_DEPTH, SANDBOX_CALL_MAX_VALUES};
-    sbx_json_encode_bounded(L, req_idx, &bounds);
     size_t json_len;
-    const char *json = lua_tolstring(L, -1, &json_len);
+    const char *json = sbx_json_encode_request(L, req_idx, &bounds, -1, &json_len);
+    if (!lua_rawequal(L, -1, -2) && lua_rawlen(L, -1) <= SBX_REQUEST_SCRATCH_MAX) {
+        lua_pushvalue(L, -1); /* a bigger scratch for the next requests; its slot exists: no allocation */
+        lua_rawseti(L, LUA_REGISTRYINDEX, sb->request_buf);
+    }
+    lua_remove(L, -2); /* the buffer the text is in stays */
     /* The provider parses this text on the agent's behalf: paid for before it does, about as much
      * again as encoding it. */
     sbx_charge(L, sbx_scan_units(json_len));

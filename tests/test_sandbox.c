@@ -265,6 +265,121 @@ static void test_host_call_answered_later(void) {
     sandbox_close(sb);
 }
 
+/* A provider that answers each call with the next text of a script, and keeps every request. */
+typedef struct scripted_host {
+    const char *const *answers;
+    int n, calls;
+    char requests[8][8192];
+    size_t request_len[8];
+} scripted_host_t;
+
+static int scripted_start(void *ud, sandbox_t *sb, const sandbox_call_t *call) {
+    scripted_host_t *h = ud;
+    if (h->calls < 8 && call->json_len < sizeof h->requests[0]) {
+        memcpy(h->requests[h->calls], call->json, call->json_len);
+        h->request_len[h->calls] = call->json_len;
+    }
+    const char *a = h->answers[h->calls++ % h->n];
+    sandbox_call_done(sb, call->id, 1, a, strlen(a));
+    return 0;
+}
+
+static sandbox_t *open_scripted(scripted_host_t *h) {
+    sandbox_limits_t l = tight();
+    sandbox_provider_t p = {.ud = h, .start_call = scripted_start};
+    return sandbox_open(&l, &p, NULL);
+}
+
+/* The sandbox reuses the short strings of the last answer where the next one has the same ones
+ * at the same places (a speed-up: sandbox/json.c): whatever the answers' shapes, the agent gets
+ * each answer as json.decode would give it. The answers are in json.encode's canonical form, so
+ * the agent's json.encode of what it got must give each one back. */
+static void test_answers_decode_alike_whatever_their_shapes(void) {
+    static const char *const answers[] = {
+        "{\"a\":\"x\",\"b\":\"y\"}",
+        "{\"a\":\"x\",\"b\":\"z\"}", /* a value changes in its place */
+        "{\"a\":\"y\",\"b\":\"x\"}", /* two swap */
+        "{\"b\":\"x\"}",                 /* fewer */
+        "{\"k01\":\"v01\",\"k02\":\"v02\",\"k03\":\"v03\",\"k04\":\"v04\",\"k05\":\"v05\",\"k06\":\"v06\","
+        "\"k07\":\"v07\",\"k08\":\"v08\",\"k09\":\"v09\",\"k10\":\"v10\",\"k11\":\"v11\",\"k12\":\"v12\","
+        "\"k13\":\"v13\",\"k14\":\"v14\",\"k15\":\"v15\",\"k16\":\"v16\",\"k17\":\"v17\",\"k18\":\"v18\","
+        "\"k19\":\"v19\",\"k20\":\"v20\"}", /* more short strings than the list keeps */
+        "{\"s\":\"0123456789012345678901234567890123456789\",\"t\":\"01234567890123456789012345678901234567890\"}",
+        "{\"e\":\"a\\\"b\",\"f\":\"\u00e9\"}", /* escapes: built in a buffer, never from the list */
+        "{\"rows\":[{\"id\":1,\"t\":\"x\"},{\"id\":2,\"t\":\"x\"}],\"usage\":{\"n\":2}}",
+        "{\"a\":\"x\",\"b\":\"y\"}",
+        "{\"a\":\"x\",\"b\":\"y\"}",
+    };
+    int n = (int)(sizeof answers / sizeof *answers);
+    scripted_host_t h = {.answers = answers, .n = n};
+    sandbox_t *sb = open_scripted(&h);
+    char src[512];
+    snprintf(src, sizeof src,
+             "return {on_message = function(s, t)\n"
+             "  local out = {}\n"
+             "  for i = 1, %d do\n"
+             "    local r = models.call('m', {})\n"
+             "    if r.rows then assert(getmetatable(r.rows) == getmetatable(json.decode('[]'))) end\n"
+             "    if r.a then assert(r.a == ('x'):rep(1) or r.a == ('y'):rep(1)) end\n"
+             "    out[#out + 1] = json.encode(r)\n"
+             "  end\n"
+             "  return table.concat(out, '\\n') end}",
+             2 * n);
+    CHECK(load(sb, src) == SANDBOX_DONE);
+    CHECK(message(sb, "go") == SANDBOX_DONE);
+    char want[4096] = "";
+    for (int i = 0; i < 2 * n; i++) {
+        if (i) strcat(want, "\n");
+        strcat(want, answers[i % n]);
+    }
+    CHECK_STREQ(reply(sb), want);
+    sandbox_close(sb);
+}
+
+/* An answer's arrays get json.decode's array metatable, which the codec refuses to attach once a
+ * script gave it a __gc field: checked when the answer has an array. */
+static void test_answer_arrays_refuse_a_poisoned_metatable(void) {
+    static const char *const answers[] = {"{\"text\":\"ok\"}", "{\"rows\":[1,2]}"};
+    scripted_host_t h = {.answers = answers, .n = 2};
+    sandbox_t *sb = open_scripted(&h);
+    CHECK(load(sb, "return {on_message = function(s, t)\n"
+                   "  local amt = getmetatable(json.decode('[]'))\n"
+                   "  amt.__gc = function() end\n"
+                   "  local text = models.call('m', {}).text\n"
+                   "  local ok, err = pcall(models.call, 'm', {})\n"
+                   "  amt.__gc = nil\n"
+                   "  return text .. '|' .. tostring(ok) .. '|' .. tostring(err) end}") == SANDBOX_DONE);
+    CHECK_MSG(message(sb, "go") == SANDBOX_DONE, "%s", sandbox_errmsg(sb));
+    CHECK_MSG(strstr(reply(sb), "ok|false|") == reply(sb) && strstr(reply(sb), "array metatable has been given a __gc"),
+              "%s", reply(sb));
+    sandbox_close(sb);
+}
+
+/* Requests are encoded into a buffer the sandbox keeps from call to call, a bigger one when a
+ * request needs it: each one reaches the provider whole, whatever came before it. */
+static void test_requests_reach_the_host_whole_whatever_their_sizes(void) {
+    static const char *const answers[] = {"{}"};
+    static const int sizes[] = {3, 300, 5000, 2, 3000, 1};
+    int n = (int)(sizeof sizes / sizeof *sizes);
+    scripted_host_t h = {.answers = answers, .n = 1};
+    sandbox_t *sb = open_scripted(&h);
+    CHECK(load(sb, "return {on_message = function(s, t)\n"
+                   "  for _, n in ipairs({3, 300, 5000, 2, 3000, 1}) do models.call('m', {p = ('a'):rep(n)}) end\n"
+                   "end}") == SANDBOX_DONE);
+    CHECK(message(sb, "go") == SANDBOX_DONE);
+    CHECK(h.calls == n);
+    for (int i = 0; i < n; i++) {
+        char want[8192];
+        int len = snprintf(want, sizeof want, "{\"p\":\"");
+        memset(want + len, 'a', (size_t)sizes[i]);
+        len += sizes[i];
+        len += snprintf(want + len, sizeof want - (size_t)len, "\"}");
+        CHECK_MSG(h.request_len[i] == (size_t)len && memcmp(h.requests[i], want, (size_t)len) == 0,
+                  "request %d (%d bytes of text): %zu bytes, %.40s", i, sizes[i], h.request_len[i], h.requests[i]);
+    }
+    sandbox_close(sb);
+}
+
 static void test_host_call_errors_reach_the_agent(void) {
     fake_host_t h = {.answer_later = 1};
     sandbox_limits_t l = tight();
@@ -959,6 +1074,9 @@ int main(void) {
     RUN(test_output_limit);
     RUN(test_sandbox_usable_after_a_limit);
     RUN(test_host_call_answered_later);
+    RUN(test_answers_decode_alike_whatever_their_shapes);
+    RUN(test_answer_arrays_refuse_a_poisoned_metatable);
+    RUN(test_requests_reach_the_host_whole_whatever_their_sizes);
     RUN(test_host_call_errors_reach_the_agent);
     RUN(test_host_call_inside_c_boundary_is_a_clear_error);
     RUN(test_wait_counts_against_time_and_cancel);
