@@ -18,9 +18,11 @@
  * connect is in progress its POLLIN is switched off (lws_rx_flow_control) and we ask for
  * POLLOUT, so a refused connection reaches us as POLLHUP with its error still in SO_ERROR (lws
  * would otherwise read() it away and report nothing but a close), and the first writable
- * callback means connected. The request (http1.c) goes out in one lws_write; lws keeps what the
- * kernel did not take and sends it on POLLOUT. The response's bytes come in RAW_RX and are parsed
- * as they come, so a streamed answer reaches the caller while it is made.
+ * callback means connected. The request (http1.c) is sent with send() on the socket, as much as
+ * the kernel takes, the rest on POLLOUT (not with lws_write, which hands the kernel at most the
+ * protocol's buffer size, 4 KiB, per loop iteration, and copies the rest). The response's bytes
+ * come in RAW_RX and are parsed as they come, so a streamed answer reaches the caller while it is
+ * made.
  *
  * A kept-alive connection can die between requests while we hold it idle: the server closed it
  * and its FIN had not arrived when we picked it. Then the request fails before any byte of an
@@ -80,7 +82,8 @@ struct rt_ka_req {
     char addr[64];
     int port;
     char name[256];
-    acc_buf out; /* LWS_PRE bytes, then the request */
+    acc_buf out; /* the request */
+    size_t sent; /* bytes of it on the current connection */
     bool retried, retry_queued, aborted;
 };
 
@@ -166,6 +169,12 @@ static void finish(rt_ka_req *k, int result, const char *msg) {
     h.on_end(h.ud, result, msg);
 }
 
+static void attach(rt_ka_req *k, ka_conn *c) {
+    c->req = k;
+    k->conn = c;
+    k->sent = 0;
+}
+
 static rt_ka_req *detach(ka_conn *c) {
     rt_ka_req *k = c->req;
     c->req = NULL;
@@ -173,14 +182,28 @@ static rt_ka_req *detach(ka_conn *c) {
     return k;
 }
 
-/* One lws_write of the whole request: lws sends later what the kernel does not take now. */
+/* Sends what the kernel takes of c's request, and asks for POLLOUT if some is left. -1: the
+ * connection failed. */
 static int send_request(ka_conn *c) {
     rt_ka_req *k = c->req;
-    size_t n = k->out.len - LWS_PRE;
-    return lws_write(c->wsi, (unsigned char *)k->out.data + LWS_PRE, n, LWS_WRITE_RAW) < (int)n ? -1 : 0;
+    int fd = lws_get_socket_fd(c->wsi);
+    while (k->sent < k->out.len) {
+        ssize_t n = send(fd, k->out.data + k->sent, k->out.len - k->sent, MSG_NOSIGNAL);
+        if (n > 0) {
+            k->sent += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            lws_callback_on_writable(c->wsi);
+            return 0;
+        } else {
+            return -1;
+        }
+    }
+    return 0;
 }
 
-/* Outside c's callbacks: a failed write closes it, and its close decides what the request does. */
+/* Outside c's callbacks: a failed send closes it, and its close decides what the request does. */
 static void send_now(ka_conn *c) {
     if (send_request(c) < 0) {
         c->closing = true;
@@ -242,8 +265,7 @@ static int open_conn(rt_ka_req *k, acc_err *err) {
         return acc_fail(err, ACC_EUPSTREAM, "cannot reach %s: the loop took no more sockets", k->name);
     }
     atomic_fetch_add(&k->net->upstream_connects, 1);
-    c->req = k;
-    k->conn = c;
+    attach(k, c);
     if (c->connecting) {
         lws_rx_flow_control(c->wsi, 0);
         lws_callback_on_writable(c->wsi);
@@ -303,15 +325,13 @@ rt_ka_req *rt_ka_start(const rt_ka_target *t, const rt_ka_hooks *hooks, acc_err 
     k->port = t->port;
     snprintf(k->addr, sizeof k->addr, "%s", t->addr);
     snprintf(k->name, sizeof k->name, "%s", t->host);
-    if (acc_buf_reserve(&k->out, LWS_PRE)) acc_buf_commit(&k->out, LWS_PRE);
     int rc = rt_h1_write_request(&k->out, t->method, t->host, t->port, t->path, t->content_type, t->bearer,
                                  t->body, t->body_len, err);
     if (rc == ACC_OK && !(k->host = host_of(k->addr, k->port))) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
     if (rc == ACC_OK) {
         ka_conn *c = take_idle(k->host);
         if (c) {
-            c->req = k;
-            k->conn = c;
+            attach(k, c);
             send_now(c);
         } else {
             rc = open_conn(k, err);
@@ -367,10 +387,10 @@ static int on_rx(ka_conn *c, const char *in, size_t len) {
         return -1;
     }
     if (rc != RT_H1_DONE) return 0;
+    /* Bytes past the response's end, or an answer before the whole request went: not reusable. */
+    bool clean = used == len && c->req->sent == c->req->out.len;
     rt_ka_req *k = detach(c);
-    /* Bytes past the response's end, or a request lws still holds part of: not reusable. */
-    bool parked = used == len && !lws_partial_buffered(c->wsi) && rt_h1_reusable(&c->resp) &&
-                  park(c, c->resp.keep_alive_s);
+    bool parked = clean && rt_h1_reusable(&c->resp) && park(c, c->resp.keep_alive_s);
     finish(k, ACC_OK, NULL);
     return parked ? 0 : -1;
 }
@@ -381,7 +401,8 @@ int rt_ka_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, 
     case LWS_CALLBACK_RAW_RX:
         return c ? on_rx(c, in, len) : -1;
     case LWS_CALLBACK_RAW_WRITEABLE: {
-        if (!c || !c->connecting) return 0;
+        if (!c) return 0;
+        if (!c->connecting) return c->req ? send_request(c) : 0; /* the rest of the request */
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         getsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_ERROR, &soerr, &sl);

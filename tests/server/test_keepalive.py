@@ -34,10 +34,12 @@ class Upstream:
     answer(up, sock, conn_no, req_no_on_conn, request_json), which writes what it wants and returns
     True to keep the connection for another request, False to close it."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, rcvbuf=None):
         self.answer = answer
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:  # the accepted sockets inherit it
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
@@ -168,9 +170,9 @@ def interim_answer(up, sock, n, k, req):
 
 
 @contextlib.contextmanager
-def serving(answer, **kw):
+def serving(answer, rcvbuf=None, **kw):
     """An Upstream answering with answer, and an accrue serve whose pool/model calls it."""
-    up = Upstream(answer)
+    up = Upstream(answer, rcvbuf)
     try:
         with Server(**kw) as srv:
             register(srv, "pool/model", up.url, "up", price_per_call=PRICE)
@@ -281,6 +283,21 @@ def test_concurrent_calls_open_several_then_reuse_them():
         batch("b")
         eq(up.counts(), (4, 8), "the next four reuse them")
         eq(balance(srv), b0 - 8 * PRICE, "charged")
+
+
+def test_a_large_request_goes_out_whole():
+    """A 6 MB prompt to an upstream with a small receive buffer is more than the socket takes at
+    once (4 MB at most here): the rest goes as the upstream reads; the connection is reused after."""
+    def sizes(up, sock, n, k, req):
+        by_length(sock, chat({"messages": [{"content": f"got {len(req['messages'][-1]['content'])}"}]}))
+        return True
+    with serving(sizes, rcvbuf=8192, args=["--max-body", "8000000"]) as (up, srv):
+        big = "word " * 1200000
+        for i in range(2):
+            r = complete(srv, big)
+            eq(r.status_code, 200, r.text[:300])
+            eq(r.json()["choices"][0]["message"]["content"], f"GOT {len(big)}", "the upstream read it all")
+        eq(up.counts(), (1, 2), "(connections, requests)")
 
 
 def test_each_framing_of_an_answer():
@@ -486,6 +503,7 @@ if __name__ == "__main__":
         test_sequential_calls_share_one_connection,
         test_accrue_run_shares_one_connection,
         test_concurrent_calls_open_several_then_reuse_them,
+        test_a_large_request_goes_out_whole,
         test_each_framing_of_an_answer,
         test_streamed_answer_forwarded_while_it_is_made,
         test_server_closes_an_idle_connection,
