@@ -44,6 +44,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "runtime/base/invariant.h"
 #include "runtime/server/http1.h"
 #include "runtime/server/internal.h"
 #include "runtime/server/keepalive.h"
@@ -109,6 +110,7 @@ static ka_host *host_of(const char *addr, int port) {
 
 static void idle_unlink(ka_conn *c) {
     ka_host *h = c->host;
+    ACC_INVARIANT(c->idle && h->idle > 0, "unlinking a connection that is not idle (%u idle)", h->idle);
     if (c->prev) c->prev->next = c->next;
     else h->head = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -131,6 +133,7 @@ static bool park(ka_conn *c, uint32_t keep_alive_s) {
     int secs = IDLE_S;
     if (keep_alive_s && (int)keep_alive_s - 1 < secs) secs = (int)keep_alive_s - 1;
     if (secs <= 0 || pool.down || c->closing) return false;
+    ACC_INVARIANT(!c->idle && !c->req, "parking a connection that is idle or busy");
     ka_host *h = c->host;
     if (h->idle >= IDLE_PER_HOST) kill_later(h->tail);
     c->reused = true;
@@ -281,6 +284,10 @@ static void on_retry(rt_server *srv, rt_event *ev) {
     k->retry_queued = false;
     if (k->aborted) {
         req_free(k);
+        return;
+    }
+    if (pool.down) { /* the loop is closing: no new connection */
+        finish(k, ACC_EUPSTREAM, "the upstream connection closed while shutting down");
         return;
     }
     acc_err e = {0};
