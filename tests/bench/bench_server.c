@@ -714,6 +714,19 @@ static void bench_idle(const char *bin, int n) {
     printf("| %d of %d (%d errors, %d of them not connected) | %.2f s | %.1f MiB | %.1f MiB | %.1f KiB | 10,000 under 1 GiB |\n",
            L.ready, n, L.errors, unconnected, open_s, before / 1024.0, after / 1024.0,
            L.ready ? (double)(after - before) / L.ready : 0);
+    /* With the sessions still held (idle, no traffic), the echo agent's round trips on a few
+     * more: what each active round trip pays for the idle ones (a loop that scans every
+     * descriptor on each wake-up pays for all of them). */
+    printf("\n| server | connections | round trips | p50 | p99 | note |\n|---|---|---|---|---|---|\n");
+    for (int i = 0; i < 2; i++) {
+        int conns = i ? 32 : 1;
+        load_t A = {.mode = M_SESSION, .port = s.port, .path = "/v1/sessions", .key = s.key, .agent = "echo",
+                    .nconns = conns, .cpu_pid = s.pid};
+        result_t r = run_load(&A);
+        char note[160];
+        snprintf(note, sizeof note, "server CPU %.1f µs/trip, with %d idle sessions held", r.cpu_us, L.ready);
+        row("accrue, an echo agent, beside the idle sessions", conns, r, note);
+    }
     load_free(&L);
     stop(s.pid);
 }
