@@ -523,7 +523,9 @@ static void test_back_to_back_postings_are_gathered(void) {
     ledger_t *l;
     /* fsync on: commits take long enough for postings to arrive during them (with no_sync here, a
      * commit ends before the next posting comes, and there is nothing to gather) */
-    ledger_opts_t o = {.commit_delay_us = 80000}; /* 80 ms windows, quiet slices of 5 ms at least */
+    /* 400 ms windows, quiet slices of 25 ms at least: the posting thread below may be preempted for
+     * several ms on a loaded 2-core machine (with 80 ms windows and 5 ms slices, CI saw 16 commits) */
+    ledger_opts_t o = {.commit_delay_us = 400000};
     CHECK(ledger_open(fresh_path(), &o, &l, NULL) == ACC_OK);
     ledger_account_t *u = account_of(l, LEDGER_ACCOUNT_USER, "steady"), *op = ledger_system(l, LEDGER_SYSTEM_OPERATOR);
     topup(l, u, 100000);
