@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "runtime/server/internal.h"
 #include "registry/factory/factory.h"
@@ -97,6 +98,18 @@ static void on_signal(int sig) {
     (void)sig;
     rt_stop_signal = 1;
     if (signal_ctx) lws_cancel_service(signal_ctx);
+}
+
+/* Closes a loop lws no longer uses, with any handle left on it. */
+static void close_uv_handle(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void close_uv(uv_loop_t *uv) {
+    uv_walk(uv, close_uv_handle, NULL);
+    uv_run(uv, UV_RUN_DEFAULT);
+    if (uv_loop_close(uv) != 0) fprintf(stderr, "accrue serve: the event loop still had handles at exit\n");
 }
 
 static void lws_log(int level, const char *line) {
@@ -259,7 +272,33 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     info.max_http_header_pool = 1024;
     info.timeout_secs = 30;
     info.vhost_name = "accrue";
-    srv->net.ctx = lws_create_context(&info);
+    /* lws's own loop calls poll() over every descriptor on each wake-up: with thousands of idle
+     * sessions that is most of an active one's cost. Its libuv event library (epoll) is a plugin
+     * Debian ships beside it (libwebsockets-evlib-uv); the loop is ours (a foreign loop), so this
+     * function keeps running it. Without the plugin, lws's loop serves, slower. */
+    uv_loop_t uv;
+    bool on_uv = uv_loop_init(&uv) == 0;
+    struct lws_context *final_ctx = NULL; /* lws sets it to NULL when the context is gone */
+    if (on_uv) {
+        void *loops[1] = {&uv};
+        info.options |= LWS_SERVER_OPTION_LIBUV;
+        info.foreign_loops = loops;
+        info.pcontext = &final_ctx;
+        final_ctx = srv->net.ctx = lws_create_context(&info);
+        info.foreign_loops = NULL;
+        info.pcontext = NULL;
+        if (!srv->net.ctx) {
+            close_uv(&uv);
+            on_uv = false;
+            info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBUV;
+        }
+    }
+    if (!on_uv) {
+        srv->net.ctx = lws_create_context(&info);
+        if (srv->net.ctx && !srv->cfg.quiet)
+            fprintf(stderr, "accrue serve: lws's libuv event library is missing (Debian's libwebsockets-evlib-uv): "
+                            "serving with poll(), which slows down as connections are held\n");
+    }
     if (!srv->net.ctx) {
         rc = acc_fail(err, ACC_EIO, "cannot listen on %s:%d (address in use, or not an address of this machine)",
                       srv->cfg.host, srv->cfg.port);
@@ -303,7 +342,10 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     uint64_t drain_start = 0, close_start = 0;
     bool closing = false;
     for (;;) {
-        if (lws_service(srv->net.ctx, 0) < 0) break;
+        if (on_uv)
+            uv_run(&uv, UV_RUN_ONCE); /* returns after the events of one wait were handled */
+        else if (lws_service(srv->net.ctx, 0) < 0)
+            break;
         drain_inbox(srv);
         if (rt_stop_signal && !srv->draining) {
             srv->draining = true;
@@ -330,6 +372,13 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     srv->pool = NULL;
     signal_ctx = NULL;
     lws_context_destroy(srv->net.ctx);
+    if (on_uv) {
+        /* On a foreign loop the context goes in steps: its handles close as the loop runs, then a
+         * second destroy frees what is left (lws 4.1.6 leaves that to its caller). */
+        uv_run(&uv, UV_RUN_DEFAULT);
+        if (final_ctx) lws_context_destroy(final_ctx);
+        close_uv(&uv);
+    }
     srv->net.ctx = NULL;
 out:
     rt_out_shutdown();

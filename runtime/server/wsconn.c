@@ -293,6 +293,17 @@ static void batch_frame(acc_buf *out, const char *json, size_t n) {
     acc_buf_append(out, json, n);
 }
 
+/* The close frame (code and reason, at most 125 bytes) that ends a connection we close. It goes out
+ * with the last batch, written by us like every other frame: when a writable callback returns -1
+ * after lws_close_reason, lws's libuv loop closes the socket without sending lws's own. */
+static void batch_close(acc_buf *out, int code, const char *reason) {
+    size_t n = strlen(reason);
+    if (n > 123) n = 123;
+    unsigned char h[4] = {0x88, (unsigned char)(2 + n), (unsigned char)(code >> 8), (unsigned char)code};
+    acc_buf_append(out, h, sizeof h);
+    acc_buf_append(out, reason, n);
+}
+
 static int ws_writable(rt_ws *c) {
     struct lws *wsi = c->wsi;
     if (lws_partial_buffered(wsi)) { /* lws is still sending the last batch */
@@ -323,17 +334,15 @@ static int ws_writable(rt_ws *c) {
         s->unsent_bytes -= f->b.len;
         f->is_delta = false; /* handed over: no more merging into it */
     }
+    bool last = c->closing && c->loose_sent == c->loose.len && (!s || !s->unsent);
+    if (last) batch_close(out, c->close_code, c->close_reason);
     if (acc_buf_failed(out)) return -1;
     size_t n = out->len - LWS_PRE;
     int w = n ? lws_write(wsi, (unsigned char *)out->data + LWS_PRE, n, LWS_WRITE_HTTP) : 0;
     acc_buf_free(out); /* idle connections keep no write buffer */
     if (w < (int)n) return -1;
     if (s) rt_log_trim(s);
-    if (c->closing && c->loose_sent == c->loose.len && (!s || !s->unsent)) {
-        lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
-                         strlen(c->close_reason));
-        return -1;
-    }
+    if (last) return -1; /* what lws still holds of the batch is flushed before the socket closes */
     if ((s && s->unsent) || c->loose_sent < c->loose.len) lws_callback_on_writable(wsi);
     return 0;
 }
