@@ -2,9 +2,10 @@
  * internal.h: what the server's files share. Not a public interface (server.h is).
  *
  * Threads and ownership:
- *   - The loop thread runs lws_service and owns every lws object, the session table, the HTTP
- *     requests and every session's frames. Only it calls lws functions (lws_cancel_service is
- *     the one exception: any thread may call it, through rt_post).
+ *   - The loop thread runs the libuv loop lws serves on (server.c) and owns every lws object,
+ *     the session table, the HTTP requests and every session's frames. Only it calls lws
+ *     functions (lws_cancel_service is the one exception: any thread may call it, through
+ *     rt_post).
  *   - Worker threads (pool.c) run agent turns: a session's sandbox belongs to the worker that
  *     runs its job, and a session has at most one job at a time, so no two threads ever touch a
  *     sandbox at once. Workers report back through the session's mailbox (under its mutex) and

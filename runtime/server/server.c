@@ -2,8 +2,9 @@
  * server.c: the lws context, the loop, the inbox, signals and shutdown (server.h).
  *
  * The inbox is how other threads hand work to the loop: a linked list of intrusive events under
- * a mutex. Posting to an empty inbox calls lws_cancel_service, which makes lws's poll() return
- * and deliver LWS_CALLBACK_EVENT_WAIT_CANCELLED to every protocol of the vhost; the "accrue"
+ * a mutex. Posting to an empty inbox calls lws_cancel_service, which wakes the loop (libuv's
+ * epoll_wait, or lws's poll() without its libuv plugin) and delivers
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED to every protocol of the vhost; the "accrue"
  * protocol alone drains the inbox there (the others ignore it), so one wake-up serves every event
  * posted since.
  *
