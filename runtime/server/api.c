@@ -211,10 +211,10 @@ static void healthz(rt_req *r) {
     acc_buf b = ACC_BUF_INIT;
     acc_buf_printf(&b,
                    "{\"status\":\"%s\",\"uptime_s\":%" PRIu64 ",\"sessions\":%" PRIdFAST64
-                   ",\"connections\":%" PRIdFAST64 ",\"workers\":%u,\"signer\":\"%s\"}",
+                   ",\"connections\":%" PRIdFAST64 ",\"workers\":%u,\"signer\":\"%s\",\"event_loop\":\"%s\"}",
                    srv->draining ? "draining" : "ok", (rt_wall_ms() - srv->started_ms) / 1000,
                    atomic_load(&srv->m.sessions_live), atomic_load(&srv->m.connections_ws), srv->cfg.workers,
-                   srv->host_address);
+                   srv->host_address, srv->event_loop);
     rt_respond_json(r, 200, &b);
     acc_buf_free(&b);
 }

@@ -305,6 +305,7 @@ struct rt_server {
 
     bool draining; /* shutting down: no new connections, sessions or requests */
     uint64_t started_ms;
+    const char *event_loop; /* "libuv", or "poll" without lws's libuv plugin (GET /healthz) */
     rt_metrics m;
 
     rt_map sessions;      /* session id -> rt_sess */

@@ -19,7 +19,7 @@ typedef struct op_desc {
 } op_desc;
 
 static const op_desc ops[] = {
-    {"get", "/healthz", "server", "Liveness: status, uptime, sessions, connections, workers, signer", "public", NULL, "Health", NULL},
+    {"get", "/healthz", "server", "Liveness: status, uptime, sessions, connections, workers, signer, event loop", "public", NULL, "Health", NULL},
     {"get", "/metrics", "server", "Counters and gauges in the Prometheus text format (0.0.4)", "public", NULL, NULL, NULL},
     {"get", "/v1/openapi.json", "server", "This document", "public", NULL, NULL, NULL},
     {"get", "/v1/models", "models", "Models callers can name (OpenAI's list shape, with accrue's prices, lineage and shares)",
@@ -101,7 +101,9 @@ static const char *const schemas[][2] = {
               "unavailable, bad_signature, internal\"},\"message\":{\"type\":\"string\"}}}}}"},
     {"Health", "{\"type\":\"object\",\"properties\":{\"status\":{\"type\":\"string\"},\"uptime_s\":{\"type\":"
                "\"integer\"},\"sessions\":{\"type\":\"integer\"},\"connections\":{\"type\":\"integer\"},\"workers\":"
-               "{\"type\":\"integer\"},\"signer\":{\"type\":\"string\"}}}"},
+               "{\"type\":\"integer\"},\"signer\":{\"type\":\"string\"},\"event_loop\":{\"type\":\"string\","
+               "\"enum\":[\"libuv\",\"poll\"],\"description\":\"poll: lws's libuv plugin is missing, and held connections "
+               "slow the active ones\"}}}"},
     {"Price", "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"integer\"},\"description\":\"micro-credits\"}"},
     {"Share", "{\"type\":\"object\",\"required\":[\"address\",\"bps\"],\"description\":\"a declared fixed share of "
               "every call's cost, for data the model learned elsewhere\",\"properties\":{\"address\":{\"type\":"

@@ -300,6 +300,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
             fprintf(stderr, "accrue serve: lws's libuv event library is missing (Debian's libwebsockets-evlib-uv): "
                             "serving with poll(), which slows down as connections are held\n");
     }
+    srv->event_loop = on_uv ? "libuv" : "poll";
     if (!srv->net.ctx) {
         rc = acc_fail(err, ACC_EIO, "cannot listen on %s:%d (address in use, or not an address of this machine)",
                       srv->cfg.host, srv->cfg.port);

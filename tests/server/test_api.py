@@ -365,8 +365,11 @@ def test_serve_command_line_and_host_key():
         key = srv.db[:-3] + ".host.key"
         eq(stat.S_IMODE(os.stat(key).st_mode), 0o600, "host key mode")
         check(key in srv.banner_text and "made now" in srv.banner_text, srv.banner_text)
-        signer = srv.get("/healthz").json()["signer"]
-        eq(signer, srv.accrue("address", "--key", key).stdout.strip(), "the signer is the host key's address")
+        health = srv.get("/healthz").json()
+        eq(health["signer"], srv.accrue("address", "--key", key).stdout.strip(), "the signer is the host key's address")
+        # tools/setup.sh installs lws's libuv plugin: the server runs on it, not on lws's poll() loop
+        eq(health["event_loop"], "libuv", "event loop")
+        check("poll()" not in open(srv.log).read(), "no fallback warning")
         # The address in use: a clear refusal, exit 1.
         r = serve("--listen", f"127.0.0.1:{srv.port}", "--db", os.path.join(srv.dir, "other.db"))
         eq(r.returncode, 1, r.stderr)
