@@ -75,6 +75,8 @@ bool rt_map_next(const rt_map *m, size_t *i, rt_map_entry **e);
 
 /* Queues ev for the server's loop (rt_net_post on srv->net). */
 void rt_post(rt_server *srv, rt_event *ev);
+/* Writes what the WebSocket connections queued by rt_ws_request_write have to send (wsconn.c). */
+void rt_ws_flush(rt_server *srv);
 
 /* ---- pool.c: worker threads ------------------------------------------------------------- */
 
@@ -308,6 +310,7 @@ struct rt_server {
     const char *event_loop; /* "libuv", or "poll" without lws's libuv plugin (GET /healthz) */
     rt_metrics m;
 
+    rt_ws *flush_head;    /* connections with frames to write (wsconn.c: rt_ws_flush) */
     rt_map sessions;      /* session id -> rt_sess */
     unsigned sessions_alive; /* allocated and not yet freed (closing ones too) */
     rt_map key_sessions;  /* key id -> (uintptr_t) live session count */

@@ -36,8 +36,12 @@ static struct lws_context *volatile signal_ctx;
 
 void rt_post(rt_server *srv, rt_event *ev) { rt_net_post(&srv->net, ev); }
 
-/* Runs every queued event, including those posted while running them. */
-static void drain_inbox(rt_server *srv) { rt_net_drain(&srv->net); }
+/* Runs every queued event, including those posted while running them, then writes what they
+ * gave the WebSocket connections to send. */
+static void drain_inbox(rt_server *srv) {
+    rt_net_drain(&srv->net);
+    rt_ws_flush(srv);
+}
 
 static void on_tick(lws_sorted_usec_list_t *sul) {
     rt_server *srv = (rt_server *)((char *)sul - offsetof(rt_server, tick));

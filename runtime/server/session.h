@@ -136,6 +136,8 @@ struct rt_ws {
     acc_buf loose; /* frames outside any session's log: [u32 length][JSON] records */
     size_t loose_sent;
     acc_buf wbuf;
+    bool flush_queued; /* on the server's flush list (rt_ws_request_write) */
+    rt_ws *flush_next;
 };
 
 /* session.c */
@@ -153,7 +155,7 @@ void rt_log_trim(rt_sess *s);
 void rt_put_reply_to(acc_buf *b, const char *reply_to);
 
 /* wsconn.c */
-void rt_ws_request_write(rt_ws *c);
+void rt_ws_request_write(rt_ws *c); /* queued: written by the next rt_ws_flush */
 /* A frame for the connection alone (no session, seq 0): errors before a session, session.resumed. */
 void rt_ws_loose(rt_ws *c, const char *json, size_t len);
 void rt_ws_error(rt_ws *c, const char *reply_to, const char *code, const char *msg);

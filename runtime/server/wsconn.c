@@ -24,8 +24,26 @@
 #define FLOOD_CLOSE 200 /* rate-limited frames in a row before the connection is closed */
 #define WRITE_BATCH_BYTES (256u << 10)
 
+/* Writes are gathered: a connection with something to send is queued, and rt_ws_flush (the loop,
+ * after each drain of the inbox) writes each queued connection's frames at once, in one batch.
+ * Only a connection whose socket is full (lws holds part of its last write), or that is closing,
+ * waits for lws's writable callback: on the libuv loop, asking for it costs two epoll_ctl calls to
+ * turn POLLOUT on and two to turn it off again. */
 void rt_ws_request_write(rt_ws *c) {
-    if (c->wsi) lws_callback_on_writable(c->wsi);
+    if (!c->wsi || c->flush_queued) return;
+    c->flush_queued = true;
+    c->flush_next = c->srv->flush_head;
+    c->srv->flush_head = c;
+}
+
+static void unqueue_flush(rt_ws *c) {
+    if (!c->flush_queued) return;
+    for (rt_ws **p = &c->srv->flush_head; *p; p = &(*p)->flush_next)
+        if (*p == c) {
+            *p = c->flush_next;
+            break;
+        }
+    c->flush_queued = false;
 }
 
 void rt_ws_loose(rt_ws *c, const char *json, size_t len) {
@@ -304,12 +322,13 @@ static void batch_close(acc_buf *out, int code, const char *reason) {
     acc_buf_append(out, reason, n);
 }
 
-static int ws_writable(rt_ws *c) {
-    struct lws *wsi = c->wsi;
-    if (lws_partial_buffered(wsi)) { /* lws is still sending the last batch */
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
+/* Writes one batch of what the connection has to send (its loose frames, then its session's),
+ * ending with the close frame when it is closing and nothing else is left. Returns -1 when the
+ * write failed, 1 when more is left or the close frame went out (the caller ends the connection
+ * on the next writable callback), 0 when all was written. */
+enum { SENT_ALL = 0, SENT_MORE = 1, SENT_CLOSE = 2 };
+
+static int ws_send(rt_ws *c) {
     acc_buf *out = &c->wbuf;
     acc_buf_reset(out);
     char *pre = acc_buf_reserve(out, LWS_PRE);
@@ -338,17 +357,43 @@ static int ws_writable(rt_ws *c) {
     if (last) batch_close(out, c->close_code, c->close_reason);
     if (acc_buf_failed(out)) return -1;
     size_t n = out->len - LWS_PRE;
-    int w = n ? lws_write(wsi, (unsigned char *)out->data + LWS_PRE, n, LWS_WRITE_HTTP) : 0;
+    int w = n ? lws_write(c->wsi, (unsigned char *)out->data + LWS_PRE, n, LWS_WRITE_HTTP) : 0;
     acc_buf_free(out); /* idle connections keep no write buffer */
     if (w < (int)n) return -1;
     if (s) rt_log_trim(s);
-    if (last) return -1; /* what lws still holds of the batch is flushed before the socket closes */
-    if ((s && s->unsent) || c->loose_sent < c->loose.len) lws_callback_on_writable(wsi);
+    if (last) return SENT_CLOSE;
+    return (s && s->unsent) || c->loose_sent < c->loose.len ? SENT_MORE : SENT_ALL;
+}
+
+void rt_ws_flush(rt_server *srv) {
+    while (srv->flush_head) {
+        rt_ws *c = srv->flush_head;
+        srv->flush_head = c->flush_next;
+        c->flush_queued = false;
+        if (c->closing || lws_partial_buffered(c->wsi)) { /* lws's callback ends it, or sends the rest */
+            lws_callback_on_writable(c->wsi);
+            continue;
+        }
+        int r = ws_send(c);
+        if (r < 0) lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        else if (r == SENT_MORE) lws_callback_on_writable(c->wsi);
+    }
+}
+
+static int ws_writable(rt_ws *c) {
+    if (lws_partial_buffered(c->wsi)) { /* lws is still sending the last batch */
+        lws_callback_on_writable(c->wsi);
+        return 0;
+    }
+    int r = ws_send(c);
+    if (r < 0 || r == SENT_CLOSE) return -1; /* what lws still holds is flushed before the socket closes */
+    if (r == SENT_MORE) lws_callback_on_writable(c->wsi);
     return 0;
 }
 
 static void ws_closed(rt_ws *c) {
     rt_server *srv = c->srv;
+    unqueue_flush(c);
     if (c->s) {
         rt_sess *s = c->s;
         s->conn = NULL;
