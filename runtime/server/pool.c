@@ -78,8 +78,10 @@ void rt_pool_submit(rt_pool *p, rt_job *job) {
     else p->head = job;
     p->tail = job;
     p->depth++;
-    pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    /* Signalled after the unlock: a worker woken while the lock is held, on a core it shares with
+     * the caller, preempts it and at once blocks on the lock (two more context switches a job). */
+    pthread_cond_signal(&p->cv);
 }
 
 unsigned rt_pool_depth(rt_pool *p) {
