@@ -336,7 +336,7 @@ typedef struct pending {
     meter_call_t *mc;
     const model_entry_t *model;
     uint64_t prompt_words; /* our own count, for an HTTP model that reports no usage, and a lua model */
-    uint64_t max_tokens;   /* a lua model's: its output is cut there */
+    uint64_t max_tokens;   /* a lua or an HTTP model's: its output is cut there (rt_output_cut) */
     acc_buf answer; /* the result's JSON, without its closing brace and usage */
 } pending_t;
 
@@ -707,6 +707,7 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
             return 0;
         }
         p->prompt_words = req.prompt_words;
+        p->max_tokens = max_tokens;
         hc->p = *p;
         free(p);
         s->in_flight++;
@@ -767,11 +768,35 @@ static int model_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call
     return 0;
 }
 
-/* The length of text's first max normalised tokens (text whole when it has no more). */
-static size_t cut_tokens(const char *text, size_t len, uint64_t max) {
+size_t rt_output_cut(const char *text, size_t len, uint64_t max) {
     span_tokens t = SPAN_TOKENS_INIT;
     size_t keep = len;
-    if (span_tokenize(text, len, &t, NULL) == ACC_OK && t.n > max) keep = max ? t.v[max - 1].end : 0;
+    if (max && span_tokenize(text, len, &t, NULL) == ACC_OK && t.n > max) keep = t.v[max - 1].end;
+    span_tokens_free(&t);
+    return keep;
+}
+
+/* A token of span_tokenize is a run of word characters that nothing before it can join (the
+ * character before its start is a separator, or nothing), so tokenizing from a token's start
+ * finds the same tokens as tokenizing from the beginning; only the last one may grow as more of
+ * the text arrives, so counting resumes at its start. */
+size_t rt_output_limit_feed(rt_output_limit_t *l, const char *text, size_t len) {
+    if (l->reached) return l->from;
+    if (!l->max || len <= l->from) return len;
+    span_tokens t = SPAN_TOKENS_INIT;
+    size_t keep = len;
+    if (span_tokenize(text + l->from, len - l->from, &t, NULL) == ACC_OK && t.n) {
+        if (l->counted + t.n > l->max) { /* counted < max: the last token before was not past it */
+            keep = l->from + t.v[l->max - l->counted - 1].end;
+            l->from = keep;
+            l->reached = true;
+        } else {
+            /* At exactly max, what follows the last token waits: a token after it would cut there. */
+            if (l->counted + t.n == l->max) keep = l->from + t.v[t.n - 1].end;
+            l->counted += t.n - 1;
+            l->from += t.v[t.n - 1].start;
+        }
+    }
     span_tokens_free(&t);
     return keep;
 }
@@ -798,7 +823,7 @@ static int run_lua(pending_t *p, const char *request, size_t len, sandbox_t *sb)
         return 0;
     }
     const char *text = out.data ? out.data : "";
-    size_t n = cut_tokens(text, out.len, p->max_tokens);
+    size_t n = rt_output_cut(text, out.len, p->max_tokens);
     rc = answer_model(p, sb, text, n, n < out.len ? "length" : "stop", p->prompt_words, 0, true);
     acc_buf_free(&out);
     return rc ? 0 : -1;
@@ -845,8 +870,18 @@ void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) 
     const char *finish = json_string_value(json_object_get(choice, "finish_reason"));
     /* no reported usage: our own tokenizer counts (a prompt bound was reserved, output counted) */
     uint64_t in = json_is_integer(pt) ? (uint64_t)json_integer_value(pt) : p->prompt_words;
-    answer_model(p, sb, text, tlen, finish ? finish : "stop", in,
-                 json_is_integer(ct) ? (uint64_t)json_integer_value(ct) : 0, !json_is_integer(ct));
+    /* An upstream may ignore max_tokens. The caller reserved for max_tokens and gets no more: the
+     * text is cut at max_tokens of our tokens (as a lua model's is; a streamed answer was cut the
+     * same way as it arrived, upstream.c). The output charged is the upstream's reported count, at
+     * most max_tokens: one that says it wrote more wrote more than the caller gets, and the caller
+     * pays for max_tokens, the most it could receive. Without a reported count, ours of what the
+     * caller gets is charged. Either way finish_reason says "length" when the limit cut it. */
+    bool reported = json_is_integer(ct) && json_integer_value(ct) >= 0;
+    uint64_t out = reported ? (uint64_t)json_integer_value(ct) : 0;
+    size_t keep = rt_output_cut(text, tlen, p->max_tokens);
+    if (keep < tlen || (reported && out > p->max_tokens)) finish = "length";
+    if (reported && out > p->max_tokens) out = p->max_tokens;
+    answer_model(p, sb, text, keep, finish ? finish : "stop", in, out, !reported);
     json_decref(res);
 }
 

@@ -81,6 +81,31 @@ uint64_t rt_http_call_deadline_ns(const rt_http_call_t *call);
  * read); !ok: response is an error message. Copies response. */
 void rt_http_done(rt_http_call_t *call, int ok, const char *response, size_t len);
 
+/* What a model's caller may receive: at most its max_tokens of output, counted in the normalised
+ * words every model's output is counted in (span_tokenize). A lua model's or an HTTP model's text
+ * past that is cut there (an upstream may ignore max_tokens), so the caller never gets output it
+ * was not charged for, and is never charged above the reservation (priced at max_tokens). */
+
+/* The length of text's first max tokens (their last one's end), or len when it has no more than
+ * max (trailing separators included). max 0: no limit. */
+size_t rt_output_cut(const char *text, size_t len, uint64_t max);
+
+/* The same cut made while a text arrives in pieces (a streamed upstream), so that what was passed
+ * on is always a prefix of what rt_output_cut passes on of the whole: counting resumes at the
+ * start of the last token seen (it may still grow), so each piece costs its own length. Zero it
+ * and set max (0: no limit). */
+typedef struct rt_output_limit {
+    uint64_t max;
+    uint64_t counted; /* tokens wholly before `from` */
+    size_t from;      /* where the last token seen begins */
+    bool reached;     /* the text passed max: nothing past the cut is passed on */
+} rt_output_limit_t;
+/* text[0..len) is the whole text so far (what came before, then the new piece). Returns how much
+ * of it may be passed on now: never less than before; the cut once reached is set (then it stays
+ * set). Once max tokens have come, what follows the last one waits: when the text ends without a
+ * token more (reached unset), the whole text is passed on. */
+size_t rt_output_limit_feed(rt_output_limit_t *l, const char *text, size_t len);
+
 /* A queue of answers for a host whose sandbox thread can wait (accrue run, tests, benchmarks):
  * its poster pushes under a mutex and signals; rt_queue_take waits for answers on the sandbox's
  * thread. */

@@ -451,6 +451,119 @@ static void test_lua_model_answers_is_charged_and_attributed(void) {
 }
 
 
+/* --- output past max_tokens --- */
+
+/* The cut made as a text arrives in pieces passes on exactly what the cut of the whole text passes
+ * on, wherever the pieces split it (inside a word, a UTF-8 character, an apostrophe's join) and
+ * whatever the limit; it never takes back what it passed on. */
+static void test_output_limit_cuts_a_streamed_text_as_the_whole(void) {
+    static const char *const texts[] = {
+        "one two three four five six seven eight nine ten",
+        "  Don't stop: it's the cafe\xcc\x81's \"best\" (CAF\xc3\x89) -- really!  ",
+        "co\xe2\x80\x8bpy words, then \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e and 42.5 numbers...",
+        "x", "", "...,,,   ", "a'b'c d' 'e",
+    };
+    static const size_t steps[] = {1, 2, 3, 5, 7, 1000};
+    for (size_t t = 0; t < sizeof texts / sizeof *texts; t++) {
+        const char *text = texts[t];
+        size_t len = strlen(text);
+        for (uint64_t max = 0; max <= 14; max++) {
+            size_t whole = rt_output_cut(text, len, max);
+            for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+                rt_output_limit_t l = {.max = max};
+                size_t passed = 0;
+                for (size_t at = 0; at < len;) {
+                    at = at + steps[k] < len ? at + steps[k] : len;
+                    size_t keep = rt_output_limit_feed(&l, text, at);
+                    CHECK_MSG(keep >= passed && keep <= at, "text %zu max %" PRIu64 " step %zu: %zu then %zu of %zu",
+                              t, max, steps[k], passed, keep, at);
+                    passed = keep;
+                }
+                if (!l.reached) passed = len; /* the end: what waited goes too */
+                CHECK_MSG(passed == whole && l.reached == (whole < len),
+                          "text %zu max %" PRIu64 " step %zu: passed %zu, the whole cut %zu (reached %d)", t, max,
+                          steps[k], passed, whole, l.reached);
+            }
+        }
+    }
+    CHECK_EQ(rt_output_cut("one two three", 13, 2), 7);
+    CHECK_EQ(rt_output_cut("one two three", 13, 3), 13);
+    CHECK_EQ(rt_output_cut("one two three", 13, 0), 13);
+}
+
+/* The upstream plays an http model that ignores max_tokens (5 here). */
+static const char limited_script[] =
+    "return { on_message = function(session, text)\n"
+    "  local r = models.call('t/chat', { prompt = 'fruit', max_tokens = 5 })\n"
+    "  return r.text .. ' |' .. r.finish_reason .. ' ' .. r.usage.prompt_tokens .. ' ' .. r.usage.completion_tokens ..\n"
+    "    ' ' .. r.usage.cost\n"
+    "end }\n";
+
+/* One message to a sandbox running limited_script, the upstream answering content with usage (a
+ * JSON object, or NULL for none). The reply; the caller frees it. */
+static char *ask_limited(world_t *w, sandbox_t *sb, rt_session_t *s, const char *content, const char *usage) {
+    rt_session_clear_receipts(s);
+    CHECK(sandbox_start_message(sb, "go", 2, NULL) == ACC_OK);
+    CHECK(sandbox_run(sb) == SANDBOX_WAITING && w->pending_http);
+    if (w->pending_http) {
+        acc_buf resp = ACC_BUF_INIT;
+        acc_buf_puts(&resp, "{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":");
+        acc_buf_json_string(&resp, content, strlen(content));
+        acc_buf_puts(&resp, "},\"finish_reason\":\"stop\"}]");
+        if (usage) acc_buf_printf(&resp, ",\"usage\":%s", usage);
+        acc_buf_putc(&resp, '}');
+        rt_http_call_t *hc = w->pending_http;
+        w->pending_http = NULL;
+        rt_http_done(hc, 1, resp.data, resp.len);
+        acc_buf_free(&resp);
+    }
+    CHECK_MSG(rt_run_turn(sb, &s, w->queue) == SANDBOX_DONE, "%s", sandbox_errmsg(sb));
+    const char *reply = sandbox_reply(sb, NULL);
+    return strdup(reply ? reply : "");
+}
+
+/* An http model's answer past max_tokens is cut there, as a lua model's is: the caller gets at most
+ * max_tokens and pays for what it got, never above what was reserved. Priced 1000 a call, 1000 and
+ * 2000 per 1k tokens in and out: 5 in and 5 out cost 1000 + 5 + 10. */
+static void test_http_model_past_max_tokens_is_cut_and_charged_as_passed_on(void) {
+    world_t w;
+    setup(&w, "limit");
+    rt_session_t *s;
+    sandbox_t *sb = agent(&w, limited_script, NULL, NULL, 0, &s);
+    ledger_amount_t before = demo_available(&w);
+    const char *many = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10 w11 w12 w13 w14 w15 w16 w17 w18 w19 w20";
+
+    /* it says it wrote 20 tokens: 5 are passed on and charged */
+    char *reply = ask_limited(&w, sb, s, many, "{\"prompt_tokens\":5,\"completion_tokens\":20}");
+    CHECK_STREQ(reply, "w1 w2 w3 w4 w5 |length 5 5 1015");
+    free(reply);
+    const rt_receipt_t *r = rt_session_receipts(s);
+    CHECK(r && r->status == ACC_OK && r->units_out == 5 && r->cost == 1015);
+    CHECK_EQ(demo_available(&w), before - 1015);
+
+    /* it reports nothing: our count of what is passed on (and of the prompt, 1 word) */
+    reply = ask_limited(&w, sb, s, many, NULL);
+    CHECK_STREQ(reply, "w1 w2 w3 w4 w5 |length 1 5 1011");
+    free(reply);
+    r = rt_session_receipts(s);
+    CHECK(r && r->units_out == 5 && r->cost == 1011);
+
+    /* it says it wrote 9 tokens, which are 3 of our words: those are passed on, and the 5 tokens
+     * the caller could be charged for are charged (its finish says the limit was reached) */
+    reply = ask_limited(&w, sb, s, "unbelievably, antidisestablishmentarianism!", "{\"prompt_tokens\":5,\"completion_tokens\":9}");
+    CHECK_STREQ(reply, "unbelievably, antidisestablishmentarianism! |length 5 5 1015");
+    free(reply);
+
+    /* within the limit: as it said */
+    reply = ask_limited(&w, sb, s, "w1 w2 w3", "{\"prompt_tokens\":5,\"completion_tokens\":3}");
+    CHECK_STREQ(reply, "w1 w2 w3 |stop 5 3 1011");
+    free(reply);
+    CHECK_EQ(demo_available(&w), before - 1015 - 1011 - 1015 - 1011);
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w); /* the ledger checks */
+}
+
 /* Hostile or broken lua models: each call fails with the cause, nothing is charged, no sandbox
  * state leaks, and the ledger still checks (teardown). */
 static void test_hostile_lua_models_fail_cleanly_and_charge_nothing(void) {
@@ -522,6 +635,8 @@ int main(int argc, char **argv) {
     RUN(test_agent_manifest_and_message_fee);
     RUN(test_lua_model_answers_is_charged_and_attributed);
     RUN(test_hostile_lua_models_fail_cleanly_and_charge_nothing);
+    RUN(test_output_limit_cuts_a_streamed_text_as_the_whole);
+    RUN(test_http_model_past_max_tokens_is_cut_and_charged_as_passed_on);
     factory_cache_clear();
     registry_spans_clear();
     test_remove_dir(dir);

@@ -22,6 +22,7 @@ static const char *const suites[] = {
     "test_page.py",
     "test_run_http.py",
     "test_keepalive.py",
+    "test_output_limit.py",
 };
 
 int main(void) {

@@ -7,8 +7,10 @@
  * (outbound.c). When the caller wants the answer as it is made (an agent's models.call with
  * stream = true, a streamed chat completion), the upstream is asked to stream, each content delta
  * goes to the caller on the loop as it arrives, and the whole answer is put back together (text,
- * finish reason, usage) for metered.c, which wants one chat-completions response. The end goes
- * back to a worker (the owner decides which, through on_done), where rt_upcall_finish gives it to
+ * finish reason, usage) for metered.c, which wants one chat-completions response. A streamed
+ * answer is cut at the request's max_tokens as it arrives, where metered.c cuts a whole one
+ * (rt_output_cut), and the request ends there: no caller gets output it was not charged for.
+ * The end goes back to a worker (the owner decides which, through on_done), where rt_upcall_finish gives it to
  * rt_http_done: attribution reads the registry, and the worker's handle is the one to use.
  * `accrue run` uses the same path on a loop of its own (rt_upstream_local): there the thread that
  * runs the sandbox also services the loop, and finishes the call as soon as it ends.
@@ -39,7 +41,9 @@ struct rt_upcall {
     int status;
     bool cancelled;
     acc_buf raw;  /* the response (not streaming), or SSE bytes not parsed yet */
-    acc_buf text; /* streaming: the content so far */
+    acc_buf text; /* streaming: the content so far (up to the cut) */
+    size_t passed; /* how much of it went to the owner (on_chunk) */
+    rt_output_limit_t limit; /* streaming: the request's max_tokens (the text is cut there) */
     char finish[24];
     json_t *usage;
     /* the end, for rt_upcall_finish */
@@ -73,6 +77,8 @@ static int http_start(void *ud, const registry_model_t *model, const char *reque
         return -1;
     }
     if (owner->stream) {
+        json_t *mt = json_object_get(req, "max_tokens"); /* metered.c always sets it */
+        u->limit.max = json_is_integer(mt) && json_integer_value(mt) > 0 ? (uint64_t)json_integer_value(mt) : 0;
         json_object_set_new(req, "stream", json_true());
         json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1));
     }
@@ -121,10 +127,32 @@ static void take_usage(rt_upcall *u, json_t *usage) {
     u->usage = json_incref(usage);
 }
 
+/* Hands the owner the text up to upto, what it has not had yet. */
+static void pass_on(rt_upcall *u, size_t upto) {
+    if (upto > u->passed && u->owner.on_chunk && !u->cancelled)
+        u->owner.on_chunk(u->owner.ud, u->text.data + u->passed, upto - u->passed);
+    if (upto > u->passed) u->passed = upto;
+}
+
+/* A content delta: appended to the text and passed on, up to the request's max_tokens. An upstream
+ * that goes past them (it ignored max_tokens) is cut where rt_http_done would cut its whole answer:
+ * the rest is neither passed on nor kept, and the caller's answer ends there ("length"). */
+static void take_delta(rt_upcall *u, const char *d, size_t len) {
+    acc_buf_append(&u->text, d, len);
+    if (acc_buf_failed(&u->text)) return; /* out_done fails the call */
+    size_t keep = rt_output_limit_feed(&u->limit, u->text.data, u->text.len);
+    if (u->limit.reached) {
+        u->text.len = keep;
+        u->text.data[keep] = '\0';
+        snprintf(u->finish, sizeof u->finish, "length");
+    }
+    pass_on(u, keep);
+}
+
 /* Parses complete SSE events: each content delta goes to the owner at once. */
 static void parse_sse(rt_upcall *u) {
     size_t used = 0;
-    for (;;) {
+    while (!u->limit.reached) {
         char *start = u->raw.data + used;
         size_t left = u->raw.len - used;
         char *nl = memchr(start, '\n', left);
@@ -144,11 +172,7 @@ static void parse_sse(rt_upcall *u) {
         const char *fr = json_string_value(json_object_get(choice, "finish_reason"));
         if (fr) snprintf(u->finish, sizeof u->finish, "%s", fr);
         json_t *c = json_object_get(json_object_get(choice, "delta"), "content");
-        if (json_is_string(c) && json_string_length(c)) {
-            acc_buf_append(&u->text, json_string_value(c), json_string_length(c));
-            if (u->owner.on_chunk && !u->cancelled)
-                u->owner.on_chunk(u->owner.ud, json_string_value(c), json_string_length(c));
-        }
+        if (json_is_string(c) && json_string_length(c)) take_delta(u, json_string_value(c), json_string_length(c));
         json_decref(chunk);
     }
     if (used) {
@@ -164,14 +188,24 @@ static void out_status(void *ud, int status) {
 
 static void out_data(void *ud, const char *data, size_t len) {
     rt_upcall *u = ud;
+    if (u->limit.reached) return; /* cut: the rest is not wanted (the request is ending) */
     acc_buf_append(&u->raw, data, len);
     if (u->owner.stream && u->status == 200) parse_sse(u);
+    /* Cut at max_tokens: the upstream's answer is over for us. Ending the request now spares the
+     * upstream's owner its rest and keeps a runaway upstream from running into the time limit,
+     * which would void a call whose output the caller already has. out_done answers with what
+     * was passed on; its usage is ours (the upstream's comes at the end, which is not awaited). */
+    if (u->limit.reached && u->out && !u->cancelled) rt_out_cancel(u->out);
 }
 
 static void out_done(void *ud, int result, int status, const char *msg) {
     rt_upcall *u = ud;
     u->out = NULL;
     acc_buf *r = &u->response;
+    if (u->limit.reached && !u->cancelled) { /* cut: what came after does not matter */
+        result = ACC_OK;
+        status = 200;
+    }
     if (u->cancelled || result == ACC_ECANCELLED) {
         acc_buf_puts(r, "the call was cancelled");
     } else if (result != ACC_OK) {
@@ -186,6 +220,7 @@ static void out_done(void *ud, int result, int status, const char *msg) {
             acc_buf_putc(&u->raw, '\n');
             parse_sse(u);
         }
+        pass_on(u, u->text.len); /* what waited after the last token (rt_output_limit_feed) */
         /* One chat-completions response, as metered.c reads it. */
         acc_buf_puts(r, "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         acc_buf_json_string(r, u->text.data ? u->text.data : "", u->text.len);
@@ -201,7 +236,7 @@ static void out_done(void *ud, int result, int status, const char *msg) {
         acc_buf_append(r, u->raw.data ? u->raw.data : "", u->raw.len);
         u->ok = true;
     }
-    if (acc_buf_failed(r)) {
+    if (acc_buf_failed(r) || acc_buf_failed(&u->text)) {
         acc_buf_reset(r);
         acc_buf_puts(r, "out of memory");
         u->ok = false;

@@ -310,3 +310,73 @@ def serve_in_thread(handler, tls_context=None):
         httpd.socket = tls_context.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     return httpd
+
+
+def greedy_upstream(words=200, pause=0.005):
+    """An OpenAI-compatible upstream that ignores max_tokens: every answer is `words` words, "w0 w1
+    ...". It reports usage (completion_tokens = words; prompt_tokens = 7), except for the upstream
+    model named "greedy-silent". Streamed, it sends a word or two a delta, some split inside a word,
+    `pause` s apart, and counts in .streams the deltas each stream wrote before its reader left.
+    Returns the running server (its .server_address, .shutdown()) and the full answer's text."""
+    import http.server
+    text = " ".join(f"w{i}" for i in range(words))
+
+    class Greedy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            n = int(self.headers.get("content-length", 0))
+            body = json.loads(self.rfile.read(n))
+            usage = None if body.get("model") == "greedy-silent" else {
+                "prompt_tokens": 7, "completion_tokens": words, "total_tokens": words + 7}
+            if not body.get("stream"):
+                out = {"id": "x", "object": "chat.completion", "model": body.get("model"),
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": "stop"}]}
+                if usage:
+                    out["usage"] = usage
+                raw = json.dumps(out).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.send_header("connection", "close")
+            self.end_headers()
+            # pieces: "w0 ", "w1 w2 ", "w", "3 ", ... (a word split across deltas now and then)
+            pieces, i = [], 0
+            rest = text + ""
+            while rest:
+                k = (3, 6, 1, 4)[i % 4]
+                pieces.append(rest[:k])
+                rest = rest[k:]
+                i += 1
+            sent = 0
+            try:
+                for p in pieces:
+                    chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(pause)
+                last = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                self.wfile.write(b"data: " + json.dumps(last).encode() + b"\n\n")
+                if usage and (body.get("stream_options") or {}).get("include_usage"):
+                    self.wfile.write(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                sent = len(pieces)
+            except OSError:
+                pass
+            self.server.streams.append((sent, len(pieces)))
+            self.close_connection = True
+
+        def log_message(self, *a):
+            pass
+
+    httpd = serve_in_thread(Greedy)
+    httpd.streams = []
+    return httpd, text

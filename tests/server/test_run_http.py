@@ -16,7 +16,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, SCALE, Fail, Server, check, eq, localhost_tls, run, serve_in_thread  # noqa: E402
+from harness import (BIN, SCALE, Fail, Server, check, eq, greedy_upstream, localhost_tls, run,  # noqa: E402
+                     serve_in_thread)
 
 import requests  # noqa: E402
 
@@ -269,9 +270,41 @@ def test_run_https_with_a_name():
         tls.shutdown()
 
 
+def test_run_gets_and_pays_for_max_tokens_only():
+    """An upstream that ignores max_tokens: the agent gets max_tokens of its answer (finish
+    "length") and pays for that, as the receipt, the usage event and the balance say."""
+    up, _ = greedy_upstream()
+    try:
+        local = Local()
+        port = up.server_address[1]
+        local.register("greedy/talker", f"http://127.0.0.1:{port}/v1", "greedy")
+        local.register("greedy/silent", f"http://127.0.0.1:{port}/v1", "greedy-silent")
+        local.script("greedy.lua", '''return { on_message = function(session, text)
+            local a = models.call(text, {prompt = "say a great deal", max_tokens = 20})
+            return a.finish_reason .. " " .. a.usage.completion_tokens .. "|" .. a.text
+        end }''')
+        want = " ".join(f"w{i}" for i in range(20))
+        for model, prompt in (("greedy/talker", 7), ("greedy/silent", 4)):
+            before = local.available()
+            r, o = local.run_json("greedy.lua", model)
+            eq(r.returncode, 0, f"{model}: exit: {r.stderr}")
+            eq(o["reply"], "length 20|" + want, f"{model}: cut at max_tokens")
+            c = o["calls"][0]
+            eq((c["status"], c["units_in"], c["units_out"], c["cost"]), ("ok", prompt, 20, 10 + prompt + 20),
+               f"{model}: charged for what was passed on: {c}")
+            eq(local.available(), before - c["cost"], f"{model}: paid")
+            ev = json.loads(local.accrue("usage", "--call", c["call"], "--db", local.db, "--json").stdout)
+            eq((ev["cost"], ev["units_out"]), (c["cost"], 20), f"{model}: the usage event: {ev}")
+            check(ev["cost"] <= ev["reserved"], f"within the reservation: {ev}")
+        local.ledger_checks()
+    finally:
+        up.shutdown()
+
+
 if __name__ == "__main__":
     sys.exit(run("server_run_http", [
         test_run_calls_an_http_model,
         test_run_http_failures_cost_nothing,
         test_run_https_with_a_name,
+        test_run_gets_and_pays_for_max_tokens_only,
     ]))
