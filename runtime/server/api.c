@@ -370,9 +370,13 @@ static void agent_deploy(rt_api_job *j, registry_t *reg) {
 
 /* ---- models ------------------------------------------------------------------------------------ */
 
-/* A model as GET /v1/models and /v1/models/NAME show it (OpenAI's fields, then accrue's): an http
- * model's endpoint, a lua model's script by its keccak256 (not the script: it may be long). */
-json_t *rt_model_json(const registry_model_t *m) {
+/* A model as GET /v1/models and /v1/models/NAME show it (OpenAI's fields, then accrue's): what a
+ * caller chooses by (owner, prices, shares, lineage), a lua model's script by its keccak256 (not
+ * the script: it may be long), and, with `endpoint` (the admin's view), an http model's endpoint:
+ * its url, its upstream name and the name of the host's environment variable holding its key,
+ * which are the operator's business (where the server calls, and what it holds) and nobody
+ * else's. */
+json_t *rt_model_json(const registry_model_t *m, bool endpoint) {
     json_t *lineage = json_array(), *shares = json_array();
     for (size_t i = 0; i < m->n_lineage; i++) json_array_append_new(lineage, json_string(m->lineage[i]));
     for (size_t i = 0; i < m->n_shares; i++)
@@ -384,7 +388,7 @@ json_t *rt_model_json(const registry_model_t *m) {
                           "per_1k_in", (json_int_t)m->price_per_1k_in, "per_1k_out", (json_int_t)m->price_per_1k_out,
                           "owner_share_bps", (json_int_t)m->owner_share_bps, "span_k", (json_int_t)m->span_k,
                           "lineage", lineage, "shares", shares);
-    if (m->kind == REGISTRY_MODEL_HTTP) {
+    if (m->kind == REGISTRY_MODEL_HTTP && endpoint) {
         json_object_set_new(o, "url", json_string(m->url));
         json_object_set_new(o, "upstream", json_string(m->upstream));
         json_object_set_new(o, "api_key_env", m->api_key_env[0] ? json_string(m->api_key_env) : json_null());
@@ -402,7 +406,7 @@ static void model_get(rt_api_job *j, registry_t *reg) {
     acc_err err = {0};
     int rc = registry_model_get(reg, j->params[0], &m, &err);
     if (rc) rt_api_error(j, rc == ACC_EINVAL ? ACC_ENOTFOUND : rc, "%s", err.msg);
-    else json_out(j, rt_model_json(&m));
+    else json_out(j, rt_model_json(&m, j->who.admin));
 }
 
 /* A string field copied into out (size bytes with its NUL), or an error response naming it. */
@@ -527,7 +531,7 @@ static void model_register(rt_api_job *j, registry_t *reg) {
         if (rc) rt_api_error(j, rc, "%s", err.msg);
         else {
             j->status = 201;
-            json_out(j, rt_model_json(out));
+            json_out(j, rt_model_json(out, true)); /* admin only */
         }
         free(out);
     }

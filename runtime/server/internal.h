@@ -248,8 +248,9 @@ void rt_api_json(rt_api_job *j, struct json_t *v);
 bool rt_api_query_num(rt_api_job *j, const char *name, uint64_t lo, uint64_t hi, uint64_t dflt, uint64_t *out);
 /* A record as the API shows it (id, contributor, text, status, seq, content_hash, signed, ...). */
 struct json_t *rt_record_json(const registry_record_t *r);
-/* A model as GET /v1/models and /v1/models/NAME show it (api.c). */
-struct json_t *rt_model_json(const registry_model_t *m);
+/* A model as GET /v1/models and /v1/models/NAME show it (api.c); an http model's endpoint (url,
+ * upstream, api_key_env) only with endpoint (the admin's view). */
+struct json_t *rt_model_json(const registry_model_t *m, bool endpoint);
 
 /* reports.c: what the web page shows beyond the core API (each a route of api.c's table). */
 void rt_r_agent_usage(rt_req *r);          /* GET /v1/agents/NAME:usage?days=N */

@@ -558,10 +558,12 @@ void rt_datanet_query(rt_req *r) {
 
 /* ---- GET /v1/models ------------------------------------------------------------------------ */
 
-/* One registered model of the list, shaped as GET /v1/models/NAME shows it (rt_model_json). */
+/* One registered model of the list, shaped as GET /v1/models/NAME shows it to the same key
+ * (rt_model_json: an http model's endpoint to the admin only). */
 static int model_entry(void *ud, const registry_model_t *m) {
-    acc_buf *b = ud;
-    json_t *o = rt_model_json(m);
+    rt_api_job *j = ud;
+    acc_buf *b = &j->out;
+    json_t *o = rt_model_json(m, j->who.admin);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) return ACC_ENOMEM;
@@ -580,7 +582,7 @@ static void models_list(rt_api_job *j, registry_t *reg) {
         acc_buf_printf(b, "%s{\"id\":\"%s\",\"object\":\"model\",\"created\":0,\"owned_by\":\"accrue\",\"kind\":\"test\"}",
                        i ? "," : "", tests[i]);
     acc_err err = {0};
-    int rc = registry_models_list(reg, model_entry, b, &err);
+    int rc = registry_models_list(reg, model_entry, j, &err);
     if (rc != ACC_OK) {
         rt_api_error(j, rc, "%s", err.msg[0] ? err.msg : "out of memory");
         return;

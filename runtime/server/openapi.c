@@ -22,11 +22,14 @@ static const op_desc ops[] = {
     {"get", "/healthz", "server", "Liveness: status, uptime, sessions, connections, workers, signer, event loop", "public", NULL, "Health", NULL},
     {"get", "/metrics", "server", "Counters and gauges in the Prometheus text format (0.0.4)", "public", NULL, NULL, NULL},
     {"get", "/v1/openapi.json", "server", "This document", "public", NULL, NULL, NULL},
-    {"get", "/v1/models", "models", "Models callers can name (OpenAI's list shape, with accrue's prices, lineage and shares)",
+    {"get", "/v1/models", "models",
+     "Models callers can name (OpenAI's list shape, with accrue's prices, lineage and shares; an http model's endpoint "
+     "to the admin key only)",
      "key", NULL, "ModelList", NULL},
     {"post", "/v1/models", "models", "Register an http model (an OpenAI-compatible endpoint) or a lua model (its script, which must load)", "admin", "ModelRegistration",
      "Model", NULL},
-    {"get", "/v1/models/{name}", "models", "One model", "public", NULL, "Model", NULL},
+    {"get", "/v1/models/{name}", "models", "One model (an http model's endpoint to the admin key only)", "public",
+     NULL, "Model", NULL},
     {"post", "/v1/chat/completions", "openai",
      "OpenAI-compatible chat completion of any registered model, metered and attributed; stream: true answers as "
      "server-sent events; X-Request-Id is kept on the usage event",
@@ -113,10 +116,12 @@ static const char *const schemas[][2] = {
               "\"enum\":[\"builtin\",\"http\",\"lua\",\"test\"]},\"price\":{\"$ref\":\"#/components/schemas/Price\"},"
               "\"owner_share_bps\":{\"type\":\"integer\"},\"span_k\":{\"type\":\"integer\"},\"lineage\":{\"type\":"
               "\"array\",\"items\":{\"type\":\"string\"}},\"shares\":{\"type\":\"array\",\"items\":{\"$ref\":"
-              "\"#/components/schemas/Share\"}},\"url\":{\"type\":\"string\",\"description\":\"http\"},\"upstream\":"
-              "{\"type\":\"string\",\"description\":\"http\"},\"api_key_env\":{\"type\":\"string\",\"nullable\":true,"
-              "\"description\":\"http: the environment variable holding the endpoint's key\"},\"script_hash\":{\"type\":"
-              "\"string\",\"description\":\"lua: keccak256 of the script, 0x and 64 hex digits\"}}}"},
+              "\"#/components/schemas/Share\"}},\"url\":{\"type\":\"string\",\"description\":\"http, to the admin "
+              "key only: the endpoint\"},\"upstream\":{\"type\":\"string\",\"description\":\"http, to the admin key "
+              "only: the endpoint's model name\"},\"api_key_env\":{\"type\":\"string\",\"nullable\":true,"
+              "\"description\":\"http, to the admin key only: the environment variable holding the endpoint's key\"},"
+              "\"script_hash\":{\"type\":\"string\",\"description\":\"lua: keccak256 of the script, 0x and 64 hex "
+              "digits\"}}}"},
     {"ModelList", "{\"type\":\"object\",\"properties\":{\"object\":{\"type\":\"string\"},\"data\":{\"type\":\"array\","
                   "\"items\":{\"$ref\":\"#/components/schemas/Model\"}}}}"},
     {"ModelRegistration",

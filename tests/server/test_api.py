@@ -307,9 +307,57 @@ def test_model_registration_refusals():
         eq(srv.post("/v1/models", dict(lua, shares=[share]), key=srv.admin_key).status_code, 201, "lua")
         r = srv.post("/v1/models", dict(http, name="ext/h", shares=[share], api_key_env="KEY"), key=srv.admin_key)
         eq(r.status_code, 201, r.text)
-        h = srv.get("/v1/models/ext/h", key="").json()
+        h = srv.get("/v1/models/ext/h", key=srv.admin_key).json()
         eq((h["shares"], h["url"], h["api_key_env"]), ([share], http["url"], "KEY"), "an http model's shares")
         check("script_hash" not in h, h)
+
+
+def test_model_endpoint_is_the_admins_only():
+    """Anyone sees what a caller chooses a model by (name, kind, owner, prices, owner's share, shares,
+    lineage); where an http model is served from (url, upstream name) and which environment variable
+    holds its key are shown to the admin key only: in GET /v1/models/NAME, in the list (the
+    official client's models.list too), and in the registration's answer."""
+    import openai
+    from harness import SCALE
+    with Server() as srv:
+        owner, payee = "0x" + "2" * 40, "0x" + "3" * 40
+        body = {"name": "ext/secret", "url": "http://10.0.0.7:8000/v1", "upstream": "llama-70b-internal",
+                "api_key_env": "ACCRUE_UPSTREAM_SECRET_KEY", "owner": owner, "price_per_call": 7,
+                "price_per_1k_out": 9, "owner_share_bps": 4000, "shares": [{"address": payee, "bps": 1000}],
+                "lineage": ["demo/orchard"]}
+        r = srv.post("/v1/models", body, key=srv.admin_key)
+        eq(r.status_code, 201, r.text)
+        endpoint = {"url": body["url"], "upstream": body["upstream"], "api_key_env": body["api_key_env"]}
+        admin_view = r.json()
+        eq({k: admin_view.get(k) for k in endpoint}, endpoint, "the registration's answer, to the admin")
+        public = {"id": "ext/secret", "object": "model", "kind": "http", "owned_by": owner,
+                  "price": {"per_call": 7, "per_1k_in": 0, "per_1k_out": 9}, "owner_share_bps": 4000,
+                  "shares": [{"address": payee, "bps": 1000}], "lineage": ["demo/orchard"]}
+
+        def listed(key):
+            return [m for m in srv.get("/v1/models", key=key).json()["data"] if m["id"] == "ext/secret"][0]
+
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key=srv.key, max_retries=0, timeout=30 * SCALE)
+        sdk = [m.model_dump() for m in c.models.list() if m.id == "ext/secret"][0]
+        for who, m in (("no key", srv.get("/v1/models/ext/secret", key="").json()),
+                       ("a user's key", srv.get("/v1/models/ext/secret").json()),
+                       ("the list, a user's key", listed(srv.key)),
+                       ("the openai client's list", sdk)):
+            eq({k: m.get(k) for k in public}, public, f"{who}: what a caller chooses by")
+            for k in endpoint:
+                check(k not in m, f"{who}: {k} shown: {m}")
+            check(not any(v in json.dumps(m) for v in endpoint.values()), f"{who}: endpoint leaked: {m}")
+        for who, m in (("admin", srv.get("/v1/models/ext/secret", key=srv.admin_key).json()),
+                       ("the list, admin", listed(srv.admin_key))):
+            eq({k: m.get(k) for k in public}, public, f"{who}: the public fields")
+            eq({k: m.get(k) for k in endpoint}, endpoint, f"{who}: the endpoint")
+        eq(srv.get("/v1/models/ext/secret", key=srv.admin_key).json(), admin_view, "the admin's GET is the answer")
+        # The demo's own http model is no exception, and the document says who sees what.
+        demo = srv.get("/v1/models/demo/orchard-chat", key="").json()
+        check("url" not in demo and "api_key_env" not in demo and "upstream" not in demo, demo)
+        schema = srv.get("/v1/openapi.json", key="").json()["components"]["schemas"]["Model"]["properties"]
+        for k in endpoint:
+            check("admin" in schema[k]["description"], f"{k}: {schema[k]}")
 
 
 def test_bad_requests_never_hurt():
@@ -398,6 +446,7 @@ if __name__ == "__main__":
         test_models_api,
         test_lua_model_over_api,
         test_model_registration_refusals,
+        test_model_endpoint_is_the_admins_only,
         test_bad_requests_never_hurt,
         test_openapi_matches_the_routes,
         test_serve_command_line_and_host_key,
