@@ -196,7 +196,7 @@ static int client_only_callback(struct lws *wsi, enum lws_callback_reasons reaso
 }
 
 static const struct lws_protocols client_only_protocols[] = {
-    {"accrue-client", client_only_callback, 0, 4096, 0, NULL, 0},
+    {"accrue-client", client_only_callback, 0, 4096, 0, NULL, RT_OUT_TX_PACKET},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

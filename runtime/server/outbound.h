@@ -59,6 +59,16 @@ void rt_net_wait(rt_net *n, int timeout_ms);
 /* Makes a waiting rt_net_wait return. Any thread. */
 void rt_net_wake(rt_net *n);
 
+/* The "accrue-client" protocol's tx_packet_size (server.c, and accrue run's loop here): the most
+ * one write of an https request hands TLS. lws 4.1.6 caps each write at it, or at rx_buffer_size +
+ * LWS_PRE + 4 (4,116 bytes) when it is 0, and sends the rest a loop pass at a time: a 2 MiB prompt
+ * took 511 writes, 33 with 64 KiB, and reached its upstream's answer in 6.2 ms instead of 9-11
+ * (BENCHMARKS.md). It costs no memory (rx_buffer_size is allocated by WebSocket connections only).
+ * The answer is read at most pt_serv_buf_size - LWS_PRE (4,080) bytes a callback whatever these
+ * are: a larger pt_serv_buf_size cut a 3 MiB answer's 961 reads to 193 (one a TLS record), in no
+ * less time, so the context keeps lws's default. */
+#define RT_OUT_TX_PACKET (64u << 10)
+
 typedef struct rt_out_req {
     const char *url;    /* http://host[:port]/path or https://... */
     const char *method; /* "POST" (default) or "GET" */

@@ -95,7 +95,7 @@ static struct lws_protocols protocols[] = {
     /* rx_buffer_size bounds what one RECEIVE delivers and costs every connection its size;
      * tx_packet_size lets one write hand the kernel a whole response. */
     {"accrue.v1", callback_main, sizeof(rt_conn), 1024, 0, NULL, 1u << 20},
-    {"accrue-client", callback_client, 0, 4096, 0, NULL, 0},
+    {"accrue-client", callback_client, 0, 4096, 0, NULL, RT_OUT_TX_PACKET}, /* outbound.h */
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
