@@ -49,7 +49,7 @@ struct meter_call {
     int64_t *recs; /* the records the lines' evidence names */
     size_t nrecs, recs_cap;
     meter__evidence_t evidence; /* the event's */
-    acc_buf text;  /* a failed call's error */
+    acc_buf text;  /* a failed call's error, or a cut one's (meter_model_outcome_t.cut_why) */
     acc_buf bytes; /* the encoded event */
     meter_done_fn done;
     void *ud;
@@ -499,7 +499,13 @@ int meter_finish_model(meter_call_t *c, const meter_model_outcome_t *o, meter_do
     ledger_amount_t total = 0;
     if (!rc) rc = fee_lines(c, cost, true, &total);
     if (rc) return finish_failed(c, rc, err, md->name);
-    fill_event(c, LEDGER_POSTED, in, out, total, 0, NULL);
+    const char *cut = NULL;
+    if (o->cut_code) { /* the event's error is in the call's memory until it is posted */
+        acc_buf_reset(&c->text);
+        acc_buf_printf(&c->text, "%.*s", METER_ERROR_MAX, o->cut_why ? o->cut_why : "");
+        cut = c->text.data ? c->text.data : "";
+    }
+    fill_event(c, LEDGER_POSTED, in, out, total, o->cut_code, cut);
     fix_lines(c);
     return post(c, LEDGER_POSTED, err);
 }

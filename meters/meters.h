@@ -205,6 +205,12 @@ typedef struct meter_model_outcome {
     const meter_span_t *spans;
     size_t ncredits;
     const meter_credit_t *credits;
+    /* 0 for an answer that ended as answers end. Else the call ended early (ACC_ECANCELLED,
+     * ACC_ETIMEOUT) after this output had already been delivered (a streamed answer's deltas): it
+     * is charged for that output all the same, and its posted event records the code and cut_why
+     * (error_code and error, "" when NULL), so it reads as a call cut short, not a whole answer. */
+    int cut_code;
+    const char *cut_why;
 } meter_model_outcome_t;
 
 typedef struct meter_row {
@@ -263,7 +269,8 @@ typedef struct meter_event {
     uint64_t latency_us;           /* begin to finish */
     uint64_t units_in, units_out;  /* tokens in and out; records asked (limit) and returned */
     ledger_amount_t reserved, cost; /* cost: what was charged (0 when voided) */
-    int error_code;                /* ACC_* of a failure (voided), else 0 */
+    int error_code;                /* ACC_* of a failure (voided), or of a model call cut short
+                                      after it delivered output (posted: charged for that), else 0 */
     const char *error;             /* "" when none */
     const char *evidence;          /* the call's evidence: spans with their text, or the rows */
     size_t evidence_len;
@@ -298,8 +305,10 @@ int meter_finish_model(meter_call_t *call, const meter_model_outcome_t *o, meter
 int meter_finish_dataset(meter_call_t *call, const meter_dataset_outcome_t *o, meter_done_fn done, void *ud,
                          acc_err *err);
 int meter_finish_message(meter_call_t *call, meter_done_fn done, void *ud, acc_err *err);
-/* The call failed, timed out or was cancelled: voids the reservation (nothing charged) and, when
- * the config says so, records a voided usage event naming code and why. Frees call. */
+/* The call failed, timed out or was cancelled having delivered nothing: voids the reservation
+ * (nothing charged) and, when the config says so, records a voided usage event naming code and
+ * why. Frees call. (A call cut short after it delivered output is finished with
+ * meter_finish_model and a cut_code instead: charged for what it delivered.) */
 void meter_fail(meter_call_t *call, int code, const char *why);
 
 /* The ledger check's event checker (ledger_event_check_fn): a charge posting's event decodes, its

@@ -304,7 +304,7 @@ static void print_event_line(const meter_event_t *e, uint64_t seq) {
            e->agent[0] ? "agent " : "", e->agent, e->agent[0] ? "  " : "", e->units_in, e->units_out, cli_credits(e->cost));
     for (size_t i = 0; i < e->nlines; i++)
         printf("    %-9s %-42s %s\n", meter_role_name(e->lines[i].role), e->lines[i].payee, cli_credits(e->lines[i].amount));
-    if (e->error_code) printf("    failed: %s\n", e->error);
+    if (e->error_code) printf("    %s: %s\n", e->state == LEDGER_POSTED ? "cut short" : "failed", e->error);
 }
 
 static int usage_one(void *ud, const ledger_entry_t *e) {

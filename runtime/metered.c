@@ -300,10 +300,12 @@ static rt_receipt_t *new_receipt(size_t nlines, const char *name, const char *er
 
 static rt_receipt_t *receipt_of(const meter_receipt_t *mr) {
     const meter_event_t *e = mr->event;
-    rt_receipt_t *r = new_receipt(e->nlines, e->resource_name, mr->status ? mr->err.msg : "");
+    /* a call charged though cut short says how it ended (its event's error) */
+    rt_receipt_t *r = new_receipt(e->nlines, e->resource_name, mr->status ? mr->err.msg : e->error ? e->error : "");
     if (!r) return NULL;
     r->id = e->id;
     r->status = mr->status;
+    r->cut = mr->status == ACC_OK ? e->error_code : 0;
     r->duplicate = mr->duplicate;
     r->resource = e->resource;
     r->units_in = e->units_in;
@@ -337,6 +339,8 @@ typedef struct pending {
     const model_entry_t *model;
     uint64_t prompt_words; /* our own count, for an HTTP model that reports no usage, and a lua model */
     uint64_t max_tokens;   /* a lua or an HTTP model's: its output is cut there (rt_output_cut) */
+    int cut_code;          /* an HTTP model's call cut short after it delivered output (rt_http_cut) */
+    char cut_why[160];
     acc_buf answer; /* the result's JSON, without its closing brace and usage */
 } pending_t;
 
@@ -577,7 +581,8 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
     contributor_ctx_t cc = {s->m, &ra};
     if (!rc) rc = rt_attribution_view(&ra.spans, text, len, registry_contributor, &cc, &a, err);
     if (!rc) {
-        meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? a.norm_tokens : out_tokens};
+        meter_model_outcome_t o = {.in_tokens = in_tokens, .out_tokens = counted_out ? a.norm_tokens : out_tokens,
+                                   .cut_code = p->cut_code, .cut_why = p->cut_why};
         rt_attribution_outcome(&a, text, len, &o);
         meter_call_t *mc = p->mc;
         p->mc = NULL;
@@ -834,20 +839,26 @@ uint64_t rt_http_call_deadline_ns(const rt_http_call_t *hc) {
     return sb ? sandbox_turn_deadline_ns(sb) : 0;
 }
 
-void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) {
+/* The host is done with the call: its pending part, or NULL (out of memory: voided, dropped). */
+static pending_t *http_pending(rt_http_call_t *hc) {
     pending_t *p = malloc(sizeof *p);
     rt_session_t *s = hc->p.s;
-    sandbox_t *sb = s->sb;
+    s->in_flight--;
     if (!p) { /* nothing can be done without memory; void and drop */
         meter_fail(hc->p.mc, ACC_ENOMEM, "out of memory");
         acc_buf_free(&hc->p.answer);
         free(hc);
-        s->in_flight--;
-        return;
+        return NULL;
     }
     *p = hc->p;
     free(hc);
-    s->in_flight--;
+    return p;
+}
+
+void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) {
+    sandbox_t *sb = hc->p.s->sb;
+    pending_t *p = http_pending(hc);
+    if (!p) return;
     char msg[300];
     if (!ok) {
         snprintf(msg, sizeof msg, "upstream: model '%s': %.*s", p->name, (int)(len > 200 ? 200 : len), response);
@@ -883,6 +894,25 @@ void rt_http_done(rt_http_call_t *hc, int ok, const char *response, size_t len) 
     if (reported && out > p->max_tokens) out = p->max_tokens;
     answer_model(p, sb, text, keep, finish ? finish : "stop", in, out, !reported);
     json_decref(res);
+}
+
+void rt_http_cut(rt_http_call_t *hc, int code, const char *why, const char *text, size_t len) {
+    if (!len) { /* nothing reached the caller: void it whole, as any failure */
+        rt_http_done(hc, 0, why, strlen(why));
+        return;
+    }
+    sandbox_t *sb = hc->p.s->sb;
+    pending_t *p = http_pending(hc);
+    if (!p) return;
+    /* What was passed on was cut at max_tokens as it came (rt_output_limit_feed); cutting again
+     * changes nothing, and keeps the charge within the reservation whatever the host sent. The
+     * upstream's usage comes at its stream's end, never reached: both counts are ours. */
+    size_t keep = rt_output_cut(text, len, p->max_tokens);
+    uint64_t out = count_tokens(text, keep);
+    p->cut_code = code ? code : ACC_ECANCELLED;
+    snprintf(p->cut_why, sizeof p->cut_why, "%s: charged for the %" PRIu64 " tokens passed on before it ended: %s",
+             acc_status_name(p->cut_code), out, why);
+    answer_model(p, sb, text, keep, p->cut_code == ACC_ETIMEOUT ? "timeout" : "cancelled", p->prompt_words, 0, true);
 }
 
 static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *call, pending_t *p) {

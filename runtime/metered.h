@@ -80,6 +80,15 @@ uint64_t rt_http_call_deadline_ns(const rt_http_call_t *call);
 /* ok: response is the upstream's JSON body (its choices[0].message.content and its usage are
  * read); !ok: response is an error message. Copies response. */
 void rt_http_done(rt_http_call_t *call, int ok, const char *response, size_t len);
+/* Instead of rt_http_done: the call ended early (code ACC_ECANCELLED: the caller cancelled or
+ * left; ACC_ETIMEOUT: its time ran out; why says how) after text[0..len) of its streamed answer
+ * had been passed on to the caller. The caller keeps that output, so it pays for it: the prompt and
+ * that text's tokens (our counts: the upstream's usage comes at the stream's end, not reached),
+ * attributed over that text as any answer is, posted (never above the reservation), the rest
+ * voided; the usage event records code and why (error_code, error) on a posted call, and the
+ * answer's finish_reason is "cancelled" or "timeout". len 0: nothing was passed on, and the call
+ * is voided whole, as a failure is (the meter's rule). */
+void rt_http_cut(rt_http_call_t *call, int code, const char *why, const char *text, size_t len);
 
 /* What a model's caller may receive: at most its max_tokens of output, counted in the normalised
  * words every model's output is counted in (span_tokenize). A lua model's or an HTTP model's text
@@ -144,12 +153,14 @@ typedef struct rt_receipt {
     struct rt_receipt *next;
     ledger_id_t id;
     int status;                 /* ACC_OK charged; else the call failed (nothing charged) */
+    int cut;                    /* charged, but cut short after it delivered output (rt_http_cut):
+                                 * ACC_ECANCELLED or ACC_ETIMEOUT, and error says how; else 0 */
     bool duplicate;
     meter_resource_t resource;
     const char *name;           /* in the receipt's own memory, like error */
     uint64_t units_in, units_out;
     ledger_amount_t cost;
-    const char *error;          /* "" when it was charged; at most 199 bytes */
+    const char *error;          /* "" when it was charged whole; at most 199 bytes */
     size_t nlines;
     rt_receipt_line_t lines[];
 } rt_receipt_t;

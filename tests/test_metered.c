@@ -564,6 +564,80 @@ static void test_http_model_past_max_tokens_is_cut_and_charged_as_passed_on(void
     teardown(&w); /* the ledger checks */
 }
 
+/* ledger_find's callback: the posting's usage event, decoded (the caller frees it). */
+typedef struct found_event {
+    meter_event_t ev;
+    bool found;
+} found_event_t;
+static int take_event(void *ud, const ledger_entry_t *en) {
+    found_event_t *f = ud;
+    acc_err err = {0};
+    CHECK_MSG(meter_event_decode(en->event, en->event_len, &f->ev, &err) == ACC_OK, "%s", err.msg);
+    f->found = true;
+    return ACC_OK;
+}
+
+/* A streamed call cancelled (its client left) or timed out after some of its deltas were passed on
+ * is charged for those: the prompt and their tokens, never above the reservation, its event posted
+ * and saying how it ended. One that passed nothing on is voided whole. limited_script: max_tokens
+ * 5, prompt 'fruit' (1 word); 1000 a call, 1 per token in, 2 per token out. */
+static void test_http_call_cut_short_is_charged_for_what_was_passed_on(void) {
+    world_t w;
+    setup(&w, "cut");
+    rt_session_t *s;
+    sandbox_t *sb = agent(&w, limited_script, NULL, NULL, 0, &s);
+    ledger_amount_t before = demo_available(&w);
+    static const struct {
+        int code;
+        const char *passed, *reply;
+        uint64_t out;
+        ledger_amount_t cost;
+    } cases[] = {
+        {ACC_ECANCELLED, "w1 w2 w", "w1 w2 w |cancelled 1 3 1007", 3, 1007},
+        {ACC_ETIMEOUT, "w1 ", "w1  |timeout 1 1 1003", 1, 1003},
+        /* more than max_tokens handed over (a broken host): what is passed on is cut, 5 charged */
+        {ACC_ECANCELLED, "w1 w2 w3 w4 w5 w6 w7", "w1 w2 w3 w4 w5 |cancelled 1 5 1011", 5, 1011},
+    };
+    ledger_amount_t paid = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        rt_session_clear_receipts(s);
+        CHECK(sandbox_start_message(sb, "go", 2, NULL) == ACC_OK);
+        CHECK(sandbox_run(sb) == SANDBOX_WAITING && w.pending_http);
+        rt_http_call_t *hc = w.pending_http;
+        w.pending_http = NULL;
+        if (hc) rt_http_cut(hc, cases[i].code, "the client disconnected", cases[i].passed, strlen(cases[i].passed));
+        CHECK_MSG(rt_run_turn(sb, &s, w.queue) == SANDBOX_DONE, "%s", sandbox_errmsg(sb));
+        CHECK_STREQ(sandbox_reply(sb, NULL), cases[i].reply);
+        const rt_receipt_t *r = rt_session_receipts(s);
+        CHECK(r && r->status == ACC_OK && r->cut == cases[i].code && r->units_in == 1 && r->units_out == cases[i].out &&
+              r->cost == cases[i].cost);
+        CHECK_MSG(r && strstr(r->error, "the client disconnected"), "%s", r ? r->error : "");
+        paid += cases[i].cost;
+        CHECK_EQ(demo_available(&w), before - paid);
+        found_event_t f = {0};
+        acc_err err = {0};
+        CHECK(r && ledger_find(w.ledger, &r->id, take_event, &f, &err) == ACC_OK && f.found);
+        CHECK(f.ev.state == LEDGER_POSTED && f.ev.error_code == cases[i].code && f.ev.cost == cases[i].cost &&
+              f.ev.cost <= f.ev.reserved && f.ev.units_out == cases[i].out);
+        CHECK_MSG(strstr(f.ev.error, "charged for the ") && strstr(f.ev.error, "the client disconnected"), "%s",
+                  f.ev.error);
+        meter_event_free(&f.ev);
+    }
+    /* nothing passed on: voided whole, as any failure */
+    rt_session_clear_receipts(s);
+    CHECK(sandbox_start_message(sb, "go", 2, NULL) == ACC_OK);
+    CHECK(sandbox_run(sb) == SANDBOX_WAITING && w.pending_http);
+    if (w.pending_http) rt_http_cut(w.pending_http, ACC_ECANCELLED, "the client disconnected", "", 0);
+    w.pending_http = NULL;
+    rt_run_turn(sb, &s, w.queue);
+    const rt_receipt_t *r = rt_session_receipts(s);
+    CHECK(r && r->status == ACC_EUPSTREAM && r->cost == 0 && !r->cut);
+    CHECK_EQ(demo_available(&w), before - paid);
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w); /* the ledger checks */
+}
+
 /* Hostile or broken lua models: each call fails with the cause, nothing is charged, no sandbox
  * state leaks, and the ledger still checks (teardown). */
 static void test_hostile_lua_models_fail_cleanly_and_charge_nothing(void) {
@@ -637,6 +711,7 @@ int main(int argc, char **argv) {
     RUN(test_hostile_lua_models_fail_cleanly_and_charge_nothing);
     RUN(test_output_limit_cuts_a_streamed_text_as_the_whole);
     RUN(test_http_model_past_max_tokens_is_cut_and_charged_as_passed_on);
+    RUN(test_http_call_cut_short_is_charged_for_what_was_passed_on);
     factory_cache_clear();
     registry_spans_clear();
     test_remove_dir(dir);

@@ -145,7 +145,9 @@ typedef struct rt_call_owner {
 } rt_call_owner;
 extern _Thread_local rt_call_owner *rt_tl_owner;
 rt_http_t rt_upstream_hook(rt_net *net);
-void rt_upcall_cancel(rt_upcall *u); /* loop; on_done follows */
+/* Loop; on_done follows. why (static) goes on the call's usage event: voided when nothing was
+ * passed on yet, else charged for what was (rt_http_cut). */
+void rt_upcall_cancel(rt_upcall *u, const char *why);
 void rt_upcall_finish(rt_upcall *u); /* a worker with its registry set on the call's session */
 const char *rt_upcall_model(const rt_upcall *u);
 rt_upcall **rt_upcall_link(rt_upcall *u); /* a list link its owner may use once on_done ran */

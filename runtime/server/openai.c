@@ -278,7 +278,7 @@ static void op_post(void *ud, rt_answer_t *a) {
 static void op_up_start(void *ud, rt_upcall *u) {
     chat_op *op = ud;
     op->upcall = u;
-    if (!op->r) rt_upcall_cancel(u);
+    if (!op->r) rt_upcall_cancel(u, "the client disconnected");
 }
 
 static void op_up_chunk(void *ud, const char *text, size_t len) { stream_text(ud, text, len); }
@@ -337,7 +337,8 @@ static void op_job(rt_job *job) {
 static void op_gone(void *p) {
     chat_op *op = p;
     op->r = NULL;
-    if (op->upcall) rt_upcall_cancel(op->upcall); /* nobody will read the answer: void it */
+    /* Nobody will read the rest: the call ends, voided, or charged for the deltas already sent. */
+    if (op->upcall) rt_upcall_cancel(op->upcall, "the client disconnected");
 }
 
 /* ---- validation and entry points ------------------------------------------------------------ */

@@ -203,7 +203,7 @@ static void on_up_start(void *ud, rt_upcall *u) {
     rt_sess *s = ud;
     s->upcall = u;
     if (s->conn && s->unsent) rt_ws_request_write(s->conn); /* a held run.started (start_run) */
-    if (s->run_cancelled || s->closing) rt_upcall_cancel(u);
+    if (s->run_cancelled || s->closing) rt_upcall_cancel(u, s->closing ? "the session closed" : "the turn was cancelled");
 }
 
 static void flush_deltas(rt_sess *s, bool final);
@@ -363,7 +363,7 @@ static bool open_agent(rt_sess *s, registry_t *reg) {
 }
 
 /* One call of a usage frame (and of its call frame): resource, name, call id, status, units, cost,
- * payees, and the error of a failed one. */
+ * payees, and the error of a failed one, or how a call charged though cut short ended ("cut"). */
 static void receipt_json(acc_buf *u, const rt_receipt_t *r) {
     char hex[33];
     ledger_id_hex(&r->id, hex);
@@ -392,7 +392,12 @@ static void receipt_json(acc_buf *u, const rt_receipt_t *r) {
         acc_buf_putc(u, '}');
     }
     acc_buf_putc(u, ']');
-    if (r->status != ACC_OK && r->error[0]) {
+    if (r->cut) { /* charged for what it had passed on before it was cancelled (or timed out) */
+        acc_buf_puts(u, ",\"cut\":\"");
+        acc_buf_puts(u, rt_status_code_name(r->cut));
+        acc_buf_putc(u, '"');
+    }
+    if ((r->status != ACC_OK || r->cut) && r->error[0]) {
         acc_buf_puts(u, ",\"error\":");
         acc_buf_json_string(u, r->error, strlen(r->error));
     }
@@ -1010,7 +1015,7 @@ static void cancel_current(rt_sess *s) {
     atomic_store(&s->cancel_req, true);
     uint64_t id = atomic_load(&s->sb_id); /* 0 while the worker has yet to open it: cancel_req does it */
     if (id) sandbox_cancel(id);             /* by id: any thread, any time */
-    if (s->upcall) rt_upcall_cancel(s->upcall);
+    if (s->upcall) rt_upcall_cancel(s->upcall, s->closing ? "the session closed" : "the turn was cancelled");
     /* A turn waiting for a reply: run it now, so it sees the cancel. */
     if (s->phase == PH_WAITING) submit(s, JOB_RUN);
 }

@@ -10,6 +10,9 @@
  * finish reason, usage) for metered.c, which wants one chat-completions response. A streamed
  * answer is cut at the request's max_tokens as it arrives, where metered.c cuts a whole one
  * (rt_output_cut), and the request ends there: no caller gets output it was not charged for.
+ * For the same reason a streamed call that is cancelled (its client left, its turn was cancelled)
+ * or runs out of time after some of its deltas were passed on is not voided but charged for what
+ * was passed on (rt_http_cut); one that passed nothing on is voided, as any failure.
  * The end goes back to a worker (the owner decides which, through on_done), where rt_upcall_finish gives it to
  * rt_http_done: attribution reads the registry, and the worker's handle is the one to use.
  * `accrue run` uses the same path on a loop of its own (rt_upstream_local): there the thread that
@@ -40,6 +43,7 @@ struct rt_upcall {
     rt_out *out;
     int status;
     bool cancelled;
+    const char *cancel_why; /* static: who cancelled it, for its usage event */
     acc_buf raw;  /* the response (not streaming), or SSE bytes not parsed yet */
     acc_buf text; /* streaming: the content so far (up to the cut) */
     size_t passed; /* how much of it went to the owner (on_chunk) */
@@ -48,7 +52,8 @@ struct rt_upcall {
     json_t *usage;
     /* the end, for rt_upcall_finish */
     bool ok;
-    acc_buf response;
+    int cut;         /* ACC_ECANCELLED or ACC_ETIMEOUT: ended early after text[0..passed) was passed on */
+    acc_buf response; /* the answer, or the error message (a cut call's too) */
 };
 
 static void up_start(rt_server *srv, rt_event *ev);
@@ -207,9 +212,11 @@ static void out_done(void *ud, int result, int status, const char *msg) {
         status = 200;
     }
     if (u->cancelled || result == ACC_ECANCELLED) {
-        acc_buf_puts(r, "the call was cancelled");
+        acc_buf_puts(r, u->cancel_why ? u->cancel_why : "the call was cancelled");
+        if (u->passed) u->cut = ACC_ECANCELLED;
     } else if (result != ACC_OK) {
         acc_buf_printf(r, "%s%s", result == ACC_ETIMEOUT ? "timeout: " : "", msg);
+        if (u->passed && result == ACC_ETIMEOUT) u->cut = ACC_ETIMEOUT;
     } else if (status != 200) {
         json_t *e = json_loadb(u->raw.data ? u->raw.data : "", u->raw.len, 0, NULL);
         const char *em = json_string_value(json_object_get(json_object_get(e, "error"), "message"));
@@ -271,14 +278,18 @@ static void up_start(rt_server *srv, rt_event *ev) {
 const char *rt_upcall_model(const rt_upcall *u) { return u->model; }
 rt_upcall **rt_upcall_link(rt_upcall *u) { return &u->link; }
 
-void rt_upcall_cancel(rt_upcall *u) {
+void rt_upcall_cancel(rt_upcall *u, const char *why) {
     if (!u || u->cancelled) return;
     u->cancelled = true;
+    u->cancel_why = why;
     if (u->out) rt_out_cancel(u->out);
 }
 
 void rt_upcall_finish(rt_upcall *u) {
-    rt_http_done(u->hc, u->ok, u->response.data ? u->response.data : "", u->response.len);
+    const char *resp = u->response.data ? u->response.data : "";
+    /* what was passed on stays the caller's: charged (the text past it, waiting for a token more, was not) */
+    if (u->cut && !acc_buf_failed(&u->text)) rt_http_cut(u->hc, u->cut, resp, u->text.data, u->passed);
+    else rt_http_done(u->hc, u->ok, resp, u->response.len);
     acc_buf_free(&u->response);
     acc_buf_free(&u->text);
     json_decref(u->usage);
