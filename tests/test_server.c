@@ -23,6 +23,7 @@ static const char *const suites[] = {
     "test_run_http.py",
     "test_keepalive.py",
     "test_output_limit.py",
+    "test_stream_cancel.py",
 };
 
 int main(void) {

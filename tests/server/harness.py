@@ -312,11 +312,12 @@ def serve_in_thread(handler, tls_context=None):
     return httpd
 
 
-def greedy_upstream(words=200, pause=0.005):
+def greedy_upstream(words=200, pause=0.005, first_pause=0):
     """An OpenAI-compatible upstream that ignores max_tokens: every answer is `words` words, "w0 w1
     ...". It reports usage (completion_tokens = words; prompt_tokens = 7), except for the upstream
     model named "greedy-silent". Streamed, it sends a word or two a delta, some split inside a word,
-    `pause` s apart, and counts in .streams the deltas each stream wrote before its reader left.
+    `pause` s apart (the first after `first_pause` s), and counts in .streams the deltas each
+    stream wrote before its reader left.
     Returns the running server (its .server_address, .shutdown()) and the full answer's text."""
     import http.server
     text = " ".join(f"w{i}" for i in range(words))
@@ -356,6 +357,8 @@ def greedy_upstream(words=200, pause=0.005):
                 i += 1
             sent = 0
             try:
+                self.wfile.flush()
+                time.sleep(first_pause)
                 for p in pieces:
                     chunk = {"choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]}
                     self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
