@@ -18,23 +18,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 from harness import (SCALE, Server, check, eq, greedy_upstream, recv, recv_until, run,  # noqa: E402
                      start_session)
 
+from test_output_limit import balance, ledger_checks, register  # noqa: E402  (priced 10 + 1 a token)
+
 import openai  # noqa: E402
 
-OWNER = "0x" + "ab" * 20
 PAUSE = 0.4 * SCALE  # between the upstream's deltas: the client leaves well within one
 MSGS = [{"role": "user", "content": "say a great deal"}]  # 4 words by our count
-
-
-def register(srv, name, port, upstream="greedy"):
-    # 10 a call, 1 per token in and out (1000 per 1k): a call's cost is 10 + prompt + completion
-    r = srv.post("/v1/models", {"name": name, "kind": "http", "url": f"http://127.0.0.1:{port}/v1",
-                                "upstream": upstream, "owner": OWNER, "price_per_call": 10,
-                                "price_per_1k_in": 1000, "price_per_1k_out": 1000}, key=srv.admin_key)
-    eq(r.status_code, 201, r.text)
-
-
-def balance(srv):
-    return srv.get("/v1/balance").json()["available"]
 
 
 def tokens(text):
@@ -53,11 +42,6 @@ def events(srv, request_id):
     return evs
 
 
-def ledger_checks(srv):
-    r = srv.accrue("ledger", "check", "--db", srv.db, check=False)
-    eq(r.returncode, 0, f"ledger check: {r.stdout} {r.stderr}")
-
-
 def settled_balance(srv, b0, want, seconds=5):
     for _ in range(int(seconds * 20 * SCALE)):
         if balance(srv) == want:
@@ -70,7 +54,7 @@ def test_openai_client_leaving_mid_stream_pays_for_the_deltas_it_got():
     up, _ = greedy_upstream(pause=PAUSE)
     try:
         with Server() as srv:
-            register(srv, "greedy/talker", up.server_address[1])
+            register(srv, "greedy/talker", up.server_address[1], "greedy")
             c = openai.OpenAI(base_url=srv.url + "/v1", api_key=srv.key, max_retries=0, timeout=30 * SCALE)
             for k in (1, 4):
                 b0 = balance(srv)
@@ -109,7 +93,7 @@ def test_client_leaving_before_any_delta_pays_nothing():
     up, _ = greedy_upstream(pause=PAUSE, first_pause=1.5 * SCALE)
     try:
         with Server() as srv:
-            register(srv, "greedy/talker", up.server_address[1])
+            register(srv, "greedy/talker", up.server_address[1], "greedy")
             b0 = balance(srv)
             body = json.dumps({"model": "greedy/talker", "messages": MSGS, "max_tokens": 100, "stream": True}).encode()
             host, port = srv.url.split("//")[1].split(":")
@@ -144,7 +128,7 @@ def test_agent_cancelled_mid_stream_pays_for_the_deltas_its_client_got():
     up, _ = greedy_upstream(words=12, pause=PAUSE)
     try:
         with Server() as srv:
-            register(srv, "greedy/talker", up.server_address[1])
+            register(srv, "greedy/talker", up.server_address[1], "greedy")
             srv.deploy("greedy-relay", AGENT, models=["greedy/talker"])
 
             async def session():
