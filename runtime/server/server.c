@@ -111,6 +111,10 @@ static void close_uv_handle(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* Runs before the loop blocks: what timers (the tick, upstream timeouts) posted or queued to write
+ * during this pass goes out now, not after the next wake-up. */
+static void on_prepare(uv_prepare_t *h) { drain_inbox(h->data); }
+
 static void close_uv(uv_loop_t *uv) {
     uv_walk(uv, close_uv_handle, NULL);
     uv_run(uv, UV_RUN_DEFAULT);
@@ -345,6 +349,12 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     memset(admin_key, 0, sizeof admin_key);
 
     lws_sul_schedule(srv->net.ctx, 0, &srv->tick, on_tick, TICK_US);
+    uv_prepare_t prepare;
+    if (on_uv) {
+        uv_prepare_init(&uv, &prepare);
+        prepare.data = srv;
+        uv_prepare_start(&prepare, on_prepare);
+    }
     uint64_t drain_start = 0, close_start = 0;
     bool closing = false;
     for (;;) {
@@ -374,6 +384,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
         }
     }
     lws_sul_cancel(&srv->tick);
+    if (on_uv) uv_close((uv_handle_t *)&prepare, NULL);
     rt_pool_stop(srv->pool); /* no job is left running after this */
     srv->pool = NULL;
     signal_ctx = NULL;
