@@ -975,7 +975,10 @@ static void *writer_main(void *arg) {
          * that ends quiet again (fewer callers now) sets a smaller echo. When more are queued than
          * the echo when gathering starts, the postings outpace the loop it saw, and it is
          * forgotten until a batch ends quiet again; so is it when a window ends with postings
-         * still coming (a stream: gathering for the window is what keeps its batches big).
+         * still coming (a stream: gathering for the window is what keeps its batches big). Not
+         * handled: a stream that grows slowly after a loop set the echo keeps echo-sized batches
+         * while fewer than the echo arrive during each commit (a probe that gathered one batch in
+         * eight without the echo cost most of its gain: BENCHMARKS.md).
          * Measured (BENCHMARKS.md, the server): 32 sessions calling a metered model, each batch
          * waited 250-320 us of quiet with the core idle; with the echo, 28-32% more round trips. */
         gather(l, concurrent, last_commit_ns);
