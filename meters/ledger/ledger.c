@@ -898,7 +898,7 @@ static void gather(ledger_t *l, bool concurrent, uint64_t last_commit_ns) {
     if (slice < l->commit_delay_ns / 16) slice = l->commit_delay_ns / 16;
     l->w_gathering = true;
     l->w_gather_on_holds = on_holds;
-    gather_end_t end = GATHER_WINDOW;
+    gather_end_t end = on_holds ? GATHER_HOLDS : GATHER_WINDOW; /* if the time runs out */
     for (;;) {
         uint64_t seen = l->arrivals, now_ns = mono_ns();
         if (now_ns >= until) break;
