@@ -628,10 +628,11 @@ static void test_a_closed_loop_is_not_kept_waiting(void) {
     uint64_t commits = after.commits - before.commits;
     double gathered_ms = (double)(after.gather_ns - before.gather_ns) / 1e6;
     printf("    %d callers, rounds 10 to 50: %" PRIu64 " commits, %.0f ms gathering\n", K, commits, gathered_ms);
-    /* Without the echo, one batch in two to four waited a quiet slice of 100 ms (measured: 24 ms
-     * of gathering a commit; with it 0-5, a caller preempted for 100 ms now and then). */
+    /* Without the echo, one batch in two to six waited a quiet slice of 100 ms (measured: 16-67 ms
+     * of gathering a commit); with it 0-1 ms (a caller preempted for 100 ms on a loaded machine
+     * costs one slice now and then). */
     if (!test_slow_tool())
-        CHECK_MSG(gathered_ms < 100.0 * (double)commits / 8, "%.0f ms gathering for %" PRIu64 " commits: batches "
+        CHECK_MSG(gathered_ms < 100.0 * (double)commits / 6, "%.0f ms gathering for %" PRIu64 " commits: batches "
                   "waited for quiet slices", gathered_ms, commits);
     check_ok(l);
     ledger_close(l);

@@ -889,9 +889,10 @@ static void gather(ledger_t *l, bool concurrent, uint64_t last_commit_ns) {
     if (!l->commit_delay_ns || l->stopping || l->q_len >= l->max_batch || !(concurrent || l->nholds > 0) ||
         t - last_commit_ns >= 2 * l->commit_delay_ns)
         return;
-    /* More queued already than the echo expects: the postings outpace the loop it saw; gather as
-     * for a stream until a batch ends quiet again. */
-    if (l->w_echo && l->q_len >= l->w_echo) l->w_echo = 0;
+    /* As many queued already as the echo expects: every caller it saw is waiting; more: the
+     * postings outpace the loop it saw, so gather as for a stream until a batch ends quiet again. */
+    if (l->w_echo && l->q_len == l->w_echo) return;
+    if (l->w_echo && l->q_len > l->w_echo) l->w_echo = 0;
     bool on_holds = l->nholds > 0 && !concurrent;
     uint64_t holds_until = t + l->commit_delay_ns / 4, slice = 4 * l->gap_ns;
     uint64_t until = on_holds ? holds_until : t + l->commit_delay_ns;
@@ -973,7 +974,7 @@ static void *writer_main(void *arg) {
          * in which nobody could do anything. So the next batches end as soon as they hold as many
          * postings as that one (the size is remembered: w_echo), without a quiet slice each; one
          * that ends quiet again (fewer callers now) sets a smaller echo. When more are queued than
-         * the echo when gathering starts, the postings outpace the loop it saw, and it is
+         * the echo when gathering would start, the postings outpace the loop it saw, and it is
          * forgotten until a batch ends quiet again; so is it when a window ends with postings
          * still coming (a stream: gathering for the window is what keeps its batches big). Not
          * handled: a stream that grows slowly after a loop set the echo keeps echo-sized batches
