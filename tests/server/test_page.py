@@ -302,7 +302,8 @@ def test_page_cancel_long_run():
         last = agent_bubbles()[-1]
         raise Fail(f"{e}; the bubble's data-status {last.get_attribute('data-status')!r}, aria-busy "
                    f"{last.get_attribute('aria-busy')!r}, ends {last.text[-200:]!r}; errors shown: "
-                   f"{[x.text for x in st['driver'].find_elements('css selector', '.log .error')]}") from None
+                   f"{[x.text for x in st['driver'].find_elements('css selector', '.log .error')]}; the server's "
+                   f"log ends {open(st['srv'].log, errors='replace').read()[-1500:]!r}") from None
     check("Cancelled." in agent_bubbles()[-1].text, "the bubble says so")
     check(not q("button.danger").is_enabled(), "cancel is disabled again")
     shown = agent_bubbles()[-1].find_element("css selector", ".text").text
