@@ -324,8 +324,8 @@ static void batch_close(acc_buf *out, int code, const char *reason) {
 
 /* Writes one batch of what the connection has to send (its loose frames, then its session's),
  * ending with the close frame when it is closing and nothing else is left. Returns -1 when the
- * write failed, 1 when more is left or the close frame went out (the caller ends the connection
- * on the next writable callback), 0 when all was written. */
+ * write failed, SENT_MORE when more is left (for the next writable callback), SENT_CLOSE when the
+ * close frame went out (the caller ends the connection), SENT_ALL when all was written. */
 enum { SENT_ALL = 0, SENT_MORE = 1, SENT_CLOSE = 2 };
 
 static int ws_send(rt_ws *c) {
