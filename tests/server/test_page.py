@@ -295,7 +295,13 @@ def test_page_cancel_long_run():
          "streamed ticks while running")
     check(q("button.danger").is_enabled(), "cancel is enabled during a run")
     shot("long-run-streaming")
+    box = q(".log").rect
     click(q("button.danger"), "cancel run")
+    eq(q(".log").rect, box, "the conversation keeps its size while a reply streams in (the buttons stay put)")
+    # The click landed: the bubble says the cancel was asked, or already how the run ended.
+    wait(lambda: "Cancelling…" in agent_bubbles()[-1].text or agent_bubbles()[-1].get_attribute("data-status"),
+         "the cancel asked")
+    check(not q("button.danger").is_enabled(), "cancel is spent once asked")
     try:
         wait(lambda: agent_bubbles()[-1].get_attribute("data-status") == "cancelled", "run.done cancelled")
     except Fail as e:  # seen twice under heavy load, not reproduced: say what the page had instead

@@ -139,6 +139,7 @@ class Chat {
       if (this.run && f.run === this.run.id) {
         this.run.bubble.dataset.status = f.status;
         this.run.bubble.setAttribute('aria-busy', 'false');
+        if (this.run.cancelling) this.run.cancelling.remove();
         if (f.status !== 'completed')
           this.run.bubble.append(h('p', {class: 'run-status'}, f.status === 'cancelled' ? 'Cancelled.' : 'The run failed.'));
       }
@@ -185,7 +186,12 @@ class Chat {
   }
 
   cancel() {
-    if (this.ws && this.run) this.ws.send(JSON.stringify({type: 'cancel', id: 'cancel-' + this.run.id, run: this.run.id}));
+    if (!this.ws || !this.run || this.run.cancelling) return;
+    this.ws.send(JSON.stringify({type: 'cancel', id: 'cancel-' + this.run.id, run: this.run.id}));
+    // Until run.done says how it ended: the button is spent, the bubble says what was asked.
+    this.run.cancelling = h('p', {class: 'run-status'}, 'Cancelling…');
+    this.run.bubble.append(this.run.cancelling);
+    this.els.cancel.disabled = true;
   }
 
   setRunning(on) {
