@@ -227,7 +227,7 @@ const modules = [_]Module{
         .public = &.{},
         .private = &.{ "runtime/cli.h", "runtime/test_provider.h", "runtime/server/server.h", "runtime/server/internal.h", "runtime/server/session.h", "runtime/server/outbound.h", "runtime/server/http1.h", "runtime/server/keepalive.h", "runtime/metered.h", "runtime/luamodel.h", "runtime/cli_util.h", "runtime/agents.h", "runtime/demo.h", "runtime/embedded.h", "runtime/provider.h" },
         .deps = &.{ "base", "eth", "sandbox", "registry", "ledger", "meters", "span", "factory", "settle" },
-        .system_libs = &.{ "libwebsockets", "libuv", "jansson" },
+        .system_libs = &.{ "libwebsockets", "libuv", "jansson", "openssl" },
     },
 };
 

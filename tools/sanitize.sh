@@ -25,7 +25,7 @@ out=${ACCRUE_SANITIZE_DIR:-/tmp/accrue-$kind}
 mkdir -p "$out/obj"
 flags=(-std=c11 -D_GNU_SOURCE -DACCRUE_SYSTEM_MALLOC -DACCRUE_DEBUG -g -O1 -fno-omit-frame-pointer
        "${san[@]}" -Wall -Wextra -Wno-unused-parameter -I.)
-libs=$(pkg-config --cflags --libs lua5.4 libwebsockets libuv sqlite3 libsecp256k1 jansson nettle)
+libs=$(pkg-config --cflags --libs lua5.4 libwebsockets libuv openssl sqlite3 libsecp256k1 jansson nettle)
 objs=()
 for src in $(core_sources); do
   obj="$out/obj/$(echo "$src" | tr / _).o"

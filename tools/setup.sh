@@ -10,7 +10,7 @@ TITANOBOA_VERSION=0.2.8     # runs that contract on py-evm in the tests (tests/s
 VENV=${ACCRUE_VENV:-/opt/accrue-venv}
 
 debs=(build-essential pkg-config python3 python3-venv
-      liblua5.4-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjemalloc-dev libsqlite3-dev
+      liblua5.4-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libjemalloc-dev libsqlite3-dev
       libsecp256k1-dev libjansson-dev nettle-dev valgrind lua5.4 ca-certificates)
 # The web page's test drives a real browser (tests/server/test_page.py): Debian's chromium and its
 # driver, with selenium below (given the driver's path, it never fetches one of its own).

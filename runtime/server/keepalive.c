@@ -1,16 +1,17 @@
 /*
- * keepalive.c: plain-http requests to model endpoints on kept-alive connections (keepalive.h).
+ * keepalive.c: requests to model endpoints on kept-alive connections of our own, http:// and
+ * https:// (keepalive.h).
  *
  * lws 4.1.6's HTTP client closes its connection after each response, and reuses one only by
  * queueing requests behind a single connection per host (LCCSCF_PIPELINE), which would make
- * concurrent model calls wait for each other. So for http:// endpoints we keep connections of our
- * own, as Go's http.Transport and libcurl's connection cache do: a pool of idle connections per
- * (address, port), the most recently used taken first (its peer has had the least time to give
- * up on it); a connection goes back only after a complete response that allows another request,
- * at most IDLE_PER_HOST idle per address (the least recently used closes to make room), each for
- * IDLE_S seconds, less if the server said so (Keep-Alive: timeout=N: we leave a second early).
- * An idle connection that becomes readable (bytes we did not ask for, or the server's close) is
- * dropped. https:// stays on lws's client (outbound.c): TLS on our own sockets is not done here.
+ * concurrent model calls wait for each other. So we keep connections of our own, as Go's
+ * http.Transport and libcurl's connection cache do: a pool of idle connections per (address,
+ * port, and for https the name the certificate must carry), the most recently used taken first
+ * (its peer has had the least time to give up on it); a connection goes back only after a
+ * complete response that allows another request, at most IDLE_PER_HOST idle per address (the
+ * least recently used closes to make room), each for IDLE_S seconds, less if the server said so
+ * (Keep-Alive: timeout=N: we leave a second early). An idle connection that becomes readable
+ * (bytes we did not ask for, or the server's close) is dropped.
  *
  * The sockets are ours and lws polls them: a non-blocking connect() to the resolver's numeric
  * address, then lws_adopt_descriptor_vhost_via_info as a raw socket on the "accrue-client"
@@ -24,6 +25,15 @@
  * come in RAW_RX and are parsed as they come, so a streamed answer reaches the caller while it is
  * made.
  *
+ * https: OpenSSL over two memory BIOs, so lws keeps reading and polling the socket as for plain
+ * http. The bytes RAW_RX brings go into the session's read BIO and come out of SSL_read as the
+ * answer; the handshake's records and the request's ciphertext come out of the write BIO and are
+ * sent like a plain request (the rest waits in `wire` for POLLOUT). The peer is verified against
+ * the system's trust store (SSL_CERT_FILE and SSL_CERT_DIR override it, as everywhere in OpenSSL)
+ * and the URL's host: its DNS name, or its IP address when the URL gives one; SNI carries the
+ * name, ALPN offers http/1.1 only. A TLS 1.3 server sends session tickets after the handshake;
+ * on an idle connection they are read and the connection kept, any answer bytes drop it.
+ *
  * A kept-alive connection can die between requests while we hold it idle: the server closed it
  * and its FIN had not arrived when we picked it. Then the request fails before any byte of an
  * answer; such a request, on a reused connection, is sent once more on a new connection (Go does
@@ -36,6 +46,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -43,6 +54,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "runtime/base/invariant.h"
 #include "runtime/server/http1.h"
@@ -72,6 +87,13 @@ struct ka_conn {
     int soerr;       /* the connect's error, when the writable callback saw it */
     size_t got;      /* bytes of the current response read */
     rt_h1_resp resp;
+    /* https */
+    bool tls;
+    bool ready;     /* the handshake is done */
+    SSL *ssl;       /* made once connected; owns its two memory BIOs */
+    acc_buf wire;   /* ciphertext the kernel has not taken yet, from wire_off */
+    size_t wire_off;
+    char why[160];  /* a TLS failure, for the close to report */
 };
 
 struct rt_ka_req {
@@ -82,22 +104,25 @@ struct rt_ka_req {
     rt_ka_hooks hooks;
     char addr[64];
     int port;
-    char name[256];
+    char name[256]; /* the URL's host: messages, and for https SNI and the certificate's name */
+    bool tls;
     acc_buf out; /* the request */
     size_t sent; /* bytes of it on the current connection */
     bool retried, retry_queued, aborted;
 };
 
 static struct {
-    rt_map hosts; /* "address port" -> ka_host */
+    rt_map hosts; /* "address port" or "address port name" (https) -> ka_host */
     bool down;    /* shut down: no retries, nothing parked */
+    SSL_CTX *tls; /* the https client's settings and trust store, made once */
 } pool;
 
 /* ---- the pool ----------------------------------------------------------------------------------- */
 
-static ka_host *host_of(const char *addr, int port) {
-    char key[80];
-    snprintf(key, sizeof key, "%s %d", addr, port);
+static ka_host *host_of(const rt_ka_req *k) {
+    char key[400];
+    if (k->tls) snprintf(key, sizeof key, "%s %d %s", k->addr, k->port, k->name);
+    else snprintf(key, sizeof key, "%s %d", k->addr, k->port);
     ka_host *h = rt_map_get(&pool.hosts, key);
     if (h) return h;
     h = calloc(1, sizeof *h);
@@ -185,15 +210,14 @@ static rt_ka_req *detach(ka_conn *c) {
     return k;
 }
 
-/* Sends what the kernel takes of c's request, and asks for POLLOUT if some is left. -1: the
+/* Sends what the kernel takes of data[*off, len), and asks for POLLOUT if some is left. -1: the
  * connection failed. */
-static int send_request(ka_conn *c) {
-    rt_ka_req *k = c->req;
+static int send_some(ka_conn *c, const char *data, size_t len, size_t *off) {
     int fd = lws_get_socket_fd(c->wsi);
-    while (k->sent < k->out.len) {
-        ssize_t n = send(fd, k->out.data + k->sent, k->out.len - k->sent, MSG_NOSIGNAL);
+    while (*off < len) {
+        ssize_t n = send(fd, data + *off, len - *off, MSG_NOSIGNAL);
         if (n > 0) {
-            k->sent += (size_t)n;
+            *off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -204,6 +228,128 @@ static int send_request(ka_conn *c) {
         }
     }
     return 0;
+}
+
+/* ---- https ------------------------------------------------------------------------------------- */
+
+static SSL_CTX *tls_context(acc_err *err) {
+    if (pool.tls) return pool.tls;
+    SSL_CTX *x = SSL_CTX_new(TLS_client_method());
+    if (!x || !SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION) || !SSL_CTX_set_default_verify_paths(x)) {
+        SSL_CTX_free(x);
+        acc_fail(err, ACC_EUPSTREAM, "cannot set up TLS (OpenSSL: %s)", ERR_reason_error_string(ERR_get_error()));
+        return NULL;
+    }
+    SSL_CTX_set_verify(x, SSL_VERIFY_PEER, NULL);
+    pool.tls = x;
+    return x;
+}
+
+/* Records why c's TLS failed (the close reports it): the certificate's verdict, or OpenSSL's. */
+static void tls_failed(ka_conn *c, const char *name, int rc) {
+    long v = SSL_get_verify_result(c->ssl);
+    unsigned long e = ERR_peek_last_error();
+    if (v != X509_V_OK)
+        snprintf(c->why, sizeof c->why, "the certificate of %.60s is not accepted (%s)", name,
+                 X509_verify_cert_error_string(v));
+    else if (e)
+        snprintf(c->why, sizeof c->why, "TLS with %.60s failed (%s)", name, ERR_reason_error_string(e));
+    else
+        snprintf(c->why, sizeof c->why, "TLS with %.60s failed (error %d)", name, SSL_get_error(c->ssl, rc));
+    ERR_clear_error();
+}
+
+/* c's TLS session, once its socket is connected. */
+static int tls_open(ka_conn *c, const char *name) {
+    acc_err e = {0};
+    SSL_CTX *x = tls_context(&e);
+    BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+    c->ssl = x && r && w ? SSL_new(x) : NULL;
+    if (!c->ssl) {
+        BIO_free(r);
+        BIO_free(w);
+        snprintf(c->why, sizeof c->why, "%s", x ? "out of memory for TLS" : e.msg);
+        return -1;
+    }
+    SSL_set_bio(c->ssl, r, w);
+    SSL_set_connect_state(c->ssl);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_set_alpn_protos(c->ssl, alpn, sizeof alpn - 1);
+    struct in6_addr ip;
+    bool literal = inet_pton(AF_INET, name, &ip) == 1 || inet_pton(AF_INET6, name, &ip) == 1;
+    bool ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name) == 1
+                      : SSL_set_tlsext_host_name(c->ssl, name) == 1 && SSL_set1_host(c->ssl, name) == 1;
+    if (!ok) {
+        snprintf(c->why, sizeof c->why, "cannot check a certificate for the name %.60s", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends the ciphertext TLS has made (and what waited before it). */
+static int wire_flush(ka_conn *c) {
+    BIO *w = SSL_get_wbio(c->ssl);
+    if (c->wire_off == c->wire.len) {
+        acc_buf_reset(&c->wire);
+        c->wire_off = 0;
+    }
+    for (;;) {
+        size_t pending = BIO_ctrl_pending(w);
+        if (!pending) break;
+        if (pending > INT_MAX) pending = INT_MAX;
+        char *to = acc_buf_reserve(&c->wire, pending);
+        if (!to) return -1;
+        int n = BIO_read(w, to, (int)pending);
+        if (n <= 0) break;
+        acc_buf_commit(&c->wire, (size_t)n);
+    }
+    return send_some(c, c->wire.data, c->wire.len, &c->wire_off);
+}
+
+/* Moves an https connection along: the handshake, then the request, then whatever ciphertext
+ * is waiting. */
+static int tls_progress(ka_conn *c) {
+    rt_ka_req *k = c->req;
+    if (!c->ssl && tls_open(c, k ? k->name : "the upstream") < 0) return -1;
+    ERR_clear_error();
+    if (!c->ready) {
+        int rc = SSL_do_handshake(c->ssl);
+        if (rc == 1) {
+            c->ready = true;
+        } else if (SSL_get_error(c->ssl, rc) != SSL_ERROR_WANT_READ) {
+            tls_failed(c, k ? k->name : "the upstream", rc);
+            wire_flush(c); /* the alert, if any */
+            return -1;
+        }
+    }
+    if (c->ready && k && k->sent < k->out.len) { /* into memory: taken whole */
+        size_t n = k->out.len - k->sent;
+        int rc = SSL_write(c->ssl, k->out.data + k->sent, (int)(n > INT_MAX ? INT_MAX : n));
+        if (rc <= 0) {
+            tls_failed(c, k->name, rc);
+            return -1;
+        }
+        k->sent += (size_t)rc;
+    }
+    return wire_flush(c);
+}
+
+/* Sends what the kernel takes of c's request (through TLS for https). -1: the connection
+ * failed. */
+static int send_request(ka_conn *c) {
+    if (c->tls) return tls_progress(c);
+    return c->req ? send_some(c, c->req->out.data, c->req->out.len, &c->req->sent) : 0;
+}
+
+/* The whole request has left (not only into TLS). */
+static bool request_gone(const ka_conn *c) {
+    return c->req->sent == c->req->out.len && c->wire_off == c->wire.len;
+}
+
+static void conn_free(ka_conn *c) {
+    SSL_free(c->ssl);
+    acc_buf_free(&c->wire);
+    free(c);
 }
 
 /* Outside c's callbacks: a failed send closes it, and its close decides what the request does. */
@@ -256,6 +402,7 @@ static int open_conn(rt_ka_req *k, acc_err *err) {
         return acc_fail(err, ACC_ENOMEM, "out of memory");
     }
     c->host = k->host;
+    c->tls = k->tls;
     c->connecting = rc < 0;
     c->adopting = true;
     rt_h1_resp_init(&c->resp);
@@ -301,6 +448,8 @@ static void lost(ka_conn *c, int soerr) {
     char msg[ACC_ERR_MSG_SIZE];
     if (c->connecting) {
         snprintf(msg, sizeof msg, "cannot reach %s: %s", k->name, soerr ? strerror(soerr) : "the connection failed");
+    } else if (c->why[0]) {
+        snprintf(msg, sizeof msg, "cannot reach %s: %s", k->name, c->why);
     } else if (c->got == 0 && c->reused && !k->retried && !pool.down) {
         k->retried = true;
         k->retry_queued = true;
@@ -332,9 +481,11 @@ rt_ka_req *rt_ka_start(const rt_ka_target *t, const rt_ka_hooks *hooks, acc_err 
     k->port = t->port;
     snprintf(k->addr, sizeof k->addr, "%s", t->addr);
     snprintf(k->name, sizeof k->name, "%s", t->host);
+    k->tls = t->tls;
     int rc = rt_h1_write_request(&k->out, t->method, t->host, t->port, t->path, t->content_type, t->bearer,
                                  t->body, t->body_len, err);
-    if (rc == ACC_OK && !(k->host = host_of(k->addr, k->port))) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
+    if (rc == ACC_OK && k->tls && !tls_context(err)) rc = ACC_EUPSTREAM;
+    if (rc == ACC_OK && !(k->host = host_of(k))) rc = acc_fail(err, ACC_ENOMEM, "out of memory");
     if (rc == ACC_OK) {
         ka_conn *c = take_idle(k->host);
         if (c) {
@@ -395,21 +546,43 @@ static int on_rx(ka_conn *c, const char *in, size_t len) {
     }
     if (rc != RT_H1_DONE) return 0;
     /* Bytes past the response's end, or an answer before the whole request went: not reusable. */
-    bool clean = used == len && c->req->sent == c->req->out.len;
+    bool clean = used == len && request_gone(c);
     rt_ka_req *k = detach(c);
     bool parked = clean && rt_h1_reusable(&c->resp) && park(c, c->resp.keep_alive_s);
     finish(k, ACC_OK, NULL);
     return parked ? 0 : -1;
 }
 
+/* https: ciphertext in, the answer's bytes out to on_rx. Session tickets on an idle connection
+ * yield no bytes and keep it. */
+static int on_tls_rx(ka_conn *c, const char *in, size_t len) {
+    if (!c->ssl || BIO_write(SSL_get_rbio(c->ssl), in, (int)len) != (int)len) return -1;
+    if (!c->ready && (tls_progress(c) < 0 || !c->ready)) return c->why[0] ? -1 : 0;
+    char buf[16384];
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(c->ssl, buf, sizeof buf);
+        if (n > 0) {
+            if (on_rx(c, buf, (size_t)n) < 0) return -1;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ) break;
+        if (e != SSL_ERROR_ZERO_RETURN) tls_failed(c, c->req ? c->req->name : "the upstream", n);
+        return -1; /* closed (close_notify) or broken: the close decides */
+    }
+    return wire_flush(c);
+}
+
 int rt_ka_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, size_t len) {
     ka_conn *c = lws_get_opaque_user_data(wsi);
     switch (reason) {
     case LWS_CALLBACK_RAW_RX:
-        return c ? on_rx(c, in, len) : -1;
+        if (!c) return -1;
+        return c->tls ? on_tls_rx(c, in, len) : on_rx(c, in, len);
     case LWS_CALLBACK_RAW_WRITEABLE: {
         if (!c) return 0;
-        if (!c->connecting) return c->req ? send_request(c) : 0; /* the rest of the request */
+        if (!c->connecting) return send_request(c); /* the rest of the request */
         int soerr = 0;
         socklen_t sl = sizeof soerr;
         getsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_ERROR, &soerr, &sl);
@@ -434,7 +607,7 @@ int rt_ka_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, 
             if (c->connecting && !soerr) getsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_ERROR, &soerr, &sl);
             lost(c, soerr);
         }
-        free(c);
+        conn_free(c);
         return 0;
     }
     default:
@@ -446,6 +619,11 @@ int rt_ka_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, 
 
 void rt_ka_init(void) { memset(&pool, 0, sizeof pool); }
 
+void rt_ka_tls_warm(void) {
+    acc_err e = {0};
+    if (!tls_context(&e)) ERR_clear_error(); /* the first https call reports it */
+}
+
 void rt_ka_shutdown(void) {
     pool.down = true;
     rt_map_entry *e;
@@ -456,9 +634,11 @@ void rt_ka_shutdown(void) {
             idle_unlink(c);
             c->closing = true;
             if (c->wsi) lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC); /* frees c */
-            else free(c);
+            else conn_free(c);
         }
         free(h);
     }
     rt_map_free(&pool.hosts);
+    SSL_CTX_free(pool.tls); /* connections still closing hold their own reference */
+    pool.tls = NULL;
 }

@@ -1,6 +1,6 @@
 /*
- * keepalive.h: plain-http requests to model endpoints on kept-alive connections of our own
- * (keepalive.c), for outbound.c, which keeps each request's deadlines, cancel and report. Loop
+ * keepalive.h: http:// and https:// requests to model endpoints on kept-alive connections of our
+ * own (keepalive.c), for outbound.c, which keeps each request's deadlines, cancel and report. Loop
  * thread only.
  */
 #ifndef ACCRUE_RUNTIME_SERVER_KEEPALIVE_H
@@ -18,7 +18,9 @@ typedef struct rt_ka_target {
     rt_net *net;
     const char *addr; /* numeric: the resolver's answer or the URL's literal */
     int port;
-    const char *host; /* as in the URL: the Host header, and messages */
+    const char *host; /* as in the URL: the Host header, messages, and for https SNI and the
+                       * name (or address) the certificate must carry */
+    bool tls;         /* https */
     const char *method, *path, *content_type, *bearer;
     const char *body; /* copied */
     size_t body_len;
@@ -49,5 +51,8 @@ int rt_ka_callback(struct lws *wsi, enum lws_callback_reasons reason, void *in, 
  * lws context still runs; destroying it closes them too) and frees the pool. */
 void rt_ka_init(void);
 void rt_ka_shutdown(void);
+/* Loads the https client's trust store now (about 15 ms) rather than at the first https call:
+ * the server does at start, so that no request waits for it on the loop. */
+void rt_ka_tls_warm(void);
 
 #endif

@@ -1,23 +1,17 @@
 /*
- * outbound.c: HTTP requests from the server to remote models, on the loop: http:// ones on
- * kept-alive connections of our own (keepalive.c, http1.c), https:// ones with lws's client.
+ * outbound.c: HTTP requests from the server to remote models, on the loop, on kept-alive
+ * connections of our own (keepalive.c, http1.c; TLS there for https://).
  *
- * lws 4.1.6 as Debian builds it has no asynchronous DNS: a client connection to a host *name*
- * runs a blocking getaddrinfo() on the loop. So names are resolved here first, on a thread of
- * our own (one request at a time; getaddrinfo can block for seconds), and cached for a minute;
- * lws then connects to the numeric address while the Host header, TLS SNI and certificate
- * check use the name. An IP literal skips the resolver.
+ * lws 4.1.6 as Debian builds it has no asynchronous DNS, and getaddrinfo() can block for
+ * seconds. So names are resolved here first, on a thread of our own (one request at a time),
+ * and cached for a minute; the connection then goes to the numeric address while the Host
+ * header, TLS SNI and the certificate check use the name. An IP literal skips the resolver.
  *
  * Each request has a connect deadline (until the response's status line) and a total deadline;
- * either closes the connection (lws_set_timeout with LWS_TO_KILL_ASYNC, or rt_ka_abort) and fails
- * the request with ACC_ETIMEOUT; a cancel does the same with ACC_ECANCELLED. The body is passed on
- * as it arrives (de-chunked: by our parser, or by lws, one RECEIVE_CLIENT_HTTP_READ per chunk), so
- * a streamed answer is forwarded while it is made. The end (success or not) is reported once,
- * through the inbox, never from inside rt_out_start.
- *
- * lws's client closes its connection after each response (it reuses one only by queueing every
- * request to a host behind one connection, LCCSCF_PIPELINE), so https:// calls still connect
- * anew each time: TLS on our own sockets is not done.
+ * either ends the request on its connection (rt_ka_abort closes it) with ACC_ETIMEOUT; a cancel
+ * does the same with ACC_ECANCELLED. The body is passed on as it arrives (de-chunked by our
+ * parser), so a streamed answer is forwarded while it is made. The end (success or not) is
+ * reported once, through the inbox, never from inside rt_out_start.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -36,16 +30,15 @@ struct rt_out {
     rt_event ev; /* first: the end, posted to the loop */
     rt_net *net;
     rt_out_cb cb;
-    struct lws *wsi;   /* https: lws's client connection */
-    rt_ka_req *ka;     /* http: the request on a connection of our own */
-    char scheme_https;
+    rt_ka_req *ka;     /* the request on its connection (keepalive.c) */
+    bool scheme_https;
     char host[256];  /* as in the URL */
     char addr[64];   /* numeric, once resolved */
     int port;
     char path[1024];
     char method[8];
     char *body;
-    size_t body_len, body_sent;
+    size_t body_len;
     char content_type[64];
     char auth[300];
     uint32_t connect_ms, total_ms;
@@ -196,7 +189,7 @@ static int client_only_callback(struct lws *wsi, enum lws_callback_reasons reaso
 }
 
 static const struct lws_protocols client_only_protocols[] = {
-    {"accrue-client", client_only_callback, 0, 4096, 0, NULL, RT_OUT_TX_PACKET},
+    {"accrue-client", client_only_callback, 0, 4096, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -204,15 +197,6 @@ static void client_log(int level, const char *line) {
     if (level & LLL_ERR) fprintf(stderr, "accrue: lws: %s", line);
 }
 
-/* A client-only vhost's description (the context's own, or one made later). */
-static void client_info(struct lws_context_creation_info *info, rt_net *n, const char *name, uint64_t options) {
-    memset(info, 0, sizeof *info);
-    info->port = CONTEXT_PORT_NO_LISTEN;
-    info->protocols = client_only_protocols;
-    info->user = n;
-    info->options = options;
-    info->vhost_name = name;
-}
 
 int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc_err *err) {
     rt_net *n = calloc(1, sizeof *n);
@@ -229,7 +213,11 @@ int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc
     }
     lws_set_log_level(LLL_ERR, client_log);
     struct lws_context_creation_info info;
-    client_info(&info, n, "accrue-run", 0); /* plain HTTP only: see tls_vhost */
+    memset(&info, 0, sizeof info);
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = client_only_protocols;
+    info.user = n;
+    info.vhost_name = "accrue-run";
     n->ctx = lws_create_context(&info);
     n->vh = n->ctx ? lws_get_vhost_by_name(n->ctx, "accrue-run") : NULL;
     if (!n->ctx) {
@@ -240,15 +228,6 @@ int rt_net_client_open(rt_net **out, uint32_t connect_ms, uint32_t total_ms, acc
     }
     *out = n;
     return ACC_OK;
-}
-
-/* The vhost https connections are made on, made now if need be (accrue run's first https call). */
-static struct lws_vhost *tls_vhost(rt_net *n) {
-    if (n->vh_tls || !n->ctx) return n->vh_tls;
-    struct lws_context_creation_info info;
-    client_info(&info, n, "accrue-run-tls", LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT);
-    n->vh_tls = lws_create_vhost(n->ctx, &info);
-    return n->vh_tls;
 }
 
 void rt_net_client_close(rt_net *n) {
@@ -283,7 +262,6 @@ void rt_net_wake(rt_net *n) { lws_cancel_service(n->ctx); }
 static void end_event(rt_server *srv, rt_event *ev) {
     rt_out *o = (rt_out *)ev;
     (void)srv;
-    if (o->wsi) return;      /* still closing: its CLOSED callback posts again */
     if (o->resolving) return; /* the resolver still has it: on_resolved posts again */
     o->reported = true;
     lws_sul_cancel(&o->connect_timer);
@@ -306,10 +284,6 @@ static void end(rt_out *o, int result, const char *fmt, const char *detail) {
         rt_ka_abort(o->ka);
         o->ka = NULL;
     }
-    if (o->wsi) {
-        lws_set_timeout(o->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return; /* the close callback reports */
-    }
     rt_net_post(o->net, &o->ev);
 }
 
@@ -325,7 +299,7 @@ static void on_total_timeout(lws_sorted_usec_list_t *sul) {
 
 /* ---- connecting -------------------------------------------------------------------------------- */
 
-/* http: keepalive.c's hooks. Each returns nonzero once the request was ended from inside it. */
+/* keepalive.c's hooks. Each returns nonzero once the request was ended from inside it. */
 static int ka_status(void *ud, int status) {
     rt_out *o = ud;
     o->connected = true;
@@ -352,11 +326,12 @@ static void ka_end(void *ud, int result, const char *msg) {
     end(o, result, result == ACC_OK ? NULL : "%s", msg);
 }
 
-static void connect_plain(rt_out *o) {
+static void connect_now(rt_out *o) {
     rt_ka_target t = {.net = o->net,
                       .addr = o->addr,
                       .port = o->port,
                       .host = o->host,
+                      .tls = o->scheme_https,
                       .method = o->method,
                       .path = o->path,
                       .content_type = o->content_type,
@@ -367,36 +342,6 @@ static void connect_plain(rt_out *o) {
     acc_err err = {0};
     o->ka = rt_ka_start(&t, &h, &err);
     if (!o->ka) end(o, err.code ? err.code : ACC_EUPSTREAM, "%s", err.msg);
-}
-
-static void connect_now(rt_out *o) {
-    if (!o->scheme_https) {
-        connect_plain(o);
-        return;
-    }
-    struct lws_client_connect_info i;
-    memset(&i, 0, sizeof i);
-    i.context = o->net->ctx;
-    i.vhost = o->scheme_https ? tls_vhost(o->net) : o->net->vh;
-    if (!i.vhost) {
-        if (!o->ended) end(o, ACC_EUPSTREAM, "cannot set up TLS for %s", o->host);
-        return;
-    }
-    i.address = o->addr;
-    i.port = o->port;
-    i.path = o->path;
-    i.host = o->host; /* Host header, SNI and the certificate's name */
-    i.origin = o->host;
-    i.method = o->method;
-    i.ssl_connection = o->scheme_https ? LCCSCF_USE_SSL : 0;
-    i.local_protocol_name = "accrue-client";
-    i.opaque_user_data = o;
-    i.pwsi = &o->wsi;
-    i.alpn = "http/1.1";
-    if (!lws_client_connect_via_info(&i)) {
-        o->wsi = NULL;
-        if (!o->ended) end(o, ACC_EUPSTREAM, "cannot connect to %s", o->host);
-    }
 }
 
 static void on_resolved(rt_server *srv, rt_event *ev) {
@@ -428,7 +373,7 @@ static void on_resolved(rt_server *srv, rt_event *ev) {
 static bool parse_url(rt_out *o, const char *url, acc_err *err) {
     const char *p = url;
     if (strncmp(p, "http://", 7) == 0) p += 7, o->port = 80;
-    else if (strncmp(p, "https://", 8) == 0) p += 8, o->port = 443, o->scheme_https = 1;
+    else if (strncmp(p, "https://", 8) == 0) p += 8, o->port = 443, o->scheme_https = true;
     else return acc_fail(err, ACC_EINVAL, "the URL must start with http:// or https://"), false;
     const char *host_end;
     if (*p == '[') { /* [IPv6] */
@@ -519,102 +464,14 @@ void rt_out_cancel(rt_out *o) {
     end(o, ACC_ECANCELLED, "%s", "cancelled");
 }
 
-/* ---- the lws client callback ------------------------------------------------------------------ */
+/* ---- the client protocol's callback ------------------------------------------------------------ */
 
 int rt_out_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
-    switch (reason) { /* our own sockets (http) */
+    switch (reason) { /* our own sockets */
     case LWS_CALLBACK_RAW_RX:
     case LWS_CALLBACK_RAW_WRITEABLE:
     case LWS_CALLBACK_RAW_CLOSE:
         return rt_ka_callback(wsi, reason, in, len);
-    default:
-        break;
-    }
-    rt_out *o = lws_get_opaque_user_data(wsi);
-    (void)user;
-    switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (!o) return 0;
-        o->wsi = NULL;
-        if (!o->ended) {
-            o->ended = true;
-            o->result = ACC_EUPSTREAM;
-            snprintf(o->msg, sizeof o->msg, "cannot reach %s: %.150s", o->host, in ? (const char *)in : "connection failed");
-        }
-        lws_set_opaque_user_data(wsi, NULL);
-        rt_net_post(o->net, &o->ev);
-        return 0;
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        if (!o) return -1;
-        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
-        if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, (unsigned char *)o->content_type,
-                                         (int)strlen(o->content_type), p, end))
-            return -1;
-        if (o->auth[0] && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, (unsigned char *)o->auth,
-                                                       (int)strlen(o->auth), p, end))
-            return -1;
-        if (o->body_len) {
-            char n[24];
-            int nl = snprintf(n, sizeof n, "%zu", o->body_len);
-            if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, (unsigned char *)n, nl, p, end))
-                return -1;
-            lws_client_http_body_pending(wsi, 1);
-            lws_callback_on_writable(wsi);
-        }
-        return 0;
-    }
-    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE: {
-        if (!o || o->body_sent >= o->body_len) return 0;
-        size_t n = o->body_len - o->body_sent;
-        unsigned char *buf = malloc(LWS_PRE + n);
-        if (!buf) return -1;
-        memcpy(buf + LWS_PRE, o->body + o->body_sent, n);
-        int w = lws_write(wsi, buf + LWS_PRE, n, LWS_WRITE_HTTP_FINAL);
-        free(buf);
-        if (w < (int)n) return -1;
-        o->body_sent = o->body_len;
-        lws_client_http_body_pending(wsi, 0);
-        return 0;
-    }
-    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-        if (!o) return -1;
-        o->connected = true;
-        o->status = (int)lws_http_client_http_response(wsi);
-        lws_sul_cancel(&o->connect_timer);
-        if (o->cb.on_status) o->cb.on_status(o->cb.ud, o->status);
-        return 0;
-    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
-        if (!o || o->ended) return 0;
-        o->received += len;
-        if (o->received > MAX_RESPONSE) {
-            end(o, ACC_EUPSTREAM, "%s answered more than 8 MiB", o->host);
-            return 0;
-        }
-        if (o->cb.on_data) o->cb.on_data(o->cb.ud, (const char *)in, len);
-        return 0;
-    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: {
-        char buf[LWS_PRE + 4096], *p = buf + LWS_PRE;
-        int n = (int)sizeof buf - LWS_PRE;
-        if (lws_http_client_read(wsi, &p, &n) < 0) return -1;
-        return 0;
-    }
-    case LWS_CALLBACK_COMPLETED_CLIENT_HTTP:
-        if (o && !o->ended) {
-            o->ended = true;
-            o->result = ACC_OK;
-        }
-        return -1; /* one request per connection: close it now, the close reports */
-    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
-        if (!o) return 0;
-        o->wsi = NULL;
-        lws_set_opaque_user_data(wsi, NULL);
-        if (!o->ended) {
-            o->ended = true;
-            o->result = ACC_EUPSTREAM;
-            snprintf(o->msg, sizeof o->msg, "%s closed the connection before the answer was complete", o->host);
-        }
-        rt_net_post(o->net, &o->ev);
-        return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }

@@ -32,16 +32,14 @@ struct rt_event {
 typedef struct rt_net {
     struct lws_context *ctx;
     struct lws_vhost *vh;     /* client connections are made on it */
-    struct lws_vhost *vh_tls; /* https ones: vh in the server; made at the first in accrue run,
-                               * since a TLS client context loads the system's CA bundle (15 ms) */
     pthread_t loop_thread;
     pthread_mutex_t inbox_mu;
     rt_event *inbox_head, *inbox_tail;
     rt_server *srv;                /* handed to the events; NULL outside the server */
     uint32_t connect_ms, total_ms; /* upstream calls' timeouts (0: 5 s and 60 s) */
     atomic_uint_fast64_t requests, errors; /* outbound requests ended, and those that failed */
-    /* plain-http upstreams (keepalive.c): connections opened, and requests sent again once on a
-     * new connection because a kept-alive one had died */
+    /* upstream connections (keepalive.c): opened, and requests sent again once on a new
+     * connection because a kept-alive one had died */
     atomic_uint_fast64_t upstream_connects, upstream_retries;
 } rt_net;
 
@@ -59,15 +57,6 @@ void rt_net_wait(rt_net *n, int timeout_ms);
 /* Makes a waiting rt_net_wait return. Any thread. */
 void rt_net_wake(rt_net *n);
 
-/* The "accrue-client" protocol's tx_packet_size (server.c, and accrue run's loop here): the most
- * one write of an https request hands TLS. lws 4.1.6 caps each write at it, or at rx_buffer_size +
- * LWS_PRE + 4 (4,116 bytes) when it is 0, and sends the rest a loop pass at a time: a 2 MiB prompt
- * took 511 writes, 33 with 64 KiB, and reached its upstream's answer in 6.2 ms instead of 9-11
- * (BENCHMARKS.md). It costs no memory (rx_buffer_size is allocated by WebSocket connections only).
- * The answer is read at most pt_serv_buf_size - LWS_PRE (4,080) bytes a callback whatever these
- * are: a larger pt_serv_buf_size cut a 3 MiB answer's 961 reads to 193 (one a TLS record), in no
- * less time, so the context keeps lws's default. */
-#define RT_OUT_TX_PACKET (64u << 10)
 
 typedef struct rt_out_req {
     const char *url;    /* http://host[:port]/path or https://... */

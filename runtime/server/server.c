@@ -26,6 +26,7 @@
 #include "runtime/server/internal.h"
 #include "registry/factory/factory.h"
 #include "runtime/demo.h"
+#include "runtime/server/keepalive.h"
 #include "runtime/server/outbound.h"
 
 volatile sig_atomic_t rt_stop_signal;
@@ -95,7 +96,7 @@ static struct lws_protocols protocols[] = {
     /* rx_buffer_size bounds what one RECEIVE delivers and costs every connection its size;
      * tx_packet_size lets one write hand the kernel a whole response. */
     {"accrue.v1", callback_main, sizeof(rt_conn), 1024, 0, NULL, 1u << 20},
-    {"accrue-client", callback_client, 0, 4096, 0, NULL, RT_OUT_TX_PACKET}, /* outbound.h */
+    {"accrue-client", callback_client, 0, 4096, 0, NULL, 0}, /* outbound.c, keepalive.c */
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -269,6 +270,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
         rc = err ? err->code : ACC_ENOMEM;
         goto out;
     }
+    rt_ka_tls_warm();
 
     lws_set_log_level(LLL_ERR, lws_log);
     struct lws_context_creation_info info;
@@ -277,7 +279,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
     info.iface = srv->cfg.host;
     info.protocols = protocols;
     info.user = srv;
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.max_http_header_pool = 1024;
     info.timeout_secs = 30;
     info.vhost_name = "accrue";
@@ -314,7 +316,7 @@ int rt_serve(const rt_serve_config *cfg_in, acc_err *err) {
                       srv->cfg.host, srv->cfg.port);
         goto out;
     }
-    srv->net.vh = srv->net.vh_tls = lws_get_vhost_by_name(srv->net.ctx, "accrue");
+    srv->net.vh = lws_get_vhost_by_name(srv->net.ctx, "accrue");
     int port = srv->net.vh ? lws_get_vhost_listen_port(srv->net.vh) : srv->cfg.port;
 
     signal_ctx = srv->net.ctx;

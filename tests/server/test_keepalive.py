@@ -1,5 +1,6 @@
 """test_keepalive.py: calls to `http` models on kept-alive connections (runtime/server/keepalive.c,
-http1.c), against an upstream of raw sockets that counts the TCP connections it accepts and the
+http1.c), over plain TCP and again over TLS (each test a second time with an https:// upstream
+whose certificate names localhost), against an upstream of raw sockets that counts the TCP connections it accepts and the
 requests it reads, and answers as each test tells it: Content-Length, chunked (with extensions,
 trailers and bytes split across writes), read-to-close, `Connection: close`, HTTP/1.0, 1xx interim
 responses, a streamed answer made slowly, malformed answers, idle connections closed by the
@@ -18,7 +19,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SCALE, Fail, Server, ask, check, eq, run, start_session  # noqa: E402
+from harness import SCALE, Fail, Server, ask, check, eq, localhost_tls, run, start_session  # noqa: E402
 from test_openai import register  # noqa: E402
 from test_run_http import Local  # noqa: E402
 
@@ -26,6 +27,7 @@ import openai  # noqa: E402
 import requests  # noqa: E402
 
 PRICE = 10  # per call: the upstream's token counts change nothing
+TLS = {}  # while a test runs over TLS: "cert" (the CA file the client trusts) and "ctx" (the server's)
 RELAY = '''return { on_message = function(session, text) return models.call("pool/model", text).text end }'''
 
 
@@ -43,7 +45,9 @@ class Upstream:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
         self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.tls = TLS.get("ctx")
+        self.host = "localhost" if self.tls else "127.0.0.1"  # the certificate's name
+        self.url = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/v1"
         self.lock = threading.Lock()
         self.conns = 0          # TCP connections accepted
         self.requests = 0       # requests read
@@ -67,6 +71,8 @@ class Upstream:
     def _serve(self, c, n):
         buf, k = b"", 0
         try:
+            if self.tls:
+                c = self.tls.wrap_socket(c, server_side=True)
             while True:
                 while b"\r\n\r\n" not in buf:
                     d = c.recv(65536)
@@ -173,6 +179,8 @@ def interim_answer(up, sock, n, k, req):
 def serving(answer, rcvbuf=None, **kw):
     """An Upstream answering with answer, and an accrue serve whose pool/model calls it."""
     up = Upstream(answer, rcvbuf)
+    if "cert" in TLS:
+        kw["env"] = {**kw.get("env", {}), "SSL_CERT_FILE": TLS["cert"]}
     try:
         with Server(**kw) as srv:
             register(srv, "pool/model", up.url, "up", price_per_call=PRICE)
@@ -220,7 +228,7 @@ def test_sequential_calls_share_one_connection():
         # The request as sent: HTTP/1.1, the Host with its port, keep-alive, the body's length.
         line, h = up.heads[0]
         eq(line, "POST /v1/chat/completions HTTP/1.1", "request line")
-        eq((h["host"], h["connection"], h["content-type"]), (f"127.0.0.1:{up.port}", "keep-alive", "application/json"),
+        eq((h["host"], h["connection"], h["content-type"]), (f"{up.host}:{up.port}", "keep-alive", "application/json"),
            "headers")
         srv.deploy("relay", RELAY, models=["pool/model"])
 
@@ -241,7 +249,7 @@ def test_sequential_calls_share_one_connection():
 def test_accrue_run_shares_one_connection():
     up = Upstream(length_answer)
     try:
-        local = Local()
+        local = Local(env={"SSL_CERT_FILE": TLS["cert"]} if "cert" in TLS else None)
         local.register("pool/model", up.url, "up")
         local.script("thrice.lua", '''return { on_message = function(session, text)
             local out = {}
@@ -446,7 +454,7 @@ def test_malformed_answers_fail_clearly_and_cost_nothing():
                 r = complete(srv, "x")
                 eq(r.status_code, 502, f"{answer.__name__}: {r.text}")
                 msg = r.json()["error"]["message"]
-                check(f"127.0.0.1" in msg and why in msg, f"{answer.__name__}: {msg}")
+                check(up.host in msg and why in msg, f"{answer.__name__}: {msg}")
             eq(up.counts(), (2, 2), f"{answer.__name__}: its connection was not reused")
             eq(balance(srv), b0, f"{answer.__name__}: nothing charged")
             stopped(srv)
@@ -498,8 +506,48 @@ def test_timeout_and_cancel_close_a_kept_alive_connection():
         ledger_holds(srv)
 
 
+def test_https_refusals_name_the_certificate():
+    """A certificate for another name, and one nobody trusts: refused before a byte of the request
+    goes, with the reason, at no charge; the refused connection is never kept."""
+    with serving(length_answer) as (up, srv):
+        b0 = balance(srv)
+        register(srv, "pool/byip", f"https://127.0.0.1:{up.port}/v1", "up", price_per_call=PRICE)
+        r = complete(srv, "x", model="pool/byip")
+        eq(r.status_code, 502, r.text)
+        msg = r.json()["error"]["message"]
+        check("certificate of 127.0.0.1 is not accepted" in msg and "mismatch" in msg, msg)
+        eq(complete(srv, "y").status_code, 200, "the right name still works")
+        eq(up.counts()[1], 1, "the refused call sent no request")
+        eq(balance(srv), b0 - PRICE, "the refusal cost nothing")
+    saved = dict(TLS)
+    TLS.pop("cert")  # the server trusts the system's store only: the self-signed certificate is unknown
+    try:
+        with serving(length_answer) as (up, srv):
+            r = complete(srv, "x")
+            eq(r.status_code, 502, r.text)
+            msg = r.json()["error"]["message"]
+            check("certificate of localhost is not accepted (self-signed certificate)" in msg, msg)
+    finally:
+        TLS.update(saved)
+
+
+def over_tls(test):
+    """test, with every upstream served over TLS and the server trusting its certificate."""
+    def t():
+        if not TLS.get("made"):
+            TLS["made"] = localhost_tls()
+        TLS["cert"], TLS["ctx"] = TLS["made"]
+        try:
+            test()
+        finally:
+            TLS.pop("cert", None)
+            TLS.pop("ctx", None)
+    t.__name__ = test.__name__ + "_over_tls"
+    return t
+
+
 if __name__ == "__main__":
-    sys.exit(run("server_keepalive", [
+    tests = [
         test_sequential_calls_share_one_connection,
         test_accrue_run_shares_one_connection,
         test_concurrent_calls_open_several_then_reuse_them,
@@ -511,4 +559,5 @@ if __name__ == "__main__":
         test_a_dead_kept_alive_connection_is_replaced_once,
         test_malformed_answers_fail_clearly_and_cost_nothing,
         test_timeout_and_cancel_close_a_kept_alive_connection,
-    ]))
+    ]
+    sys.exit(run("server_keepalive", tests + [over_tls(t) for t in tests + [test_https_refusals_name_the_certificate]]))
