@@ -246,6 +246,29 @@ def test_sequential_calls_share_one_connection():
            "metrics")
 
 
+def test_an_answer_written_in_two_pieces_is_not_held_back():
+    """An upstream that writes its answer's head and body apart with Nagle on (as Python's
+    http.server does) sends the body only once the head is acknowledged: on a kept-alive connection
+    a delayed ACK held every call 44 ms. Each call must come back well within that."""
+    def two_pieces(up, sock, n, k, req):
+        body = chat(req)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        sock.sendall(body)
+        return True
+    with serving(two_pieces) as (up, srv):
+        s = requests.Session()
+        times = []
+        for i in range(8):
+            t0 = time.monotonic()
+            r = s.post(srv.url + "/v1/chat/completions", headers=srv.auth(None),
+                       json={"model": "pool/model", "messages": [{"role": "user", "content": f"p{i}"}]})
+            times.append(time.monotonic() - t0)
+            eq(r.json()["choices"][0]["message"]["content"], f"P{i}", "answer")
+        eq(up.counts(), (1, 8), "(connections, requests)")
+        later = sorted(times[1:])
+        check(later[len(later) // 2] < 0.025 * SCALE, f"calls on the kept-alive connection took {later} s")
+
+
 def test_accrue_run_shares_one_connection():
     up = Upstream(length_answer)
     try:
@@ -549,6 +572,7 @@ def over_tls(test):
 if __name__ == "__main__":
     tests = [
         test_sequential_calls_share_one_connection,
+        test_an_answer_written_in_two_pieces_is_not_held_back,
         test_accrue_run_shares_one_connection,
         test_concurrent_calls_open_several_then_reuse_them,
         test_a_large_request_goes_out_whole,
