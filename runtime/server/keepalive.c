@@ -66,6 +66,7 @@
 
 #define IDLE_PER_HOST 64
 #define IDLE_S 30
+#define WIRE_KEEP (64u << 10) /* https: the ciphertext room a connection keeps between requests */
 
 typedef struct ka_conn ka_conn;
 
@@ -289,7 +290,8 @@ static int tls_open(ka_conn *c, const char *name) {
 /* Sends the ciphertext TLS has made (and what waited before it). */
 static int wire_flush(ka_conn *c) {
     BIO *w = SSL_get_wbio(c->ssl);
-    if (c->wire_off == c->wire.len) {
+    if (c->wire_off == c->wire.len) { /* all sent: a large request's room is not kept while idle */
+        if (c->wire.cap > WIRE_KEEP) acc_buf_free(&c->wire);
         acc_buf_reset(&c->wire);
         c->wire_off = 0;
     }
@@ -557,7 +559,10 @@ static int on_rx(ka_conn *c, const char *in, size_t len) {
  * yield no bytes and keep it. */
 static int on_tls_rx(ka_conn *c, const char *in, size_t len) {
     if (!c->ssl || BIO_write(SSL_get_rbio(c->ssl), in, (int)len) != (int)len) return -1;
-    if (!c->ready && (tls_progress(c) < 0 || !c->ready)) return c->why[0] ? -1 : 0;
+    if (!c->ready) {
+        if (tls_progress(c) < 0) return -1;
+        if (!c->ready) return 0; /* more of the handshake to come */
+    }
     char buf[16384];
     for (;;) {
         ERR_clear_error();

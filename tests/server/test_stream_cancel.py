@@ -126,10 +126,13 @@ end }'''
 
 def test_agent_cancelled_mid_stream_pays_for_the_deltas_its_client_got():
     up, _ = greedy_upstream(words=12, pause=PAUSE)
+    # The whole answer takes 12 pauses (about 5 s, 96 s under TSan's time scale): the turn's and the
+    # upstream call's time limits scale with it, or the last run is cut by them, not left to finish.
+    limit = str(min(3600000, int(60000 * SCALE)))
     try:
-        with Server() as srv:
+        with Server(args=["--turn-time-limit", limit, "--upstream-timeout", limit]) as srv:
             register(srv, "greedy/talker", up.server_address[1], "greedy")
-            srv.deploy("greedy-relay", AGENT, models=["greedy/talker"])
+            srv.deploy("greedy-relay", AGENT, models=["greedy/talker"], limits={"time_ms": int(limit)})
 
             async def session():
                 async with srv.connect() as ws:
