@@ -489,11 +489,12 @@ def test_timeout_and_cancel_close_a_kept_alive_connection():
     the next call works on a new one."""
     def slow_third(up, sock, n, k, req):
         if req["messages"][-1]["content"].startswith("slow"):
-            time.sleep(3)
+            time.sleep(3 * SCALE)
             return False
         by_length(sock, chat(req))
         return True
-    with serving(slow_third, args=["--upstream-timeout", "800"]) as (up, srv):
+    # The timeout scales with the test (a TLS handshake under valgrind takes longer than 800 ms).
+    with serving(slow_third, args=["--upstream-timeout", str(int(800 * SCALE))]) as (up, srv):
         b0 = balance(srv)
         eq(complete(srv, "fast").status_code, 200, "first")
         t0 = time.monotonic()
