@@ -58,6 +58,7 @@ typedef struct op {
     void *ud;
     ledger_result_t res;
     bool failed;
+    uint64_t queued_ns; /* when it was queued (mono_ns) */
 } op_t;
 
 struct ledger {
@@ -81,6 +82,7 @@ struct ledger {
     uint64_t arrivals;        /* postings queued so far */
     uint64_t last_arrival_ns, gap_ns; /* the last one's time; the mean gap between them */
     uint64_t commit_delay_ns;
+    size_t w_echo; /* the size of the last batch that ended quiet (0: none, or forgotten; ledger.c) */
     uint64_t epoch; /* bumped whenever another connection may have written (ledger.c) */
     ledger_stats_t stats;
     /* Writer only. */

@@ -172,8 +172,10 @@ typedef struct ledger_opts {
     uint32_t busy_timeout_ms; /* wait for another process's write lock; 0 = 5000 */
     /* Under load (postings arrived while the last commit ran, or other callers hold reservations,
      * and a commit ended less than twice this ago), the writer lets a batch gather for up to this
-     * long before committing it (a quarter of it when only reservations in flight hold it open);
-     * a lone caller is committed at once (ledger.c says how load is told). 0 = the default
+     * long before committing it (a quarter of it when only reservations in flight hold it open),
+     * ending early after a quiet slice, or, once a batch ended quiet, as soon as the next is as big
+     * (callers who wait for their answers have all posted); a lone caller is committed at once
+     * (ledger.c says how load is told). 0 = the default
      * (LEDGER_DEFAULT_COMMIT_DELAY_US), LEDGER_NO_COMMIT_DELAY = never wait. */
     uint32_t commit_delay_us;
 } ledger_opts_t;
@@ -369,6 +371,8 @@ typedef struct ledger_stats {
     uint64_t holds;        /* reservations held now */
     uint64_t reaped;       /* reservations voided at their deadline */
     uint64_t commit_ns;    /* total time in commits (write + fsync) */
+    uint64_t gather_ns;    /* total time the writer let batches gather before committing them */
+    uint64_t durable_ns;   /* summed over committed postings: from queued to durable (done called) */
     uint64_t max_batch;    /* largest transaction so far, in postings */
     uint64_t account_rows; /* account rows written (each touched account's totals, once a commit) */
 } ledger_stats_t;

@@ -11,6 +11,12 @@ static void metric(acc_buf *b, const char *name, const char *type, const char *h
     acc_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type, name, v);
 }
 
+/* A counter of nanoseconds, shown in seconds. */
+static void seconds_metric(acc_buf *b, const char *name, const char *help, uint64_t ns) {
+    acc_buf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %" PRIu64 ".%09" PRIu64 "\n", name, help, name, name,
+                   ns / 1000000000u, ns % 1000000000u);
+}
+
 #define LOAD(x) ((uint64_t)atomic_load_explicit(&(x), memory_order_relaxed))
 
 void rt_metrics_render(rt_server *srv, acc_buf *b) {
@@ -48,11 +54,12 @@ void rt_metrics_render(rt_server *srv, acc_buf *b) {
         metric(b, "accrue_ledger_commits_total", "counter", "Ledger transactions committed (each one fsync).",
                ls.commits);
         metric(b, "accrue_ledger_postings_total", "counter", "Postings committed.", ls.postings);
-        acc_buf_printf(b,
-                       "# HELP accrue_ledger_commit_seconds_total Time spent committing (write and fsync).\n"
-                       "# TYPE accrue_ledger_commit_seconds_total counter\n"
-                       "accrue_ledger_commit_seconds_total %" PRIu64 ".%09" PRIu64 "\n",
-                       ls.commit_ns / 1000000000u, ls.commit_ns % 1000000000u);
+        seconds_metric(b, "accrue_ledger_commit_seconds_total", "Time spent committing (write and fsync).",
+                       ls.commit_ns);
+        seconds_metric(b, "accrue_ledger_gather_seconds_total",
+                       "Time the ledger's writer let batches gather before committing them.", ls.gather_ns);
+        seconds_metric(b, "accrue_ledger_durable_seconds_total",
+                       "Summed over committed postings: time from queued to durable.", ls.durable_ns);
         metric(b, "accrue_ledger_holds", "gauge", "Reservations held now.", ls.holds);
         metric(b, "accrue_ledger_largest_batch", "gauge", "Postings in the largest commit so far.", ls.max_batch);
     }

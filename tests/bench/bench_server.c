@@ -18,7 +18,8 @@
  *
  * Run: zig build bench -Doptimize=ReleaseFast (bench_server ACCRUE_BIN). ACCRUE_BENCH_SECONDS sets
  * each measurement's length (default 3), ACCRUE_BENCH_SESSIONS the idle sessions (default 10000),
- * ACCRUE_BENCH_ONLY=ws,idle,openai the sections to run.
+ * ACCRUE_BENCH_ONLY=ws,idle,openai the sections to run; in ws, ACCRUE_BENCH_AGENTS=echo,caller,metered
+ * (or metered-sync, metered-nosync) the accrue rows and ACCRUE_BENCH_CONNS=1,32,128 the connection counts.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -623,7 +624,56 @@ static void row(const char *what, int conns, result_t r, const char *extra) {
     fflush(stdout);
 }
 
+/* The ledger's counters (/metrics) around a measurement: how its commits went. */
+typedef struct ledger_figures {
+    double commits, postings, commit_s, gather_s, durable_s;
+} ledger_figures_t;
+
+static ledger_figures_t ledger_figures(int port) {
+    return (ledger_figures_t){metric_of(port, "accrue_ledger_commits_total"),
+                              metric_of(port, "accrue_ledger_postings_total"),
+                              metric_of(port, "accrue_ledger_commit_seconds_total"),
+                              metric_of(port, "accrue_ledger_gather_seconds_total"),
+                              metric_of(port, "accrue_ledger_durable_seconds_total")};
+}
+
+static ledger_figures_t ledger_figures_since(int port, const ledger_figures_t *before) {
+    ledger_figures_t f = ledger_figures(port);
+    f.commits -= before->commits, f.postings -= before->postings, f.commit_s -= before->commit_s;
+    f.gather_s -= before->gather_s, f.durable_s -= before->durable_s;
+    return f;
+}
+
+/* "; 21.6 postings a commit (gathered 310 µs, committed in 250 µs); queued to durable 1.10 ms" */
+static int ledger_note(char *out, size_t cap, const ledger_figures_t *f) {
+    if (f->commits <= 0 || f->postings <= 0) return 0;
+    int n = snprintf(out, cap, "; %.1f postings a commit (gathered %.0f µs, committed in %.0f µs); queued to durable %.3f ms",
+                    f->postings / f->commits, f->gather_s / f->commits * 1e6, f->commit_s / f->commits * 1e6,
+                    f->durable_s / f->postings * 1e3);
+    return n < 0 ? 0 : (size_t)n < cap ? n : (int)cap - 1;
+}
+
 /* ---- the sections -------------------------------------------------------------------------------- */
+
+/* Whether the comma-separated list (NULL: everything) names word, or word followed by suffix. */
+static bool listed(const char *list, const char *word, const char *suffix) {
+    if (!list) return true;
+    size_t wn = strlen(word), sn = suffix ? strlen(suffix) : 0;
+    for (const char *p = list; *p;) {
+        size_t n = strcspn(p, ",");
+        if ((n == wn || (suffix && n == wn + sn && memcmp(p + wn, suffix, sn) == 0)) && memcmp(p, word, wn) == 0)
+            return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
+/* ACCRUE_BENCH_CONNS=32 (comma-separated) runs only those connection counts' rows. */
+static bool conns_listed(int n) {
+    char word[16];
+    snprintf(word, sizeof word, "%d", n);
+    return listed(getenv("ACCRUE_BENCH_CONNS"), word, NULL);
+}
 
 static void bench_ws(const char *bin) {
     int server_last = ncpu > 1 ? ncpu - 2 : 0, client = ncpu - 1;
@@ -636,6 +686,7 @@ static void bench_ws(const char *bin) {
     pid_t echo = spawn_lws('e', 0, server_last, &port);
     double bare32 = 0, bare32_cpu = 0;
     for (size_t i = 0; i < 3; i++) {
+        if (!conns_listed(conns[i])) continue;
         load_t L = {.mode = M_ECHO, .port = port, .path = "/", .nconns = conns[i], .cpu_pid = echo};
         result_t r = run_load(&L);
         double cpu_us = r.cpu_us;
@@ -650,27 +701,27 @@ static void bench_ws(const char *bin) {
                                {"caller", "an agent calling test/echo (unmetered)", NULL},
                                {"metered", "an agent calling demo/orchard-ngram (metered, attributed, booked)", NULL},
                                {"metered", "the same, --ledger-no-sync (commits without fsync)", "--ledger-no-sync"}};
-    /* ACCRUE_BENCH_AGENTS=metered (comma-separated agents) runs only those accrue rows, for perf. */
+    /* ACCRUE_BENCH_AGENTS=metered (comma-separated agents) runs only those accrue rows, for perf;
+     * metered-sync and metered-nosync pick one of the metered rows. */
     const char *only_agents = getenv("ACCRUE_BENCH_AGENTS");
     for (size_t a = 0; a < 4; a++) {
-        if (only_agents && !strstr(only_agents, agents[a][0])) continue;
+        if (!listed(only_agents, agents[a][0], agents[a][2] ? "-nosync" : "-sync")) continue;
         server_t s;
         if (!start_accrue(bin, &s, 0, server_last, "1", agents[a][2])) {
             printf("| accrue serve did not start | | | | | |\n");
             continue;
         }
         for (size_t i = 0; i < 3; i++) {
+            if (!conns_listed(conns[i])) continue;
             load_t L = {.mode = M_SESSION, .port = s.port, .path = "/v1/sessions", .key = s.key, .agent = agents[a][0],
                         .nconns = conns[i], .cpu_pid = s.pid};
-            double commits0 = metric_of(s.port, "accrue_ledger_commits_total");
-            double postings0 = metric_of(s.port, "accrue_ledger_postings_total");
+            ledger_figures_t f0 = ledger_figures(s.port);
             result_t r = run_load(&L);
-            double commits = metric_of(s.port, "accrue_ledger_commits_total") - commits0;
-            double postings = metric_of(s.port, "accrue_ledger_postings_total") - postings0;
+            ledger_figures_t f = ledger_figures_since(s.port, &f0);
             double cpu_us = r.cpu_us;
-            char note[200];
+            char note[300];
             int n = snprintf(note, sizeof note, "server CPU %.1f µs/trip", cpu_us);
-            if (commits > 0) n += snprintf(note + n, sizeof note - (size_t)n, "; %.1f postings a commit", postings / commits);
+            n += ledger_note(note + n, sizeof note - (size_t)n, &f);
             if (conns[i] == 32 && bare32 > 0)
                 snprintf(note + n, sizeof note - (size_t)n, "; %.2fx the bare echo's rate, %.2fx its CPU", r.rate / bare32,
                          cpu_us / bare32_cpu);
