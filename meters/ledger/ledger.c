@@ -878,11 +878,11 @@ static void apply_batch(ledger_t *l, op_t *ops, size_t n, uint64_t durable_at) {
 typedef enum gather_end {
     GATHER_NONE,    /* not gathered: a lone caller, a quiet moment, a full queue, or no window */
     GATHER_AT_ECHO, /* not gathered: as many postings already queued as the echo */
-    GATHER_FULL,   /* max_batch queued */
-    GATHER_WINDOW, /* the window ended with postings still coming */
-    GATHER_QUIET,  /* a quiet slice passed: nothing arrived, and nothing was about to */
-    GATHER_HOLDS,  /* the reservations in flight that held it were posted or voided, or held it long enough */
-    GATHER_ECHO,   /* as many postings queued as in the last batch that ended quiet */
+    GATHER_FULL,    /* max_batch queued */
+    GATHER_WINDOW,  /* the window ended with postings still coming */
+    GATHER_QUIET,   /* a quiet slice passed: nothing arrived, and nothing was about to */
+    GATHER_HOLDS,   /* the reservations in flight that held it were posted or voided, or held it long enough */
+    GATHER_ECHO,    /* as many postings queued as in the last batch that ended quiet */
 } gather_end_t;
 
 /* Writer, under mu: lets the batch grow while it is worth it (the comment in writer_main). */
@@ -982,15 +982,15 @@ static void *writer_main(void *arg) {
          * commit runs, its caller was not waiting for it, so the postings are a stream (or a loop
          * bigger than the echo), and the echo is forgotten; batches gather as for a stream until
          * one ends quiet again, which measures the loop afresh. A closed loop of the echo's size
-         * never posts during its own commit and keeps it (the server at 32 connections: 83-99%
-         * of echo batches; at 128, 46-69%, the rest measured afresh). This is what keeps a stream that paused once (its poster preempted
-         * on a loaded machine, so that a small batch ended quiet) from being committed in
-         * batches of that size for good: its first echo batch gives it away. The echo is also
-         * forgotten when more are queued than it when gathering would start (the postings
-         * outpace the loop it saw), and when a window ends with postings still coming or the
-         * batch fills (a stream: gathering for the window is what keeps its batches big). Not
-         * caught: a stream slower than a commit (nothing arrives while one runs) keeps an echo it
-         * set; it looks like a lone caller, and is mostly committed a posting at a time, echo or
+         * never posts during its own commit and keeps it (the server at 32 connections: 83-99% of
+         * echo batches; at 128, 46-69%, the rest measured afresh). This is what keeps a stream that
+         * paused once (its poster preempted on a loaded machine, so that a small batch ended quiet)
+         * from being committed in batches of that size for good: its first echo batch gives it
+         * away. The echo is also forgotten when more are queued than it when gathering would start
+         * (the postings outpace the loop it saw), and when a window ends with postings still coming
+         * or the batch fills (a stream: gathering for the window is what keeps its batches big).
+         * Not caught: a stream slower than a commit (nothing arrives while one runs) keeps an echo
+         * it set; it looks like a lone caller, and is mostly committed a posting at a time, echo or
          * not.
          * Measured (BENCHMARKS.md, the server): 32 sessions calling a metered model, each batch
          * waited 250-320 us of quiet with the core idle; with the echo, 28-32% more round trips
