@@ -470,8 +470,10 @@ static op_t *new_op(const ledger_posting_t *p, acc_err *err) {
     return op;
 }
 
-/* Under mu: appends op to the queue and wakes the writer. */
-static void enqueue(ledger_t *l, op_t *op) {
+/* Under mu: appends op to the queue. Returns whether the writer must be woken: the caller signals
+ * it after unlocking mu, since a writer woken while mu is held, on a core it shares with the
+ * caller, preempts it and at once blocks on mu (two more context switches a posting). */
+static bool enqueue(ledger_t *l, op_t *op) {
     op->next = NULL;
     if (l->q_tail) l->q_tail->next = op;
     else l->q_head = op;
@@ -487,8 +489,7 @@ static void enqueue(ledger_t *l, op_t *op) {
     /* Wake the writer when it waits for work, and when it gathers a batch only once the batch is
      * full or as big as the echo (or, from unlink_hold, no reservation is left in flight): a
      * signal per posting would cost a futex wake per call. */
-    if (l->w_idle || (l->w_gathering && (l->q_len >= l->max_batch || l->q_len == l->w_echo)))
-        pthread_cond_signal(&l->wake);
+    return l->w_idle || (l->w_gathering && (l->q_len >= l->max_batch || l->q_len == l->w_echo));
 }
 
 int ledger_submit(ledger_t *l, const ledger_posting_t *p, ledger_done_fn done, void *ud, acc_err *err) {
@@ -502,6 +503,7 @@ int ledger_submit(ledger_t *l, const ledger_posting_t *p, ledger_done_fn done, v
     }
     op->done = done;
     op->ud = ud;
+    bool wake = false;
     for (int attempt = 0;; attempt++) {
         ledger_account_t *short_of = NULL;
         pthread_mutex_lock(&l->mu);
@@ -535,11 +537,12 @@ int ledger_submit(ledger_t *l, const ledger_posting_t *p, ledger_done_fn done, v
                     unlink_hold(l, hold);
                 }
                 clear_sums(op);
-                enqueue(l, op);
+                wake = enqueue(l, op);
             }
         }
         if (rc) clear_sums(op);
         pthread_mutex_unlock(&l->mu);
+        if (wake) pthread_cond_signal(&l->wake);
         if (!rc) break;
         if (rc == ACC_EFUNDS && short_of && attempt == 0 && refresh(l, short_of, NULL) == ACC_OK) {
             rc = ACC_OK;
@@ -579,10 +582,12 @@ static int wait_for(ledger_t *l, op_t *op, ledger_result_t *res, bool submit, co
     } else {
         op->done = wake_waiter;
         op->ud = &w;
+        bool wake = false;
         pthread_mutex_lock(&l->mu);
         if (l->stopping) rc = acc_fail(err, ACC_EMISUSE, "ledger: closing");
-        else enqueue(l, op), rc = ACC_OK;
+        else wake = enqueue(l, op), rc = ACC_OK;
         pthread_mutex_unlock(&l->mu);
+        if (wake) pthread_cond_signal(&l->wake);
         if (rc) free(op);
     }
     if (rc == ACC_OK) {
