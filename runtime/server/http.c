@@ -11,6 +11,13 @@
  * and body ran into here (about 40 ms per request on loopback). A handler may answer at once or
  * later (a model call in flight): the request then stays until rt_respond is called, and if the
  * client leaves first the handler's operation is told through op_gone.
+ *
+ * An answer made at once is written by the callback that made it. One made later (from the inbox:
+ * a worker's or the ledger's answer) is queued and written by rt_http_flush after the drain, the
+ * way WebSocket frames are (wsconn.c): asking lws for a writable callback instead costs, on the
+ * libuv loop, an epoll_ctl DEL and ADD to turn POLLOUT on, a pass of the loop, and the same again
+ * to turn it off. Only a socket that lws still holds part of a write for, or a connection whose own
+ * callback is running, waits for the writable callback.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,8 +78,19 @@ const char *rt_status_code_name(int code) {
 
 /* ---- the request ------------------------------------------------------------------------------ */
 
+static void unqueue_write(rt_req *r) {
+    if (!r->write_queued) return;
+    for (rt_req **p = &r->srv->http_flush_head; *p; p = &(*p)->write_next)
+        if (*p == r) {
+            *p = r->write_next;
+            break;
+        }
+    r->write_queued = false;
+}
+
 static void req_free(rt_req *r) {
     if (!r) return;
+    unqueue_write(r);
     if (r->op && r->op_gone) r->op_gone(r->op);
     acc_buf_free(&r->body);
     acc_buf_free(&r->sse_queue);
@@ -116,6 +134,14 @@ bool rt_req_query(const rt_req *r, const char *name, char *out, size_t outlen) {
 }
 
 /* ---- responses ---------------------------------------------------------------------------------- */
+
+/* Queues r for rt_http_flush (the writes of the loop's next drain). */
+static void request_write(rt_req *r) {
+    if (!r->wsi || r->write_queued) return;
+    r->write_queued = true;
+    r->write_next = r->srv->http_flush_head;
+    r->srv->http_flush_head = r;
+}
 
 /* Writes r->out (headers and body) in one lws_write and ends the transaction. Returns what the
  * lws callback must return. */
@@ -178,7 +204,7 @@ void rt_respond(rt_req *r, unsigned status, const char *content_type, const char
     }
     if (len) memcpy(p, body, len);
     r->out_len = (size_t)(p - start) + len;
-    lws_callback_on_writable(r->wsi);
+    request_write(r); /* or, answered in its own callback, written there (rt_http_callback) */
 }
 
 void rt_respond_json(rt_req *r, unsigned status, const acc_buf *json) {
@@ -218,19 +244,19 @@ void rt_sse_start(rt_req *r, const char *extra_headers) {
     r->responded = true;
     r->sse = true;
     atomic_fetch_add(&r->srv->m.http_requests, 1);
-    if (r->wsi) lws_callback_on_writable(r->wsi);
+    request_write(r);
 }
 
 void rt_sse_send(rt_req *r, const char *data, size_t len) {
     acc_buf_append(&r->sse_queue, "data: ", 6);
     acc_buf_append(&r->sse_queue, data, len);
     acc_buf_append(&r->sse_queue, "\n\n", 2);
-    if (r->wsi) lws_callback_on_writable(r->wsi);
+    request_write(r);
 }
 
 void rt_sse_end(rt_req *r) {
     r->sse_done = true;
-    if (r->wsi) lws_callback_on_writable(r->wsi);
+    request_write(r);
 }
 
 /* The SSE stream's writable callback: headers first (no length: the connection closes at the
@@ -279,6 +305,22 @@ static int sse_writable(rt_req *r) {
         return -1;
     }
     return 0;
+}
+
+void rt_http_flush(rt_server *srv) {
+    while (srv->http_flush_head) {
+        rt_req *r = srv->http_flush_head;
+        srv->http_flush_head = r->write_next;
+        r->write_queued = false;
+        struct lws *wsi = r->wsi;
+        if (!wsi || (!r->sse && !r->out)) continue; /* gone, or written already */
+        if (wsi == srv->http_cb_wsi || lws_partial_buffered(wsi)) {
+            lws_callback_on_writable(wsi); /* written from lws's callback, after the one running */
+            continue;
+        }
+        /* r may be freed by the write (its transaction over): only wsi is used after it */
+        if ((r->sse ? sse_writable(r) : write_out(r)) < 0) lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
 }
 
 /* ---- static files ---------------------------------------------------------------------------------- */

@@ -77,6 +77,8 @@ bool rt_map_next(const rt_map *m, size_t *i, rt_map_entry **e);
 void rt_post(rt_server *srv, rt_event *ev);
 /* Writes what the WebSocket connections queued by rt_ws_request_write have to send (wsconn.c). */
 void rt_ws_flush(rt_server *srv);
+/* Writes the HTTP responses and server-sent events queued since the last flush (http.c). */
+void rt_http_flush(rt_server *srv);
 
 /* ---- pool.c: worker threads ------------------------------------------------------------- */
 
@@ -183,9 +185,12 @@ struct rt_req {
     /* An operation in flight for this request (a model call): told when the client goes. */
     void *op;
     void (*op_gone)(void *op);
+    /* Queued for rt_http_flush: a response or events to write. */
+    bool write_queued;
+    rt_req *write_next;
 };
 
-/* Responses. Each builds the whole response and asks for a writable callback. */
+/* Responses. Each builds the whole response and queues it for rt_http_flush. */
 void rt_respond(rt_req *r, unsigned status, const char *content_type, const char *body, size_t len,
                 const char *extra_headers);
 void rt_respond_json(rt_req *r, unsigned status, const acc_buf *json);
@@ -314,6 +319,8 @@ struct rt_server {
     rt_metrics m;
 
     rt_ws *flush_head;    /* connections with frames to write (wsconn.c: rt_ws_flush) */
+    rt_req *http_flush_head; /* requests with a response or events to write (http.c: rt_http_flush) */
+    struct lws *http_cb_wsi; /* the connection whose HTTP callback is running (server.c) */
     rt_map sessions;      /* session id -> rt_sess */
     unsigned sessions_alive; /* allocated and not yet freed (closing ones too) */
     rt_map key_sessions;  /* key id -> (uintptr_t) live session count */

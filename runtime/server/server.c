@@ -38,10 +38,11 @@ static struct lws_context *volatile signal_ctx;
 void rt_post(rt_server *srv, rt_event *ev) { rt_net_post(&srv->net, ev); }
 
 /* Runs every queued event, including those posted while running them, then writes what they
- * gave the WebSocket connections to send. */
+ * gave the WebSocket connections and the HTTP requests to send. */
 static void drain_inbox(rt_server *srv) {
     rt_net_drain(&srv->net);
     rt_ws_flush(srv);
+    rt_http_flush(srv);
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul) {
@@ -65,8 +66,13 @@ static int callback_main(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_WRITEABLE:
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL: {
+        /* A response to this connection that an event of the drain makes is written from a later
+         * callback (rt_http_flush): lws is not done with the connection's state yet. */
+        struct lws *outer = srv->http_cb_wsi;
+        srv->http_cb_wsi = wsi;
         int rc = rt_http_callback(wsi, reason, user, in, len);
         drain_inbox(srv); /* events the handler posted to the loop itself */
+        srv->http_cb_wsi = outer;
         return rc;
     }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
