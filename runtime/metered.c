@@ -174,6 +174,18 @@ static int model_lookup(rt_metered_t *m, registry_t *reg, const char *name, cons
     return ACC_OK;
 }
 
+bool rt_metered_http_model_cached(rt_metered_t *m, const char *name) {
+    bool http = false;
+    pthread_mutex_lock(&m->mu);
+    for (model_entry_t *e = m->models; e; e = e->next)
+        if (strcmp(e->rm.name, name) == 0) {
+            http = e->rm.kind == REGISTRY_MODEL_HTTP;
+            break;
+        }
+    pthread_mutex_unlock(&m->mu);
+    return http;
+}
+
 static int dataset_lookup(rt_metered_t *m, registry_t *reg, const char *name, const dataset_entry_t **out,
                           acc_err *err) {
     pthread_mutex_lock(&m->mu);
@@ -577,6 +589,7 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
     registry_attribution_t ra;
     rt_attribution_t a;
     memset(&a, 0, sizeof a);
+    if (!s->reg) return acc_fail(err, ACC_EIO, "model %s: no registry to attribute its output with", p->name);
     int rc = registry_attribute_within(s->reg, &p->model->rm, text, len, RT_SPANS_MAX_AGE_MS, &ra, err);
     contributor_ctx_t cc = {s->m, &ra};
     if (!rc) rc = rt_attribution_view(&ra.spans, text, len, registry_contributor, &cc, &a, err);
