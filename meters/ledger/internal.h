@@ -66,6 +66,8 @@ struct ledger {
     store_t *store;
     bool readonly;
     uint32_t max_batch;
+    void (*on_done_batch)(void *ud, bool begin); /* ledger_opts_t's */
+    void *on_done_batch_ud;
     pthread_mutex_t mu;
     pthread_cond_t wake;
     /* Under mu. */

@@ -1028,11 +1028,13 @@ static void *writer_main(void *arg) {
         if (concurrent && (end == GATHER_ECHO || end == GATHER_AT_ECHO)) l->w_echo = 0;
         apply_batch(l, ops, n, last_commit_ns);
         pthread_mutex_unlock(&l->mu);
+        if (l->on_done_batch) l->on_done_batch(l->on_done_batch_ud, true);
         for (op_t *op = ops, *next; op; op = next) {
             next = op->next;
             if (op->done) op->done(op->ud, &op->res);
             free(op);
         }
+        if (l->on_done_batch) l->on_done_batch(l->on_done_batch_ud, false);
         pthread_mutex_lock(&l->mu);
     }
     pthread_mutex_unlock(&l->mu);
@@ -1047,6 +1049,8 @@ int ledger_open(const char *path, const ledger_opts_t *opts, ledger_t **out, acc
     if (!l) return acc_fail(err, ACC_ENOMEM, "ledger: out of memory");
     l->ops = &store_sqlite;
     l->readonly = o.readonly;
+    l->on_done_batch = o.on_done_batch;
+    l->on_done_batch_ud = o.on_done_batch_ud;
     l->max_batch = o.max_batch ? o.max_batch : 4096;
     l->commit_delay_ns = (uint64_t)(o.commit_delay_us == LEDGER_NO_COMMIT_DELAY ? 0
                                     : o.commit_delay_us ? o.commit_delay_us : LEDGER_DEFAULT_COMMIT_DELAY_US) * 1000;

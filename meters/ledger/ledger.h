@@ -178,6 +178,11 @@ typedef struct ledger_opts {
      * (ledger.c says how load is told). 0 = the default
      * (LEDGER_DEFAULT_COMMIT_DELAY_US), LEDGER_NO_COMMIT_DELAY = never wait. */
     uint32_t commit_delay_us;
+    /* Called on the writer thread with true before it runs a committed batch's done callbacks,
+     * and with false after: a host whose callbacks hand results to another thread can wake that
+     * thread once a batch instead of once a posting. NULL: none. */
+    void (*on_done_batch)(void *ud, bool begin);
+    void *on_done_batch_ud;
 } ledger_opts_t;
 
 #define LEDGER_DEFAULT_COMMIT_DELAY_US 4000

@@ -147,6 +147,19 @@ void rt_out_shutdown(void) {
 
 /* ---- the loop: its inbox, and a client-only loop for accrue run ------------------------------- */
 
+static _Thread_local rt_net *tl_held;
+static _Thread_local bool tl_wake_held;
+
+void rt_net_hold_wakes(rt_net *n, bool hold) {
+    if (hold) {
+        tl_held = n;
+        return;
+    }
+    tl_held = NULL;
+    if (tl_wake_held && n->ctx) lws_cancel_service(n->ctx);
+    tl_wake_held = false;
+}
+
 void rt_net_post(rt_net *n, rt_event *ev) {
     pthread_mutex_lock(&n->inbox_mu);
     if (ev->queued) {
@@ -161,7 +174,10 @@ void rt_net_post(rt_net *n, rt_event *ev) {
     n->inbox_tail = ev;
     pthread_mutex_unlock(&n->inbox_mu);
     /* The loop posting to itself needs no wake-up: it drains after each callback it runs. */
-    if (was_empty && !pthread_equal(pthread_self(), n->loop_thread) && n->ctx) lws_cancel_service(n->ctx);
+    if (was_empty && !pthread_equal(pthread_self(), n->loop_thread) && n->ctx) {
+        if (tl_held == n) tl_wake_held = true;
+        else lws_cancel_service(n->ctx);
+    }
 }
 
 void rt_net_drain(rt_net *n) {

@@ -45,6 +45,10 @@ typedef struct rt_net {
 
 /* Queues ev for the loop (once: an event already queued is not queued twice) and wakes it. */
 void rt_net_post(rt_net *n, rt_event *ev);
+/* Between hold (true) and release (false), the calling thread's posts wake the loop once, at the
+ * release: a thread that posts many events in a row (the ledger's writer, a batch's answers) does
+ * not wake the loop, on a core they share, to run each one by itself. */
+void rt_net_hold_wakes(rt_net *n, bool hold);
 /* Runs every queued event, including those posted while running them. Loop thread. */
 void rt_net_drain(rt_net *n);
 

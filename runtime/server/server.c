@@ -216,6 +216,12 @@ static int host_key(rt_server *srv, char *path, size_t n, bool *made, acc_err *e
 #define DEMO_CREDIT (100 * LEDGER_UNITS_PER_CREDIT) /* what the demo account starts with */
 #define OPERATOR_ACCOUNT "operator"
 
+/* The ledger's writer, around a batch's answers: one wake-up of the loop for all of them. */
+static void hold_loop_wakes(void *ud, bool begin) {
+    rt_server *srv = ud;
+    rt_net_hold_wakes(&srv->net, begin);
+}
+
 /* The registry (seeded with the demo registry when it holds nothing), the ledger, the meters. New
  * keys go into demo_key and admin_key ("" when none was made now). */
 static int open_stores(rt_server *srv, char demo_key[REGISTRY_API_KEY_TEXT_SIZE],
@@ -227,7 +233,7 @@ static int open_stores(rt_server *srv, char demo_key[REGISTRY_API_KEY_TEXT_SIZE]
     if (registry_account_get(srv->reg, OPERATOR_ACCOUNT, NULL, NULL) == ACC_ENOTFOUND &&
         (rc = registry_account_create(srv->reg, OPERATOR_ACCOUNT, true, admin_key, NULL, err)))
         return rc;
-    ledger_opts_t lo = {.no_sync = srv->cfg.ledger_no_sync != 0};
+    ledger_opts_t lo = {.no_sync = srv->cfg.ledger_no_sync != 0, .on_done_batch = hold_loop_wakes, .on_done_batch_ud = srv};
     if ((rc = ledger_open(srv->cfg.db_path, &lo, &srv->ledger, err))) return rc;
     meter_config_t mc = meter_config_default();
     if ((rc = meter_open(srv->ledger, &mc, &srv->meter, err))) return rc;
