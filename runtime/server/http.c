@@ -517,6 +517,7 @@ static int begin(struct lws *wsi, rt_conn *conn, rt_server *srv) {
         char hex[33];
         rt_random_hex(hex, 12);
         snprintf(r->request_id, sizeof r->request_id, "req_%s", hex);
+        r->request_id_made = true;
     }
     char auth[sizeof r->auth + 16];
     n = lws_hdr_copy(wsi, auth, sizeof auth, WSI_TOKEN_HTTP_AUTHORIZATION);

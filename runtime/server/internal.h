@@ -172,6 +172,7 @@ struct rt_req {
     acc_buf body;
     bool body_too_big;
     char request_id[72]; /* X-Request-Id from the client, or made up */
+    bool request_id_made; /* made up: "req_" and 24 random hex digits */
     char auth[160];      /* the bearer token, or "" */
     uint64_t start_ns;
     /* The response, headers and body, written in one piece. */

@@ -489,14 +489,17 @@ void rt_openai_chat(rt_req *r) {
     op->srv = srv;
     op->r = r;
     char hex[33];
-    rt_random_hex(hex, 12);
+    if (r->request_id_made) /* its random part (http.c) */
+        snprintf(hex, sizeof hex, "%.24s", r->request_id + 4);
+    else
+        rt_random_hex(hex, 12);
     snprintf(op->id, sizeof op->id, "chatcmpl-%s", hex);
     snprintf(op->model, sizeof op->model, "%s", json_string_value(json_object_get(body, "model")));
     snprintf(op->account, sizeof op->account, "%s", who.account);
     op->created = rt_wall_ms() / 1000;
     op->stream = json_is_true(json_object_get(body, "stream"));
     op->include_usage = json_is_true(json_object_get(json_object_get(body, "stream_options"), "include_usage"));
-    if (strncmp(r->request_id, "req_", 4) == 0) /* made up here: the response's id is the request's */
+    if (r->request_id_made) /* made up here: the response's id is the request's */
         snprintf(r->request_id, sizeof r->request_id, "%s", op->id);
     snprintf(op->request_id, sizeof op->request_id, "%s", r->request_id);
     op->owner = (rt_call_owner){.ud = op, .stream = op->stream, .on_start = op_up_start, .on_chunk = op_up_chunk,

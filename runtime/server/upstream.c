@@ -75,20 +75,18 @@ static int http_start(void *ud, const registry_model_t *model, const char *reque
     snprintf(u->url, sizeof u->url, "%.*s/chat/completions", (int)ul, model->url);
     const char *key = model->api_key_env[0] ? getenv(model->api_key_env) : NULL;
     if (key) snprintf(u->bearer, sizeof u->bearer, "%s", key);
-    json_t *req = json_loadb(request_json, len, 0, NULL);
-    if (!json_is_object(req)) {
-        json_decref(req);
-        free(u);
-        return -1;
-    }
-    if (owner->stream) {
+    if (!owner->stream) {
+        /* metered.c's request as it is: a compact JSON object (the way json_dumps would put it) */
+        u->body = len && request_json[0] == '{' ? strndup(request_json, len) : NULL;
+    } else {
+        json_t *req = json_loadb(request_json, len, 0, NULL);
         json_t *mt = json_object_get(req, "max_tokens"); /* metered.c always sets it */
         u->limit.max = json_is_integer(mt) && json_integer_value(mt) > 0 ? (uint64_t)json_integer_value(mt) : 0;
         json_object_set_new(req, "stream", json_true());
         json_object_set_new(req, "stream_options", json_pack("{s:b}", "include_usage", 1));
+        u->body = json_is_object(req) ? json_dumps(req, JSON_COMPACT) : NULL;
+        json_decref(req);
     }
-    u->body = json_dumps(req, JSON_COMPACT);
-    json_decref(req);
     if (!u->body) {
         free(u);
         return -1;
