@@ -12,7 +12,9 @@
  *  3. The OpenAI endpoint: a fixed-answer upstream (bare lws, in a child), called directly and
  *     through accrue (an `http` model pointing at it, called on kept-alive connections: the summary
  *     says how many it opened): the latency accrue adds at p50 and p99 and
- *     its CPU per request, at one connection and at the highest rate; and the same through
+ *     its CPU per request, at one connection and at the highest rate (32 connections, each
+ *     sending its next request at once), then at half and 80% of that rate (open loop, the
+ *     upstream alone beside it at the same rate); and the same through
  *     LiteLLM's proxy when ACCRUE_BENCH_LITELLM names its `litellm` executable
  *     (tools/bench_litellm.sh installs it in a venv of its own; never in CI).
  *
@@ -338,6 +340,7 @@ typedef struct conn {
     char *rbuf;
     size_t rlen, rcap;
     double sent;
+    double due; /* open loop: when its next request is due */
     bool counted;
 } conn_t;
 
@@ -349,6 +352,11 @@ typedef struct load {
     int nconns;
     bool measure;  /* count round trips now */
     bool one_shot; /* idle sessions: stop once ready */
+    /* HTTP, open loop: requests at this many a second in all, spread over the connections (each
+     * sends its next when it is due, or as soon as its answer comes when that is later). A trip's
+     * latency counts from when its request was due, so a server that falls behind is charged for
+     * the wait it causes. 0: closed loop (each connection sends its next at once). */
+    double rate;
     double *lat;
     size_t nlat, caplat;
     uint64_t trips;
@@ -420,13 +428,31 @@ static void send_msg(load_t *L, conn_t *c) {
 }
 
 static void trip_done(load_t *L, conn_t *c) {
-    double t = now_s() - c->sent;
+    double now = now_s(), t = now - (L->rate > 0 ? c->due : c->sent);
     if (L->measure) {
         L->trips++;
         if (L->nlat < L->caplat) L->lat[L->nlat++] = t;
     }
     c->state = 2;
+    if (L->rate > 0) { /* the next is due one interval after this one was */
+        c->due += (double)L->nconns / L->rate;
+        if (c->due <= now) send_msg(L, c);
+        return;
+    }
     if (!L->one_shot) send_msg(L, c);
+}
+
+/* Open loop: sends every idle connection's request that is due; returns the time until the next
+ * one is (seconds, at most 10 ms). */
+static double send_due(load_t *L) {
+    double now = now_s(), next = now + 0.01;
+    for (int i = 0; i < L->nconns; i++) {
+        conn_t *c = &L->c[i];
+        if (c->state != 2 || !c->counted) continue;
+        if (c->due <= now) send_msg(L, c);
+        else if (c->due < next) next = c->due;
+    }
+    return next - now;
 }
 
 /* Parses what arrived on c. */
@@ -522,7 +548,8 @@ static void on_writable_first(load_t *L, conn_t *c) {
     if (L->mode == M_HTTP) {
         c->state = 2;
         L->ready++;
-        send_msg(L, c);
+        if (L->rate > 0) c->due = now_s() + (double)(c - L->c) / L->rate; /* staggered */
+        else send_msg(L, c);
         return;
     }
     char req[512];
@@ -539,7 +566,9 @@ static void pump(load_t *L, double until, bool stop_when_ready) {
     struct epoll_event evs[256];
     while (now_s() < until) {
         if (stop_when_ready && L->ready + L->errors >= L->nconns) return;
-        int n = epoll_wait(L->ep, evs, 256, 10);
+        double wait = L->rate > 0 ? send_due(L) : 0.01;
+        struct timespec ts = {0, wait > 0 ? (long)(wait * 1e9) : 0};
+        int n = epoll_pwait2(L->ep, evs, 256, &ts, NULL);
         for (int i = 0; i < n; i++) {
             conn_t *c = evs[i].data.ptr;
             if (evs[i].events & EPOLLOUT) on_writable_first(L, c);
@@ -785,7 +814,7 @@ static void bench_idle(const char *bin, int n) {
 /* Latency of one connection's requests in a row, and the rate at 32 connections, with the CPU the
  * measured process spent per request. */
 static void http_rows(const char *what, int port, const char *path, const char *key, const char *body, pid_t gateway,
-                      result_t *one_out) {
+                      result_t *one_out, result_t *many_out) {
     int conns[] = {1, 32};
     for (size_t i = 0; i < 2; i++) {
         load_t L = {.mode = M_HTTP, .port = port, .path = path, .key = key, .http_body = body, .nconns = conns[i],
@@ -795,7 +824,22 @@ static void http_rows(const char *what, int port, const char *path, const char *
         if (gateway > 0 && r.rate > 0) snprintf(note, sizeof note, "gateway CPU %.1f µs/request", r.cpu_us);
         row(what, conns[i], r, note);
         if (i == 0 && one_out) *one_out = r;
+        if (i == 1 && many_out) *many_out = r;
     }
+}
+
+/* The same requests at a fixed rate on 32 connections (open loop: latency counts from when each
+ * request was due). */
+static result_t http_rate_row(const char *what, int port, const char *key, const char *body, pid_t gateway,
+                              double rate) {
+    load_t L = {.mode = M_HTTP, .port = port, .path = "/v1/chat/completions", .key = key, .http_body = body,
+                .nconns = 32, .cpu_pid = gateway, .rate = rate};
+    result_t r = run_load(&L);
+    char note[128];
+    int n = snprintf(note, sizeof note, "at %.0f requests/s, open loop", rate);
+    if (gateway > 0 && r.rate > 0) snprintf(note + n, sizeof note - (size_t)n, "; gateway CPU %.1f µs/request", r.cpu_us);
+    row(what, 32, r, note);
+    return r;
 }
 
 #define LITELLM_KEY "sk-accrue-bench-4f1c2a9e7b3d5f60"
@@ -811,9 +855,9 @@ static void bench_openai(const char *bin) {
     pid_t up = spawn_lws('u', 0, server_last, &up_port);
     const char *body = "{\"model\":\"bench/model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],"
                        "\"max_tokens\":16}";
-    result_t direct, via;
-    char summary[1024] = "";
-    http_rows("upstream directly", up_port, "/v1/chat/completions", NULL, body, -1, &direct);
+    result_t direct, via, via_many;
+    char summary[2048] = "";
+    http_rows("upstream directly", up_port, "/v1/chat/completions", NULL, body, -1, &direct, NULL);
     /* Every call through accrue is metered: reserved, booked and committed to the ledger before the
      * answer's last bytes go out; the second run commits without fsync. */
     const char *runs[][2] = {{"through accrue (metered, booked)", NULL},
@@ -824,13 +868,24 @@ static void bench_openai(const char *bin) {
         accrue_cli(bin, "model register bench/model --kind http --url http://127.0.0.1:%d/v1 --upstream bench "
                         "--owner 0x%040d --price-per-call 1 --db %s",
                    up_port, 0, s.db);
-        http_rows(runs[k][0], s.port, "/v1/chat/completions", s.key, body, s.pid, &via);
+        http_rows(runs[k][0], s.port, "/v1/chat/completions", s.key, body, s.pid, &via, &via_many);
         size_t n = strlen(summary);
         snprintf(summary + n, sizeof summary - n,
                  "- %s adds %.3f ms at p50 and %.3f ms at p99 at one connection; %.0f upstream requests on %.0f "
                  "connections.\n",
                  runs[k][0], via.p50_ms - direct.p50_ms, via.p99_ms - direct.p99_ms,
                  metric_of(s.port, "accrue_upstream_requests_total"), metric_of(s.port, "accrue_upstream_connections_total"));
+        /* Below the highest rate (the 32 connections' closed loop above): what accrue adds to each
+         * request when it keeps up, beside the upstream alone at the same rate. */
+        for (int f = 0; k == 0 && via_many.rate > 0 && f < 2; f++) {
+            double rate = (f ? 0.8 : 0.5) * via_many.rate;
+            result_t at = http_rate_row(runs[k][0], s.port, s.key, body, s.pid, rate);
+            result_t up_at = http_rate_row("upstream directly", up_port, NULL, body, -1, rate);
+            n = strlen(summary);
+            snprintf(summary + n, sizeof summary - n,
+                     "- at %.0f requests/s (%.0f%% of its highest rate), %s adds %.3f ms at p50 and %.3f ms at p99.\n",
+                     rate, f ? 80.0 : 50.0, runs[k][0], at.p50_ms - up_at.p50_ms, at.p99_ms - up_at.p99_ms);
+        }
         if (k == 0) {
             /* The gateway without an upstream: the free test model (no ledger), and a metered
              * built-in model (reserved, run, attributed, booked; no network). */
@@ -840,7 +895,8 @@ static void bench_openai(const char *bin) {
                 {"accrue alone, demo/orchard-ngram (metered built-in)",
                  "{\"model\":\"demo/orchard-ngram\",\"messages\":[{\"role\":\"user\",\"content\":\"plums\"}],"
                  "\"max_tokens\":8}"}};
-            for (size_t j = 0; j < 2; j++) http_rows(inl[j][0], s.port, "/v1/chat/completions", s.key, inl[j][1], s.pid, NULL);
+            for (size_t j = 0; j < 2; j++)
+                http_rows(inl[j][0], s.port, "/v1/chat/completions", s.key, inl[j][1], s.pid, NULL, NULL);
         }
         stop(s.pid);
     }
@@ -880,7 +936,7 @@ static void bench_openai(const char *bin) {
         }
         if (up_ok) {
             result_t lite;
-            http_rows("through LiteLLM proxy", lport, "/v1/chat/completions", LITELLM_KEY, body, lp, &lite);
+            http_rows("through LiteLLM proxy", lport, "/v1/chat/completions", LITELLM_KEY, body, lp, &lite, NULL);
             size_t n = strlen(summary);
             snprintf(summary + n, sizeof summary - n,
                      "- LiteLLM adds %.3f ms at p50 and %.3f ms at p99 at one connection.\n",
