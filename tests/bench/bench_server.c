@@ -22,6 +22,8 @@
  * each measurement's length (default 3), ACCRUE_BENCH_SESSIONS the idle sessions (default 10000),
  * ACCRUE_BENCH_ONLY=ws,idle,openai the sections to run; in ws, ACCRUE_BENCH_AGENTS=echo,caller,metered
  * (or metered-sync, metered-nosync) the accrue rows and ACCRUE_BENCH_CONNS=1,32,128 the connection counts.
+ * ACCRUE_BENCH_VS=OTHER_ACCRUE replaces the OpenAI section with this build against another, in
+ * turns (bench_openai_vs).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -953,6 +955,72 @@ static void bench_openai(const char *bin) {
     stop(up);
 }
 
+/* The median of n values (sorts them). */
+static double median(double *v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : 0;
+}
+
+/* ACCRUE_BENCH_VS=OTHER_ACCRUE: the OpenAI endpoint of this build beside another's, in turns. Both
+ * servers (booked with fsync, one worker each) stay up, and short loads take turns between the
+ * upstream alone and the two, round after round (ACCRUE_BENCH_ROUNDS, default 12), so the swings
+ * of a shared machine's load and of its disk fall on both alike; each row is the median over the
+ * rounds. A single run of the section above moves by more than the changes it is meant to show. */
+static void bench_openai_vs(const char *bin, const char *other) {
+    int client = ncpu - 1, server_last = ncpu > 1 ? ncpu - 2 : 0;
+    const char *rs = getenv("ACCRUE_BENCH_ROUNDS");
+    int rounds = rs && atoi(rs) > 0 ? atoi(rs) : 12;
+    printf("\n### OpenAI endpoint, this build against %s (medians of %d rounds of %.1f s each, in turns)\n\n",
+           other, rounds, seconds);
+    printf("| path | connections | requests | p50 | p99 | note |\n|---|---|---|---|---|---|\n");
+    pin(client, client);
+    int up_port;
+    pid_t up = spawn_lws('u', 0, server_last, &up_port);
+    const char *body = "{\"model\":\"bench/model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],"
+                       "\"max_tokens\":16}";
+    const char *bins[2] = {bin, other}, *names[3] = {"upstream directly", "this build, booked", "the other, booked"};
+    server_t s[2] = {{.pid = 0}, {.pid = 0}};
+    bool ok = true;
+    for (int b = 0; b < 2 && ok; b++) {
+        ok = start_accrue(bins[b], &s[b], 0, server_last, "1", NULL);
+        if (ok)
+            accrue_cli(bins[b], "model register bench/model --kind http --url http://127.0.0.1:%d/v1 --upstream bench "
+                                "--owner 0x%040d --price-per-call 1 --db %s",
+                       up_port, 0, s[b].db);
+    }
+    int conns[] = {1, 32};
+    double *v = calloc((size_t)rounds * 3 * 4, sizeof *v); /* [target][round][rate, p50, p99, cpu] */
+    for (size_t ci = 0; ok && v && ci < 2; ci++) {
+        for (int r = 0; r < rounds; r++)
+            for (int t = 0; t < 3; t++) {
+                load_t L = {.mode = M_HTTP, .port = t ? s[t - 1].port : up_port, .path = "/v1/chat/completions",
+                            .key = t ? s[t - 1].key : NULL, .http_body = body, .nconns = conns[ci],
+                            .cpu_pid = t ? s[t - 1].pid : -1};
+                result_t x = run_load(&L);
+                double *o = v + ((size_t)t * (size_t)rounds + (size_t)r) * 4;
+                o[0] = x.rate, o[1] = x.p50_ms, o[2] = x.p99_ms, o[3] = x.cpu_us;
+            }
+        double med[3][4], col[256];
+        for (int t = 0; t < 3; t++)
+            for (int k = 0; k < 4; k++) {
+                int n = 0;
+                for (int r = 0; r < rounds && n < 256; r++) col[n++] = v[((size_t)t * (size_t)rounds + (size_t)r) * 4 + (size_t)k];
+                med[t][k] = median(col, (size_t)n);
+            }
+        for (int t = 0; t < 3; t++) {
+            char note[128] = "";
+            if (t) snprintf(note, sizeof note, "gateway CPU %.1f µs/request; adds %.3f ms at p50, %.3f ms at p99", med[t][3],
+                            med[t][1] - med[0][1], med[t][2] - med[0][2]);
+            result_t x = {.rate = med[t][0], .p50_ms = med[t][1], .p99_ms = med[t][2]};
+            row(names[t], conns[ci], x, note);
+        }
+    }
+    if (!ok) printf("| accrue serve did not start | | | | | |\n");
+    free(v);
+    for (int b = 0; b < 2; b++) stop(s[b].pid);
+    stop(up);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: bench_server ACCRUE_BIN\n");
@@ -982,7 +1050,9 @@ int main(int argc, char **argv) {
     const char *only = getenv("ACCRUE_BENCH_ONLY"); /* "ws", "idle", "openai", comma-separated */
     if (!only || strstr(only, "ws")) bench_ws(argv[1]);
     if (!only || strstr(only, "idle")) bench_idle(argv[1], sessions);
-    if (!only || strstr(only, "openai")) bench_openai(argv[1]);
+    const char *vs = getenv("ACCRUE_BENCH_VS"); /* another build's accrue, for bench_openai_vs */
+    if ((!only || strstr(only, "openai")) && vs && *vs) bench_openai_vs(argv[1], vs);
+    else if (!only || strstr(only, "openai")) bench_openai(argv[1]);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", agent_dir);
     if (system(cmd) != 0) return 1;
