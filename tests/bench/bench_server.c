@@ -989,28 +989,33 @@ static void bench_openai_vs(const char *bin, const char *other) {
                        up_port, 0, s[b].db);
     }
     int conns[] = {1, 32};
-    double *v = calloc((size_t)rounds * 3 * 4, sizeof *v); /* [target][round][rate, p50, p99, cpu] */
+    double *v = calloc((size_t)rounds * 3 * 5, sizeof *v); /* [target][round][rate, p50, p99, cpu, batch] */
     for (size_t ci = 0; ok && v && ci < 2; ci++) {
         for (int r = 0; r < rounds; r++)
             for (int t = 0; t < 3; t++) {
                 load_t L = {.mode = M_HTTP, .port = t ? s[t - 1].port : up_port, .path = "/v1/chat/completions",
                             .key = t ? s[t - 1].key : NULL, .http_body = body, .nconns = conns[ci],
                             .cpu_pid = t ? s[t - 1].pid : -1};
+                double c0 = t ? metric_of(L.port, "accrue_ledger_commits_total") : 0;
+                double p0 = t ? metric_of(L.port, "accrue_ledger_postings_total") : 0;
                 result_t x = run_load(&L);
-                double *o = v + ((size_t)t * (size_t)rounds + (size_t)r) * 4;
-                o[0] = x.rate, o[1] = x.p50_ms, o[2] = x.p99_ms, o[3] = x.cpu_us;
+                double c1 = t ? metric_of(L.port, "accrue_ledger_commits_total") : 0;
+                double p1 = t ? metric_of(L.port, "accrue_ledger_postings_total") : 0;
+                double *o = v + ((size_t)t * (size_t)rounds + (size_t)r) * 5;
+                o[0] = x.rate, o[1] = x.p50_ms, o[2] = x.p99_ms, o[3] = x.cpu_us, o[4] = c1 > c0 ? (p1 - p0) / (c1 - c0) : 0;
             }
-        double med[3][4], col[256];
+        double med[3][5], col[256];
         for (int t = 0; t < 3; t++)
-            for (int k = 0; k < 4; k++) {
+            for (int k = 0; k < 5; k++) {
                 int n = 0;
-                for (int r = 0; r < rounds && n < 256; r++) col[n++] = v[((size_t)t * (size_t)rounds + (size_t)r) * 4 + (size_t)k];
+                for (int r = 0; r < rounds && n < 256; r++) col[n++] = v[((size_t)t * (size_t)rounds + (size_t)r) * 5 + (size_t)k];
                 med[t][k] = median(col, (size_t)n);
             }
         for (int t = 0; t < 3; t++) {
-            char note[128] = "";
-            if (t) snprintf(note, sizeof note, "gateway CPU %.1f µs/request; adds %.3f ms at p50, %.3f ms at p99", med[t][3],
-                            med[t][1] - med[0][1], med[t][2] - med[0][2]);
+            char note[160] = "";
+            if (t)
+                snprintf(note, sizeof note, "gateway CPU %.1f µs/request; %.1f postings a commit; adds %.3f ms at p50, %.3f ms at p99",
+                         med[t][3], med[t][4], med[t][1] - med[0][1], med[t][2] - med[0][2]);
             result_t x = {.rate = med[t][0], .p50_ms = med[t][1], .p99_ms = med[t][2]};
             row(names[t], conns[ci], x, note);
         }
