@@ -174,18 +174,6 @@ static int model_lookup(rt_metered_t *m, registry_t *reg, const char *name, cons
     return ACC_OK;
 }
 
-bool rt_metered_http_model_cached(rt_metered_t *m, const char *name) {
-    bool http = false;
-    pthread_mutex_lock(&m->mu);
-    for (model_entry_t *e = m->models; e; e = e->next)
-        if (strcmp(e->rm.name, name) == 0) {
-            http = e->rm.kind == REGISTRY_MODEL_HTTP;
-            break;
-        }
-    pthread_mutex_unlock(&m->mu);
-    return http;
-}
-
 static int dataset_lookup(rt_metered_t *m, registry_t *reg, const char *name, const dataset_entry_t **out,
                           acc_err *err) {
     pthread_mutex_lock(&m->mu);

@@ -141,10 +141,6 @@ typedef struct rt_metered_config {
 int rt_metered_open(const rt_metered_config_t *cfg, rt_metered_t **out, acc_err *err);
 /* Before factory_cache_clear and registry_spans_clear: this holds the loaded models it used. */
 void rt_metered_close(rt_metered_t *m);
-/* Whether name is a model served over HTTP that a call has looked up already. Its call's start
- * then needs the registry for nothing (models stay cached for the life of m): the server starts
- * such a call on its loop. Reads the cache only. */
-bool rt_metered_http_model_cached(rt_metered_t *m, const char *name);
 
 /* One receipt line per call (what `accrue run` prints after the reply, the server's usage frame). */
 typedef struct rt_receipt_line {

@@ -2,13 +2,10 @@
  * openai.c: the OpenAI-compatible endpoint: POST /v1/chat/completions and GET /v1/models.
  *
  * Any OpenAI client with an accrue API key calls any registered model here, metered and attributed
- * like an agent's call: a metered session is opened for the request (no sandbox, no agent; the
- * key's account pays) and the call made through runtime/metered.c, which reserves, runs the model
- * (a built-in one on a worker, an http one through upstream.c), attributes and books it. A call
- * starts on a worker, except one to an http model the meters have cached, which starts on the loop:
- * its start reads a store only for a payer the ledger has not seen yet or one short of funds (one
- * row, as a new API key costs rt_auth_key). An http call's end (attribution, the booking) is a
- * worker's. The response leaves only once the booking is durable. With "stream": true the answer goes out as
+ * like an agent's call: a worker opens a metered session for the request (no sandbox, no agent;
+ * the key's account pays) and makes the call through runtime/metered.c, which reserves, runs the
+ * model (a built-in one on that worker, an http one through upstream.c), attributes and books it.
+ * The response leaves only once the booking is durable. With "stream": true the answer goes out as
  * server-sent events: an http model's deltas as they arrive, a built-in model's answer in one
  * piece, then the finish chunk, the usage chunk when stream_options.include_usage is set, and
  * "data: [DONE]" once booked. test/... models are the built-in test provider's: answered at once
@@ -293,8 +290,6 @@ static void op_up_done(void *ud, rt_upcall *u) {
     op_submit(op);
 }
 
-static void op_start(chat_op *op, registry_t *reg);
-
 /* Worker: starts the call, or finishes its upstream part. */
 static void op_work(chat_op *op) {
     rt_server *srv = op->srv;
@@ -303,7 +298,7 @@ static void op_work(chat_op *op) {
     if (op->finished_upcall) {
         rt_upcall *u = op->finished_upcall;
         op->finished_upcall = NULL;
-        rt_session_set_registry(op->ms, reg); /* the start's may be another thread's */
+        rt_session_set_registry(op->ms, reg); /* the start's may be another worker's */
         rt_tl_owner = &op->owner;
         rt_upcall_finish(u); /* without a registry its attribution fails: the call is voided */
         rt_tl_owner = NULL;
@@ -314,14 +309,6 @@ static void op_work(chat_op *op) {
         rt_post(srv, &op->ev);
         return;
     }
-    op_start(op, reg);
-}
-
-/* Worker, or the loop (rt_openai_chat): starts the call with reg, the registry handle of the
- * thread it runs on. */
-static void op_start(chat_op *op, registry_t *reg) {
-    rt_server *srv = op->srv;
-    acc_err err = {0};
     rt_session_config_t cfg = {.reg = reg, .payer = op->account, .session = "", .poster = {.ud = op, .post = op_post}};
     if (rt_session_open(srv->metered, &cfg, &op->ms, &err) != ACC_OK) {
         snprintf(op->fail, sizeof op->fail, "%s", err.msg);
@@ -526,12 +513,7 @@ void rt_openai_chat(rt_req *r) {
     }
     r->op = op;
     r->op_gone = op_gone;
-    /* An http model already in the meters' cache starts here, on the loop: its start is a
-     * reservation in memory and the upstream request, and the worker's round trip would cost two
-     * thread wake-ups before the request leaves. Any other call (a first one, a built-in or lua
-     * model, which runs where it starts) starts on a worker. */
-    if (rt_metered_http_model_cached(srv->metered, op->model)) op_start(op, srv->reg);
-    else op_submit(op);
+    op_submit(op);
 }
 
 /* POST /v1/datanets/NAME:query {"text": "...", "limit": N}: the query a program makes, metered
