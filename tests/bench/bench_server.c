@@ -846,6 +846,17 @@ static result_t http_rate_row(const char *what, int port, const char *key, const
 
 #define LITELLM_KEY "sk-accrue-bench-4f1c2a9e7b3d5f60"
 
+/* The OpenAI section's call, to bench/model: an http model on the upstream at up_port, registered
+ * in db (price 1 a call) by register_bench_model. */
+static const char bench_model_body[] =
+    "{\"model\":\"bench/model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],\"max_tokens\":16}";
+
+static void register_bench_model(const char *bin, int up_port, const char *db) {
+    accrue_cli(bin, "model register bench/model --kind http --url http://127.0.0.1:%d/v1 --upstream bench "
+                    "--owner 0x%040d --price-per-call 1 --db %s",
+               up_port, 0, db);
+}
+
 static void bench_openai(const char *bin) {
     int client = ncpu - 1, server_last = ncpu > 1 ? ncpu - 2 : 0;
     printf("\n### OpenAI endpoint: added latency and CPU per request (gateways on CPU 0-%d with the upstream, "
@@ -855,8 +866,7 @@ static void bench_openai(const char *bin) {
     pin(client, client);
     int up_port;
     pid_t up = spawn_lws('u', 0, server_last, &up_port);
-    const char *body = "{\"model\":\"bench/model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],"
-                       "\"max_tokens\":16}";
+    const char *body = bench_model_body;
     result_t direct, via, via_many;
     char summary[2048] = "";
     http_rows("upstream directly", up_port, "/v1/chat/completions", NULL, body, -1, &direct, NULL);
@@ -867,9 +877,7 @@ static void bench_openai(const char *bin) {
     for (size_t k = 0; k < 2; k++) {
         server_t s;
         if (!start_accrue(bin, &s, 0, server_last, "1", runs[k][1])) continue;
-        accrue_cli(bin, "model register bench/model --kind http --url http://127.0.0.1:%d/v1 --upstream bench "
-                        "--owner 0x%040d --price-per-call 1 --db %s",
-                   up_port, 0, s.db);
+        register_bench_model(bin, up_port, s.db);
         http_rows(runs[k][0], s.port, "/v1/chat/completions", s.key, body, s.pid, &via, &via_many);
         size_t n = strlen(summary);
         snprintf(summary + n, sizeof summary - n,
@@ -976,17 +984,13 @@ static void bench_openai_vs(const char *bin, const char *other) {
     pin(client, client);
     int up_port;
     pid_t up = spawn_lws('u', 0, server_last, &up_port);
-    const char *body = "{\"model\":\"bench/model\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}],"
-                       "\"max_tokens\":16}";
+    const char *body = bench_model_body;
     const char *bins[2] = {bin, other}, *names[3] = {"upstream directly", "this build, booked", "the other, booked"};
     server_t s[2] = {{.pid = 0}, {.pid = 0}};
     bool ok = true;
     for (int b = 0; b < 2 && ok; b++) {
         ok = start_accrue(bins[b], &s[b], 0, server_last, "1", NULL);
-        if (ok)
-            accrue_cli(bins[b], "model register bench/model --kind http --url http://127.0.0.1:%d/v1 --upstream bench "
-                                "--owner 0x%040d --price-per-call 1 --db %s",
-                       up_port, 0, s[b].db);
+        if (ok) register_bench_model(bins[b], up_port, s[b].db);
     }
     int conns[] = {1, 32};
     double *v = calloc((size_t)rounds * 3 * 5, sizeof *v); /* [target][round][rate, p50, p99, cpu, batch] */
