@@ -260,6 +260,9 @@ static void tls_failed(ka_conn *c, const char *name, int rc) {
     ERR_clear_error();
 }
 
+/* The name c's TLS checks and reports: its request's host. */
+static const char *peer_name(const ka_conn *c) { return c->req ? c->req->name : "the upstream"; }
+
 /* c's TLS session, once its socket is connected. */
 static int tls_open(ka_conn *c, const char *name) {
     acc_err e = {0};
@@ -312,14 +315,14 @@ static int wire_flush(ka_conn *c) {
  * is waiting. */
 static int tls_progress(ka_conn *c) {
     rt_ka_req *k = c->req;
-    if (!c->ssl && tls_open(c, k ? k->name : "the upstream") < 0) return -1;
+    if (!c->ssl && tls_open(c, peer_name(c)) < 0) return -1;
     ERR_clear_error();
     if (!c->ready) {
         int rc = SSL_do_handshake(c->ssl);
         if (rc == 1) {
             c->ready = true;
         } else if (SSL_get_error(c->ssl, rc) != SSL_ERROR_WANT_READ) {
-            tls_failed(c, k ? k->name : "the upstream", rc);
+            tls_failed(c, peer_name(c), rc);
             wire_flush(c); /* the alert, if any */
             return -1;
         }
@@ -573,7 +576,7 @@ static int on_tls_rx(ka_conn *c, const char *in, size_t len) {
         }
         int e = SSL_get_error(c->ssl, n);
         if (e == SSL_ERROR_WANT_READ) break;
-        if (e != SSL_ERROR_ZERO_RETURN) tls_failed(c, c->req ? c->req->name : "the upstream", n);
+        if (e != SSL_ERROR_ZERO_RETURN) tls_failed(c, peer_name(c), n);
         return -1; /* closed (close_notify) or broken: the close decides */
     }
     return wire_flush(c);
