@@ -816,14 +816,19 @@ static void bench_idle(const char *bin, int n) {
 /* Latency of one connection's requests in a row, and the rate at 32 connections, with the CPU the
  * measured process spent per request. */
 static void http_rows(const char *what, int port, const char *path, const char *key, const char *body, pid_t gateway,
-                      result_t *one_out, result_t *many_out) {
+                      bool booked, result_t *one_out, result_t *many_out) {
     int conns[] = {1, 32};
     for (size_t i = 0; i < 2; i++) {
         load_t L = {.mode = M_HTTP, .port = port, .path = path, .key = key, .http_body = body, .nconns = conns[i],
                     .cpu_pid = gateway};
+        ledger_figures_t before = booked ? ledger_figures(port) : (ledger_figures_t){0};
         result_t r = run_load(&L);
-        char note[96] = "";
-        if (gateway > 0 && r.rate > 0) snprintf(note, sizeof note, "gateway CPU %.1f µs/request", r.cpu_us);
+        char note[256] = "";
+        int n = gateway > 0 && r.rate > 0 ? snprintf(note, sizeof note, "gateway CPU %.1f µs/request", r.cpu_us) : 0;
+        if (booked) {
+            ledger_figures_t f = ledger_figures_since(port, &before);
+            ledger_note(note + n, sizeof note - (size_t)n, &f);
+        }
         row(what, conns[i], r, note);
         if (i == 0 && one_out) *one_out = r;
         if (i == 1 && many_out) *many_out = r;
@@ -836,10 +841,15 @@ static result_t http_rate_row(const char *what, int port, const char *key, const
                               double rate) {
     load_t L = {.mode = M_HTTP, .port = port, .path = "/v1/chat/completions", .key = key, .http_body = body,
                 .nconns = 32, .cpu_pid = gateway, .rate = rate};
+    ledger_figures_t before = gateway > 0 ? ledger_figures(port) : (ledger_figures_t){0};
     result_t r = run_load(&L);
-    char note[128];
+    char note[320];
     int n = snprintf(note, sizeof note, "at %.0f requests/s, open loop", rate);
-    if (gateway > 0 && r.rate > 0) snprintf(note + n, sizeof note - (size_t)n, "; gateway CPU %.1f µs/request", r.cpu_us);
+    if (gateway > 0 && r.rate > 0) {
+        n += snprintf(note + n, sizeof note - (size_t)n, "; gateway CPU %.1f µs/request", r.cpu_us);
+        ledger_figures_t f = ledger_figures_since(port, &before);
+        ledger_note(note + n, sizeof note - (size_t)n, &f);
+    }
     row(what, 32, r, note);
     return r;
 }
@@ -869,7 +879,7 @@ static void bench_openai(const char *bin) {
     const char *body = bench_model_body;
     result_t direct, via, via_many;
     char summary[2048] = "";
-    http_rows("upstream directly", up_port, "/v1/chat/completions", NULL, body, -1, &direct, NULL);
+    http_rows("upstream directly", up_port, "/v1/chat/completions", NULL, body, -1, false, &direct, NULL);
     /* Every call through accrue is metered: reserved, booked and committed to the ledger before the
      * answer's last bytes go out; the second run commits without fsync. */
     const char *runs[][2] = {{"through accrue (metered, booked)", NULL},
@@ -878,7 +888,7 @@ static void bench_openai(const char *bin) {
         server_t s;
         if (!start_accrue(bin, &s, 0, server_last, "1", runs[k][1])) continue;
         register_bench_model(bin, up_port, s.db);
-        http_rows(runs[k][0], s.port, "/v1/chat/completions", s.key, body, s.pid, &via, &via_many);
+        http_rows(runs[k][0], s.port, "/v1/chat/completions", s.key, body, s.pid, true, &via, &via_many);
         size_t n = strlen(summary);
         snprintf(summary + n, sizeof summary - n,
                  "- %s adds %.3f ms at p50 and %.3f ms at p99 at one connection; %.0f upstream requests on %.0f "
@@ -887,7 +897,7 @@ static void bench_openai(const char *bin) {
                  metric_of(s.port, "accrue_upstream_requests_total"), metric_of(s.port, "accrue_upstream_connections_total"));
         /* Below the highest rate (the 32 connections' closed loop above): what accrue adds to each
          * request when it keeps up, beside the upstream alone at the same rate. */
-        for (int f = 0; k == 0 && via_many.rate > 0 && f < 2; f++) {
+        for (int f = 0; via_many.rate > 0 && f < 2; f++) {
             double rate = (f ? 0.8 : 0.5) * via_many.rate;
             result_t at = http_rate_row(runs[k][0], s.port, s.key, body, s.pid, rate);
             result_t up_at = http_rate_row("upstream directly", up_port, NULL, body, -1, rate);
@@ -906,7 +916,7 @@ static void bench_openai(const char *bin) {
                  "{\"model\":\"demo/orchard-ngram\",\"messages\":[{\"role\":\"user\",\"content\":\"plums\"}],"
                  "\"max_tokens\":8}"}};
             for (size_t j = 0; j < 2; j++)
-                http_rows(inl[j][0], s.port, "/v1/chat/completions", s.key, inl[j][1], s.pid, NULL, NULL);
+                http_rows(inl[j][0], s.port, "/v1/chat/completions", s.key, inl[j][1], s.pid, j == 1, NULL, NULL);
         }
         stop(s.pid);
     }
@@ -946,7 +956,7 @@ static void bench_openai(const char *bin) {
         }
         if (up_ok) {
             result_t lite;
-            http_rows("through LiteLLM proxy", lport, "/v1/chat/completions", LITELLM_KEY, body, lp, &lite, NULL);
+            http_rows("through LiteLLM proxy", lport, "/v1/chat/completions", LITELLM_KEY, body, lp, false, &lite, NULL);
             size_t n = strlen(summary);
             snprintf(summary + n, sizeof summary - n,
                      "- LiteLLM adds %.3f ms at p50 and %.3f ms at p99 at one connection.\n",
