@@ -22,7 +22,11 @@ from test_output_limit import balance, ledger_checks, register  # noqa: E402  (p
 
 import openai  # noqa: E402
 
-PAUSE = 0.4 * SCALE  # between the upstream's deltas: the client leaves well within one
+# The upstream's pacing, stretched for slow runs but not as far as the time scale goes (50 under
+# valgrind): four pauses must stay well inside the server's 60 s limit on an upstream call, or the
+# call ends by that limit before the client leaves.
+STRETCH = min(SCALE, 5)
+PAUSE = 0.4 * STRETCH  # between the upstream's deltas: the client leaves well within one
 MSGS = [{"role": "user", "content": "say a great deal"}]  # 4 words by our count
 
 
@@ -90,7 +94,7 @@ def test_openai_client_leaving_mid_stream_pays_for_the_deltas_it_got():
 
 
 def test_client_leaving_before_any_delta_pays_nothing():
-    up, _ = greedy_upstream(pause=PAUSE, first_pause=1.5 * SCALE)
+    up, _ = greedy_upstream(pause=PAUSE, first_pause=1.5 * STRETCH)
     try:
         with Server() as srv:
             register(srv, "greedy/talker", up.server_address[1], "greedy")
@@ -101,7 +105,7 @@ def test_client_leaving_before_any_delta_pays_nothing():
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + srv.key.encode() +
                       b"\r\nX-Request-Id: leave-early\r\nContent-Type: application/json\r\nContent-Length: " +
                       str(len(body)).encode() + b"\r\n\r\n" + body)
-            time.sleep(0.5 * SCALE)  # the upstream has answered its headers, no delta yet
+            time.sleep(0.5 * STRETCH)  # the upstream has answered its headers, no delta yet
             s.settimeout(0.01)
             try:
                 early = s.recv(65536)
@@ -109,7 +113,7 @@ def test_client_leaving_before_any_delta_pays_nothing():
                 early = b""
             eq(early, b"", "nothing reached the client")
             s.close()
-            time.sleep(1.5 * SCALE)  # past the upstream's first delta
+            time.sleep(1.5 * STRETCH)  # past the upstream's first delta
             evs = events(srv, "leave-early")
             check(all(e["state"] == "voided" and e["cost"] == 0 for e in evs), f"voided whole: {evs}")
             settled_balance(srv, b0, b0)
