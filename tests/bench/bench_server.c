@@ -13,7 +13,8 @@
  *     through accrue (an `http` model pointing at it, called on kept-alive connections: the summary
  *     says how many it opened): the latency accrue adds at p50 and p99 and
  *     its CPU per request, at one connection and at the highest rate (32 connections, each
- *     sending its next request at once), then at half and 80% of that rate (open loop, the
+ *     sending its next request at once), then at half and 80% of that rate (open loop on 128
+ *     connections, so that no request waits for a free one; the
  *     upstream alone beside it at the same rate); and the same through
  *     LiteLLM's proxy when ACCRUE_BENCH_LITELLM names its `litellm` executable
  *     (tools/bench_litellm.sh installs it in a venv of its own; never in CI).
@@ -835,12 +836,14 @@ static void http_rows(const char *what, int port, const char *path, const char *
     }
 }
 
-/* The same requests at a fixed rate on 32 connections (open loop: latency counts from when each
- * request was due). */
+/* The same requests at a fixed rate (open loop: latency counts from when each request was due), on
+ * enough connections that a request never waits for a free one (on 32, a rate near the closed
+ * loop's needs nearly all of them, and the row measures the connections, not the server). */
+#define OPEN_CONNS 128
 static result_t http_rate_row(const char *what, int port, const char *key, const char *body, pid_t gateway,
                               double rate) {
     load_t L = {.mode = M_HTTP, .port = port, .path = "/v1/chat/completions", .key = key, .http_body = body,
-                .nconns = 32, .cpu_pid = gateway, .rate = rate};
+                .nconns = OPEN_CONNS, .cpu_pid = gateway, .rate = rate};
     ledger_figures_t before = gateway > 0 ? ledger_figures(port) : (ledger_figures_t){0};
     result_t r = run_load(&L);
     char note[320];
@@ -850,7 +853,7 @@ static result_t http_rate_row(const char *what, int port, const char *key, const
         ledger_figures_t f = ledger_figures_since(port, &before);
         ledger_note(note + n, sizeof note - (size_t)n, &f);
     }
-    row(what, 32, r, note);
+    row(what, OPEN_CONNS, r, note);
     return r;
 }
 
