@@ -43,16 +43,27 @@ struct factory_model {
 int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, uint32_t max_tokens, factory_output *out,
                             acc_err *err);
 
-/* Where the punctuation glued to the word at pos ends (the first space after it, or the next word),
- * and where the punctuation glued before it starts (after the last space, or the previous word). */
-size_t factory_trailing_end(const factory_model *m, uint32_t pos);
-size_t factory_leading_start(const factory_model *m, uint32_t pos);
-
-/* The record text holding corpus position pos. */
-static inline const char *factory_text_at(const factory_model *m, uint32_t pos, uint32_t *rec) {
+/* The record holding corpus position pos (its separator after it included). hint, when not
+ * NULL, is the record of an earlier look-up (any value at first): a generated text mostly goes
+ * on in the record of its last word, and each look-up is otherwise a binary search over the
+ * records, a cache miss a step (0.3 us of a 16-word output in bench_meters). */
+static inline uint32_t factory_record_of(const factory_model *m, uint32_t pos, uint32_t *hint) {
+    if (hint && *hint < m->nrec && m->rec_first[*hint] <= pos && (*hint + 1 == m->nrec || pos < m->rec_first[*hint + 1]))
+        return *hint;
     uint32_t r = span_corpus_record_at(m->corpus, pos, NULL);
-    if (rec) *rec = r;
-    return m->text + m->rec_off[r];
+    if (hint) *hint = r;
+    return r;
+}
+
+/* Where the punctuation glued to the word at pos ends (the first space after it, or the next word),
+ * and where the punctuation glued before it starts (after the last space, or the previous word).
+ * hint: factory_record_of's. */
+size_t factory_trailing_end(const factory_model *m, uint32_t pos, uint32_t *hint);
+size_t factory_leading_start(const factory_model *m, uint32_t pos, uint32_t *hint);
+
+/* The record text holding corpus position pos (hint: factory_record_of's). */
+static inline const char *factory_text_at(const factory_model *m, uint32_t pos, uint32_t *hint) {
+    return m->text + m->rec_off[factory_record_of(m, pos, hint)];
 }
 
 #endif

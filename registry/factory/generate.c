@@ -182,9 +182,9 @@ static int choose(chooser *ch, cand *best) {
     return 0;
 }
 
-/* Appends text[a, b) of the record holding pos. */
-static void put_range(acc_buf *b, const factory_model *m, uint32_t pos, size_t from, size_t to) {
-    const char *t = factory_text_at(m, pos, NULL);
+/* Appends text[a, b) of the record holding pos (hint: factory_record_of's). */
+static void put_range(acc_buf *b, const factory_model *m, uint32_t pos, size_t from, size_t to, uint32_t *hint) {
+    const char *t = factory_text_at(m, pos, hint);
     if (to > from) acc_buf_append(b, t + from, to - from);
 }
 
@@ -215,7 +215,7 @@ int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, u
     ch.h = prompt->n;
     out->prompt_tokens = (uint32_t)prompt->n;
 
-    uint32_t prev = NONE;
+    uint32_t prev = NONE, rec = NONE; /* rec: the record of the last word written */
     out->finish = FACTORY_FINISH_LENGTH;
     while (out->completion_tokens < max_tokens) {
         cand best;
@@ -231,17 +231,17 @@ int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, u
         uint32_t p = best.pos;
         if (prev != NONE && span_corpus_token(m->corpus, prev + 1) == best.w) p = prev + 1; /* the record goes on */
         if (prev != NONE && p == prev + 1) {
-            put_range(&b, m, p, m->tend[prev], m->tend[p]);
+            put_range(&b, m, p, m->tend[prev], m->tend[p], &rec);
         } else {
-            if (prev != NONE) put_range(&b, m, prev, m->tend[prev], factory_trailing_end(m, prev));
+            if (prev != NONE) put_range(&b, m, prev, m->tend[prev], factory_trailing_end(m, prev, &rec), &rec);
             if (b.len) acc_buf_putc(&b, ' ');
-            put_range(&b, m, p, factory_leading_start(m, p), m->tend[p]);
+            put_range(&b, m, p, factory_leading_start(m, p, &rec), m->tend[p], &rec);
         }
         prev = p;
         hist[ch.h++] = best.w;
         out->completion_tokens++;
     }
-    if (!rc && prev != NONE) put_range(&b, m, prev, m->tend[prev], factory_trailing_end(m, prev));
+    if (!rc && prev != NONE) put_range(&b, m, prev, m->tend[prev], factory_trailing_end(m, prev, &rec), &rec);
     free(hist);
     free(ch.seen);
     if (!rc && acc_buf_failed(&b)) rc = acc_fail(err, ACC_ENOMEM, "model: out of memory");

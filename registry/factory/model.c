@@ -160,8 +160,8 @@ static bool sentence_break(const char *text, size_t a, size_t b) {
 
 static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 
-size_t factory_trailing_end(const factory_model *m, uint32_t pos) {
-    uint32_t r = span_corpus_record_at(m->corpus, pos, NULL);
+size_t factory_trailing_end(const factory_model *m, uint32_t pos, uint32_t *hint) {
+    uint32_t r = factory_record_of(m, pos, hint);
     const char *t = m->text + m->rec_off[r];
     size_t limit = span_corpus_token(m->corpus, pos + 1) == SPAN_SEP ? m->rec_off[r + 1] - m->rec_off[r] : m->tstart[pos + 1];
     size_t e = m->tend[pos];
@@ -169,9 +169,8 @@ size_t factory_trailing_end(const factory_model *m, uint32_t pos) {
     return e;
 }
 
-size_t factory_leading_start(const factory_model *m, uint32_t pos) {
-    uint32_t first;
-    uint32_t r = span_corpus_record_at(m->corpus, pos, &first);
+size_t factory_leading_start(const factory_model *m, uint32_t pos, uint32_t *hint) {
+    uint32_t r = factory_record_of(m, pos, hint), first = m->rec_first[r];
     const char *t = m->text + m->rec_off[r];
     size_t limit = pos == first ? 0 : m->tend[pos - 1];
     size_t s = m->tstart[pos];
@@ -291,8 +290,8 @@ static int index_sentences(factory_model *m, acc_err *err) {
                 .rec = (uint32_t)r,
                 .first = first + s0,
                 .n = i + 1 - s0,
-                .bstart = (uint32_t)factory_leading_start(m, first + s0),
-                .bend = (uint32_t)factory_trailing_end(m, first + i),
+                .bstart = (uint32_t)factory_leading_start(m, first + s0, NULL),
+                .bend = (uint32_t)factory_trailing_end(m, first + i, NULL),
             };
             s0 = i + 1;
         }
