@@ -302,6 +302,50 @@ static void corpus_against_brute_force(void) {
     }
 }
 
+/* span_corpus_find's one pass narrows the upper bound's search with what the lower one compared,
+ * common prefixes included: on texts of two or three words in long repeated runs (common
+ * prefixes of dozens of tokens), every range is checked against a scan of the text, and the
+ * ranks just outside it. */
+static void corpus_find_on_long_repeats(void) {
+    for (int trial = 0; trial < (test_slow_tool() ? 40 : 200); trial++) {
+        uint32_t vocab = 1 + below(3), nrec = 1 + below(6);
+        span_record_tokens recs[6];
+        uint32_t *w[6];
+        for (uint32_t r = 0; r < nrec; r++) {
+            uint32_t len = below(200), period = 1 + below(7);
+            w[r] = malloc((len + 1) * sizeof *w[r]);
+            for (uint32_t i = 0; i < len; i++)
+                w[r][i] = i >= period && below(20) ? w[r][i - period] : SPAN_FIRST_WORD + below(vocab);
+            recs[r] = (span_record_tokens){.record_id = r, .ids = w[r], .n = len};
+        }
+        span_corpus *c;
+        CHECK(span_corpus_build(recs, nrec, SPAN_FIRST_WORD + vocab, &c, NULL) == ACC_OK);
+        uint32_t len = span_corpus_length(c);
+        for (int qn = 0; qn < 50; qn++) {
+            uint32_t q[48], m = 1 + below(40), r = below(nrec);
+            for (uint32_t i = 0; i < m; i++) /* mostly a piece of a record, sometimes past its end */
+                q[i] = recs[r].n && i < recs[r].n ? w[r][(recs[r].n - 1 - below(recs[r].n) / 2 + i) % recs[r].n]
+                                                  : SPAN_FIRST_WORD + below(vocab);
+            if (below(3) == 0) q[below(m)] = SPAN_FIRST_WORD + below(vocab);
+            uint32_t lo, hi, occ = 0;
+            span_corpus_find(c, q, m, &lo, &hi);
+            for (uint32_t p = 0; p + m <= len; p++) {
+                uint32_t i = 0;
+                while (i < m && span_corpus_token(c, p + i) == q[i]) i++;
+                occ += i == m;
+            }
+            CHECK_MSG(hi - lo == occ, "trial %d query %d (m=%u): [%u, %u) for %u occurrences", trial, qn, m, lo, hi, occ);
+            for (uint32_t k = lo; k < hi; k++) {
+                uint32_t p = span_corpus_suffix(c, k), i = 0;
+                while (i < m && span_corpus_token(c, p + i) == q[i]) i++;
+                CHECK_MSG(i == m, "trial %d query %d: rank %u does not start with the query", trial, qn, k);
+            }
+        }
+        span_corpus_free(c);
+        for (uint32_t r = 0; r < nrec; r++) free(w[r]);
+    }
+}
+
 static void index_incremental_against_brute_force(void) {
     for (int trial = 0; trial < (test_slow_tool() ? 4 : 16); trial++) {
         brute b = {0};
@@ -763,6 +807,7 @@ int main(void) {
     RUN(tokenizer_ignores_light_edits);
     RUN(suffix_array_against_naive_sort);
     RUN(corpus_against_brute_force);
+    RUN(corpus_find_on_long_repeats);
     RUN(index_incremental_against_brute_force);
     RUN(index_saved_and_loaded);
     RUN(attribution_exact_copy);

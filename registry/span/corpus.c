@@ -201,11 +201,12 @@ static inline uint32_t lcp_at(const span_corpus *c, uint32_t pos, const uint32_t
 
 /* The first rank in [lo, hi) whose suffix is >= q[0..m) (upper = 0: a suffix that starts with q
  * counts as >=) or > q[0..m) (upper = 1: a suffix that starts with q counts as smaller), given
- * that every suffix in [lo, hi) agrees with q on its first `known` tokens. llcp and rlcp are the
- * common prefixes of q with the suffixes just outside the current range: every suffix between
- * them shares the smaller one with q, so a comparison starts there. */
-static uint32_t bound(const span_corpus *c, const uint32_t *q, uint32_t m, uint32_t lo, uint32_t hi, uint32_t known, int upper) {
-    uint32_t llcp = known, rlcp = known;
+ * that every suffix in [lo, hi) agrees with q on its first llcp tokens and its first rlcp tokens
+ * (the common prefixes of q with the suffixes just outside the range, or what the caller knows of
+ * the range): every suffix between two shares the smaller one with q, so a comparison starts
+ * there. */
+static uint32_t bound(const span_corpus *c, const uint32_t *q, uint32_t m, uint32_t lo, uint32_t hi, uint32_t llcp,
+                      uint32_t rlcp, int upper) {
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         uint32_t from = llcp < rlcp ? llcp : rlcp;
@@ -231,15 +232,33 @@ static uint32_t matchable(const uint32_t *q, size_t m) {
     return (uint32_t)m;
 }
 
+/* The lower bound of q's occurrences (bound with upper = 0) in one pass that also narrows where
+ * the upper bound is: each suffix it compares is either below q (below both bounds), or starts
+ * with q (below the upper one), or above q (above both), so the upper bound's search starts from
+ * the range and common prefixes the lower one left it instead of from [lower bound, b) again. */
 void span_corpus_find(const span_corpus *c, const uint32_t *q, size_t m, uint32_t *lo, uint32_t *hi) {
     uint32_t a, b, known;
     *lo = *hi = 0;
     if (matchable(q, m) < m || m == 0 || c->nsuf == 0) return; /* a separator occurs nowhere */
     first_range(c, q[0], &a, &b, &known);
     if (a == b) return;
-    uint32_t l = bound(c, q, (uint32_t)m, a, b, known, 0);
-    *lo = l;
-    *hi = bound(c, q, (uint32_t)m, l, b, known, 1);
+    uint32_t n = (uint32_t)m, llcp = known, rlcp = known;         /* the lower bound's search */
+    uint32_t ulo = a, uhi = b, ullcp = known, urlcp = known;      /* the upper bound's range */
+    while (a < b) {
+        uint32_t mid = a + (b - a) / 2;
+        uint32_t pos = c->sa[mid];
+        uint32_t d = lcp_at(c, pos, q, n, llcp < rlcp ? llcp : rlcp);
+        bool above = d < n && c->tok[pos + d] > q[d];
+        if (d == n || above) b = mid, rlcp = d; /* at or above the lower bound */
+        else a = mid + 1, llcp = d;
+        if (above) { /* above both */
+            if (mid < uhi) uhi = mid, urlcp = d;
+        } else if (mid + 1 > ulo) { /* below q, or starts with q: below the upper bound */
+            ulo = mid + 1, ullcp = d;
+        }
+    }
+    *lo = a;
+    *hi = bound(c, q, n, ulo, uhi, ullcp, urlcp, 1);
 }
 
 uint32_t span_corpus_longest_at(const span_corpus *c, const uint32_t *q, uint32_t m) {
@@ -247,7 +266,7 @@ uint32_t span_corpus_longest_at(const span_corpus *c, const uint32_t *q, uint32_
     if (m == 0 || c->nsuf == 0) return 0;
     first_range(c, q[0], &a, &b, &known);
     if (a == b) return 0;
-    uint32_t p = bound(c, q, m, a, b, known, 0);
+    uint32_t p = bound(c, q, m, a, b, known, known, 0);
     uint32_t best = 0;
     if (p > a) best = lcp_at(c, c->sa[p - 1], q, m, known);
     if (p < b) {
