@@ -50,7 +50,6 @@ struct meter_call {
     size_t nrecs, recs_cap;
     meter__evidence_t evidence; /* the event's */
     acc_buf text;  /* a failed call's error, or a cut one's (meter_model_outcome_t.cut_why) */
-    acc_buf bytes; /* the encoded event */
     meter_done_fn done;
     void *ud;
     /* From here on, filled as needed rather than zeroed (new_call): a call is allocated per
@@ -361,7 +360,6 @@ static void free_call(meter_call_t *c) {
     if (c->lines != c->inline_lines) free(c->lines), free(c->line_ev);
     if (c->recs != c->inline_recs) free(c->recs);
     acc_buf_free(&c->text);
-    acc_buf_free(&c->bytes);
     free(c);
 }
 
@@ -401,18 +399,23 @@ static int post(meter_call_t *c, ledger_state_t state, acc_err *err) {
     ACC_INVARIANT(rc || total == c->ev.cost, "lines add up to %" PRIu64 ", the cost is %" PRIu64, total, c->ev.cost);
     ACC_INVARIANT(rc || c->ev.cost <= c->reserved, "cost %" PRIu64 " above the reservation %" PRIu64, c->ev.cost,
                   c->reserved);
+    /* The encoded event lives only until the ledger has its copy (the posting's), not until the
+     * commit: its memory is reused warm by the next call instead of waiting with hundreds of
+     * others for their batch's commit. */
+    acc_buf bytes = ACC_BUF_INIT;
     if (!rc) {
         c->evidence.lines = c->line_ev;
         c->evidence.records = c->recs;
-        meter__event_encode(&c->ev, &c->evidence, &c->bytes);
-        if (acc_buf_failed(&c->bytes) || acc_buf_failed(&c->text)) rc = acc_fail(err, ACC_ENOMEM, "meter: out of memory");
+        meter__event_encode(&c->ev, &c->evidence, &bytes);
+        if (acc_buf_failed(&bytes) || acc_buf_failed(&c->text)) rc = acc_fail(err, ACC_ENOMEM, "meter: out of memory");
     }
     if (!rc) {
         ledger_posting_t p = {.id = c->id, .state = state, .code = meter__resource_code(c->resource), .hold = c->hold,
-                              .transfers = t, .ntransfers = nt, .event = c->bytes.data, .event_len = c->bytes.len};
+                              .transfers = t, .ntransfers = nt, .event = bytes.data, .event_len = bytes.len};
         c->hold = NULL; /* the posting owns it now, whatever happens */
         rc = ledger_submit(m->l, &p, on_posted, c, err);
     }
+    acc_buf_free(&bytes);
     if (t != tstack) free(t);
     if (rc) {
         if (c->hold) ledger_void(m->l, c->hold);
