@@ -29,6 +29,7 @@
 static const char stop_key[1];  /* table: limit -> preallocated error string */
 static const char agent_key[1]; /* the agent table the script returned */
 static const char turn_key[1];  /* the current turn's thread (a fixed slot: clearing it never allocates) */
+static const char spare_key[1]; /* a finished turn's thread kept for the next turn (fixed slot too) */
 static const char anchors_key[1]; /* the messages Lua may create where it has no protected call */
 
 /* Lua 5.4.4 makes these strings outside any protected call (lua_resume's resume_error, and
@@ -463,6 +464,8 @@ static int open_in_protected_mode(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, anchors_key);
     lua_pushboolean(L, 0); /* the turn slot exists from the start */
     lua_rawsetp(L, LUA_REGISTRYINDEX, turn_key);
+    lua_pushboolean(L, 0); /* the spare slot too */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, spare_key);
     sbx_open_stdlib(L);
     sbx_open_api(L);
     return 0;
@@ -623,10 +626,27 @@ static int turn_body(lua_State *T) {
     return message_k(T, LUA_OK, 0);
 }
 
+/* A message turn runs in the thread of the last turn when that one returned normally (nothing left
+ * on it: no frames, no pending __close, no upvalues open) and the agent never held it
+ * (coroutine.running): a new thread a turn, its stack's allocation and the page faults after each
+ * turn's purge, were a tenth of an echo agent's turn in the server. Anything else gets a new one. */
+static lua_State *turn_thread_for(lua_State *L, sandbox_t *sb, bool load) {
+    if (!load && sb->spare_thread && lua_rawgetp(L, LUA_REGISTRYINDEX, spare_key) == LUA_TTHREAD) {
+        lua_State *T = lua_tothread(L, -1);
+        if (lua_status(T) == LUA_OK && lua_gettop(T) == 0) {
+            lua_sethook(T, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L)); /* as lua_newthread */
+            return T;
+        }
+    }
+    lua_settop(L, 2);
+    return lua_newthread(L);
+}
+
 static int prepare_turn(lua_State *L) {
     sandbox_t *sb = lua_touserdata(L, 1);
     const turn_spec_t *spec = lua_touserdata(L, 2);
-    lua_State *T = lua_newthread(L);
+    lua_State *T = turn_thread_for(L, sb, spec != NULL);
+    sb->turn_thread_seen = false;
     lua_pushcfunction(T, turn_body);
     if (spec) {
         int status = sbx_load_chunk(T, spec->src, spec->len, 0, spec->chunkname);
@@ -736,7 +756,16 @@ static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
     pthread_mutex_lock(&sb->call_lock);
     sb->call_pending = false; /* an answer arriving after the turn is dropped */
     pthread_mutex_unlock(&sb->call_lock);
-    lua_pushboolean(sb->L, 0); /* an existing key: no allocation, nothing to fail */
+    /* Kept for the next turn when it returned normally (sandbox_run cleared its stack) and the
+     * agent never had it; the spare slot is dropped otherwise. Existing keys: no allocation. */
+    lua_State *T = sb->turn_thread;
+    sb->spare_thread = status == SANDBOX_DONE && !sb->turn_thread_seen && lua_status(T) == LUA_OK &&
+                       lua_gettop(T) == 0 && !lua_getstack(T, 0, &(lua_Debug){0});
+    lua_settop(sb->L, 0);
+    if (sb->spare_thread) lua_pushthread(T), lua_xmove(T, sb->L, 1);
+    else lua_pushboolean(sb->L, 0);
+    lua_rawsetp(sb->L, LUA_REGISTRYINDEX, spare_key);
+    lua_pushboolean(sb->L, 0);
     lua_rawsetp(sb->L, LUA_REGISTRYINDEX, turn_key);
     lua_settop(sb->L, 0);
     sb->turn_thread = NULL;

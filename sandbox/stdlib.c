@@ -230,6 +230,7 @@ static int co_isyieldable(lua_State *L) {
 static int co_running(lua_State *L) {
     sandbox_t *sb = sbx_from_state(L);
     int ismain = lua_pushthread(L);
+    if (L == sb->turn_thread) sb->turn_thread_seen = true; /* the agent may keep it: never reused */
     lua_pushboolean(L, ismain || L == sb->turn_thread);
     return 2;
 }

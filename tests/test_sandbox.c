@@ -237,6 +237,45 @@ static void test_sandbox_usable_after_a_limit(void) {
     sandbox_close(sb);
 }
 
+/* A turn runs in the last turn's thread when that one returned cleanly and the agent never held it
+ * (sandbox.c, turn_thread_for). Nothing of that shows: a thread the agent kept is dead in the next
+ * turn, a turn after an error or a pending __close runs as before, and the same work counts the same
+ * instructions in a reused thread as in a new one. */
+static void test_turn_threads_are_reused_unseen(void) {
+    fake_host_t h = {0};
+    sandbox_limits_t l = tight();
+    sandbox_t *sb = open_with(&l, &h);
+    CHECK(load(sb, "local kept\n"
+                   "return {on_message = function(s, t)\n"
+                   "  if t == 'keep' then kept = coroutine.running() return 'kept' end\n"
+                   "  if t == 'status' then return kept and coroutine.status(kept) or 'none' end\n"
+                   "  if t == 'fail' then error('boom') end\n"
+                   "  if t == 'close' then local c <close> = setmetatable({}, {__close = function() end}) end\n"
+                   "  local n = 0 for i = 1, 20017 do n = n + i end return tostring(n) end}") == SANDBOX_DONE);
+    uint64_t counts[6];
+    const char *before[6] = {"work", "work", "fail", "work", "close", "work"};
+    for (int i = 0; i < 6; i++) {
+        sandbox_status_t st = message(sb, before[i]);
+        if (strcmp(before[i], "fail") == 0) {
+            CHECK(st == SANDBOX_FAILED);
+            CHECK(message(sb, "work") == SANDBOX_DONE); /* after an error: a new thread */
+        } else {
+            CHECK_MSG(st == SANDBOX_DONE, "turn %s: %s", before[i], sandbox_errmsg(sb));
+        }
+        sandbox_stats_t s;
+        sandbox_stats(sb, &s);
+        counts[i] = s.instructions;
+    }
+    CHECK(counts[0] > 0 && counts[0] == counts[1] && counts[1] == counts[2] && counts[2] == counts[3] &&
+          counts[3] == counts[5]);
+    CHECK(message(sb, "keep") == SANDBOX_DONE);
+    CHECK(message(sb, "status") == SANDBOX_DONE);
+    CHECK_STREQ(reply(sb), "dead");
+    CHECK(message(sb, "status") == SANDBOX_DONE);
+    CHECK_STREQ(reply(sb), "dead");
+    sandbox_close(sb);
+}
+
 static void test_host_call_answered_later(void) {
     fake_host_t h = {.answer_later = 1};
     sandbox_limits_t l = tight();
@@ -1073,6 +1112,7 @@ int main(void) {
     RUN(test_memory_limit_is_exact_and_uncatchable);
     RUN(test_output_limit);
     RUN(test_sandbox_usable_after_a_limit);
+    RUN(test_turn_threads_are_reused_unseen);
     RUN(test_host_call_answered_later);
     RUN(test_answers_decode_alike_whatever_their_shapes);
     RUN(test_answer_arrays_refuse_a_poisoned_metatable);
