@@ -133,6 +133,7 @@ const runtime_sources = [_][]const u8{
     "runtime/server/openapi.c",
     "runtime/server/openai.c",
     "runtime/server/session.c",
+    "runtime/server/framelog.c",
     "runtime/server/wsconn.c",
     "runtime/server/upstream.c",
     "runtime/server/settle.c",

@@ -28,6 +28,7 @@
 #define LOG_FRAMES 512
 #define LOG_BYTES (1u << 20)
 #define UNSENT_COALESCE 32
+#define FRAME_SCRATCH_KEEP (64u << 10)
 #define UNSENT_MAX_BYTES (16u << 20)
 #define DETACHED_TTL_NS (120ull * 1000000000ull)
 
@@ -38,16 +39,15 @@ static void cancel_current(rt_sess *s);
 
 /* ---- frames ------------------------------------------------------------------------------------ */
 
+/* The session's scratch frame, begun. Frames are built one at a time: a begin while one is open
+ * would be a caller's bug, and gets NULL (the frame is lost) rather than a frame spoilt. */
 rt_frame *rt_frame_begin(rt_sess *s, const char *type) {
-    rt_frame *f = calloc(1, sizeof *f);
-    if (!f) return NULL;
-    char *p = acc_buf_reserve(&f->b, LWS_PRE);
-    if (!p) {
-        free(f);
-        return NULL;
-    }
-    memset(p, 0, LWS_PRE);
-    acc_buf_commit(&f->b, LWS_PRE);
+    rt_frame *f = &s->frame;
+    if (f->open) return NULL;
+    acc_buf_reset(&f->b);
+    f->open = true;
+    f->is_delta = false;
+    f->run = 0;
     f->seq = ++s->seq;
     /* puts, not printf: a frame is built on every message, and printf costs more than the rest */
     acc_buf_puts(&f->b, "{\"type\":\"");
@@ -64,47 +64,24 @@ static void put_run(acc_buf *b, uint64_t run_no) {
     acc_buf_putc(b, '"');
 }
 
-void rt_log_trim(rt_sess *s) {
-    while (s->log_head && s->log_head != s->unsent &&
-           (s->log_frames - s->unsent_frames > LOG_FRAMES || s->log_bytes - s->unsent_bytes > LOG_BYTES)) {
-        rt_frame *f = s->log_head;
-        s->log_head = f->next;
-        if (!s->log_head) s->log_tail = NULL;
-        s->log_frames--;
-        s->log_bytes -= f->b.len;
-        acc_buf_free(&f->b);
-        free(f);
-    }
-}
+void rt_log_trim(rt_sess *s) { rt_flog_trim(&s->log, LOG_FRAMES, LOG_BYTES); }
 
 /* Closes the frame's JSON object, appends it to the log unwritten, and asks for a write unless
  * write_now is false (the frame then waits for company, or for a timer). */
 static void frame_append(rt_sess *s, rt_frame *f, bool write_now) {
     acc_buf_putc(&f->b, '}');
-    if (acc_buf_failed(&f->b)) { /* out of memory: the frame is lost, its seq too */
-        acc_buf_free(&f->b);
-        free(f);
-        return;
-    }
-    if (s->log_tail) s->log_tail->next = f;
-    else s->log_head = f;
-    s->log_tail = f;
-    if (!s->unsent) s->unsent = f;
-    s->log_frames++;
-    s->log_bytes += f->b.len;
-    s->unsent_frames++;
-    s->unsent_bytes += f->b.len;
+    f->open = false;
+    rt_flog *l = &s->log;
+    bool ok = !acc_buf_failed(&f->b) && rt_flog_append(l, f->seq, f->run, f->is_delta, f->b.data, f->b.len);
+    if (f->b.cap > FRAME_SCRATCH_KEEP) acc_buf_free(&f->b); /* a big frame's room is not kept */
+    if (!ok) return;                                        /* out of memory: the frame is lost, its seq too */
     atomic_fetch_add(&s->srv->m.ws_frames_out, 1);
     if (s->conn) {
-        if (s->unsent_bytes > UNSENT_MAX_BYTES) rt_ws_close(s->conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "client reads too slowly");
+        if (l->unsent_bytes > UNSENT_MAX_BYTES) rt_ws_close(s->conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "client reads too slowly");
         else if (write_now) rt_ws_request_write(s->conn);
-    } else if (s->unsent_bytes > UNSENT_MAX_BYTES) {
+    } else if (l->unsent_bytes > UNSENT_MAX_BYTES) {
         /* Detached and far behind: the oldest unwritten frames go (a resume reports the gap). */
-        while (s->unsent && s->unsent_bytes > UNSENT_MAX_BYTES / 2 && s->unsent != s->log_tail) {
-            s->unsent_frames--;
-            s->unsent_bytes -= s->unsent->b.len;
-            s->unsent = s->unsent->next;
-        }
+        while (l->unsent_bytes > UNSENT_MAX_BYTES / 2 && l->unsent != l->last) rt_flog_take_unsent(l);
     }
     rt_log_trim(s);
 }
@@ -116,14 +93,17 @@ void rt_frame_end(rt_sess *s, rt_frame *f) { frame_append(s, f, true); }
 static void emit_delta(rt_sess *s, const char *text, size_t len) {
     if (!len) return;
     acc_buf_append(&s->answer, text, len);
-    rt_frame *last = s->log_tail;
-    if (last && last->is_delta && last->run == s->run_no && s->unsent && s->unsent_frames >= UNSENT_COALESCE) {
-        size_t before = last->b.len;
-        last->b.len -= 2; /* reopen the string: the frame ends with "} */
-        rt_json_escape(&last->b, text, len);
-        acc_buf_append(&last->b, "\"}", 2);
-        s->log_bytes += last->b.len - before;
-        s->unsent_bytes += last->b.len - before;
+    rt_flog *l = &s->log;
+    rt_flog_rec *last = l->frames ? rt_flog_at(l, l->last) : NULL;
+    if (last && last->is_delta && last->run == s->run_no && rt_flog_has_unsent(l) &&
+        l->unsent_frames >= UNSENT_COALESCE && !s->frame.open) {
+        acc_buf *more = &s->frame.b; /* the scratch frame's room, free between frames */
+        acc_buf_reset(more);
+        rt_json_escape(more, text, len);
+        acc_buf_append(more, "\"}", 2);
+        /* reopen the string (the frame ends with "}) and close it again after the text */
+        if (!acc_buf_failed(more)) rt_flog_extend_last(l, 2, more->data, more->len);
+        if (more->cap > FRAME_SCRATCH_KEEP) acc_buf_free(more);
         return;
     }
     rt_frame *f = rt_frame_begin(s, "delta");
@@ -202,7 +182,7 @@ static void on_answer(void *ud, rt_answer_t *a) {
 static void on_up_start(void *ud, rt_upcall *u) {
     rt_sess *s = ud;
     s->upcall = u;
-    if (s->conn && s->unsent) rt_ws_request_write(s->conn); /* a held run.started (start_run) */
+    if (s->conn && rt_flog_has_unsent(&s->log)) rt_ws_request_write(s->conn); /* a held run.started (start_run) */
     if (s->run_cancelled || s->closing) rt_upcall_cancel(u, s->closing ? "the session closed" : "the turn was cancelled");
 }
 
@@ -848,7 +828,7 @@ static void session_event(rt_server *srv, rt_event *ev) {
     unsigned mail = s->mail;
     s->mail &= ~(unsigned)(MAIL_END | MAIL_WAIT | MAIL_ANSWER | MAIL_FLUSH);
     pthread_mutex_unlock(&s->mu);
-    if ((mail & MAIL_FLUSH) && s->conn && s->unsent) rt_ws_request_write(s->conn); /* run.started */
+    if ((mail & MAIL_FLUSH) && s->conn && rt_flog_has_unsent(&s->log)) rt_ws_request_write(s->conn); /* run.started */
 
     if (mail & MAIL_DELTA) flush_deltas(s, false);
     if (mail & MAIL_CALLS) flush_calls(s);
@@ -918,12 +898,8 @@ rt_sess *rt_sess_new(rt_ws *c, const char *agent_ref, uint64_t budget, const cha
 }
 
 static void free_frames(rt_sess *s) {
-    for (rt_frame *f = s->log_head, *n; f; f = n) {
-        n = f->next;
-        acc_buf_free(&f->b);
-        free(f);
-    }
-    s->log_head = s->log_tail = s->unsent = NULL;
+    rt_flog_free(&s->log);
+    acc_buf_free(&s->frame.b);
     for (rt_queued *m = s->q_head, *n; m; m = n) {
         n = m->next;
         free(m->reply_to);
@@ -995,16 +971,17 @@ void rt_sess_attach(rt_sess *s, rt_ws *c) {
     s->conn = c;
     s->detached_ns = 0;
     c->s = s;
-    if (s->unsent) rt_ws_request_write(c);
+    if (rt_flog_has_unsent(&s->log)) rt_ws_request_write(c);
 }
 
 /* The session leaves its connection: what the connection has not written yet goes with it. */
 void rt_sess_detach(rt_sess *s) {
     rt_ws *c = s->conn;
     if (!c) return;
-    for (rt_frame *f = s->unsent; f; f = f->next) rt_ws_loose(c, f->b.data + LWS_PRE, f->b.len - LWS_PRE);
-    s->unsent = NULL;
-    s->unsent_frames = s->unsent_bytes = 0;
+    while (rt_flog_has_unsent(&s->log)) {
+        const rt_flog_rec *r = rt_flog_take_unsent(&s->log);
+        rt_ws_loose(c, rt_flog_json(r), r->len);
+    }
     c->s = NULL;
     s->conn = NULL;
     rt_ws_request_write(c);
@@ -1038,7 +1015,7 @@ void rt_sessions_tick(rt_server *srv) {
     rt_map_entry *e;
     for (size_t i = 0; n < 64 && rt_map_next(&srv->sessions, &i, &e);) {
         rt_sess *s = e->value;
-        if (s->conn && s->unsent) rt_ws_request_write(s->conn); /* a run.started still held (start_run) */
+        if (s->conn && rt_flog_has_unsent(&s->log)) rt_ws_request_write(s->conn); /* a run.started still held (start_run) */
         if (!s->conn && s->detached_ns && now - s->detached_ns > DETACHED_TTL_NS && s->phase == PH_IDLE && !s->q_head)
             expired[n++] = s;
     }

@@ -39,13 +39,46 @@ enum rt_job_kind { JOB_LOAD, JOB_MESSAGE, JOB_RUN, JOB_CLOSE };
  * waits (a held run.started): the turn used up a time slice, or a lua model's call is to run. */
 enum rt_mail { MAIL_DELTA = 1, MAIL_END = 2, MAIL_WAIT = 4, MAIL_ANSWER = 8, MAIL_CALLS = 16, MAIL_FLUSH = 32 };
 
+/* A host frame being built (rt_frame_begin .. rt_frame_end): the session's one scratch frame, its
+ * JSON then copied into the log. */
 typedef struct rt_frame {
-    struct rt_frame *next;
     uint64_t seq;
     uint64_t run; /* deltas: the run they belong to (merging) */
     bool is_delta;
-    acc_buf b; /* LWS_PRE bytes of headroom, then the JSON text */
+    bool open;
+    acc_buf b; /* the JSON text */
 } rt_frame;
+
+/* The log of a session's frames (framelog.c): records in one buffer, offsets into it. */
+typedef struct rt_flog_rec {
+    uint64_t seq;
+    uint64_t run;  /* deltas: the run they belong to */
+    uint32_t len;  /* of the JSON text that follows the header */
+    bool is_delta; /* an unwritten delta more text may be merged into */
+} rt_flog_rec;
+
+typedef struct rt_flog {
+    char *buf;
+    size_t cap;
+    size_t head, unsent, tail; /* kept: [head, tail); not yet written: [unsent, tail) */
+    size_t last;               /* the newest record (when frames > 0) */
+    size_t frames, bytes;      /* kept (bytes: the records' sizes) */
+    size_t unsent_frames, unsent_bytes;
+} rt_flog;
+
+bool rt_flog_append(rt_flog *l, uint64_t seq, uint64_t run, bool is_delta, const char *json, size_t len);
+/* The newest record's JSON loses its last cut bytes and gains more[0..n). false: out of memory. */
+bool rt_flog_extend_last(rt_flog *l, size_t cut, const char *more, size_t n);
+/* Drops the oldest written records while more than max_frames or max_bytes of them are kept. */
+void rt_flog_trim(rt_flog *l, size_t max_frames, size_t max_bytes);
+void rt_flog_free(rt_flog *l);
+rt_flog_rec *rt_flog_at(const rt_flog *l, size_t off); /* valid until the next append */
+size_t rt_flog_next(const rt_flog *l, size_t off);
+size_t rt_flog_cost(const rt_flog_rec *r);
+static inline const char *rt_flog_json(const rt_flog_rec *r) { return (const char *)(r + 1); }
+static inline bool rt_flog_has_unsent(const rt_flog *l) { return l->unsent != l->tail; }
+/* The oldest unwritten record, now counted as written (the caller writes it, or lets it go). */
+rt_flog_rec *rt_flog_take_unsent(rt_flog *l);
 
 typedef struct rt_queued {
     struct rt_queued *next;
@@ -67,8 +100,8 @@ struct rt_sess {
     bool loading;     /* the current job loads the agent */
     bool closing;     /* free once nothing is in flight */
     bool counted;     /* counts toward its key's live sessions */
-    rt_frame *log_head, *log_tail, *unsent;
-    size_t log_frames, log_bytes, unsent_frames, unsent_bytes;
+    rt_flog log;
+    rt_frame frame; /* the frame being built */
     uint64_t seq;
     rt_queued *q_head, *q_tail;
     unsigned q_len;

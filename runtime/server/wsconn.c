@@ -186,7 +186,8 @@ static void handle_resume(rt_ws *c, json_t *msg, char *reply_to) {
         return;
     }
     uint64_t want = last ? (uint64_t)json_integer_value(last) + 1 : 1;
-    uint64_t oldest = s->log_head ? s->log_head->seq : s->seq + 1;
+    rt_flog *l = &s->log;
+    uint64_t oldest = l->frames ? rt_flog_at(l, l->head)->seq : s->seq + 1;
     if (want > s->seq + 1) {
         rt_ws_error(c, reply_to, "bad_request", "last_seq is ahead of the session");
         return;
@@ -207,13 +208,13 @@ static void handle_resume(rt_ws *c, json_t *msg, char *reply_to) {
         rt_ws_close(old, LWS_CLOSE_STATUS_NORMAL, "session resumed elsewhere");
     }
     /* Everything after last_seq is written again, from the log. */
-    rt_frame *f = s->log_head;
-    while (f && f->seq < want) f = f->next;
+    size_t from = l->head;
+    while (from != l->tail && rt_flog_at(l, from)->seq < want) from = rt_flog_next(l, from);
     size_t frames = 0, bytes = 0;
-    for (rt_frame *g = f; g; g = g->next) frames++, bytes += g->b.len;
-    s->unsent = f;
-    s->unsent_frames = frames;
-    s->unsent_bytes = bytes;
+    for (size_t o = from; o != l->tail; o = rt_flog_next(l, o)) frames++, bytes += rt_flog_cost(rt_flog_at(l, o));
+    l->unsent = from;
+    l->unsent_frames = frames;
+    l->unsent_bytes = bytes;
     /* session.resumed goes first, outside the log (seq 0), then the frames replayed. */
     acc_buf b = ACC_BUF_INIT;
     acc_buf_puts(&b, "{\"type\":\"session.resumed\",\"seq\":0,\"session\":");
@@ -345,15 +346,11 @@ static int ws_send(rt_ws *c) {
         c->loose_sent = 0;
     }
     rt_sess *s = c->s;
-    while (s && s->unsent && out->len < WRITE_BATCH_BYTES) {
-        rt_frame *f = s->unsent;
-        batch_frame(out, f->b.data + LWS_PRE, f->b.len - LWS_PRE);
-        s->unsent = f->next;
-        s->unsent_frames--;
-        s->unsent_bytes -= f->b.len;
-        f->is_delta = false; /* handed over: no more merging into it */
+    while (s && rt_flog_has_unsent(&s->log) && out->len < WRITE_BATCH_BYTES) {
+        const rt_flog_rec *r = rt_flog_take_unsent(&s->log);
+        batch_frame(out, rt_flog_json(r), r->len);
     }
-    bool last = c->closing && c->loose_sent == c->loose.len && (!s || !s->unsent);
+    bool last = c->closing && c->loose_sent == c->loose.len && (!s || !rt_flog_has_unsent(&s->log));
     if (last) batch_close(out, c->close_code, c->close_reason);
     if (acc_buf_failed(out)) return -1;
     size_t n = out->len - LWS_PRE;
@@ -362,7 +359,7 @@ static int ws_send(rt_ws *c) {
     if (w < (int)n) return -1;
     if (s) rt_log_trim(s);
     if (last) return SENT_CLOSE;
-    return (s && s->unsent) || c->loose_sent < c->loose.len ? SENT_MORE : SENT_ALL;
+    return (s && rt_flog_has_unsent(&s->log)) || c->loose_sent < c->loose.len ? SENT_MORE : SENT_ALL;
 }
 
 void rt_ws_flush(rt_server *srv) {

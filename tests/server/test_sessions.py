@@ -232,6 +232,51 @@ def test_resume_errors():
         asyncio.run(t(srv))
 
 
+def test_resume_after_the_log_wrapped():
+    """The log keeps a session's last 512 written frames (in one buffer that is reused as it fills):
+    a resume within them replays exactly the frames missed; one from before them is refused with
+    resume_gap, naming the last_seq that accepts the gap."""
+    kept = 512
+
+    async def resume(ws, sid, last):
+        await ws.send(json.dumps({"type": "session.resume", "id": "r", "session": sid, "last_seq": last}))
+        return await recv(ws)
+
+    async def t(srv):
+        sent = {}
+        async with srv.connect() as ws:
+            ready = await start_session(ws, "echo")
+            sid = ready["session"]
+            sent[ready["seq"]] = ready
+            for i in range(300):  # 4 frames a run: the log wraps more than twice
+                for f in await ask(ws, f"message {i} " + "x" * (i % 97), f"m{i}"):
+                    sent[f["seq"]] = f
+        last = max(sent)
+        eq(sorted(sent), list(range(1, last + 1)), "every seq once")
+        check(last > 2 * kept, f"{last} frames")
+        async with srv.connect() as ws:
+            f = await resume(ws, sid, last - kept - 1)
+            eq((f["type"], f["code"]), ("error", "resume_gap"), "before the window")
+            eq(f["message"], f"frames {last - kept} to {last - kept} are no longer kept; resume with last_seq "
+                             f"{last - kept} to accept the gap", "the gap named")
+            for back in (10, kept):
+                async with srv.connect() as ws2:
+                    f = await resume(ws2, sid, last - back)
+                    eq((f["type"], f["replayed"], f["last_seq"]), ("session.resumed", back, last), "resumed")
+                    replayed = [await recv(ws2) for _ in range(back)]
+                    eq(replayed, [sent[q] for q in range(last - back + 1, last + 1)], "exactly the frames missed")
+                    frames = await ask(ws2, "after", "m-after")
+                    eq(frames[0]["seq"], last + 1, "seq goes on")
+                    eq(frames[-3]["content"], "after", "the session goes on")
+                    for g in frames:
+                        sent[g["seq"]] = g
+                    last = max(sent)
+            f = await resume(ws, sid, last)
+            eq((f["type"], f["replayed"]), ("session.resumed", 0), "nothing missed")
+    with server("--messages-per-second", "0") as srv:
+        asyncio.run(t(srv))
+
+
 def test_resume_takes_over_a_live_connection():
     async def t(srv):
         async with srv.connect() as ws1:
@@ -494,6 +539,7 @@ if __name__ == "__main__":
         test_agent_errors_and_limits,
         test_disconnect_mid_turn_then_resume,
         test_resume_errors,
+        test_resume_after_the_log_wrapped,
         test_resume_takes_over_a_live_connection,
         test_auth,
         test_bad_frames,
