@@ -49,6 +49,15 @@ AGENTS = {
         session.send("bad\\xFF byte ")  -- an invalid byte: U+FFFD
         return "ok"
     end }''',
+    # n parts, a little CPU apart (many loop passes): text=n.
+    "chatty": '''return { on_message = function(session, text)
+        for i = 1, tonumber(text) do
+            local t = os.clock()
+            while os.clock() - t < 0.0002 do end
+            session.send("p" .. i .. " ")
+        end
+        return "said"
+    end }''',
     "counter": '''local n = 0
     return { on_message = function(session, text) n = n + 1 return tostring(n) end }''',
 }
@@ -274,6 +283,33 @@ def test_resume_after_the_log_wrapped():
             f = await resume(ws, sid, last)
             eq((f["type"], f["replayed"]), ("session.resumed", 0), "nothing missed")
     with server("--messages-per-second", "0") as srv:
+        asyncio.run(t(srv))
+
+
+def test_deltas_merged_while_detached_replay_whole():
+    """A run streaming while its client is away: once 32 frames wait unwritten, more text is merged
+    into the last waiting delta (in place, in the log's buffer). The resume replays every part, once,
+    in order, in far fewer frames than parts."""
+    parts = 3000
+
+    async def t(srv):
+        async with srv.connect() as ws:
+            sid = (await start_session(ws, "chatty"))["session"]
+            await ws.send(json.dumps({"type": "message", "id": "m", "content": str(parts)}))
+            started = await recv(ws)
+            eq(started["type"], "run.started", "started")
+        await asyncio.sleep(2 * SCALE)
+        async with srv.connect() as ws:
+            await ws.send(json.dumps({"type": "session.resume", "session": sid, "last_seq": started["seq"]}))
+            eq((await recv(ws))["type"], "session.resumed", "resumed")
+            frames = await recv_until(ws, "run.done")
+            check_seqs(frames, start=started["seq"] + 1)
+            deltas = [f["text"] for f in frames if f["type"] == "delta"]
+            want = "".join(f"p{i} " for i in range(1, parts + 1))
+            eq("".join(deltas), want, "every part, once, in order")
+            eq(frames[-3]["content"], want + "said", "the answer")
+            check(max(d.count(" ") for d in deltas) >= 100, f"merged: {len(deltas)} delta frames")
+    with server() as srv:
         asyncio.run(t(srv))
 
 
@@ -540,6 +576,7 @@ if __name__ == "__main__":
         test_disconnect_mid_turn_then_resume,
         test_resume_errors,
         test_resume_after_the_log_wrapped,
+        test_deltas_merged_while_detached_replay_whole,
         test_resume_takes_over_a_live_connection,
         test_auth,
         test_bad_frames,
