@@ -714,7 +714,10 @@ static void start_run(rt_sess *s, rt_queued *m) {
     /* The usage events carry the client's message id (or the run id when it gave none). */
     free(s->job_reply_to);
     s->job_reply_to = NULL;
-    if (m->reply_to) {
+    size_t idn = m->reply_to ? strlen(m->reply_to) : 0;
+    if (idn >= 2 && m->reply_to[0] == '"' && !memchr(m->reply_to, '\\', idn)) { /* a string without escapes */
+        s->job_reply_to = strndup(m->reply_to + 1, idn - 2);
+    } else if (m->reply_to) {
         json_t *id = json_loads(m->reply_to, JSON_DECODE_ANY, NULL);
         s->job_reply_to = json_is_string(id) ? strdup(json_string_value(id)) : strdup(m->reply_to);
         json_decref(id);

@@ -22,6 +22,8 @@
 #ifndef ACCRUE_RUNTIME_SERVER_SESSION_H
 #define ACCRUE_RUNTIME_SERVER_SESSION_H
 
+#include <jansson.h>
+
 #include "runtime/server/internal.h"
 
 enum rt_phase {
@@ -172,6 +174,31 @@ struct rt_ws {
     bool flush_queued; /* on the server's flush list (rt_ws_request_write) */
     rt_ws *flush_next;
 };
+
+/* cframe.c: a client frame's fields. Strings are NUL-terminated and live until rt_cframe_free. */
+typedef struct rt_cfield {
+    enum { CF_ABSENT, CF_NULL, CF_STRING, CF_INTEGER, CF_OTHER } kind; /* OTHER: true, false, real, array, object */
+    const char *s;
+    size_t len;
+    long long i;
+} rt_cfield;
+
+typedef struct rt_cfields {
+    rt_cfield type, id, agent, budget, content, run, session, last_seq;
+} rt_cfields;
+
+typedef struct rt_cframe {
+    rt_cfields v;
+    char *id_text; /* the id as JSON text (a string of at most 200 bytes, or an integer), or NULL */
+    char *owned;   /* decoded strings too big for small */
+    json_t *doc;   /* jansson's reading, when the scanner left the frame to it */
+    char small[512];
+} rt_cframe;
+
+/* Reads a frame: 0, -1 (not JSON: jerr says why) or -2 (JSON but not an object). Call
+ * rt_cframe_free after, whatever it returned. */
+int rt_cframe_read(rt_cframe *f, const char *data, size_t len, json_error_t *jerr);
+void rt_cframe_free(rt_cframe *f);
 
 /* session.c */
 rt_sess *rt_sess_new(rt_ws *c, const char *agent_ref, uint64_t budget, const char *reply_to, acc_err *err);

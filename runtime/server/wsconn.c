@@ -82,34 +82,25 @@ void rt_ws_error(rt_ws *c, const char *reply_to, const char *code, const char *m
     rt_ws_request_write(c);
 }
 
-/* The client's id as JSON text (a string or a number), or NULL. */
-static char *id_text(json_t *msg) {
-    json_t *id = json_object_get(msg, "id");
-    if (!id || !(json_is_string(id) || json_is_integer(id))) return NULL;
-    if (json_is_string(id) && json_string_length(id) > 200) return NULL;
-    return json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
-}
-
-static void handle_start(rt_ws *c, json_t *msg, char *reply_to) {
+static void handle_start(rt_ws *c, const rt_cfields *msg, char *reply_to) {
     rt_server *srv = c->srv;
     if (c->s) {
         rt_ws_error(c, reply_to, "bad_request", "this connection already carries a session");
         return;
     }
-    json_t *agent = json_object_get(msg, "agent");
-    if (!json_is_string(agent) || !json_string_length(agent) ||
-        json_string_length(agent) > REGISTRY_NAME_MAX + REGISTRY_VERSION_MAX + 1) {
+    const rt_cfield *agent = &msg->agent;
+    if (agent->kind != CF_STRING || !agent->len || agent->len > REGISTRY_NAME_MAX + REGISTRY_VERSION_MAX + 1) {
         rt_ws_error(c, reply_to, "bad_request", "session.start needs \"agent\": \"NAME[@VERSION]\"");
         return;
     }
-    json_t *jb = json_object_get(msg, "budget");
+    const rt_cfield *jb = &msg->budget;
     uint64_t budget = 0;
-    if (jb && !json_is_null(jb)) {
-        if (!json_is_integer(jb) || json_integer_value(jb) < 0) {
+    if (jb->kind != CF_ABSENT && jb->kind != CF_NULL) {
+        if (jb->kind != CF_INTEGER || jb->i < 0) {
             rt_ws_error(c, reply_to, "bad_request", "\"budget\" must be a whole number of base units");
             return;
         }
-        budget = (uint64_t)json_integer_value(jb);
+        budget = (uint64_t)jb->i;
     }
     uintptr_t live = (uintptr_t)rt_map_get(&srv->key_sessions, c->who.key_id);
     if (srv->cfg.sessions_per_key && live >= srv->cfg.sessions_per_key) {
@@ -119,17 +110,17 @@ static void handle_start(rt_ws *c, json_t *msg, char *reply_to) {
         return;
     }
     acc_err err = {0};
-    if (!rt_sess_new(c, json_string_value(agent), budget, reply_to, &err)) rt_ws_error(c, reply_to, "internal", err.msg);
+    if (!rt_sess_new(c, agent->s, budget, reply_to, &err)) rt_ws_error(c, reply_to, "internal", err.msg);
 }
 
-static void handle_message(rt_ws *c, json_t *msg, char *reply_to) {
+static void handle_message(rt_ws *c, const rt_cfields *msg, char *reply_to) {
     rt_sess *s = c->s;
     if (!s) {
         rt_ws_error(c, reply_to, "bad_request", "no session: send session.start or session.resume first");
         return;
     }
-    json_t *content = json_object_get(msg, "content");
-    if (!json_is_string(content)) {
+    const rt_cfield *content = &msg->content;
+    if (content->kind != CF_STRING) {
         rt_emit_error(s, reply_to, "bad_request", "a message needs \"content\": a string", NULL);
         return;
     }
@@ -138,54 +129,55 @@ static void handle_message(rt_ws *c, json_t *msg, char *reply_to) {
         return;
     }
     rt_queued *m = calloc(1, sizeof *m);
-    size_t len = json_string_length(content);
+    size_t len = content->len;
     if (!m || !(m->text = malloc(len + 1))) {
         free(m);
         rt_emit_error(s, reply_to, "internal", "out of memory", NULL);
         return;
     }
-    memcpy(m->text, json_string_value(content), len + 1);
+    memcpy(m->text, content->s, len + 1);
     m->len = len;
     m->reply_to = reply_to ? strdup(reply_to) : NULL;
     rt_sess_message(s, m);
 }
 
-static void handle_cancel(rt_ws *c, json_t *msg, char *reply_to) {
+static void handle_cancel(rt_ws *c, const rt_cfields *msg, char *reply_to) {
     rt_sess *s = c->s;
     if (!s) {
         rt_ws_error(c, reply_to, "bad_request", "no session to cancel in");
         return;
     }
-    json_t *run = json_object_get(msg, "run");
-    if (run && !json_is_string(run)) {
+    const char *run = msg->run.kind == CF_STRING ? msg->run.s : NULL;
+    if (msg->run.kind != CF_ABSENT && !run) {
         rt_emit_error(s, reply_to, "bad_request", "\"run\" must be a run id such as \"r3\"", NULL);
         return;
     }
-    if (!rt_sess_cancel(s, run ? json_string_value(run) : NULL)) {
+    if (!rt_sess_cancel(s, run)) {
         char m[120];
-        snprintf(m, sizeof m, "no run %.40s is under way", run ? json_string_value(run) : "");
+        snprintf(m, sizeof m, "no run %.40s is under way", run ? run : "");
         rt_emit_error(s, reply_to, "not_found", m, NULL);
     }
 }
 
-static void handle_resume(rt_ws *c, json_t *msg, char *reply_to) {
+static void handle_resume(rt_ws *c, const rt_cfields *msg, char *reply_to) {
     rt_server *srv = c->srv;
     if (c->s) {
         rt_ws_error(c, reply_to, "bad_request", "this connection already carries a session");
         return;
     }
-    json_t *sid = json_object_get(msg, "session"), *last = json_object_get(msg, "last_seq");
-    if (!json_is_string(sid) || (last && !json_is_integer(last)) || (last && json_integer_value(last) < 0)) {
+    const rt_cfield *sid = &msg->session, *last = &msg->last_seq;
+    bool has_last = last->kind != CF_ABSENT;
+    if (sid->kind != CF_STRING || (has_last && last->kind != CF_INTEGER) || (has_last && last->i < 0)) {
         rt_ws_error(c, reply_to, "bad_request",
                     "session.resume needs \"session\": ID and \"last_seq\": the last seq received");
         return;
     }
-    rt_sess *s = rt_map_get(&srv->sessions, json_string_value(sid));
+    rt_sess *s = rt_map_get(&srv->sessions, sid->s);
     if (!s || s->closing || strcmp(s->who.account, c->who.account) != 0) {
         rt_ws_error(c, reply_to, "not_found", "no such session (it may have expired)");
         return;
     }
-    uint64_t want = last ? (uint64_t)json_integer_value(last) + 1 : 1;
+    uint64_t want = has_last ? (uint64_t)last->i + 1 : 1;
     rt_flog *l = &s->log;
     uint64_t oldest = l->frames ? rt_flog_at(l, l->head)->seq : s->seq + 1;
     if (want > s->seq + 1) {
@@ -252,18 +244,20 @@ static void handle_frame(rt_ws *c, const char *data, size_t len) {
         c->flood = 0;
     }
     json_error_t jerr;
-    json_t *msg = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!msg || !json_is_object(msg)) {
+    rt_cframe f;
+    int rc = rt_cframe_read(&f, data, len, &jerr);
+    if (rc != 0) {
         char m[300];
-        if (!msg) snprintf(m, sizeof m, "the frame is not JSON: %s (at byte %d)", jerr.text, jerr.position);
+        if (rc == -1) snprintf(m, sizeof m, "the frame is not JSON: %s (at byte %d)", jerr.text, jerr.position);
         else snprintf(m, sizeof m, "a frame must be a JSON object with a \"type\"");
         rt_ws_error(c, NULL, "bad_request", m);
-        json_decref(msg);
+        rt_cframe_free(&f);
         return;
     }
-    char *reply_to = id_text(msg);
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    if (json_object_get(msg, "id") && !reply_to) {
+    const rt_cfields *msg = &f.v;
+    char *reply_to = f.id_text;
+    const char *type = msg->type.kind == CF_STRING ? msg->type.s : NULL;
+    if (msg->id.kind != CF_ABSENT && !reply_to) {
         rt_ws_error(c, NULL, "bad_request", "\"id\" must be a string (at most 200 bytes) or an integer");
     } else if (!type) {
         rt_ws_error(c, reply_to, "bad_request", "the frame has no \"type\" string");
@@ -282,8 +276,7 @@ static void handle_frame(rt_ws *c, const char *data, size_t len) {
         snprintf(m, sizeof m, "unknown frame type \"%.60s\" (session.start, message, cancel, session.resume)", type);
         rt_ws_error(c, reply_to, "bad_request", m);
     }
-    free(reply_to);
-    json_decref(msg);
+    rt_cframe_free(&f);
 }
 
 /* ---- writing ------------------------------------------------------------------------------------- */
