@@ -115,3 +115,12 @@ rt_flog_rec *rt_flog_take_unsent(rt_flog *l) {
     r->is_delta = false; /* handed over: no more merging into it */
     return r;
 }
+
+/* The trim that follows a write reads the headers of the oldest records, written hundreds of frames
+ * ago and long out of cache: a miss each, ~2% of an echo round trip. Asked for before the write
+ * (a system call), they are in cache by the trim. (__builtin_prefetch: a hint, clang and gcc.) */
+void rt_flog_prefetch_oldest(const rt_flog *l, size_t bytes) {
+    size_t end = l->head + (bytes < 4096 ? bytes : 4096);
+    if (end > l->unsent) end = l->unsent;
+    for (size_t o = l->head; o < end; o += 64) __builtin_prefetch(l->buf + o);
+}

@@ -433,12 +433,15 @@ static void build_usage(rt_sess *s) {
     rt_session_clear_receipts(s->ms);
     s->shown = NULL;
     s->spent += cost;
-    acc_buf_printf(u, "],\"cost\":%" PRIu64, cost);
+    acc_buf_puts(u, "],\"cost\":");
+    acc_buf_put_u64(u, cost);
     ledger_account_t *acct;
     ledger_balance_t bal;
     if (ledger_account(srv->ledger, LEDGER_ACCOUNT_USER, s->who.account, &acct, NULL) == ACC_OK &&
-        ledger_balance(srv->ledger, acct, false, &bal, NULL) == ACC_OK)
-        acc_buf_printf(u, ",\"balance\":%" PRIu64, bal.available);
+        ledger_balance(srv->ledger, acct, false, &bal, NULL) == ACC_OK) {
+        acc_buf_puts(u, ",\"balance\":");
+        acc_buf_put_u64(u, bal.available);
+    }
 }
 
 /* Takes the mailbox's answers and upstream replies and hands them over, on this worker. */
@@ -613,7 +616,16 @@ static void submit(rt_sess *s, enum rt_job_kind kind) {
 
 /* ---- runs, on the loop -------------------------------------------------------------------------- */
 
-static void run_id(const rt_sess *s, char out[24]) { snprintf(out, 24, "r%" PRIu64, s->run_no); }
+static void run_id(const rt_sess *s, char out[24]) { /* "r<run_no>", without printf: every run makes one */
+    char digits[21];
+    size_t n = 0;
+    uint64_t v = s->run_no;
+    do digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10));
+    out[0] = 'r';
+    for (size_t i = 0; i < n; i++) out[1 + i] = digits[n - 1 - i];
+    out[1 + n] = 0;
+}
 
 /* Moves the streamed text from the mailbox into delta frames. A piece ending inside a character
  * keeps that tail for the next piece, but at the end of the turn. */

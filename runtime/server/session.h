@@ -81,6 +81,8 @@ static inline const char *rt_flog_json(const rt_flog_rec *r) { return (const cha
 static inline bool rt_flog_has_unsent(const rt_flog *l) { return l->unsent != l->tail; }
 /* The oldest unwritten record, now counted as written (the caller writes it, or lets it go). */
 rt_flog_rec *rt_flog_take_unsent(rt_flog *l);
+/* Brings the oldest records' headers toward the cache: about bytes of them will be trimmed soon. */
+void rt_flog_prefetch_oldest(const rt_flog *l, size_t bytes);
 
 typedef struct rt_queued {
     struct rt_queued *next;

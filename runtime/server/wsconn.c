@@ -339,6 +339,7 @@ static int ws_send(rt_ws *c) {
         c->loose_sent = 0;
     }
     rt_sess *s = c->s;
+    if (s) rt_flog_prefetch_oldest(&s->log, s->log.unsent_bytes); /* for rt_log_trim after the write */
     while (s && rt_flog_has_unsent(&s->log) && out->len < WRITE_BATCH_BYTES) {
         const rt_flog_rec *r = rt_flog_take_unsent(&s->log);
         batch_frame(out, rt_flog_json(r), r->len);
