@@ -30,8 +30,11 @@ rt_flog_rec *rt_flog_at(const rt_flog *l, size_t off) { return (rt_flog_rec *)(v
 
 size_t rt_flog_next(const rt_flog *l, size_t off) { return off + rec_size(rt_flog_at(l, off)->len); }
 
-/* What a record counts against the byte bounds: its size in the buffer. */
-size_t rt_flog_cost(const rt_flog_rec *r) { return rec_size(r->len); }
+
+/* What a frame counts against the log's byte bounds (LOG_BYTES, UNSENT_MAX_BYTES): its text and
+ * LWS_PRE, as when each frame was a buffer with lws's headroom, so the bounds mean what they did. */
+static size_t frame_cost(size_t len) { return len + LWS_PRE; }
+size_t rt_flog_cost(const rt_flog_rec *r) { return frame_cost(r->len); }
 
 /* Room for n more bytes at the tail: the live records moved to the front, or a new buffer. */
 static bool make_room(rt_flog *l, size_t n) {
@@ -69,9 +72,9 @@ bool rt_flog_append(rt_flog *l, uint64_t seq, uint64_t run, bool is_delta, const
     l->last = l->tail;
     l->tail += size;
     l->frames++;
-    l->bytes += size;
+    l->bytes += frame_cost(len);
     l->unsent_frames++;
-    l->unsent_bytes += size;
+    l->unsent_bytes += frame_cost(len);
     return true;
 }
 
@@ -84,20 +87,20 @@ bool rt_flog_extend_last(rt_flog *l, size_t cut, const char *more, size_t n) {
         r = rt_flog_at(l, l->last); /* it may have moved */
     }
     memcpy((char *)(r + 1) + r->len - cut, more, n);
+    l->bytes += len - r->len; /* may wrap below zero and back: size_t arithmetic is modular */
+    l->unsent_bytes += len - r->len;
     r->len = (uint32_t)len;
     l->tail = l->last + after;
-    l->bytes += after - before;
-    l->unsent_bytes += after - before;
     return true;
 }
 
 void rt_flog_trim(rt_flog *l, size_t max_frames, size_t max_bytes) {
     while (l->head != l->unsent &&
            (l->frames - l->unsent_frames > max_frames || l->bytes - l->unsent_bytes > max_bytes)) {
-        size_t size = rt_flog_cost(rt_flog_at(l, l->head));
-        l->head += size;
+        const rt_flog_rec *r = rt_flog_at(l, l->head);
+        l->bytes -= rt_flog_cost(r);
+        l->head += rec_size(r->len);
         l->frames--;
-        l->bytes -= size;
     }
     if (l->head == l->tail) l->head = l->unsent = l->tail = 0; /* empty: start again at the front */
 }

@@ -64,7 +64,7 @@ typedef struct rt_flog {
     size_t cap;
     size_t head, unsent, tail; /* kept: [head, tail); not yet written: [unsent, tail) */
     size_t last;               /* the newest record (when frames > 0) */
-    size_t frames, bytes;      /* kept (bytes: the records' sizes) */
+    size_t frames, bytes;      /* kept (bytes: as the bounds count them, rt_flog_cost) */
     size_t unsent_frames, unsent_bytes;
 } rt_flog;
 
