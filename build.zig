@@ -241,6 +241,7 @@ const unit_tests = [_]Test{
     .{ .name = "server", .module = "runtime" },
     .{ .name = "http1", .module = "runtime" },
     .{ .name = "cframe", .module = "runtime" },
+    .{ .name = "framelog", .module = "runtime" },
     .{ .name = "sandbox", .module = "sandbox" },
     .{ .name = "bounded", .module = "sandbox" },
     .{ .name = "alloc", .module = "sandbox" },
