@@ -98,7 +98,7 @@ struct sandbox {
     enum sbx_turn turn;
     lua_State *turn_thread;      /* NULL between turns */
     bool turn_thread_seen;       /* coroutine.running gave the agent turn_thread this turn */
-    bool spare_thread;           /* a clean finished turn thread waits in the registry for reuse */
+    bool spare_thread;           /* between turns: the last clean message turn's thread waits in its slot for reuse */
     lua_State *volatile current; /* the coroutine executing now (read by the signal handler) */
     bool chain_yieldable;        /* can a host yield in `current` reach the host? */
     uint64_t turn_start_ns, turn_deadline_ns, turn_end_ns;

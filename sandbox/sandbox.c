@@ -28,8 +28,8 @@
 /* Registry keys (their addresses). */
 static const char stop_key[1];  /* table: limit -> preallocated error string */
 static const char agent_key[1]; /* the agent table the script returned */
-static const char turn_key[1];  /* the current turn's thread (a fixed slot: clearing it never allocates) */
-static const char spare_key[1]; /* a finished turn's thread kept for the next turn (fixed slot too) */
+static const char turn_key[1];  /* the current turn's thread, or between turns the one kept for the
+                                 * next (a fixed slot: clearing it never allocates) */
 static const char anchors_key[1]; /* the messages Lua may create where it has no protected call */
 
 /* Lua 5.4.4 makes these strings outside any protected call (lua_resume's resume_error, and
@@ -464,8 +464,6 @@ static int open_in_protected_mode(lua_State *L) {
     lua_rawsetp(L, LUA_REGISTRYINDEX, anchors_key);
     lua_pushboolean(L, 0); /* the turn slot exists from the start */
     lua_rawsetp(L, LUA_REGISTRYINDEX, turn_key);
-    lua_pushboolean(L, 0); /* the spare slot too */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, spare_key);
     sbx_open_stdlib(L);
     sbx_open_api(L);
     return 0;
@@ -631,7 +629,7 @@ static int turn_body(lua_State *T) {
  * (coroutine.running): a new thread a turn, its stack's allocation and the page faults after each
  * turn's purge, were a tenth of an echo agent's turn in the server. Anything else gets a new one. */
 static lua_State *turn_thread_for(lua_State *L, sandbox_t *sb, bool load) {
-    if (!load && sb->spare_thread && lua_rawgetp(L, LUA_REGISTRYINDEX, spare_key) == LUA_TTHREAD) {
+    if (!load && sb->spare_thread && lua_rawgetp(L, LUA_REGISTRYINDEX, turn_key) == LUA_TTHREAD) {
         lua_State *T = lua_tothread(L, -1);
         if (lua_status(T) == LUA_OK && lua_gettop(T) == 0) {
             lua_sethook(T, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L)); /* as lua_newthread */
@@ -756,18 +754,17 @@ static sandbox_status_t end_turn(sandbox_t *sb, sandbox_status_t status) {
     pthread_mutex_lock(&sb->call_lock);
     sb->call_pending = false; /* an answer arriving after the turn is dropped */
     pthread_mutex_unlock(&sb->call_lock);
-    /* Kept for the next turn when it returned normally (sandbox_run cleared its stack) and the
-     * agent never had it; the spare slot is dropped otherwise. Existing keys: no allocation. */
+    /* Kept in its slot for the next turn when a message turn returned normally (sandbox_run
+     * cleared its stack) and the agent never had it; dropped otherwise. Not after the load: a
+     * sandbox that never gets a message holds no thread. An existing key: no allocation. */
     lua_State *T = sb->turn_thread;
-    sb->spare_thread = status == SANDBOX_DONE && !sb->turn_thread_seen && lua_status(T) == LUA_OK &&
-                       lua_gettop(T) == 0 && !lua_getstack(T, 0, &(lua_Debug){0});
+    sb->spare_thread = status == SANDBOX_DONE && sb->turn == SBX_TURN_MESSAGE && !sb->turn_thread_seen &&
+                       lua_status(T) == LUA_OK && lua_gettop(T) == 0 && !lua_getstack(T, 0, &(lua_Debug){0});
     lua_settop(sb->L, 0);
-    if (sb->spare_thread) lua_pushthread(T), lua_xmove(T, sb->L, 1);
-    else lua_pushboolean(sb->L, 0);
-    lua_rawsetp(sb->L, LUA_REGISTRYINDEX, spare_key);
-    lua_pushboolean(sb->L, 0);
-    lua_rawsetp(sb->L, LUA_REGISTRYINDEX, turn_key);
-    lua_settop(sb->L, 0);
+    if (!sb->spare_thread) {
+        lua_pushboolean(sb->L, 0);
+        lua_rawsetp(sb->L, LUA_REGISTRYINDEX, turn_key);
+    }
     sb->turn_thread = NULL;
     sb->current = NULL;
     sb->turn_end_ns = sbx_now_ns();

@@ -19,7 +19,7 @@
 
 #include "runtime/server/session.h"
 
-#define FLOG_MIN_CAP 1024u
+#define FLOG_MIN_CAP 512u
 #define FLOG_ALIGN 8u
 
 static size_t rec_size(size_t len) {

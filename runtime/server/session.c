@@ -825,6 +825,7 @@ static void end_load(rt_sess *s) {
     s->loading = false;
     if (s->res_status == SANDBOX_DONE) {
         emit_session_ready(s);
+        acc_buf_free(&s->frame.b); /* a session that stays idle keeps no frame's room */
         return;
     }
     char msg[480];
