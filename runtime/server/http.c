@@ -78,19 +78,9 @@ const char *rt_status_code_name(int code) {
 
 /* ---- the request ------------------------------------------------------------------------------ */
 
-static void unqueue_write(rt_req *r) {
-    if (!r->write_queued) return;
-    for (rt_req **p = &r->srv->http_flush_head; *p; p = &(*p)->write_next)
-        if (*p == r) {
-            *p = r->write_next;
-            break;
-        }
-    r->write_queued = false;
-}
-
 static void req_free(rt_req *r) {
     if (!r) return;
-    unqueue_write(r);
+    rt_wq_remove(&r->srv->http_flush, &r->flush);
     if (r->op && r->op_gone) r->op_gone(r->op);
     acc_buf_free(&r->body);
     acc_buf_free(&r->sse_queue);
@@ -137,10 +127,7 @@ bool rt_req_query(const rt_req *r, const char *name, char *out, size_t outlen) {
 
 /* Queues r for rt_http_flush (the writes of the loop's next drain). */
 static void request_write(rt_req *r) {
-    if (!r->wsi || r->write_queued) return;
-    r->write_queued = true;
-    r->write_next = r->srv->http_flush_head;
-    r->srv->http_flush_head = r;
+    if (r->wsi) rt_wq_push(&r->srv->http_flush, &r->flush);
 }
 
 /* Writes r->out (headers and body) in one lws_write and ends the transaction. Returns what the
@@ -308,10 +295,8 @@ static int sse_writable(rt_req *r) {
 }
 
 void rt_http_flush(rt_server *srv) {
-    while (srv->http_flush_head) {
-        rt_req *r = srv->http_flush_head;
-        srv->http_flush_head = r->write_next;
-        r->write_queued = false;
+    for (rt_wq_link *n; (n = rt_wq_pop(&srv->http_flush));) {
+        rt_req *r = (rt_req *)(void *)((char *)n - offsetof(rt_req, flush));
         struct lws *wsi = r->wsi;
         if (!wsi || (!r->sse && !r->out)) continue; /* gone, or written already */
         if (wsi == srv->http_cb_wsi || lws_partial_buffered(wsi)) {

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -70,6 +71,39 @@ void *rt_map_del(rt_map *m, const char *key);            /* returns the value re
 void rt_map_free(rt_map *m);                             /* the keys; values are the caller's */
 /* Iteration: for (size_t i = 0; rt_map_next(m, &i, &e);) ... (no changes while iterating) */
 bool rt_map_next(const rt_map *m, size_t *i, rt_map_entry **e);
+
+/* ---- the write queues: WebSocket connections and HTTP requests with something to write ---- */
+
+/* A link of an intrusive queue, embedded in what is queued: the loop's writes after a drain of the
+ * inbox (rt_ws_flush, rt_http_flush). Loop thread only. */
+typedef struct rt_wq_link {
+    struct rt_wq_link *next;
+    bool queued;
+} rt_wq_link;
+
+static inline void rt_wq_push(rt_wq_link **head, rt_wq_link *n) {
+    if (n->queued) return;
+    n->queued = true;
+    n->next = *head;
+    *head = n;
+}
+
+/* Takes n off the queue it is on, if it is (its owner is going away). */
+static inline void rt_wq_remove(rt_wq_link **head, rt_wq_link *n) {
+    if (!n->queued) return;
+    for (rt_wq_link **p = head; *p; p = &(*p)->next)
+        if (*p == n) {
+            *p = n->next;
+            break;
+        }
+    n->queued = false;
+}
+
+static inline rt_wq_link *rt_wq_pop(rt_wq_link **head) {
+    rt_wq_link *n = *head;
+    if (n) *head = n->next, n->queued = false;
+    return n;
+}
 
 /* ---- the inbox: work handed to the loop from any thread (rt_event, rt_net: outbound.h) ---- */
 
@@ -186,9 +220,7 @@ struct rt_req {
     /* An operation in flight for this request (a model call): told when the client goes. */
     void *op;
     void (*op_gone)(void *op);
-    /* Queued for rt_http_flush: a response or events to write. */
-    bool write_queued;
-    rt_req *write_next;
+    rt_wq_link flush; /* on srv->http_flush: a response or events to write (rt_http_flush) */
 };
 
 /* Responses. Each builds the whole response and queues it for rt_http_flush. */
@@ -319,8 +351,8 @@ struct rt_server {
     const char *event_loop; /* "libuv", or "poll" without lws's libuv plugin (GET /healthz) */
     rt_metrics m;
 
-    rt_ws *flush_head;    /* connections with frames to write (wsconn.c: rt_ws_flush) */
-    rt_req *http_flush_head; /* requests with a response or events to write (http.c: rt_http_flush) */
+    rt_wq_link *ws_flush;   /* connections with frames to write (wsconn.c: rt_ws_flush) */
+    rt_wq_link *http_flush; /* requests with a response or events to write (http.c: rt_http_flush) */
     struct lws *http_cb_wsi; /* the connection whose HTTP callback is running (server.c) */
     rt_map sessions;      /* session id -> rt_sess */
     unsigned sessions_alive; /* allocated and not yet freed (closing ones too) */

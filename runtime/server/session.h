@@ -173,8 +173,7 @@ struct rt_ws {
     acc_buf loose; /* frames outside any session's log: [u32 length][JSON] records */
     size_t loose_sent;
     acc_buf wbuf;
-    bool flush_queued; /* on the server's flush list (rt_ws_request_write) */
-    rt_ws *flush_next;
+    rt_wq_link flush; /* on srv->ws_flush (rt_ws_request_write) */
 };
 
 /* cframe.c: a client frame's fields. Strings are NUL-terminated and live until rt_cframe_free. */

@@ -30,20 +30,7 @@
  * waits for lws's writable callback: on the libuv loop, asking for it costs two epoll_ctl calls to
  * turn POLLOUT on and two to turn it off again. */
 void rt_ws_request_write(rt_ws *c) {
-    if (!c->wsi || c->flush_queued) return;
-    c->flush_queued = true;
-    c->flush_next = c->srv->flush_head;
-    c->srv->flush_head = c;
-}
-
-static void unqueue_flush(rt_ws *c) {
-    if (!c->flush_queued) return;
-    for (rt_ws **p = &c->srv->flush_head; *p; p = &(*p)->flush_next)
-        if (*p == c) {
-            *p = c->flush_next;
-            break;
-        }
-    c->flush_queued = false;
+    if (c->wsi) rt_wq_push(&c->srv->ws_flush, &c->flush);
 }
 
 void rt_ws_loose(rt_ws *c, const char *json, size_t len) {
@@ -357,10 +344,8 @@ static int ws_send(rt_ws *c) {
 }
 
 void rt_ws_flush(rt_server *srv) {
-    while (srv->flush_head) {
-        rt_ws *c = srv->flush_head;
-        srv->flush_head = c->flush_next;
-        c->flush_queued = false;
+    for (rt_wq_link *n; (n = rt_wq_pop(&srv->ws_flush));) {
+        rt_ws *c = (rt_ws *)(void *)((char *)n - offsetof(rt_ws, flush));
         if (c->closing || lws_partial_buffered(c->wsi)) { /* lws's callback ends it, or sends the rest */
             lws_callback_on_writable(c->wsi);
             continue;
@@ -384,7 +369,7 @@ static int ws_writable(rt_ws *c) {
 
 static void ws_closed(rt_ws *c) {
     rt_server *srv = c->srv;
-    unqueue_flush(c);
+    rt_wq_remove(&c->srv->ws_flush, &c->flush);
     if (c->s) {
         rt_sess *s = c->s;
         s->conn = NULL;
