@@ -690,10 +690,12 @@ int main(void) {
         return 0;
     }
     /* BENCH_METERS_PROFILE=1 runs the metered one-core run alone (for perf); =rr the unmetered
-     * round-robin one (the sandbox's side of a call, no meter). */
+     * round-robin one (the sandbox's side of a call, no meter). BENCH_METERS_NSB=N runs it with N
+     * sandboxes instead of 1,000 (how much of a call is its sandbox's memory gone cold). */
     if (getenv("BENCH_METERS_PROFILE")) {
         bool rr = strcmp(getenv("BENCH_METERS_PROFILE"), "rr") == 0;
-        run_result_t one = run(reg, l1, "bench/gen", NSB, calls, !rr, rr, true, prompts);
+        int nsb = getenv("BENCH_METERS_NSB") ? atoi(getenv("BENCH_METERS_NSB")) : NSB;
+        run_result_t one = run(reg, l1, "bench/gen", nsb, calls, !rr, rr, true, prompts);
         printf("%s, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
                "latency p50 %.1f ms p99 %.1f ms; %.3f page faults a call; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
                rr ? "unmetered round-robin" : "metered", one.calls / one.wall, one.cpu / one.calls * 1e6, one.driver_cpu / one.calls * 1e6,
