@@ -695,6 +695,7 @@ int main(void) {
     if (getenv("BENCH_METERS_PROFILE")) {
         bool rr = strcmp(getenv("BENCH_METERS_PROFILE"), "rr") == 0;
         int nsb = getenv("BENCH_METERS_NSB") ? atoi(getenv("BENCH_METERS_NSB")) : NSB;
+        if (nsb < 1 || nsb > NSB) nsb = NSB;
         run_result_t one = run(reg, l1, "bench/gen", nsb, calls, !rr, rr, true, prompts);
         printf("%s, one core: %.0f calls/s, cpu %.2f us/call (sandboxes' thread %.2f, the rest %.2f); "
                "latency p50 %.1f ms p99 %.1f ms; %.3f page faults a call; %" PRIu64 " commits, %.0f postings each, %.2f ms each\n",
