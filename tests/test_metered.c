@@ -13,6 +13,7 @@
  * model their manifest does not list, and the message fee of an agent's turn.
  */
 #include <inttypes.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,7 @@ static void parse_addr(const char *text, uint8_t out[20]) {
     CHECK_MSG(eth_address_parse(text, strlen(text), out, &e) == ACC_OK, "%s: %s", text, e.msg);
 }
 
-static void setup(world_t *w, const char *name) {
+static void setup_with(world_t *w, const char *name, uint32_t busy_timeout_ms) {
     memset(w, 0, sizeof *w);
     char path[256];
     snprintf(path, sizeof path, "%s/%s.db", dir, name);
@@ -110,7 +111,9 @@ static void setup(world_t *w, const char *name) {
     parse_addr(OWNER, b.owner);
     CHECK_MSG(factory_build(w->reg, &b, "t/fruit", 4, NULL, &err) == ACC_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/%s.db", dir, name);
-    CHECK_MSG(ledger_open(path, &(ledger_opts_t){.no_sync = true}, &w->ledger, &err) == ACC_OK, "%s", err.msg);
+    CHECK_MSG(ledger_open(path, &(ledger_opts_t){.no_sync = true, .busy_timeout_ms = busy_timeout_ms}, &w->ledger, &err) ==
+                  ACC_OK,
+              "%s", err.msg);
     meter_config_t mc = meter_config_default();
     mc.operator_fee_bps = 0;
     CHECK(meter_open(w->ledger, &mc, &w->meter, &err) == ACC_OK);
@@ -125,6 +128,8 @@ static void setup(world_t *w, const char *name) {
     ledger_result_t r;
     CHECK(ledger_submit_wait(w->ledger, &p, &r, NULL) == ACC_OK);
 }
+
+static void setup(world_t *w, const char *name) { setup_with(w, name, 0); }
 
 static void teardown(world_t *w) {
     rt_queue_free(w->queue);
@@ -366,6 +371,45 @@ static ledger_amount_t demo_available(world_t *w) {
     CHECK(ledger_account(w->ledger, LEDGER_ACCOUNT_USER, "demo", &demo, NULL) == ACC_OK &&
           ledger_balance(w->ledger, demo, false, &bal, NULL) == ACC_OK);
     return bal.available;
+}
+
+/* Calls whose posting fails at the commit (another connection holds the database's write lock past
+ * the ledger's busy timeout): each agent gets the error, nothing is charged, and each receipt says
+ * why, with the lines the call would have paid. */
+static void test_a_commit_that_fails_answers_the_error_and_charges_nothing(void) {
+    world_t w;
+    setup_with(&w, "unbooked", 50);
+    rt_session_t *s;
+    const char *script =
+        "return { on_message = function(session, text)\n"
+        "  local ok, err = pcall(models.call, 't/gen', { prompt = 'figs are pollinated', max_tokens = 12 })\n"
+        "  local ok2, err2 = pcall(datasets.query, 't/fruit', 'figs grapes', { limit = 2 })\n"
+        "  return tostring(ok) .. ' ' .. tostring(err) .. ' | ' .. tostring(ok2) .. ' ' .. tostring(err2)\n"
+        "end }\n";
+    sandbox_t *sb = agent(&w, script, NULL, NULL, 0, &s);
+    ledger_amount_t before = demo_available(&w);
+    char path[256];
+    snprintf(path, sizeof path, "%s/unbooked.db", dir);
+    sqlite3 *other;
+    CHECK(sqlite3_open(path, &other) == SQLITE_OK);
+    CHECK(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(sandbox_start_message(sb, "go", 2, NULL) == ACC_OK);
+    CHECK(rt_run_turn(sb, &s, w.queue) == SANDBOX_DONE);
+    CHECK(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(other);
+    const char *reply = sandbox_reply(sb, NULL);
+    CHECK_MSG(reply && strstr(reply, "false models.call: ") && strstr(reply, "the call could not be booked: ") &&
+                  strstr(reply, " | false datasets.query: "),
+              "reply: %s", reply ? reply : sandbox_errmsg(sb));
+    const rt_receipt_t *g = rt_session_receipts(s), *q = g ? g->next : NULL;
+    CHECK(g && g->resource == METER_MODEL && g->status != ACC_OK && g->cost == 0 && g->cut == 0 && g->units_out > 0);
+    CHECK(g && g->nlines > 0 && paid(g, METER_ROLE_SPAN, addr[BOB]) > 0 && g->error[0] && strcmp(g->name, "t/gen") == 0);
+    CHECK(q && q->resource == METER_DATASET && q->status != ACC_OK && q->cost == 0 && q->nlines > 0 && q->error[0]);
+    CHECK(!q || !q->next);
+    CHECK_EQ(demo_available(&w), before);
+    sandbox_close(sb);
+    rt_session_close(s);
+    teardown(&w);
 }
 
 /* One message to an agent that calls `model` with prompt and returns what it got (or, the call
@@ -707,6 +751,7 @@ int main(int argc, char **argv) {
     RUN(test_builtin_model_and_dataset_query_are_metered);
     RUN(test_insufficient_funds_is_an_error_the_agent_catches);
     RUN(test_agent_manifest_and_message_fee);
+    RUN(test_a_commit_that_fails_answers_the_error_and_charges_nothing);
     RUN(test_lua_model_answers_is_charged_and_attributed);
     RUN(test_hostile_lua_models_fail_cleanly_and_charge_nothing);
     RUN(test_output_limit_cuts_a_streamed_text_as_the_whole);
