@@ -52,6 +52,8 @@ struct meter_call {
     acc_buf text;  /* a failed call's error, or a cut one's (meter_model_outcome_t.cut_why) */
     meter_done_fn done;
     void *ud;
+    meter_ready_fn ready; /* meter_call_set_ready */
+    void *ready_ud;
     /* From here on, filled as needed rather than zeroed (new_call): a call is allocated per
      * metered call, and these are most of its bytes. */
     meter_model_t model;     /* METER_MODEL */
@@ -217,6 +219,10 @@ int meter_begin_message(meter_t *m, const meter_ctx_t *ctx, bool first_in_sessio
 }
 
 ledger_amount_t meter_call_reserved(const meter_call_t *call) { return call->reserved; }
+void meter_call_set_ready(meter_call_t *call, meter_ready_fn ready, void *ready_ud) {
+    call->ready = ready;
+    call->ready_ud = ready_ud;
+}
 const ledger_id_t *meter_call_id(const meter_call_t *call) { return &call->id; }
 
 /* --- lines --- */
@@ -376,6 +382,24 @@ static void on_posted(void *ud, const ledger_result_t *res) {
     free_call(c);
 }
 
+/* What the writer's callback needs of a call whose memory went at its submission (a call given
+ * meter_call_set_ready, which had its event then). */
+typedef struct posted {
+    meter_t *m;
+    meter_done_fn done;
+    void *ud;
+    ledger_amount_t cost;
+} posted_t;
+
+static void on_posted_lean(void *ud, const ledger_result_t *res) {
+    posted_t *t = ud;
+    meter_receipt_t r = {.status = res->status, .err = res->err, .seq = res->seq, .duplicate = res->duplicate};
+    if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&t->m->charged, t->cost);
+    else atomic_fetch_add(&t->m->failed, 1);
+    t->done(t->ud, &r);
+    free(t);
+}
+
 /* Encodes the event, turns its lines into transfers (one per payee account and code) and queues
  * the posting. Consumes c (done or freed). */
 static int post(meter_call_t *c, ledger_state_t state, acc_err *err) {
@@ -409,21 +433,33 @@ static int post(meter_call_t *c, ledger_state_t state, acc_err *err) {
         meter__event_encode(&c->ev, &c->evidence, &bytes);
         if (acc_buf_failed(&bytes) || acc_buf_failed(&c->text)) rc = acc_fail(err, ACC_ENOMEM, "meter: out of memory");
     }
+    /* Who hears of the commit: a call given a ready callback (or none to hear of it: a failed
+     * call's voided posting) is freed once the ledger has its posting, the rest waits with it. */
+    posted_t *lean = NULL;
+    bool keep = c->done && !c->ready;
+    if (!rc && c->done && c->ready) {
+        if (!(lean = malloc(sizeof *lean))) rc = acc_fail(err, ACC_ENOMEM, "meter: out of memory");
+        else *lean = (posted_t){.m = m, .done = c->done, .ud = c->ud, .cost = c->ev.cost};
+    }
+    if (!rc && c->ready) c->ready(c->ready_ud, &c->ev);
     if (!rc) {
         ledger_posting_t p = {.id = c->id, .state = state, .code = meter__resource_code(c->resource), .hold = c->hold,
                               .transfers = t, .ntransfers = nt, .event = bytes.data, .event_len = bytes.len};
         c->hold = NULL; /* the posting owns it now, whatever happens */
-        rc = ledger_submit(m->l, &p, on_posted, c, err);
+        rc = keep ? ledger_submit(m->l, &p, on_posted, c, err)
+             : ledger_submit(m->l, &p, lean ? on_posted_lean : NULL, lean, err);
     }
     acc_buf_free(&bytes);
     if (t != tstack) free(t);
     if (rc) {
         if (c->hold) ledger_void(m->l, c->hold);
         if (state == LEDGER_POSTED) atomic_fetch_add(&m->failed, 1);
+        free(lean);
         free_call(c);
         return rc;
     }
     if (state == LEDGER_POSTED) atomic_fetch_add(&m->finished, 1);
+    if (!keep) free_call(c);
     return ACC_OK;
 }
 
@@ -585,6 +621,7 @@ void meter_fail(meter_call_t *c, int code, const char *why) {
     c->nrecs = 0;
     c->evidence = (meter__evidence_t){.kind = METER__EV_NONE};
     c->done = NULL;
+    c->ready = NULL; /* a failed call has no event to hand over */
     acc_buf_reset(&c->text);
     acc_buf_printf(&c->text, "%.*s", METER_ERROR_MAX, why ? why : acc_status_name(code));
     fix_lines(c);

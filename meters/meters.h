@@ -293,10 +293,24 @@ typedef struct meter_receipt {
                                the stored event is the first one's (ledger_find), not `event` */
     const meter_event_t *event; /* the event as this call computed it, its evidence left out (event
                                    and lines say evidence_len 0): it is stored as data and written
-                                   out as JSON when the stored event is read (meter_event_decode) */
+                                   out as JSON when the stored event is read (meter_event_decode).
+                                   NULL for a call given meter_call_set_ready (it had it there) */
 } meter_receipt_t;
 
 typedef void (*meter_done_fn)(void *ud, const meter_receipt_t *r);
+
+/* The event a finished call computed (without evidence, as a receipt carries it), handed to the
+ * caller on its own thread before the posting is queued: everything a caller builds from the
+ * receipt but whether the commit succeeded (an answer's usage and cost, a receipt of its own) is
+ * known then, and the event is still in the cache. Valid during the call only. */
+typedef void (*meter_ready_fn)(void *ud, const meter_event_t *event);
+
+/* Before meter_finish_*: ready(ready_ud, event) runs inside it, on its thread, once the call's
+ * event is computed and just before the posting is queued (not for a call that fails before that;
+ * one refused by the ledger after it, meter_finish_* failing, has had it). done's receipt then
+ * carries no event (NULL), and the call's memory is freed as soon as the ledger has its posting,
+ * not kept until the commit: a host with many calls in flight reuses it warm. */
+void meter_call_set_ready(meter_call_t *call, meter_ready_fn ready, void *ready_ud);
 
 /* Finishes a call: real units, attribution, the posting queued. On ACC_OK, done runs once the
  * posting is durable (or failed); on failure here (bad outcome, out of memory) nothing was queued,

@@ -298,24 +298,40 @@ static rt_receipt_t *new_receipt(size_t nlines, const char *name, const char *er
     return r;
 }
 
-static rt_receipt_t *receipt_of(const meter_receipt_t *mr) {
-    const meter_event_t *e = mr->event;
+/* The receipt of a call whose event is e, as it reads once the call is booked (on_booked makes
+ * another if the commit fails). */
+static rt_receipt_t *receipt_of(const meter_event_t *e) {
     /* a call charged though cut short says how it ended (its event's error) */
-    rt_receipt_t *r = new_receipt(e->nlines, e->resource_name, mr->status ? mr->err.msg : e->error ? e->error : "");
+    rt_receipt_t *r = new_receipt(e->nlines, e->resource_name, e->error ? e->error : "");
     if (!r) return NULL;
     r->id = e->id;
-    r->status = mr->status;
-    r->cut = mr->status == ACC_OK ? e->error_code : 0;
-    r->duplicate = mr->duplicate;
+    r->status = ACC_OK;
+    r->cut = e->error_code;
     r->resource = e->resource;
     r->units_in = e->units_in;
     r->units_out = e->units_out;
-    r->cost = mr->status == ACC_OK ? e->cost : 0;
+    r->cost = e->cost;
+    r->nlines = e->nlines;
     for (size_t i = 0; i < e->nlines; i++) {
-        r->lines[r->nlines].role = e->lines[i].role;
-        memcpy(r->lines[r->nlines].payee, e->lines[i].payee, METER_ADDRESS_SIZE);
-        r->lines[r->nlines++].amount = e->lines[i].amount;
+        r->lines[i].role = e->lines[i].role;
+        memcpy(r->lines[i].payee, e->lines[i].payee, METER_ADDRESS_SIZE);
+        r->lines[i].amount = e->lines[i].amount;
     }
+    return r;
+}
+
+/* The receipt of a call whose posting failed: ok's, charged nothing, saying why. */
+static rt_receipt_t *failed_commit_receipt(const rt_receipt_t *ok, const meter_receipt_t *mr) {
+    rt_receipt_t *r = new_receipt(ok->nlines, ok->name, mr->err.msg);
+    if (!r) return NULL;
+    r->id = ok->id;
+    r->status = mr->status;
+    r->duplicate = mr->duplicate;
+    r->resource = ok->resource;
+    r->units_in = ok->units_in;
+    r->units_out = ok->units_out;
+    r->nlines = ok->nlines;
+    memcpy(r->lines, ok->lines, ok->nlines * sizeof *r->lines);
     return r;
 }
 
@@ -342,6 +358,7 @@ typedef struct pending {
     int cut_code;          /* an HTTP model's call cut short after it delivered output (rt_http_cut) */
     char cut_why[160];
     acc_buf answer; /* the result's JSON, without its closing brace and usage */
+    rt_answer_t *booked; /* what the writer posts once the call is booked (prepare_booking) */
 } pending_t;
 
 struct rt_http_call {
@@ -366,45 +383,77 @@ static void answer_now(rt_session_t *s, sandbox_t *sb, uint64_t id, const char *
     s->poster.post(s->poster.ud, a);
 }
 
+/* The sandbox's thread, inside meter_finish_*, the call's event at hand: the answer and the
+ * receipt as they read once the call is booked, so that the writer only posts them (on_booked). */
+static void on_ready(void *ud, const meter_event_t *e) {
+    pending_t *p = ud;
+    rt_answer_t *a = p->booked;
+    a->receipt = receipt_of(e);
+    if (p->call_id) {
+        char hex[33];
+        ledger_id_hex(&e->id, hex);
+        acc_buf *b = &p->answer;
+        if (p->resource == METER_MODEL) {
+            acc_buf_puts(b, ",\"usage\":{\"prompt_tokens\":");
+            acc_buf_put_u64(b, e->units_in);
+            acc_buf_puts(b, ",\"completion_tokens\":");
+        } else {
+            acc_buf_puts(b, ",\"usage\":{\"records\":");
+        }
+        acc_buf_put_u64(b, e->units_out);
+        acc_buf_puts(b, ",\"cost\":");
+        acc_buf_put_u64(b, e->cost);
+        acc_buf_puts(b, ",\"call\":\"");
+        acc_buf_append(b, hex, 32);
+        acc_buf_puts(b, "\"}}");
+    }
+    a->text = acc_buf_take(&p->answer, &a->len);
+}
+
 /* The writer thread: the posting is durable (or failed). Hands the answer to the host. */
 static void on_booked(void *ud, const meter_receipt_t *mr) {
-    pending_t *p = ud;
-    rt_answer_t *a = calloc(1, sizeof *a);
-    if (!a) return; /* out of memory on the writer: the call's answer is lost, its money booked */
-    a->session = p->s;
-    a->call_id = p->call_id;
-    a->receipt = receipt_of(mr);
+    rt_answer_t *a = ud;
     if (mr->status == ACC_OK) {
         a->ok = 1;
-        char hex[33];
-        ledger_id_hex(&mr->event->id, hex);
-        if (p->call_id) {
-            acc_buf *b = &p->answer;
-            if (p->resource == METER_MODEL) {
-                acc_buf_puts(b, ",\"usage\":{\"prompt_tokens\":");
-                acc_buf_put_u64(b, mr->event->units_in);
-                acc_buf_puts(b, ",\"completion_tokens\":");
-            } else {
-                acc_buf_puts(b, ",\"usage\":{\"records\":");
-            }
-            acc_buf_put_u64(b, mr->event->units_out);
-            acc_buf_puts(b, ",\"cost\":");
-            acc_buf_put_u64(b, mr->event->cost);
-            acc_buf_puts(b, ",\"call\":\"");
-            acc_buf_append(b, hex, 32);
-            acc_buf_puts(b, "\"}}");
-        }
-        a->text = acc_buf_take(&p->answer, &a->len);
+        if (a->receipt) a->receipt->duplicate = mr->duplicate;
     } else {
         a->ok = 0;
-        acc_buf_free(&p->answer);
+        free(a->text);
         acc_buf b = ACC_BUF_INIT;
         acc_buf_printf(&b, "%s: the call could not be booked: %s", acc_status_name(mr->status), mr->err.msg);
         a->text = acc_buf_take(&b, &a->len);
+        rt_receipt_t *r = a->receipt ? failed_commit_receipt(a->receipt, mr) : NULL;
+        free(a->receipt);
+        a->receipt = r;
     }
-    rt_session_t *s = p->s;
+    a->session->poster.post(a->session->poster.ud, a);
+}
+
+/* Before meter_finish_*: the answer on_booked will post, filled by on_ready while the call's event
+ * is at hand. Returns -1 when out of memory (nothing prepared). */
+static int prepare_booking(pending_t *p, meter_call_t *mc) {
+    rt_answer_t *a = calloc(1, sizeof *a);
+    if (!a) return -1;
+    a->session = p->s;
+    a->call_id = p->call_id;
+    p->booked = a;
+    meter_call_set_ready(mc, on_ready, p);
+    return 0;
+}
+
+/* After meter_finish_*: on success on_booked has the answer and p is done with; on failure the
+ * answer prepared goes (p stays the caller's, to fail). */
+static void finish_booking(pending_t *p, int rc) {
+    if (rc) {
+        rt_answer_t *a = p->booked;
+        free(a->text);
+        free(a->receipt);
+        free(a);
+        p->booked = NULL;
+        return;
+    }
+    acc_buf_free(&p->answer);
     free(p);
-    s->poster.post(s->poster.ud, a);
 }
 
 static int run_lua(pending_t *p, const char *request, size_t len, sandbox_t *sb);
@@ -569,8 +618,8 @@ static int registry_contributor(void *ud, size_t i, int64_t record, char out[MET
 
 /* Attributes a model's output over its lineage's span indexes (registry_attribute: kept current
  * with the datanets' accepted records, whoever accepted them) and finishes the metered call. On
- * failure the call is failed (voided) and the message is in err. Consumes p (answered through
- * on_booked, or freed). */
+ * failure the call is failed (voided) and the message is in err, and p is the caller's (to fail);
+ * on success p is consumed (the answer goes through on_booked). */
 static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_tokens, uint64_t out_tokens,
                         bool counted_out, acc_err *err) {
     rt_session_t *s = p->s;
@@ -586,8 +635,13 @@ static int finish_model(pending_t *p, const char *text, size_t len, uint64_t in_
                                    .cut_code = p->cut_code, .cut_why = p->cut_why};
         rt_attribution_outcome(&a, text, len, &o);
         meter_call_t *mc = p->mc;
-        p->mc = NULL;
-        rc = meter_finish_model(mc, &o, on_booked, p, err); /* consumes mc; on ACC_OK, p too */
+        if (prepare_booking(p, mc)) {
+            rc = acc_fail(err, ACC_ENOMEM, "out of memory");
+        } else {
+            p->mc = NULL;
+            rc = meter_finish_model(mc, &o, on_booked, p->booked, err); /* consumes mc */
+            finish_booking(p, rc); /* on ACC_OK, p too */
+        }
     }
     rt_attribution_free(&a);
     registry_attribution_free(&ra);
@@ -969,13 +1023,18 @@ static int dataset_call(rt_session_t *s, sandbox_t *sb, const sandbox_call_t *ca
     acc_buf_putc(&p->answer, ']');
     meter_dataset_outcome_t o = {.nrows = hits->n, .rows = rows};
     meter_call_t *mc = p->mc;
-    p->mc = NULL;
-    s->in_flight++;
-    rc = meter_finish_dataset(mc, &o, on_booked, p, &err);
+    if (prepare_booking(p, mc)) {
+        rc = acc_fail(&err, ACC_ENOMEM, "out of memory");
+    } else {
+        p->mc = NULL;
+        s->in_flight++;
+        rc = meter_finish_dataset(mc, &o, on_booked, p->booked, &err);
+        finish_booking(p, rc);
+        if (rc) s->in_flight--;
+    }
     if (rows != stack) free(rows);
     free(hits);
     if (rc) {
-        s->in_flight--;
         snprintf(msg, sizeof msg, "%s: %s", acc_status_name(rc), err.msg);
         fail_pending(p, sb, rc, msg);
     }
@@ -1034,8 +1093,14 @@ int rt_session_end_message(rt_session_t *s, bool ok, acc_err *err) {
     p->s = s;
     p->resource = METER_MESSAGE;
     snprintf(p->name, sizeof p->name, "%s", s->agent.name);
+    if (prepare_booking(p, mc)) {
+        free(p);
+        meter_fail(mc, ACC_ENOMEM, "out of memory");
+        return acc_fail(err, ACC_ENOMEM, "out of memory");
+    }
     s->in_flight++;
-    int rc = meter_finish_message(mc, on_booked, p, err);
+    int rc = meter_finish_message(mc, on_booked, p->booked, err);
+    finish_booking(p, rc);
     if (rc) {
         s->in_flight--;
         free(p);

@@ -319,6 +319,76 @@ static void test_model_call_reserved_attributed_posted(void) {
     close_world(&w);
 }
 
+/* A call given a ready callback: the event arrives on the finishing thread before the posting is
+ * queued (so before done), done's receipt carries none, and the call is booked and counted as any. */
+typedef struct ready_seen {
+    waiter_t *w;
+    int calls;
+    bool before_done;
+    ledger_id_t id;
+} ready_seen_t;
+
+static void on_ready(void *ud, const meter_event_t *e) {
+    ready_seen_t *r = ud;
+    r->calls++;
+    pthread_mutex_lock(&r->w->mu);
+    r->before_done = !r->w->done;
+    r->w->cost = e->cost;
+    r->w->nlines = e->nlines < 32 ? e->nlines : 32;
+    for (size_t i = 0; i < r->w->nlines; i++) r->w->lines[i] = e->lines[i], r->w->lines[i].evidence = NULL;
+    pthread_mutex_unlock(&r->w->mu);
+    r->id = e->id;
+}
+
+static void on_done_lean(void *ud, const meter_receipt_t *r) {
+    waiter_t *w = ud;
+    pthread_mutex_lock(&w->mu);
+    w->status = r->event ? ACC_EMISUSE : r->status; /* a receipt without its event, as promised */
+    w->seq = r->seq;
+    w->done = 1;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void test_ready_hands_the_event_over_before_the_posting(void) {
+    world_t w = open_world(500);
+    topup(&w, "demo", 1000000);
+    meter_model_t model = test_model();
+    meter_ctx_t ctx = {.payer = "demo"};
+    meter_call_t *call;
+    acc_err err = {0};
+    CHECK(meter_begin_model(w.m, &ctx, &model, 50, 100, &call, &err) == ACC_OK);
+    int64_t recs[] = {11};
+    meter_span_t spans[] = {{0, 6, 1, 1, recs}};
+    meter_credit_t credits[] = {{11, ALICE, 1}};
+    meter_model_outcome_t o = {.in_tokens = 20, .out_tokens = 60, .output = "Grapes", .output_len = 6,
+                               .output_norm_tokens = 2, .covered_tokens = 1, .nspans = 1, .spans = spans,
+                               .ncredits = 1, .credits = credits};
+    waiter_t wt = WAITER_INIT;
+    ready_seen_t seen = {.w = &wt};
+    meter_call_set_ready(call, on_ready, &seen);
+    CHECK_MSG(meter_finish_model(call, &o, on_done_lean, &wt, &err) == ACC_OK, "%s", err.msg);
+    CHECK(seen.calls == 1 && seen.before_done);
+    wait_stored(w.l, &wt); /* the stored event's lines are the ones ready saw */
+    CHECK_EQ(wt.status, ACC_OK);
+    /* 1000 + ceil((20*2000 + 60*4000)/1000) = 1280; fee 5% = 64 */
+    CHECK_EQ(wt.cost, 1344);
+    const meter_line_t *l;
+    CHECK((l = line_for(&wt, METER_ROLE_SPAN, ALICE)) && l->amount > 0);
+    CHECK((l = line_for(&wt, METER_ROLE_OPERATOR, "operator")) && l->amount == 64);
+    CHECK_EQ(balance(&w, LEDGER_ACCOUNT_USER, "demo").debits, 1344);
+    CHECK_EQ(balance(&w, LEDGER_ACCOUNT_USER, "demo").pending, 0);
+    meter_stats_t st;
+    meter_stats(w.m, &st);
+    CHECK(st.finished == 1 && st.charged == 1344 && st.failed == 0);
+    /* a call that fails hands nothing over */
+    CHECK(meter_begin_model(w.m, &ctx, &model, 50, 100, &call, &err) == ACC_OK);
+    meter_call_set_ready(call, on_ready, &seen);
+    meter_fail(call, ACC_ECANCELLED, "the caller left");
+    CHECK(seen.calls == 1);
+    close_world(&w);
+}
+
 static void test_no_span_pays_the_data_share_to_the_owner(void) {
     world_t w = open_world(0);
     topup(&w, "demo", 100000);
@@ -658,6 +728,7 @@ int main(int argc, char **argv) {
     RUN(test_split_edges);
     RUN(test_fees_and_prices);
     RUN(test_model_call_reserved_attributed_posted);
+    RUN(test_ready_hands_the_event_over_before_the_posting);
     RUN(test_no_span_pays_the_data_share_to_the_owner);
     RUN(test_insufficient_funds_refuses_before_the_call);
     RUN(test_failure_voids_everything_and_is_recorded);
