@@ -372,8 +372,8 @@ static void free_call(meter_call_t *c) {
 static void on_posted(void *ud, const ledger_result_t *res) {
     meter_call_t *c = ud;
     meter_t *m = c->m;
-    meter_receipt_t r = {.status = res->status, .err = res->err, .seq = res->seq, .duplicate = res->duplicate,
-                         .event = &c->ev};
+    meter_receipt_t r = {.status = res->status, .seq = res->seq, .duplicate = res->duplicate, .event = &c->ev};
+    if (res->status) r.err = res->err; /* the error's text is read only when there is one */
     if (c->ev.state == LEDGER_POSTED) {
         if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&m->charged, c->ev.cost);
         else atomic_fetch_add(&m->failed, 1);
@@ -393,7 +393,8 @@ typedef struct posted {
 
 static void on_posted_lean(void *ud, const ledger_result_t *res) {
     posted_t *t = ud;
-    meter_receipt_t r = {.status = res->status, .err = res->err, .seq = res->seq, .duplicate = res->duplicate};
+    meter_receipt_t r = {.status = res->status, .seq = res->seq, .duplicate = res->duplicate};
+    if (res->status) r.err = res->err;
     if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&t->m->charged, t->cost);
     else atomic_fetch_add(&t->m->failed, 1);
     t->done(t->ud, &r);

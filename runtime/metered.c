@@ -415,7 +415,7 @@ static void on_booked(void *ud, const meter_receipt_t *mr) {
     rt_answer_t *a = ud;
     if (mr->status == ACC_OK) {
         a->ok = 1;
-        if (a->receipt) a->receipt->duplicate = mr->duplicate;
+        if (mr->duplicate && a->receipt) a->receipt->duplicate = true; /* the receipt, gone cold, is left alone */
     } else {
         a->ok = 0;
         free(a->text);

@@ -56,9 +56,11 @@ typedef struct op {
     ledger_amount_t limit;
     ledger_done_fn done;
     void *ud;
-    ledger_result_t res;
     bool failed;
     uint64_t queued_ns; /* when it was queued (mono_ns) */
+    /* Last: its error's text (most of an op's bytes) is written only when the op fails, so an op
+     * in flight keeps that memory untouched (new_op). */
+    ledger_result_t res;
 } op_t;
 
 struct ledger {

@@ -30,6 +30,7 @@
  * when the writer finishes a posting (the posted part, committed or failed).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -467,7 +468,10 @@ static op_t *new_op(const ledger_posting_t *p, acc_err *err) {
         acc_fail(err, ACC_ENOMEM, "ledger: out of memory");
         return NULL;
     }
-    memset(op, 0, sizeof *op);
+    /* Zeroed but for its result's error text, written only if the op fails: a posting waits for
+     * its commit with hundreds of others, and the text's lines would be written for nothing. */
+    memset(op, 0, offsetof(op_t, res) + offsetof(ledger_result_t, err) + sizeof op->res.err.code);
+    op->res.err.msg[0] = '\0';
     op->kind = OP_POSTING;
     op->id = p->id;
     op->state = p->state;

@@ -263,7 +263,7 @@ typedef struct ledger_result {
     uint64_t seq;        /* the posting's place in the sequence (0 when status is not ACC_OK) */
     ledger_state_t state;
     uint64_t time_ms;    /* commit time, Unix milliseconds */
-    acc_err err;
+    acc_err err;         /* why, when status is not ACC_OK (else code 0 and msg "") */
 } ledger_result_t;
 
 typedef void (*ledger_done_fn)(void *ud, const ledger_result_t *res);
