@@ -39,6 +39,7 @@ struct meter_call {
     ledger_hold_t *hold;
     ledger_amount_t reserved;
     uint64_t start_ms, start_ns;
+    uint64_t end_ns; /* fill_event's clock read, the ledger's too (post) */
     uint64_t in_max, out_max;
     bool has_agent, first_in_session;
     /* built by finish */
@@ -165,7 +166,7 @@ static int begin(meter_t *m, const meter_ctx_t *ctx, meter_resource_t resource, 
     }
     c->reserved = total;
     if (ctx->id && !ledger_id_is_zero(ctx->id)) c->id = *ctx->id;
-    else ledger_id_new(&c->id);
+    else ledger_id_new_at(&c->id, c->start_ms); /* one wall clock read for both */
     c->lines = c->inline_lines;
     c->line_ev = c->inline_ev;
     c->cap = INLINE_LINES;
@@ -347,7 +348,8 @@ static void fill_event(meter_call_t *c, ledger_state_t state, uint64_t units_in,
     e->agent = c->has_agent ? c->agent.name : "";
     e->agent_version = c->has_agent ? c->agent.version : "";
     e->start_ms = c->start_ms;
-    e->latency_us = (mono_ns() - c->start_ns) / 1000;
+    c->end_ns = mono_ns();
+    e->latency_us = (c->end_ns - c->start_ns) / 1000;
     e->units_in = units_in;
     e->units_out = units_out;
     e->reserved = c->reserved;
@@ -445,7 +447,8 @@ static int post(meter_call_t *c, ledger_state_t state, acc_err *err) {
     if (!rc && c->ready) c->ready(c->ready_ud, &c->ev);
     if (!rc) {
         ledger_posting_t p = {.id = c->id, .state = state, .code = meter__resource_code(c->resource), .hold = c->hold,
-                              .transfers = t, .ntransfers = nt, .event = bytes.data, .event_len = bytes.len};
+                              .transfers = t, .ntransfers = nt, .event = bytes.data, .event_len = bytes.len,
+                              .now_ns = c->end_ns};
         c->hold = NULL; /* the posting owns it now, whatever happens */
         rc = keep ? ledger_submit(m->l, &p, on_posted, c, err)
              : ledger_submit(m->l, &p, lean ? on_posted_lean : NULL, lean, err);

@@ -35,7 +35,9 @@ static uint64_t next_random(void) {
     return id_rng[1] + s0;
 }
 
-void ledger_id_new(ledger_id_t *out) {
+void ledger_id_new(ledger_id_t *out) { ledger_id_new_at(out, wall_ms()); }
+
+void ledger_id_new_at(ledger_id_t *out, uint64_t ms) {
     pthread_mutex_lock(&id_mu);
     if (!id_rng[0] && !id_rng[1]) {
         if (getrandom(id_rng, sizeof id_rng, 0) != (ssize_t)sizeof id_rng || (!id_rng[0] && !id_rng[1])) {
@@ -43,7 +45,6 @@ void ledger_id_new(ledger_id_t *out) {
             id_rng[1] = (uint64_t)(uintptr_t)&id_mu ^ UINT64_C(0xbf58476d1ce4e5b9);
         }
     }
-    uint64_t ms = wall_ms();
     if (ms > id_last_ms) {
         id_last_ms = ms;
         id_counter = next_random() & 0x7ff; /* a random start, with room to count up */

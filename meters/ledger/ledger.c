@@ -499,6 +499,7 @@ static bool enqueue(ledger_t *l, op_t *op, uint64_t now) {
     l->arrivals++;
     /* the mean gap between postings (an exponential average over about 8), for the writer's
      * gathering: under a busy CPU, postings keep coming but further apart */
+    if (now < l->last_arrival_ns) now = l->last_arrival_ns; /* read by its caller, before another's */
     uint64_t gap = now - l->last_arrival_ns;
     l->last_arrival_ns = now;
     op->queued_ns = now;
@@ -524,7 +525,7 @@ int ledger_submit(ledger_t *l, const ledger_posting_t *p, ledger_done_fn done, v
     for (int attempt = 0;; attempt++) {
         ledger_account_t *short_of = NULL;
         pthread_mutex_lock(&l->mu);
-        uint64_t now = mono_ns(); /* one clock read: the hold's deadline, the arrival's time */
+        uint64_t now = p->now_ns ? p->now_ns : mono_ns(); /* one read: the hold's deadline, the arrival's time */
         if (l->stopping) rc = acc_fail(err, ACC_EMISUSE, "ledger: closing");
         else if (hold && hold->deadline_ms && now / 1000000 >= hold->deadline_ms) void_hold_locked(l, hold);
         if (!rc && hold && hold->state != LEDGER_PENDING)
