@@ -94,33 +94,70 @@ static uint8_t *put_str(uint8_t *p, const char *s, size_t len) {
 
 static uint8_t *put_cstr(uint8_t *p, const char *s) { return put_str(p, s ? s : "", s ? strlen(s) : 0); }
 
-/* Hex digit values (0 for anything that is not one, as for the digit 0: put_payee tells them apart). */
+/* The 40 hex digits of an address as its 20 bytes, and which digits are upper case (bit i % 8 of
+ * upper[i / 8] for digit i); false when one is not a hex digit. A call writes two or three of them
+ * (bench_meters' profile: 0.17 us a call a digit at a time), so they are read eight at a time. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS (ONES * 0x80)
+
+/* Per byte of x (each below 0x80): 0x80 when it is within [lo, hi], else 0. No byte carries into
+ * the next: b + 0x80 - lo and b + 0x7f - hi stay below 0x100, and have their high bit set exactly
+ * when b >= lo and b > hi. */
+static inline uint64_t bytes_within(uint64_t x, uint8_t lo, uint8_t hi) {
+    return (x + ONES * (uint8_t)(0x80 - lo)) & ~(x + ONES * (uint8_t)(0x7f - hi)) & HIGHS;
+}
+
+static bool parse_address_digits(const char *d, uint8_t bytes[20], uint8_t upper[5]) {
+    uint64_t bad = 0;
+    for (int k = 0; k < 5; k++) {
+        uint64_t w;
+        memcpy(&w, d + 8 * k, 8); /* byte j is digit 8k + j */
+        uint64_t digit = bytes_within(w, '0', '9'), up = bytes_within(w, 'A', 'F'), low = bytes_within(w, 'a', 'f');
+        bad |= (w & HIGHS) | ((digit | up | low) ^ HIGHS);
+        uint64_t v = (w & ONES * 0x0f) + ((up | low) >> 7) * 9; /* each byte its digit's value */
+        /* two digits a byte (the first the high nibble), then the four bytes together */
+        uint64_t t = (v & UINT64_C(0x00ff00ff00ff00ff)) << 4 | (v >> 8 & UINT64_C(0x00ff00ff00ff00ff));
+        t = (t | t >> 8) & UINT64_C(0x0000ffff0000ffff);
+        t = (t | t >> 16) & UINT64_C(0xffffffff);
+        uint32_t b4 = (uint32_t)t;
+        memcpy(bytes + 4 * k, &b4, 4);
+        upper[k] = (uint8_t)(((up >> 7) * UINT64_C(0x0102040810204080)) >> 56); /* byte j's flag as bit j */
+    }
+    return bad == 0;
+}
+#else
+/* Hex digit values (0 for anything that is not one, as for the digit 0: told apart below). */
 static const uint8_t hex_value[256] = {
     ['0'] = 0, ['1'] = 1, ['2'] = 2, ['3'] = 3, ['4'] = 4, ['5'] = 5, ['6'] = 6, ['7'] = 7, ['8'] = 8, ['9'] = 9,
     ['a'] = 10, ['b'] = 11, ['c'] = 12, ['d'] = 13, ['e'] = 14, ['f'] = 15,
     ['A'] = 10, ['B'] = 11, ['C'] = 12, ['D'] = 13, ['E'] = 14, ['F'] = 15,
 };
 
+static bool parse_address_digits(const char *d, uint8_t bytes[20], uint8_t upper[5]) {
+    bool ok = true;
+    memset(upper, 0, 5);
+    for (size_t i = 0; i < 40; i += 2) {
+        unsigned char hi = (unsigned char)d[i], lo = (unsigned char)d[i + 1];
+        uint8_t vh = hex_value[hi], vl = hex_value[lo];
+        /* table zeros stand for '0' only: anything else that maps to 0 is not a digit */
+        ok &= (vh || hi == '0') && (vl || lo == '0');
+        bytes[i / 2] = (uint8_t)(vh << 4 | vl);
+        upper[i / 8] |= (uint8_t)((hi >= 'A' && hi <= 'F') << (i % 8) | (lo >= 'A' && lo <= 'F') << (i % 8 + 1));
+    }
+    return ok;
+}
+#endif
+
 /* A payee: an address as 20 bytes and its digits' case (form 1), anything else as a string. */
 static uint8_t *put_payee(uint8_t *p, const char *payee) {
     size_t n = strlen(payee);
-    if (n == 42 && payee[0] == '0' && payee[1] == 'x') {
-        uint8_t bytes[20], upper[5] = {0};
-        bool ok = true;
-        for (size_t i = 0; i < 40; i += 2) {
-            unsigned char hi = (unsigned char)payee[2 + i], lo = (unsigned char)payee[3 + i];
-            uint8_t vh = hex_value[hi], vl = hex_value[lo];
-            /* table zeros stand for '0' only: anything else that maps to 0 is not a digit */
-            ok &= (vh || hi == '0') && (vl || lo == '0');
-            bytes[i / 2] = (uint8_t)(vh << 4 | vl);
-            upper[i / 8] |= (uint8_t)((hi >= 'A' && hi <= 'F') << (i % 8) | (lo >= 'A' && lo <= 'F') << (i % 8 + 1));
-        }
-        if (ok) {
-            *p++ = 1;
-            memcpy(p, bytes, 20);
-            memcpy(p + 20, upper, 5);
-            return p + 25;
-        }
+    uint8_t bytes[20], upper[5];
+    if (n == 42 && payee[0] == '0' && payee[1] == 'x' && parse_address_digits(payee + 2, bytes, upper)) {
+        *p++ = 1;
+        memcpy(p, bytes, 20);
+        memcpy(p + 20, upper, 5);
+        return p + 25;
     }
     *p++ = 0;
     return put_str(p, payee, n);

@@ -14,6 +14,7 @@
 
 #include <sqlite3.h>
 
+#include "meters/internal.h"
 #include "meters/meters.h"
 #include "tests/check.h"
 
@@ -560,6 +561,57 @@ static void test_message_price_and_session_price(void) {
     close_world(&w);
 }
 
+/* An event with one line paying payee, encoded; returns its bytes' length (0 when it does not
+ * decode back to the same payee). */
+static size_t encode_payee(const char *payee) {
+    meter_line_t line = {.role = METER_ROLE_OWNER, .payee_kind = LEDGER_ACCOUNT_ADDRESS, .weight = 1, .amount = 7};
+    snprintf(line.payee, sizeof line.payee, "%s", payee);
+    meter_event_t e = {.state = LEDGER_POSTED, .resource = METER_MODEL, .resource_name = "m", .nlines = 1, .lines = &line};
+    meter__evidence_t ev = {.kind = METER__EV_NONE};
+    acc_buf b = ACC_BUF_INIT;
+    meter__event_encode(&e, &ev, &b);
+    meter_event_t d;
+    size_t len = b.len;
+    if (meter_event_decode(b.data, b.len, &d, NULL) != ACC_OK) len = 0;
+    else if (d.nlines != 1 || strcmp(d.lines[0].payee, payee) != 0) len = 0, meter_event_free(&d);
+    else meter_event_free(&d);
+    acc_buf_free(&b);
+    return len;
+}
+
+/* Payees that are addresses ("0x" and 40 hex digits, any case) are stored as 25 bytes, anything
+ * else (a digit one past a range, a byte past ASCII) as text; both read back exactly. */
+static void test_payees_stored_as_addresses_exactly_when_they_are(void) {
+    const size_t base = encode_payee("x"); /* a 1-byte string: form, length, byte */
+    CHECK(base > 0);
+    static const char pool[] = "0123456789abcdefABCDEF/:@G`gF9f0 \x80\xff";
+    uint64_t r = 0x9e3779b97f4a7c15u;
+    for (int n = 0; n < 20000; n++) {
+        char a[43] = "0x";
+        bool hex = true;
+        for (int i = 0; i < 40; i++) {
+            r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+            /* mostly digits: one in 64 draws from the whole pool, edge characters included */
+            size_t k = (r >> 8) % 64 == 0 ? (r >> 16) % (sizeof pool - 1) : (r >> 16) % 22;
+            a[2 + i] = pool[k];
+            hex &= strchr("0123456789abcdefABCDEF", pool[k]) != NULL;
+        }
+        size_t len = encode_payee(a);
+        CHECK_MSG(len == (hex ? base - 3 + 26 : base - 3 + 44), "%s: %zu bytes (base %zu), hex %d", a, len, base, hex);
+        if (len != (hex ? base - 3 + 26 : base - 3 + 44)) break;
+    }
+    /* every digit at every place, both cases */
+    for (int i = 0; i < 40; i++)
+        for (const char *d = "0123456789abcdefABCDEF"; *d; d++) {
+            char a[43] = "0x0000000000000000000000000000000000000000";
+            a[2 + i] = *d;
+            CHECK_EQ(encode_payee(a), base - 3 + 26);
+        }
+    CHECK_EQ(encode_payee("0x000000000000000000000000000000000000000"), base - 3 + 43); /* 41 characters */
+    CHECK_EQ(encode_payee("1x0000000000000000000000000000000000000000"), base - 3 + 44);
+    CHECK_EQ(encode_payee("operator"), base - 3 + 10);
+}
+
 static void test_event_round_trips_and_rejects_garbage(void) {
     world_t w = open_world(0);
     topup(&w, "demo", 100000);
@@ -736,6 +788,7 @@ int main(int argc, char **argv) {
     RUN(test_dataset_query_pays_contributors_by_score);
     RUN(test_message_price_and_session_price);
     RUN(test_event_round_trips_and_rejects_garbage);
+    RUN(test_payees_stored_as_addresses_exactly_when_they_are);
     RUN(test_check_catches_an_event_that_does_not_match_its_transfers);
     RUN(test_usage_by_agent);
     test_remove_dir(dir);
