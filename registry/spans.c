@@ -117,7 +117,8 @@ static bool known_get(entry *e, int64_t id, uint8_t contributor[20]) {
 
 static int entry_of(registry_t *reg, int64_t datanet_id, entry **out, acc_err *err) {
     char mem[64];
-    const char *db = sqlite3_db_filename(reg->db, "main");
+    if (!reg->db_filename) reg->db_filename = sqlite3_db_filename(reg->db, "main");
+    const char *db = reg->db_filename;
     if (!db || !*db) {
         snprintf(mem, sizeof mem, "mem:%p", (void *)reg);
         db = mem;

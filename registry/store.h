@@ -43,6 +43,9 @@ struct registry {
     /* The statements on one datanet's full-text table (its name holds the datanet's id, so they
      * are not string literals): the last datanet's, kept for the next record or query. */
     store_fts_stmt_t fts_insert, fts_query, fts_probe;
+    /* sqlite3_db_filename(db, "main"), read once: the span cache's key (spans.c), looked up by
+     * every attribution, and the call was most of that look-up's time */
+    const char *db_filename;
 };
 
 /* A migration takes the schema from version - 1 to version: SQL run as one script inside the
