@@ -57,6 +57,7 @@ typedef struct op {
     ledger_done_fn done;
     void *ud;
     bool failed;
+    bool pooled;        /* OP_POOLED_SIZE bytes, from and back to the ledger's pool (ledger.c) */
     uint64_t queued_ns; /* when it was queued (mono_ns) */
     /* Last: its error's text (most of an op's bytes) is written only when the op fails, so an op
      * in flight keeps that memory untouched (new_op). */
@@ -98,6 +99,11 @@ struct ledger {
     uint64_t w_commit_ns, w_account_rows;
     bool w_tail_known; /* w_last_time is the stored tail's (nobody else wrote since) */
     uint64_t w_last_time;
+    /* Postings' memory, freed by the writer after their commit and reused by the next submitters,
+     * the last freed first (ledger.c) */
+    pthread_mutex_t pool_mu;
+    op_t *pool;
+    size_t npool;
 };
 
 /* credits + limit - debits - pending, or 0; under mu. */

@@ -461,9 +461,50 @@ static int check_funds(const op_t *op, const ledger_hold_t *hold, ledger_account
     return ACC_OK;
 }
 
-static op_t *new_op(const ledger_posting_t *p, acc_err *err) {
+/* Postings up to this size (a metered call's: the op, a few transfers, its event of a few hundred
+ * bytes) are made in the ledger's pool: the writer gives each back after its commit and the next
+ * submitter takes the last one given back, whose lines the writer has just used, instead of a block
+ * malloc took from wherever (a posting waits for its commit with hundreds of others, so fresh
+ * memory is cold memory: copying a call's event into it was 0.2-0.45 us of the call). At most
+ * OP_POOL_MAX are kept (4 MiB). */
+#define OP_POOLED_SIZE 1024
+#define OP_POOL_MAX 4096
+
+static op_t *op_alloc(ledger_t *l, size_t size) {
+    if (size > OP_POOLED_SIZE) return malloc(size);
+    pthread_mutex_lock(&l->pool_mu);
+    op_t *op = l->pool;
+    if (op) l->pool = op->next, l->npool--;
+    pthread_mutex_unlock(&l->pool_mu);
+    return op ? op : malloc(OP_POOLED_SIZE);
+}
+
+/* Writer: frees a committed batch's ops (a list), keeping the pool's for the next submitters: the
+ * last done first (the warmest), as many as the pool has room for. */
+static void ops_release(ledger_t *l, op_t *ops) {
+    op_t *keep = NULL;
+    for (op_t *op = ops, *next; op; op = next) {
+        next = op->next;
+        if (op->pooled) op->next = keep, keep = op;
+        else free(op);
+    }
+    if (!keep) return;
+    pthread_mutex_lock(&l->pool_mu);
+    size_t room = l->npool < OP_POOL_MAX ? OP_POOL_MAX - l->npool : 0, n = 0;
+    op_t *last = NULL, *rest = keep;
+    while (rest && n < room) last = rest, rest = rest->next, n++;
+    if (last) {
+        last->next = l->pool;
+        l->pool = keep;
+        l->npool += n;
+    }
+    pthread_mutex_unlock(&l->pool_mu);
+    for (op_t *next; rest; rest = next) next = rest->next, free(rest);
+}
+
+static op_t *new_op(ledger_t *l, const ledger_posting_t *p, acc_err *err) {
     size_t size = sizeof(op_t) + p->ntransfers * sizeof(ledger_transfer_t) + p->event_len;
-    op_t *op = malloc(size);
+    op_t *op = op_alloc(l, size);
     if (!op) {
         acc_fail(err, ACC_ENOMEM, "ledger: out of memory");
         return NULL;
@@ -484,6 +525,7 @@ static op_t *new_op(const ledger_posting_t *p, acc_err *err) {
     if (p->event_len) memcpy(op->event, p->event, p->event_len);
     op->check_settlement = p->check_settlement;
     op->after_settlement = p->after_settlement;
+    op->pooled = size <= OP_POOLED_SIZE;
     return op;
 }
 
@@ -513,7 +555,7 @@ static bool enqueue(ledger_t *l, op_t *op, uint64_t now) {
 int ledger_submit(ledger_t *l, const ledger_posting_t *p, ledger_done_fn done, void *ud, acc_err *err) {
     ledger_hold_t *hold = p->hold;
     int rc = l->readonly ? acc_fail(err, ACC_EMISUSE, "ledger: opened read-only") : validate(p, err);
-    op_t *op = rc ? NULL : new_op(p, err);
+    op_t *op = rc ? NULL : new_op(l, p, err);
     if (!op) {
         if (!rc) rc = err ? err->code : ACC_ENOMEM;
         ledger_void(l, hold);
@@ -1048,12 +1090,10 @@ static void *writer_main(void *arg) {
         apply_batch(l, ops, n, last_commit_ns);
         pthread_mutex_unlock(&l->mu);
         if (l->on_done_batch) l->on_done_batch(l->on_done_batch_ud, true);
-        for (op_t *op = ops, *next; op; op = next) {
-            next = op->next;
+        for (op_t *op = ops; op; op = op->next)
             if (op->done) op->done(op->ud, &op->res);
-            free(op);
-        }
         if (l->on_done_batch) l->on_done_batch(l->on_done_batch_ud, false);
+        ops_release(l, ops);
         pthread_mutex_lock(&l->mu);
     }
     pthread_mutex_unlock(&l->mu);
@@ -1074,6 +1114,7 @@ int ledger_open(const char *path, const ledger_opts_t *opts, ledger_t **out, acc
     l->commit_delay_ns = (uint64_t)(o.commit_delay_us == LEDGER_NO_COMMIT_DELAY ? 0
                                     : o.commit_delay_us ? o.commit_delay_us : LEDGER_DEFAULT_COMMIT_DELAY_US) * 1000;
     pthread_mutex_init(&l->mu, NULL);
+    pthread_mutex_init(&l->pool_mu, NULL);
     pthread_cond_init(&l->wake, NULL);
     int rc = grow_tables(l) ? acc_fail(err, ACC_ENOMEM, "ledger: out of memory") : ACC_OK;
     if (!rc) rc = l->ops->open(path, o.readonly, o.no_sync, o.busy_timeout_ms ? o.busy_timeout_ms : 5000, &l->store, err);
@@ -1114,6 +1155,8 @@ void ledger_close(ledger_t *l) {
     free(l->by_name);
     free(l->by_id);
     free(l->w_legs);
+    for (op_t *op = l->pool, *n; op; op = n) n = op->next, free(op);
+    pthread_mutex_destroy(&l->pool_mu);
     pthread_cond_destroy(&l->wake);
     pthread_mutex_destroy(&l->mu);
     free(l);
