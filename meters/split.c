@@ -23,6 +23,21 @@ static int by_remainder(const void *a, const void *b) {
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
+/* Sorts the remainders by_remainder: by insertion when there are few (a call's splits have two to
+ * a handful of parts, and qsort's calls were half of meter_split's time). */
+static void sort_remainders(rem_t *r, size_t k) {
+    if (k > 16) {
+        qsort(r, k, sizeof *r, by_remainder);
+        return;
+    }
+    for (size_t i = 1; i < k; i++) {
+        rem_t x = r[i];
+        size_t j = i;
+        for (; j > 0 && by_remainder(&r[j - 1], &x) > 0; j--) r[j] = r[j - 1];
+        r[j] = x;
+    }
+}
+
 int meter_split(ledger_amount_t total, const uint64_t *weights, size_t n, ledger_amount_t *parts) {
     if (n == 0) return ACC_EINVAL;
     if (n > UINT32_MAX) return ACC_ELIMIT;
@@ -32,28 +47,32 @@ int meter_split(ledger_amount_t total, const uint64_t *weights, size_t n, ledger
         for (size_t i = 0; i < n; i++) parts[i] = 0;
         return total == 0 ? ACC_OK : ACC_EINVAL;
     }
-    /* The floor of each exact share; what the floors leave is less than one unit per part. */
+    /* The floor of each exact share; what the floors leave is less than one unit per part. Small
+     * splits, the usual case, keep their remainders (exact, as 128-bit numerators over the same
+     * sum) on the stack as they go; larger ones find them again once their count is known. */
+    rem_t stack[32], *r = n <= 32 ? stack : NULL;
     ledger_amount_t given = 0;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        u128 p = (u128)total * weights[i];
-        parts[i] = (ledger_amount_t)(p / sum);
+        u128 p = (u128)total * weights[i], q = p / sum, rem = p - q * sum;
+        parts[i] = (ledger_amount_t)q;
         given += parts[i];
-        m += p % sum != 0;
+        if (rem && r) r[m] = (rem_t){rem, (uint32_t)i};
+        m += rem != 0;
     }
     ledger_amount_t left = total - given;
     if (left == 0) return ACC_OK;
-    /* One more unit each for the `left` parts with the largest remainders (exact, as 128-bit
-     * numerators over the same sum). Small splits, the usual case, sort on the stack. */
-    rem_t stack[32], *r = m <= 32 ? stack : malloc(m * sizeof *r);
-    if (!r) return ACC_ENOMEM;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        u128 rem = ((u128)total * weights[i]) % sum;
-        if (rem) r[k++] = (rem_t){rem, (uint32_t)i};
+    if (!r) {
+        if (!(r = malloc(m * sizeof *r))) return ACC_ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            u128 rem = ((u128)total * weights[i]) % sum;
+            if (rem) r[k++] = (rem_t){rem, (uint32_t)i};
+        }
     }
-    qsort(r, k, sizeof *r, by_remainder);
-    for (size_t j = 0; j < left; j++) parts[r[j].i]++; /* left <= k: the remainders add up to left */
+    /* One more unit each for the `left` parts with the largest remainders. */
+    sort_remainders(r, m);
+    for (size_t j = 0; j < left; j++) parts[r[j].i]++; /* left <= m: the remainders add up to left */
     if (r != stack) free(r);
     return ACC_OK;
 }
