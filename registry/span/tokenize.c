@@ -230,13 +230,20 @@ int span_tokenize(const char *text, size_t len, span_tokens *out, acc_err *err) 
     size_t i = 0;
     while (i < len) {
         unsigned char c = t[i];
-        if (c < 0x80 && ascii_word(c)) { /* the common case */
+        if (c < 0x80 && ascii_word(c)) { /* the common case: a run of ASCII letters and digits */
             if (!inword) {
                 if (!(cur = start_word(out, i, nl))) return acc_fail(err, ACC_ENOMEM, "tokenize: out of memory");
                 inword = 1;
             }
-            norm[nl++] = ascii_fold(c);
-            cur->end = (uint32_t)++i;
+            do norm[nl++] = ascii_fold(t[i++]);
+            while (i < len && t[i] < 0x80 && ascii_word(t[i]));
+            cur->end = (uint32_t)i;
+            continue;
+        }
+        if (c < 0x80 && c != '\'') { /* the next most common: an ASCII separator (char_at's C_SEP) */
+            if (inword) cur->norm_len = (uint32_t)(nl - cur->norm);
+            inword = 0;
+            i++;
             continue;
         }
         size_t clen;
