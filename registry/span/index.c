@@ -186,20 +186,38 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* ids sorted: by insertion when there are few (a span of a model's output is mostly found in one
+ * record or a handful). */
+static void sort_ids(int64_t *ids, size_t k) {
+    if (k > 16) {
+        qsort(ids, k, sizeof *ids, cmp_i64);
+        return;
+    }
+    for (size_t i = 1; i < k; i++) {
+        int64_t v = ids[i];
+        size_t j = i;
+        for (; j > 0 && ids[j - 1] > v; j--) ids[j] = ids[j - 1];
+        ids[j] = v;
+    }
+}
+
 int span_index_find(const span_index *x, const uint32_t *q, size_t m, size_t cap, span_hits *out, acc_err *err) {
     memset(out, 0, sizeof *out);
     if (m == 0) return ACC_OK;
     uint64_t total = 0;
-    uint32_t *lo = malloc((x->ncorp + 1) * 2 * sizeof *lo), *hi = lo + x->ncorp + 1;
+    /* On the stack when small (an attribution looks up every span it finds) */
+    uint32_t range_stack[2 * 17];
+    int64_t id_stack[32];
+    uint32_t *lo = x->ncorp < 17 ? range_stack : malloc((x->ncorp + 1) * 2 * sizeof *lo), *hi = lo ? lo + x->ncorp + 1 : NULL;
     if (!lo) return acc_fail(err, ACC_ENOMEM, "span index: out of memory");
     for (size_t i = 0; i < x->ncorp; i++) {
         span_corpus_find(x->corp[i], q, m, &lo[i], &hi[i]);
         total += hi[i] - lo[i];
     }
     out->occurrences = total;
-    int64_t *ids = total ? malloc(total * sizeof *ids) : NULL;
+    int64_t *ids = !total ? NULL : total <= 32 ? id_stack : malloc(total * sizeof *ids);
     if (!ids) {
-        free(lo);
+        if (lo != range_stack) free(lo);
         return total ? acc_fail(err, ACC_ENOMEM, "span index: out of memory listing %llu occurrences", (unsigned long long)total) : ACC_OK;
     }
     size_t k = 0;
@@ -208,15 +226,23 @@ int span_index_find(const span_index *x, const uint32_t *q, size_t m, size_t cap
         const uint32_t *sa = span_corpus_sa_of(c);
         for (uint32_t r = lo[i]; r < hi[i]; r++) ids[k++] = span_corpus_record_id(c, span_corpus_record_at(c, sa[r], NULL));
     }
-    free(lo);
-    qsort(ids, k, sizeof *ids, cmp_i64);
+    if (lo != range_stack) free(lo);
+    sort_ids(ids, k);
     size_t d = 0;
     for (size_t i = 0; i < k; i++)
         if (i == 0 || ids[i] != ids[i - 1]) ids[d++] = ids[i];
     out->records = d;
     out->nids = d < cap ? d : cap;
     if (out->nids == 0) {
-        free(ids);
+        if (ids != id_stack) free(ids);
+        return ACC_OK;
+    }
+    if (ids == id_stack) {
+        if (!(out->ids = malloc(out->nids * sizeof *ids))) {
+            out->nids = 0;
+            return acc_fail(err, ACC_ENOMEM, "span index: out of memory");
+        }
+        memcpy(out->ids, ids, out->nids * sizeof *ids);
         return ACC_OK;
     }
     int64_t *shrunk = realloc(ids, out->nids * sizeof *ids);
