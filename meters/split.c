@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "meters/meters.h"
+#include "runtime/base/sort.h"
 
 typedef unsigned __int128 u128;
 
@@ -21,21 +22,6 @@ static int by_remainder(const void *a, const void *b) {
     const rem_t *x = a, *y = b;
     if (x->r != y->r) return x->r > y->r ? -1 : 1;
     return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* Sorts the remainders by_remainder: by insertion when there are few (a call's splits have two to
- * a handful of parts, and qsort's calls were half of meter_split's time). */
-static void sort_remainders(rem_t *r, size_t k) {
-    if (k > 16) {
-        qsort(r, k, sizeof *r, by_remainder);
-        return;
-    }
-    for (size_t i = 1; i < k; i++) {
-        rem_t x = r[i];
-        size_t j = i;
-        for (; j > 0 && by_remainder(&r[j - 1], &x) > 0; j--) r[j] = r[j - 1];
-        r[j] = x;
-    }
 }
 
 int meter_split(ledger_amount_t total, const uint64_t *weights, size_t n, ledger_amount_t *parts) {
@@ -71,7 +57,7 @@ int meter_split(ledger_amount_t total, const uint64_t *weights, size_t n, ledger
         }
     }
     /* One more unit each for the `left` parts with the largest remainders. */
-    sort_remainders(r, m);
+    acc_sort(r, m, sizeof *r, by_remainder); /* a handful: by insertion (qsort was half the split's time) */
     for (size_t j = 0; j < left; j++) parts[r[j].i]++; /* left <= m: the remainders add up to left */
     if (r != stack) free(r);
     return ACC_OK;

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "registry/factory/factory_internal.h"
+#include "runtime/base/sort.h"
 
 #define NONE UINT32_MAX
 
@@ -75,20 +76,6 @@ static int cmp_u32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The words seen so far, sorted: a few at a time (a context is usually followed by a handful of
- * words), where insertion beats a call to qsort per generated word. */
-static void sort_seen(uint32_t *v, size_t n) {
-    if (n > 32) {
-        qsort(v, n, sizeof *v, cmp_u32);
-        return;
-    }
-    for (size_t i = 1; i < n; i++) {
-        uint32_t x = v[i];
-        size_t j = i;
-        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
-        v[j] = x;
-    }
-}
 
 /* The word after the context at suffix rank r. */
 static inline uint32_t next_word(const span_corpus *c, uint32_t r, uint32_t L) {
@@ -177,7 +164,7 @@ static int choose(chooser *ch, cand *best) {
             }
             r = e;
         }
-        sort_seen(ch->seen, ch->nseen);
+        acc_sort(ch->seen, ch->nseen, sizeof *ch->seen, cmp_u32); /* a context is mostly followed by a handful of words */
     }
     return 0;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "registry/span/span_internal.h"
+#include "runtime/base/sort.h"
 
 typedef struct pending_record {
     int64_t id;
@@ -186,21 +187,6 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* ids sorted: by insertion when there are few (a span of a model's output is mostly found in one
- * record or a handful). */
-static void sort_ids(int64_t *ids, size_t k) {
-    if (k > 16) {
-        qsort(ids, k, sizeof *ids, cmp_i64);
-        return;
-    }
-    for (size_t i = 1; i < k; i++) {
-        int64_t v = ids[i];
-        size_t j = i;
-        for (; j > 0 && ids[j - 1] > v; j--) ids[j] = ids[j - 1];
-        ids[j] = v;
-    }
-}
-
 int span_index_find(const span_index *x, const uint32_t *q, size_t m, size_t cap, span_hits *out, acc_err *err) {
     memset(out, 0, sizeof *out);
     if (m == 0) return ACC_OK;
@@ -227,7 +213,7 @@ int span_index_find(const span_index *x, const uint32_t *q, size_t m, size_t cap
         for (uint32_t r = lo[i]; r < hi[i]; r++) ids[k++] = span_corpus_record_id(c, span_corpus_record_at(c, sa[r], NULL));
     }
     if (lo != range_stack) free(lo);
-    sort_ids(ids, k);
+    acc_sort(ids, k, sizeof *ids, cmp_i64); /* a span is mostly found in one record or a handful */
     size_t d = 0;
     for (size_t i = 0; i < k; i++)
         if (i == 0 || ids[i] != ids[i - 1]) ids[d++] = ids[i];
