@@ -345,14 +345,15 @@ static rt_receipt_t *receipt_of(const meter_event_t *e) {
 static rt_receipt_t *failed_commit_receipt(const rt_receipt_t *ok, const meter_receipt_t *mr) {
     rt_receipt_t *r = new_receipt(ok->nlines, ok->name, mr->err.msg);
     if (!r) return NULL;
-    r->id = ok->id;
+    const char *name = r->name, *error = r->error; /* its own copies */
+    memcpy(r, ok, sizeof *r + ok->nlines * sizeof *r->lines);
+    r->next = NULL;
+    r->name = name;
+    r->error = error;
     r->status = mr->status;
     r->duplicate = mr->duplicate;
-    r->resource = ok->resource;
-    r->units_in = ok->units_in;
-    r->units_out = ok->units_out;
-    r->nlines = ok->nlines;
-    memcpy(r->lines, ok->lines, ok->nlines * sizeof *r->lines);
+    r->cut = 0;
+    r->cost = 0;
     return r;
 }
 
