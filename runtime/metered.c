@@ -75,6 +75,7 @@ struct rt_metered {
  * cold when its next call comes, and these fit in two or three cache lines (not the six, over 900
  * bytes, they took before). */
 struct rt_session {
+    /* What delivering an answer reads, first: one cache line (prefetch_ahead). */
     sandbox_t *sb;             /* the sandbox whose provider this is (set at the first call) */
     size_t in_flight;
     rt_receipt_t *receipts, *receipts_tail;
@@ -480,9 +481,25 @@ static void finish_booking(pending_t *p, int rc) {
 
 static int run_lua(pending_t *p, const char *request, size_t len, sandbox_t *sb);
 
+/* A host that delivers a list of answers to many sandboxes (the bench's driver: a commit's worth
+ * for a thousand of them) finds each one's session and sandbox cold. The next ones are loaded
+ * while this one runs, each step reading only what the step before loaded: the session three
+ * answers ahead, the sandbox's handle two ahead, and one ahead what its resume touches first and
+ * the session's last receipt. Answers to the same session (the server's mailbox) skip it. */
+static void prefetch_ahead(const rt_answer_t *a) {
+    const rt_answer_t *a1 = a->next, *a2 = a1 ? a1->next : NULL, *a3 = a2 ? a2->next : NULL;
+    if (!a1 || a1->session == a->session) return;
+    if (a3) __builtin_prefetch(a3->session, 1, 3);
+    if (a2 && a2->session->sb) sandbox_prefetch_handle(a2->session->sb);
+    const rt_session_t *s1 = a1->session;
+    if (s1->sb) sandbox_prefetch(s1->sb);
+    if (s1->receipts_tail) __builtin_prefetch(s1->receipts_tail, 1, 3);
+}
+
 int rt_answer_deliver(rt_answer_t *a) {
     rt_session_t *s = a->session;
     int rc = -1;
+    prefetch_ahead(a);
     if (a->work) { /* a lua model's call, now that the agent's turn is not executing */
         pending_t *p = a->work;
         char *request = a->text;

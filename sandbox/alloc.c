@@ -63,6 +63,10 @@ void sbx_heap_close(sbx_heap_t *heap) {
     heap->region = NULL;
 }
 
+void sbx_heap_prefetch(const sbx_heap_t *heap) {
+    if (heap->region) sbx_region_prefetch(heap->region);
+}
+
 void sbx_heap_trim(sbx_heap_t *heap) {
     if (heap->region && heap->freed) sbx_region_purge(heap->region);
     heap->freed = 0;

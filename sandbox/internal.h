@@ -64,6 +64,8 @@ typedef struct sbx_heap {
  * Close with sbx_heap_close. */
 int sbx_heap_open(sbx_heap_t *heap);
 void sbx_heap_close(sbx_heap_t *heap);
+/* Starts loading the heap's control data into the cache (sandbox_prefetch). */
+void sbx_heap_prefetch(const sbx_heap_t *heap);
 /* Returns the heap's free pages to the kernel if it freed anything since it last did (the end of
  * a turn). */
 void sbx_heap_trim(sbx_heap_t *heap);
@@ -83,6 +85,21 @@ enum { SBX_INT_TIME = 1, SBX_INT_CANCEL = 2, SBX_INT_PREEMPT = 4, SBX_INT_BLOCK 
 enum sbx_yield { SBX_YIELD_NONE = 0, SBX_YIELD_CALL, SBX_YIELD_SLICE, SBX_YIELD_BLOCK };
 
 enum sbx_turn { SBX_TURN_NONE = 0, SBX_TURN_LOAD, SBX_TURN_MESSAGE };
+
+/* Addresses in a sandbox's heap that its next resume reads first (the strings of its last answer,
+ * which the next answer's are compared with; its request buffer; the tables that hold them), noted
+ * during a run, when they are in the cache: sandbox_prefetch loads them again before the next. */
+#define SBX_WARM_MAX 24
+typedef struct sbx_warm {
+    const void *at[SBX_WARM_MAX]; /* each in a cache line of its own */
+    int n;
+} sbx_warm_t;
+
+/* Notes the cache lines of [p, p + len) (len >= 1). */
+static inline void sbx_warm_note(sbx_warm_t *w, const void *p, size_t len) {
+    uintptr_t line = (uintptr_t)p & ~(uintptr_t)63, last = ((uintptr_t)p + len - 1) & ~(uintptr_t)63;
+    for (; line <= last && w->n < SBX_WARM_MAX; line += 64) w->at[w->n++] = (const void *)line;
+}
 
 struct sandbox {
     lua_State *L;                /* the sandbox's main state; turns run in threads of it */
@@ -128,7 +145,6 @@ struct sandbox {
     bool loaded; /* the load turn finished: the agent table is in the registry */
     int errcode; /* ACC_* of the last failure */
     bool host_nomem; /* the turn failed because the host's malloc did (ACC_ENOMEM) */
-    char errmsg[512];
     uint64_t host_calls, pauses;
     int resume_status, resume_nres; /* what the last lua_resume of the turn's thread returned */
     uintptr_t cstack_base; /* C stack address where the running turn started (0 = none) */
@@ -139,6 +155,13 @@ struct sandbox {
     uint64_t watch_deadline; /* the deadline the watchdog's heap orders this turn by */
     size_t watch_pos;        /* index in the heap, or SIZE_MAX when not in it */
     bool watched;
+
+    /* What the next resume touches first, noted by the last run while it was in the cache
+     * (sandbox_prefetch). */
+    sbx_warm_t warm;
+
+    /* Cold: last, so that sandbox_prefetch_handle loads everything above it and not this. */
+    char errmsg[512];
 };
 
 /* Monotonic clock in nanoseconds. */
@@ -310,7 +333,8 @@ typedef struct sbx_json_bounds {
  * arrays costs no look-up of it. */
 #define SBX_ANSWER_STRINGS 32
 #define SBX_ANSWER_STRING_MAX 40 /* LUAI_MAXSHORTLEN: longer strings are not interned anyway */
-void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings);
+/* warm (NULL: none) gets the address of each of the list's strings the answer used. */
+void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings, sbx_warm_t *warm);
 
 /* sbx_json_encode (json.h) within bounds (NULL: json.encode's own, depth only). */
 void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds);

@@ -133,6 +133,7 @@ typedef struct decoder {
     bool mt_ready;      /* the array metatable is in its slot, checked */
     int strings;        /* stack slot of the answer's string list (sbx_json_decode_answer), or 0 */
     int nstrings;       /* short strings met so far: the next one's place in that list */
+    sbx_warm_t *warm;   /* notes the list's strings the answer used (NULL: not noted) */
     locale_t numeric;   /* the "C" locale numbers are read in */
 } decoder_t;
 
@@ -230,15 +231,21 @@ static void buffer_code_point(luaL_Buffer *b, unsigned cp) {
 static void push_answer_string(decoder_t *d, const char *s, size_t len) {
     lua_State *L = d->L;
     lua_Integer at = ++d->nstrings;
+    const char *str = NULL;
+    size_t have = 0;
     if (lua_rawgeti(L, d->strings, at) == LUA_TSTRING) {
-        size_t have;
-        const char *str = lua_tolstring(L, -1, &have);
-        if (have == len && memcmp(str, s, len) == 0) return;
+        str = lua_tolstring(L, -1, &have);
+        if (have != len || memcmp(str, s, len) != 0) str = NULL;
     }
-    lua_pop(L, 1);
-    lua_pushlstring(L, s, len);
-    lua_pushvalue(L, -1);
-    lua_rawseti(L, d->strings, at);
+    if (!str) {
+        lua_pop(L, 1);
+        str = lua_pushlstring(L, s, len);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, d->strings, at);
+    }
+    /* the next answer's string at this place is compared with this one: its bytes, and its length
+     * and hash, which Lua keeps in the 24 bytes before them */
+    if (d->warm) sbx_warm_note(d->warm, str - 24, len + 24);
 }
 
 /* Decodes the string at d->pos (its opening quote) and pushes it. Strings without escapes are
@@ -483,10 +490,10 @@ static void decode_value(decoder_t *d) {
 /* Decodes s[0..n) with the array metatable checked at once (json.decode: a script that gave it a
  * __gc field learns so whatever it decodes) or at the first array (an answer), and the answer's
  * string list at stack index strings (0: none). */
-static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, int strings) {
+static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, int strings, sbx_warm_t *warm) {
     luaL_checkstack(L, 8, "json.decode");
     decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .meter = {.L = L}, .numeric = json_c_locale(L),
-                   .strings = strings ? lua_absindex(L, strings) : 0};
+                   .strings = strings ? lua_absindex(L, strings) : 0, .warm = warm};
     if (check_mt) push_array_mt_checked(L, "json.decode");
     else lua_pushnil(L);
     d.mt_ready = check_mt;
@@ -499,10 +506,10 @@ static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, in
     lua_remove(L, d.array_mt);
 }
 
-void sbx_json_decode(lua_State *L, const char *s, size_t n) { decode_text(L, s, n, true, 0); }
+void sbx_json_decode(lua_State *L, const char *s, size_t n) { decode_text(L, s, n, true, 0, NULL); }
 
-void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings) {
-    decode_text(L, s, n, false, strings);
+void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings, sbx_warm_t *warm) {
+    decode_text(L, s, n, false, strings, warm);
 }
 
 /* ---- encode ------------------------------------------------------------------------------- */

@@ -97,6 +97,12 @@ struct sbx_region {
     pool_t main;
 };
 
+void sbx_region_prefetch(const sbx_region_t *r) {
+    /* up to the lists of the sizes below 64 granules (512 bytes), which Lua's small objects use */
+    const char *end = (const char *)&r->main.heads[3][0];
+    for (const char *p = (const char *)r; p < end; p += 64) __builtin_prefetch(p, 1, 3);
+}
+
 /* ---- addresses, sizes and boundary bits -------------------------------------------------- */
 
 static inline char *at(const sbx_region_t *r, gran_t g) { return (char *)r + (size_t)g * GRAN; }

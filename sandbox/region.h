@@ -47,6 +47,10 @@ void sbx_region_free(sbx_region_t *r, void *p, size_t n);
  * those inside free blocks that were not returned yet. Costs one madvise per run returned. */
 void sbx_region_purge(sbx_region_t *r);
 
+/* Starts loading the control data an allocation or a free reads first (the quick lists and the
+ * small size classes' lists) into the cache. */
+void sbx_region_prefetch(const sbx_region_t *r);
+
 typedef struct sbx_region_stats {
     size_t reserved;  /* bytes of address space the region holds: the bound on its resident pages */
     size_t spanned;   /* bytes from each pool's start to its top: blocks and free blocks between */

@@ -15,6 +15,7 @@
  * coroutine is charged half a quantum, the expected loss (stdlib.c): many short coroutines cannot
  * run uncounted.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,7 +269,10 @@ static int host_call_k(lua_State *L, int status, lua_KContext ctx) {
         sb->answer_strings = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, sb->answer_strings);
-    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1);
+    /* the tables the next answer starts from (their headers; their parts are Lua's own) */
+    sbx_warm_note(&sb->warm, lua_topointer(L, LUA_REGISTRYINDEX), 1);
+    sbx_warm_note(&sb->warm, lua_topointer(L, -1), 1);
+    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1, &sb->warm);
     lua_remove(L, -2);
     return 1;
 }
@@ -294,6 +298,7 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
         lua_rawseti(L, LUA_REGISTRYINDEX, sb->request_buf);
     }
     lua_remove(L, -2); /* the buffer the text is in stays */
+    sbx_warm_note(&sb->warm, json, json_len + 1); /* the next request is written there (mostly) */
     /* The provider parses this text on the agent's behalf: paid for before it does, about as much
      * again as encoding it. */
     sbx_charge(L, sbx_scan_units(json_len));
@@ -830,6 +835,7 @@ sandbox_status_t sandbox_run(sandbox_t *sb) {
         sb->call_pending = false; /* the answer, if any, is taken now */
         pthread_mutex_unlock(&sb->call_lock);
         sb->yield = SBX_YIELD_NONE;
+        sb->warm.n = 0; /* noted again by this run */
         sb->chain_yieldable = true;
         sb->current = T;
         sbx_watch_begin(sb);
@@ -913,4 +919,26 @@ void sandbox_stats(sandbox_t *sb, sandbox_stats_t *out) {
     out->memory_peak = sb->heap.peak;
     out->host_calls = sb->host_calls;
     out->pauses = sb->pauses;
+}
+
+/* ---- prefetching --------------------------------------------------------------------------- */
+
+static inline void prefetch_lines(const void *p, size_t len) {
+    for (size_t at = 0; at < len; at += 64) __builtin_prefetch((const char *)p + at, 1, 3);
+}
+
+void sandbox_prefetch_handle(const sandbox_t *sb) { prefetch_lines(sb, offsetof(sandbox_t, errmsg)); }
+
+/* Lua allocates a main thread's lua_State with LUA_EXTRASPACE bytes before it (where the sandbox's
+ * pointer is) and its global state after it, one block: the allocator's counts, the string table
+ * and the registry's slot, which every resume and allocation reads, are in its first 10 lines; a
+ * coroutine's lua_State (the extra space and its stack's and call's pointers) in 4. */
+#define MAIN_STATE_BYTES 640
+#define THREAD_STATE_BYTES 256
+
+void sandbox_prefetch(const sandbox_t *sb) {
+    prefetch_lines((const char *)sb->L - LUA_EXTRASPACE, MAIN_STATE_BYTES);
+    if (sb->turn_thread) prefetch_lines((const char *)sb->turn_thread - LUA_EXTRASPACE, THREAD_STATE_BYTES);
+    sbx_heap_prefetch(&sb->heap);
+    for (int i = 0; i < sb->warm.n; i++) __builtin_prefetch(sb->warm.at[i], 1, 3);
 }

@@ -297,4 +297,18 @@ void sandbox_stats(sandbox_t *sb, sandbox_stats_t *out);
 void sandbox_set_userdata(sandbox_t *sb, void *ud);
 void *sandbox_userdata(sandbox_t *sb);
 
+/* ---- prefetching ---------------------------------------------------------------------------- */
+
+/* A host that runs many sandboxes on one thread finds each one's memory cold when its turn comes
+ * again (with 1,000 in flight, the others' calls evict it), and a resume waits on one cache miss
+ * after another. A host that knows which sandboxes it runs next (a list of answers to deliver)
+ * can have their memory loaded while it runs the current one: sandbox_prefetch_handle for the
+ * sandbox after next (the handle itself), sandbox_prefetch for the next one (what its next
+ * sandbox_run touches first: its Lua state, the waiting coroutine, its heap's control data, the
+ * strings of its last answer and its request buffer, as noted when it last ran). Hints only:
+ * nothing changes but what is in the caches. On the thread that runs sb, not inside its
+ * sandbox_run (callbacks included). */
+void sandbox_prefetch_handle(const sandbox_t *sb);
+void sandbox_prefetch(const sandbox_t *sb);
+
 #endif

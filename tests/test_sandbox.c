@@ -304,6 +304,52 @@ static void test_host_call_answered_later(void) {
     sandbox_close(sb);
 }
 
+/* Prefetching is a hint: before a script, between turns, while a call waits (its warm list full,
+ * from an answer with more short strings than it holds) and after a failure, on a capped heap
+ * and on an uncapped one, it changes no outcome. */
+static void test_prefetch_changes_nothing(void) {
+    for (int capped = 0; capped < 2; capped++) {
+        fake_host_t h = {.answer_later = 1};
+        sandbox_limits_t l = tight();
+        if (!capped) l.memory_bytes = 0;
+        sandbox_t *sb = open_with(&l, &h);
+        sandbox_prefetch_handle(sb);
+        sandbox_prefetch(sb);
+        CHECK(load(sb, "return {on_message = function(s, t)\n"
+                       "  local a = models.call('m', {prompt = t})\n"
+                       "  local b = models.call('m', {prompt = t})\n"
+                       "  if t == 'fail' then error('asked to') end\n"
+                       "  return a.k1 .. b.k20 .. b.text end}") == SANDBOX_DONE);
+        sandbox_prefetch(sb);
+        char answer[2048];
+        size_t len = (size_t)snprintf(answer, sizeof answer, "{");
+        for (int k = 1; k <= 20; k++)
+            len += (size_t)snprintf(answer + len, sizeof answer - len, "\"k%d\":\"value number %d of the answer\",", k, k);
+        snprintf(answer + len, sizeof answer - len, "\"text\":\"end\"}");
+        for (int turn = 0; turn < 2; turn++) {
+            CHECK(sandbox_start_message(sb, turn ? "fail" : "go", turn ? 4 : 2, NULL) == ACC_OK);
+            for (int call = 0; call < 2; call++) {
+                CHECK(sandbox_run(sb) == SANDBOX_WAITING);
+                sandbox_prefetch_handle(sb);
+                sandbox_prefetch(sb);
+                CHECK(sandbox_call_done(sb, h.last_id, 1, answer, strlen(answer)) == ACC_OK);
+                sandbox_prefetch(sb);
+            }
+            sandbox_status_t st = sandbox_run(sb);
+            sandbox_prefetch_handle(sb);
+            sandbox_prefetch(sb);
+            if (turn == 0) {
+                CHECK(st == SANDBOX_DONE);
+                CHECK_STREQ(reply(sb), "value number 1 of the answervalue number 20 of the answerend");
+            } else {
+                CHECK(st == SANDBOX_FAILED);
+                CHECK(strstr(sandbox_errmsg(sb), "asked to") != NULL);
+            }
+        }
+        sandbox_close(sb);
+    }
+}
+
 /* A provider that answers each call with the next text of a script, and keeps every request. */
 typedef struct scripted_host {
     const char *const *answers;
@@ -1114,6 +1160,7 @@ int main(void) {
     RUN(test_sandbox_usable_after_a_limit);
     RUN(test_turn_threads_are_reused_unseen);
     RUN(test_host_call_answered_later);
+    RUN(test_prefetch_changes_nothing);
     RUN(test_answers_decode_alike_whatever_their_shapes);
     RUN(test_answer_arrays_refuse_a_poisoned_metatable);
     RUN(test_requests_reach_the_host_whole_whatever_their_sizes);
