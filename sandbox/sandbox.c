@@ -929,16 +929,14 @@ static inline void prefetch_lines(const void *p, size_t len) {
 
 void sandbox_prefetch_handle(const sandbox_t *sb) { prefetch_lines(sb, offsetof(sandbox_t, errmsg)); }
 
-/* Lua allocates a main thread's lua_State with LUA_EXTRASPACE bytes before it (where the sandbox's
- * pointer is) and its global state after it, one block: the allocator's counts, the string table
- * and the registry's slot, which every resume and allocation reads, are in its first 10 lines; a
- * coroutine's lua_State (the extra space and its stack's and call's pointers) in 4. */
-#define MAIN_STATE_BYTES 640
+/* A coroutine's lua_State (with LUA_EXTRASPACE bytes before it, where the sandbox's pointer is):
+ * its status, its stack's and its call's pointers, its hook. The main thread's, and the global
+ * state Lua allocates with it, are left out: loading them too measured slower (BENCHMARKS.md), the
+ * prefetches queueing behind each other for the cache's few miss buffers. */
 #define THREAD_STATE_BYTES 256
 
 void sandbox_prefetch(const sandbox_t *sb) {
-    prefetch_lines((const char *)sb->L - LUA_EXTRASPACE, MAIN_STATE_BYTES);
-    if (sb->turn_thread) prefetch_lines((const char *)sb->turn_thread - LUA_EXTRASPACE, THREAD_STATE_BYTES);
-    sbx_heap_prefetch(&sb->heap);
     for (int i = 0; i < sb->warm.n; i++) __builtin_prefetch(sb->warm.at[i], 1, 3);
+    sbx_heap_prefetch(&sb->heap);
+    if (sb->turn_thread) prefetch_lines((const char *)sb->turn_thread - LUA_EXTRASPACE, THREAD_STATE_BYTES);
 }

@@ -304,8 +304,8 @@ void *sandbox_userdata(sandbox_t *sb);
  * after another. A host that knows which sandboxes it runs next (a list of answers to deliver)
  * can have their memory loaded while it runs the current one: sandbox_prefetch_handle for the
  * sandbox after next (the handle itself), sandbox_prefetch for the next one (what its next
- * sandbox_run touches first: its Lua state, the waiting coroutine, its heap's control data, the
- * strings of its last answer and its request buffer, as noted when it last ran). Hints only:
+ * sandbox_run touches first: the strings of its last answer and its request buffer, as noted when
+ * it last ran, its heap's control data, the waiting coroutine). Hints only:
  * nothing changes but what is in the caches. On the thread that runs sb, not inside its
  * sandbox_run (callbacks included). */
 void sandbox_prefetch_handle(const sandbox_t *sb);
