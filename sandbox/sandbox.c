@@ -923,8 +923,10 @@ void sandbox_stats(sandbox_t *sb, sandbox_stats_t *out) {
 
 /* ---- prefetching --------------------------------------------------------------------------- */
 
+/* Every cache line of [p, p + len), len >= 1, whatever p's alignment. */
 static inline void prefetch_lines(const void *p, size_t len) {
-    for (size_t at = 0; at < len; at += 64) __builtin_prefetch((const char *)p + at, 1, 3);
+    uintptr_t line = (uintptr_t)p & ~(uintptr_t)63, last = ((uintptr_t)p + len - 1) & ~(uintptr_t)63;
+    for (; line <= last; line += 64) __builtin_prefetch((const void *)line, 1, 3);
 }
 
 void sandbox_prefetch_handle(const sandbox_t *sb) { prefetch_lines(sb, offsetof(sandbox_t, errmsg)); }
