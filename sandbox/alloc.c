@@ -63,6 +63,8 @@ void sbx_heap_close(sbx_heap_t *heap) {
     heap->region = NULL;
 }
 
+uintptr_t sbx_heap_base(const sbx_heap_t *heap) { return heap->region ? sbx_region_base(heap->region) : 0; }
+
 void sbx_heap_prefetch(const sbx_heap_t *heap) {
     if (heap->region) sbx_region_prefetch(heap->region);
 }

@@ -66,6 +66,8 @@ int sbx_heap_open(sbx_heap_t *heap);
 void sbx_heap_close(sbx_heap_t *heap);
 /* Starts loading the heap's control data into the cache (sandbox_prefetch). */
 void sbx_heap_prefetch(const sbx_heap_t *heap);
+/* The address of the heap region's first block, line-aligned; 0 for a heap with no region. */
+uintptr_t sbx_heap_base(const sbx_heap_t *heap);
 /* Returns the heap's free pages to the kernel if it freed anything since it last did (the end of
  * a turn). */
 void sbx_heap_trim(sbx_heap_t *heap);
@@ -86,20 +88,18 @@ enum sbx_yield { SBX_YIELD_NONE = 0, SBX_YIELD_CALL, SBX_YIELD_SLICE, SBX_YIELD_
 
 enum sbx_turn { SBX_TURN_NONE = 0, SBX_TURN_LOAD, SBX_TURN_MESSAGE };
 
-/* Addresses in a sandbox's heap that its next resume reads first (the strings of its last answer,
- * which the next answer's are compared with; its request buffer; the tables that hold them), noted
- * during a run, when they are in the cache: sandbox_prefetch loads them again before the next. */
+/* The cache lines of a sandbox's heap that its next resume reads first (the strings of its last
+ * answer, which the next answer's are compared with; its request buffer; the tables that hold
+ * them), noted during a run, when they are in the cache: sandbox_prefetch loads them again before
+ * the next. Kept as line numbers from the start of the heap's pages, 16 bits each, so that the
+ * handle stays in jemalloc's 1 KiB size class (an idle session's memory): a line past the heap's
+ * first 4 MiB (an agent's long-lived objects are made early, low in it) is not noted, nor anything
+ * of a heap with no region. */
 #define SBX_WARM_MAX 24
 typedef struct sbx_warm {
-    const void *at[SBX_WARM_MAX]; /* each in a cache line of its own */
-    int n;
+    uint16_t line[SBX_WARM_MAX];
+    uint8_t n;
 } sbx_warm_t;
-
-/* Notes the cache lines of [p, p + len) (len >= 1). */
-static inline void sbx_warm_note(sbx_warm_t *w, const void *p, size_t len) {
-    uintptr_t line = (uintptr_t)p & ~(uintptr_t)63, last = ((uintptr_t)p + len - 1) & ~(uintptr_t)63;
-    for (; line <= last && w->n < SBX_WARM_MAX; line += 64) w->at[w->n++] = (const void *)line;
-}
 
 struct sandbox {
     lua_State *L;                /* the sandbox's main state; turns run in threads of it */
@@ -114,9 +114,9 @@ struct sandbox {
     /* The current turn. */
     enum sbx_turn turn;
     lua_State *turn_thread;      /* NULL between turns */
+    lua_State *volatile current; /* the coroutine executing now (read by the signal handler) */
     bool turn_thread_seen;       /* coroutine.running gave the agent turn_thread this turn */
     bool spare_thread;           /* between turns: the last clean message turn's thread waits in its slot for reuse */
-    lua_State *volatile current; /* the coroutine executing now (read by the signal handler) */
     bool chain_yieldable;        /* can a host yield in `current` reach the host? */
     uint64_t turn_start_ns, turn_deadline_ns, turn_end_ns;
     uint64_t instructions;       /* used this turn */
@@ -142,8 +142,8 @@ struct sandbox {
     size_t reply_len;
     char *input; /* the message of the current turn */
     size_t input_len;
-    bool loaded; /* the load turn finished: the agent table is in the registry */
     int errcode; /* ACC_* of the last failure */
+    bool loaded; /* the load turn finished: the agent table is in the registry */
     bool host_nomem; /* the turn failed because the host's malloc did (ACC_ENOMEM) */
     uint64_t host_calls, pauses;
     int resume_status, resume_nres; /* what the last lua_resume of the turn's thread returned */
@@ -154,15 +154,19 @@ struct sandbox {
     uint64_t slice_deadline_ns;
     uint64_t watch_deadline; /* the deadline the watchdog's heap orders this turn by */
     size_t watch_pos;        /* index in the heap, or SIZE_MAX when not in it */
-    bool watched;
 
     /* What the next resume touches first, noted by the last run while it was in the cache
-     * (sandbox_prefetch). */
+     * (sandbox_prefetch): lines from warm_base (sbx_heap_base; 0: none noted). */
+    uintptr_t warm_base;
+    bool watched; /* the watchdog's, above: here it fills what would be padding */
     sbx_warm_t warm;
 
     /* Cold: last, so that sandbox_prefetch_handle loads everything above it and not this. */
     char errmsg[512];
 };
+
+/* Notes the cache lines of [p, p + len) (len >= 1) in sb's warm list (sandbox_prefetch). */
+void sbx_warm_note(sandbox_t *sb, const void *p, size_t len);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t sbx_now_ns(void);
@@ -333,8 +337,9 @@ typedef struct sbx_json_bounds {
  * arrays costs no look-up of it. */
 #define SBX_ANSWER_STRINGS 32
 #define SBX_ANSWER_STRING_MAX 40 /* LUAI_MAXSHORTLEN: longer strings are not interned anyway */
-/* warm (NULL: none) gets the address of each of the list's strings the answer used. */
-void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings, sbx_warm_t *warm);
+/* warm (NULL: none) is the sandbox whose warm list gets the lines of the list's strings the answer
+ * used (sbx_warm_note). */
+void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings, sandbox_t *warm);
 
 /* sbx_json_encode (json.h) within bounds (NULL: json.encode's own, depth only). */
 void sbx_json_encode_bounded(lua_State *L, int idx, const sbx_json_bounds_t *bounds);

@@ -133,7 +133,7 @@ typedef struct decoder {
     bool mt_ready;      /* the array metatable is in its slot, checked */
     int strings;        /* stack slot of the answer's string list (sbx_json_decode_answer), or 0 */
     int nstrings;       /* short strings met so far: the next one's place in that list */
-    sbx_warm_t *warm;   /* notes the list's strings the answer used (NULL: not noted) */
+    sandbox_t *warm;    /* whose warm list notes the list's strings the answer used (NULL: none) */
     locale_t numeric;   /* the "C" locale numbers are read in */
 } decoder_t;
 
@@ -490,7 +490,7 @@ static void decode_value(decoder_t *d) {
 /* Decodes s[0..n) with the array metatable checked at once (json.decode: a script that gave it a
  * __gc field learns so whatever it decodes) or at the first array (an answer), and the answer's
  * string list at stack index strings (0: none). */
-static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, int strings, sbx_warm_t *warm) {
+static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, int strings, sandbox_t *warm) {
     luaL_checkstack(L, 8, "json.decode");
     decoder_t d = {.L = L, .s = (const unsigned char *)s, .n = n, .meter = {.L = L}, .numeric = json_c_locale(L),
                    .strings = strings ? lua_absindex(L, strings) : 0, .warm = warm};
@@ -508,7 +508,7 @@ static void decode_text(lua_State *L, const char *s, size_t n, bool check_mt, in
 
 void sbx_json_decode(lua_State *L, const char *s, size_t n) { decode_text(L, s, n, true, 0, NULL); }
 
-void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings, sbx_warm_t *warm) {
+void sbx_json_decode_answer(lua_State *L, const char *s, size_t n, int strings, sandbox_t *warm) {
     decode_text(L, s, n, false, strings, warm);
 }
 

@@ -113,6 +113,8 @@ static inline uint32_t *word(const sbx_region_t *r, gran_t g, unsigned i) { retu
 /* A free block's words: 0 its size (and CLEAN), 1 next, 2 previous; its last word its size. */
 static inline uint32_t *footer(const sbx_region_t *r, gran_t end) { return (uint32_t *)at(r, end) - 1; }
 
+uintptr_t sbx_region_base(const sbx_region_t *r) { return (uintptr_t)at(r, r->main.base); }
+
 /* Granules for n bytes; 0 when n is too big for any pool. */
 static inline gran_t granules(size_t n) { return n > SBX_REGION_MAX_HEAP ? 0 : (gran_t)((n + GRAN - 1) / GRAN); }
 

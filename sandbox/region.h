@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sbx_region sbx_region_t;
 
@@ -46,6 +47,9 @@ void sbx_region_free(sbx_region_t *r, void *p, size_t n);
 /* Returns to the kernel the whole pages that no block holds: those above each pool's top, and
  * those inside free blocks that were not returned yet. Costs one madvise per run returned. */
 void sbx_region_purge(sbx_region_t *r);
+
+/* The address of the main pool's first block (page-aligned). */
+uintptr_t sbx_region_base(const sbx_region_t *r);
 
 /* Starts loading the control data an allocation or a free reads first (the quick lists and the
  * small size classes' lists) into the cache. */

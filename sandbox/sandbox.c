@@ -270,9 +270,9 @@ static int host_call_k(lua_State *L, int status, lua_KContext ctx) {
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, sb->answer_strings);
     /* the tables the next answer starts from (their headers; their parts are Lua's own) */
-    sbx_warm_note(&sb->warm, lua_topointer(L, LUA_REGISTRYINDEX), 1);
-    sbx_warm_note(&sb->warm, lua_topointer(L, -1), 1);
-    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1, &sb->warm);
+    sbx_warm_note(sb, lua_topointer(L, LUA_REGISTRYINDEX), 1);
+    sbx_warm_note(sb, lua_topointer(L, -1), 1);
+    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1, sb);
     lua_remove(L, -2);
     return 1;
 }
@@ -298,7 +298,7 @@ int sbx_host_call(lua_State *L, sandbox_call_kind_t kind, const char *name, size
         lua_rawseti(L, LUA_REGISTRYINDEX, sb->request_buf);
     }
     lua_remove(L, -2); /* the buffer the text is in stays */
-    sbx_warm_note(&sb->warm, json, json_len + 1); /* the next request is written there (mostly) */
+    sbx_warm_note(sb, json, json_len + 1); /* the next request is written there (mostly) */
     /* The provider parses this text on the agent's behalf: paid for before it does, about as much
      * again as encoding it. */
     sbx_charge(L, sbx_scan_units(json_len));
@@ -537,6 +537,7 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
         acc_fail(err, ACC_ENOMEM, "sandbox: no address space left to reserve for its heap");
         return NULL;
     }
+    sb->warm_base = sbx_heap_base(&sb->heap);
     sb->L = new_state(&sb->heap, sb);
     if (!sb->L) {
         sbx_heap_close(&sb->heap);
@@ -937,8 +938,17 @@ void sandbox_prefetch_handle(const sandbox_t *sb) { prefetch_lines(sb, offsetof(
  * prefetches queueing behind each other for the cache's few miss buffers. */
 #define THREAD_STATE_BYTES 256
 
+void sbx_warm_note(sandbox_t *sb, const void *p, size_t len) {
+    sbx_warm_t *w = &sb->warm;
+    uintptr_t base = sb->warm_base;
+    if (!base || (uintptr_t)p < base) return;
+    uintptr_t line = ((uintptr_t)p - base) / 64, last = ((uintptr_t)p + len - 1 - base) / 64;
+    for (; line <= last && line <= UINT16_MAX && w->n < SBX_WARM_MAX; line++) w->line[w->n++] = (uint16_t)line;
+}
+
 void sandbox_prefetch(const sandbox_t *sb) {
-    for (int i = 0; i < sb->warm.n; i++) __builtin_prefetch(sb->warm.at[i], 1, 3);
+    const sbx_warm_t *w = &sb->warm;
+    for (int i = 0; i < w->n; i++) __builtin_prefetch((const char *)sb->warm_base + (size_t)w->line[i] * 64, 1, 3);
     sbx_heap_prefetch(&sb->heap);
     if (sb->turn_thread) prefetch_lines((const char *)sb->turn_thread - LUA_EXTRASPACE, THREAD_STATE_BYTES);
 }
