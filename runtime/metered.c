@@ -491,7 +491,7 @@ static void prefetch_ahead(const rt_answer_t *a) {
     if (!a1 || a1->session == a->session) return;
     if (a3) __builtin_prefetch(a3->session, 1, 3);
     if (a2 && a2->session->sb) sandbox_prefetch_handle(a2->session->sb);
-    const rt_session_t *s1 = a1->session;
+    rt_session_t *s1 = a1->session;
     if (s1->sb) sandbox_prefetch(s1->sb);
     if (s1->receipts_tail) __builtin_prefetch(s1->receipts_tail, 1, 3);
 }

@@ -156,7 +156,8 @@ struct sandbox {
     size_t watch_pos;        /* index in the heap, or SIZE_MAX when not in it */
 
     /* What the next resume touches first, noted by the last run while it was in the cache
-     * (sandbox_prefetch): lines from warm_base (sbx_heap_base; 0: none noted). */
+     * (sandbox_prefetch): lines from warm_base (sbx_heap_base; 0 until the first
+     * sandbox_prefetch, and for a heap with no region: nothing noted). */
     uintptr_t warm_base;
     bool watched; /* the watchdog's, above: here it fills what would be padding */
     sbx_warm_t warm;
@@ -166,7 +167,13 @@ struct sandbox {
 };
 
 /* Notes the cache lines of [p, p + len) (len >= 1) in sb's warm list (sandbox_prefetch). */
-void sbx_warm_note(sandbox_t *sb, const void *p, size_t len);
+static inline void sbx_warm_note(sandbox_t *sb, const void *p, size_t len) {
+    sbx_warm_t *w = &sb->warm;
+    uintptr_t base = sb->warm_base;
+    if (!base || (uintptr_t)p < base) return;
+    uintptr_t line = ((uintptr_t)p - base) / 64, last = ((uintptr_t)p + len - 1 - base) / 64;
+    for (; line <= last && line <= UINT16_MAX && w->n < SBX_WARM_MAX; line++) w->line[w->n++] = (uint16_t)line;
+}
 
 /* Monotonic clock in nanoseconds. */
 uint64_t sbx_now_ns(void);

@@ -269,10 +269,12 @@ static int host_call_k(lua_State *L, int status, lua_KContext ctx) {
         sb->answer_strings = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, sb->answer_strings);
-    /* the tables the next answer starts from (their headers; their parts are Lua's own) */
-    sbx_warm_note(sb, lua_topointer(L, LUA_REGISTRYINDEX), 1);
-    sbx_warm_note(sb, lua_topointer(L, -1), 1);
-    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1, sb);
+    sandbox_t *warm = sb->warm_base ? sb : NULL; /* noting its lines (sandbox_prefetch) */
+    if (warm) { /* the tables the next answer starts from (their headers; their parts are Lua's own) */
+        sbx_warm_note(sb, lua_topointer(L, LUA_REGISTRYINDEX), 1);
+        sbx_warm_note(sb, lua_topointer(L, -1), 1);
+    }
+    sbx_json_decode_answer(L, sb->call_text, sb->call_len, -1, warm);
     lua_remove(L, -2);
     return 1;
 }
@@ -537,7 +539,6 @@ sandbox_t *sandbox_open(const sandbox_limits_t *limits, const sandbox_provider_t
         acc_fail(err, ACC_ENOMEM, "sandbox: no address space left to reserve for its heap");
         return NULL;
     }
-    sb->warm_base = sbx_heap_base(&sb->heap);
     sb->L = new_state(&sb->heap, sb);
     if (!sb->L) {
         sbx_heap_close(&sb->heap);
@@ -938,15 +939,10 @@ void sandbox_prefetch_handle(const sandbox_t *sb) { prefetch_lines(sb, offsetof(
  * prefetches queueing behind each other for the cache's few miss buffers. */
 #define THREAD_STATE_BYTES 256
 
-void sbx_warm_note(sandbox_t *sb, const void *p, size_t len) {
-    sbx_warm_t *w = &sb->warm;
-    uintptr_t base = sb->warm_base;
-    if (!base || (uintptr_t)p < base) return;
-    uintptr_t line = ((uintptr_t)p - base) / 64, last = ((uintptr_t)p + len - 1 - base) / 64;
-    for (; line <= last && line <= UINT16_MAX && w->n < SBX_WARM_MAX; line++) w->line[w->n++] = (uint16_t)line;
-}
-
-void sandbox_prefetch(const sandbox_t *sb) {
+void sandbox_prefetch(sandbox_t *sb) {
+    /* A sandbox notes its lines once a host prefetches it: one whose host never does (one session
+     * on its worker) spends nothing on them. */
+    if (!sb->warm_base) sb->warm_base = sbx_heap_base(&sb->heap);
     const sbx_warm_t *w = &sb->warm;
     for (int i = 0; i < w->n; i++) __builtin_prefetch((const char *)sb->warm_base + (size_t)w->line[i] * 64, 1, 3);
     sbx_heap_prefetch(&sb->heap);

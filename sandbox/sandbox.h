@@ -305,10 +305,11 @@ void *sandbox_userdata(sandbox_t *sb);
  * can have their memory loaded while it runs the current one: sandbox_prefetch_handle for the
  * sandbox after next (the handle itself), sandbox_prefetch for the next one (what its next
  * sandbox_run touches first: the strings of its last answer and its request buffer, as noted when
- * it last ran, its heap's control data, the waiting coroutine). Hints only:
+ * it last ran, its heap's control data, the waiting coroutine). A sandbox notes those lines from
+ * its first sandbox_prefetch on (a host that never prefetches pays nothing for them). Hints only:
  * nothing changes but what is in the caches. On the thread that runs sb, not inside its
  * sandbox_run (callbacks included). */
 void sandbox_prefetch_handle(const sandbox_t *sb);
-void sandbox_prefetch(const sandbox_t *sb);
+void sandbox_prefetch(sandbox_t *sb);
 
 #endif
