@@ -399,6 +399,70 @@ static void build_in_the_registry(void) {
     factory_cache_clear();
 }
 
+/* Golden outputs: random records over a few words (so contexts repeat, back off and branch), models
+ * of orders 1-5, and continuations of record slices and random words, all hashed. The hash was
+ * taken from the model as it was before its searches started from the last word's rank (h/h31):
+ * any change to what it writes changes it. */
+static uint64_t golden_rng = 0x9E3779B97F4A7C15u;
+static uint32_t golden_below(uint32_t n) {
+    golden_rng ^= golden_rng << 13;
+    golden_rng ^= golden_rng >> 7;
+    golden_rng ^= golden_rng << 17;
+    return (uint32_t)(golden_rng % n);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3u;
+    return h;
+}
+
+static void golden_outputs(void) {
+    static const char *const words[] = {"the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to",
+                                        "red", "big", "house", "it", "was", "of", "in", "we", "saw", "sun"};
+    static const char *const glue[] = {" ", " ", " ", ", ", ". ", " (", ") ", "; ", " \"", "\" "};
+    enum { NW = sizeof words / sizeof words[0], NREC = 120 };
+    uint64_t h = 0xcbf29ce484222325u;
+    for (uint32_t order = 1; order <= 5; order++) {
+        char *texts[NREC];
+        factory_record recs[NREC];
+        for (int r = 0; r < NREC; r++) {
+            acc_buf b = ACC_BUF_INIT;
+            uint32_t n = 1 + golden_below(40), nw = 4 + golden_below(NW - 4);
+            for (uint32_t i = 0; i < n; i++) {
+                if (i) acc_buf_printf(&b, "%s", glue[golden_below(sizeof glue / sizeof glue[0])]);
+                acc_buf_printf(&b, "%s", words[golden_below(nw)]);
+            }
+            texts[r] = acc_buf_take(&b, NULL);
+            recs[r] = (factory_record){.id = r, .text = texts[r], .len = strlen(texts[r])};
+        }
+        acc_buf art = ACC_BUF_INIT;
+        acc_err err = {0};
+        factory_model *m = NULL;
+        CHECK(factory_artifact_encode(recs, NREC, order, 1, NREC, &art, &err) == ACC_OK);
+        CHECK_MSG(factory_model_load(art.data, art.len, &m, &err) == ACC_OK, "%s", err.msg);
+        for (int q = 0; m && q < 400; q++) {
+            char prompt[256];
+            const char *t = texts[golden_below(NREC)];
+            size_t len = strlen(t), from = golden_below((uint32_t)len), n = 1 + golden_below(40);
+            if (from + n > len) n = len - from;
+            if (golden_below(4) == 0) n = (size_t)snprintf(prompt, sizeof prompt, "%s %s", words[golden_below(NW)], words[golden_below(NW)]);
+            else memcpy(prompt, t + from, n);
+            if (golden_below(8) == 0) n = (size_t)snprintf(prompt, sizeof prompt, "unknown words");
+            factory_output o;
+            char *text = cont(m, prompt, (uint32_t)n ? 1 + golden_below(64) : 1, &o);
+            if (!text) continue;
+            h = fnv(h, text, o.len + 1);
+            uint32_t meta[3] = {o.prompt_tokens, o.completion_tokens, (uint32_t)o.finish};
+            h = fnv(h, meta, sizeof meta);
+            factory_output_free(&o);
+        }
+        factory_model_free(m);
+        acc_buf_free(&art);
+        for (int r = 0; r < NREC; r++) free(texts[r]);
+    }
+    CHECK_MSG(h == UINT64_C(0x5045c9ac0e755e71), "golden outputs' hash %016llx", (unsigned long long)h);
+}
+
 int main(void) {
     if (test_scratch_dir(dir, sizeof dir, "factory") != 0) return 1;
     RUN(artifact_round_trip_and_refusals);
@@ -408,6 +472,7 @@ int main(void) {
     RUN(answers_are_record_sentences);
     RUN(requests_and_refusals);
     RUN(build_in_the_registry);
+    RUN(golden_outputs);
     test_remove_dir(dir);
     return check_finish("factory");
 }

@@ -98,12 +98,30 @@ static uint32_t group_end(const span_corpus *c, uint32_t r, uint32_t hi, uint32_
     return lo;
 }
 
+/* The ranks [lo, hi) of the suffixes that share their first L words with the suffix at rank r:
+ * while the common prefixes of neighbours reach L, a few bytes read near r; a long range is
+ * bounded by searching the suffix array around r. */
+static void find_around(const factory_model *m, uint32_t r, uint32_t L, uint32_t *lo, uint32_t *hi) {
+    enum { SCAN = 64 };
+    uint32_t nsuf = span_corpus_suffixes(m->corpus), a = r, b = r + 1;
+    while (a > 0 && r - a < SCAN && m->lcp[a] >= L) a--;
+    while (b < nsuf && b - r < SCAN && m->lcp[b] >= L) b++;
+    if ((a > 0 && m->lcp[a] >= L) || (b < nsuf && m->lcp[b] >= L)) {
+        span_corpus_find_around(m->corpus, r, L, lo, hi);
+        return;
+    }
+    *lo = a;
+    *hi = b;
+}
+
 typedef struct chooser {
     const factory_model *m;
     const uint32_t *hist;
     size_t h;
     uint32_t nrep; /* no-repeat n-gram size */
     bool allow_end; /* may the text end here? (not before its first word) */
+    uint32_t at;    /* NONE, or a corpus position where hist's last `atlen` words occur (ending there) */
+    uint32_t atlen;
     uint32_t *seen; /* words scored at a longer context (sorted after each level) */
     size_t nseen, seen_cap;
 } chooser;
@@ -151,7 +169,10 @@ static int choose(chooser *ch, cand *best) {
         }
         const uint32_t *ctx = ch->hist + ch->h - L;
         uint32_t lo, hi;
-        span_corpus_find(c, ctx, L, &lo, &hi);
+        if (L >= 2 && ch->at != NONE && ch->atlen >= L) /* the context occurs at at - L + 1 */
+            find_around(m, m->rank[ch->at - L + 1], L, &lo, &hi);
+        else
+            span_corpus_find(c, ctx, L, &lo, &hi);
         if (lo == hi) continue; /* unseen context: back off */
         for (uint32_t r = lo; r < hi;) {
             uint32_t w = next_word(c, r, L);
@@ -193,7 +214,7 @@ int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, u
     if (max_tokens < 1 || max_tokens > FACTORY_MAX_TOKENS)
         return acc_fail(err, ACC_EINVAL, "max_tokens: %u is not 1..%d", max_tokens, FACTORY_MAX_TOKENS);
     int rc = ACC_OK;
-    chooser ch = {.m = m, .nrep = m->order < 2 ? 2 : m->order};
+    chooser ch = {.m = m, .nrep = m->order < 2 ? 2 : m->order, .at = NONE};
     uint32_t *hist = malloc((prompt->n + max_tokens + 1) * sizeof *hist);
     acc_buf b = ACC_BUF_INIT;
     if (!hist) return acc_fail(err, ACC_ENOMEM, "model: out of memory");
@@ -226,6 +247,10 @@ int factory_continue_tokens(const factory_model *m, const span_tokens *prompt, u
         }
         prev = p;
         hist[ch.h++] = best.w;
+        /* best.pos holds best.w after the context it was found at (maxctx - drop words). */
+        ch.at = best.pos;
+        ch.atlen = m->order - 1 < ch.h - 1 ? m->order - 1 : (uint32_t)ch.h - 1;
+        ch.atlen = ch.atlen - best.drop + 1;
         out->completion_tokens++;
     }
     if (!rc && prev != NONE) put_range(&b, m, prev, m->tend[prev], factory_trailing_end(m, prev, &rec), &rec);

@@ -91,6 +91,8 @@ void factory_model_free(factory_model *m) {
     free(m->text);
     free(m->tstart);
     free(m->tend);
+    free(m->rank);
+    free(m->lcp);
     free(m->unigram);
     free(m->sent);
     free(m->post_off);
@@ -245,6 +247,22 @@ static int index_records(factory_model *m, acc_err *err) {
         m->tstart[first + n] = m->tend[first + n] = (uint32_t)(m->rec_off[r + 1] - m->rec_off[r]);
     }
     m->tstart[len - 1] = m->tend[len - 1] = 0;
+
+    /* Each word's rank, so that a context that occurs where the last word was found is looked up
+     * from there (generate.c). Separators' entries are unused. */
+    m->rank = calloc(len, sizeof *m->rank);
+    if (!m->rank) goto nomem;
+    uint32_t nsuf = span_corpus_suffixes(m->corpus);
+    m->lcp = calloc(nsuf + 1, 1);
+    if (!m->lcp) goto nomem;
+    for (uint32_t r = 0; r < nsuf; r++) {
+        uint32_t p = span_corpus_suffix(m->corpus, r);
+        m->rank[p] = r;
+        if (r == 0) continue;
+        uint32_t q = span_corpus_suffix(m->corpus, r - 1), d = 0; /* two suffixes differ by the sentinel at the latest */
+        while (d + 1 < m->order && span_corpus_token(m->corpus, q + d) == span_corpus_token(m->corpus, p + d)) d++;
+        m->lcp[r] = (uint8_t)d;
+    }
 
     /* Words by frequency, for the back-off's unigram level. */
     uint32_t limit = span_vocab_limit(m->vocab);

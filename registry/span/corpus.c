@@ -261,6 +261,47 @@ void span_corpus_find(const span_corpus *c, const uint32_t *q, size_t m, uint32_
     *hi = bound(c, q, n, ulo, uhi, ullcp, urlcp, 1);
 }
 
+/* Does the suffix at rank x start with q[0..m)? */
+static inline bool starts_with(const span_corpus *c, uint32_t x, const uint32_t *q, uint32_t m) {
+    return lcp_at(c, c->sa[x], q, m, 0) == m;
+}
+
+void span_corpus_find_around(const span_corpus *c, uint32_t r, uint32_t m, uint32_t *lo, uint32_t *hi) {
+    const uint32_t *q = c->tok + c->sa[r];
+    /* Down: gallop while the ranks below still start with q, then bisect [a, in). */
+    uint32_t in = r, a = 0, step = 1; /* in: the lowest rank known to start with q */
+    for (;;) {
+        if (step > in) break; /* a = 0 */
+        uint32_t x = in - step;
+        if (!starts_with(c, x, q, m)) {
+            a = x + 1;
+            break;
+        }
+        in = x;
+        step *= 2;
+    }
+    while (a < in) {
+        uint32_t mid = a + (in - a) / 2;
+        if (starts_with(c, mid, q, m)) in = mid;
+        else a = mid + 1;
+    }
+    *lo = in;
+    /* Up: the same from r to the end. */
+    step = 1, in = r;
+    while (in + step < c->nsuf && starts_with(c, in + step, q, m)) {
+        in += step;
+        step *= 2;
+    }
+    uint32_t b = in + step < c->nsuf ? in + step : c->nsuf; /* the first rank known not to, or the end */
+    uint32_t x = in + 1;
+    while (x < b) {
+        uint32_t mid = x + (b - x) / 2;
+        if (starts_with(c, mid, q, m)) x = mid + 1;
+        else b = mid;
+    }
+    *hi = x;
+}
+
 uint32_t span_corpus_longest_at(const span_corpus *c, const uint32_t *q, uint32_t m) {
     uint32_t a, b, known;
     if (m == 0 || c->nsuf == 0) return 0;

@@ -152,6 +152,10 @@ void span_corpus_record_span(const span_corpus *c, uint32_t record_index, uint32
 /* The suffix-array ranks [*lo, *hi) of the suffixes that start with q[0..m) (m >= 1): the
  * occurrences of q. Empty (lo == hi) when there are none. */
 void span_corpus_find(const span_corpus *c, const uint32_t *q, size_t m, uint32_t *lo, uint32_t *hi);
+/* The same ranks for q = the first m words (m >= 1, no separator among them) of the suffix at rank
+ * r, found from r outwards (galloping, then bisection): cheaper than span_corpus_find when the
+ * range is small and the caller knows an occurrence's rank. */
+void span_corpus_find_around(const span_corpus *c, uint32_t r, uint32_t m, uint32_t *lo, uint32_t *hi);
 /* Matching statistics: ms[i] = the length of the longest prefix of q[i..m) that occurs in some
  * record (0 when q[i] occurs nowhere). */
 void span_corpus_longest(const span_corpus *c, const uint32_t *q, size_t m, uint32_t *ms);
