@@ -339,7 +339,7 @@ static void corpus_find_on_long_repeats(void) {
                 uint32_t p = span_corpus_suffix(c, k), i = 0;
                 while (i < m && span_corpus_token(c, p + i) == q[i]) i++;
                 CHECK_MSG(i == m, "trial %d query %d: rank %u does not start with the query", trial, qn, k);
-                if (k != lo && k + 1 != hi && k != lo + (hi - lo) / 2 && below(8)) continue;
+                if (k != lo && k + 1 != hi && k != lo + (hi - lo) / 2 && (k * 2654435761u) >> 29) continue; /* not below(): later tests' draws stay as they were */
                 uint32_t alo, ahi; /* the same range found around its ends, middle and some other ranks */
                 span_corpus_find_around(c, k, m, &alo, &ahi);
                 CHECK_MSG(alo == lo && ahi == hi, "trial %d query %d: around rank %u [%u, %u), found [%u, %u)", trial, qn,
