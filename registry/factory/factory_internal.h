@@ -31,7 +31,7 @@ struct factory_model {
     span_corpus *corpus;
     uint32_t *tstart, *tend; /* per corpus position: the word's bytes in its record's text */
     uint32_t *rank;          /* per corpus position of a word: its suffix's rank (the inverse suffix array) */
-    uint8_t *lcp;            /* per rank r > 0: the words suffixes r - 1 and r share, at most order - 1 */
+    uint8_t *lcp;            /* per rank r > 0: the tokens suffixes r - 1 and r share, at most order */
     uint32_t *unigram;       /* word ids, most frequent first (ties: smaller id) */
     size_t nuni;
     factory_sentence *sent;

@@ -82,8 +82,15 @@ static inline uint32_t next_word(const span_corpus *c, uint32_t r, uint32_t L) {
     return span_corpus_token(c, span_corpus_suffix(c, r) + L);
 }
 
-/* The end of the run of ranks from r (< hi) whose next word is w: galloping, then bisection. */
-static uint32_t group_end(const span_corpus *c, uint32_t r, uint32_t hi, uint32_t L, uint32_t w) {
+/* The end of the run of ranks from r (< hi) whose next word is w, in a range whose suffixes share
+ * their first L words: while neighbours share L + 1 tokens (a few bytes), then galloping and
+ * bisection. */
+static uint32_t group_end(const factory_model *m, uint32_t r, uint32_t hi, uint32_t L, uint32_t w) {
+    const span_corpus *c = m->corpus;
+    uint32_t limit = hi - r > 64 ? r + 64 : hi, e = r + 1;
+    while (e < limit && m->lcp[e] > L) e++;
+    if (e < limit || e == hi) return e;
+    r = e - 1; /* the last of 64 with w: gallop on from there */
     uint32_t step = 1, lo = r + 1;
     while (r + step < hi && next_word(c, r + step, L) == w) {
         lo = r + step + 1;
@@ -176,7 +183,7 @@ static int choose(chooser *ch, cand *best) {
         if (lo == hi) continue; /* unseen context: back off */
         for (uint32_t r = lo; r < hi;) {
             uint32_t w = next_word(c, r, L);
-            uint32_t e = group_end(c, r, hi, L, w);
+            uint32_t e = group_end(m, r, hi, L, w);
             if (!in_sorted(ch->seen, seen_before, w)) {
                 cand k = {.w = w, .count = e - r, .total = hi - lo, .drop = drop, .pos = span_corpus_suffix(c, r) + L};
                 bool ok = w == SPAN_SEP ? ch->allow_end : !repeats(ch->hist, ch->h, w, ch->nrep);

@@ -260,7 +260,7 @@ static int index_records(factory_model *m, acc_err *err) {
         m->rank[p] = r;
         if (r == 0) continue;
         uint32_t q = span_corpus_suffix(m->corpus, r - 1), d = 0; /* two suffixes differ by the sentinel at the latest */
-        while (d + 1 < m->order && span_corpus_token(m->corpus, q + d) == span_corpus_token(m->corpus, p + d)) d++;
+        while (d < m->order && span_corpus_token(m->corpus, q + d) == span_corpus_token(m->corpus, p + d)) d++;
         m->lcp[r] = (uint8_t)d;
     }
 
