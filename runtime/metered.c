@@ -491,9 +491,13 @@ static void prefetch_ahead(const rt_answer_t *a) {
     if (!a1 || a1->session == a->session) return;
     if (a3) __builtin_prefetch(a3->session, 1, 3);
     if (a2 && a2->session->sb) sandbox_prefetch_handle(a2->session->sb);
-    rt_session_t *s1 = a1->session;
-    if (s1->sb) sandbox_prefetch(s1->sb);
-    if (s1->receipts_tail) __builtin_prefetch(s1->receipts_tail, 1, 3);
+    rt_session_prefetch(a1->session);
+}
+
+void rt_session_prefetch(rt_session_t *s) {
+    __builtin_prefetch(s, 1, 3);
+    if (s->sb) sandbox_prefetch(s->sb);
+    if (s->receipts_tail) __builtin_prefetch(s->receipts_tail, 1, 3);
 }
 
 int rt_answer_deliver(rt_answer_t *a) {

@@ -196,6 +196,11 @@ void rt_session_set_registry(rt_session_t *s, registry_t *reg);
  * poster as an answer with call->id (rt_answer_deliver then only frees it and adds its receipt).
  * On the thread that owns the session, with its registry set. */
 int rt_session_call(rt_session_t *s, const sandbox_call_t *call);
+/* Starts loading what delivering the session's next answer touches first (its first line, its
+ * sandbox: sandbox_prefetch, its last receipt), for a host that knows which session it runs next
+ * and prefetches it while it runs the current one. A hint; on the thread that will run it next,
+ * while no other thread may (sandbox.h's rules for sandbox_prefetch). */
+void rt_session_prefetch(rt_session_t *s);
 /* Calls started and not yet delivered. */
 size_t rt_session_in_flight(const rt_session_t *s);
 /* The receipts of the calls delivered so far, oldest first (owned by the session). */

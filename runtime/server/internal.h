@@ -120,6 +120,11 @@ typedef struct rt_job rt_job;
 struct rt_job {
     rt_job *next;
     void (*fn)(rt_job *job); /* runs on a worker */
+    /* Optional: starts loading what fn touches first. A worker that takes a job while others wait
+     * may take the next one too, if enough are left for the other workers, and calls its ahead
+     * before it runs the first: then the job is this worker's (no other thread runs it) and runs
+     * on it next. A hint only. */
+    void (*ahead)(rt_job *job);
 };
 typedef struct rt_pool rt_pool;
 /* Starts n threads. NULL with err set when a thread cannot start. */

@@ -5,7 +5,9 @@
  * one mutex, and N threads taking from it. A turn that pauses at the end of its time slice is
  * queued again at the back, so one busy agent shares a worker with the others instead of
  * holding it for its whole time limit. Workers block SIGINT and SIGTERM (the loop's thread takes
- * them) but not the sandbox watchdog's signal, which must reach the thread running a turn.
+ * them) but not the sandbox watchdog's signal, which must reach the thread running a turn. A
+ * worker may take a session's job ahead, to load its memory while it runs the one before
+ * (take_ahead).
  */
 #include <errno.h>
 #include <sched.h>
@@ -21,9 +23,36 @@ struct rt_pool {
     rt_job *head, *tail;
     unsigned depth;
     bool stopping;
-    unsigned n;
+    unsigned workers; /* as asked (take_ahead) */
+    unsigned n;       /* started */
     pthread_t threads[];
 };
+
+static rt_job *take(rt_pool *p) {
+    rt_job *job = p->head;
+    if (!job) return NULL;
+    p->head = job->next;
+    if (!p->head) p->tail = NULL;
+    p->depth--;
+    job->next = NULL;
+    return job;
+}
+
+/* A worker with many sessions to run finds each one's memory cold (a thousand others ran since).
+ * It takes the next job with it when the job says what to load (rt_job.ahead) and the others
+ * still have as many left as there are other workers, so that no worker waits for it: then the
+ * job is this worker's, its memory loads while the current one runs, and it runs here next (behind
+ * the current job, as it would have in the queue behind the other workers' jobs). */
+static rt_job *take_ahead(rt_pool *p) {
+    if (!p->head || !p->head->ahead || p->depth < p->workers) return NULL;
+    return take(p);
+}
+
+/* The first lines of a job's owner (a session's): the job sits in them. */
+static void prefetch_job(const rt_job *job) {
+    __builtin_prefetch(job, 0, 3);
+    __builtin_prefetch((const char *)job + 64, 0, 3);
+}
 
 static void *worker_main(void *arg) {
     rt_pool *p = arg;
@@ -41,16 +70,19 @@ static void *worker_main(void *arg) {
      * else changes. */
     struct sched_param sp = {0};
     pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    rt_job *next = NULL; /* taken ahead: this worker's, run after the current one */
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
-        rt_job *job = p->head;
+        while (!next && !p->head && !p->stopping) pthread_cond_wait(&p->cv, &p->mu);
+        rt_job *job = next ? next : take(p);
         if (!job) break; /* stopping and nothing left */
-        p->head = job->next;
-        if (!p->head) p->tail = NULL;
-        p->depth--;
-        job->next = NULL;
+        next = take_ahead(p);
+        const rt_job *after = next ? p->head : NULL; /* still queued: only its address is used */
         pthread_mutex_unlock(&p->mu);
+        if (next) {
+            if (after) prefetch_job(after);
+            next->ahead(next);
+        }
         job->fn(job);
         pthread_mutex_lock(&p->mu);
     }
@@ -68,6 +100,7 @@ rt_pool *rt_pool_start(unsigned n, acc_err *err) {
     }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    p->workers = n;
     for (unsigned i = 0; i < n; i++) {
         int rc = pthread_create(&p->threads[i], NULL, worker_main, p);
         if (rc) {

@@ -608,6 +608,17 @@ static void job_run(rt_job *job) {
     advance(s);
 }
 
+/* A worker took this session's job ahead (pool.c): the session is its own until the job has run.
+ * What the job touches first starts loading: the session's worker lines and its mailbox, and, for
+ * a turn, the metering session and the sandbox (rt_session_prefetch). */
+static void job_ahead(rt_job *job) {
+    rt_sess *s = (rt_sess *)((char *)job - offsetof(rt_sess, job));
+    for (const char *c = (const char *)job; c < (const char *)(&s->spent + 1); c += 64) __builtin_prefetch(c, 1, 3);
+    __builtin_prefetch(&s->mu, 1, 3);
+    __builtin_prefetch(&s->answers, 1, 3);
+    if ((s->job_kind == JOB_RUN || s->job_kind == JOB_MESSAGE) && s->ms) rt_session_prefetch(s->ms);
+}
+
 static void submit(rt_sess *s, enum rt_job_kind kind) {
     s->job_kind = kind;
     s->phase = PH_RUNNING;
@@ -892,6 +903,7 @@ rt_sess *rt_sess_new(rt_ws *c, const char *agent_ref, uint64_t budget, const cha
     snprintf(s->agent_ref, sizeof s->agent_ref, "%s", agent_ref);
     s->budget = budget;
     s->job.fn = job_run;
+    s->job.ahead = job_ahead;
     s->ev.fn = session_event;
     s->owner = (rt_call_owner){.ud = s, .on_start = on_up_start, .on_chunk = on_up_chunk, .on_done = on_up_done};
     pthread_mutex_init(&s->mu, NULL);
