@@ -468,6 +468,25 @@ static bool take_mail(rt_sess *s) {
     return true;
 }
 
+/* A worker took this session's job ahead (pool.c): the session is its own until the job has run.
+ * What the job touches first starts loading: the session's worker lines and its mailbox, and the
+ * metering session and the sandbox (rt_session_prefetch: the lines its resume reads). */
+static void job_ahead(rt_job *job) {
+    rt_sess *s = (rt_sess *)((char *)job - offsetof(rt_sess, job));
+    for (const char *c = (const char *)job; c < (const char *)(&s->spent + 1); c += 64) __builtin_prefetch(c, 1, 3);
+    __builtin_prefetch(&s->mu, 1, 3);
+    __builtin_prefetch(&s->answers, 1, 3);
+    if (s->ms) rt_session_prefetch(s->ms);
+}
+
+/* Queues the session's job. Only a turn's job may be taken ahead (job_ahead): it delivers answers
+ * or resumes a paused turn, what sandbox_prefetch loads lines for; a new message's start reads
+ * other lines, and its worker gained nothing from them (BENCHMARKS.md). */
+static void enqueue(rt_sess *s) {
+    s->job.ahead = s->job_kind == JOB_RUN ? job_ahead : NULL;
+    rt_pool_submit(s->srv->pool, &s->job);
+}
+
 /* Runs the session's turn as far as it goes on this worker. */
 static void advance(rt_sess *s) {
     for (;;) {
@@ -481,7 +500,7 @@ static void advance(rt_sess *s) {
                 pthread_mutex_unlock(&s->mu);
                 s->slice_told = true;
                 s->job_kind = JOB_RUN;
-                rt_pool_submit(s->srv->pool, &s->job); /* to the back of the queue */
+                enqueue(s); /* to the back of the queue */
                 return;
             }
             if (st != SANDBOX_WAITING) {
@@ -608,21 +627,10 @@ static void job_run(rt_job *job) {
     advance(s);
 }
 
-/* A worker took this session's job ahead (pool.c): the session is its own until the job has run.
- * What the job touches first starts loading: the session's worker lines and its mailbox, and, for
- * a turn, the metering session and the sandbox (rt_session_prefetch). */
-static void job_ahead(rt_job *job) {
-    rt_sess *s = (rt_sess *)((char *)job - offsetof(rt_sess, job));
-    for (const char *c = (const char *)job; c < (const char *)(&s->spent + 1); c += 64) __builtin_prefetch(c, 1, 3);
-    __builtin_prefetch(&s->mu, 1, 3);
-    __builtin_prefetch(&s->answers, 1, 3);
-    if ((s->job_kind == JOB_RUN || s->job_kind == JOB_MESSAGE) && s->ms) rt_session_prefetch(s->ms);
-}
-
 static void submit(rt_sess *s, enum rt_job_kind kind) {
     s->job_kind = kind;
     s->phase = PH_RUNNING;
-    rt_pool_submit(s->srv->pool, &s->job);
+    enqueue(s);
 }
 
 /* ---- runs, on the loop -------------------------------------------------------------------------- */
@@ -903,7 +911,6 @@ rt_sess *rt_sess_new(rt_ws *c, const char *agent_ref, uint64_t budget, const cha
     snprintf(s->agent_ref, sizeof s->agent_ref, "%s", agent_ref);
     s->budget = budget;
     s->job.fn = job_run;
-    s->job.ahead = job_ahead;
     s->ev.fn = session_event;
     s->owner = (rt_call_owner){.ud = s, .on_start = on_up_start, .on_chunk = on_up_chunk, .on_done = on_up_done};
     pthread_mutex_init(&s->mu, NULL);
@@ -958,7 +965,7 @@ static void free_if_quiet(rt_sess *s) {
     if (s->sb || s->ms) {
         s->phase = PH_CLOSING;
         s->job_kind = JOB_CLOSE;
-        rt_pool_submit(srv->pool, &s->job);
+        enqueue(s);
         return;
     }
     /* The mailbox must be quiet: no event of ours queued, and the worker's last unlock done. */
