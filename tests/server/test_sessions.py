@@ -497,6 +497,36 @@ def test_many_concurrent_sessions():
         check(f"accrue_sessions_opened_total {n}" in m, "metrics count the sessions")
 
 
+# A metered call a message (the demo's n-gram model): each turn waits for its answer.
+METERED = '''return { on_message = function(session, text)
+    return models.call("demo/orchard-ngram", {prompt = text, max_tokens = 4}).text
+end }'''
+
+
+def test_many_sessions_waiting_on_metered_calls():
+    """Many turns waiting for their answers at once: a worker takes the next ready turn ahead of the
+    one it runs (pool.c) and loads its sandbox; with one worker and with two."""
+    n, rounds = 60, 3
+
+    async def one(srv, i):
+        async with srv.connect() as ws:
+            eq((await start_session(ws, "metered"))["type"], "session.ready", "ready")
+            for r in range(rounds):
+                frames = await ask(ws, f"plums {i} {r}", f"m{r}")
+                eq(frames[-1]["status"], "completed", f"session {i} round {r}: {frames}")
+                check(any(f["type"] == "message" and f["content"] for f in frames), f"an answer: {frames}")
+
+    async def t(srv):
+        await asyncio.gather(*(one(srv, i) for i in range(n)))
+
+    for workers in ("1", "2"):
+        with server("--workers", workers, "--sessions-per-key", "1000", "--messages-per-second", "0") as srv:
+            srv.deploy("metered", METERED, models=["demo/orchard-ngram"])
+            asyncio.run(t(srv))
+            m = srv.get("/metrics").text
+            check(f"accrue_sessions_opened_total {n}" in m, "metrics count the sessions")
+
+
 def test_slow_agent_does_not_stall_others():
     async def t(srv):
         async with srv.connect() as slow, srv.connect() as fast:
@@ -585,6 +615,7 @@ if __name__ == "__main__":
         test_message_rate_limit,
         test_sessions_per_key_limit,
         test_many_concurrent_sessions,
+        test_many_sessions_waiting_on_metered_calls,
         test_slow_agent_does_not_stall_others,
         test_sigterm_cancels_running_turns_and_exits_0,
         test_chat_command,
