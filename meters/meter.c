@@ -371,15 +371,23 @@ static void free_call(meter_call_t *c) {
     free(c);
 }
 
+/* The writer: the receipt of a posting's commit (event: the call's, or NULL). */
+static meter_receipt_t receipt_of(const ledger_result_t *res, const meter_event_t *event) {
+    meter_receipt_t r = {.status = res->status, .seq = res->seq, .duplicate = res->duplicate, .event = event};
+    if (res->status) r.err = res->err; /* the error's text is read only when there is one */
+    return r;
+}
+
+/* The writer: a posted charge's commit counted, charged or failed. */
+static void count_commit(meter_t *m, const ledger_result_t *res, ledger_amount_t cost) {
+    if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&m->charged, cost);
+    else atomic_fetch_add(&m->failed, 1);
+}
+
 static void on_posted(void *ud, const ledger_result_t *res) {
     meter_call_t *c = ud;
-    meter_t *m = c->m;
-    meter_receipt_t r = {.status = res->status, .seq = res->seq, .duplicate = res->duplicate, .event = &c->ev};
-    if (res->status) r.err = res->err; /* the error's text is read only when there is one */
-    if (c->ev.state == LEDGER_POSTED) {
-        if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&m->charged, c->ev.cost);
-        else atomic_fetch_add(&m->failed, 1);
-    }
+    meter_receipt_t r = receipt_of(res, &c->ev);
+    if (c->ev.state == LEDGER_POSTED) count_commit(c->m, res, c->ev.cost);
     if (c->done) c->done(c->ud, &r);
     free_call(c);
 }
@@ -395,10 +403,8 @@ typedef struct posted {
 
 static void on_posted_lean(void *ud, const ledger_result_t *res) {
     posted_t *t = ud;
-    meter_receipt_t r = {.status = res->status, .seq = res->seq, .duplicate = res->duplicate};
-    if (res->status) r.err = res->err;
-    if (res->status == ACC_OK && !res->duplicate) atomic_fetch_add(&t->m->charged, t->cost);
-    else atomic_fetch_add(&t->m->failed, 1);
+    meter_receipt_t r = receipt_of(res, NULL);
+    count_commit(t->m, res, t->cost); /* only posted charges are given a ready callback */
     t->done(t->ud, &r);
     free(t);
 }
