@@ -156,7 +156,7 @@ const modules = [_]Module{
     .{
         .name = "base",
         .sources = &base_sources,
-        .public = &.{ "runtime/base/status.h", "runtime/base/invariant.h", "runtime/base/buf.h", "runtime/base/file.h", "runtime/base/sort.h" },
+        .public = &.{ "runtime/base/status.h", "runtime/base/invariant.h", "runtime/base/buf.h", "runtime/base/file.h", "runtime/base/sort.h", "runtime/base/prefetch.h" },
     },
     .{
         .name = "eth",

@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "runtime/base/invariant.h"
+#include "runtime/base/prefetch.h"
 
 #define GRAN SBX_REGION_ALIGN
 #define SL_LOG2 4
@@ -99,8 +100,7 @@ struct sbx_region {
 
 void sbx_region_prefetch(const sbx_region_t *r) {
     /* up to the lists of the sizes below 64 granules (512 bytes), which Lua's small objects use */
-    const char *end = (const char *)&r->main.heads[3][0];
-    for (const char *p = (const char *)r; p < end; p += 64) __builtin_prefetch(p, 1, 3);
+    acc_prefetch_lines(r, (size_t)((const char *)&r->main.heads[3][0] - (const char *)r));
 }
 
 /* ---- addresses, sizes and boundary bits -------------------------------------------------- */

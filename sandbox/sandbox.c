@@ -22,6 +22,7 @@
 #include <lualib.h>
 
 #include "runtime/base/invariant.h"
+#include "runtime/base/prefetch.h"
 #include "sandbox/internal.h"
 #include "sandbox/json.h"
 
@@ -925,13 +926,7 @@ void sandbox_stats(sandbox_t *sb, sandbox_stats_t *out) {
 
 /* ---- prefetching --------------------------------------------------------------------------- */
 
-/* Every cache line of [p, p + len), len >= 1, whatever p's alignment. */
-static inline void prefetch_lines(const void *p, size_t len) {
-    uintptr_t line = (uintptr_t)p & ~(uintptr_t)63, last = ((uintptr_t)p + len - 1) & ~(uintptr_t)63;
-    for (; line <= last; line += 64) __builtin_prefetch((const void *)line, 1, 3);
-}
-
-void sandbox_prefetch_handle(const sandbox_t *sb) { prefetch_lines(sb, offsetof(sandbox_t, errmsg)); }
+void sandbox_prefetch_handle(const sandbox_t *sb) { acc_prefetch_lines(sb, offsetof(sandbox_t, errmsg)); }
 
 /* A coroutine's lua_State (with LUA_EXTRASPACE bytes before it, where the sandbox's pointer is):
  * its status, its stack's and its call's pointers, its hook. The main thread's, and the global
@@ -946,5 +941,5 @@ void sandbox_prefetch(sandbox_t *sb) {
     const sbx_warm_t *w = &sb->warm;
     for (int i = 0; i < w->n; i++) __builtin_prefetch((const char *)sb->warm_base + (size_t)w->line[i] * 64, 1, 3);
     sbx_heap_prefetch(&sb->heap);
-    if (sb->turn_thread) prefetch_lines((const char *)sb->turn_thread - LUA_EXTRASPACE, THREAD_STATE_BYTES);
+    if (sb->turn_thread) acc_prefetch_lines((const char *)sb->turn_thread - LUA_EXTRASPACE, THREAD_STATE_BYTES);
 }

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "runtime/agents.h"
+#include "runtime/base/prefetch.h"
 #include "runtime/server/session.h"
 #include "runtime/test_provider.h"
 
@@ -473,7 +474,7 @@ static bool take_mail(rt_sess *s) {
  * metering session and the sandbox (rt_session_prefetch: the lines its resume reads). */
 static void job_ahead(rt_job *job) {
     rt_sess *s = (rt_sess *)((char *)job - offsetof(rt_sess, job));
-    for (const char *c = (const char *)job; c < (const char *)(&s->spent + 1); c += 64) __builtin_prefetch(c, 1, 3);
+    acc_prefetch_lines(job, (size_t)((const char *)(&s->spent + 1) - (const char *)job));
     __builtin_prefetch(&s->mu, 1, 3);
     __builtin_prefetch(&s->answers, 1, 3);
     if (s->ms) rt_session_prefetch(s->ms);
