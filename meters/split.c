@@ -33,32 +33,25 @@ int meter_split(ledger_amount_t total, const uint64_t *weights, size_t n, ledger
         for (size_t i = 0; i < n; i++) parts[i] = 0;
         return total == 0 ? ACC_OK : ACC_EINVAL;
     }
-    /* The floor of each exact share; what the floors leave is less than one unit per part. Small
-     * splits, the usual case, keep their remainders (exact, as 128-bit numerators over the same
-     * sum) on the stack as they go; larger ones find them again once their count is known. */
-    rem_t stack[32], *r = n <= 32 ? stack : NULL;
+    /* The floor of each exact share; what the floors leave is less than one unit per part. The
+     * remainders (exact, as 128-bit numerators over the same sum) are kept as they go: on the stack
+     * for small splits, the usual case. */
+    rem_t stack[32], *r = n <= 32 ? stack : malloc(n * sizeof *r);
+    if (!r) return ACC_ENOMEM;
     ledger_amount_t given = 0;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         u128 p = (u128)total * weights[i], q = p / sum, rem = p - q * sum;
         parts[i] = (ledger_amount_t)q;
         given += parts[i];
-        if (rem && r) r[m] = (rem_t){rem, (uint32_t)i};
-        m += rem != 0;
+        if (rem) r[m++] = (rem_t){rem, (uint32_t)i};
     }
     ledger_amount_t left = total - given;
-    if (left == 0) return ACC_OK;
-    if (!r) {
-        if (!(r = malloc(m * sizeof *r))) return ACC_ENOMEM;
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++) {
-            u128 rem = ((u128)total * weights[i]) % sum;
-            if (rem) r[k++] = (rem_t){rem, (uint32_t)i};
-        }
-    }
     /* One more unit each for the `left` parts with the largest remainders. */
-    acc_sort(r, m, sizeof *r, by_remainder); /* a handful: by insertion (qsort was half the split's time) */
-    for (size_t j = 0; j < left; j++) parts[r[j].i]++; /* left <= m: the remainders add up to left */
+    if (left > 0) {
+        acc_sort(r, m, sizeof *r, by_remainder); /* a handful: by insertion (qsort was half the split's time) */
+        for (size_t j = 0; j < left; j++) parts[r[j].i]++; /* left <= m: the remainders add up to left */
+    }
     if (r != stack) free(r);
     return ACC_OK;
 }
